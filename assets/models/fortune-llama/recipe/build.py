@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""Rebuild ualign's embedded default model, fortune-llama, from scratch.
+
+One command, from the repository root:
+
+    python3 assets/models/fortune-llama/recipe/build.py --fortunes DIR
+
+where DIR holds the unpacked category files of Debian's `fortunes` package
+(`apt-get download fortunes && dpkg -x fortunes_*.deb root`, DIR = root/usr/share/games/fortunes).
+
+Steps: curate the corpus -> train a byte-level BPE tokenizer -> train a small Llama
+(RoPE, RMSNorm, SwiGLU, grouped-query attention) -> export to ONNX in Optimum's
+text-generation-with-past layout -> write golden fixtures -> write figures for the card.
+Everything is seeded; on the same library versions and thread count it is repeatable.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+MODEL_DIR = HERE.parent
+
+# Categories kept, chosen to be fit to show volunteers: everyday topics in plain English.
+# Left out: ethnic, men-women, politics and drugs (stereotypes or divisive content
+# unfit to show study volunteers); debian, linux, linuxcookie, perl, knghtbrd, startrek,
+# zippy, news, disclaimer, definitions (in-jokes, jargon, quotes of chat logs, nonsense
+# by design); songs-poems, law, humorists, ascii-art, translate-me, goedel, paradoxum,
+# magic, pratchett, tao (long-form, layout-dependent or too few entries).
+TOPICS = {
+    # topic shown to the model / participant : source category file
+    "art": "art",
+    "computers": "computers",
+    "education": "education",
+    "food": "food",
+    "fortune": "cookie",
+    "kids": "kids",
+    "love": "love",
+    "medicine": "medicine",
+    "people": "people",
+    "pets": "pets",
+    "platitudes": "platitudes",
+    "science": "science",
+    "sports": "sports",
+    "wisdom": "wisdom",
+    "work": "work",
+}
+MAX_CHARS = 280  # a fortune that fits a study panel
+SPECIALS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|topic|>", "<|fortune|>"]
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+    "<|topic|>{{ message['content'] | trim | lower }}<|fortune|>{% endif %}{% endfor %}"
+)
+SEED = 20261126
+
+
+def read_fortunes(path: Path):
+    raw = path.read_text(encoding="utf-8", errors="replace")
+    for chunk in raw.split("\n%\n"):
+        lines = []
+        for line in chunk.strip("\n%").split("\n"):
+            # Attributions ("-- Name") are dropped: the model must not invent quotes of real people.
+            if re.match(r"^\s*--\s*\S", line) or re.match(r"^\s+-\s", line):
+                break
+            lines.append(line)
+        text = " ".join(" ".join(lines).split())
+        if 12 <= len(text) <= MAX_CHARS and "http" not in text and "@" not in text:
+            yield text
+
+
+def build_corpus(fortune_dir: Path):
+    rng = random.Random(SEED)
+    train, valid = [], []
+    counts = {}
+    for topic, cat in sorted(TOPICS.items()):
+        items = sorted(set(read_fortunes(fortune_dir / cat)))
+        rng.shuffle(items)
+        n_valid = max(3, len(items) // 20)  # 5% of each topic's fortunes, split by fortune
+        valid += [(topic, t) for t in items[:n_valid]]
+        train += [(topic, t) for t in items[n_valid:]]
+        counts[topic] = {"category": cat, "train": len(items) - n_valid, "valid": n_valid}
+    rng.shuffle(train)
+    return train, valid, counts
+
+
+def prompt_text(topic: str) -> str:
+    return f"<|bos|><|topic|>{topic}<|fortune|>"
+
+
+def train_tokenizer(train, vocab_size):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+        show_progress=False,
+    )
+    tok.train_from_iterator([t for _, t in train] + list(TOPICS), trainer=trainer)
+    return tok
+
+
+def encode_examples(tok, rows):
+    eos = tok.token_to_id("<|eos|>")
+    out = []
+    for topic, text in rows:
+        p = tok.encode(prompt_text(topic)).ids
+        c = tok.encode(text).ids + [eos]
+        out.append((p, c))
+    return out
+
+
+def make_batches(examples, batch_size, rng, pad_id):
+    """Length-bucketed batches: shuffle, sort within chunks of 50 batches by length (little
+    padding), then shuffle the batches."""
+    idx = list(range(len(examples)))
+    rng.shuffle(idx)
+    chunk = batch_size * 50
+    batches = []
+    for c in range(0, len(idx), chunk):
+        part = sorted(idx[c : c + chunk], key=lambda i: len(examples[i][0]) + len(examples[i][1]))
+        batches += [part[s : s + batch_size] for s in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    for b in batches:
+        rows = [examples[i] for i in b]
+        L = max(len(p) + len(c) for p, c in rows)
+        ids = torch.full((len(rows), L), pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), L), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), L), dtype=torch.long)
+        for r, (p, c) in enumerate(rows):
+            seq = p + c
+            ids[r, : len(seq)] = torch.tensor(seq)
+            mask[r, : len(seq)] = 1
+            # Loss only on the fortune and its eos, not on the prompt.
+            labels[r, len(p) : len(seq)] = torch.tensor(c)
+        yield ids, mask, labels
+
+
+@torch.no_grad()
+def evaluate(model, examples, pad_id):
+    model.eval()
+    tot, n = 0.0, 0
+    for ids, mask, labels in make_batches(examples, 64, random.Random(0), pad_id):
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        k = int((labels[:, 1:] != -100).sum())
+        tot += float(out.loss) * k
+        n += k
+    model.train()
+    return tot / n
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fortunes", required=True, type=Path, help="folder of the fortunes category files")
+    ap.add_argument("--out", type=Path, default=MODEL_DIR)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/fortune-llama-work"))
+    ap.add_argument("--minutes", type=float, default=40.0, help="training time budget")
+    ap.add_argument("--max-epochs", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    args = ap.parse_args()
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(args.threads)
+    random.seed(SEED)
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    train, valid, counts = build_corpus(args.fortunes)
+    print(f"corpus: {len(train)} train, {len(valid)} valid fortunes", flush=True)
+
+    tok = train_tokenizer(train, vocab_size=4096)
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    pad_id, bos_id, eos_id = (tok.token_to_id(t) for t in SPECIALS[:3])
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>", pad_token="<|pad|>",
+        additional_special_tokens=SPECIALS[3:], model_max_length=256,
+    )
+    hf_tok.chat_template = CHAT_TEMPLATE
+
+    config = LlamaConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=256, intermediate_size=704,
+        num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
+        max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=10000.0,
+        tie_word_embeddings=True, bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id,
+        attention_dropout=0.1,
+    )
+    model = LlamaForCausalLM(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"parameters: {n_params}", flush=True)
+
+    tr = encode_examples(tok, train)
+    va = encode_examples(tok, valid)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.1, betas=(0.9, 0.95))
+    batch = 32
+    steps_per_epoch = math.ceil(len(tr) / batch)
+    total_steps = steps_per_epoch * args.max_epochs
+    warmup = 200
+
+    def lr_at(step):
+        if step < warmup:
+            return step / warmup
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    rng = random.Random(SEED)
+    start = time.time()
+    best, best_epoch, history = float("inf"), 0, []
+    step = 0
+    for epoch in range(args.max_epochs):
+        for ids, mask, labels in make_batches(tr, batch, rng, pad_id):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+        vl = evaluate(model, va, pad_id)
+        elapsed = time.time() - start
+        history.append({"epoch": epoch + 1, "valid_loss": vl, "minutes": elapsed / 60})
+        print(f"epoch {epoch+1} step {step} train {float(loss.detach()):.3f} valid {vl:.3f} ppl {math.exp(vl):.1f} {elapsed/60:.1f} min", flush=True)
+        if vl < best:
+            best, best_epoch = vl, epoch + 1
+            model.save_pretrained(args.work / "hf")
+        elif epoch + 1 - best_epoch >= 4:
+            print("validation loss stopped improving; stopping", flush=True)
+            break
+        if elapsed > args.minutes * 60:
+            print("time budget reached; stopping", flush=True)
+            break
+    train_minutes = (time.time() - start) / 60
+
+    model = LlamaForCausalLM.from_pretrained(args.work / "hf")
+    model.eval()
+    gen = GenerationConfig(
+        bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id,
+        do_sample=True, temperature=1.0, top_k=0, top_p=0.95, max_new_tokens=64,
+    )
+    model.generation_config = gen
+    model.save_pretrained(args.work / "hf")
+    hf_tok.save_pretrained(args.work / "hf")
+
+    # Export with Optimum's exporter: text-generation-with-past layout.
+    onnx_dir = args.work / "onnx"
+    shutil.rmtree(onnx_dir, ignore_errors=True)
+    subprocess.run(
+        [sys.executable, "-m", "optimum.exporters.onnx", "--model", str(args.work / "hf"),
+         "--task", "text-generation-with-past", "--opset", "17", str(onnx_dir)],
+        check=True,
+    )
+    for name in ["model.onnx", "config.json", "generation_config.json", "tokenizer.json",
+                 "tokenizer_config.json", "special_tokens_map.json"]:
+        src = onnx_dir / name
+        if src.exists():
+            shutil.copy(src, args.out / name)
+    # Optimum may write weights beside the graph; a small model must be one file.
+    if (onnx_dir / "model.onnx_data").exists():
+        import onnx
+        m = onnx.load(str(onnx_dir / "model.onnx"), load_external_data=True)
+        onnx.save(m, str(args.out / "model.onnx"), save_as_external_data=False)
+
+    stats = {
+        "parameters": n_params, "train_fortunes": len(train), "valid_fortunes": len(valid),
+        "train_tokens": sum(len(c) for _, c in tr), "topics": counts,
+        "best_epoch": best_epoch, "valid_loss": best, "valid_perplexity": math.exp(best),
+        "train_minutes": train_minutes, "threads": args.threads, "history": history,
+        "torch": torch.__version__, "seed": SEED,
+    }
+    (HERE / "training_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    subprocess.run([sys.executable, str(HERE / "golden.py"), "--model", str(args.out),
+                    "--hf", str(args.work / "hf")], check=True)
+    subprocess.run([sys.executable, str(HERE / "check.py"), "--model", str(args.out)], check=True)
+
+
+if __name__ == "__main__":
+    main()

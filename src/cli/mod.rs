@@ -1,0 +1,71 @@
+//! Command-line interface: one file per subcommand, each a clap `Cmd` with a thin `run`.
+
+mod export;
+mod import;
+mod init;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::study::{self, Study};
+
+#[derive(Parser)]
+#[command(
+    name = "ualign",
+    version,
+    about = "Human user studies of test-time-scaling alignment, in the terminal"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a study file and report every problem with its location
+    Validate(validate::Cmd),
+    /// Create (or open) the study's database and record the study
+    Init(init::Cmd),
+    /// Fill an imported policy's pools from a JSONL file of candidates
+    Import(import::Cmd),
+    /// Write candidates, trials with answers, and participants as CSV or JSONL
+    Export(export::Cmd),
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Validate(c) => c.run(),
+            Command::Init(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Import(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Export(c) => c.run().map(|()| ExitCode::SUCCESS),
+        }
+    }
+}
+
+/// Loads a study, printing its warnings; errors come back as one message listing them all.
+pub(crate) fn load_study(path: &Path) -> anyhow::Result<Study> {
+    let (study, warnings) = study::load(path)?;
+    for w in warnings {
+        eprintln!("{w}");
+    }
+    Ok(study)
+}
+
+/// The database path: `--db` when given, else the study's default `db/<name>.sqlite`.
+pub(crate) fn db_path(study: &Study, db: Option<&PathBuf>) -> PathBuf {
+    db.cloned().unwrap_or_else(|| study.default_db_path())
+}
+
+pub(crate) fn open_store(
+    study: &Study,
+    db: Option<&PathBuf>,
+) -> anyhow::Result<(crate::store::Store, crate::store::Opened)> {
+    let path = db_path(study, db);
+    crate::store::Store::open_for_study(&path, study)
+        .with_context(|| format!("opening the database for study `{}`", study.name))
+}

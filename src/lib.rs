@@ -1,0 +1,11 @@
+//! ualign: human user studies of test-time-scaling alignment, in the terminal.
+//!
+//! Data flows one way: study file ([`study`]) → store ([`store`]) → engine fills pools →
+//! scheduler draws trials ([`schedule`]) → TUI records answers → analysis reads the store.
+//! The library modules never depend on the terminal UI.
+
+pub mod cli;
+pub mod exchange;
+pub mod schedule;
+pub mod store;
+pub mod study;

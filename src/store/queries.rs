@@ -1,0 +1,449 @@
+//! Reads and writes of the study data: candidate pools, participants, their trial lists
+//! and answers. Each public write is one transaction.
+
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::{Result, Store, StoreError, now};
+use crate::schedule::{PlannedTrial, Slot, TrialKind};
+use crate::study::RankMode;
+
+/// A candidate to be stored (from the engine or an import).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NewCandidate {
+    pub policy: String,
+    pub prompt_id: String,
+    pub sample_index: u32,
+    pub text: String,
+    pub token_count: Option<u32>,
+    pub finish_reason: Option<String>,
+    pub logprob: Option<f64>,
+    pub seed: Option<u64>,
+    pub settings: Option<String>,
+    pub model_hash: Option<String>,
+    pub provider: Option<String>,
+    pub prefill_ms: Option<f64>,
+    pub decode_ms: Option<f64>,
+    pub meta: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    pub id: i64,
+    pub policy: String,
+    pub prompt_id: String,
+    pub sample_index: u32,
+    pub text: String,
+}
+
+/// A trial as stored, with its answer if it has one.
+#[derive(Debug, Clone)]
+pub struct StoredTrial {
+    pub id: i64,
+    pub position: usize,
+    pub plan: PlannedTrial,
+    pub candidate_ids: Option<Vec<i64>>,
+    pub answered: bool,
+}
+
+/// A participant's answer to one trial, in displayed slot numbers (0-based).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    Pick(usize),
+    Order(Vec<usize>),
+    NoPreference,
+    Skip,
+}
+
+impl Store {
+    /// Adds candidates in one transaction: all land, or none does.
+    pub fn insert_candidates(&mut self, rows: &[NewCandidate]) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut ins = tx.prepare(
+                "INSERT INTO candidates (policy, prompt_id, sample_index, text, token_count, finish_reason, logprob, seed,
+                 settings, model_hash, provider, prefill_ms, decode_ms, meta, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )?;
+            let created = now();
+            for c in rows {
+                ins.execute(params![
+                    c.policy,
+                    c.prompt_id,
+                    c.sample_index,
+                    c.text,
+                    c.token_count,
+                    c.finish_reason,
+                    c.logprob,
+                    c.seed.map(|s| s as i64),
+                    c.settings,
+                    c.model_hash,
+                    c.provider,
+                    c.prefill_ms,
+                    c.decode_ms,
+                    c.meta,
+                    created
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(rows.len())
+    }
+
+    /// Number of stored candidates of a policy for a prompt.
+    pub fn pool_count(&self, policy: &str, prompt_id: &str) -> Result<u32> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM candidates WHERE policy = ?1 AND prompt_id = ?2",
+            params![policy, prompt_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Sample indices already stored for a policy and prompt.
+    pub fn stored_samples(&self, policy: &str, prompt_id: &str) -> Result<Vec<u32>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT sample_index FROM candidates WHERE policy = ?1 AND prompt_id = ?2 ORDER BY sample_index",
+        )?;
+        let rows = st.query_map(params![policy, prompt_id], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn candidate(
+        &self,
+        policy: &str,
+        prompt_id: &str,
+        sample: u32,
+    ) -> Result<Option<Candidate>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, policy, prompt_id, sample_index, text FROM candidates WHERE policy = ?1 AND prompt_id = ?2 AND sample_index = ?3",
+                params![policy, prompt_id, sample],
+                candidate_row,
+            )
+            .optional()?)
+    }
+
+    pub fn candidate_by_id(&self, id: i64) -> Result<Option<Candidate>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, policy, prompt_id, sample_index, text FROM candidates WHERE id = ?1",
+                [id],
+                candidate_row,
+            )
+            .optional()?)
+    }
+
+    /// The broken text of an attention check for a candidate, made once and stored.
+    pub fn attention_text(
+        &mut self,
+        candidate_id: i64,
+        make: impl FnOnce() -> String,
+    ) -> Result<String> {
+        if let Some(t) = self
+            .conn
+            .query_row(
+                "SELECT text FROM attention_texts WHERE candidate_id = ?1",
+                [candidate_id],
+                |r| r.get(0),
+            )
+            .optional()?
+        {
+            return Ok(t);
+        }
+        let text = make();
+        self.conn.execute(
+            "INSERT INTO attention_texts (candidate_id, text) VALUES (?1, ?2)",
+            params![candidate_id, text],
+        )?;
+        Ok(text)
+    }
+
+    /// Creates the participant if new. Returns true when created.
+    pub fn ensure_participant(&mut self, id: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO participants (id, created_at) VALUES (?1, ?2)",
+            params![id, now()],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn participant_exists(&self, id: &str) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM participants WHERE id = ?1",
+            [id],
+            |r| r.get::<_, i64>(0),
+        )? > 0)
+    }
+
+    pub fn record_consent(&mut self, id: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE participants SET consent_at = COALESCE(consent_at, ?2) WHERE id = ?1",
+            params![id, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn consent_at(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT consent_at FROM participants WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    pub fn mark_completed(&mut self, id: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE participants SET completed_at = COALESCE(completed_at, ?2) WHERE id = ?1",
+            params![id, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a participant's trial list, unless one is stored already (then it is kept:
+    /// the stored list, not a recomputed one, is what resuming follows).
+    pub fn enrol(&mut self, participant: &str, plan: &[PlannedTrial]) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        let existing: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM trials WHERE participant_id = ?1",
+            [participant],
+            |r| r.get(0),
+        )?;
+        if existing > 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO participants (id, created_at) VALUES (?1, ?2)",
+            params![participant, now()],
+        )?;
+        let mut ids: Vec<i64> = Vec::with_capacity(plan.len());
+        {
+            let mut ins = tx.prepare(
+                "INSERT INTO trials (participant_id, position, block, kind, mode, prompt_id, k, policy_a, policy_b, slots, repeat_of)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for (pos, t) in plan.iter().enumerate() {
+                let repeat_of = t.repeat_of.and_then(|p| ids.get(p).copied());
+                ins.execute(params![
+                    participant,
+                    pos,
+                    t.block,
+                    t.kind.as_str(),
+                    t.mode.as_str(),
+                    t.prompt_id,
+                    t.k,
+                    t.policy_a,
+                    t.policy_b,
+                    serde_json::to_string(&t.slots)
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                    repeat_of
+                ])?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// The participant's stored trials in order, each with whether it is answered.
+    pub fn trials(&self, participant: &str) -> Result<Vec<StoredTrial>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT t.id, t.position, t.block, t.kind, t.mode, t.prompt_id, t.k, t.policy_a, t.policy_b, t.slots,
+                    (SELECT r.position FROM trials r WHERE r.id = t.repeat_of), t.candidate_ids, a.trial_id IS NOT NULL
+             FROM trials t LEFT JOIN answers a ON a.trial_id = t.id
+             WHERE t.participant_id = ?1 ORDER BY t.position",
+        )?;
+        let rows = st.query_map([participant], |r| {
+            let kind: String = r.get(3)?;
+            let mode: String = r.get(4)?;
+            let slots: String = r.get(9)?;
+            let cids: Option<String> = r.get(11)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                kind,
+                mode,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<u32>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
+                slots,
+                r.get::<_, Option<i64>>(10)?,
+                cids,
+                r.get::<_, bool>(12)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                id,
+                pos,
+                block,
+                kind,
+                mode,
+                prompt_id,
+                k,
+                policy_a,
+                policy_b,
+                slots,
+                repeat_of,
+                cids,
+                answered,
+            ) = row?;
+            let bad =
+                |what: &str| StoreError::Invalid(format!("trial {id} has an unreadable {what}"));
+            let slots: Vec<Slot> = serde_json::from_str(&slots).map_err(|_| bad("slot list"))?;
+            let candidate_ids = match cids {
+                Some(s) => Some(serde_json::from_str(&s).map_err(|_| bad("candidate id list"))?),
+                None => None,
+            };
+            out.push(StoredTrial {
+                id,
+                position: pos as usize,
+                plan: PlannedTrial {
+                    block,
+                    kind: TrialKind::parse(&kind).ok_or_else(|| bad("kind"))?,
+                    mode: if mode == "order" {
+                        RankMode::Order
+                    } else {
+                        RankMode::Pick
+                    },
+                    prompt_id,
+                    k,
+                    policy_a,
+                    policy_b,
+                    slots,
+                    repeat_of: repeat_of.map(|p| p as usize),
+                },
+                candidate_ids,
+                answered,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The first unanswered trial: where a participant resumes.
+    pub fn next_trial(&self, participant: &str) -> Result<Option<StoredTrial>> {
+        Ok(self.trials(participant)?.into_iter().find(|t| !t.answered))
+    }
+
+    pub fn start_session(&mut self, participant: &str, client: &str) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO sessions (participant_id, started_at, client) VALUES (?1, ?2, ?3)",
+            params![participant, now(), client],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn end_session(&mut self, session: i64, reason: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE id = ?1 AND ended_at IS NULL",
+            params![session, now(), reason],
+        )?;
+        Ok(())
+    }
+
+    /// Records which candidates a trial displays (in displayed order) when first shown; a
+    /// trial shown again after a resume keeps its first displayed candidates.
+    pub fn mark_shown(
+        &mut self,
+        trial_id: i64,
+        candidate_ids: &[i64],
+        session: Option<i64>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE trials SET candidate_ids = COALESCE(candidate_ids, ?2), shown_at = COALESCE(shown_at, ?3),
+             session_id = COALESCE(session_id, ?4) WHERE id = ?1",
+            params![trial_id, serde_json::to_string(candidate_ids).unwrap_or_default(), now(), session],
+        )?;
+        Ok(())
+    }
+
+    /// Commits one answer in its own transaction. A trial is answered once: a second
+    /// answer is refused, so a double key press can never overwrite the first.
+    pub fn record_answer(
+        &mut self,
+        trial_id: i64,
+        answer: &Answer,
+        response_ms: u64,
+        session: Option<i64>,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let n_slots: Option<String> = tx
+            .query_row("SELECT slots FROM trials WHERE id = ?1", [trial_id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let Some(slots) = n_slots else {
+            return Err(StoreError::Invalid(format!("no trial has id {trial_id}")));
+        };
+        let n = serde_json::from_str::<Vec<Slot>>(&slots)
+            .map(|s| s.len())
+            .unwrap_or(0);
+        let (choice, ordering, no_pref, skipped) = match answer {
+            Answer::Pick(i) if *i < n => (Some(*i as i64), None, false, false),
+            Answer::Order(o) if is_permutation(o, n) => (
+                o.first().map(|&i| i as i64),
+                Some(serde_json::to_string(o).unwrap_or_default()),
+                false,
+                false,
+            ),
+            Answer::NoPreference => (None, None, true, false),
+            Answer::Skip => (None, None, false, true),
+            other => {
+                return Err(StoreError::Invalid(format!(
+                    "answer {other:?} does not fit trial {trial_id} with {n} slots"
+                )));
+            }
+        };
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO answers (trial_id, choice, ordering, no_preference, skipped, response_ms, answered_at, session_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![trial_id, choice, ordering, no_pref, skipped, response_ms as i64, now(), session],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Invalid(format!(
+                "trial {trial_id} is already answered"
+            )));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Counts used by summaries: (participants, trials, answers).
+    pub fn counts(&self) -> Result<(i64, i64, i64)> {
+        Ok(self.conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM participants), (SELECT COUNT(*) FROM trials), (SELECT COUNT(*) FROM answers)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?)
+    }
+
+    /// The connection, for read-only reports (export, analysis).
+    pub fn conn(&self) -> &rusqlite::Connection {
+        &self.conn
+    }
+}
+
+fn is_permutation(o: &[usize], n: usize) -> bool {
+    let mut seen = vec![false; n];
+    o.len() == n
+        && o.iter()
+            .all(|&i| i < n && !std::mem::replace(&mut seen[i], true))
+}
+
+fn candidate_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
+    Ok(Candidate {
+        id: r.get(0)?,
+        policy: r.get(1)?,
+        prompt_id: r.get(2)?,
+        sample_index: r.get(3)?,
+        text: r.get(4)?,
+    })
+}

@@ -1,0 +1,270 @@
+//! The study file: a TOML document in `studies/` that says what is compared (policies),
+//! on what (prompts), how (blocks of trials) and what participants are told. `load` reads
+//! it into a typed, validated [`Study`], reporting every problem with its location.
+
+mod diag;
+mod parse;
+mod reader;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use parse::parse_study;
+
+/// A validated study. Paths inside it are resolved against the study file's folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Study {
+    /// Where the study file was read from.
+    pub path: PathBuf,
+    /// Text of the study file as read, stored in the database.
+    pub source: String,
+    /// SHA-256 over the study file and every prompt file it names: a database belongs to
+    /// exactly one version of a study.
+    pub hash: String,
+    /// Slug naming the study; its default database is `db/<name>.sqlite`.
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub consent: String,
+    pub instructions: String,
+    pub completion_message: String,
+    pub completion_code: String,
+    /// Randomisation seed: with the participant id it fixes every trial list.
+    pub seed: u64,
+    pub options: StudyOptions,
+    pub prompts: Vec<Prompt>,
+    pub policies: Vec<Policy>,
+    pub blocks: Vec<Block>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyOptions {
+    pub allow_no_preference: bool,
+    pub allow_skip: bool,
+    /// Enter is held until the trial has been on screen this long.
+    pub min_reading_ms: u64,
+    /// A break screen after every N trials.
+    pub break_every: Option<u32>,
+    /// Present the blocks in a per-participant random order instead of as listed.
+    pub shuffle_blocks: bool,
+}
+
+impl Default for StudyOptions {
+    fn default() -> Self {
+        Self {
+            allow_no_preference: true,
+            allow_skip: false,
+            min_reading_ms: 0,
+            break_every: None,
+            shuffle_blocks: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub id: String,
+    pub text: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    /// Candidates per prompt in this policy's pool.
+    pub pool_size: u32,
+    pub source: PolicySource,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicySource {
+    /// An ONNX model folder (Hugging Face layout) sampled with these settings.
+    Model { dir: PathBuf, decoding: Decoding },
+    /// Candidates produced elsewhere and brought in with `ualign import`.
+    Imported,
+}
+
+/// Decoding settings, with the meaning of Hugging Face transformers' logits processors.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Decoding {
+    /// 0 means greedy decoding.
+    pub temperature: f32,
+    /// 0 disables top-k.
+    pub top_k: u32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repetition_penalty: f32,
+    pub max_new_tokens: u32,
+    pub stop: Vec<String>,
+    /// Render the prompt through the tokenizer's chat template.
+    pub chat_template: bool,
+}
+
+impl Default for Decoding {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            max_new_tokens: 64,
+            stop: Vec::new(),
+            chat_template: true,
+        }
+    }
+}
+
+impl Decoding {
+    pub fn is_greedy(&self) -> bool {
+        self.temperature == 0.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    pub name: String,
+    /// Trials of this block each participant answers (attention checks and repeats come on top).
+    pub trials: u32,
+    /// Ids of the prompts this block draws from.
+    pub prompts: Vec<String>,
+    pub design: Design,
+    /// Gold trials per participant whose one candidate is deliberately broken.
+    pub attention_checks: u32,
+    /// Fraction of the block's trials shown again later, to measure consistency.
+    pub repeat_fraction: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Design {
+    /// k candidates from `policy_a` and one from `policy_b` in k+1 shuffled, blinded slots.
+    BestOfK {
+        policy_a: String,
+        policy_b: String,
+        k: Vec<u32>,
+    },
+    /// m candidates drawn from the pools of `policies`; pick a favourite or order them all.
+    Rank {
+        policies: Vec<String>,
+        m: u32,
+        mode: RankMode,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RankMode {
+    Pick,
+    Order,
+}
+
+impl RankMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RankMode::Pick => "pick",
+            RankMode::Order => "order",
+        }
+    }
+}
+
+impl Design {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Design::BestOfK { .. } => "best_of_k",
+            Design::Rank { .. } => "rank",
+        }
+    }
+}
+
+/// Why a study could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum StudyError {
+    #[error(
+        "cannot read study file {path}: {source}\n  check the path; study files usually live in studies/"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", render(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+fn render(diags: &[Diagnostic]) -> String {
+    let n = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let mut s = diags
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    s.push_str(&format!(
+        "\n{n} problem{} found; fix them and run `ualign validate` again",
+        if n == 1 { "" } else { "s" }
+    ));
+    s
+}
+
+/// Reads and validates a study file. Warnings are returned beside the study.
+pub fn load(path: &Path) -> Result<(Study, Vec<Diagnostic>), StudyError> {
+    let source = std::fs::read_to_string(path).map_err(|source| StudyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (study, diags) = parse_study(path, &source);
+    match study {
+        Some(s) if !diags.has_errors() => Ok((s, diags.items)),
+        _ => Err(StudyError::Invalid(diags.items)),
+    }
+}
+
+impl Study {
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.name == name)
+    }
+
+    pub fn prompt(&self, id: &str) -> Option<&Prompt> {
+        self.prompts.iter().find(|p| p.id == id)
+    }
+
+    /// Default database path: `db/<name>.sqlite` beside the `studies/` folder holding the
+    /// study file (or in the current folder's `db/` when the file lives elsewhere).
+    pub fn default_db_path(&self) -> PathBuf {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let root = if dir.file_name().is_some_and(|n| n == "studies") {
+            dir.parent().unwrap_or(Path::new(".")).to_path_buf()
+        } else {
+            PathBuf::from(".")
+        };
+        root.join("db").join(format!("{}.sqlite", self.name))
+    }
+
+    /// Trials one participant answers, counting attention checks and repeats.
+    pub fn trials_per_participant(&self) -> u32 {
+        self.blocks
+            .iter()
+            .map(|b| b.trials + b.attention_checks + b.repeat_count())
+            .sum()
+    }
+
+    /// Per-block counts by kind, for summaries.
+    pub fn summary(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for b in &self.blocks {
+            *m.entry(b.design.kind()).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+impl Block {
+    /// Repeated trials per participant: the fraction of the block's trials, leaving out the
+    /// last two (a repeat always comes at least two trials after its original).
+    pub fn repeat_count(&self) -> u32 {
+        ((f64::from(self.trials) * self.repeat_fraction).round() as u32)
+            .min(self.trials.saturating_sub(2))
+    }
+}

@@ -1,0 +1,340 @@
+//! A typed reader over TOML's span-keeping parse tree. Unlike a serde derive, which stops
+//! at the first problem, it records every wrong type, missing field and unknown key with
+//! its location, and lets validation carry on with what was readable.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::diag::{Diagnostics, Severity, SourceMap};
+
+/// Where diagnostics go while one file is read.
+pub struct Cx<'s> {
+    pub src: &'s SourceMap<'s>,
+    pub diags: Diagnostics,
+}
+
+impl Cx<'_> {
+    pub fn error(&mut self, span: Range<usize>, path: &str, message: impl Into<String>) {
+        let d = self.src.diag(Severity::Error, span, path, message.into());
+        self.diags.push(d);
+    }
+
+    pub fn warning(&mut self, span: Range<usize>, path: &str, message: impl Into<String>) {
+        let d = self.src.diag(Severity::Warning, span, path, message.into());
+        self.diags.push(d);
+    }
+}
+
+pub type Value<'i> = Spanned<DeValue<'i>>;
+
+fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a datetime",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// A table being read: remembers which keys were asked for, so the rest are unknown keys.
+pub struct TableReader<'a, 'i> {
+    table: &'a DeTable<'i>,
+    pub span: Range<usize>,
+    pub path: String,
+    asked: RefCell<Vec<&'static str>>,
+}
+
+impl<'a, 'i> TableReader<'a, 'i> {
+    pub fn new(table: &'a DeTable<'i>, span: Range<usize>, path: String) -> Self {
+        Self {
+            table,
+            span,
+            path,
+            asked: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn path_of(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    fn get(&self, key: &'static str) -> Option<&'a Value<'i>> {
+        self.asked.borrow_mut().push(key);
+        self.table.get(key)
+    }
+
+    pub fn has(&self, key: &'static str) -> bool {
+        self.asked.borrow_mut().push(key);
+        self.table.contains_key(key)
+    }
+
+    /// Marks keys as known without reading them (keys of a design that could not be told).
+    pub fn allow(&self, keys: &[&'static str]) {
+        self.asked.borrow_mut().extend_from_slice(keys);
+    }
+
+    /// Span of a key's value, or of the table itself when the key is absent.
+    pub fn span_of(&self, key: &str) -> Range<usize> {
+        self.table
+            .get(key)
+            .map_or_else(|| self.span.clone(), |v| v.span())
+    }
+
+    fn wrong_type(&self, cx: &mut Cx, key: &str, v: &Value<'_>, want: &str) {
+        cx.error(
+            v.span(),
+            &self.path_of(key),
+            format!("expected {want}, found {}", type_name(v.get_ref())),
+        );
+    }
+
+    fn missing(&self, cx: &mut Cx, key: &str, want: &str) {
+        let at = if self.path.is_empty() {
+            "the file".to_string()
+        } else {
+            format!("`{}`", self.path)
+        };
+        cx.error(
+            self.span.start..self.span.start,
+            &self.path_of(key),
+            format!("missing: add {want} `{key} = ...` to {at}"),
+        );
+    }
+
+    pub fn string(&self, cx: &mut Cx, key: &'static str) -> Option<String> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            _ => {
+                self.wrong_type(cx, key, v, "a string");
+                None
+            }
+        }
+    }
+
+    pub fn required_string(&self, cx: &mut Cx, key: &'static str) -> Option<String> {
+        if !self.table.contains_key(key) {
+            self.asked.borrow_mut().push(key);
+            self.missing(cx, key, "a string");
+            return None;
+        }
+        self.string(cx, key)
+    }
+
+    pub fn integer(&self, cx: &mut Cx, key: &'static str) -> Option<(i64, Range<usize>)> {
+        let v = self.get(key)?;
+        match value_integer(v) {
+            Some(i) => Some((i, v.span())),
+            None => {
+                self.wrong_type(cx, key, v, "an integer");
+                None
+            }
+        }
+    }
+
+    pub fn required_integer(&self, cx: &mut Cx, key: &'static str) -> Option<(i64, Range<usize>)> {
+        if !self.table.contains_key(key) {
+            self.asked.borrow_mut().push(key);
+            self.missing(cx, key, "an integer");
+            return None;
+        }
+        self.integer(cx, key)
+    }
+
+    /// A number: floats and integers both accepted.
+    pub fn number(&self, cx: &mut Cx, key: &'static str) -> Option<(f64, Range<usize>)> {
+        let v = self.get(key)?;
+        let n = match v.get_ref() {
+            DeValue::Float(f) => parse_float(f.as_str()),
+            DeValue::Integer(_) => value_integer(v).map(|i| i as f64),
+            _ => None,
+        };
+        match n {
+            Some(n) => Some((n, v.span())),
+            None => {
+                self.wrong_type(cx, key, v, "a number");
+                None
+            }
+        }
+    }
+
+    pub fn boolean(&self, cx: &mut Cx, key: &'static str) -> Option<bool> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(cx, key, v, "true or false");
+                None
+            }
+        }
+    }
+
+    /// An array whose elements are handed back with their spans and paths.
+    pub fn array(&self, cx: &mut Cx, key: &'static str) -> Option<Vec<(&'a Value<'i>, String)>> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Array(items) => {
+                let base = self.path_of(key);
+                Some(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| (item, format!("{base}[{i}]")))
+                        .collect(),
+                )
+            }
+            _ => {
+                self.wrong_type(cx, key, v, "an array");
+                None
+            }
+        }
+    }
+
+    pub fn string_list(
+        &self,
+        cx: &mut Cx,
+        key: &'static str,
+    ) -> Option<Vec<(String, Range<usize>)>> {
+        let items = self.array(cx, key)?;
+        let mut out = Vec::new();
+        for (item, path) in items {
+            match item.get_ref() {
+                DeValue::String(s) => out.push((s.to_string(), item.span())),
+                other => cx.error(
+                    item.span(),
+                    &path,
+                    format!("expected a string, found {}", type_name(other)),
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    pub fn integer_list(
+        &self,
+        cx: &mut Cx,
+        key: &'static str,
+    ) -> Option<Vec<(i64, Range<usize>, String)>> {
+        let items = self.array(cx, key)?;
+        let mut out = Vec::new();
+        for (item, path) in items {
+            match value_integer(item) {
+                Some(i) => out.push((i, item.span(), path)),
+                None => cx.error(
+                    item.span(),
+                    &path,
+                    format!("expected an integer, found {}", type_name(item.get_ref())),
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    pub fn table(&self, cx: &mut Cx, key: &'static str) -> Option<TableReader<'a, 'i>> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Table(t) => Some(TableReader::new(t, v.span(), self.path_of(key))),
+            _ => {
+                self.wrong_type(cx, key, v, "a table");
+                None
+            }
+        }
+    }
+
+    /// `[[key]]` entries (an array of tables).
+    pub fn tables(&self, cx: &mut Cx, key: &'static str) -> Vec<TableReader<'a, 'i>> {
+        let Some(items) = self.array(cx, key) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (item, path) in items {
+            match item.get_ref() {
+                DeValue::Table(t) => out.push(TableReader::new(t, item.span(), path)),
+                other => cx.error(
+                    item.span(),
+                    &path,
+                    format!("expected a table, found {}", type_name(other)),
+                ),
+            }
+        }
+        out
+    }
+
+    /// Reports every key that was never asked for: typos must not pass silently.
+    pub fn finish(self, cx: &mut Cx) {
+        let asked = self.asked.borrow().clone();
+        for (k, _) in self.table.iter() {
+            let name: &str = k.get_ref();
+            if asked.contains(&name) {
+                continue;
+            }
+            let hint = closest(name, &asked)
+                .map(|c| format!("; did you mean `{c}`?"))
+                .unwrap_or_else(|| {
+                    let mut known: Vec<&str> = asked.clone();
+                    known.sort_unstable();
+                    known.dedup();
+                    format!("; known keys here: {}", known.join(", "))
+                });
+            cx.error(
+                k.span(),
+                &self.path_of(name),
+                format!("unknown key `{name}`{hint}"),
+            );
+        }
+    }
+}
+
+fn value_integer(v: &Value<'_>) -> Option<i64> {
+    match v.get_ref() {
+        DeValue::Integer(i) => i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok(),
+        _ => None,
+    }
+}
+
+fn parse_float(s: &str) -> Option<f64> {
+    s.replace('_', "").parse().ok()
+}
+
+fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| {
+            let prefix = k.len() >= 4 && (name.starts_with(k) || k.starts_with(name));
+            (if prefix { 1 } else { edit_distance(name, k) }, *k)
+        })
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}

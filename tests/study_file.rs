@@ -1,0 +1,585 @@
+//! Study file parsing and validation: every field, and bad files reported with locations.
+
+use std::path::{Path, PathBuf};
+
+use ualign::study::{self, Decoding, Design, PolicySource, RankMode, Severity, Study};
+
+/// Writes `text` as `studies/s.toml` (plus any extra files) in a temp dir and parses it.
+fn parse_in(dir: &Path, text: &str) -> (Option<Study>, Vec<String>) {
+    let path = dir.join("studies").join("s.toml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    let (study, diags) = study::parse_study(&path, text);
+    let shown = diags
+        .items
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| {
+            d.to_string()
+                .replace(&format!("{}", path.display()), "s.toml")
+        })
+        .collect();
+    (study, shown)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    parse_in(dir.path(), text).1
+}
+
+const MINIMAL_TAIL: &str = r#"
+[[prompts]]
+id = "p1"
+text = "hello"
+
+[[policies]]
+name = "a"
+source = "imported"
+pool_size = 4
+
+[[blocks]]
+name = "b"
+design = "best_of_k"
+policy_a = "a"
+policy_b = "a"
+k = [1, 2]
+trials = 4
+"#;
+
+#[test]
+fn every_field_is_parsed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("studies/m")).unwrap();
+    std::fs::write(
+        dir.path().join("studies/prompts.jsonl"),
+        "{\"id\": \"f1\", \"text\": \"from file\", \"tags\": [\"t2\"], \"meta\": {\"x\": 1}}\n\n{\"id\": \"f2\", \"text\": \"second\"}\n",
+    )
+    .unwrap();
+    let text = r#"
+name = "full-study"
+title = "A title"
+description = "A description"
+consent = "I agree"
+instructions = "Do this"
+completion_message = "Thanks"
+completion_code = "CODE-1"
+seed = 12345
+prompts_file = "prompts.jsonl"
+
+[options]
+allow_no_preference = false
+allow_skip = true
+min_reading_seconds = 1.5
+break_every = 7
+shuffle_blocks = true
+
+[[prompts]]
+id = "p1"
+text = "inline prompt"
+tags = ["t1", "t2"]
+
+[[policies]]
+name = "model-a"
+source = "model"
+model = "m"
+pool_size = 6
+[policies.decoding]
+temperature = 0.7
+top_k = 50
+top_p = 0.9
+min_p = 0.05
+repetition_penalty = 1.2
+max_new_tokens = 32
+stop = ["\n\n", "END"]
+chat_template = false
+
+[[policies]]
+name = "imp"
+source = "imported"
+pool_size = 3
+
+[[blocks]]
+name = "bok"
+design = "best_of_k"
+policy_a = "model-a"
+policy_b = "imp"
+k = [1, 2, 4]
+trials = 9
+prompts = ["p1", "f1"]
+attention_checks = 2
+repeat_fraction = 0.25
+
+[[blocks]]
+name = "rk"
+design = "rank"
+policies = ["model-a", "imp"]
+m = 5
+mode = "order"
+trials = 3
+tags = ["t2"]
+"#;
+    let (s, errs) = parse_in(dir.path(), text);
+    assert!(errs.is_empty(), "{errs:#?}");
+    let s = s.unwrap();
+    assert_eq!(s.name, "full-study");
+    assert_eq!(s.title, "A title");
+    assert_eq!(s.description, "A description");
+    assert_eq!(s.consent, "I agree");
+    assert_eq!(s.instructions, "Do this");
+    assert_eq!(s.completion_message, "Thanks");
+    assert_eq!(s.completion_code, "CODE-1");
+    assert_eq!(s.seed, 12345);
+    assert!(!s.options.allow_no_preference);
+    assert!(s.options.allow_skip);
+    assert_eq!(s.options.min_reading_ms, 1500);
+    assert_eq!(s.options.break_every, Some(7));
+    assert!(s.options.shuffle_blocks);
+    let ids: Vec<&str> = s.prompts.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["p1", "f1", "f2"]);
+    assert_eq!(s.prompts[0].tags, ["t1", "t2"]);
+    assert_eq!(s.prompts[1].text, "from file");
+    let PolicySource::Model {
+        dir: mdir,
+        decoding,
+    } = &s.policies[0].source
+    else {
+        panic!("model policy")
+    };
+    assert_eq!(mdir, &dir.path().join("studies").join("m"));
+    assert_eq!(
+        decoding,
+        &Decoding {
+            temperature: 0.7,
+            top_k: 50,
+            top_p: 0.9,
+            min_p: 0.05,
+            repetition_penalty: 1.2,
+            max_new_tokens: 32,
+            stop: vec!["\n\n".into(), "END".into()],
+            chat_template: false
+        }
+    );
+    assert_eq!(s.policies[0].pool_size, 6);
+    assert_eq!(s.policies[1].source, PolicySource::Imported);
+    assert_eq!(
+        s.blocks[0].design,
+        Design::BestOfK {
+            policy_a: "model-a".into(),
+            policy_b: "imp".into(),
+            k: vec![1, 2, 4]
+        }
+    );
+    assert_eq!(s.blocks[0].prompts, ["p1", "f1"]);
+    assert_eq!(s.blocks[0].attention_checks, 2);
+    assert_eq!(s.blocks[0].repeat_fraction, 0.25);
+    assert_eq!(s.blocks[0].repeat_count(), 2);
+    assert_eq!(
+        s.blocks[1].design,
+        Design::Rank {
+            policies: vec!["model-a".into(), "imp".into()],
+            m: 5,
+            mode: RankMode::Order
+        }
+    );
+    assert_eq!(
+        s.blocks[1].prompts,
+        ["p1", "f1"],
+        "tag t2 selects p1 and f1"
+    );
+    assert_eq!(s.trials_per_participant(), 9 + 2 + 2 + 3);
+    assert_eq!(
+        s.default_db_path(),
+        dir.path().join("db").join("full-study.sqlite")
+    );
+    assert_eq!(s.hash.len(), 64);
+}
+
+#[test]
+fn defaults_apply_when_keys_are_left_out() {
+    let (s, errs) = parse_in(
+        tempfile::tempdir().unwrap().path(),
+        &format!("name = \"x\"\n{MINIMAL_TAIL}"),
+    );
+    assert!(errs.is_empty(), "{errs:#?}");
+    let s = s.unwrap();
+    assert_eq!(s.title, "x");
+    assert!(s.options.allow_no_preference);
+    assert!(!s.options.allow_skip);
+    assert_eq!(s.options.break_every, None);
+    assert_eq!(s.blocks[0].prompts, ["p1"]);
+}
+
+#[test]
+fn hash_covers_the_prompt_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("name = \"x\"\nprompts_file = \"p.txt\"\n{MINIMAL_TAIL}");
+    std::fs::create_dir_all(dir.path().join("studies")).unwrap();
+    std::fs::write(dir.path().join("studies/p.txt"), "one\ntwo\n").unwrap();
+    let (a, _) = parse_in(dir.path(), &text);
+    std::fs::write(dir.path().join("studies/p.txt"), "one\nthree\n").unwrap();
+    let (b, _) = parse_in(dir.path(), &text);
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a.hash, b.hash);
+    assert_eq!(
+        b.prompts.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["p1", "L1", "L2"]
+    );
+}
+
+/// (study text, expected error lines: "line:col: path: message fragment").
+fn check(text: &str, expected: &[&str]) {
+    let errs = errors(text);
+    assert_eq!(
+        errs.len(),
+        expected.len(),
+        "got {errs:#?}, expected {expected:#?}"
+    );
+    for (e, want) in errs.iter().zip(expected) {
+        assert!(e.starts_with("s.toml:"), "{e}");
+        assert!(
+            e["s.toml:".len()..].starts_with(want.split(" ~ ").next().unwrap()),
+            "got `{e}`, want `{want}`"
+        );
+        if let Some(frag) = want.split(" ~ ").nth(1) {
+            assert!(e.contains(frag), "got `{e}`, want it to contain `{frag}`");
+        }
+    }
+}
+
+#[test]
+fn bad_01_syntax_error() {
+    check("name = \"x\"\nseed = = 3\n", &["2:8: ~ TOML syntax error"]);
+}
+
+#[test]
+fn bad_02_unknown_top_level_key_with_suggestion() {
+    check(
+        &format!("name = \"x\"\nsed = 3\n{MINIMAL_TAIL}"),
+        &["2:1: sed: unknown key `sed`; did you mean `seed`?"],
+    );
+}
+
+#[test]
+fn bad_03_unknown_key_in_decoding() {
+    let text = r#"name = "x"
+[[prompts]]
+id = "p1"
+text = "t"
+[[policies]]
+name = "a"
+source = "model"
+model = "."
+[policies.decoding]
+temprature = 0.5
+[[blocks]]
+name = "b"
+design = "rank"
+m = 2
+trials = 1
+"#;
+    check(
+        text,
+        &[
+            "10:1: policies[0].decoding.temprature: unknown key `temprature`; did you mean `temperature`?",
+        ],
+    );
+}
+
+#[test]
+fn bad_04_missing_name() {
+    check(
+        &format!("title = \"x\"\n{MINIMAL_TAIL}"),
+        &["1:1: name: missing: add a string `name = ...` to the file"],
+    );
+}
+
+#[test]
+fn bad_05_name_not_a_slug() {
+    check(
+        &format!("name = \"My Study\"\n{MINIMAL_TAIL}"),
+        &["1:8: name: `My Study` is not a slug"],
+    );
+}
+
+#[test]
+fn bad_06_wrong_type() {
+    check(
+        &format!("name = \"x\"\ntitle = 5\n{MINIMAL_TAIL}"),
+        &["2:9: title: expected a string, found an integer"],
+    );
+}
+
+#[test]
+fn bad_07_negative_seed() {
+    check(
+        &format!("name = \"x\"\nseed = -1\n{MINIMAL_TAIL}"),
+        &["2:8: seed: -1 is negative"],
+    );
+}
+
+#[test]
+fn bad_08_k_not_positive() {
+    let text = MINIMAL_TAIL.replace("k = [1, 2]", "k = [0, 2]");
+    // Line 1 is `name`; MINIMAL_TAIL follows on line 2.
+    check(
+        &format!("name = \"x\"{text}"),
+        &["16:6: blocks[0].k[0]: 0 is not a positive integer"],
+    );
+}
+
+#[test]
+fn bad_09_k_larger_than_pool() {
+    let text = MINIMAL_TAIL.replace("k = [1, 2]", "k = [1, 8]");
+    check(
+        &format!("name = \"x\"{text}"),
+        &["16:9: blocks[0].k[1]: k = 8 needs 8 distinct candidates but policy_a's pool_size is 4"],
+    );
+}
+
+#[test]
+fn bad_10_unknown_policy_in_block() {
+    let text = MINIMAL_TAIL.replace("policy_b = \"a\"", "policy_b = \"zz\"");
+    check(
+        &format!("name = \"x\"{text}"),
+        &["15:12: blocks[0].policy_b: no policy is named `zz`; policies: a"],
+    );
+}
+
+#[test]
+fn bad_11_duplicate_prompt_ids() {
+    let text = format!("name = \"x\"\n[[prompts]]\nid = \"p1\"\ntext = \"again\"\n{MINIMAL_TAIL}");
+    check(&text, &["6:1: prompts[1].id: duplicate prompt id `p1`"]);
+}
+
+#[test]
+fn bad_12_unknown_design() {
+    let text = MINIMAL_TAIL.replace("design = \"best_of_k\"", "design = \"tournament\"");
+    check(
+        &format!("name = \"x\"{text}"),
+        &["13:10: blocks[0].design: unknown design `tournament`"],
+    );
+}
+
+#[test]
+fn bad_13_top_p_out_of_range_and_bad_temperature_reported_together() {
+    let text = r#"name = "x"
+[[prompts]]
+id = "p1"
+text = "t"
+[[policies]]
+name = "a"
+source = "model"
+model = "."
+decoding = { temperature = -1, top_p = 1.5, min_p = 1.0, max_new_tokens = 0 }
+[[blocks]]
+name = "b"
+design = "rank"
+m = 2
+trials = 1
+"#;
+    check(
+        text,
+        &[
+            "9:28: policies[0].decoding.temperature: -1 is out of range",
+            "9:40: policies[0].decoding.top_p: 1.5 is out of range",
+            "9:53: policies[0].decoding.min_p: 1 is out of range",
+            "9:75: policies[0].decoding.max_new_tokens: 0 is not in 1..=8192",
+        ],
+    );
+}
+
+#[test]
+fn bad_14_rank_m_too_large() {
+    let text = r#"name = "x"
+[[prompts]]
+id = "p1"
+text = "t"
+[[policies]]
+name = "a"
+source = "imported"
+pool_size = 3
+[[blocks]]
+name = "b"
+design = "rank"
+m = 5
+trials = 1
+"#;
+    check(
+        text,
+        &["12:5: blocks[0].m: m = 5 but the chosen pools hold only 3 candidates per prompt"],
+    );
+}
+
+#[test]
+fn bad_15_unknown_prompt_and_tag_in_block() {
+    let text = MINIMAL_TAIL.replace(
+        "trials = 4",
+        "trials = 4\nprompts = [\"p1\", \"nope\"]\ntags = [\"missing\"]",
+    );
+    check(
+        &format!("name = \"x\"{text}"),
+        &[
+            "18:18: blocks[0].prompts[1]: no prompt has id `nope`",
+            "19:9: blocks[0].tags[0]: no prompt has tag `missing`",
+        ],
+    );
+}
+
+#[test]
+fn bad_16_missing_prompts_file() {
+    check(
+        &format!("name = \"x\"\nprompts_file = \"nowhere.jsonl\"\n{MINIMAL_TAIL}"),
+        &["2:16: prompts_file: cannot read"],
+    );
+}
+
+#[test]
+fn bad_17_broken_prompt_jsonl_line_points_into_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("studies")).unwrap();
+    std::fs::write(
+        dir.path().join("studies/p.jsonl"),
+        "{\"id\": \"a\", \"text\": \"ok\"}\n{\"id\": \"b\", \"txt\": \"typo\"}\n",
+    )
+    .unwrap();
+    let (_, diags) = study::parse_study(
+        &dir.path().join("studies/s.toml"),
+        &format!("name = \"x\"\nprompts_file = \"p.jsonl\"\n{MINIMAL_TAIL}"),
+    );
+    let e: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].contains("p.jsonl:2:"), "{}", e[0]);
+    assert!(e[0].contains("unknown field `txt`"), "{}", e[0]);
+}
+
+#[test]
+fn bad_18_unknown_source_and_missing_model() {
+    let text = r#"name = "x"
+[[prompts]]
+id = "p1"
+text = "t"
+[[policies]]
+name = "a"
+source = "api"
+[[policies]]
+name = "b"
+source = "model"
+[[blocks]]
+name = "bl"
+design = "rank"
+m = 2
+trials = 1
+"#;
+    check(
+        text,
+        &[
+            "7:10: policies[0].source: unknown source `api`; use \"model\" or \"imported\"",
+            "8:1: policies[1].model: missing",
+        ],
+    );
+}
+
+#[test]
+fn bad_19_no_blocks_and_no_policies() {
+    check(
+        "name = \"x\"\n[[prompts]]\nid = \"p\"\ntext = \"t\"\n",
+        &[
+            "1:1: policies: the study has no policies",
+            "1:1: blocks: the study has no blocks",
+        ],
+    );
+}
+
+#[test]
+fn bad_20_options_out_of_range_and_unknown() {
+    let text = format!(
+        "name = \"x\"\n[options]\nbreak_every = 0\nmin_reading_seconds = -2\nallow_skipping = true\n{MINIMAL_TAIL}"
+    );
+    check(
+        &text,
+        &[
+            "4:23: options.min_reading_seconds: -2 is outside 0..=600 seconds",
+            "3:15: options.break_every: 0 is not a positive integer",
+            "5:1: options.allow_skipping: unknown key `allow_skipping`; did you mean `allow_skip`?",
+        ],
+    );
+}
+
+#[test]
+fn bad_21_repeat_fraction_and_trials() {
+    let text = MINIMAL_TAIL.replace("trials = 4", "trials = 0\nrepeat_fraction = 1.5");
+    check(
+        &format!("name = \"x\"{text}"),
+        &[
+            "17:10: blocks[0].trials: 0 is not a positive integer",
+            "18:19: blocks[0].repeat_fraction: 1.5 is not a fraction",
+        ],
+    );
+}
+
+#[test]
+fn bad_22_key_of_the_other_design_is_unknown() {
+    let text = MINIMAL_TAIL.replace("trials = 4", "trials = 4\nmode = \"order\"");
+    check(
+        &format!("name = \"x\"{text}"),
+        &["18:1: blocks[0].mode: unknown key `mode`"],
+    );
+}
+
+#[test]
+fn bad_23_wrong_element_type_in_array() {
+    let text = MINIMAL_TAIL.replace("k = [1, 2]", "k = [1, \"two\"]");
+    check(
+        &format!("name = \"x\"{text}"),
+        &["16:9: blocks[0].k[1]: expected an integer, found a string"],
+    );
+}
+
+#[test]
+fn missing_model_folder_is_a_warning_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = MINIMAL_TAIL.replace(
+        "source = \"imported\"",
+        "source = \"model\"\nmodel = \"no-such-model\"",
+    );
+    let (s, errs) = parse_in(dir.path(), &format!("name = \"x\"{text}"));
+    assert!(errs.is_empty());
+    assert!(s.is_some());
+    let (_, diags) = study::parse_study(
+        &dir.path().join("studies/s.toml"),
+        &format!("name = \"x\"{text}"),
+    );
+    let w: Vec<String> = diags.warnings().map(|d| d.to_string()).collect();
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].contains("model folder") && w[0].contains("does not exist"),
+        "{}",
+        w[0]
+    );
+}
+
+#[test]
+fn load_reports_all_problems_in_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().join("bad.toml");
+    std::fs::write(&path, "name = \"Bad Name\"\nseed = -3\n").unwrap();
+    let err = study::load(&path).unwrap_err().to_string();
+    assert!(err.contains("bad.toml:1:8: name:"), "{err}");
+    assert!(err.contains("bad.toml:2:8: seed:"), "{err}");
+    assert!(err.contains("problems found"), "{err}");
+    let missing = study::load(&dir.path().join("none.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("cannot read study file"), "{missing}");
+}
+
+#[test]
+fn shipped_studies_are_valid() {
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/studies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let r = study::load(&path);
+            assert!(r.is_ok(), "{}: {}", path.display(), r.unwrap_err());
+        }
+    }
+}
