@@ -5,7 +5,9 @@
 //! The library modules never depend on the terminal UI.
 
 pub mod cli;
+pub mod engine;
 pub mod exchange;
+pub mod pools;
 pub mod schedule;
 pub mod store;
 pub mod study;

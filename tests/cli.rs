@@ -52,7 +52,9 @@ fn a_bad_study_exits_non_zero_listing_every_problem() {
     std::fs::write(dir.path().join("bad.toml"), "name = \"Bad\"\nseed = -1\nsurprise = 1\n").unwrap();
     let (ok, _, err) = ualign(dir.path(), &["validate", "bad.toml"]);
     assert!(!ok);
-    for want in ["bad.toml:1:8: name:", "bad.toml:2:8: seed:", "bad.toml:3:1: surprise: unknown key", "policies:", "blocks:"] {
+    for want in
+        ["bad.toml:1:8: name:", "bad.toml:2:8: seed:", "bad.toml:3:1: surprise: unknown key", "policies:", "blocks:"]
+    {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
     let (ok, _, err) = ualign(dir.path(), &["init", "bad.toml"]);

@@ -2,9 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ualign::exchange::export::{
-    self, CANDIDATE_COLUMNS, Format, PARTICIPANT_COLUMNS, TRIAL_COLUMNS,
-};
+use ualign::exchange::export::{self, CANDIDATE_COLUMNS, Format, PARTICIPANT_COLUMNS, TRIAL_COLUMNS};
 use ualign::exchange::import::{ImportError, import_candidates};
 use ualign::schedule::{self, SlotRole, TrialKind};
 use ualign::store::{Answer, Opened, Store, StoreError};
@@ -23,20 +21,8 @@ fn example_store(dir: &Path) -> (Study, Store) {
     let s = example();
     let (mut store, opened) = Store::open_for_study(&dir.join("db/example.sqlite"), &s).unwrap();
     assert_eq!(opened, Opened::Created);
-    import_candidates(
-        &mut store,
-        &s,
-        "sampled",
-        &repo("studies/example/sampled.jsonl"),
-    )
-    .unwrap();
-    import_candidates(
-        &mut store,
-        &s,
-        "greedy",
-        &repo("studies/example/greedy.jsonl"),
-    )
-    .unwrap();
+    import_candidates(&mut store, &s, "sampled", &repo("studies/example/sampled.jsonl")).unwrap();
+    import_candidates(&mut store, &s, "greedy", &repo("studies/example/greedy.jsonl")).unwrap();
     (s, store)
 }
 
@@ -46,15 +32,9 @@ fn migrations_from_an_empty_file_and_reopening() {
     let path = dir.path().join("nested/folder/x.sqlite");
     let store = Store::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), 1);
-    let mode: String = store
-        .conn()
-        .pragma_query_value(None, "journal_mode", |r| r.get(0))
-        .unwrap();
+    let mode: String = store.conn().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
-    let fk: i64 = store
-        .conn()
-        .pragma_query_value(None, "foreign_keys", |r| r.get(0))
-        .unwrap();
+    let fk: i64 = store.conn().pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
     assert_eq!(fk, 1);
     drop(store);
     // An empty (zero-byte) file is a valid empty database too.
@@ -68,10 +48,7 @@ fn migrations_from_an_empty_file_and_reopening() {
     let (store, second) = Store::open_for_study(&path, &s).unwrap();
     assert_eq!(second, Opened::Existing);
     assert_eq!(store.schema_version().unwrap(), 1);
-    let prompts: i64 = store
-        .conn()
-        .query_row("SELECT COUNT(*) FROM prompts", [], |r| r.get(0))
-        .unwrap();
+    let prompts: i64 = store.conn().query_row("SELECT COUNT(*) FROM prompts", [], |r| r.get(0)).unwrap();
     assert_eq!(prompts, 6);
 }
 
@@ -80,10 +57,7 @@ fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.sqlite");
     let store = Store::open(&path).unwrap();
-    store
-        .conn()
-        .pragma_update(None, "user_version", 99)
-        .unwrap();
+    store.conn().pragma_update(None, "user_version", 99).unwrap();
     drop(store);
     let err = Store::open(&path).err().unwrap();
     assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
@@ -97,11 +71,7 @@ fn a_file_that_is_not_a_database_is_refused_clearly() {
     let err = Store::open(&path).err().unwrap();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("integrity check"), "{err}");
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        vec![b'x'; 8192],
-        "the file is left as it was"
-    );
+    assert_eq!(std::fs::read(&path).unwrap(), vec![b'x'; 8192], "the file is left as it was");
 }
 
 #[test]
@@ -123,11 +93,7 @@ fn a_changed_study_file_is_refused_with_an_explanation() {
     let err = Store::open_for_study(&db, &other).err().unwrap();
     assert!(matches!(err, StoreError::OtherStudy { .. }), "{err}");
     // The stored study is untouched.
-    let stored = Store::open_existing(&db)
-        .unwrap()
-        .stored_study()
-        .unwrap()
-        .unwrap();
+    let stored = Store::open_existing(&db).unwrap().stored_study().unwrap().unwrap();
     assert_eq!(stored.hash, s.hash);
 }
 
@@ -153,43 +119,24 @@ fn import_is_atomic_and_reports_every_bad_line() {
     )
     .unwrap();
     let err = import_candidates(&mut store, &s, "sampled", &file).unwrap_err();
-    let ImportError::BadLines { problems, .. } = &err else {
-        panic!("{err}")
-    };
-    let lines: Vec<&str> = problems
-        .iter()
-        .map(|p| p.split(':').nth(1).unwrap())
-        .collect();
+    let ImportError::BadLines { problems, .. } = &err else { panic!("{err}") };
+    let lines: Vec<&str> = problems.iter().map(|p| p.split(':').nth(1).unwrap()).collect();
     assert_eq!(lines, ["3", "4", "5", "7", "8"], "{problems:#?}");
     assert!(problems[0].contains("`nope` is not a prompt"));
     assert!(problems[3].contains("sample_index 0 of prompt `cafe` is already taken"));
     assert!(err.to_string().contains("nothing was imported"));
-    let n: i64 = store
-        .conn()
-        .query_row("SELECT COUNT(*) FROM candidates", [], |r| r.get(0))
-        .unwrap();
+    let n: i64 = store.conn().query_row("SELECT COUNT(*) FROM candidates", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 0, "nothing half-imported");
 
     // A good file lands whole; extra fields become metadata; indices continue.
-    std::fs::write(
-        &file,
-        "{\"prompt_id\": \"goldfish\", \"text\": \"Bubbles\", \"model\": \"x\"}\n",
-    )
-    .unwrap();
+    std::fs::write(&file, "{\"prompt_id\": \"goldfish\", \"text\": \"Bubbles\", \"model\": \"x\"}\n").unwrap();
     let r = import_candidates(&mut store, &s, "sampled", &file).unwrap();
     assert_eq!(r.imported, 1);
     let r = import_candidates(&mut store, &s, "sampled", &file).unwrap();
     assert_eq!(r.imported, 1);
     assert_eq!(store.stored_samples("sampled", "goldfish").unwrap(), [0, 1]);
-    assert!(
-        r.short_pools
-            .iter()
-            .any(|(p, have, want)| p == "goldfish" && *have == 2 && *want == 4)
-    );
-    let meta: String = store
-        .conn()
-        .query_row("SELECT meta FROM candidates LIMIT 1", [], |r| r.get(0))
-        .unwrap();
+    assert!(r.short_pools.iter().any(|(p, have, want)| p == "goldfish" && *have == 2 && *want == 4));
+    let meta: String = store.conn().query_row("SELECT meta FROM candidates LIMIT 1", [], |r| r.get(0)).unwrap();
     assert_eq!(meta, r#"{"model":"x"}"#);
 }
 
@@ -198,17 +145,8 @@ fn import_refuses_model_policies_and_unknown_ones() {
     let dir = tempfile::tempdir().unwrap();
     let s = example();
     let (mut store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
-    let err = import_candidates(
-        &mut store,
-        &s,
-        "nobody",
-        &repo("studies/example/greedy.jsonl"),
-    )
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("policies: sampled, greedy"),
-        "{err}"
-    );
+    let err = import_candidates(&mut store, &s, "nobody", &repo("studies/example/greedy.jsonl")).unwrap_err();
+    assert!(err.to_string().contains("policies: sampled, greedy"), "{err}");
 }
 
 /// Answers trials in order, answering `n` then reopening the store, as a crash would.
@@ -222,24 +160,14 @@ fn answer(store: &mut Store, participant: &str, n: usize) -> Vec<(usize, Answer)
             .plan
             .slots
             .iter()
-            .map(|sl| {
-                store
-                    .candidate(&sl.policy, &t.plan.prompt_id, sl.sample)
-                    .unwrap()
-                    .unwrap()
-                    .id
-            })
+            .map(|sl| store.candidate(&sl.policy, &t.plan.prompt_id, sl.sample).unwrap().unwrap().id)
             .collect();
         store.mark_shown(t.id, &ids, None).unwrap();
         let a = match t.plan.mode {
             ualign::study::RankMode::Pick => Answer::Pick(t.position % t.plan.slots.len()),
-            ualign::study::RankMode::Order => {
-                Answer::Order((0..t.plan.slots.len()).rev().collect())
-            }
+            ualign::study::RankMode::Order => Answer::Order((0..t.plan.slots.len()).rev().collect()),
         };
-        store
-            .record_answer(t.id, &a, 1000 + t.position as u64, None)
-            .unwrap();
+        store.record_answer(t.id, &a, 1000 + t.position as u64, None).unwrap();
         given.push((t.position, a));
     }
     given
@@ -261,32 +189,20 @@ fn resume_after_an_interruption_at_every_trial_position() {
             answer(&mut store, &participant, stop_at);
         } // the process "dies" here
         let (mut store, _) = Store::open_for_study(&db, &s).unwrap();
-        assert!(
-            !store
-                .enrol(&participant, &schedule::plan(&s, &participant))
-                .unwrap(),
-            "the stored list is kept"
-        );
+        assert!(!store.enrol(&participant, &schedule::plan(&s, &participant)).unwrap(), "the stored list is kept");
         let next = store.next_trial(&participant).unwrap();
         if stop_at == total {
             assert!(next.is_none());
             continue;
         }
         let next = next.unwrap();
-        assert_eq!(
-            next.position, stop_at,
-            "resumes at the first unanswered trial"
-        );
+        assert_eq!(next.position, stop_at, "resumes at the first unanswered trial");
         assert_eq!(next.plan, plan[stop_at]);
         answer(&mut store, &participant, total);
         let trials = store.trials(&participant).unwrap();
         assert!(trials.iter().all(|t| t.answered));
         let positions: Vec<usize> = trials.iter().map(|t| t.position).collect();
-        assert_eq!(
-            positions,
-            (0..total).collect::<Vec<_>>(),
-            "nothing repeated or skipped"
-        );
+        assert_eq!(positions, (0..total).collect::<Vec<_>>(), "nothing repeated or skipped");
     }
 }
 
@@ -297,33 +213,13 @@ fn an_answer_is_recorded_once_and_must_fit_the_trial() {
     store.enrol("p", &schedule::plan(&s, "p")).unwrap();
     let t = store.next_trial("p").unwrap().unwrap();
     let n = t.plan.slots.len();
-    assert!(
-        store
-            .record_answer(t.id, &Answer::Pick(n), 5, None)
-            .is_err(),
-        "slot out of range"
-    );
-    assert!(
-        store
-            .record_answer(t.id, &Answer::Order(vec![0; n]), 5, None)
-            .is_err(),
-        "not a permutation"
-    );
-    store
-        .record_answer(t.id, &Answer::Pick(0), 5, None)
-        .unwrap();
-    let again = store
-        .record_answer(t.id, &Answer::Pick(1), 5, None)
-        .unwrap_err();
+    assert!(store.record_answer(t.id, &Answer::Pick(n), 5, None).is_err(), "slot out of range");
+    assert!(store.record_answer(t.id, &Answer::Order(vec![0; n]), 5, None).is_err(), "not a permutation");
+    store.record_answer(t.id, &Answer::Pick(0), 5, None).unwrap();
+    let again = store.record_answer(t.id, &Answer::Pick(1), 5, None).unwrap_err();
     assert!(again.to_string().contains("already answered"));
-    let choice: i64 = store
-        .conn()
-        .query_row(
-            "SELECT choice FROM answers WHERE trial_id = ?1",
-            [t.id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let choice: i64 =
+        store.conn().query_row("SELECT choice FROM answers WHERE trial_id = ?1", [t.id], |r| r.get(0)).unwrap();
     assert_eq!(choice, 0, "the first answer stands");
 }
 
@@ -344,10 +240,7 @@ fn export_writes_the_documented_columns() {
     assert_eq!(header(&out.join("candidates.csv")), CANDIDATE_COLUMNS);
     assert_eq!(header(&out.join("trials.csv")), TRIAL_COLUMNS);
     assert_eq!(header(&out.join("participants.csv")), PARTICIPANT_COLUMNS);
-    assert_eq!(
-        std::fs::read_to_string(out.join("study.toml")).unwrap(),
-        s.source
-    );
+    assert_eq!(std::fs::read_to_string(out.join("study.toml")).unwrap(), s.source);
 
     export::export(&store, Format::Jsonl, &out).unwrap();
     let trials: Vec<serde_json::Value> = std::fs::read_to_string(out.join("trials.jsonl"))
@@ -374,18 +267,9 @@ fn export_writes_the_documented_columns() {
         }
     }
     // Every best_of_k row names its roles; exactly one slot is B's.
-    for row in trials
-        .iter()
-        .filter(|r| r["kind"] == TrialKind::BestOfK.as_str())
-    {
+    for row in trials.iter().filter(|r| r["kind"] == TrialKind::BestOfK.as_str()) {
         let roles = row["slot_roles"].as_array().unwrap();
-        assert_eq!(
-            roles
-                .iter()
-                .filter(|r| **r == serde_json::to_value(SlotRole::B).unwrap())
-                .count(),
-            1
-        );
+        assert_eq!(roles.iter().filter(|r| **r == serde_json::to_value(SlotRole::B).unwrap()).count(), 1);
         assert_eq!(row["n_slots"], row["k"].as_u64().unwrap() + 1);
     }
     let participants = std::fs::read_to_string(out.join("participants.jsonl")).unwrap();
@@ -394,11 +278,5 @@ fn export_writes_the_documented_columns() {
     assert_eq!(p["answered"], 4);
     assert!(p["consent_at"].is_string());
     // No partial files are left behind.
-    assert!(
-        std::fs::read_dir(&out).unwrap().all(|e| !e
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .contains("partial"))
-    );
+    assert!(std::fs::read_dir(&out).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("partial")));
 }

@@ -14,10 +14,7 @@ fn parse_in(dir: &Path, text: &str) -> (Option<Study>, Vec<String>) {
         .items
         .iter()
         .filter(|d| d.severity == Severity::Error)
-        .map(|d| {
-            d.to_string()
-                .replace(&format!("{}", path.display()), "s.toml")
-        })
+        .map(|d| d.to_string().replace(&format!("{}", path.display()), "s.toml"))
         .collect();
     (study, shown)
 }
@@ -138,13 +135,7 @@ tags = ["t2"]
     assert_eq!(ids, ["p1", "f1", "f2"]);
     assert_eq!(s.prompts[0].tags, ["t1", "t2"]);
     assert_eq!(s.prompts[1].text, "from file");
-    let PolicySource::Model {
-        dir: mdir,
-        decoding,
-    } = &s.policies[0].source
-    else {
-        panic!("model policy")
-    };
+    let PolicySource::Model { dir: mdir, decoding } = &s.policies[0].source else { panic!("model policy") };
     assert_eq!(mdir, &dir.path().join("studies").join("m"));
     assert_eq!(
         decoding,
@@ -163,11 +154,7 @@ tags = ["t2"]
     assert_eq!(s.policies[1].source, PolicySource::Imported);
     assert_eq!(
         s.blocks[0].design,
-        Design::BestOfK {
-            policy_a: "model-a".into(),
-            policy_b: "imp".into(),
-            k: vec![1, 2, 4]
-        }
+        Design::BestOfK { policy_a: "model-a".into(), policy_b: "imp".into(), k: vec![1, 2, 4] }
     );
     assert_eq!(s.blocks[0].prompts, ["p1", "f1"]);
     assert_eq!(s.blocks[0].attention_checks, 2);
@@ -175,31 +162,17 @@ tags = ["t2"]
     assert_eq!(s.blocks[0].repeat_count(), 2);
     assert_eq!(
         s.blocks[1].design,
-        Design::Rank {
-            policies: vec!["model-a".into(), "imp".into()],
-            m: 5,
-            mode: RankMode::Order
-        }
+        Design::Rank { policies: vec!["model-a".into(), "imp".into()], m: 5, mode: RankMode::Order }
     );
-    assert_eq!(
-        s.blocks[1].prompts,
-        ["p1", "f1"],
-        "tag t2 selects p1 and f1"
-    );
+    assert_eq!(s.blocks[1].prompts, ["p1", "f1"], "tag t2 selects p1 and f1");
     assert_eq!(s.trials_per_participant(), 9 + 2 + 2 + 3);
-    assert_eq!(
-        s.default_db_path(),
-        dir.path().join("db").join("full-study.sqlite")
-    );
+    assert_eq!(s.default_db_path(), dir.path().join("db").join("full-study.sqlite"));
     assert_eq!(s.hash.len(), 64);
 }
 
 #[test]
 fn defaults_apply_when_keys_are_left_out() {
-    let (s, errs) = parse_in(
-        tempfile::tempdir().unwrap().path(),
-        &format!("name = \"x\"\n{MINIMAL_TAIL}"),
-    );
+    let (s, errs) = parse_in(tempfile::tempdir().unwrap().path(), &format!("name = \"x\"\n{MINIMAL_TAIL}"));
     assert!(errs.is_empty(), "{errs:#?}");
     let s = s.unwrap();
     assert_eq!(s.title, "x");
@@ -220,26 +193,16 @@ fn hash_covers_the_prompt_file() {
     let (b, _) = parse_in(dir.path(), &text);
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_ne!(a.hash, b.hash);
-    assert_eq!(
-        b.prompts.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
-        ["p1", "L1", "L2"]
-    );
+    assert_eq!(b.prompts.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["p1", "L1", "L2"]);
 }
 
 /// (study text, expected error lines: "line:col: path: message fragment").
 fn check(text: &str, expected: &[&str]) {
     let errs = errors(text);
-    assert_eq!(
-        errs.len(),
-        expected.len(),
-        "got {errs:#?}, expected {expected:#?}"
-    );
+    assert_eq!(errs.len(), expected.len(), "got {errs:#?}, expected {expected:#?}");
     for (e, want) in errs.iter().zip(expected) {
         assert!(e.starts_with("s.toml:"), "{e}");
-        assert!(
-            e["s.toml:".len()..].starts_with(want.split(" ~ ").next().unwrap()),
-            "got `{e}`, want `{want}`"
-        );
+        assert!(e["s.toml:".len()..].starts_with(want.split(" ~ ").next().unwrap()), "got `{e}`, want `{want}`");
         if let Some(frag) = want.split(" ~ ").nth(1) {
             assert!(e.contains(frag), "got `{e}`, want it to contain `{frag}`");
         }
@@ -253,10 +216,7 @@ fn bad_01_syntax_error() {
 
 #[test]
 fn bad_02_unknown_top_level_key_with_suggestion() {
-    check(
-        &format!("name = \"x\"\nsed = 3\n{MINIMAL_TAIL}"),
-        &["2:1: sed: unknown key `sed`; did you mean `seed`?"],
-    );
+    check(&format!("name = \"x\"\nsed = 3\n{MINIMAL_TAIL}"), &["2:1: sed: unknown key `sed`; did you mean `seed`?"]);
 }
 
 #[test]
@@ -277,54 +237,34 @@ design = "rank"
 m = 2
 trials = 1
 "#;
-    check(
-        text,
-        &[
-            "10:1: policies[0].decoding.temprature: unknown key `temprature`; did you mean `temperature`?",
-        ],
-    );
+    check(text, &["10:1: policies[0].decoding.temprature: unknown key `temprature`; did you mean `temperature`?"]);
 }
 
 #[test]
 fn bad_04_missing_name() {
-    check(
-        &format!("title = \"x\"\n{MINIMAL_TAIL}"),
-        &["1:1: name: missing: add a string `name = ...` to the file"],
-    );
+    check(&format!("title = \"x\"\n{MINIMAL_TAIL}"), &["1:1: name: missing: add a string `name = ...` to the file"]);
 }
 
 #[test]
 fn bad_05_name_not_a_slug() {
-    check(
-        &format!("name = \"My Study\"\n{MINIMAL_TAIL}"),
-        &["1:8: name: `My Study` is not a slug"],
-    );
+    check(&format!("name = \"My Study\"\n{MINIMAL_TAIL}"), &["1:8: name: `My Study` is not a slug"]);
 }
 
 #[test]
 fn bad_06_wrong_type() {
-    check(
-        &format!("name = \"x\"\ntitle = 5\n{MINIMAL_TAIL}"),
-        &["2:9: title: expected a string, found an integer"],
-    );
+    check(&format!("name = \"x\"\ntitle = 5\n{MINIMAL_TAIL}"), &["2:9: title: expected a string, found an integer"]);
 }
 
 #[test]
 fn bad_07_negative_seed() {
-    check(
-        &format!("name = \"x\"\nseed = -1\n{MINIMAL_TAIL}"),
-        &["2:8: seed: -1 is negative"],
-    );
+    check(&format!("name = \"x\"\nseed = -1\n{MINIMAL_TAIL}"), &["2:8: seed: -1 is negative"]);
 }
 
 #[test]
 fn bad_08_k_not_positive() {
     let text = MINIMAL_TAIL.replace("k = [1, 2]", "k = [0, 2]");
     // Line 1 is `name`; MINIMAL_TAIL follows on line 2.
-    check(
-        &format!("name = \"x\"{text}"),
-        &["16:6: blocks[0].k[0]: 0 is not a positive integer"],
-    );
+    check(&format!("name = \"x\"{text}"), &["16:6: blocks[0].k[0]: 0 is not a positive integer"]);
 }
 
 #[test]
@@ -339,10 +279,7 @@ fn bad_09_k_larger_than_pool() {
 #[test]
 fn bad_10_unknown_policy_in_block() {
     let text = MINIMAL_TAIL.replace("policy_b = \"a\"", "policy_b = \"zz\"");
-    check(
-        &format!("name = \"x\"{text}"),
-        &["15:12: blocks[0].policy_b: no policy is named `zz`; policies: a"],
-    );
+    check(&format!("name = \"x\"{text}"), &["15:12: blocks[0].policy_b: no policy is named `zz`; policies: a"]);
 }
 
 #[test]
@@ -354,10 +291,7 @@ fn bad_11_duplicate_prompt_ids() {
 #[test]
 fn bad_12_unknown_design() {
     let text = MINIMAL_TAIL.replace("design = \"best_of_k\"", "design = \"tournament\"");
-    check(
-        &format!("name = \"x\"{text}"),
-        &["13:10: blocks[0].design: unknown design `tournament`"],
-    );
+    check(&format!("name = \"x\"{text}"), &["13:10: blocks[0].design: unknown design `tournament`"]);
 }
 
 #[test]
@@ -404,18 +338,12 @@ design = "rank"
 m = 5
 trials = 1
 "#;
-    check(
-        text,
-        &["12:5: blocks[0].m: m = 5 but the chosen pools hold only 3 candidates per prompt"],
-    );
+    check(text, &["12:5: blocks[0].m: m = 5 but the chosen pools hold only 3 candidates per prompt"]);
 }
 
 #[test]
 fn bad_15_unknown_prompt_and_tag_in_block() {
-    let text = MINIMAL_TAIL.replace(
-        "trials = 4",
-        "trials = 4\nprompts = [\"p1\", \"nope\"]\ntags = [\"missing\"]",
-    );
+    let text = MINIMAL_TAIL.replace("trials = 4", "trials = 4\nprompts = [\"p1\", \"nope\"]\ntags = [\"missing\"]");
     check(
         &format!("name = \"x\"{text}"),
         &[
@@ -483,10 +411,7 @@ trials = 1
 fn bad_19_no_blocks_and_no_policies() {
     check(
         "name = \"x\"\n[[prompts]]\nid = \"p\"\ntext = \"t\"\n",
-        &[
-            "1:1: policies: the study has no policies",
-            "1:1: blocks: the study has no blocks",
-        ],
+        &["1:1: policies: the study has no policies", "1:1: blocks: the study has no blocks"],
     );
 }
 
@@ -520,42 +445,26 @@ fn bad_21_repeat_fraction_and_trials() {
 #[test]
 fn bad_22_key_of_the_other_design_is_unknown() {
     let text = MINIMAL_TAIL.replace("trials = 4", "trials = 4\nmode = \"order\"");
-    check(
-        &format!("name = \"x\"{text}"),
-        &["18:1: blocks[0].mode: unknown key `mode`"],
-    );
+    check(&format!("name = \"x\"{text}"), &["18:1: blocks[0].mode: unknown key `mode`"]);
 }
 
 #[test]
 fn bad_23_wrong_element_type_in_array() {
     let text = MINIMAL_TAIL.replace("k = [1, 2]", "k = [1, \"two\"]");
-    check(
-        &format!("name = \"x\"{text}"),
-        &["16:9: blocks[0].k[1]: expected an integer, found a string"],
-    );
+    check(&format!("name = \"x\"{text}"), &["16:9: blocks[0].k[1]: expected an integer, found a string"]);
 }
 
 #[test]
 fn missing_model_folder_is_a_warning_not_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let text = MINIMAL_TAIL.replace(
-        "source = \"imported\"",
-        "source = \"model\"\nmodel = \"no-such-model\"",
-    );
+    let text = MINIMAL_TAIL.replace("source = \"imported\"", "source = \"model\"\nmodel = \"no-such-model\"");
     let (s, errs) = parse_in(dir.path(), &format!("name = \"x\"{text}"));
     assert!(errs.is_empty());
     assert!(s.is_some());
-    let (_, diags) = study::parse_study(
-        &dir.path().join("studies/s.toml"),
-        &format!("name = \"x\"{text}"),
-    );
+    let (_, diags) = study::parse_study(&dir.path().join("studies/s.toml"), &format!("name = \"x\"{text}"));
     let w: Vec<String> = diags.warnings().map(|d| d.to_string()).collect();
     assert_eq!(w.len(), 1);
-    assert!(
-        w[0].contains("model folder") && w[0].contains("does not exist"),
-        "{}",
-        w[0]
-    );
+    assert!(w[0].contains("model folder") && w[0].contains("does not exist"), "{}", w[0]);
 }
 
 #[test]
@@ -567,9 +476,7 @@ fn load_reports_all_problems_in_one_error() {
     assert!(err.contains("bad.toml:1:8: name:"), "{err}");
     assert!(err.contains("bad.toml:2:8: seed:"), "{err}");
     assert!(err.contains("problems found"), "{err}");
-    let missing = study::load(&dir.path().join("none.toml"))
-        .unwrap_err()
-        .to_string();
+    let missing = study::load(&dir.path().join("none.toml")).unwrap_err().to_string();
     assert!(missing.contains("cannot read study file"), "{missing}");
 }
 

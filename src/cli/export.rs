@@ -24,9 +24,7 @@ impl Cmd {
         let study = super::load_study(&self.study)?;
         let path = super::db_path(&study, self.db.as_ref());
         let mut store = Store::open_existing(&path)?;
-        store
-            .record_study(&study)
-            .context("checking the database against the study file")?;
+        store.record_study(&study).context("checking the database against the study file")?;
         for (file, rows) in export(&store, self.format, &self.out)? {
             println!("wrote {} ({rows} rows)", file.display());
         }

@@ -30,10 +30,7 @@ impl Cmd {
             store.path().display()
         );
         if !report.short_pools.is_empty() {
-            eprintln!(
-                "warning: {} prompts have fewer candidates than pool_size:",
-                report.short_pools.len()
-            );
+            eprintln!("warning: {} prompts have fewer candidates than pool_size:", report.short_pools.len());
             for (p, have, want) in report.short_pools.iter().take(10) {
                 eprintln!("  {p}: {have} of {want}");
             }

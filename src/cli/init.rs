@@ -17,11 +17,7 @@ impl Cmd {
         let (store, opened) = super::open_store(&study, self.db.as_ref())?;
         let (participants, trials, answers) = store.counts()?;
         match opened {
-            Opened::Created => println!(
-                "created {} for study `{}`",
-                store.path().display(),
-                study.name
-            ),
+            Opened::Created => println!("created {} for study `{}`", store.path().display(), study.name),
             Opened::Existing => println!(
                 "opened {} for study `{}`: {participants} participants, {trials} trials, {answers} answers",
                 store.path().display(),

@@ -1,8 +1,10 @@
 //! Command-line interface: one file per subcommand, each a clap `Cmd` with a thin `run`.
 
 mod export;
+mod generate;
 mod import;
 mod init;
+mod sample;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -14,11 +16,7 @@ use clap::{Parser, Subcommand};
 use crate::study::{self, Study};
 
 #[derive(Parser)]
-#[command(
-    name = "ualign",
-    version,
-    about = "Human user studies of test-time-scaling alignment, in the terminal"
-)]
+#[command(name = "ualign", version, about = "Human user studies of test-time-scaling alignment, in the terminal")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,6 +32,10 @@ enum Command {
     Import(import::Cmd),
     /// Write candidates, trials with answers, and participants as CSV or JSONL
     Export(export::Cmd),
+    /// Fill every model policy's candidate pools through ONNX Runtime (resumable)
+    Generate(generate::Cmd),
+    /// Try a model folder without a study: k candidates for one prompt
+    Sample(sample::Cmd),
 }
 
 impl Cli {
@@ -43,6 +45,8 @@ impl Cli {
             Command::Init(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Import(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Export(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Generate(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Sample(c) => c.run().map(|()| ExitCode::SUCCESS),
         }
     }
 }

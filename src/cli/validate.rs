@@ -22,17 +22,8 @@ impl Cmd {
         for w in &warnings {
             eprintln!("{w}");
         }
-        let models = study
-            .policies
-            .iter()
-            .filter(|p| matches!(p.source, PolicySource::Model { .. }))
-            .count();
-        println!(
-            "{}: valid study `{}` ({})",
-            self.study.display(),
-            study.name,
-            study.title
-        );
+        let models = study.policies.iter().filter(|p| matches!(p.source, PolicySource::Model { .. })).count();
+        println!("{}: valid study `{}` ({})", self.study.display(), study.name, study.title);
         println!("  prompts:   {}", study.prompts.len());
         println!(
             "  policies:  {} ({} model, {} imported)",
@@ -46,11 +37,7 @@ impl Cmd {
         println!("  blocks:    {}", study.blocks.len());
         for b in &study.blocks {
             let what = match &b.design {
-                Design::BestOfK {
-                    policy_a,
-                    policy_b,
-                    k,
-                } => format!("best_of_k: {policy_a} (k = {k:?}) vs {policy_b}"),
+                Design::BestOfK { policy_a, policy_b, k } => format!("best_of_k: {policy_a} (k = {k:?}) vs {policy_b}"),
                 Design::Rank { policies, m, mode } => {
                     format!("rank ({}): {m} of {}", mode.as_str(), policies.join(", "))
                 }
@@ -64,10 +51,7 @@ impl Cmd {
                 b.prompts.len()
             );
         }
-        println!(
-            "  trials per participant: {}",
-            study.trials_per_participant()
-        );
+        println!("  trials per participant: {}", study.trials_per_participant());
         println!("  database:  {}", study.default_db_path().display());
         Ok(ExitCode::SUCCESS)
     }

@@ -76,23 +76,13 @@ pub const TRIAL_COLUMNS: &[&str] = &[
     "skipped",
 ];
 
-pub const PARTICIPANT_COLUMNS: &[&str] = &[
-    "participant_id",
-    "created_at",
-    "consent_at",
-    "completed_at",
-    "trials",
-    "answered",
-    "sessions",
-];
+pub const PARTICIPANT_COLUMNS: &[&str] =
+    &["participant_id", "created_at", "consent_at", "completed_at", "trials", "answered", "sessions"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -102,28 +92,17 @@ pub enum ExportError {
 type Row = Vec<Value>;
 
 /// Writes every table; returns the files written with their row counts.
-pub fn export(
-    store: &Store,
-    format: Format,
-    out: &Path,
-) -> Result<Vec<(PathBuf, usize)>, ExportError> {
+pub fn export(store: &Store, format: Format, out: &Path) -> Result<Vec<(PathBuf, usize)>, ExportError> {
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| ExportError::Write {
-            path: path.clone(),
-            source,
-        }
+        move |source| ExportError::Write { path: path.clone(), source }
     };
     std::fs::create_dir_all(out).map_err(write_err(out))?;
     let mut written = Vec::new();
     for (name, cols, rows) in [
         ("candidates", CANDIDATE_COLUMNS, candidate_rows(store)?),
         ("trials", TRIAL_COLUMNS, trial_rows(store)?),
-        (
-            "participants",
-            PARTICIPANT_COLUMNS,
-            participant_rows(store)?,
-        ),
+        ("participants", PARTICIPANT_COLUMNS, participant_rows(store)?),
     ] {
         let path = out.join(format!("{name}.{}", format.ext()));
         write_table(&path, format, cols, &rows).map_err(write_err(&path))?;
@@ -154,11 +133,8 @@ fn write_table(path: &Path, format: Format, cols: &[&str], rows: &[Row]) -> std:
             Format::Jsonl => {
                 let mut file = file;
                 for row in rows {
-                    let obj: serde_json::Map<String, Value> = cols
-                        .iter()
-                        .map(|c| c.to_string())
-                        .zip(row.iter().cloned())
-                        .collect();
+                    let obj: serde_json::Map<String, Value> =
+                        cols.iter().map(|c| c.to_string()).zip(row.iter().cloned()).collect();
                     serde_json::to_writer(&mut file, &obj)?;
                     file.write_all(b"\n")?;
                 }
@@ -179,8 +155,7 @@ fn csv_cell(v: &Value) -> String {
 }
 
 fn json_text(s: Option<String>) -> Value {
-    s.and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(Value::Null)
+    s.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(Value::Null)
 }
 
 fn candidate_rows(store: &Store) -> Result<Vec<Row>, ExportError> {
@@ -222,13 +197,9 @@ fn trial_rows(store: &Store) -> Result<Vec<Row>, ExportError> {
     )?;
     let rows = st.query_map([], |r| {
         let slots: Vec<Slot> = serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default();
-        let cids: Option<Vec<i64>> = r
-            .get::<_, Option<String>>(11)?
-            .and_then(|s| serde_json::from_str(&s).ok());
+        let cids: Option<Vec<i64>> = r.get::<_, Option<String>>(11)?.and_then(|s| serde_json::from_str(&s).ok());
         let choice: Option<usize> = r.get::<_, Option<i64>>(17)?.map(|c| c as usize);
-        let ordering: Option<Vec<usize>> = r
-            .get::<_, Option<String>>(18)?
-            .and_then(|s| serde_json::from_str(&s).ok());
+        let ordering: Option<Vec<usize>> = r.get::<_, Option<String>>(18)?.and_then(|s| serde_json::from_str(&s).ok());
         let cid_at = |i: usize| cids.as_ref().and_then(|c| c.get(i).copied());
         let role = |s: &Slot| serde_json::to_value(s.role).unwrap_or(Value::Null);
         Ok(vec![
@@ -257,11 +228,7 @@ fn trial_rows(store: &Store) -> Result<Vec<Row>, ExportError> {
             json!(choice.and_then(|c| slots.get(c)).map(|s| s.policy.clone())),
             choice.and_then(|c| slots.get(c)).map_or(Value::Null, role),
             json!(ordering),
-            json!(
-                ordering
-                    .as_ref()
-                    .map(|o| o.iter().map(|&i| cid_at(i)).collect::<Vec<_>>())
-            ),
+            json!(ordering.as_ref().map(|o| o.iter().map(|&i| cid_at(i)).collect::<Vec<_>>())),
             json!(r.get::<_, Option<bool>>(19)?),
             json!(r.get::<_, Option<bool>>(20)?),
         ])

@@ -15,10 +15,7 @@ use crate::study::{PolicySource, Study};
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("policy `{0}` is not in the study; policies: {1}")]
     UnknownPolicy(String, String),
     #[error(
@@ -27,10 +24,7 @@ pub enum ImportError {
     NotImported(String),
     #[error("{}\n{} bad line{} in {}; nothing was imported. Fix them and run the import again",
         .problems.join("\n"), .problems.len(), if .problems.len() == 1 { "" } else { "s" }, .path.display())]
-    BadLines {
-        path: PathBuf,
-        problems: Vec<String>,
-    },
+    BadLines { path: PathBuf, problems: Vec<String> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -53,21 +47,14 @@ pub fn import_candidates(
     let pol = study.policy(policy).ok_or_else(|| {
         ImportError::UnknownPolicy(
             policy.to_string(),
-            study
-                .policies
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            study.policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
         )
     })?;
     if !matches!(pol.source, PolicySource::Imported) {
         return Err(ImportError::NotImported(policy.to_string()));
     }
-    let content = std::fs::read_to_string(file).map_err(|source| ImportError::Read {
-        path: file.to_path_buf(),
-        source,
-    })?;
+    let content =
+        std::fs::read_to_string(file).map_err(|source| ImportError::Read { path: file.to_path_buf(), source })?;
     let shown = file.display().to_string();
 
     let mut taken: HashMap<String, Vec<u32>> = HashMap::new();
@@ -81,9 +68,7 @@ pub fn import_candidates(
         let obj: Map<String, Value> = match serde_json::from_str(line) {
             Ok(Value::Object(o)) => o,
             Ok(_) => {
-                problems.push(format!(
-                    "{at}:1: expected a JSON object {{\"prompt_id\": ..., \"text\": ...}}"
-                ));
+                problems.push(format!("{at}:1: expected a JSON object {{\"prompt_id\": ..., \"text\": ...}}"));
                 continue;
             }
             Err(e) => {
@@ -119,10 +104,7 @@ pub fn import_candidates(
             }
         };
         if study.prompt(&prompt_id).is_none() {
-            problems.push(format!(
-                "{at}: prompt_id `{prompt_id}` is not a prompt of study `{}`",
-                study.name
-            ));
+            problems.push(format!("{at}: prompt_id `{prompt_id}` is not a prompt of study `{}`", study.name));
             continue;
         }
         let used = match taken.get(&prompt_id) {
@@ -137,23 +119,16 @@ pub fn import_candidates(
             Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
                 Some(s) if !used.contains(&s) => s,
                 Some(s) => {
-                    problems.push(format!(
-                        "{at}: sample_index {s} of prompt `{prompt_id}` is already taken"
-                    ));
+                    problems.push(format!("{at}: sample_index {s} of prompt `{prompt_id}` is already taken"));
                     continue;
                 }
                 None => {
-                    problems.push(format!(
-                        "{at}: `sample_index` must be a non-negative integer"
-                    ));
+                    problems.push(format!("{at}: `sample_index` must be a non-negative integer"));
                     continue;
                 }
             },
         };
-        taken
-            .entry(prompt_id.clone())
-            .or_default()
-            .push(sample_index);
+        taken.entry(prompt_id.clone()).or_default().push(sample_index);
         rows.push(NewCandidate {
             policy: policy.to_string(),
             prompt_id,
@@ -165,17 +140,10 @@ pub fn import_candidates(
         });
     }
     if !problems.is_empty() {
-        return Err(ImportError::BadLines {
-            path: file.to_path_buf(),
-            problems,
-        });
+        return Err(ImportError::BadLines { path: file.to_path_buf(), problems });
     }
     let imported = store.insert_candidates(&rows)?;
-    let mut report = ImportReport {
-        imported,
-        prompts: taken.len(),
-        short_pools: Vec::new(),
-    };
+    let mut report = ImportReport { imported, prompts: taken.len(), short_pools: Vec::new() };
     for p in &study.prompts {
         let have = store.pool_count(policy, &p.id)?;
         if have < pol.pool_size {

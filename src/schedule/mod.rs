@@ -119,9 +119,7 @@ fn rotation<T: Clone>(items: &[T], n: usize, rng: &mut ChaCha8Rng) -> Vec<T> {
         return Vec::new();
     }
     let off = rng.random_range(0..items.len());
-    (0..n)
-        .map(|i| items[(i + off) % items.len()].clone())
-        .collect()
+    (0..n).map(|i| items[(i + off) % items.len()].clone()).collect()
 }
 
 fn distinct_samples(pool: u32, n: u32, exclude: &[u32], rng: &mut ChaCha8Rng) -> Vec<u32> {
@@ -142,47 +140,24 @@ fn plan_block(study: &Study, block: &Block, rng: &mut ChaCha8Rng) -> Vec<Planned
     prompts.shuffle(rng);
     let prompt_seq = rotation(&prompts, n, rng);
     let mut main: Vec<PlannedTrial> = match &block.design {
-        Design::BestOfK {
-            policy_a,
-            policy_b,
-            k,
-        } => {
+        Design::BestOfK { policy_a, policy_b, k } => {
             let ks = rotation(k, n, rng);
             // Position of B's slot: for each k, rotate through 0..=k from a random offset.
-            let mut next_pos: Vec<(u32, u32)> =
-                k.iter().map(|&k| (k, rng.random_range(0..=k))).collect();
+            let mut next_pos: Vec<(u32, u32)> = k.iter().map(|&k| (k, rng.random_range(0..=k))).collect();
             ks.iter()
                 .zip(&prompt_seq)
                 .map(|(&k, prompt)| {
-                    let entry = next_pos
-                        .iter_mut()
-                        .find(|(kk, _)| *kk == k)
-                        .expect("k drawn from the block's list");
+                    let entry = next_pos.iter_mut().find(|(kk, _)| *kk == k).expect("k drawn from the block's list");
                     let b_pos = (entry.1 % (k + 1)) as usize;
                     entry.1 += 1;
                     let a_samples = distinct_samples(pool_of(policy_a), k, &[], rng);
-                    let exclude = if policy_a == policy_b {
-                        a_samples.clone()
-                    } else {
-                        Vec::new()
-                    };
+                    let exclude = if policy_a == policy_b { a_samples.clone() } else { Vec::new() };
                     let b_sample = distinct_samples(pool_of(policy_b), 1, &exclude, rng)[0];
                     let mut slots: Vec<Slot> = a_samples
                         .into_iter()
-                        .map(|s| Slot {
-                            policy: policy_a.clone(),
-                            sample: s,
-                            role: SlotRole::A,
-                        })
+                        .map(|s| Slot { policy: policy_a.clone(), sample: s, role: SlotRole::A })
                         .collect();
-                    slots.insert(
-                        b_pos,
-                        Slot {
-                            policy: policy_b.clone(),
-                            sample: b_sample,
-                            role: SlotRole::B,
-                        },
-                    );
+                    slots.insert(b_pos, Slot { policy: policy_b.clone(), sample: b_sample, role: SlotRole::B });
                     PlannedTrial {
                         block: block.name.clone(),
                         kind: TrialKind::BestOfK,
@@ -198,15 +173,12 @@ fn plan_block(study: &Study, block: &Block, rng: &mut ChaCha8Rng) -> Vec<Planned
                 .collect()
         }
         Design::Rank { policies, m, mode } => {
-            let pool: Vec<(String, u32)> = policies
-                .iter()
-                .flat_map(|p| (0..pool_of(p)).map(move |s| (p.clone(), s)))
-                .collect();
+            let pool: Vec<(String, u32)> =
+                policies.iter().flat_map(|p| (0..pool_of(p)).map(move |s| (p.clone(), s))).collect();
             prompt_seq
                 .iter()
                 .map(|prompt| {
-                    let mut chosen: Vec<(String, u32)> =
-                        pool.choose_multiple(rng, *m as usize).cloned().collect();
+                    let mut chosen: Vec<(String, u32)> = pool.choose_multiple(rng, *m as usize).cloned().collect();
                     chosen.shuffle(rng);
                     PlannedTrial {
                         block: block.name.clone(),
@@ -218,11 +190,7 @@ fn plan_block(study: &Study, block: &Block, rng: &mut ChaCha8Rng) -> Vec<Planned
                         policy_b: None,
                         slots: chosen
                             .into_iter()
-                            .map(|(policy, sample)| Slot {
-                                policy,
-                                sample,
-                                role: SlotRole::Pool,
-                            })
+                            .map(|(policy, sample)| Slot { policy, sample, role: SlotRole::Pool })
                             .collect(),
                         repeat_of: None,
                     }
@@ -243,16 +211,8 @@ fn plan_block(study: &Study, block: &Block, rng: &mut ChaCha8Rng) -> Vec<Planned
         let samples = distinct_samples(pool_of(&gold_policy), 2, &[], rng);
         let broken_sample = *samples.last().unwrap_or(&0);
         let mut slots = vec![
-            Slot {
-                policy: gold_policy.clone(),
-                sample: samples[0],
-                role: SlotRole::Gold,
-            },
-            Slot {
-                policy: gold_policy.clone(),
-                sample: broken_sample,
-                role: SlotRole::Broken,
-            },
+            Slot { policy: gold_policy.clone(), sample: samples[0], role: SlotRole::Gold },
+            Slot { policy: gold_policy.clone(), sample: broken_sample, role: SlotRole::Broken },
         ];
         slots.shuffle(rng);
         let at = rng.random_range(1..=main.len().max(1));
@@ -273,13 +233,9 @@ fn plan_block(study: &Study, block: &Block, rng: &mut ChaCha8Rng) -> Vec<Planned
     }
 
     // Repeats: a random subset of the block's trials shown again later, slots reshuffled.
-    let originals: Vec<usize> = (0..main.len().saturating_sub(2))
-        .filter(|&i| main[i].kind != TrialKind::Attention)
-        .collect();
-    let mut chosen: Vec<usize> = originals
-        .choose_multiple(rng, block.repeat_count() as usize)
-        .copied()
-        .collect();
+    let originals: Vec<usize> =
+        (0..main.len().saturating_sub(2)).filter(|&i| main[i].kind != TrialKind::Attention).collect();
+    let mut chosen: Vec<usize> = originals.choose_multiple(rng, block.repeat_count() as usize).copied().collect();
     chosen.sort_unstable();
     let mut repeats: Vec<(usize, PlannedTrial)> = Vec::new();
     for orig in chosen {
@@ -291,23 +247,16 @@ fn plan_block(study: &Study, block: &Block, rng: &mut ChaCha8Rng) -> Vec<Planned
     }
     // Place each repeat at least two trials after its original, keeping originals' indices valid:
     // build the final list and remap `repeat_of` to final positions.
-    let mut order: Vec<(Option<usize>, PlannedTrial)> = main
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| (Some(i), t))
-        .collect();
+    let mut order: Vec<(Option<usize>, PlannedTrial)> =
+        main.into_iter().enumerate().map(|(i, t)| (Some(i), t)).collect();
     for (orig, t) in repeats {
-        let orig_pos = order
-            .iter()
-            .position(|(i, _)| *i == Some(orig))
-            .unwrap_or(0);
+        let orig_pos = order.iter().position(|(i, _)| *i == Some(orig)).unwrap_or(0);
         let earliest = orig_pos + 3; // originals are never among the last two
         let at = rng.random_range(earliest..=order.len());
         order.insert(at, (None, t));
     }
-    let final_pos = |orig: usize, order: &[(Option<usize>, PlannedTrial)]| {
-        order.iter().position(|(i, _)| *i == Some(orig))
-    };
+    let final_pos =
+        |orig: usize, order: &[(Option<usize>, PlannedTrial)]| order.iter().position(|(i, _)| *i == Some(orig));
     let remapped: Vec<PlannedTrial> = order
         .iter()
         .map(|(_, t)| {

@@ -13,9 +13,7 @@ fn study(text: &str) -> Study {
 fn balanced_study() -> Study {
     let mut text = String::from("name = \"t\"\nseed = 99\n");
     for i in 0..10 {
-        text.push_str(&format!(
-            "[[prompts]]\nid = \"p{i}\"\ntext = \"prompt {i}\"\n"
-        ));
+        text.push_str(&format!("[[prompts]]\nid = \"p{i}\"\ntext = \"prompt {i}\"\n"));
     }
     text.push_str(
         r#"
@@ -70,26 +68,14 @@ fn trials_are_well_formed() {
                     let k = t.k.unwrap() as usize;
                     assert_eq!(t.slots.len(), k + 1);
                     assert_eq!(t.slots.iter().filter(|s| s.role == SlotRole::B).count(), 1);
-                    let a: HashSet<u32> = t
-                        .slots
-                        .iter()
-                        .filter(|s| s.role == SlotRole::A)
-                        .map(|s| s.sample)
-                        .collect();
+                    let a: HashSet<u32> = t.slots.iter().filter(|s| s.role == SlotRole::A).map(|s| s.sample).collect();
                     assert_eq!(a.len(), k, "A's samples are distinct");
-                    assert!(
-                        t.slots
-                            .iter()
-                            .all(|s| s.sample < if s.role == SlotRole::A { 8 } else { 3 })
-                    );
+                    assert!(t.slots.iter().all(|s| s.sample < if s.role == SlotRole::A { 8 } else { 3 }));
                 }
                 TrialKind::Rank => {
                     assert_eq!(t.slots.len(), 4);
-                    let distinct: HashSet<(String, u32)> = t
-                        .slots
-                        .iter()
-                        .map(|s| (s.policy.clone(), s.sample))
-                        .collect();
+                    let distinct: HashSet<(String, u32)> =
+                        t.slots.iter().map(|s| (s.policy.clone(), s.sample)).collect();
                     assert_eq!(distinct.len(), 4);
                     assert_eq!(t.mode, RankMode::Order);
                 }
@@ -100,10 +86,7 @@ fn trials_are_well_formed() {
                 }
                 TrialKind::Repeat => {
                     let orig = &list[t.repeat_of.unwrap()];
-                    assert!(
-                        t.repeat_of.unwrap() + 3 <= pos,
-                        "a repeat comes at least two trials after its original"
-                    );
+                    assert!(t.repeat_of.unwrap() + 3 <= pos, "a repeat comes at least two trials after its original");
                     assert_eq!(orig.prompt_id, t.prompt_id);
                     let mut a = orig.slots.clone();
                     let mut b = t.slots.clone();
@@ -113,10 +96,7 @@ fn trials_are_well_formed() {
                 }
             }
         }
-        assert!(
-            list[..list.len() - 3].iter().all(|t| t.block == "scaling"),
-            "blocks as listed"
-        );
+        assert!(list[..list.len() - 3].iter().all(|t| t.block == "scaling"), "blocks as listed");
     }
 }
 
@@ -153,10 +133,7 @@ fn balanced_across_1000_participants() {
         let expect = n as f64 / (k + 1) as f64;
         for pos in 0..=k as usize {
             let got = b_pos.get(&(k, pos)).copied().unwrap_or(0) as f64;
-            assert!(
-                (got - expect).abs() <= 0.1 * expect + 5.0,
-                "k = {k}, pos {pos}: {got} vs {expect}"
-            );
+            assert!((got - expect).abs() <= 0.1 * expect + 5.0, "k = {k}, pos {pos}: {got} vs {expect}");
         }
     }
     for (p, &n) in &prompts {
@@ -166,11 +143,7 @@ fn balanced_across_1000_participants() {
     for pos in 0..4 {
         let a = rank_pos[&(pos, "a".to_string())] as f64;
         let b = rank_pos[&(pos, "b".to_string())] as f64;
-        assert!(
-            (a / (a + b) - 8.0 / 11.0).abs() < 0.03,
-            "position {pos}: a share {}",
-            a / (a + b)
-        );
+        assert!((a / (a + b) - 8.0 / 11.0).abs() < 0.03, "position {pos}: a share {}", a / (a + b));
     }
 }
 
@@ -179,16 +152,10 @@ fn within_a_participant_k_values_rotate() {
     let s = balanced_study();
     for pid in 0..50 {
         let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
-        for t in plan(&s, &format!("x{pid}"))
-            .iter()
-            .filter(|t| t.kind == TrialKind::BestOfK)
-        {
+        for t in plan(&s, &format!("x{pid}")).iter().filter(|t| t.kind == TrialKind::BestOfK) {
             *counts.entry(t.k.unwrap()).or_default() += 1;
         }
-        let (lo, hi) = (
-            counts.values().min().unwrap(),
-            counts.values().max().unwrap(),
-        );
+        let (lo, hi) = (counts.values().min().unwrap(), counts.values().max().unwrap());
         assert!(hi - lo <= 1, "{counts:?}");
     }
 }
@@ -197,9 +164,7 @@ fn within_a_participant_k_values_rotate() {
 fn shuffled_blocks_change_order_between_participants() {
     let mut s = balanced_study();
     s.options.shuffle_blocks = true;
-    let firsts: HashSet<String> = (0..40)
-        .map(|i| plan(&s, &format!("q{i}"))[0].block.clone())
-        .collect();
+    let firsts: HashSet<String> = (0..40).map(|i| plan(&s, &format!("q{i}"))[0].block.clone()).collect();
     assert_eq!(firsts.len(), 2);
 }
 

@@ -19,49 +19,24 @@ const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("migrations/000
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(
-        "cannot open database {path}: {source}\n  check that the folder exists and is writable"
-    )]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    #[error("cannot open database {path}: {source}\n  check that the folder exists and is writable")]
+    Open { path: PathBuf, source: rusqlite::Error },
     #[error(
         "database {path} failed SQLite's integrity check:\n{report}\n  the file is damaged; restore it from a backup, or export what is readable with `sqlite3 {path} .dump`"
     )]
     Corrupt { path: PathBuf, report: String },
-    #[error(
-        "database {path} has schema version {found}, newer than this ualign knows ({known}); use a newer ualign"
-    )]
-    TooNew {
-        path: PathBuf,
-        found: i64,
-        known: i64,
-    },
+    #[error("database {path} has schema version {found}, newer than this ualign knows ({known}); use a newer ualign")]
+    TooNew { path: PathBuf, found: i64, known: i64 },
     #[error("applying migration {name} to {path} failed: {source}")]
-    Migration {
-        path: PathBuf,
-        name: &'static str,
-        source: rusqlite::Error,
-    },
+    Migration { path: PathBuf, name: &'static str, source: rusqlite::Error },
     #[error(
         "database {path} belongs to study `{stored}`, not `{given}`.\n  A database holds one study; pass --db with another path for `{given}`"
     )]
-    OtherStudy {
-        path: PathBuf,
-        stored: String,
-        given: String,
-    },
+    OtherStudy { path: PathBuf, stored: String, given: String },
     #[error(
         "study file {study_path} has changed since database {path} was created from it\n  (recorded {recorded_at}, hash {stored_hash:.12}…; the file now hashes to {new_hash:.12}…).\n  Answers collected under one version of a study must never be mixed with another.\n  Either restore the study file as it was (its text is stored: `ualign export` writes it to study.toml),\n  or give the changed study a new `name` or a new database with --db PATH"
     )]
-    StudyChanged {
-        path: PathBuf,
-        study_path: PathBuf,
-        recorded_at: String,
-        stored_hash: String,
-        new_hash: String,
-    },
+    StudyChanged { path: PathBuf, study_path: PathBuf, recorded_at: String, stored_hash: String, new_hash: String },
     #[error("database {path} holds no study yet; run `ualign init STUDY` first")]
     NoStudy { path: PathBuf },
     #[error("{0}")]
@@ -100,14 +75,8 @@ impl Store {
                 source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
             })?;
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut store = Self {
-            conn,
-            path: path.to_path_buf(),
-        };
+        let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let mut store = Self { conn, path: path.to_path_buf() };
         store.configure()?;
         store.migrate()?;
         Ok(store)
@@ -116,10 +85,7 @@ impl Store {
     /// A private in-memory database, for tests and simulations.
     pub fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory()?;
-        let mut store = Self {
-            conn,
-            path: PathBuf::from(":memory:"),
-        };
+        let mut store = Self { conn, path: PathBuf::from(":memory:") };
         store.configure()?;
         store.migrate()?;
         Ok(store)
@@ -131,13 +97,8 @@ impl Store {
 
     fn configure(&mut self) -> Result<()> {
         let path = self.path.clone();
-        let open_err = |source| StoreError::Open {
-            path: path.clone(),
-            source,
-        };
-        self.conn
-            .busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
+        let open_err = |source| StoreError::Open { path: path.clone(), source };
+        self.conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
         // A file that is not a database fails here, on the first read.
         let report: Vec<String> = self
             .conn
@@ -145,67 +106,40 @@ impl Store {
             .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
             .map_err(|e| match e {
                 rusqlite::Error::SqliteFailure(f, _)
-                    if matches!(
-                        f.code,
-                        rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
-                    ) =>
+                    if matches!(f.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) =>
                 {
-                    StoreError::Corrupt {
-                        path: path.clone(),
-                        report: format!("  {e}"),
-                    }
+                    StoreError::Corrupt { path: path.clone(), report: format!("  {e}") }
                 }
                 e => open_err(e),
             })?;
         if report != ["ok"] {
             return Err(StoreError::Corrupt {
                 path,
-                report: report
-                    .into_iter()
-                    .map(|l| format!("  {l}"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                report: report.into_iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"),
             });
         }
-        self.conn
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        self.conn
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_err)?;
-        self.conn
-            .pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
+        self.conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        self.conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
         Ok(())
     }
 
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
     fn migrate(&mut self) -> Result<()> {
         let current = self.schema_version()?;
         let known = MIGRATIONS.len() as i64;
         if current > known {
-            return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found: current,
-                known,
-            });
+            return Err(StoreError::TooNew { path: self.path.clone(), found: current, known });
         }
         for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             let path = self.path.clone();
-            let err = |source| StoreError::Migration {
-                path: path.clone(),
-                name,
-                source,
-            };
+            let err = |source| StoreError::Migration { path: path.clone(), name, source };
             let tx = self.conn.transaction().map_err(err)?;
             tx.execute_batch(sql).map_err(err)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(err)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
             tx.commit().map_err(err)?;
         }
         Ok(())
@@ -222,15 +156,11 @@ impl Store {
     /// Opens a database that must already hold a study (analysis, export).
     pub fn open_existing(path: &Path) -> Result<Self> {
         if !path.exists() {
-            return Err(StoreError::NoStudy {
-                path: path.to_path_buf(),
-            });
+            return Err(StoreError::NoStudy { path: path.to_path_buf() });
         }
         let store = Self::open(path)?;
         if store.stored_study()?.is_none() {
-            return Err(StoreError::NoStudy {
-                path: path.to_path_buf(),
-            });
+            return Err(StoreError::NoStudy { path: path.to_path_buf() });
         }
         Ok(store)
     }
@@ -239,19 +169,15 @@ impl Store {
     pub fn stored_study(&self) -> Result<Option<StoredStudy>> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT name, hash, source, path, created_at FROM study WHERE id = 1",
-                [],
-                |r| {
-                    Ok(StoredStudy {
-                        name: r.get(0)?,
-                        hash: r.get(1)?,
-                        source: r.get(2)?,
-                        path: r.get(3)?,
-                        created_at: r.get(4)?,
-                    })
-                },
-            )
+            .query_row("SELECT name, hash, source, path, created_at FROM study WHERE id = 1", [], |r| {
+                Ok(StoredStudy {
+                    name: r.get(0)?,
+                    hash: r.get(1)?,
+                    source: r.get(2)?,
+                    path: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            })
             .optional()?)
     }
 
@@ -283,20 +209,16 @@ impl Store {
         {
             let mut ins = tx.prepare("INSERT INTO prompts (id, text, tags) VALUES (?1, ?2, ?3)")?;
             for p in &study.prompts {
-                ins.execute(params![
-                    p.id,
-                    p.text,
-                    serde_json::to_string(&p.tags).unwrap_or_default()
-                ])?;
+                ins.execute(params![p.id, p.text, serde_json::to_string(&p.tags).unwrap_or_default()])?;
             }
-            let mut ins = tx.prepare("INSERT INTO policies (name, source, pool_size, model_path, decoding) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            let mut ins = tx.prepare(
+                "INSERT INTO policies (name, source, pool_size, model_path, decoding) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             for p in &study.policies {
                 let (source, model, decoding) = match &p.source {
-                    PolicySource::Model { dir, decoding } => (
-                        "model",
-                        Some(dir.display().to_string()),
-                        serde_json::to_string(decoding).ok(),
-                    ),
+                    PolicySource::Model { dir, decoding } => {
+                        ("model", Some(dir.display().to_string()), serde_json::to_string(decoding).ok())
+                    }
                     PolicySource::Imported => ("imported", None, None),
                 };
                 ins.execute(params![p.name, source, p.pool_size, model, decoding])?;

@@ -108,12 +108,7 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn candidate(
-        &self,
-        policy: &str,
-        prompt_id: &str,
-        sample: u32,
-    ) -> Result<Option<Candidate>> {
+    pub fn candidate(&self, policy: &str, prompt_id: &str, sample: u32) -> Result<Option<Candidate>> {
         Ok(self
             .conn
             .query_row(
@@ -136,45 +131,30 @@ impl Store {
     }
 
     /// The broken text of an attention check for a candidate, made once and stored.
-    pub fn attention_text(
-        &mut self,
-        candidate_id: i64,
-        make: impl FnOnce() -> String,
-    ) -> Result<String> {
+    pub fn attention_text(&mut self, candidate_id: i64, make: impl FnOnce() -> String) -> Result<String> {
         if let Some(t) = self
             .conn
-            .query_row(
-                "SELECT text FROM attention_texts WHERE candidate_id = ?1",
-                [candidate_id],
-                |r| r.get(0),
-            )
+            .query_row("SELECT text FROM attention_texts WHERE candidate_id = ?1", [candidate_id], |r| r.get(0))
             .optional()?
         {
             return Ok(t);
         }
         let text = make();
-        self.conn.execute(
-            "INSERT INTO attention_texts (candidate_id, text) VALUES (?1, ?2)",
-            params![candidate_id, text],
-        )?;
+        self.conn
+            .execute("INSERT INTO attention_texts (candidate_id, text) VALUES (?1, ?2)", params![candidate_id, text])?;
         Ok(text)
     }
 
     /// Creates the participant if new. Returns true when created.
     pub fn ensure_participant(&mut self, id: &str) -> Result<bool> {
-        let n = self.conn.execute(
-            "INSERT OR IGNORE INTO participants (id, created_at) VALUES (?1, ?2)",
-            params![id, now()],
-        )?;
+        let n = self
+            .conn
+            .execute("INSERT OR IGNORE INTO participants (id, created_at) VALUES (?1, ?2)", params![id, now()])?;
         Ok(n == 1)
     }
 
     pub fn participant_exists(&self, id: &str) -> Result<bool> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM participants WHERE id = ?1",
-            [id],
-            |r| r.get::<_, i64>(0),
-        )? > 0)
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM participants WHERE id = ?1", [id], |r| r.get::<_, i64>(0))? > 0)
     }
 
     pub fn record_consent(&mut self, id: &str) -> Result<()> {
@@ -188,11 +168,7 @@ impl Store {
     pub fn consent_at(&self, id: &str) -> Result<Option<String>> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT consent_at FROM participants WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )
+            .query_row("SELECT consent_at FROM participants WHERE id = ?1", [id], |r| r.get(0))
             .optional()?
             .flatten())
     }
@@ -209,18 +185,12 @@ impl Store {
     /// the stored list, not a recomputed one, is what resuming follows).
     pub fn enrol(&mut self, participant: &str, plan: &[PlannedTrial]) -> Result<bool> {
         let tx = self.conn.transaction()?;
-        let existing: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM trials WHERE participant_id = ?1",
-            [participant],
-            |r| r.get(0),
-        )?;
+        let existing: i64 =
+            tx.query_row("SELECT COUNT(*) FROM trials WHERE participant_id = ?1", [participant], |r| r.get(0))?;
         if existing > 0 {
             return Ok(false);
         }
-        tx.execute(
-            "INSERT OR IGNORE INTO participants (id, created_at) VALUES (?1, ?2)",
-            params![participant, now()],
-        )?;
+        tx.execute("INSERT OR IGNORE INTO participants (id, created_at) VALUES (?1, ?2)", params![participant, now()])?;
         let mut ids: Vec<i64> = Vec::with_capacity(plan.len());
         {
             let mut ins = tx.prepare(
@@ -239,8 +209,7 @@ impl Store {
                     t.k,
                     t.policy_a,
                     t.policy_b,
-                    serde_json::to_string(&t.slots)
-                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                    serde_json::to_string(&t.slots).map_err(|e| StoreError::Invalid(e.to_string()))?,
                     repeat_of
                 ])?;
                 ids.push(tx.last_insert_rowid());
@@ -281,23 +250,8 @@ impl Store {
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (
-                id,
-                pos,
-                block,
-                kind,
-                mode,
-                prompt_id,
-                k,
-                policy_a,
-                policy_b,
-                slots,
-                repeat_of,
-                cids,
-                answered,
-            ) = row?;
-            let bad =
-                |what: &str| StoreError::Invalid(format!("trial {id} has an unreadable {what}"));
+            let (id, pos, block, kind, mode, prompt_id, k, policy_a, policy_b, slots, repeat_of, cids, answered) = row?;
+            let bad = |what: &str| StoreError::Invalid(format!("trial {id} has an unreadable {what}"));
             let slots: Vec<Slot> = serde_json::from_str(&slots).map_err(|_| bad("slot list"))?;
             let candidate_ids = match cids {
                 Some(s) => Some(serde_json::from_str(&s).map_err(|_| bad("candidate id list"))?),
@@ -309,11 +263,7 @@ impl Store {
                 plan: PlannedTrial {
                     block,
                     kind: TrialKind::parse(&kind).ok_or_else(|| bad("kind"))?,
-                    mode: if mode == "order" {
-                        RankMode::Order
-                    } else {
-                        RankMode::Pick
-                    },
+                    mode: if mode == "order" { RankMode::Order } else { RankMode::Pick },
                     prompt_id,
                     k,
                     policy_a,
@@ -351,12 +301,7 @@ impl Store {
 
     /// Records which candidates a trial displays (in displayed order) when first shown; a
     /// trial shown again after a resume keeps its first displayed candidates.
-    pub fn mark_shown(
-        &mut self,
-        trial_id: i64,
-        candidate_ids: &[i64],
-        session: Option<i64>,
-    ) -> Result<()> {
+    pub fn mark_shown(&mut self, trial_id: i64, candidate_ids: &[i64], session: Option<i64>) -> Result<()> {
         self.conn.execute(
             "UPDATE trials SET candidate_ids = COALESCE(candidate_ids, ?2), shown_at = COALESCE(shown_at, ?3),
              session_id = COALESCE(session_id, ?4) WHERE id = ?1",
@@ -375,25 +320,17 @@ impl Store {
         session: Option<i64>,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
-        let n_slots: Option<String> = tx
-            .query_row("SELECT slots FROM trials WHERE id = ?1", [trial_id], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let n_slots: Option<String> =
+            tx.query_row("SELECT slots FROM trials WHERE id = ?1", [trial_id], |r| r.get(0)).optional()?;
         let Some(slots) = n_slots else {
             return Err(StoreError::Invalid(format!("no trial has id {trial_id}")));
         };
-        let n = serde_json::from_str::<Vec<Slot>>(&slots)
-            .map(|s| s.len())
-            .unwrap_or(0);
+        let n = serde_json::from_str::<Vec<Slot>>(&slots).map(|s| s.len()).unwrap_or(0);
         let (choice, ordering, no_pref, skipped) = match answer {
             Answer::Pick(i) if *i < n => (Some(*i as i64), None, false, false),
-            Answer::Order(o) if is_permutation(o, n) => (
-                o.first().map(|&i| i as i64),
-                Some(serde_json::to_string(o).unwrap_or_default()),
-                false,
-                false,
-            ),
+            Answer::Order(o) if is_permutation(o, n) => {
+                (o.first().map(|&i| i as i64), Some(serde_json::to_string(o).unwrap_or_default()), false, false)
+            }
             Answer::NoPreference => (None, None, true, false),
             Answer::Skip => (None, None, false, true),
             other => {
@@ -408,9 +345,7 @@ impl Store {
             params![trial_id, choice, ordering, no_pref, skipped, response_ms as i64, now(), session],
         )?;
         if inserted == 0 {
-            return Err(StoreError::Invalid(format!(
-                "trial {trial_id} is already answered"
-            )));
+            return Err(StoreError::Invalid(format!("trial {trial_id} is already answered")));
         }
         tx.commit()?;
         Ok(())
@@ -433,17 +368,9 @@ impl Store {
 
 fn is_permutation(o: &[usize], n: usize) -> bool {
     let mut seen = vec![false; n];
-    o.len() == n
-        && o.iter()
-            .all(|&i| i < n && !std::mem::replace(&mut seen[i], true))
+    o.len() == n && o.iter().all(|&i| i < n && !std::mem::replace(&mut seen[i], true))
 }
 
 fn candidate_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
-    Ok(Candidate {
-        id: r.get(0)?,
-        policy: r.get(1)?,
-        prompt_id: r.get(2)?,
-        sample_index: r.get(3)?,
-        text: r.get(4)?,
-    })
+    Ok(Candidate { id: r.get(0)?, policy: r.get(1)?, prompt_id: r.get(2)?, sample_index: r.get(3)?, text: r.get(4)? })
 }

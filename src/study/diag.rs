@@ -47,40 +47,20 @@ impl<'a> SourceMap<'a> {
     pub fn new(file: &Path, text: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Self {
-            file: file.to_path_buf(),
-            text,
-            line_starts,
-        }
+        Self { file: file.to_path_buf(), text, line_starts }
     }
 
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
         let start = self.line_starts[line];
-        let col = self
-            .text
-            .get(start..offset)
-            .map_or(1, |s| s.chars().count() + 1);
+        let col = self.text.get(start..offset).map_or(1, |s| s.chars().count() + 1);
         (line + 1, col)
     }
 
-    pub fn diag(
-        &self,
-        severity: Severity,
-        span: Range<usize>,
-        path: &str,
-        message: String,
-    ) -> Diagnostic {
+    pub fn diag(&self, severity: Severity, span: Range<usize>, path: &str, message: String) -> Diagnostic {
         let (line, col) = self.line_col(span.start);
-        Diagnostic {
-            severity,
-            file: self.file.clone(),
-            line,
-            col,
-            path: path.to_string(),
-            message,
-        }
+        Diagnostic { severity, file: self.file.clone(), line, col, path: path.to_string(), message }
     }
 }
 
@@ -104,8 +84,6 @@ impl Diagnostics {
     }
 
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.items
-            .iter()
-            .filter(|d| d.severity == Severity::Warning)
+        self.items.iter().filter(|d| d.severity == Severity::Warning)
     }
 }

@@ -139,17 +139,9 @@ pub struct Block {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Design {
     /// k candidates from `policy_a` and one from `policy_b` in k+1 shuffled, blinded slots.
-    BestOfK {
-        policy_a: String,
-        policy_b: String,
-        k: Vec<u32>,
-    },
+    BestOfK { policy_a: String, policy_b: String, k: Vec<u32> },
     /// m candidates drawn from the pools of `policies`; pick a favourite or order them all.
-    Rank {
-        policies: Vec<String>,
-        m: u32,
-        mode: RankMode,
-    },
+    Rank { policies: Vec<String>, m: u32, mode: RankMode },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -180,27 +172,15 @@ impl Design {
 /// Why a study could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {
-    #[error(
-        "cannot read study file {path}: {source}\n  check the path; study files usually live in studies/"
-    )]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot read study file {path}: {source}\n  check the path; study files usually live in studies/")]
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{}", render(.0))]
     Invalid(Vec<Diagnostic>),
 }
 
 fn render(diags: &[Diagnostic]) -> String {
-    let n = diags
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
-    let mut s = diags
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let n = diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let mut s = diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n");
     s.push_str(&format!(
         "\n{n} problem{} found; fix them and run `ualign validate` again",
         if n == 1 { "" } else { "s" }
@@ -210,10 +190,8 @@ fn render(diags: &[Diagnostic]) -> String {
 
 /// Reads and validates a study file. Warnings are returned beside the study.
 pub fn load(path: &Path) -> Result<(Study, Vec<Diagnostic>), StudyError> {
-    let source = std::fs::read_to_string(path).map_err(|source| StudyError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let source =
+        std::fs::read_to_string(path).map_err(|source| StudyError::Read { path: path.to_path_buf(), source })?;
     let (study, diags) = parse_study(path, &source);
     match study {
         Some(s) if !diags.has_errors() => Ok((s, diags.items)),
@@ -244,10 +222,7 @@ impl Study {
 
     /// Trials one participant answers, counting attention checks and repeats.
     pub fn trials_per_participant(&self) -> u32 {
-        self.blocks
-            .iter()
-            .map(|b| b.trials + b.attention_checks + b.repeat_count())
-            .sum()
+        self.blocks.iter().map(|b| b.trials + b.attention_checks + b.repeat_count()).sum()
     }
 
     /// Per-block counts by kind, for summaries.
@@ -264,7 +239,6 @@ impl Block {
     /// Repeated trials per participant: the fraction of the block's trials, leaving out the
     /// last two (a repeat always comes at least two trials after its original).
     pub fn repeat_count(&self) -> u32 {
-        ((f64::from(self.trials) * self.repeat_fraction).round() as u32)
-            .min(self.trials.saturating_sub(2))
+        ((f64::from(self.trials) * self.repeat_fraction).round() as u32).min(self.trials.saturating_sub(2))
     }
 }

@@ -16,10 +16,7 @@ use super::{Block, Decoding, Design, Policy, PolicySource, Prompt, RankMode, Stu
 /// carry errors in the diagnostics; callers must check `has_errors`).
 pub fn parse_study(path: &Path, text: &str) -> (Option<Study>, Diagnostics) {
     let src = SourceMap::new(path, text);
-    let mut cx = Cx {
-        src: &src,
-        diags: Diagnostics::default(),
-    };
+    let mut cx = Cx { src: &src, diags: Diagnostics::default() };
     let doc = match DeTable::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
@@ -40,17 +37,10 @@ fn is_slug(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn read_study(
-    cx: &mut Cx,
-    root: &TableReader,
-    path: &Path,
-    text: &str,
-    base_dir: &Path,
-) -> Option<Study> {
+fn read_study(cx: &mut Cx, root: &TableReader, path: &Path, text: &str, base_dir: &Path) -> Option<Study> {
     let name = root.required_string(cx, "name");
     if let Some(n) = &name
         && !is_slug(n)
@@ -58,25 +48,22 @@ fn read_study(
         cx.error(
             root.span_of("name"),
             "name",
-            format!("`{n}` is not a slug: use lowercase letters, digits, '-' and '_' (at most 64), e.g. \"fortune-demo\""),
+            format!(
+                "`{n}` is not a slug: use lowercase letters, digits, '-' and '_' (at most 64), e.g. \"fortune-demo\""
+            ),
         );
     }
     let title = root.string(cx, "title");
     let description = root.string(cx, "description").unwrap_or_default();
     let consent = root.string(cx, "consent").unwrap_or_default();
     let instructions = root.string(cx, "instructions").unwrap_or_default();
-    let completion_message = root
-        .string(cx, "completion_message")
-        .unwrap_or_else(|| "Thank you for taking part.".into());
+    let completion_message =
+        root.string(cx, "completion_message").unwrap_or_else(|| "Thank you for taking part.".into());
     let completion_code = root.string(cx, "completion_code").unwrap_or_default();
     let seed = match root.integer(cx, "seed") {
         Some((s, _)) if s >= 0 => s as u64,
         Some((s, span)) => {
-            cx.error(
-                span,
-                "seed",
-                format!("{s} is negative; the seed must be an integer from 0 up"),
-            );
+            cx.error(span, "seed", format!("{s} is negative; the seed must be an integer from 0 up"));
             0
         }
         None => 0,
@@ -126,11 +113,7 @@ fn read_options(cx: &mut Cx, root: &TableReader) -> StudyOptions {
         if (0.0..=600.0).contains(&s) {
             o.min_reading_ms = (s * 1000.0).round() as u64;
         } else {
-            cx.error(
-                span,
-                &t.path_of("min_reading_seconds"),
-                format!("{s} is outside 0..=600 seconds"),
-            );
+            cx.error(span, &t.path_of("min_reading_seconds"), format!("{s} is outside 0..=600 seconds"));
         }
     }
     if let Some(b) = t.boolean(cx, "shuffle_blocks") {
@@ -150,12 +133,7 @@ fn read_options(cx: &mut Cx, root: &TableReader) -> StudyOptions {
     o
 }
 
-fn read_prompts(
-    cx: &mut Cx,
-    root: &TableReader,
-    base_dir: &Path,
-    hasher: &mut Sha256,
-) -> Vec<Prompt> {
+fn read_prompts(cx: &mut Cx, root: &TableReader, base_dir: &Path, hasher: &mut Sha256) -> Vec<Prompt> {
     let mut prompts: Vec<(Prompt, Range<usize>, String)> = Vec::new();
     for t in root.tables(cx, "prompts") {
         let id = t.required_string(cx, "id");
@@ -163,11 +141,7 @@ fn read_prompts(
         let tags = t.string_list(cx, "tags").unwrap_or_default();
         if let (Some(id), Some(text)) = (id, text) {
             prompts.push((
-                Prompt {
-                    id,
-                    text,
-                    tags: tags.into_iter().map(|(s, _)| s).collect(),
-                },
+                Prompt { id, text, tags: tags.into_iter().map(|(s, _)| s).collect() },
                 t.span.clone(),
                 t.path.clone(),
             ));
@@ -185,19 +159,12 @@ fn read_prompts(
                 for d in diags {
                     cx.diags.push(d);
                 }
-                prompts.extend(
-                    from_file
-                        .into_iter()
-                        .map(|p| (p, span.clone(), "prompts_file".to_string())),
-                );
+                prompts.extend(from_file.into_iter().map(|p| (p, span.clone(), "prompts_file".to_string())));
             }
             Err(e) => cx.error(
                 span,
                 "prompts_file",
-                format!(
-                    "cannot read {}: {e}; the path is relative to the study file's folder",
-                    full.display()
-                ),
+                format!("cannot read {}: {e}; the path is relative to the study file's folder", full.display()),
             ),
         }
     }
@@ -209,19 +176,11 @@ fn read_prompts(
             continue;
         }
         if p.text.trim().is_empty() {
-            cx.error(
-                span,
-                &format!("{path}.text"),
-                format!("prompt `{}` has empty text", p.id),
-            );
+            cx.error(span, &format!("{path}.text"), format!("prompt `{}` has empty text", p.id));
             continue;
         }
         if seen.insert(p.id.clone(), ()).is_some() {
-            cx.error(
-                span,
-                &format!("{path}.id"),
-                format!("duplicate prompt id `{}`; prompt ids must be unique", p.id),
-            );
+            cx.error(span, &format!("{path}.id"), format!("duplicate prompt id `{}`; prompt ids must be unique", p.id));
             continue;
         }
         out.push(p);
@@ -259,11 +218,7 @@ pub fn parse_prompt_file(path: &Path, content: &str) -> (Vec<Prompt>, Vec<Diagno
             continue;
         }
         if !jsonl {
-            out.push(Prompt {
-                id: format!("L{}", i + 1),
-                text: line.trim().to_string(),
-                tags: Vec::new(),
-            });
+            out.push(Prompt { id: format!("L{}", i + 1), text: line.trim().to_string(), tags: Vec::new() });
             continue;
         }
         match serde_json::from_str::<PromptLine>(line) {
@@ -274,7 +229,9 @@ pub fn parse_prompt_file(path: &Path, content: &str) -> (Vec<Prompt>, Vec<Diagno
                 line: i + 1,
                 col: e.column().max(1),
                 path: String::new(),
-                message: format!("bad prompt line: {e}; each line must be {{\"id\": \"...\", \"text\": \"...\", \"tags\": [...]}}"),
+                message: format!(
+                    "bad prompt line: {e}; each line must be {{\"id\": \"...\", \"text\": \"...\", \"tags\": [...]}}"
+                ),
             }),
         }
     }
@@ -297,11 +254,7 @@ fn read_policies(cx: &mut Cx, root: &TableReader, base_dir: &Path) -> Vec<Policy
         let pool_size = match t.integer(cx, "pool_size") {
             Some((n, _)) if (1..=100_000).contains(&n) => n as u32,
             Some((n, span)) => {
-                cx.error(
-                    span,
-                    &t.path_of("pool_size"),
-                    format!("{n} is not a positive integer (at most 100000)"),
-                );
+                cx.error(span, &t.path_of("pool_size"), format!("{n} is not a positive integer (at most 100000)"));
                 1
             }
             None => 8,
@@ -314,11 +267,7 @@ fn read_policies(cx: &mut Cx, root: &TableReader, base_dir: &Path) -> Vec<Policy
                     format!("`{n}` is not a slug: use lowercase letters, digits, '-' and '_'"),
                 );
             } else if out.iter().any(|p| &p.name == n) {
-                cx.error(
-                    t.span_of("name"),
-                    &t.path_of("name"),
-                    format!("duplicate policy name `{n}`"),
-                );
+                cx.error(t.span_of("name"), &t.path_of("name"), format!("duplicate policy name `{n}`"));
             }
         }
         let src = match source.as_deref() {
@@ -331,10 +280,7 @@ fn read_policies(cx: &mut Cx, root: &TableReader, base_dir: &Path) -> Vec<Policy
                     cx.warning(
                         t.span_of("model"),
                         &t.path_of("model"),
-                        format!(
-                            "model folder {} does not exist yet; `ualign generate` needs it",
-                            d.display()
-                        ),
+                        format!("model folder {} does not exist yet; `ualign generate` needs it", d.display()),
                     );
                 }
                 dir.map(|dir| PolicySource::Model { dir, decoding })
@@ -351,11 +297,7 @@ fn read_policies(cx: &mut Cx, root: &TableReader, base_dir: &Path) -> Vec<Policy
             None => None,
         };
         if let (Some(name), Some(source)) = (name, src) {
-            out.push(Policy {
-                name,
-                pool_size,
-                source,
-            });
+            out.push(Policy { name, pool_size, source });
         }
         t.finish(cx);
     }
@@ -372,74 +314,40 @@ fn read_decoding(cx: &mut Cx, policy: &TableReader) -> Decoding {
         if ok(v) {
             Some(v)
         } else {
-            cx.error(
-                span,
-                &t.path_of(key),
-                format!("{v} is out of range: {rule}"),
-            );
+            cx.error(span, &t.path_of(key), format!("{v} is out of range: {rule}"));
             None
         }
     };
-    if let Some(v) = check(
-        cx,
-        "temperature",
-        |v| (0.0..=100.0).contains(&v),
-        "use 0 (greedy) or a positive temperature",
-    ) {
+    if let Some(v) =
+        check(cx, "temperature", |v| (0.0..=100.0).contains(&v), "use 0 (greedy) or a positive temperature")
+    {
         d.temperature = v as f32;
     }
-    if let Some(v) = check(
-        cx,
-        "top_p",
-        |v| v > 0.0 && v <= 1.0,
-        "top_p must be in (0, 1]",
-    ) {
+    if let Some(v) = check(cx, "top_p", |v| v > 0.0 && v <= 1.0, "top_p must be in (0, 1]") {
         d.top_p = v as f32;
     }
-    if let Some(v) = check(
-        cx,
-        "min_p",
-        |v| (0.0..1.0).contains(&v),
-        "min_p must be in [0, 1)",
-    ) {
+    if let Some(v) = check(cx, "min_p", |v| (0.0..1.0).contains(&v), "min_p must be in [0, 1)") {
         d.min_p = v as f32;
     }
-    if let Some(v) = check(
-        cx,
-        "repetition_penalty",
-        |v| v > 0.0,
-        "repetition_penalty must be positive (1.0 = off)",
-    ) {
+    if let Some(v) = check(cx, "repetition_penalty", |v| v > 0.0, "repetition_penalty must be positive (1.0 = off)") {
         d.repetition_penalty = v as f32;
     }
     if let Some((v, span)) = t.integer(cx, "top_k") {
         match u32::try_from(v) {
             Ok(v) => d.top_k = v,
-            Err(_) => cx.error(
-                span,
-                &t.path_of("top_k"),
-                format!("{v} is negative; use 0 to turn top-k off"),
-            ),
+            Err(_) => cx.error(span, &t.path_of("top_k"), format!("{v} is negative; use 0 to turn top-k off")),
         }
     }
     if let Some((v, span)) = t.integer(cx, "max_new_tokens") {
         match u32::try_from(v) {
             Ok(v) if (1..=8192).contains(&v) => d.max_new_tokens = v,
-            _ => cx.error(
-                span,
-                &t.path_of("max_new_tokens"),
-                format!("{v} is not in 1..=8192"),
-            ),
+            _ => cx.error(span, &t.path_of("max_new_tokens"), format!("{v} is not in 1..=8192")),
         }
     }
     if let Some(stops) = t.string_list(cx, "stop") {
         for (s, span) in &stops {
             if s.is_empty() {
-                cx.error(
-                    span.clone(),
-                    &t.path_of("stop"),
-                    "an empty stop string would end every sample at once",
-                );
+                cx.error(span.clone(), &t.path_of("stop"), "an empty stop string would end every sample at once");
             }
         }
         d.stop = stops.into_iter().map(|(s, _)| s).collect();
@@ -451,12 +359,7 @@ fn read_decoding(cx: &mut Cx, policy: &TableReader) -> Decoding {
     d
 }
 
-fn read_blocks(
-    cx: &mut Cx,
-    root: &TableReader,
-    prompts: &[Prompt],
-    policies: &[Policy],
-) -> Vec<Block> {
+fn read_blocks(cx: &mut Cx, root: &TableReader, prompts: &[Prompt], policies: &[Policy]) -> Vec<Block> {
     let tables = root.tables(cx, "blocks");
     if tables.is_empty() && !root.has("blocks") {
         cx.error(
@@ -465,30 +368,19 @@ fn read_blocks(
             "the study has no blocks: add at least one [[blocks]] entry",
         );
     }
-    let all_tags: BTreeSet<&str> = prompts
-        .iter()
-        .flat_map(|p| p.tags.iter().map(String::as_str))
-        .collect();
+    let all_tags: BTreeSet<&str> = prompts.iter().flat_map(|p| p.tags.iter().map(String::as_str)).collect();
     let mut out: Vec<Block> = Vec::new();
     for t in tables {
         let name = t.required_string(cx, "name");
         if let Some(n) = &name
             && out.iter().any(|b| &b.name == n)
         {
-            cx.error(
-                t.span_of("name"),
-                &t.path_of("name"),
-                format!("duplicate block name `{n}`"),
-            );
+            cx.error(t.span_of("name"), &t.path_of("name"), format!("duplicate block name `{n}`"));
         }
         let trials = match t.required_integer(cx, "trials") {
             Some((n, _)) if (1..=10_000).contains(&n) => Some(n as u32),
             Some((n, span)) => {
-                cx.error(
-                    span,
-                    &t.path_of("trials"),
-                    format!("{n} is not a positive integer (at most 10000)"),
-                );
+                cx.error(span, &t.path_of("trials"), format!("{n} is not a positive integer (at most 10000)"));
                 None
             }
             None => None,
@@ -496,11 +388,7 @@ fn read_blocks(
         let attention_checks = match t.integer(cx, "attention_checks") {
             Some((n, _)) if (0..=1000).contains(&n) => n as u32,
             Some((n, span)) => {
-                cx.error(
-                    span,
-                    &t.path_of("attention_checks"),
-                    format!("{n} is not a count from 0 to 1000"),
-                );
+                cx.error(span, &t.path_of("attention_checks"), format!("{n} is not a count from 0 to 1000"));
                 0
             }
             None => 0,
@@ -508,11 +396,7 @@ fn read_blocks(
         let repeat_fraction = match t.number(cx, "repeat_fraction") {
             Some((f, _)) if (0.0..=1.0).contains(&f) => f,
             Some((f, span)) => {
-                cx.error(
-                    span,
-                    &t.path_of("repeat_fraction"),
-                    format!("{f} is not a fraction in [0, 1]"),
-                );
+                cx.error(span, &t.path_of("repeat_fraction"), format!("{f} is not a fraction in [0, 1]"));
                 0.0
             }
             None => 0.0,
@@ -537,14 +421,7 @@ fn read_blocks(
         };
         t.finish(cx);
         if let (Some(name), Some(trials), Some(design)) = (name, trials, design) {
-            out.push(Block {
-                name,
-                trials,
-                prompts: block_prompts,
-                design,
-                attention_checks,
-                repeat_fraction,
-            });
+            out.push(Block { name, trials, prompts: block_prompts, design, attention_checks, repeat_fraction });
         }
     }
     out
@@ -553,12 +430,7 @@ fn read_blocks(
 /// Keys of either design: not reported as unknown when the design itself is unreadable.
 const DESIGN_KEYS: &[&str] = &["policy_a", "policy_b", "k", "policies", "m", "mode"];
 
-fn select_prompts(
-    cx: &mut Cx,
-    t: &TableReader,
-    prompts: &[Prompt],
-    all_tags: &BTreeSet<&str>,
-) -> Vec<String> {
+fn select_prompts(cx: &mut Cx, t: &TableReader, prompts: &[Prompt], all_tags: &BTreeSet<&str>) -> Vec<String> {
     let ids = t.string_list(cx, "prompts");
     let tags = t.string_list(cx, "tags");
     let mut selected: Vec<String> = Vec::new();
@@ -567,28 +439,18 @@ fn select_prompts(
             if prompts.iter().any(|p| &p.id == id) {
                 selected.push(id.clone());
             } else {
-                cx.error(
-                    span.clone(),
-                    &format!("{}[{i}]", t.path_of("prompts")),
-                    format!("no prompt has id `{id}`"),
-                );
+                cx.error(span.clone(), &format!("{}[{i}]", t.path_of("prompts")), format!("no prompt has id `{id}`"));
             }
         }
     }
     if let Some(tags) = &tags {
         for (i, (tag, span)) in tags.iter().enumerate() {
             if !all_tags.contains(tag.as_str()) {
-                cx.error(
-                    span.clone(),
-                    &format!("{}[{i}]", t.path_of("tags")),
-                    format!("no prompt has tag `{tag}`"),
-                );
+                cx.error(span.clone(), &format!("{}[{i}]", t.path_of("tags")), format!("no prompt has tag `{tag}`"));
             }
         }
         for p in prompts {
-            if p.tags.iter().any(|pt| tags.iter().any(|(t, _)| t == pt))
-                && !selected.contains(&p.id)
-            {
+            if p.tags.iter().any(|pt| tags.iter().any(|(t, _)| t == pt)) && !selected.contains(&p.id) {
                 selected.push(p.id.clone());
             }
         }
@@ -599,12 +461,7 @@ fn select_prompts(
     selected
 }
 
-fn policy_ref(
-    cx: &mut Cx,
-    t: &TableReader,
-    key: &'static str,
-    policies: &[Policy],
-) -> Option<String> {
+fn policy_ref(cx: &mut Cx, t: &TableReader, key: &'static str, policies: &[Policy]) -> Option<String> {
     let name = t.required_string(cx, key)?;
     if policies.iter().any(|p| p.name == name) {
         Some(name)
@@ -613,10 +470,7 @@ fn policy_ref(
         cx.error(
             t.span_of(key),
             &t.path_of(key),
-            format!(
-                "no policy is named `{name}`; policies: {}",
-                known.join(", ")
-            ),
+            format!("no policy is named `{name}`; policies: {}", known.join(", ")),
         );
         None
     }
@@ -635,24 +489,13 @@ fn read_best_of_k(cx: &mut Cx, t: &TableReader, policies: &[Policy]) -> Option<D
     }
     let ks = t.integer_list(cx, "k")?;
     if ks.is_empty() {
-        cx.error(
-            t.span_of("k"),
-            &t.path_of("k"),
-            "the list of k values is empty, e.g. `k = [1, 2, 4, 8]`",
-        );
+        cx.error(t.span_of("k"), &t.path_of("k"), "the list of k values is empty, e.g. `k = [1, 2, 4, 8]`");
     }
-    let pool_a = a
-        .as_ref()
-        .and_then(|a| policies.iter().find(|p| &p.name == a))
-        .map(|p| p.pool_size);
+    let pool_a = a.as_ref().and_then(|a| policies.iter().find(|p| &p.name == a)).map(|p| p.pool_size);
     let mut k = Vec::new();
     for (v, span, path) in ks {
         if !(1..=64).contains(&v) {
-            cx.error(
-                span,
-                &path,
-                format!("{v} is not a positive integer (at most 64)"),
-            );
+            cx.error(span, &path, format!("{v} is not a positive integer (at most 64)"));
         } else if let Some(pool) = pool_a.filter(|&pool| v as u32 > pool) {
             cx.error(
                 span,
@@ -665,11 +508,7 @@ fn read_best_of_k(cx: &mut Cx, t: &TableReader, policies: &[Policy]) -> Option<D
             k.push(v as u32);
         }
     }
-    Some(Design::BestOfK {
-        policy_a: a?,
-        policy_b: b?,
-        k,
-    })
+    Some(Design::BestOfK { policy_a: a?, policy_b: b?, k })
 }
 
 fn read_rank(cx: &mut Cx, t: &TableReader, policies: &[Policy]) -> Option<Design> {
@@ -693,11 +532,7 @@ fn read_rank(cx: &mut Cx, t: &TableReader, policies: &[Policy]) -> Option<Design
                 if policies.iter().any(|p| p.name == n) {
                     chosen.push(n);
                 } else {
-                    cx.error(
-                        span,
-                        &format!("{}[{i}]", t.path_of("policies")),
-                        format!("no policy is named `{n}`"),
-                    );
+                    cx.error(span, &format!("{}[{i}]", t.path_of("policies")), format!("no policy is named `{n}`"));
                 }
             }
         }
@@ -708,18 +543,10 @@ fn read_rank(cx: &mut Cx, t: &TableReader, policies: &[Policy]) -> Option<Design
         ),
         None => chosen = policies.iter().map(|p| p.name.clone()).collect(),
     }
-    let pool: u32 = policies
-        .iter()
-        .filter(|p| chosen.contains(&p.name))
-        .map(|p| p.pool_size)
-        .sum();
+    let pool: u32 = policies.iter().filter(|p| chosen.contains(&p.name)).map(|p| p.pool_size).sum();
     let m = match t.required_integer(cx, "m") {
         Some((m, span)) if !(2..=16).contains(&m) => {
-            cx.error(
-                span,
-                &t.path_of("m"),
-                format!("{m} candidates cannot be ranked; use 2 to 16"),
-            );
+            cx.error(span, &t.path_of("m"), format!("{m} candidates cannot be ranked; use 2 to 16"));
             return None;
         }
         Some((m, span)) if m as u32 > pool && !chosen.is_empty() => {
@@ -733,9 +560,5 @@ fn read_rank(cx: &mut Cx, t: &TableReader, policies: &[Policy]) -> Option<Design
         Some((m, _)) => m as u32,
         None => return None,
     };
-    Some(Design::Rank {
-        policies: chosen,
-        m,
-        mode,
-    })
+    Some(Design::Rank { policies: chosen, m, mode })
 }

@@ -43,11 +43,7 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
 }
 
 pub fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
 }
 
 /// A table being read: remembers which keys were asked for, so the rest are unknown keys.
@@ -60,12 +56,7 @@ pub struct TableReader<'a, 'i> {
 
 impl<'a, 'i> TableReader<'a, 'i> {
     pub fn new(table: &'a DeTable<'i>, span: Range<usize>, path: String) -> Self {
-        Self {
-            table,
-            span,
-            path,
-            asked: RefCell::new(Vec::new()),
-        }
+        Self { table, span, path, asked: RefCell::new(Vec::new()) }
     }
 
     pub fn path_of(&self, key: &str) -> String {
@@ -89,25 +80,15 @@ impl<'a, 'i> TableReader<'a, 'i> {
 
     /// Span of a key's value, or of the table itself when the key is absent.
     pub fn span_of(&self, key: &str) -> Range<usize> {
-        self.table
-            .get(key)
-            .map_or_else(|| self.span.clone(), |v| v.span())
+        self.table.get(key).map_or_else(|| self.span.clone(), |v| v.span())
     }
 
     fn wrong_type(&self, cx: &mut Cx, key: &str, v: &Value<'_>, want: &str) {
-        cx.error(
-            v.span(),
-            &self.path_of(key),
-            format!("expected {want}, found {}", type_name(v.get_ref())),
-        );
+        cx.error(v.span(), &self.path_of(key), format!("expected {want}, found {}", type_name(v.get_ref())));
     }
 
     fn missing(&self, cx: &mut Cx, key: &str, want: &str) {
-        let at = if self.path.is_empty() {
-            "the file".to_string()
-        } else {
-            format!("`{}`", self.path)
-        };
+        let at = if self.path.is_empty() { "the file".to_string() } else { format!("`{}`", self.path) };
         cx.error(
             self.span.start..self.span.start,
             &self.path_of(key),
@@ -189,13 +170,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
         match v.get_ref() {
             DeValue::Array(items) => {
                 let base = self.path_of(key);
-                Some(
-                    items
-                        .iter()
-                        .enumerate()
-                        .map(|(i, item)| (item, format!("{base}[{i}]")))
-                        .collect(),
-                )
+                Some(items.iter().enumerate().map(|(i, item)| (item, format!("{base}[{i}]"))).collect())
             }
             _ => {
                 self.wrong_type(cx, key, v, "an array");
@@ -204,41 +179,27 @@ impl<'a, 'i> TableReader<'a, 'i> {
         }
     }
 
-    pub fn string_list(
-        &self,
-        cx: &mut Cx,
-        key: &'static str,
-    ) -> Option<Vec<(String, Range<usize>)>> {
+    pub fn string_list(&self, cx: &mut Cx, key: &'static str) -> Option<Vec<(String, Range<usize>)>> {
         let items = self.array(cx, key)?;
         let mut out = Vec::new();
         for (item, path) in items {
             match item.get_ref() {
                 DeValue::String(s) => out.push((s.to_string(), item.span())),
-                other => cx.error(
-                    item.span(),
-                    &path,
-                    format!("expected a string, found {}", type_name(other)),
-                ),
+                other => cx.error(item.span(), &path, format!("expected a string, found {}", type_name(other))),
             }
         }
         Some(out)
     }
 
-    pub fn integer_list(
-        &self,
-        cx: &mut Cx,
-        key: &'static str,
-    ) -> Option<Vec<(i64, Range<usize>, String)>> {
+    pub fn integer_list(&self, cx: &mut Cx, key: &'static str) -> Option<Vec<(i64, Range<usize>, String)>> {
         let items = self.array(cx, key)?;
         let mut out = Vec::new();
         for (item, path) in items {
             match value_integer(item) {
                 Some(i) => out.push((i, item.span(), path)),
-                None => cx.error(
-                    item.span(),
-                    &path,
-                    format!("expected an integer, found {}", type_name(item.get_ref())),
-                ),
+                None => {
+                    cx.error(item.span(), &path, format!("expected an integer, found {}", type_name(item.get_ref())))
+                }
             }
         }
         Some(out)
@@ -264,11 +225,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
         for (item, path) in items {
             match item.get_ref() {
                 DeValue::Table(t) => out.push(TableReader::new(t, item.span(), path)),
-                other => cx.error(
-                    item.span(),
-                    &path,
-                    format!("expected a table, found {}", type_name(other)),
-                ),
+                other => cx.error(item.span(), &path, format!("expected a table, found {}", type_name(other))),
             }
         }
         out
@@ -282,19 +239,13 @@ impl<'a, 'i> TableReader<'a, 'i> {
             if asked.contains(&name) {
                 continue;
             }
-            let hint = closest(name, &asked)
-                .map(|c| format!("; did you mean `{c}`?"))
-                .unwrap_or_else(|| {
-                    let mut known: Vec<&str> = asked.clone();
-                    known.sort_unstable();
-                    known.dedup();
-                    format!("; known keys here: {}", known.join(", "))
-                });
-            cx.error(
-                k.span(),
-                &self.path_of(name),
-                format!("unknown key `{name}`{hint}"),
-            );
+            let hint = closest(name, &asked).map(|c| format!("; did you mean `{c}`?")).unwrap_or_else(|| {
+                let mut known: Vec<&str> = asked.clone();
+                known.sort_unstable();
+                known.dedup();
+                format!("; known keys here: {}", known.join(", "))
+            });
+            cx.error(k.span(), &self.path_of(name), format!("unknown key `{name}`{hint}"));
         }
     }
 }
@@ -330,9 +281,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         cur[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         std::mem::swap(&mut prev, &mut cur);
     }

@@ -1,0 +1,98 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::engine::{EngineError, EpChoice};
+use crate::pools::{Models, PoolError, pending_jobs};
+
+/// Fill every model policy's candidate pools.
+#[derive(clap::Args)]
+pub struct Cmd {
+    /// The study file (TOML)
+    study: PathBuf,
+    #[arg(long, value_enum, default_value = "cpu")]
+    ep: EpChoice,
+    /// Intra-op threads (default: ONNX Runtime's choice)
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Database file (default: db/<study name>.sqlite)
+    #[arg(long)]
+    db: Option<PathBuf>,
+}
+
+impl Cmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let study = super::load_study(&self.study)?;
+        let (mut store, _) = super::open_store(&study, self.db.as_ref())?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        {
+            let cancel = cancel.clone();
+            // A second Ctrl-C while the pool finishes is the same request.
+            let _ = ctrlc::set_handler(move || cancel.store(true, Ordering::SeqCst));
+        }
+        fill(&study, &mut store, self.ep, self.threads, Some(&cancel))
+    }
+}
+
+/// Generates every missing pool with a progress bar; used by `generate` and `demo`.
+pub(crate) fn fill(
+    study: &crate::study::Study,
+    store: &mut crate::store::Store,
+    ep: EpChoice,
+    threads: Option<usize>,
+    cancel: Option<&AtomicBool>,
+) -> anyhow::Result<()> {
+    let jobs = pending_jobs(study, store)?;
+    let total: u64 = jobs.iter().map(|j| j.missing.len() as u64).sum();
+    if total == 0 {
+        println!("every pool of study `{}` is complete ({})", study.name, store.path().display());
+        return Ok(());
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} candidates {msg} (ETA {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut models = Models::new(ep, threads);
+    let start = Instant::now();
+    let (mut done, mut tokens) = (0u64, 0u64);
+    let mut provider = String::new();
+    for job in &jobs {
+        bar.set_message(format!("· {} / {}", job.policy, job.prompt_id));
+        match models.run_job(study, store, job, cancel) {
+            Ok(d) => {
+                done += d.candidates as u64;
+                tokens += d.new_tokens;
+                provider = d.provider;
+                let secs = start.elapsed().as_secs_f64().max(1e-9);
+                bar.set_position(done);
+                bar.set_message(format!(
+                    "· {:.1} cand/s · {:.0} tok/s · {provider}",
+                    done as f64 / secs,
+                    tokens as f64 / secs
+                ));
+            }
+            Err(PoolError::Engine { source: EngineError::Cancelled, .. }) => {
+                bar.abandon();
+                anyhow::bail!(
+                    "interrupted: {done} candidates stored, the unfinished pool was discarded; run `ualign generate` again to continue"
+                );
+            }
+            Err(e) => {
+                bar.abandon();
+                return Err(anyhow::Error::new(e).context(format!("{done} candidates were stored before this error")));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "generated {done} candidates ({tokens} tokens) in {secs:.1} s: {:.1} candidates/s, {:.0} tokens/s on {provider}",
+        done as f64 / secs.max(1e-9),
+        tokens as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}

@@ -1,0 +1,139 @@
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::engine::{self, EpChoice, GenOptions, SampleSpec, SamplingParams};
+
+/// Try a model folder without a study: k candidates for one prompt.
+#[derive(clap::Args)]
+pub struct Cmd {
+    /// Model folder (config.json, tokenizer.json, tokenizer_config.json, model.onnx)
+    model: PathBuf,
+    #[arg(long)]
+    prompt: String,
+    /// Number of candidates
+    #[arg(short, default_value_t = 4)]
+    k: u32,
+    /// Defaults come from the folder's generation_config.json, else 64
+    #[arg(long)]
+    max_new_tokens: Option<u32>,
+    /// 0 is greedy. Default: generation_config.json, else 1.0
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long)]
+    top_k: Option<u32>,
+    #[arg(long)]
+    min_p: Option<f32>,
+    #[arg(long)]
+    repetition_penalty: Option<f32>,
+    /// Stop strings (repeat the flag for several)
+    #[arg(long)]
+    stop: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, value_enum, default_value = "cpu")]
+    ep: EpChoice,
+    /// Intra-op threads (default: ONNX Runtime's choice)
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Send the prompt as is, not through the chat template
+    #[arg(long)]
+    raw: bool,
+    /// Decode exactly max-new-tokens, ignoring eos
+    #[arg(long)]
+    ignore_eos: bool,
+    /// One JSON object per candidate, then one with the timing
+    #[arg(long)]
+    json: bool,
+}
+
+fn gen_default(cfg: &Value, key: &str) -> Option<f64> {
+    cfg.get(key).and_then(Value::as_f64)
+}
+
+impl Cmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.k >= 1, "-k must be at least 1");
+        let mut g = engine::load(&self.model, self.ep, self.threads)?;
+        if let Some(why) = &g.provider.fallback {
+            eprintln!("notice: CUDA is not available ({}); running on CPU", why.lines().next().unwrap_or(why));
+        }
+        let gc: Value = std::fs::read_to_string(self.model.join("generation_config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        let greedy_default = gc.get("do_sample").and_then(Value::as_bool) == Some(false);
+        let params = SamplingParams {
+            temperature: self.temperature.unwrap_or(if greedy_default {
+                0.0
+            } else {
+                gen_default(&gc, "temperature").unwrap_or(1.0) as f32
+            }),
+            top_k: self.top_k.unwrap_or(gen_default(&gc, "top_k").unwrap_or(0.0) as u32),
+            top_p: self.top_p.unwrap_or(gen_default(&gc, "top_p").unwrap_or(1.0) as f32),
+            min_p: self.min_p.unwrap_or(gen_default(&gc, "min_p").unwrap_or(0.0) as f32),
+            repetition_penalty: self
+                .repetition_penalty
+                .unwrap_or(gen_default(&gc, "repetition_penalty").unwrap_or(1.0) as f32),
+        };
+        let opts = GenOptions {
+            params,
+            max_new_tokens: self.max_new_tokens.unwrap_or(gen_default(&gc, "max_new_tokens").unwrap_or(64.0) as u32),
+            stop: self.stop.clone(),
+            ignore_eos: self.ignore_eos,
+        };
+        let ids = g.encode_prompt(&self.prompt, !self.raw)?;
+        let specs: Vec<SampleSpec> = (0..self.k)
+            .map(|i| SampleSpec { index: i, seed: engine::sample_seed(self.seed, "sample", "cli", i) })
+            .collect();
+        let (samples, t) = g.generate(&ids, &specs, &opts, None)?;
+        let timing = json!({
+            "provider": g.provider.to_string(),
+            "prompt_tokens": t.prompt_tokens,
+            "prefill_ms": t.prefill_ms,
+            "decode_ms": t.decode_ms,
+            "decode_run_ms": t.decode_run_ms,
+            "decode_steps": t.decode_steps,
+            "decode_tokens": t.new_tokens,
+            "decode_tokens_per_s": t.decode_tokens_per_s(),
+            "settings": {
+                "temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p, "min_p": params.min_p,
+                "repetition_penalty": params.repetition_penalty, "max_new_tokens": opts.max_new_tokens,
+                "chat_template": !self.raw && g.folder.chat_template.is_some(), "seed": self.seed,
+            },
+        });
+        if self.json {
+            for s in &samples {
+                println!(
+                    "{}",
+                    json!({"index": s.index, "text": s.text, "token_ids": s.token_ids, "finish_reason": s.finish_reason,
+                           "logprob": s.logprob, "seed": s.seed})
+                );
+            }
+            println!("{}", json!({ "timing": timing }));
+        } else {
+            for s in &samples {
+                println!(
+                    "[{}] ({} tokens, {}, logprob {:.2})\n{}\n",
+                    s.index + 1,
+                    s.token_ids.len(),
+                    s.finish_reason.as_str(),
+                    s.logprob,
+                    s.text.trim()
+                );
+            }
+            eprintln!(
+                "{}: prefill {} tokens in {:.1} ms; decode {} tokens in {:.1} ms ({:.0} tokens/s)",
+                g.provider,
+                t.prompt_tokens,
+                t.prefill_ms,
+                t.new_tokens,
+                t.decode_ms,
+                t.decode_tokens_per_s()
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,361 @@
+//! The k-sample loop. The prompt is prefilled once at batch 1; its KV cache is copied into
+//! k rows; all rows decode together, one batched `Session::run` per step; a finished row
+//! leaves the batch (its KV rows are dropped) so it stops costing work; each step's
+//! `present.*` outputs are moved, not copied, into the next step's `past_key_values.*`.
+//! Every row samples with its own RNG seeded from (study seed, prompt, policy, sample
+//! index), so a sample does not depend on k or on which rows share its batch.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use half::f16;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor};
+
+use super::EngineError;
+use super::model::{KvType, ModelFolder, Signature};
+use super::runtime::ProviderUsed;
+use super::sampler::{RowSampler, SamplingParams};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    Eos,
+    Length,
+    Stop,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Eos => "eos",
+            FinishReason::Length => "length",
+            FinishReason::Stop => "stop",
+        }
+    }
+}
+
+/// Which sample of the pool a row produces, and its seed.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleSpec {
+    pub index: u32,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    pub params: SamplingParams,
+    pub max_new_tokens: u32,
+    pub stop: Vec<String>,
+    /// Decode exactly max_new_tokens (benchmarks, golden checks).
+    pub ignore_eos: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sample {
+    pub index: u32,
+    pub seed: u64,
+    pub token_ids: Vec<u32>,
+    pub text: String,
+    pub finish_reason: FinishReason,
+    /// Sum of the raw model's log-probabilities of the generated tokens.
+    pub logprob: f64,
+}
+
+/// Timings of one pool.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PoolTiming {
+    pub prompt_tokens: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+    /// Time spent inside `Session::run` during decoding.
+    pub decode_run_ms: f64,
+    pub decode_steps: u32,
+    pub new_tokens: u64,
+}
+
+impl PoolTiming {
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        if self.decode_ms > 0.0 { self.new_tokens as f64 / (self.decode_ms / 1000.0) } else { 0.0 }
+    }
+}
+
+/// A loaded model, ready to sample.
+pub struct Generator {
+    pub(crate) session: Session,
+    pub signature: Signature,
+    pub folder: ModelFolder,
+    pub provider: ProviderUsed,
+    max_positions: Option<usize>,
+}
+
+/// One forward pass's result: the last position's logits per row, the new KV cache, and
+/// the time spent inside `Session::run`.
+struct Step {
+    logits: Vec<Vec<f32>>,
+    present: Vec<DynValue>,
+    run_ms: f64,
+}
+
+struct Row {
+    spec: SampleSpec,
+    sampler: RowSampler,
+    tokens: Vec<u32>,
+    logprob: f64,
+    finish: Option<FinishReason>,
+    stop_at: Option<usize>,
+}
+
+fn gather<T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static>(
+    v: &DynValue,
+    rows: &[usize],
+) -> ort::Result<DynValue> {
+    let (shape, data) = v.try_extract_tensor::<T>()?;
+    let row_len: usize = shape[1..].iter().map(|&d| d as usize).product();
+    let mut out = Vec::with_capacity(rows.len() * row_len);
+    for &r in rows {
+        out.extend_from_slice(&data[r * row_len..(r + 1) * row_len]);
+    }
+    let mut new_shape: Vec<i64> = shape.iter().copied().collect();
+    new_shape[0] = rows.len() as i64;
+    Ok(Tensor::from_array((new_shape, out))?.into_dyn())
+}
+
+impl Generator {
+    pub fn new(folder: ModelFolder, session: Session, provider: ProviderUsed) -> Result<Self, EngineError> {
+        let signature = Signature::read(&session, &folder.onnx, &folder.config)?;
+        let tok_vocab = folder.tokenizer.get_vocab_size(true);
+        if let Some(v) = signature.vocab
+            && tok_vocab > v
+        {
+            return Err(EngineError::Folder {
+                file: folder.dir.join("tokenizer.json"),
+                problem: format!(
+                    "the tokenizer has {tok_vocab} tokens but the model's logits cover {v}: tokenizer and model do not belong together"
+                ),
+            });
+        }
+        let max_positions = folder
+            .config
+            .get("max_position_embeddings")
+            .or_else(|| folder.config.get("n_positions"))
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize);
+        Ok(Self { session, signature, folder, provider, max_positions })
+    }
+
+    fn empty_past(&self, batch: usize) -> ort::Result<DynValue> {
+        let shape = vec![batch as i64, self.signature.kv_heads as i64, 0, self.signature.head_dim as i64];
+        Ok(match self.signature.kv_type {
+            KvType::F32 => Tensor::from_array((shape, Vec::<f32>::new()))?.into_dyn(),
+            KvType::F16 => Tensor::from_array((shape, Vec::<f16>::new()))?.into_dyn(),
+        })
+    }
+
+    fn gather_kv(&self, past: &[DynValue], rows: &[usize]) -> ort::Result<Vec<DynValue>> {
+        past.iter()
+            .map(|v| match self.signature.kv_type {
+                KvType::F32 => gather::<f32>(v, rows),
+                KvType::F16 => gather::<f16>(v, rows),
+            })
+            .collect()
+    }
+
+    /// One forward pass: `ids` is [batch, n] with the same n for every row; returns the
+    /// last position's logits for each row and the new KV cache.
+    fn forward(
+        &mut self,
+        ids: Vec<i64>,
+        batch: usize,
+        past_len: usize,
+        past: Vec<DynValue>,
+        first: bool,
+    ) -> Result<Step, EngineError> {
+        let n = ids.len() / batch;
+        let err = |e: ort::Error| EngineError::Run(e.to_string());
+        let mut inputs: Vec<(Cow<'static, str>, SessionInputValue<'static>)> = Vec::with_capacity(4 + past.len());
+        inputs.push(("input_ids".into(), Tensor::from_array((vec![batch as i64, n as i64], ids)).map_err(err)?.into()));
+        let total = past_len + n;
+        inputs.push((
+            "attention_mask".into(),
+            Tensor::from_array((vec![batch as i64, total as i64], vec![1i64; batch * total])).map_err(err)?.into(),
+        ));
+        if self.signature.has_position_ids {
+            let pos: Vec<i64> = (0..batch).flat_map(|_| (past_len..total).map(|p| p as i64)).collect();
+            inputs.push((
+                "position_ids".into(),
+                Tensor::from_array((vec![batch as i64, n as i64], pos)).map_err(err)?.into(),
+            ));
+        }
+        if self.signature.has_use_cache_branch {
+            inputs
+                .push(("use_cache_branch".into(), Tensor::from_array((vec![1i64], vec![!first])).map_err(err)?.into()));
+        }
+        let mut past = past.into_iter();
+        for names in &self.signature.layers {
+            let (Some(k), Some(v)) = (past.next(), past.next()) else {
+                return Err(EngineError::Run("KV cache has fewer tensors than the graph has layers".into()));
+            };
+            inputs.push((names[0].clone().into(), k.into()));
+            inputs.push((names[1].clone().into(), v.into()));
+        }
+        let t_run = Instant::now();
+        let mut outputs = self.session.run(inputs).map_err(err)?;
+        let run_ms = t_run.elapsed().as_secs_f64() * 1000.0;
+        let logits = outputs.remove("logits").ok_or_else(|| EngineError::Run("no logits output".into()))?;
+        let mut present = Vec::with_capacity(self.signature.layers.len() * 2);
+        for names in &self.signature.layers {
+            for name in &names[2..4] {
+                present.push(outputs.remove(name).ok_or_else(|| EngineError::Run(format!("no {name} output")))?);
+            }
+        }
+        drop(outputs);
+        let rows = match self.signature.logits_type {
+            KvType::F32 => {
+                let (shape, data) = logits.try_extract_tensor::<f32>().map_err(err)?;
+                let v = shape[2] as usize;
+                (0..batch).map(|b| data[(b * n + n - 1) * v..(b * n + n) * v].to_vec()).collect()
+            }
+            KvType::F16 => {
+                let (shape, data) = logits.try_extract_tensor::<f16>().map_err(err)?;
+                let v = shape[2] as usize;
+                (0..batch)
+                    .map(|b| data[(b * n + n - 1) * v..(b * n + n) * v].iter().map(|x| x.to_f32()).collect())
+                    .collect()
+            }
+        };
+        Ok(Step { logits: rows, present, run_ms })
+    }
+
+    /// Generates one pool: a sample per spec, for one prompt.
+    pub fn generate(
+        &mut self,
+        prompt_ids: &[u32],
+        specs: &[SampleSpec],
+        opts: &GenOptions,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<(Vec<Sample>, PoolTiming), EngineError> {
+        if prompt_ids.is_empty() {
+            return Err(EngineError::Prompt("the prompt encodes to no tokens".into()));
+        }
+        let mut max_new = opts.max_new_tokens as usize;
+        if let Some(maxp) = self.max_positions {
+            if prompt_ids.len() >= maxp {
+                return Err(EngineError::Prompt(format!(
+                    "the prompt has {} tokens; the model takes at most {maxp} positions",
+                    prompt_ids.len()
+                )));
+            }
+            max_new = max_new.min(maxp - prompt_ids.len());
+        }
+        let mut timing = PoolTiming { prompt_tokens: prompt_ids.len(), ..Default::default() };
+        let t0 = Instant::now();
+        let n_layers = self.signature.layers.len();
+        let past: Vec<DynValue> = (0..2 * n_layers)
+            .map(|_| self.empty_past(1))
+            .collect::<ort::Result<_>>()
+            .map_err(|e| EngineError::Run(e.to_string()))?;
+        let ids: Vec<i64> = prompt_ids.iter().map(|&t| t as i64).collect();
+        let Step { logits, present: kv1, .. } = self.forward(ids, 1, 0, past, true)?;
+        timing.prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
+
+        let t1 = Instant::now();
+        let mut rows: Vec<Row> = specs
+            .iter()
+            .map(|&spec| Row {
+                spec,
+                sampler: RowSampler::new(spec.seed, prompt_ids),
+                tokens: Vec::new(),
+                logprob: 0.0,
+                finish: None,
+                stop_at: None,
+            })
+            .collect();
+        for row in &mut rows {
+            self.push_token(row, &logits[0], opts, max_new);
+        }
+        // Rows still decoding, as indices into `rows`; the batch holds exactly these.
+        let mut active: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].finish.is_none()).collect();
+        let mut past = if active.is_empty() {
+            Vec::new()
+        } else {
+            self.gather_kv(&kv1, &vec![0; active.len()]).map_err(|e| EngineError::Run(e.to_string()))?
+        };
+        drop(kv1);
+        let mut past_len = prompt_ids.len();
+        while !active.is_empty() {
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(EngineError::Cancelled);
+            }
+            let ids: Vec<i64> = active.iter().map(|&i| *rows[i].tokens.last().unwrap_or(&0) as i64).collect();
+            let Step { logits, present, run_ms } =
+                self.forward(ids, active.len(), past_len, std::mem::take(&mut past), false)?;
+            timing.decode_run_ms += run_ms;
+            timing.decode_steps += 1;
+            past_len += 1;
+            let mut keep = Vec::with_capacity(active.len());
+            for (slot, &i) in active.iter().enumerate() {
+                self.push_token(&mut rows[i], &logits[slot], opts, max_new);
+                if rows[i].finish.is_none() {
+                    keep.push(slot);
+                }
+            }
+            past = if keep.len() == active.len() {
+                present
+            } else if keep.is_empty() {
+                Vec::new()
+            } else {
+                self.gather_kv(&present, &keep).map_err(|e| EngineError::Run(e.to_string()))?
+            };
+            active = keep.iter().map(|&s| active[s]).collect();
+        }
+        timing.decode_ms = t1.elapsed().as_secs_f64() * 1000.0;
+
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let finish = row.finish.unwrap_or(FinishReason::Length);
+            let text_ids: Vec<u32> = match finish {
+                FinishReason::Eos => row.tokens[..row.tokens.len() - 1].to_vec(),
+                _ => row.tokens.clone(),
+            };
+            timing.new_tokens += row.tokens.len() as u64;
+            let mut text = self.decode(&text_ids)?;
+            if let Some(at) = row.stop_at {
+                text.truncate(at);
+            }
+            out.push(Sample {
+                index: row.spec.index,
+                seed: row.spec.seed,
+                token_ids: row.tokens,
+                text,
+                finish_reason: finish,
+                logprob: row.logprob,
+            });
+        }
+        // The first sampled token of every row came from the prefill; count it there.
+        timing.new_tokens = timing.new_tokens.saturating_sub(specs.len() as u64);
+        Ok((out, timing))
+    }
+
+    fn push_token(&self, row: &mut Row, logits: &[f32], opts: &GenOptions, max_new: usize) {
+        let (token, lp) = row.sampler.next(logits, &opts.params);
+        row.tokens.push(token);
+        row.logprob += lp;
+        if !opts.ignore_eos && self.folder.eos_ids.contains(&token) {
+            row.finish = Some(FinishReason::Eos);
+        } else if !opts.stop.is_empty()
+            && let Ok(text) = self.decode(&row.tokens)
+            && let Some(at) = opts.stop.iter().filter_map(|s| text.find(s.as_str())).min()
+        {
+            row.stop_at = Some(at);
+            row.finish = Some(FinishReason::Stop);
+        } else if row.tokens.len() >= max_new {
+            row.finish = Some(FinishReason::Length);
+        }
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String, EngineError> {
+        self.folder.tokenizer.decode(ids, true).map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+}

@@ -1,0 +1,259 @@
+//! A model folder as Hugging Face tools write it: `config.json`, `generation_config.json`,
+//! `tokenizer.json`, `tokenizer_config.json`, and `model.onnx` or
+//! `decoder_model_merged.onnx` exported with Optimum's `text-generation-with-past`.
+//! Reading it checks everything generation relies on and names the file at fault.
+
+use std::path::{Path, PathBuf};
+
+use ort::session::Session;
+use ort::value::{TensorElementType, ValueType};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::EngineError;
+
+/// The tokenizer and metadata of a model folder (no ONNX session).
+pub struct ModelFolder {
+    pub dir: PathBuf,
+    pub onnx: PathBuf,
+    pub tokenizer: tokenizers::Tokenizer,
+    pub chat_template: Option<String>,
+    pub bos_token: Option<String>,
+    pub eos_token: Option<String>,
+    /// Every id that ends a sequence (config.json and generation_config.json together).
+    pub eos_ids: Vec<u32>,
+    pub config: Value,
+}
+
+fn read_json(path: &Path) -> Result<Value, EngineError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| EngineError::Folder { file: path.to_path_buf(), problem: format!("cannot read it: {e}") })?;
+    serde_json::from_str(&text)
+        .map_err(|e| EngineError::Folder { file: path.to_path_buf(), problem: format!("not valid JSON: {e}") })
+}
+
+fn ids_of(v: Option<&Value>) -> Vec<u32> {
+    match v {
+        Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
+        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_u64()).map(|n| n as u32).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A special token in tokenizer_config.json: a string or `{"content": ...}`.
+fn token_text(v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).map(String::from),
+        _ => None,
+    }
+}
+
+impl ModelFolder {
+    pub fn open(dir: &Path) -> Result<Self, EngineError> {
+        if !dir.is_dir() {
+            return Err(EngineError::Folder {
+                file: dir.to_path_buf(),
+                problem: "no such folder; a model folder holds config.json, tokenizer.json, tokenizer_config.json and model.onnx".into(),
+            });
+        }
+        let onnx = ["model.onnx", "decoder_model_merged.onnx"]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| EngineError::Folder {
+                file: dir.join("model.onnx"),
+                problem: "missing: expected model.onnx or decoder_model_merged.onnx (Optimum's text-generation-with-past export)".into(),
+            })?;
+        let config = read_json(&dir.join("config.json"))?;
+        let gen_path = dir.join("generation_config.json");
+        let generation = if gen_path.is_file() { read_json(&gen_path)? } else { Value::Null };
+        let tok_path = dir.join("tokenizer.json");
+        if !tok_path.is_file() {
+            return Err(EngineError::Folder {
+                file: tok_path,
+                problem: "missing: the Hugging Face tokenizers file is required".into(),
+            });
+        }
+        let tokenizer = tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| EngineError::Folder {
+            file: tok_path.clone(),
+            problem: format!("cannot load the tokenizer: {e}"),
+        })?;
+        let tc_path = dir.join("tokenizer_config.json");
+        let tc = if tc_path.is_file() { read_json(&tc_path)? } else { Value::Null };
+        let chat_template = match tc.get("chat_template") {
+            Some(Value::String(s)) => Some(s.clone()),
+            // A list of named templates: take "default".
+            Some(Value::Array(list)) => list
+                .iter()
+                .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+                .and_then(|t| t.get("template").and_then(Value::as_str))
+                .map(String::from),
+            _ => None,
+        }
+        .or_else(|| std::fs::read_to_string(dir.join("chat_template.jinja")).ok());
+        let bos_token = token_text(tc.get("bos_token"));
+        let eos_token = token_text(tc.get("eos_token"));
+        let mut eos_ids = ids_of(generation.get("eos_token_id"));
+        for id in ids_of(config.get("eos_token_id")) {
+            if !eos_ids.contains(&id) {
+                eos_ids.push(id);
+            }
+        }
+        if let Some(id) = eos_token.as_deref().and_then(|t| tokenizer.token_to_id(t))
+            && !eos_ids.contains(&id)
+        {
+            eos_ids.push(id);
+        }
+        Ok(Self { dir: dir.to_path_buf(), onnx, tokenizer, chat_template, bos_token, eos_token, eos_ids, config })
+    }
+
+    /// SHA-256 of the ONNX file (and its external data file if any), recorded with every candidate.
+    pub fn hash(&self) -> Result<String, EngineError> {
+        let mut h = Sha256::new();
+        for p in [self.onnx.clone(), self.onnx.with_extension("onnx_data"), self.onnx.with_extension("onnx.data")] {
+            if p.is_file() {
+                let mut f = std::fs::File::open(&p)
+                    .map_err(|e| EngineError::Folder { file: p.clone(), problem: format!("cannot read it: {e}") })?;
+                std::io::copy(&mut f, &mut h)
+                    .map_err(|e| EngineError::Folder { file: p.clone(), problem: format!("cannot read it: {e}") })?;
+            }
+        }
+        Ok(format!("{:x}", h.finalize()))
+    }
+}
+
+/// Element type of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvType {
+    F32,
+    F16,
+}
+
+/// What the ONNX graph takes and gives, read from the session.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    pub has_position_ids: bool,
+    pub has_use_cache_branch: bool,
+    /// Per layer: (past key, past value, present key, present value) names.
+    pub layers: Vec<[String; 4]>,
+    pub kv_type: KvType,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub logits_type: KvType,
+    /// Vocabulary size of the logits, when the graph states it.
+    pub vocab: Option<usize>,
+}
+
+fn tensor_info(t: &ValueType) -> Option<(TensorElementType, Vec<i64>)> {
+    match t {
+        ValueType::Tensor { ty, shape, .. } => Some((*ty, shape.iter().copied().collect())),
+        _ => None,
+    }
+}
+
+impl Signature {
+    /// Reads and checks the graph's inputs and outputs against the text-generation-with-past layout.
+    pub fn read(session: &Session, onnx: &Path, config: &Value) -> Result<Self, EngineError> {
+        let bad = |problem: String| EngineError::Folder { file: onnx.to_path_buf(), problem };
+        let inputs: Vec<(String, ValueType)> =
+            session.inputs().iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect();
+        let outputs: Vec<(String, ValueType)> =
+            session.outputs().iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect();
+        let has = |list: &[(String, ValueType)], n: &str| list.iter().any(|(x, _)| x == n);
+        for need in ["input_ids", "attention_mask"] {
+            if !has(&inputs, need) {
+                return Err(bad(format!(
+                    "the graph has no `{need}` input (inputs: {}); export it with Optimum's --task text-generation-with-past",
+                    inputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        let logits = outputs
+            .iter()
+            .find(|(n, _)| n == "logits")
+            .ok_or_else(|| bad("the graph has no `logits` output".into()))?;
+        let mut layers = Vec::new();
+        while has(&inputs, &format!("past_key_values.{}.key", layers.len())) {
+            let i = layers.len();
+            let names = [
+                format!("past_key_values.{i}.key"),
+                format!("past_key_values.{i}.value"),
+                format!("present.{i}.key"),
+                format!("present.{i}.value"),
+            ];
+            if !has(&inputs, &names[1]) || !has(&outputs, &names[2]) || !has(&outputs, &names[3]) {
+                return Err(bad(format!(
+                    "layer {i}: expected inputs {} and {} and outputs {} and {}",
+                    names[0], names[1], names[2], names[3]
+                )));
+            }
+            layers.push(names);
+        }
+        if layers.is_empty() {
+            return Err(bad(
+                "the graph has no past_key_values.* inputs: it was exported without a KV cache; use --task text-generation-with-past".into(),
+            ));
+        }
+        let known = |n: &str| {
+            matches!(n, "input_ids" | "attention_mask" | "position_ids" | "use_cache_branch")
+                || n.starts_with("past_key_values.")
+        };
+        if let Some((n, _)) = inputs.iter().find(|(n, _)| !known(n)) {
+            return Err(bad(format!(
+                "unexpected input `{n}`: ualign feeds input_ids, attention_mask, position_ids, use_cache_branch and past_key_values.*"
+            )));
+        }
+        let (kv_ty, kv_shape) = inputs
+            .iter()
+            .find(|(n, _)| n == &layers[0][0])
+            .and_then(|(_, t)| tensor_info(t))
+            .ok_or_else(|| bad("past_key_values.0.key is not a tensor".into()))?;
+        let kv_type = match kv_ty {
+            TensorElementType::Float32 => KvType::F32,
+            TensorElementType::Float16 => KvType::F16,
+            other => {
+                return Err(bad(format!("KV cache of type {other:?} is not supported (fp32 or fp16)")));
+            }
+        };
+        let logits_type = match tensor_info(&logits.1).map(|t| t.0) {
+            Some(TensorElementType::Float32) => KvType::F32,
+            Some(TensorElementType::Float16) => KvType::F16,
+            other => {
+                return Err(bad(format!("logits of type {other:?} are not supported (fp32 or fp16)")));
+            }
+        };
+        if kv_shape.len() != 4 {
+            return Err(bad(format!(
+                "past_key_values.0.key has rank {} (expected [batch, kv_heads, past, head_dim])",
+                kv_shape.len()
+            )));
+        }
+        let cfg = |k: &str| config.get(k).and_then(Value::as_u64).map(|v| v as usize);
+        let heads = cfg("num_attention_heads").or(cfg("n_head"));
+        let hidden = cfg("hidden_size").or(cfg("n_embd"));
+        let kv_heads = if kv_shape[1] > 0 { Some(kv_shape[1] as usize) } else { cfg("num_key_value_heads").or(heads) };
+        let head_dim = if kv_shape[3] > 0 {
+            Some(kv_shape[3] as usize)
+        } else {
+            cfg("head_dim").or(match (hidden, heads) {
+                (Some(h), Some(n)) if n > 0 => Some(h / n),
+                _ => None,
+            })
+        };
+        let (Some(kv_heads), Some(head_dim)) = (kv_heads, head_dim) else {
+            return Err(bad("cannot tell the KV cache's head count and size from the graph or config.json".into()));
+        };
+        let vocab = tensor_info(&logits.1).and_then(|(_, s)| s.last().copied()).filter(|&v| v > 0).map(|v| v as usize);
+        Ok(Self {
+            has_position_ids: has(&inputs, "position_ids"),
+            has_use_cache_branch: has(&inputs, "use_cache_branch"),
+            layers,
+            kv_type,
+            kv_heads,
+            head_dim,
+            logits_type,
+            vocab,
+        })
+    }
+}

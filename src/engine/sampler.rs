@@ -1,0 +1,306 @@
+//! Token selection with the order and semantics of Hugging Face transformers' logits
+//! processors: repetition penalty → temperature → top-k → top-p → min-p → sample
+//! (temperature 0: greedy argmax after the repetition penalty). Partial selection
+//! (`select_nth_unstable`) replaces full sorts. Each row has its own seeded RNG, so a
+//! sample never depends on which other rows share its batch.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Sampling settings (the decoding settings that act on logits).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplingParams {
+    pub temperature: f32,
+    pub top_k: u32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repetition_penalty: f32,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0 }
+    }
+}
+
+/// HF `RepetitionPenaltyLogitsProcessor`: every token already in the sequence (prompt
+/// included) has its logit divided by the penalty when positive, multiplied when negative.
+pub fn apply_repetition_penalty(logits: &mut [f32], seen: &[u32], penalty: f32) {
+    if penalty == 1.0 {
+        return;
+    }
+    for &t in seen {
+        if let Some(l) = logits.get_mut(t as usize) {
+            *l = if *l < 0.0 { *l * penalty } else { *l / penalty };
+        }
+    }
+}
+
+/// Index of the largest value; the first one on ties (as `torch.argmax`).
+pub fn argmax(xs: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Log-softmax of one entry, computed stably.
+pub fn log_softmax_at(logits: &[f32], i: usize) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    logits[i] as f64 - max - sum.ln()
+}
+
+/// The processed distribution over surviving tokens: (token, probability), for tests and
+/// for sampling. `logits` are already repetition-penalised.
+pub fn warp(logits: &[f32], p: &SamplingParams) -> Vec<(u32, f64)> {
+    let inv_t = 1.0 / p.temperature as f64;
+    // Candidates as (token, scaled logit); filters shrink this list.
+    let mut cand: Vec<(u32, f64)> =
+        logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as u32, l as f64 * inv_t)).collect();
+    if cand.is_empty() {
+        return vec![(argmax(logits) as u32, 1.0)];
+    }
+    // top-k: keep every token whose score is >= the k-th largest (ties at the boundary kept).
+    if p.top_k > 0 && (p.top_k as usize) < cand.len() {
+        let k = p.top_k as usize;
+        let mut scores: Vec<f64> = cand.iter().map(|c| c.1).collect();
+        let (_, kth, _) = scores.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        let kth = *kth;
+        cand.retain(|c| c.1 >= kth);
+    }
+    // Softmax over survivors.
+    let max = cand.iter().map(|c| c.1).fold(f64::NEG_INFINITY, f64::max);
+    let mut probs: Vec<(u32, f64)> = cand.iter().map(|&(t, s)| (t, (s - max).exp())).collect();
+    let z: f64 = probs.iter().map(|c| c.1).sum();
+    probs.iter_mut().for_each(|c| c.1 /= z);
+    // top-p (HF): sorted ascending, drop tokens whose cumulative mass is <= 1 - top_p, keep
+    // at least one. Equivalently, in descending order keep a token while the mass strictly
+    // above it is < top_p. Only the head of the distribution is sorted.
+    if p.top_p < 1.0 {
+        probs = top_p_head(probs, p.top_p as f64);
+        let z: f64 = probs.iter().map(|c| c.1).sum();
+        probs.iter_mut().for_each(|c| c.1 /= z);
+    }
+    // min-p: drop tokens with probability < min_p * (top probability); keep at least one.
+    if p.min_p > 0.0 {
+        let top = probs.iter().map(|c| c.1).fold(0.0, f64::max);
+        let threshold = p.min_p as f64 * top;
+        probs.retain(|c| c.1 >= threshold);
+        let z: f64 = probs.iter().map(|c| c.1).sum();
+        probs.iter_mut().for_each(|c| c.1 /= z);
+    }
+    probs
+}
+
+/// Descending by probability, ties by token id (a deterministic order).
+fn desc(a: &(u32, f64), b: &(u32, f64)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+fn top_p_head(mut probs: Vec<(u32, f64)>, top_p: f64) -> Vec<(u32, f64)> {
+    let n = probs.len();
+    let mut head = 64.min(n);
+    loop {
+        if head < n {
+            probs.select_nth_unstable_by(head - 1, desc);
+        }
+        probs[..head].sort_unstable_by(desc);
+        let mut above = 0.0;
+        let mut keep = 0;
+        for c in &probs[..head] {
+            if keep > 0 && above >= top_p {
+                break;
+            }
+            above += c.1;
+            keep += 1;
+        }
+        if keep < head || head == n {
+            probs.truncate(keep.max(1));
+            return probs;
+        }
+        head = (head * 4).min(n);
+    }
+}
+
+/// One row's sampler: its RNG and the tokens its sequence holds (for the repetition penalty).
+pub struct RowSampler {
+    rng: ChaCha8Rng,
+    seen: Vec<u32>,
+}
+
+impl RowSampler {
+    pub fn new(seed: u64, prompt: &[u32]) -> Self {
+        let mut seen = prompt.to_vec();
+        seen.sort_unstable();
+        seen.dedup();
+        Self { rng: ChaCha8Rng::seed_from_u64(seed), seen }
+    }
+
+    /// Picks the next token; returns it with its log-probability under the raw model.
+    pub fn next(&mut self, raw_logits: &[f32], p: &SamplingParams) -> (u32, f64) {
+        let mut logits = raw_logits.to_vec();
+        apply_repetition_penalty(&mut logits, &self.seen, p.repetition_penalty);
+        let token = if p.temperature == 0.0 {
+            argmax(&logits) as u32
+        } else {
+            let dist = warp(&logits, p);
+            let u: f64 = self.rng.random();
+            let mut acc = 0.0;
+            let mut chosen = dist.last().map_or(0, |c| c.0);
+            for &(t, prob) in &dist {
+                acc += prob;
+                if u < acc {
+                    chosen = t;
+                    break;
+                }
+            }
+            chosen
+        };
+        if let Err(pos) = self.seen.binary_search(&token) {
+            self.seen.insert(pos, token);
+        }
+        (token, log_softmax_at(raw_logits, token as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dist(logits: &[f32], p: SamplingParams) -> Vec<(u32, f64)> {
+        let mut d = warp(logits, &p);
+        d.sort_by_key(|c| c.0);
+        d
+    }
+
+    fn softmax(xs: &[f64]) -> Vec<f64> {
+        let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = xs.iter().map(|x| (x - m).exp()).collect();
+        let z: f64 = e.iter().sum();
+        e.into_iter().map(|x| x / z).collect()
+    }
+
+    fn close(a: &[(u32, f64)], b: &[(u32, f64)]) {
+        assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(x.0, y.0, "{a:?} vs {b:?}");
+            assert!((x.1 - y.1).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn temperature_scales_logits() {
+        let l = [1.0f32, 2.0, 3.0];
+        let d = dist(&l, SamplingParams { temperature: 0.5, ..Default::default() });
+        let want = softmax(&[2.0, 4.0, 6.0]);
+        close(&d, &[(0, want[0]), (1, want[1]), (2, want[2])]);
+    }
+
+    #[test]
+    fn top_k_keeps_ties_at_the_boundary() {
+        // k = 2: the 2nd largest is 2.0, and both tokens scoring 2.0 stay (as in HF).
+        let l = [3.0f32, 2.0, 2.0, 1.0];
+        let d = dist(&l, SamplingParams { top_k: 2, ..Default::default() });
+        let w = softmax(&[3.0, 2.0, 2.0]);
+        close(&d, &[(0, w[0]), (1, w[1]), (2, w[2])]);
+    }
+
+    #[test]
+    fn top_p_boundary() {
+        // probs 0.5, 0.3, 0.2. top_p = 0.79: ascending cumsum 0.2, 0.5, 1.0; remove those
+        // <= 0.21 → keep {0.5, 0.3}: the token that crosses top_p stays, the next goes.
+        let l: Vec<f32> = [0.5f64, 0.3, 0.2].iter().map(|p| p.ln() as f32).collect();
+        let d = dist(&l, SamplingParams { top_p: 0.79, ..Default::default() });
+        close(&d, &[(0, 0.625), (1, 0.375)]);
+        // top_p = 0.81: 0.2 <= 0.19 is false → all three kept.
+        let d = dist(&l, SamplingParams { top_p: 0.81, ..Default::default() });
+        assert_eq!(d.len(), 3);
+        // top_p = 0.5: the first token alone reaches 0.5 → keep one.
+        let d = dist(&l, SamplingParams { top_p: 0.5, ..Default::default() });
+        close(&d, &[(0, 1.0)]);
+        // A tiny top_p still keeps the best token.
+        let d = dist(&l, SamplingParams { top_p: 1e-6, ..Default::default() });
+        close(&d, &[(0, 1.0)]);
+    }
+
+    #[test]
+    fn top_p_beyond_the_first_head_of_64() {
+        // 1000 equal tokens, top_p 0.5: keep 500 (mass above the 500th is 499/1000 < 0.5).
+        let l = vec![0.0f32; 1000];
+        let d = dist(&l, SamplingParams { top_p: 0.5, ..Default::default() });
+        assert_eq!(d.len(), 500);
+        assert!((d.iter().map(|c| c.1).sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn min_p_relative_to_the_top_token() {
+        // probs 0.6, 0.3, 0.1; min_p 0.2 → threshold 0.12 → drop 0.1.
+        let l: Vec<f32> = [0.6f64, 0.3, 0.1].iter().map(|p| p.ln() as f32).collect();
+        let d = dist(&l, SamplingParams { min_p: 0.2, ..Default::default() });
+        close(&d, &[(0, 2.0 / 3.0), (1, 1.0 / 3.0)]);
+    }
+
+    #[test]
+    fn order_top_k_then_top_p_then_min_p() {
+        // logits for probs (unnormalised) 0.4, 0.3, 0.2, 0.1. top_k 3 → renormalised
+        // 4/9, 3/9, 2/9; top_p 0.7 → ascending cumsum 2/9=0.222 <= 0.3 → drop it → 4/7, 3/7;
+        // min_p 0.8 → threshold 0.457 → drop 3/7=0.4286 → only token 0.
+        let l: Vec<f32> = [0.4f64, 0.3, 0.2, 0.1].iter().map(|p| p.ln() as f32).collect();
+        let p = SamplingParams { top_k: 3, top_p: 0.7, ..Default::default() };
+        close(&dist(&l, p), &[(0, 4.0 / 7.0), (1, 3.0 / 7.0)]);
+        let p = SamplingParams { top_k: 3, top_p: 0.7, min_p: 0.8, ..Default::default() };
+        close(&dist(&l, p), &[(0, 1.0)]);
+    }
+
+    #[test]
+    fn repetition_penalty_on_positive_and_negative_logits() {
+        let mut l = [2.0f32, -2.0, 1.0, -1.0];
+        apply_repetition_penalty(&mut l, &[0, 1], 2.0);
+        assert_eq!(l, [1.0, -4.0, 1.0, -1.0]);
+        // Greedy after the penalty: token 0 (2.0 → 1.0) ties with token 2; argmax takes the first.
+        let mut s = RowSampler::new(0, &[0, 1]);
+        let p = SamplingParams { temperature: 0.0, repetition_penalty: 2.0, ..Default::default() };
+        assert_eq!(s.next(&[2.0, -2.0, 1.5, -1.0], &p).0, 2);
+    }
+
+    #[test]
+    fn sampling_frequencies_match_the_distribution() {
+        let l: Vec<f32> = [0.5f64, 0.3, 0.2].iter().map(|p| p.ln() as f32).collect();
+        let mut counts = [0usize; 3];
+        let mut s = RowSampler::new(42, &[]);
+        let n = 60_000;
+        for _ in 0..n {
+            counts[s.next(&l, &SamplingParams::default()).0 as usize] += 1;
+        }
+        for (c, want) in counts.iter().zip([0.5, 0.3, 0.2]) {
+            let got = *c as f64 / n as f64;
+            // 5 standard errors.
+            assert!((got - want).abs() < 5.0 * (want * (1.0 - want) / n as f64).sqrt(), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn logprob_is_under_the_raw_model() {
+        let l = [1.0f32, 2.0, 3.0];
+        let mut s = RowSampler::new(1, &[]);
+        let (t, lp) = s.next(&l, &SamplingParams { temperature: 0.0, ..Default::default() });
+        assert_eq!(t, 2);
+        let want = softmax(&[1.0, 2.0, 3.0])[2].ln();
+        assert!((lp - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn same_seed_same_tokens() {
+        let l: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
+        let run = |seed| {
+            let mut s = RowSampler::new(seed, &[]);
+            (0..20).map(|_| s.next(&l, &SamplingParams::default()).0).collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+    }
+}

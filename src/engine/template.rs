@@ -1,0 +1,53 @@
+//! Chat templates: a policy that asks for it has its prompt rendered through the model
+//! folder's `chat_template` (Jinja, as in `tokenizer_config.json`) with minijinja, with
+//! Python string methods (`.strip()`, `.startswith()`, …) that templates commonly use.
+
+use minijinja::{Environment, ErrorKind, Value, context};
+
+use super::EngineError;
+
+/// Renders one user message with the generation prompt appended, as transformers'
+/// `apply_chat_template(..., add_generation_prompt=True, tokenize=False)` does.
+pub fn render(template: &str, user: &str, bos: Option<&str>, eos: Option<&str>) -> Result<String, EngineError> {
+    let mut env = Environment::new();
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", |msg: String| -> Result<Value, minijinja::Error> {
+        Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+    });
+    env.add_function("strftime_now", |fmt: String| chrono::Utc::now().format(&fmt).to_string());
+    env.add_template("chat", template)
+        .map_err(|e| EngineError::Template(format!("the chat template does not parse: {e}")))?;
+    let t = env.get_template("chat").map_err(|e| EngineError::Template(e.to_string()))?;
+    t.render(context! {
+        messages => vec![context! { role => "user", content => user }],
+        add_generation_prompt => true,
+        bos_token => bos.unwrap_or(""),
+        eos_token => eos.unwrap_or(""),
+    })
+    .map_err(|e| EngineError::Template(format!("rendering the chat template failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_a_chatml_style_template_with_python_methods() {
+        let t = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'].strip() }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+        let out = render(t, "  hi  ", None, None).unwrap();
+        assert_eq!(out, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    #[test]
+    fn bos_token_and_filters() {
+        let t = "{{ bos_token }}{% for m in messages %}<t>{{ m['content'] | trim | lower }}<f>{% endfor %}";
+        assert_eq!(render(t, " Love ", Some("<s>"), None).unwrap(), "<s><t>love<f>");
+    }
+
+    #[test]
+    fn raise_exception_is_an_error() {
+        let t = "{{ raise_exception('only user and assistant roles') }}";
+        let e = render(t, "x", None, None).unwrap_err().to_string();
+        assert!(e.contains("only user and assistant roles"), "{e}");
+    }
+}

@@ -1,0 +1,150 @@
+//! Filling candidate pools: for every model policy and every prompt a block draws it for,
+//! generate the samples not yet stored and store each prompt's pool in one transaction.
+//! Resumable (stored samples are skipped) and interruptible (a cancelled pool stores
+//! nothing; finished pools stay). Used by `ualign generate`, `ualign demo` and the TUI.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use crate::engine::{self, EngineError, EpChoice, GenOptions, Generator, SampleSpec};
+use crate::store::{NewCandidate, Store, StoreError};
+use crate::study::{Decoding, Design, PolicySource, Study};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("policy `{policy}`: {source}")]
+    Engine { policy: String, source: EngineError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One unit of work: the missing samples of one policy's pool for one prompt.
+#[derive(Debug, Clone)]
+pub struct PoolJob {
+    pub policy: String,
+    pub prompt_id: String,
+    pub missing: Vec<u32>,
+}
+
+/// (policy, prompt) pairs the study's blocks draw from, by policy.
+pub fn needed_pools(study: &Study) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for b in &study.blocks {
+        let policies: Vec<&String> = match &b.design {
+            Design::BestOfK { policy_a, policy_b, .. } => vec![policy_a, policy_b],
+            Design::Rank { policies, .. } => policies.iter().collect(),
+        };
+        for p in policies {
+            out.entry(p.clone()).or_default().extend(b.prompts.iter().cloned());
+        }
+    }
+    out
+}
+
+/// The model-policy pools that still miss samples, in study order.
+pub fn pending_jobs(study: &Study, store: &Store) -> Result<Vec<PoolJob>, StoreError> {
+    let needed = needed_pools(study);
+    let mut jobs = Vec::new();
+    for policy in &study.policies {
+        if !matches!(policy.source, PolicySource::Model { .. }) {
+            continue;
+        }
+        let Some(prompts) = needed.get(&policy.name) else {
+            continue;
+        };
+        for prompt in study.prompts.iter().filter(|p| prompts.contains(&p.id)) {
+            let have = store.stored_samples(&policy.name, &prompt.id)?;
+            let missing: Vec<u32> = (0..policy.pool_size).filter(|i| !have.contains(i)).collect();
+            if !missing.is_empty() {
+                jobs.push(PoolJob { policy: policy.name.clone(), prompt_id: prompt.id.clone(), missing });
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// Loaded models, one per (folder, provider), reused across policies that share a model.
+pub struct Models {
+    ep: EpChoice,
+    threads: Option<usize>,
+    loaded: BTreeMap<PathBuf, (Generator, String)>,
+}
+
+/// What one finished pool produced, for progress reports.
+#[derive(Debug, Clone)]
+pub struct PoolDone {
+    pub candidates: usize,
+    pub new_tokens: u64,
+    pub provider: String,
+}
+
+impl Models {
+    pub fn new(ep: EpChoice, threads: Option<usize>) -> Self {
+        Self { ep, threads, loaded: BTreeMap::new() }
+    }
+
+    /// The generator for a folder (loaded on first use) and its model hash.
+    pub fn get(&mut self, dir: &PathBuf) -> Result<&mut (Generator, String), EngineError> {
+        if !self.loaded.contains_key(dir) {
+            let g = engine::load(dir, self.ep, self.threads)?;
+            if let Some(why) = &g.provider.fallback {
+                eprintln!("notice: CUDA is not available ({}); running on CPU", why.lines().next().unwrap_or(why));
+            }
+            let hash = g.folder.hash()?;
+            self.loaded.insert(dir.clone(), (g, hash));
+        }
+        Ok(self.loaded.get_mut(dir).expect("inserted above"))
+    }
+
+    /// Generates and stores one pool job. Nothing is stored if it is cancelled or fails.
+    pub fn run_job(
+        &mut self,
+        study: &Study,
+        store: &mut Store,
+        job: &PoolJob,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<PoolDone, PoolError> {
+        let policy = study.policy(&job.policy).expect("jobs come from the study");
+        let PolicySource::Model { dir, decoding } = &policy.source else {
+            unreachable!("jobs are only made for model policies")
+        };
+        let prompt = study.prompt(&job.prompt_id).expect("jobs come from the study");
+        let engine_err = |source| PoolError::Engine { policy: job.policy.clone(), source };
+        let (g, hash) = self.get(dir).map_err(engine_err)?;
+        let ids = g.encode_prompt(&prompt.text, decoding.chat_template).map_err(engine_err)?;
+        let specs: Vec<SampleSpec> = job
+            .missing
+            .iter()
+            .map(|&index| SampleSpec { index, seed: engine::sample_seed(study.seed, &prompt.id, &policy.name, index) })
+            .collect();
+        let (samples, timing) = g.generate(&ids, &specs, &GenOptions::from(decoding), cancel).map_err(engine_err)?;
+        let provider = g.provider.to_string();
+        let settings = settings_json(decoding);
+        let rows: Vec<NewCandidate> = samples
+            .into_iter()
+            .map(|s| NewCandidate {
+                policy: job.policy.clone(),
+                prompt_id: job.prompt_id.clone(),
+                sample_index: s.index,
+                text: s.text,
+                token_count: Some(s.token_ids.len() as u32),
+                finish_reason: Some(s.finish_reason.as_str().into()),
+                logprob: Some(s.logprob),
+                seed: Some(s.seed),
+                settings: Some(settings.clone()),
+                model_hash: Some(hash.clone()),
+                provider: Some(provider.clone()),
+                prefill_ms: Some(timing.prefill_ms),
+                decode_ms: Some(timing.decode_ms),
+                meta: Some(serde_json::json!({ "prompt_tokens": timing.prompt_tokens }).to_string()),
+            })
+            .collect();
+        store.insert_candidates(&rows)?;
+        Ok(PoolDone { candidates: rows.len(), new_tokens: timing.new_tokens + rows.len() as u64, provider })
+    }
+}
+
+fn settings_json(d: &Decoding) -> String {
+    serde_json::to_string(d).unwrap_or_default()
+}

@@ -1,0 +1,146 @@
+//! The generation engine through the real ONNX Runtime: parity with transformers on tiny
+//! random-weight models of six families, seeded determinism, KV-cache correctness, errors.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use ualign::engine::{self, EpChoice, FinishReason, GenOptions, SampleSpec, SamplingParams};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(rel)
+}
+
+fn greedy(max_new_tokens: u32) -> GenOptions {
+    GenOptions {
+        params: SamplingParams { temperature: 0.0, ..Default::default() },
+        max_new_tokens,
+        stop: Vec::new(),
+        ignore_eos: false,
+    }
+}
+
+#[test]
+fn greedy_tokens_equal_transformers_generate_for_every_family() {
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).unwrap()).unwrap();
+    let families = expected.as_object().unwrap();
+    assert_eq!(families.len(), 6);
+    for (family, cases) in families {
+        let mut g = engine::load(&fixture(family), EpChoice::Cpu, Some(1)).unwrap();
+        for case in cases.as_array().unwrap() {
+            let prompt = case["prompt"].as_str().unwrap();
+            let ids = g.encode_prompt(prompt, case["chat_template"].as_bool().unwrap()).unwrap();
+            let want_ids: Vec<u32> = serde_json::from_value(case["prompt_ids"].clone()).unwrap();
+            assert_eq!(ids, want_ids, "{family}: prompt encoding of {prompt:?}");
+            let (samples, _) = g.generate(&ids, &[SampleSpec { index: 0, seed: 0 }], &greedy(12), None).unwrap();
+            let want: Vec<u32> = serde_json::from_value(case["greedy"].clone()).unwrap();
+            assert_eq!(samples[0].token_ids, want, "{family}: greedy continuation of {prompt:?}");
+            let reason = if want.last() == Some(&0) { FinishReason::Eos } else { FinishReason::Length };
+            assert_eq!(samples[0].finish_reason, reason, "{family}");
+        }
+    }
+}
+
+#[test]
+fn k_rows_decoded_together_equal_each_row_alone() {
+    let mut g = engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap();
+    let ids = g.encode_prompt("the quick brown fox", false).unwrap();
+    let opts =
+        GenOptions { params: SamplingParams { temperature: 1.3, top_k: 50, ..Default::default() }, ..greedy(16) };
+    let specs: Vec<SampleSpec> =
+        (0..8).map(|i| SampleSpec { index: i, seed: engine::sample_seed(7, "p", "pol", i) }).collect();
+    let (batch, _) = g.generate(&ids, &specs, &opts, None).unwrap();
+    // Different rows finish at different steps (eos = 0 is likely at high temperature), so the
+    // batch is compacted along the way; each row must still equal its solo run.
+    for spec in &specs {
+        let (solo, _) = g.generate(&ids, std::slice::from_ref(spec), &opts, None).unwrap();
+        assert_eq!(solo[0].token_ids, batch[spec.index as usize].token_ids, "sample {}", spec.index);
+        assert!((solo[0].logprob - batch[spec.index as usize].logprob).abs() < 1e-3);
+    }
+    let distinct: std::collections::HashSet<&Vec<u32>> = batch.iter().map(|s| &s.token_ids).collect();
+    assert!(distinct.len() > 1, "samples differ");
+}
+
+#[test]
+fn samples_do_not_depend_on_thread_count_or_pool_size() {
+    let ids = {
+        let g = engine::load(&fixture("qwen3"), EpChoice::Cpu, Some(1)).unwrap();
+        g.encode_prompt("a model answers", false).unwrap()
+    };
+    let opts =
+        GenOptions { params: SamplingParams { temperature: 1.0, top_p: 0.9, ..Default::default() }, ..greedy(10) };
+    let spec = |i| SampleSpec { index: i, seed: engine::sample_seed(1, "x", "y", i) };
+    let mut one = engine::load(&fixture("qwen3"), EpChoice::Cpu, Some(1)).unwrap();
+    let mut two = engine::load(&fixture("qwen3"), EpChoice::Cpu, Some(2)).unwrap();
+    let (a, _) = one.generate(&ids, &[spec(3)], &opts, None).unwrap();
+    let (b, _) = two.generate(&ids, &(0..6).map(spec).collect::<Vec<_>>(), &opts, None).unwrap();
+    assert_eq!(a[0].token_ids, b[3].token_ids);
+}
+
+#[test]
+fn ignore_eos_decodes_exactly_max_new_tokens_and_timing_is_reported() {
+    let mut g = engine::load(&fixture("gpt2"), EpChoice::Cpu, Some(1)).unwrap();
+    let ids = g.encode_prompt("k", false).unwrap();
+    let opts = GenOptions { ignore_eos: true, ..greedy(20) };
+    let specs: Vec<SampleSpec> = (0..4).map(|i| SampleSpec { index: i, seed: i as u64 }).collect();
+    let (s, t) = g.generate(&ids, &specs, &opts, None).unwrap();
+    assert!(s.iter().all(|s| s.token_ids.len() == 20 && s.finish_reason == FinishReason::Length));
+    assert_eq!(t.decode_steps, 19);
+    assert_eq!(t.new_tokens, 4 * 19);
+    assert!(t.decode_run_ms <= t.decode_ms);
+}
+
+#[test]
+fn stop_strings_end_a_sample_and_are_cut_from_its_text() {
+    let mut g = engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap();
+    let ids = g.encode_prompt("the quick brown fox", false).unwrap();
+    let (free, _) = g
+        .generate(&ids, &[SampleSpec { index: 0, seed: 0 }], &GenOptions { ignore_eos: true, ..greedy(12) }, None)
+        .unwrap();
+    let text = free[0].text.clone();
+    // Stop at a piece of the free-running text (its middle character onwards).
+    let chars: Vec<char> = text.chars().collect();
+    assert!(chars.len() >= 4, "{text:?}");
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 2].iter().collect();
+    let opts = GenOptions { stop: vec![stop.clone()], ignore_eos: true, ..greedy(12) };
+    let (s, _) = g.generate(&ids, &[SampleSpec { index: 0, seed: 0 }], &opts, None).unwrap();
+    assert_eq!(s[0].finish_reason, FinishReason::Stop);
+    assert!(!s[0].text.contains(&stop), "{:?} still holds {stop:?}", s[0].text);
+    assert!(text.starts_with(&s[0].text));
+}
+
+#[test]
+fn a_wrong_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine::load(&dir.path().join("nope"), EpChoice::Cpu, None).err().unwrap().to_string();
+    assert!(e.contains("no such folder"), "{e}");
+    let e = engine::load(dir.path(), EpChoice::Cpu, None).err().unwrap().to_string();
+    assert!(e.contains("model.onnx") && e.contains("missing"), "{e}");
+    // Copy a model but leave out the tokenizer.
+    for f in ["model.onnx", "config.json"] {
+        std::fs::copy(fixture("llama").join(f), dir.path().join(f)).unwrap();
+    }
+    let e = engine::load(dir.path(), EpChoice::Cpu, None).err().unwrap().to_string();
+    assert!(e.contains("tokenizer.json: missing"), "{e}");
+    // A tokenizer from a model with a bigger vocabulary.
+    let big = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,"model":{"type":"WordLevel","vocab":VOCAB,"unk_token":"t0"}}"#;
+    let vocab: serde_json::Map<String, Value> = (0..1000).map(|i| (format!("t{i}"), Value::from(i))).collect();
+    std::fs::write(dir.path().join("tokenizer.json"), big.replace("VOCAB", &Value::Object(vocab).to_string())).unwrap();
+    let e = engine::load(dir.path(), EpChoice::Cpu, None).err().unwrap().to_string();
+    assert!(e.contains("do not belong together"), "{e}");
+    // A graph without a KV cache.
+    std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
+    let e = engine::load(dir.path(), EpChoice::Cpu, None).err().unwrap().to_string();
+    assert!(e.contains("config.json: not valid JSON"), "{e}");
+}
+
+#[test]
+fn cuda_is_never_a_silent_fallback() {
+    if engine::cuda_available() {
+        return; // a machine with the CUDA provider: nothing to check here
+    }
+    let e = engine::load(&fixture("llama"), EpChoice::Cuda, None).err().unwrap().to_string();
+    assert!(e.contains("--ep cuda never falls back to CPU"), "{e}");
+    let g = engine::load(&fixture("llama"), EpChoice::Auto, None).unwrap();
+    assert_eq!(g.provider.name, "cpu");
+    assert!(g.provider.fallback.is_some(), "auto says why it fell back");
+}
