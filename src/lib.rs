@@ -4,6 +4,7 @@
 //! scheduler draws trials ([`schedule`]) → TUI records answers → analysis reads the store.
 //! The library modules never depend on the terminal UI.
 
+pub mod analysis;
 pub mod cli;
 pub mod engine;
 pub mod exchange;
@@ -11,3 +12,4 @@ pub mod pools;
 pub mod schedule;
 pub mod store;
 pub mod study;
+pub mod tui;

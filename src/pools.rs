@@ -148,3 +148,72 @@ impl Models {
 fn settings_json(d: &Decoding) -> String {
     serde_json::to_string(d).unwrap_or_default()
 }
+
+/// Events from the pool worker, tagged with the request id they answer.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    Done { request: u64 },
+    Failed { request: u64, error: String },
+}
+
+/// The engine on its own OS thread: it owns the ONNX Runtime sessions (their `run` needs
+/// `&mut`) and its own connection to the study database, takes pool jobs over a channel
+/// and answers with events, so the TUI never blocks on generation.
+pub struct PoolWorker {
+    requests: std::sync::mpsc::Sender<(u64, Vec<PoolJob>)>,
+    pub events: std::sync::mpsc::Receiver<WorkerEvent>,
+    next_request: u64,
+}
+
+impl PoolWorker {
+    pub fn spawn(study: Study, db: PathBuf, ep: EpChoice, threads: Option<usize>) -> Self {
+        let (req_tx, req_rx) = std::sync::mpsc::channel::<(u64, Vec<PoolJob>)>();
+        let (ev_tx, ev_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("ualign-engine".into())
+            .spawn(move || {
+                let mut models = Models::new(ep, threads);
+                let mut store = match Store::open_for_study(&db, &study) {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        for (request, _) in req_rx {
+                            let _ = ev_tx.send(WorkerEvent::Failed { request, error: e.to_string() });
+                        }
+                        return;
+                    }
+                };
+                for (request, jobs) in req_rx {
+                    let mut result = Ok(());
+                    for job in jobs {
+                        // Another request may have filled this pool meanwhile.
+                        let have = store.stored_samples(&job.policy, &job.prompt_id).unwrap_or_default();
+                        let missing: Vec<u32> = job.missing.iter().copied().filter(|i| !have.contains(i)).collect();
+                        if missing.is_empty() {
+                            continue;
+                        }
+                        let job = PoolJob { missing, ..job };
+                        if let Err(e) = models.run_job(&study, &mut store, &job, None) {
+                            result = Err(e.to_string());
+                            break;
+                        }
+                    }
+                    let ev = match result {
+                        Ok(()) => WorkerEvent::Done { request },
+                        Err(error) => WorkerEvent::Failed { request, error },
+                    };
+                    if ev_tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawning a thread");
+        Self { requests: req_tx, events: ev_rx, next_request: 0 }
+    }
+
+    /// Queues jobs; returns the request id that their event will carry.
+    pub fn request(&mut self, jobs: Vec<PoolJob>) -> u64 {
+        self.next_request += 1;
+        let _ = self.requests.send((self.next_request, jobs));
+        self.next_request
+    }
+}

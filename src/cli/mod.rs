@@ -1,10 +1,13 @@
 //! Command-line interface: one file per subcommand, each a clap `Cmd` with a thin `run`.
 
+mod demo;
 mod export;
 mod generate;
 mod import;
 mod init;
+mod run;
 mod sample;
+mod stats;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +27,12 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole tool on the embedded default model and demo study, in one command
+    Demo(demo::Cmd),
+    /// Run the study for one participant in the terminal (resumable)
+    Run(run::Cmd),
+    /// Report empirical f(k) against k/(k+1) from the answers so far
+    Stats(stats::Cmd),
     /// Check a study file and report every problem with its location
     Validate(validate::Cmd),
     /// Create (or open) the study's database and record the study
@@ -41,6 +50,9 @@ enum Command {
 impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
+            Command::Demo(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Run(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Stats(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Validate(c) => c.run(),
             Command::Init(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Import(c) => c.run().map(|()| ExitCode::SUCCESS),

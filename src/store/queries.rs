@@ -157,11 +157,14 @@ impl Store {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM participants WHERE id = ?1", [id], |r| r.get::<_, i64>(0))? > 0)
     }
 
+    /// Records when the participant accepted the consent text (the first time only).
     pub fn record_consent(&mut self, id: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE participants SET consent_at = COALESCE(consent_at, ?2) WHERE id = ?1",
-            params![id, now()],
-        )?;
+        self.record_consent_at(id, &now())
+    }
+
+    pub fn record_consent_at(&mut self, id: &str, at: &str) -> Result<()> {
+        self.conn
+            .execute("UPDATE participants SET consent_at = COALESCE(consent_at, ?2) WHERE id = ?1", params![id, at])?;
         Ok(())
     }
 

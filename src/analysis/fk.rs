@@ -1,0 +1,247 @@
+//! Empirical f(k): the rate at which the favourite among k candidates of policy A and one
+//! of policy B is one of A's, per (A, B, k), against the bound k/(k+1).
+//!
+//! Identical texts follow the slot-split convention of the paper's game: if the chosen
+//! text appears in m of A's slots and in B's slot, A scores m/(m+1) (a text in A's slots
+//! only scores 1, in B's only 0). "No preference" scores 1/2. Skipped trials, attention
+//! checks and repeats are left out.
+//!
+//! Intervals: a 95% cluster bootstrap over participants (each participant's answers
+//! resampled together, so within-participant correlation widens the interval as it
+//! should), and Wilson's score interval on the trial count as a secondary figure.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::schedule::{Slot, SlotRole};
+use crate::store::Store;
+
+pub const CONVENTION: &str = "identical texts split the win: a chosen text in m of A's slots and in B's slot scores m/(m+1) for A; no preference scores 1/2";
+
+/// One answered best_of_k trial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub participant: String,
+    pub policy_a: String,
+    pub policy_b: String,
+    pub k: u32,
+    /// A's score in [0, 1].
+    pub score: f64,
+    pub no_preference: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FkRow {
+    pub policy_a: String,
+    pub policy_b: String,
+    pub k: u32,
+    /// Answered trials.
+    pub n: usize,
+    pub participants: usize,
+    /// Trials A won outright (score 1).
+    pub wins: usize,
+    /// Trials with a split score (no preference, or a chosen text shared by A and B).
+    pub ties: usize,
+    pub losses: usize,
+    pub rate: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub wilson_low: f64,
+    pub wilson_high: f64,
+    pub bound: f64,
+}
+
+/// A's score for a pick among `slots` with `texts` (displayed order).
+pub fn slot_split_score(slots: &[Slot], texts: &[String], choice: usize) -> f64 {
+    let chosen = &texts[choice];
+    let m = slots.iter().zip(texts).filter(|(s, t)| s.role == SlotRole::A && *t == chosen).count();
+    let in_b = slots.iter().zip(texts).any(|(s, t)| s.role == SlotRole::B && t == chosen);
+    match (m, in_b) {
+        (0, _) => 0.0,
+        (m, false) if m > 0 => 1.0,
+        (m, _) => m as f64 / (m as f64 + 1.0),
+    }
+}
+
+/// Wilson score interval for `x` successes (may be fractional) out of `n`, at z = 1.96.
+pub fn wilson(x: f64, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let n = n as f64;
+    let z = 1.959_963_984_540_054_f64;
+    let p = x / n;
+    let denom = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// Percentile interval of the rate under resampling participants with replacement.
+pub fn cluster_bootstrap(per_participant: &[(f64, usize)], replicates: usize, seed: u64) -> (f64, f64) {
+    let n_p = per_participant.len();
+    if n_p == 0 {
+        return (0.0, 1.0);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rates: Vec<f64> = (0..replicates)
+        .map(|_| {
+            let (mut s, mut n) = (0.0, 0usize);
+            for _ in 0..n_p {
+                let (ps, pn) = per_participant[rng.random_range(0..n_p)];
+                s += ps;
+                n += pn;
+            }
+            if n == 0 { 0.0 } else { s / n as f64 }
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    let q = |p: f64| rates[((p * (replicates - 1) as f64).round() as usize).min(replicates - 1)];
+    (q(0.025), q(0.975))
+}
+
+/// f(k) rows, sorted by (A, B, k).
+pub fn compute(obs: &[Observation], replicates: usize, seed: u64) -> Vec<FkRow> {
+    let mut groups: BTreeMap<(String, String, u32), Vec<&Observation>> = BTreeMap::new();
+    for o in obs {
+        groups.entry((o.policy_a.clone(), o.policy_b.clone(), o.k)).or_default().push(o);
+    }
+    groups
+        .into_iter()
+        .map(|((a, b, k), os)| {
+            let n = os.len();
+            let total: f64 = os.iter().map(|o| o.score).sum();
+            let mut by_p: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+            for o in &os {
+                let e = by_p.entry(o.participant.as_str()).or_default();
+                e.0 += o.score;
+                e.1 += 1;
+            }
+            let per: Vec<(f64, usize)> = by_p.values().copied().collect();
+            let (ci_low, ci_high) = cluster_bootstrap(&per, replicates, seed ^ u64::from(k));
+            let (wilson_low, wilson_high) = wilson(total, n);
+            FkRow {
+                policy_a: a,
+                policy_b: b,
+                k,
+                n,
+                participants: per.len(),
+                wins: os.iter().filter(|o| o.score == 1.0).count(),
+                ties: os.iter().filter(|o| o.score > 0.0 && o.score < 1.0).count(),
+                losses: os.iter().filter(|o| o.score == 0.0).count(),
+                rate: if n == 0 { 0.0 } else { total / n as f64 },
+                ci_low,
+                ci_high,
+                wilson_low,
+                wilson_high,
+                bound: f64::from(k) / f64::from(k + 1),
+            }
+        })
+        .collect()
+}
+
+/// Reads every answered best_of_k trial from the store.
+pub fn observations(store: &Store) -> rusqlite::Result<Vec<Observation>> {
+    let mut st = store.conn().prepare(
+        "SELECT t.participant_id, t.policy_a, t.policy_b, t.k, t.slots, t.candidate_ids, a.choice, a.no_preference
+         FROM trials t JOIN answers a ON a.trial_id = t.id
+         WHERE t.kind = 'best_of_k' AND a.skipped = 0",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, u32>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<i64>>(6)?,
+            r.get::<_, bool>(7)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (participant, policy_a, policy_b, k, slots, cids, choice, no_pref) = row?;
+        let slots: Vec<Slot> = serde_json::from_str(&slots).unwrap_or_default();
+        let score = if no_pref {
+            0.5
+        } else {
+            let Some(choice) = choice else { continue };
+            let ids: Vec<i64> = cids.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default();
+            let texts: Vec<String> = ids
+                .iter()
+                .map(|&id| store.candidate_by_id(id).ok().flatten().map(|c| c.text).unwrap_or_default())
+                .collect();
+            if texts.len() != slots.len() || choice as usize >= texts.len() {
+                continue;
+            }
+            slot_split_score(&slots, &texts, choice as usize)
+        };
+        out.push(Observation { participant, policy_a, policy_b, k, score, no_preference: no_pref });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(role: SlotRole) -> Slot {
+        Slot { policy: "x".into(), sample: 0, role }
+    }
+
+    #[test]
+    fn slot_split_follows_the_games_convention() {
+        let slots = [slot(SlotRole::A), slot(SlotRole::A), slot(SlotRole::A), slot(SlotRole::B)];
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Distinct texts: A's pick wins, B's loses.
+        assert_eq!(slot_split_score(&slots, &t(&["a", "b", "c", "d"]), 0), 1.0);
+        assert_eq!(slot_split_score(&slots, &t(&["a", "b", "c", "d"]), 3), 0.0);
+        // Chosen text in 2 of A's slots and in B's: 2/3 for A, wherever it was clicked.
+        let same = t(&["x", "x", "c", "x"]);
+        for c in [0, 1, 3] {
+            assert!((slot_split_score(&slots, &same, c) - 2.0 / 3.0).abs() < 1e-12);
+        }
+        // Greedy against greedy: every slot identical, k = 3 → 3/4, the bound itself.
+        assert!((slot_split_score(&slots, &t(&["g", "g", "g", "g"]), 2) - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn wilson_matches_the_closed_form() {
+        // 8 of 10 at z = 1.96: (0.4902, 0.9433) (standard tables).
+        let (lo, hi) = wilson(8.0, 10);
+        assert!((lo - 0.4902).abs() < 1e-4 && (hi - 0.9433).abs() < 1e-4, "{lo} {hi}");
+    }
+
+    #[test]
+    fn bootstrap_interval_contains_the_rate_and_narrows_with_more_participants() {
+        let mk =
+            |n_p: usize| -> Vec<(f64, usize)> { (0..n_p).map(|i| (if i % 4 == 0 { 1.0 } else { 4.0 }, 5)).collect() };
+        let (lo, hi) = cluster_bootstrap(&mk(40), 2000, 1);
+        let rate = (10.0 * 1.0 + 30.0 * 4.0) / 200.0;
+        assert!(lo < rate && rate < hi, "{lo} {rate} {hi}");
+        let (lo2, hi2) = cluster_bootstrap(&mk(400), 2000, 1);
+        assert!(hi2 - lo2 < hi - lo);
+    }
+
+    #[test]
+    fn compute_groups_and_counts() {
+        let o = |p: &str, k, score| Observation {
+            participant: p.into(),
+            policy_a: "a".into(),
+            policy_b: "b".into(),
+            k,
+            score,
+            no_preference: false,
+        };
+        let rows = compute(&[o("p1", 1, 1.0), o("p1", 1, 0.0), o("p2", 1, 0.5), o("p2", 2, 1.0)], 500, 3);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].n, rows[0].wins, rows[0].ties, rows[0].losses, rows[0].participants), (3, 1, 1, 1, 2));
+        assert!((rows[0].rate - 0.5).abs() < 1e-12);
+        assert_eq!(rows[0].bound, 0.5);
+        assert!((rows[1].bound - 2.0 / 3.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,59 @@
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use crate::engine::EpChoice;
+use crate::pools::PoolWorker;
+use crate::study::{PolicySource, Study};
+use crate::tui::{self, App};
+
+/// Run the study for one participant in the terminal.
+#[derive(clap::Args)]
+pub struct Cmd {
+    /// The study file (TOML)
+    study: PathBuf,
+    /// Database file (default: db/<study name>.sqlite)
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Participant id (a pseudonym); without it the participant types one or gets a new one
+    #[arg(long)]
+    participant: Option<String>,
+    /// Execution provider for pools generated live
+    #[arg(long, value_enum, default_value = "cpu")]
+    ep: EpChoice,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl Cmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let study = super::load_study(&self.study)?;
+        let (store, _) = super::open_store(&study, self.db.as_ref())?;
+        run_participant(study, store, self.participant, self.ep, self.threads)
+    }
+}
+
+/// The participant flow on this terminal, with live generation of missing pools.
+pub(crate) fn run_participant(
+    study: Study,
+    store: crate::store::Store,
+    participant: Option<String>,
+    ep: EpChoice,
+    threads: Option<usize>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::io::stdout().is_terminal() && std::io::stdin().is_terminal(),
+        "the participant screens need an interactive terminal (stdin and stdout are not a TTY)"
+    );
+    let has_models = study.policies.iter().any(|p| matches!(p.source, PolicySource::Model { .. }));
+    let worker = has_models.then(|| PoolWorker::spawn(study.clone(), store.path().to_path_buf(), ep, threads));
+    let mut app = App::new(study, store, participant, worker)?;
+    tui::run(&mut app)?;
+    if let Some(p) = &app.participant {
+        println!(
+            "{} answer(s) saved for participant {p} in {}; run again with --participant {p} to resume.",
+            app.answered_this_session,
+            app.store().path().display()
+        );
+    }
+    Ok(())
+}

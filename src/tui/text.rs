@@ -1,0 +1,76 @@
+//! Every word the participant sees and every key binding, in one place, so a study's
+//! wording stays consistent.
+
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 20;
+
+pub const TOO_SMALL: &str = "Please enlarge the window";
+pub const TOO_SMALL_DETAIL: &str = "This study needs a terminal of at least 60 columns and 20 rows.";
+
+pub const WELCOME_HINT: &str = "Press Enter to begin · q to quit";
+pub const CONSENT_TITLE: &str = "Consent";
+pub const CONSENT_HINT: &str = "Press y to agree and continue · n to decline";
+pub const DECLINED: &str = "You declined. Nothing was recorded. You may close this window.";
+pub const ID_TITLE: &str = "Participant ID";
+pub const ID_PROMPT: &str =
+    "Type the participant ID you were given, then Enter.\nLeave it empty and press Enter to get a new anonymous ID.";
+pub const ID_INVALID: &str =
+    "Use the ID you were given: 3–64 letters, digits, '-' or '_', with at least one digit (not your name).";
+pub const ID_NEW: &str = "Your anonymous participant ID is shown below. Write it down: you need it to resume later.";
+pub const INSTRUCTIONS_TITLE: &str = "Instructions";
+pub const CONTINUE_HINT: &str = "Press Enter to continue";
+pub const RESUMING: &str = "Welcome back. You will continue where you left off.";
+pub const BREAK_TITLE: &str = "Time for a short break";
+pub const BREAK_TEXT: &str =
+    "Your answers so far are saved. Stretch, look away from the screen, and press Enter when ready.";
+pub const DONE_TITLE: &str = "All done";
+pub const DONE_CODE: &str = "Your completion code:";
+pub const QUIT_HINT: &str = "Press q to close.";
+pub const CONFIRM_QUIT: &str =
+    "Quit now? Your answers so far are saved and you can resume later with the same ID.\n\ny: quit · n: keep going";
+pub const PREPARING: &str = "Preparing the answers for this question…";
+pub const SAVED: &str = "Saved.";
+pub const PROMPT_TITLE: &str = "Request";
+
+pub const PICK_INSTRUCTION: &str = "Pick the answer you like best.";
+pub const ORDER_INSTRUCTION: &str = "Order all answers: press the number of your favourite, then the next, and so on.";
+
+/// The key-help overlay: (keys, what they do).
+pub const HELP: &[(&str, &str)] = &[
+    ("1–9", "pick that answer (in ordering questions: give it the next rank)"),
+    ("← → ↑ ↓ / Tab", "move focus between answers"),
+    ("Space", "pick the focused answer"),
+    ("PgUp PgDn / j k", "scroll the focused answer"),
+    ("Enter", "confirm your choice"),
+    ("Backspace / u", "undo the last rank (ordering questions)"),
+    ("=", "no preference (when the study allows it)"),
+    ("s", "skip this question (when the study allows it)"),
+    ("mouse", "click an answer to focus and pick it"),
+    ("?", "show or hide this help"),
+    ("q / Ctrl-C", "quit (asks first; answers are saved)"),
+];
+
+pub fn trial_hint(order: bool, allow_no_pref: bool, allow_skip: bool) -> String {
+    let mut parts = vec![if order { "1–9 rank · Backspace undo" } else { "1–9 pick" }, "Enter confirm"];
+    if allow_no_pref {
+        parts.push("= no preference");
+    }
+    if allow_skip {
+        parts.push("s skip");
+    }
+    parts.push("? help");
+    parts.push("q quit");
+    parts.join(" · ")
+}
+
+pub fn progress(i: usize, n: usize) -> String {
+    format!("Question {i} of {n}")
+}
+
+pub fn reading_wait(secs: u64) -> String {
+    format!("Please read all answers: you can confirm in {secs} s")
+}
+
+pub fn answer_title(i: usize) -> String {
+    format!("Answer {i}")
+}
