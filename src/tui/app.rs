@@ -461,7 +461,12 @@ impl App {
             KeyCode::Enter => {
                 answer = match t.view.mode {
                     RankMode::Pick => t.picked.map(Answer::Pick),
-                    RankMode::Order if t.order.len() == n => Some(Answer::Order(t.order.clone())),
+                    RankMode::Order if t.order.len() + 1 >= n => {
+                        // The one answer left unranked takes the last place.
+                        let mut order = t.order.clone();
+                        order.extend((0..n).filter(|j| !t.order.contains(j)));
+                        Some(Answer::Order(order))
+                    }
                     RankMode::Order => None,
                 };
                 if answer.is_none() {
@@ -532,13 +537,6 @@ fn select(t: &mut TrialState, i: usize) {
         RankMode::Order => {
             if !t.order.contains(&i) {
                 t.order.push(i);
-            }
-            // The last one left takes the last rank by itself.
-            let n = t.view.texts.len();
-            if t.order.len() == n - 1
-                && let Some(last) = (0..n).find(|j| !t.order.contains(j))
-            {
-                t.order.push(last);
             }
         }
     }

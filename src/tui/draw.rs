@@ -248,7 +248,17 @@ fn draw_trial(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     );
     let instruction = if v.mode == RankMode::Order { text::ORDER_INSTRUCTION } else { text::PICK_INSTRUCTION };
     f.render_widget(Paragraph::new(instruction).style(Style::default().add_modifier(Modifier::ITALIC)), chunks[2]);
-    draw_panels(f, chunks[3], app, t, theme);
+    // Panels take the height their text needs (up to what there is), the rest stays blank.
+    let n = v.texts.len() as u16;
+    let side_by_side = n <= 5 && chunks[3].width / n.max(1) >= 28;
+    let needed = if side_by_side {
+        let inner = (chunks[3].width / n.max(1)).saturating_sub(2);
+        v.texts.iter().map(|t| wrapped_height(&inert(t), inner)).max().unwrap_or(1) + 2
+    } else {
+        v.texts.iter().map(|t| wrapped_height(&inert(t), chunks[3].width.saturating_sub(2)).min(6) + 2).sum()
+    };
+    let panels = Rect { height: chunks[3].height.min(needed.max(4)), ..chunks[3] };
+    draw_panels(f, panels, app, t, side_by_side, theme);
     let status = if !app.reading_left().is_zero() {
         text::reading_wait(app.reading_left().as_secs() + 1)
     } else {
@@ -263,9 +273,8 @@ fn draw_trial(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     );
 }
 
-fn draw_panels(f: &mut Frame, area: Rect, app: &App, t: &TrialState, theme: Theme) {
+fn draw_panels(f: &mut Frame, area: Rect, app: &App, t: &TrialState, side_by_side: bool, theme: Theme) {
     let n = t.view.texts.len();
-    let side_by_side = n <= 5 && area.width / n as u16 >= 28;
     let dir = if side_by_side { Direction::Horizontal } else { Direction::Vertical };
     let rects = Layout::default().direction(dir).constraints(vec![Constraint::Ratio(1, n as u32); n]).split(area);
     for (i, r) in rects.iter().enumerate() {

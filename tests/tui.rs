@@ -1,0 +1,261 @@
+//! The participant app without a terminal: key events against a real SQLite store, and
+//! snapshots of every screen through ratatui's TestBackend at 80×24 and 140×40.
+
+use std::path::Path;
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ualign::exchange::import::import_candidates;
+use ualign::store::Store;
+use ualign::study::{self, RankMode, Study};
+use ualign::tui::app::{App, Screen, TrialSlot};
+use ualign::tui::draw::{self, Theme};
+
+fn repo(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The example study with no minimum reading time, its candidates imported into a temp db.
+fn setup(dir: &Path) -> (Study, Store) {
+    let (mut s, _) = study::load(&repo("studies/example.toml")).unwrap();
+    let (mut store, _) = Store::open_for_study(&dir.join("e.sqlite"), &s).unwrap();
+    import_candidates(&mut store, &s, "sampled", &repo("studies/example/sampled.jsonl")).unwrap();
+    import_candidates(&mut store, &s, "greedy", &repo("studies/example/greedy.jsonl")).unwrap();
+    s.options.min_reading_ms = 0;
+    (s, store)
+}
+
+fn key(app: &mut App, code: KeyCode) {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE)).unwrap();
+}
+
+fn typed(app: &mut App, s: &str) {
+    for c in s.chars() {
+        key(app, KeyCode::Char(c));
+    }
+}
+
+fn to_first_trial(app: &mut App, id: &str) {
+    key(app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Consent);
+    key(app, KeyCode::Char('y'));
+    assert_eq!(app.screen, Screen::EnterId);
+    typed(app, id);
+    key(app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Instructions);
+    key(app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Trial);
+}
+
+fn answers(store: &Store) -> Vec<(i64, Option<i64>, Option<String>, bool)> {
+    let mut st = store
+        .conn()
+        .prepare("SELECT t.position, a.choice, a.ordering, a.no_preference FROM answers a JOIN trials t ON t.id = a.trial_id ORDER BY t.position")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(Result::unwrap).collect()
+}
+
+fn mode(app: &App) -> RankMode {
+    match &app.trial {
+        Some(TrialSlot::Ready(t)) => t.view.mode,
+        other => panic!("no trial ready: {other:?}"),
+    }
+}
+
+#[test]
+fn a_participant_goes_from_consent_to_completion() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = setup(dir.path());
+    let mut app = App::new(s, store, None, None).unwrap();
+    // A name is refused as a participant id.
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('y'));
+    typed(&mut app, "Alice");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::EnterId);
+    assert!(app.id_error);
+    for _ in 0..5 {
+        key(&mut app, KeyCode::Backspace);
+    }
+    typed(&mut app, "p42");
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Trial);
+    assert!(app.store().consent_at("p42").unwrap().is_some(), "consent time recorded");
+    let mut given = 0;
+    while app.screen != Screen::Done {
+        match app.screen {
+            Screen::Break => key(&mut app, KeyCode::Enter),
+            Screen::Trial => {
+                // Enter with nothing chosen records nothing.
+                key(&mut app, KeyCode::Enter);
+                assert_eq!(answers(app.store()).len(), given);
+                match mode(&app) {
+                    RankMode::Pick => key(&mut app, KeyCode::Char('2')),
+                    RankMode::Order => {
+                        key(&mut app, KeyCode::Char('3'));
+                        key(&mut app, KeyCode::Char('1'));
+                        key(&mut app, KeyCode::Backspace); // undo the 1
+                        key(&mut app, KeyCode::Char('2')); // 3, 2 and then 1 by itself
+                    }
+                }
+                key(&mut app, KeyCode::Enter);
+                given += 1;
+                assert_eq!(answers(app.store()).len(), given, "committed before the next screen");
+            }
+            other => panic!("unexpected screen {other:?}"),
+        }
+    }
+    let a = answers(app.store());
+    assert_eq!(a.len(), 11);
+    for (pos, choice, ordering, _) in &a {
+        match ordering {
+            Some(o) => assert_eq!(o, "[2,1,0]", "trial {pos}"),
+            None => assert_eq!(*choice, Some(1), "trial {pos}"),
+        }
+    }
+    let done: Option<String> = app
+        .store()
+        .conn()
+        .query_row("SELECT completed_at FROM participants WHERE id = 'p42'", [], |r| r.get(0))
+        .unwrap();
+    assert!(done.is_some());
+}
+
+#[test]
+fn no_preference_quit_confirmation_and_reading_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, store) = setup(dir.path());
+    s.options.min_reading_ms = 60_000;
+    let mut app = App::new(s, store, None, None).unwrap();
+    to_first_trial(&mut app, "p07");
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Enter);
+    assert!(answers(app.store()).is_empty(), "Enter is held during the reading time");
+    assert!(app.status.as_ref().unwrap().0.contains("you can confirm in"));
+    key(&mut app, KeyCode::Char('='));
+    assert!(answers(app.store()).is_empty(), "no preference waits for the reading time too");
+    // q asks first; n keeps going; y quits and ends the session.
+    key(&mut app, KeyCode::Char('q'));
+    assert!(app.confirm_quit);
+    key(&mut app, KeyCode::Char('n'));
+    assert!(!app.confirm_quit && !app.quit);
+    app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)).unwrap();
+    assert!(app.confirm_quit);
+    key(&mut app, KeyCode::Char('y'));
+    assert!(app.quit);
+    let ended: Option<String> =
+        app.store().conn().query_row("SELECT end_reason FROM sessions", [], |r| r.get(0)).unwrap();
+    assert_eq!(ended.as_deref(), Some("quit"));
+}
+
+#[test]
+fn no_preference_is_recorded_when_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = setup(dir.path());
+    let mut app = App::new(s, store, None, None).unwrap();
+    to_first_trial(&mut app, "p08");
+    key(&mut app, KeyCode::Char('='));
+    assert_eq!(answers(app.store()), vec![(0, None, None, true)]);
+    // Skipping is not allowed in the example study: `s` does nothing.
+    key(&mut app, KeyCode::Char('s'));
+    assert_eq!(answers(app.store()).len(), 1);
+}
+
+#[test]
+fn a_returning_participant_resumes_and_a_tiny_window_blocks_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = setup(dir.path());
+    let mut app = App::new(s.clone(), store, None, None).unwrap();
+    to_first_trial(&mut app, "p09");
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Enter);
+    drop(app);
+    let (store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
+    let mut app = App::new(s, store, Some("p09".into()), None).unwrap();
+    assert_eq!(app.screen, Screen::Resuming);
+    key(&mut app, KeyCode::Enter);
+    let Some(TrialSlot::Ready(t)) = &app.trial else { panic!() };
+    assert_eq!(t.view.position, 1, "continues at the second trial");
+    app.on_resize(50, 15);
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(answers(app.store()).len(), 1, "keys do nothing while the window is too small");
+}
+
+fn snapshot(app: &App, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let mut app_size = app.size;
+    app_size.0 = w;
+    app_size.1 = h;
+    term.draw(|f| draw::draw(f, app, Theme { color: false })).unwrap();
+    format!("{}", term.backend())
+}
+
+#[test]
+fn screens_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = setup(dir.path());
+    let mut app = App::new(s, store, None, None).unwrap();
+    let mut shots: Vec<(String, App)> = Vec::new();
+    let _ = &mut shots;
+    for (w, h) in [(80u16, 24u16), (140, 40)] {
+        app.on_resize(w, h);
+        let tag = format!("{w}x{h}");
+        app.screen = Screen::Welcome;
+        insta::assert_snapshot!(format!("welcome_{tag}"), snapshot(&app, w, h));
+        app.screen = Screen::Consent;
+        insta::assert_snapshot!(format!("consent_{tag}"), snapshot(&app, w, h));
+        app.screen = Screen::EnterId;
+        insta::assert_snapshot!(format!("enter_id_{tag}"), snapshot(&app, w, h));
+        app.screen = Screen::Instructions;
+        insta::assert_snapshot!(format!("instructions_{tag}"), snapshot(&app, w, h));
+        app.screen = Screen::Break;
+        insta::assert_snapshot!(format!("break_{tag}"), snapshot(&app, w, h));
+        app.screen = Screen::Done;
+        insta::assert_snapshot!(format!("done_{tag}"), snapshot(&app, w, h));
+    }
+    app.on_resize(59, 19);
+    insta::assert_snapshot!("too_small", snapshot(&app, 59, 19));
+}
+
+#[test]
+fn trial_screens_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = setup(dir.path());
+    let mut app = App::new(s, store, None, None).unwrap();
+    to_first_trial(&mut app, "snap1");
+    for (w, h) in [(80u16, 24u16), (140, 40)] {
+        app.on_resize(w, h);
+        insta::assert_snapshot!(format!("trial_pick_{w}x{h}"), snapshot(&app, w, h));
+    }
+    key(&mut app, KeyCode::Right);
+    key(&mut app, KeyCode::Char(' '));
+    app.on_resize(140, 40);
+    insta::assert_snapshot!("trial_pick_chosen_140x40", snapshot(&app, 140, 40));
+    key(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!("help_140x40", snapshot(&app, 140, 40));
+    key(&mut app, KeyCode::Char('?'));
+    key(&mut app, KeyCode::Char('q'));
+    insta::assert_snapshot!("confirm_quit_80x24", snapshot(&app, 80, 24));
+    key(&mut app, KeyCode::Char('n'));
+    // Answer until the ordering block.
+    while mode(&app) != RankMode::Order {
+        if app.screen == Screen::Break {
+            key(&mut app, KeyCode::Enter);
+            continue;
+        }
+        key(&mut app, KeyCode::Char('1'));
+        key(&mut app, KeyCode::Enter);
+        if app.screen == Screen::Break {
+            key(&mut app, KeyCode::Enter);
+        }
+    }
+    key(&mut app, KeyCode::Char('2'));
+    app.status = None; // "Saved." fades after a few seconds; keep the snapshot independent of timing
+    for (w, h) in [(80u16, 24u16), (140, 40)] {
+        app.on_resize(w, h);
+        insta::assert_snapshot!(format!("trial_order_{w}x{h}"), snapshot(&app, w, h));
+    }
+}
