@@ -158,7 +158,8 @@ fn answer_three_kill_resume_and_finish() {
              FROM trials t JOIN answers a ON a.trial_id = t.id ORDER BY a.answered_at, t.position",
         )
         .unwrap();
-    let rows: Vec<(i64, String, String, Option<String>, Option<i64>, Option<String>)> = st
+    type Row = (i64, String, String, Option<String>, Option<i64>, Option<String>);
+    let rows: Vec<Row> = st
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
         .unwrap()
         .map(Result::unwrap)
