@@ -186,9 +186,6 @@ fn a_returning_participant_resumes_and_a_tiny_window_blocks_input() {
 
 fn snapshot(app: &App, w: u16, h: u16) -> String {
     let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
-    let mut app_size = app.size;
-    app_size.0 = w;
-    app_size.1 = h;
     term.draw(|f| draw::draw(f, app, Theme { color: false })).unwrap();
     format!("{}", term.backend())
 }
@@ -198,8 +195,6 @@ fn screens_render() {
     let dir = tempfile::tempdir().unwrap();
     let (s, store) = setup(dir.path());
     let mut app = App::new(s, store, None, None).unwrap();
-    let mut shots: Vec<(String, App)> = Vec::new();
-    let _ = &mut shots;
     for (w, h) in [(80u16, 24u16), (140, 40)] {
         app.on_resize(w, h);
         let tag = format!("{w}x{h}");
