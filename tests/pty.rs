@@ -64,6 +64,13 @@ impl Tui {
     }
 }
 
+impl Drop for Tui {
+    /// A failing test must not leave the program running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
 fn wait(what: &str, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {

@@ -1,4 +1,7 @@
 //! Analysis of stored answers: pure computations over observations read from the store,
-//! no UI. So far: empirical f(k) from best_of_k trials with cluster-bootstrap intervals.
+//! no UI: empirical f(k) with cluster-bootstrap intervals, the (k+1)-player game's payoffs
+//! and equilibria, maximal lotteries, and Plackett–Luce rankings.
 
+pub mod equilibria;
 pub mod fk;
+pub mod ranking;

@@ -49,7 +49,10 @@ pub(crate) fn run_participant(
     let mut app = App::new(study, store, participant, worker)?;
     tui::run(&mut app)?;
     if let Some(p) = &app.participant {
-        println!(
+        // The terminal may be gone (SIGHUP): a failed write is no reason to panic.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stdout(),
             "{} answer(s) saved for participant {p} in {}; run again with --participant {p} to resume.",
             app.answered_this_session,
             app.store().path().display()

@@ -60,6 +60,17 @@ pub fn run(app: &mut App) -> anyhow::Result<()> {
     let mut guard = TerminalGuard::new()?;
     let size = guard.terminal.size()?;
     app.on_resize(size.width, size.height);
+    // Terminal input is read on its own thread: when the terminal goes away, crossterm's
+    // reader can loop on end-of-file without returning, and the SIGHUP that comes with it
+    // must still end the program.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("ualign-input".into()).spawn(move || {
+        while let Ok(ev) = event::read() {
+            if tx.send(ev).is_err() {
+                break;
+            }
+        }
+    })?;
     let result = (|| -> anyhow::Result<()> {
         loop {
             guard.terminal.draw(|f| draw::draw(f, app, theme))?;
@@ -71,12 +82,14 @@ pub fn run(app: &mut App) -> anyhow::Result<()> {
                 return Ok(());
             }
             app.on_worker_events()?;
-            if event::poll(Duration::from_millis(100))? {
-                match event::read()? {
-                    Event::Key(k) => app.on_key(k)?,
-                    Event::Mouse(m) => app.on_mouse(m)?,
-                    Event::Resize(w, h) => app.on_resize(w, h),
-                    _ => {}
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Event::Key(k)) => app.on_key(k)?,
+                Ok(Event::Mouse(m)) => app.on_mouse(m)?,
+                Ok(Event::Resize(w, h)) => app.on_resize(w, h),
+                Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    app.end("terminal closed");
+                    return Ok(());
                 }
             }
         }

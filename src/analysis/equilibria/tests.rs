@@ -1,0 +1,179 @@
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+
+fn cyclic(n: usize) -> Vec<Order> {
+    (0..n).map(|s| (0..n).map(|i| (s + i) % n).collect()).collect()
+}
+
+fn random_orders(n: usize, m: usize, seed: u64) -> Vec<Order> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..m)
+        .map(|_| {
+            let mut o: Order = (0..n).collect();
+            o.shuffle(&mut rng);
+            o
+        })
+        .collect()
+}
+
+/// Monte Carlo of the game: k samples from x, one response y, ties split among copies.
+fn monte_carlo(orders: &[Order], x: &[f64], k: u32, y: usize, draws: usize, seed: u64) -> f64 {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = x.len();
+    let mut total = 0.0;
+    for _ in 0..draws {
+        let order = &orders[rng.random_range(0..orders.len())];
+        let mut rank = vec![0; n];
+        for (r, &i) in order.iter().enumerate() {
+            rank[i] = r;
+        }
+        let samples: Vec<usize> = (0..k)
+            .map(|_| {
+                let mut u: f64 = rng.random();
+                let mut pick = n - 1;
+                for (i, &p) in x.iter().enumerate() {
+                    if u < p {
+                        pick = i;
+                        break;
+                    }
+                    u -= p;
+                }
+                pick
+            })
+            .collect();
+        let best = samples.iter().map(|&s| rank[s]).min().unwrap();
+        if rank[y] < best {
+            total += 1.0;
+        } else if rank[y] == best {
+            let copies = samples.iter().filter(|&&s| s == y).count();
+            total += 1.0 / (copies as f64 + 1.0);
+        }
+    }
+    total / draws as f64
+}
+
+#[test]
+fn payoff_formula_matches_monte_carlo() {
+    let orders = random_orders(5, 7, 1);
+    let x = [0.4, 0.1, 0.3, 0.0, 0.2];
+    for k in [1u32, 2, 4] {
+        let u = payoffs(&orders, &x, k);
+        for (y, &exact) in u.iter().enumerate() {
+            let mc = monte_carlo(&orders, &x, k, y, 200_000, 10 + y as u64);
+            assert!((exact - mc).abs() < 0.006, "k = {k}, y = {y}: exact {exact} vs Monte Carlo {mc}");
+        }
+    }
+}
+
+#[test]
+fn payoff_matches_the_closed_form_and_averages_to_one_over_k_plus_one() {
+    let orders = random_orders(6, 9, 2);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for k in 1..=8u32 {
+        let mut x: Vec<f64> = (0..6).map(|_| rng.random::<f64>()).collect();
+        let z: f64 = x.iter().sum();
+        x.iter_mut().for_each(|v| *v /= z);
+        let u = payoffs(&orders, &x, k);
+        let avg: f64 = u.iter().zip(&x).map(|(a, b)| a * b).sum();
+        assert!((avg - 1.0 / (k as f64 + 1.0)).abs() < 1e-12, "k = {k}: {avg}");
+        // Closed form for one participant and one response.
+        let order = &orders[0];
+        let y = order[2];
+        let w: f64 = order[3..].iter().map(|&i| x[i]).sum();
+        let closed = ((w + x[y]).powi(k as i32 + 1) - w.powi(k as i32 + 1)) / ((k as f64 + 1.0) * x[y]);
+        let one = payoffs(&orders[..1], &x, k)[y];
+        assert!((one - closed).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn cyclic_profile_gives_exactly_k_over_k_plus_one() {
+    for k in 1..=6u32 {
+        let n = k as usize + 1;
+        let orders = cyclic(n);
+        let eq = ne_k(&orders, n, k, 1e-9, 20_000);
+        assert!(eq.gap < 1e-9, "k = {k}: gap {}", eq.gap);
+        for p in &eq.distribution {
+            assert!((p - 1.0 / n as f64).abs() < 1e-6);
+        }
+        let c = certified_win_rate(&orders, &eq.distribution, k);
+        assert!((c - k as f64 / (k as f64 + 1.0)).abs() < 1e-8, "k = {k}: {c}");
+    }
+}
+
+#[test]
+fn ne_k_certifies_the_bound_on_random_populations() {
+    for seed in 0..8u64 {
+        let n = 4 + (seed as usize % 4);
+        let orders = random_orders(n, 5 + seed as usize, 100 + seed);
+        for k in [1u32, 2, 3, 5, 8] {
+            let eq = ne_k(&orders, n, k, 1e-6, 200_000);
+            assert!(eq.gap < 1e-6, "seed {seed}, k {k}: gap {} after {}", eq.gap, eq.iterations);
+            let c = certified_win_rate(&orders, &eq.distribution, k);
+            assert!(c >= k as f64 / (k as f64 + 1.0) - 1e-6, "seed {seed}, k {k}: {c}");
+        }
+    }
+}
+
+/// A fraction `p` of participants put response 0 first, the rest put it last; the other
+/// positions are random.
+fn condorcet(n: usize, m: usize, p: f64, seed: u64) -> Vec<Order> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..m)
+        .map(|i| {
+            let mut rest: Order = (1..n).collect();
+            rest.shuffle(&mut rng);
+            if (i as f64) < p * m as f64 {
+                std::iter::once(0).chain(rest).collect()
+            } else {
+                rest.into_iter().chain(std::iter::once(0)).collect()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn condorcet_winner_maximal_lottery_stays_while_ne_k_reaches_the_bound() {
+    let n = 5;
+    let orders = condorcet(n, 20, 0.6, 9);
+    let ml = maximal_lottery(&orders, n).unwrap();
+    assert!((ml[0] - 1.0).abs() < 1e-9, "{ml:?}");
+    let mut previous = None;
+    for k in [2u32, 3, 4, 8, 16] {
+        // k copies of the Condorcet winner beat any other response exactly when a
+        // participant prefers the winner: 0.6 for every k ≥ 2 (against itself: k/(k+1)).
+        let c = certified_win_rate(&orders, &ml, k);
+        assert!((c - 0.6).abs() < 1e-12, "k = {k}: {c}");
+        if let Some(p) = previous {
+            assert_eq!(c, p, "the maximal lottery's certified rate does not grow with k");
+        }
+        previous = Some(c);
+        let eq = ne_k(&orders, n, k, 1e-6, 200_000);
+        let ne = certified_win_rate(&orders, &eq.distribution, k);
+        assert!(ne >= k as f64 / (k as f64 + 1.0) - 1e-6, "k = {k}: NE_k certifies {ne}");
+    }
+    // At k = 1 the maximal lottery is the game's equilibrium: certified 1/2.
+    assert!((certified_win_rate(&orders, &ml, 1) - 0.5).abs() < 1e-12);
+}
+
+#[test]
+fn maximal_lottery_of_a_three_cycle_matches_the_exact_solution() {
+    // Margins a≻b by α, b≻c by β, c≻a by γ: the maximal lottery is (β, γ, α)/(α+β+γ).
+    // Built from 5 participants: 2 × (a b c), 2 × (b c a), 1 × (c a b).
+    let orders: Vec<Order> = vec![vec![0, 1, 2], vec![0, 1, 2], vec![1, 2, 0], vec![1, 2, 0], vec![2, 0, 1]];
+    let m = margins(&orders, 3);
+    let (alpha, beta, gamma) = (m[0][1], m[1][2], m[2][0]);
+    assert!(alpha > 0.0 && beta > 0.0 && gamma > 0.0);
+    let ml = maximal_lottery(&orders, 3).unwrap();
+    let s = alpha + beta + gamma;
+    for (got, want) in ml.iter().zip([beta / s, gamma / s, alpha / s]) {
+        assert!((got - want).abs() < 1e-9, "{ml:?}");
+    }
+    // No lottery beats it: pᵀM ≥ 0.
+    for b in 0..3 {
+        assert!(ml.iter().zip(&m).map(|(p, row)| p * row[b]).sum::<f64>() > -1e-9);
+    }
+}

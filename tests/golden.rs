@@ -1,0 +1,60 @@
+//! The embedded default model through ualign's engine equals PyTorch token for token on
+//! the golden prompts (golden.json, written by the model's recipe).
+
+use std::path::Path;
+
+use serde_json::Value;
+use ualign::engine::{self, EpChoice, GenOptions, SampleSpec, SamplingParams};
+
+#[test]
+fn greedy_tokens_and_top_logits_match_golden_json() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/fortune-llama");
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    let n = golden["n_new_tokens"].as_u64().unwrap() as u32;
+    let mut g = engine::load(&dir, EpChoice::Cpu, Some(1)).unwrap();
+    let opts = GenOptions {
+        params: SamplingParams { temperature: 0.0, ..Default::default() },
+        max_new_tokens: n,
+        stop: Vec::new(),
+        ignore_eos: true,
+    };
+    for case in golden["cases"].as_array().unwrap() {
+        let topic = case["topic"].as_str().unwrap();
+        let ids = g.encode_prompt(topic, true).unwrap();
+        let want_ids: Vec<u32> = serde_json::from_value(case["prompt_ids"].clone()).unwrap();
+        assert_eq!(ids, want_ids, "{topic}: the chat template renders the recipe's prompt");
+        let (s, _) = g.generate(&ids, &[SampleSpec { index: 0, seed: 0 }], &opts, None).unwrap();
+        let want: Vec<u32> = serde_json::from_value(case["greedy_torch"].clone()).unwrap();
+        assert_eq!(s[0].token_ids, want, "{topic}: greedy continuation");
+    }
+}
+
+#[test]
+fn the_model_folder_is_small_and_complete() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let mut total = 0u64;
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                total += e.metadata().unwrap().len();
+            }
+        }
+    }
+    assert!(total < 25 * 1024 * 1024, "assets/ holds {total} bytes");
+    let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/fortune-llama");
+    for f in [
+        "model.onnx",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "golden.json",
+        "MODEL_CARD.md",
+    ] {
+        assert!(m.join(f).is_file(), "{f} is missing");
+    }
+}
