@@ -47,6 +47,7 @@ pub struct FkRow {
     pub ties: usize,
     pub losses: usize,
     pub rate: f64,
+    /// Cluster-bootstrap interval; NaN (null in JSON) with fewer than two participants.
     pub ci_low: f64,
     pub ci_high: f64,
     pub wilson_low: f64,
@@ -121,7 +122,12 @@ pub fn compute(obs: &[Observation], replicates: usize, seed: u64) -> Vec<FkRow> 
                 e.1 += 1;
             }
             let per: Vec<(f64, usize)> = by_p.values().copied().collect();
-            let (ci_low, ci_high) = cluster_bootstrap(&per, replicates, seed ^ u64::from(k));
+            // One participant gives no between-participant spread to resample: no interval.
+            let (ci_low, ci_high) = if per.len() < 2 {
+                (f64::NAN, f64::NAN)
+            } else {
+                cluster_bootstrap(&per, replicates, seed ^ u64::from(k))
+            };
             let (wilson_low, wilson_high) = wilson(total, n);
             FkRow {
                 policy_a: a,

@@ -130,6 +130,7 @@ fn top_p_head(mut probs: Vec<(u32, f64)>, top_p: f64) -> Vec<(u32, f64)> {
 pub struct RowSampler {
     rng: ChaCha8Rng,
     seen: Vec<u32>,
+    scratch: Vec<f32>,
 }
 
 impl RowSampler {
@@ -137,17 +138,46 @@ impl RowSampler {
         let mut seen = prompt.to_vec();
         seen.sort_unstable();
         seen.dedup();
-        Self { rng: ChaCha8Rng::seed_from_u64(seed), seen }
+        Self { rng: ChaCha8Rng::seed_from_u64(seed), seen, scratch: Vec::new() }
     }
 
     /// Picks the next token; returns it with its log-probability under the raw model.
     pub fn next(&mut self, raw_logits: &[f32], p: &SamplingParams) -> (u32, f64) {
-        let mut logits = raw_logits.to_vec();
-        apply_repetition_penalty(&mut logits, &self.seen, p.repetition_penalty);
-        let token = if p.temperature == 0.0 {
-            argmax(&logits) as u32
+        let penalised: std::borrow::Cow<[f32]> = if p.repetition_penalty == 1.0 {
+            std::borrow::Cow::Borrowed(raw_logits)
         } else {
-            let dist = warp(&logits, p);
+            let mut l = raw_logits.to_vec();
+            apply_repetition_penalty(&mut l, &self.seen, p.repetition_penalty);
+            std::borrow::Cow::Owned(l)
+        };
+        let logits: &[f32] = &penalised;
+        let mut raw_logprob = None;
+        let token = if p.temperature == 0.0 {
+            argmax(logits) as u32
+        } else if p.top_k == 0 && p.top_p >= 1.0 && p.min_p <= 0.0 {
+            // Plain sampling: no candidate list; one exp per logit (f32, vectorised), kept in a
+            // reused buffer for the walk along the cumulative distribution.
+            let inv_t = 1.0 / p.temperature;
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            self.scratch.clear();
+            self.scratch.extend(logits.iter().map(|&l| ((l - max) * inv_t).exp()));
+            let z: f64 = self.scratch.iter().map(|&e| e as f64).sum();
+            let mut u: f64 = self.rng.random::<f64>() * z;
+            let mut chosen = argmax(logits);
+            for (i, &e) in self.scratch.iter().enumerate() {
+                if u < e as f64 {
+                    chosen = i;
+                    break;
+                }
+                u -= e as f64;
+            }
+            if inv_t == 1.0 && p.repetition_penalty == 1.0 {
+                // The same normaliser serves the raw log-probability.
+                raw_logprob = Some((logits[chosen] - max) as f64 - z.ln());
+            }
+            chosen as u32
+        } else {
+            let dist = warp(logits, p);
             let u: f64 = self.rng.random();
             let mut acc = 0.0;
             let mut chosen = dist.last().map_or(0, |c| c.0);
@@ -163,7 +193,7 @@ impl RowSampler {
         if let Err(pos) = self.seen.binary_search(&token) {
             self.seen.insert(pos, token);
         }
-        (token, log_softmax_at(raw_logits, token as usize))
+        (token, raw_logprob.unwrap_or_else(|| log_softmax_at(raw_logits, token as usize)))
     }
 }
 
