@@ -144,3 +144,20 @@ fn cuda_is_never_a_silent_fallback() {
     assert_eq!(g.provider.name, "cpu");
     assert!(g.provider.fallback.is_some(), "auto says why it fell back");
 }
+
+#[test]
+fn kv_cache_decoding_equals_full_recomputation() {
+    // Each greedy token from the KV-cache loop must equal the token a fresh prefill of the
+    // whole sequence so far predicts (no cache at all).
+    let mut g = engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap();
+    let ids = g.encode_prompt("a model answers with", false).unwrap();
+    let opts = GenOptions { ignore_eos: true, ..greedy(10) };
+    let (s, _) = g.generate(&ids, &[SampleSpec { index: 0, seed: 0 }], &opts, None).unwrap();
+    let one = GenOptions { ignore_eos: true, ..greedy(1) };
+    let mut seq = ids.clone();
+    for (step, &t) in s[0].token_ids.iter().enumerate() {
+        let (fresh, _) = g.generate(&seq, &[SampleSpec { index: 0, seed: 0 }], &one, None).unwrap();
+        assert_eq!(fresh[0].token_ids, [t], "step {step}");
+        seq.push(t);
+    }
+}

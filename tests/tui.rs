@@ -254,3 +254,50 @@ fn trial_screens_render() {
         insta::assert_snapshot!(format!("trial_order_{w}x{h}"), snapshot(&app, w, h));
     }
 }
+
+#[test]
+fn missing_pools_are_generated_live_on_the_engine_thread() {
+    use std::time::{Duration, Instant};
+    use ualign::engine::EpChoice;
+    use ualign::pools::PoolWorker;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = study::load(&repo("studies/demo.toml")).unwrap();
+    s.options.min_reading_ms = 0;
+    let db = dir.path().join("demo.sqlite");
+    let (store, _) = Store::open_for_study(&db, &s).unwrap();
+    let worker = PoolWorker::spawn(s.clone(), db.clone(), EpChoice::Cpu, Some(1));
+    let mut app = App::new(s, store, None, Some(worker)).unwrap();
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('y'));
+    typed(&mut app, "live1");
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    assert!(app.is_preparing(), "nothing is generated yet: the first trial waits for the engine");
+    let start = Instant::now();
+    while app.is_preparing() {
+        assert!(start.elapsed() < Duration::from_secs(120), "the engine thread never answered");
+        std::thread::sleep(Duration::from_millis(20));
+        app.on_worker_events().unwrap();
+    }
+    let Some(TrialSlot::Ready(t)) = &app.trial else { panic!("{:?}", app.trial) };
+    assert!(t.view.texts.iter().all(|x| !x.is_empty()));
+    let first = t.view.position;
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(answers(app.store()).len(), 1);
+    // The next trial was prefetched while the first was read (or is being prepared now).
+    let start = Instant::now();
+    while app.is_preparing() {
+        assert!(start.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(20));
+        app.on_worker_events().unwrap();
+    }
+    let Some(TrialSlot::Ready(t)) = &app.trial else { panic!("{:?}", app.trial) };
+    assert_eq!(t.view.position, first + 1);
+    let stored: i64 = app
+        .store()
+        .conn()
+        .query_row("SELECT COUNT(*) FROM candidates WHERE provider = 'cpu:cpu'", [], |r| r.get(0))
+        .unwrap();
+    assert!(stored > 0, "the engine thread stored its pools with their provider");
+}

@@ -1,7 +1,5 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::analysis::fk;
 use crate::engine::EpChoice;
@@ -30,11 +28,7 @@ impl Cmd {
         let study = super::load_study(&path)?;
         let (mut store, _) = super::open_store(&study, None)?;
         println!("ualign demo: study `{}` ({}), database {}", study.name, study.title, store.path().display());
-        let cancel = Arc::new(AtomicBool::new(false));
-        {
-            let cancel = cancel.clone();
-            let _ = ctrlc::set_handler(move || cancel.store(true, Ordering::SeqCst));
-        }
+        let cancel = super::cancel_on_ctrl_c();
         super::generate::fill(&study, &mut store, self.ep, self.threads, Some(&cancel))?;
         let interactive = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
         let db = store.path().to_path_buf();

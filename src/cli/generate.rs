@@ -1,6 +1,4 @@
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,28 +9,19 @@ use crate::pools::{Models, PoolError, pending_jobs};
 /// Fill every model policy's candidate pools.
 #[derive(clap::Args)]
 pub struct Cmd {
-    /// The study file (TOML)
-    study: PathBuf,
+    #[command(flatten)]
+    target: super::StudyArgs,
     #[arg(long, value_enum, default_value = "cpu")]
     ep: EpChoice,
     /// Intra-op threads (default: ONNX Runtime's choice)
     #[arg(long)]
     threads: Option<usize>,
-    /// Database file (default: db/<study name>.sqlite)
-    #[arg(long)]
-    db: Option<PathBuf>,
 }
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let study = super::load_study(&self.study)?;
-        let (mut store, _) = super::open_store(&study, self.db.as_ref())?;
-        let cancel = Arc::new(AtomicBool::new(false));
-        {
-            let cancel = cancel.clone();
-            // A second Ctrl-C while the pool finishes is the same request.
-            let _ = ctrlc::set_handler(move || cancel.store(true, Ordering::SeqCst));
-        }
+        let (study, mut store, _) = self.target.open()?;
+        let cancel = super::cancel_on_ctrl_c();
         fill(&study, &mut store, self.ep, self.threads, Some(&cancel))
     }
 }

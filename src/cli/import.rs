@@ -4,23 +4,19 @@ use crate::exchange::import::import_candidates;
 
 #[derive(clap::Args)]
 pub struct Cmd {
-    /// The study file (TOML)
-    study: PathBuf,
+    #[command(flatten)]
+    target: super::StudyArgs,
     /// The imported policy whose pools are filled
     #[arg(long)]
     policy: String,
     /// JSONL file: {"prompt_id": ..., "text": ..., "sample_index"?: n, ...metadata} a line
     #[arg(long)]
     candidates: PathBuf,
-    /// Database file (default: db/<study name>.sqlite)
-    #[arg(long)]
-    db: Option<PathBuf>,
 }
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let study = super::load_study(&self.study)?;
-        let (mut store, _) = super::open_store(&study, self.db.as_ref())?;
+        let (study, mut store, _) = self.target.open()?;
         let report = import_candidates(&mut store, &study, &self.policy, &self.candidates)?;
         println!(
             "imported {} candidates for {} prompts into policy `{}` ({})",

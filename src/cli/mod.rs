@@ -63,6 +63,42 @@ impl Cli {
     }
 }
 
+/// The study file and its database, shared by every subcommand that works on a study.
+#[derive(clap::Args)]
+pub(crate) struct StudyArgs {
+    /// The study file (TOML)
+    pub study: PathBuf,
+    /// Database file (default: db/<study name>.sqlite)
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+}
+
+impl StudyArgs {
+    /// Loads the study and opens its database, creating it on first use.
+    pub fn open(&self) -> anyhow::Result<(Study, crate::store::Store, crate::store::Opened)> {
+        let study = load_study(&self.study)?;
+        let (store, opened) = open_store(&study, self.db.as_ref())?;
+        Ok((study, store, opened))
+    }
+
+    /// Loads the study and opens its existing database, checked against the study file.
+    pub fn open_existing(&self) -> anyhow::Result<(Study, crate::store::Store)> {
+        let study = load_study(&self.study)?;
+        let mut store = crate::store::Store::open_existing(&db_path(&study, self.db.as_ref()))?;
+        store.record_study(&study).context("checking the database against the study file")?;
+        Ok((study, store))
+    }
+}
+
+/// A flag set by Ctrl-C: long jobs stop at the next safe point instead of dying midway.
+pub(crate) fn cancel_on_ctrl_c() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = cancel.clone();
+    // A second Ctrl-C while the current pool finishes is the same request.
+    let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    cancel
+}
+
 /// Loads a study, printing its warnings; errors come back as one message listing them all.
 pub(crate) fn load_study(path: &Path) -> anyhow::Result<Study> {
     let (study, warnings) = study::load(path)?;

@@ -1,5 +1,4 @@
 use std::io::IsTerminal;
-use std::path::PathBuf;
 
 use crate::engine::EpChoice;
 use crate::pools::PoolWorker;
@@ -9,11 +8,8 @@ use crate::tui::{self, App};
 /// Run the study for one participant in the terminal.
 #[derive(clap::Args)]
 pub struct Cmd {
-    /// The study file (TOML)
-    study: PathBuf,
-    /// Database file (default: db/<study name>.sqlite)
-    #[arg(long)]
-    db: Option<PathBuf>,
+    #[command(flatten)]
+    target: super::StudyArgs,
     /// Participant id (a pseudonym); without it the participant types one or gets a new one
     #[arg(long)]
     participant: Option<String>,
@@ -26,8 +22,7 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let study = super::load_study(&self.study)?;
-        let (store, _) = super::open_store(&study, self.db.as_ref())?;
+        let (study, store, _) = self.target.open()?;
         run_participant(study, store, self.participant, self.ep, self.threads)
     }
 }

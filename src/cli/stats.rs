@@ -1,19 +1,12 @@
-use std::path::PathBuf;
-
-use anyhow::Context;
 use serde_json::json;
 
 use crate::analysis::fk::{self, FkRow};
-use crate::store::Store;
 
 /// Report what the answers so far say: empirical f(k) against k/(k+1).
 #[derive(clap::Args)]
 pub struct Cmd {
-    /// The study file (TOML)
-    study: PathBuf,
-    /// Database file (default: db/<study name>.sqlite)
-    #[arg(long)]
-    db: Option<PathBuf>,
+    #[command(flatten)]
+    target: super::StudyArgs,
     /// Machine-readable output (schema in README.md)
     #[arg(long)]
     json: bool,
@@ -24,10 +17,7 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let study = super::load_study(&self.study)?;
-        let path = super::db_path(&study, self.db.as_ref());
-        let mut store = Store::open_existing(&path)?;
-        store.record_study(&study).context("checking the database against the study file")?;
+        let (study, store) = self.target.open_existing()?;
         let rows = fk::compute(&fk::observations(&store)?, self.replicates, study.seed);
         if self.json {
             println!(
