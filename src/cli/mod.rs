@@ -7,6 +7,7 @@ mod import;
 mod init;
 mod run;
 mod sample;
+mod simulate;
 mod stats;
 mod validate;
 
@@ -33,6 +34,8 @@ enum Command {
     Run(run::Cmd),
     /// Report empirical f(k) against k/(k+1) from the answers so far
     Stats(stats::Cmd),
+    /// Synthetic participants (cyclic, condorcet:P, pl:S, mallows:PHI:C) through the real scheduler and store
+    Simulate(simulate::Cmd),
     /// Check a study file and report every problem with its location
     Validate(validate::Cmd),
     /// Create (or open) the study's database and record the study
@@ -53,6 +56,7 @@ impl Cli {
             Command::Demo(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Run(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Stats(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Simulate(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Validate(c) => c.run(),
             Command::Init(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Import(c) => c.run().map(|()| ExitCode::SUCCESS),

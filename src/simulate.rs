@@ -1,0 +1,262 @@
+//! Synthetic participants that answer through the same scheduler and store as real ones:
+//! for tests, power analysis and load. Each simulated participant holds, per prompt, a
+//! preference over the distinct texts of the prompt's pools, drawn from a population:
+//!
+//! - `cyclic` — the pool's cyclic orders, equally many participants each;
+//! - `condorcet:P` — a fraction P puts one fixed text first, the rest put it last, the
+//!   other positions random;
+//! - `pl:S` — one Plackett–Luce model whose log-worths are spread evenly over [0, S];
+//!   every answer is a fresh draw from it;
+//! - `mallows:PHI:C` — a mixture of C Mallows models with dispersion PHI around random
+//!   centres (repeated insertion).
+//!
+//! Simulated participants are attentive (they never pick a broken attention-check text)
+//! and never answer "no preference".
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+
+use crate::schedule::{self, SlotRole};
+use crate::store::{Answer, Store, StoreError};
+use crate::study::{RankMode, Study};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Population {
+    Cyclic,
+    Condorcet(f64),
+    PlackettLuce(f64),
+    Mallows { phi: f64, centres: usize },
+}
+
+impl FromStr for Population {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let num = |i: usize, what: &str| -> Result<f64, String> {
+            parts.get(i).and_then(|p| p.parse::<f64>().ok()).ok_or_else(|| format!("`{s}`: {what} must be a number"))
+        };
+        match parts[0] {
+            "cyclic" if parts.len() == 1 => Ok(Population::Cyclic),
+            "condorcet" if parts.len() == 2 => {
+                let p = num(1, "P")?;
+                if (0.0..=1.0).contains(&p) {
+                    Ok(Population::Condorcet(p))
+                } else {
+                    Err(format!("`{s}`: P must be in [0, 1]"))
+                }
+            }
+            "pl" if parts.len() == 2 => Ok(Population::PlackettLuce(num(1, "S")?)),
+            "mallows" if parts.len() == 3 => {
+                let phi = num(1, "PHI")?;
+                let c = num(2, "C")?;
+                if !(0.0..=1.0).contains(&phi) || c < 1.0 || c.fract() != 0.0 {
+                    return Err(format!("`{s}`: PHI must be in [0, 1] and C a positive integer"));
+                }
+                Ok(Population::Mallows { phi, centres: c as usize })
+            }
+            _ => Err(format!("unknown population `{s}`; use cyclic, condorcet:P, pl:S or mallows:PHI:C")),
+        }
+    }
+}
+
+fn rng_for(seed: u64, parts: &[&str]) -> ChaCha8Rng {
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    ChaCha8Rng::from_seed(h.finalize().into())
+}
+
+/// A participant's preference over n texts: an order (best first), or PL log-worths.
+enum Preference {
+    Order(Vec<usize>),
+    Worths(Vec<f64>),
+}
+
+fn mallows(centre: &[usize], phi: f64, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    // Repeated insertion: the i-th item of the centre goes to position i - j with
+    // probability ∝ phi^j.
+    let mut out: Vec<usize> = Vec::with_capacity(centre.len());
+    for (i, &item) in centre.iter().enumerate() {
+        let weights: Vec<f64> = (0..=i).map(|j| phi.powi(j as i32)).collect();
+        let z: f64 = weights.iter().sum();
+        let mut u = rng.random::<f64>() * z;
+        let mut j = 0;
+        for (jj, w) in weights.iter().enumerate() {
+            if u < *w {
+                j = jj;
+                break;
+            }
+            u -= w;
+        }
+        out.insert(i - j, item);
+    }
+    out
+}
+
+fn preference(
+    pop: &Population,
+    n: usize,
+    index: usize,
+    participants: usize,
+    seed: u64,
+    prompt: &str,
+    who: &str,
+) -> Preference {
+    let mut shared = rng_for(seed, &["population", prompt]);
+    let mut own = rng_for(seed, &["participant", prompt, who]);
+    match pop {
+        Population::Cyclic => {
+            let mut base: Vec<usize> = (0..n).collect();
+            base.shuffle(&mut shared);
+            let shift = index % n.max(1);
+            Preference::Order((0..n).map(|i| base[(i + shift) % n]).collect())
+        }
+        Population::Condorcet(p) => {
+            let fixed = shared.random_range(0..n.max(1));
+            let mut rest: Vec<usize> = (0..n).filter(|&i| i != fixed).collect();
+            rest.shuffle(&mut own);
+            let first = (index as f64) < p * participants as f64;
+            Preference::Order(if first {
+                std::iter::once(fixed).chain(rest).collect()
+            } else {
+                rest.into_iter().chain(std::iter::once(fixed)).collect()
+            })
+        }
+        Population::PlackettLuce(spread) => {
+            let mut idx: Vec<usize> = (0..n).collect();
+            idx.shuffle(&mut shared);
+            let mut w = vec![0.0; n];
+            for (rank, &i) in idx.iter().enumerate() {
+                w[i] = if n > 1 { spread * (1.0 - rank as f64 / (n - 1) as f64) } else { 0.0 };
+            }
+            Preference::Worths(w)
+        }
+        Population::Mallows { phi, centres } => {
+            let centre_of = index % centres;
+            let mut c = rng_for(seed, &["centre", prompt, &centre_of.to_string()]);
+            let mut centre: Vec<usize> = (0..n).collect();
+            centre.shuffle(&mut c);
+            Preference::Order(mallows(&centre, *phi, &mut own))
+        }
+    }
+}
+
+/// Orders `items` (text indices) best first under a preference, drawing PL answers from `rng`.
+fn rank(pref: &Preference, items: &[usize], rng: &mut ChaCha8Rng) -> Vec<usize> {
+    match pref {
+        Preference::Order(o) => {
+            let mut v = items.to_vec();
+            v.sort_by_key(|i| o.iter().position(|x| x == i).unwrap_or(usize::MAX));
+            v
+        }
+        Preference::Worths(w) => {
+            let mut left = items.to_vec();
+            let mut out = Vec::with_capacity(items.len());
+            while !left.is_empty() {
+                let z: f64 = left.iter().map(|&i| w[i].exp()).sum();
+                let mut u = rng.random::<f64>() * z;
+                let mut pick = left.len() - 1;
+                for (j, &i) in left.iter().enumerate() {
+                    if u < w[i].exp() {
+                        pick = j;
+                        break;
+                    }
+                    u -= w[i].exp();
+                }
+                out.push(left.remove(pick));
+            }
+            out
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "trial {trial} of {participant} needs a candidate that is not stored ({policy}, prompt {prompt}, sample {sample}); generate or import the pools first"
+    )]
+    Missing { participant: String, trial: usize, policy: String, prompt: String, sample: u32 },
+}
+
+/// Simulates `n` participants (ids `sim-<seed>-<i>`); returns the number of answers stored.
+pub fn simulate(
+    study: &Study,
+    store: &mut Store,
+    n: usize,
+    pop: &Population,
+    seed: u64,
+) -> Result<usize, SimulateError> {
+    // Distinct texts of each prompt's pools, in a fixed order: what preferences are over.
+    let mut texts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut answers = 0;
+    for i in 0..n {
+        let who = format!("sim-{seed}-{i}");
+        store.ensure_participant(&who)?;
+        store.record_consent(&who)?;
+        store.enrol(&who, &schedule::plan(study, &who))?;
+        let mut answer_rng = rng_for(seed, &["answers", &who]);
+        let mut prefs: BTreeMap<String, Preference> = BTreeMap::new();
+        for t in store.trials(&who)?.into_iter().filter(|t| !t.answered) {
+            let prompt = t.plan.prompt_id.clone();
+            if !texts.contains_key(&prompt) {
+                let mut all: Vec<String> = Vec::new();
+                for p in &study.policies {
+                    for s in store.stored_samples(&p.name, &prompt)? {
+                        if let Some(c) = store.candidate(&p.name, &prompt, s)? {
+                            all.push(c.text);
+                        }
+                    }
+                }
+                all.sort();
+                all.dedup();
+                texts.insert(prompt.clone(), all);
+            }
+            let pool = &texts[&prompt];
+            let pref =
+                prefs.entry(prompt.clone()).or_insert_with(|| preference(pop, pool.len(), i, n, seed, &prompt, &who));
+            let mut ids = Vec::new();
+            let mut slot_text = Vec::new();
+            for slot in &t.plan.slots {
+                let c = store.candidate(&slot.policy, &prompt, slot.sample)?.ok_or_else(|| SimulateError::Missing {
+                    participant: who.clone(),
+                    trial: t.position,
+                    policy: slot.policy.clone(),
+                    prompt: prompt.clone(),
+                    sample: slot.sample,
+                })?;
+                ids.push(c.id);
+                slot_text.push(pool.binary_search(&c.text).unwrap_or(0));
+            }
+            store.mark_shown(t.id, &ids, None)?;
+            let answer = if t.plan.slots.iter().any(|s| s.role == SlotRole::Broken) {
+                Answer::Pick(t.plan.slots.iter().position(|s| s.role == SlotRole::Gold).unwrap_or(0))
+            } else {
+                let mut distinct = slot_text.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                let order = rank(pref, &distinct, &mut answer_rng);
+                // Slots best first; identical texts keep their displayed order.
+                let mut slots: Vec<usize> = (0..slot_text.len()).collect();
+                slots.sort_by_key(|&s| order.iter().position(|&x| x == slot_text[s]).unwrap_or(usize::MAX));
+                match t.plan.mode {
+                    RankMode::Pick => Answer::Pick(slots[0]),
+                    RankMode::Order => Answer::Order(slots),
+                }
+            };
+            store.record_answer(t.id, &answer, answer_rng.random_range(800..6000), None)?;
+            answers += 1;
+        }
+        store.mark_completed(&who)?;
+    }
+    Ok(answers)
+}
