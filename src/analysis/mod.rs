@@ -1,7 +1,10 @@
 //! Analysis of stored answers: pure computations over observations read from the store,
 //! no UI: empirical f(k) with cluster-bootstrap intervals, the (k+1)-player game's payoffs
-//! and equilibria, maximal lotteries, and Plackett–Luce rankings.
+//! and equilibria, maximal lotteries, Plackett–Luce rankings, diversity of pools, and data
+//! quality (position bias, speed, attention, consistency).
 
+pub mod diversity;
 pub mod equilibria;
 pub mod fk;
+pub mod quality;
 pub mod ranking;

@@ -1,0 +1,194 @@
+//! Data quality: does the displayed position drive choices (chi-square test of choice
+//! frequency by slot against uniform), who answers too fast, who fails attention checks,
+//! and how often a repeated trial gets the same answer.
+
+use serde::Serialize;
+
+use crate::store::Store;
+
+/// Regularised upper incomplete gamma Q(a, x) (series for x < a + 1, else continued fraction).
+pub fn gamma_q(a: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 1.0;
+    }
+    let gln = ln_gamma(a);
+    if x < a + 1.0 {
+        let (mut sum, mut del, mut ap) = (1.0 / a, 1.0 / a, a);
+        for _ in 0..1000 {
+            ap += 1.0;
+            del *= x / ap;
+            sum += del;
+            if del.abs() < sum.abs() * 1e-15 {
+                break;
+            }
+        }
+        1.0 - sum * (-x + a * x.ln() - gln).exp()
+    } else {
+        // Lentz's continued fraction.
+        let tiny = 1e-300;
+        let mut b = x + 1.0 - a;
+        let mut c = 1.0 / tiny;
+        let mut d = 1.0 / b;
+        let mut h = d;
+        for i in 1..1000 {
+            let an = -(i as f64) * (i as f64 - a);
+            b += 2.0;
+            d = an * d + b;
+            if d.abs() < tiny {
+                d = tiny;
+            }
+            c = b + an / c;
+            if c.abs() < tiny {
+                c = tiny;
+            }
+            d = 1.0 / d;
+            let del = d * c;
+            h *= del;
+            if (del - 1.0).abs() < 1e-15 {
+                break;
+            }
+        }
+        (-x + a * x.ln() - gln).exp() * h
+    }
+}
+
+/// ln Γ(x), Lanczos approximation (g = 7, n = 9).
+pub fn ln_gamma(x: f64) -> f64 {
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    let x = x - 1.0;
+    let t = x + 7.5;
+    let mut s = C[0];
+    for (i, c) in C.iter().enumerate().skip(1) {
+        s += c / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + s.ln()
+}
+
+/// P(χ²_df ≥ x).
+pub fn chi2_sf(x: f64, df: f64) -> f64 {
+    gamma_q(df / 2.0, x / 2.0)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PositionBias {
+    /// Number of displayed slots of the trials counted.
+    pub slots: usize,
+    pub trials: usize,
+    pub counts: Vec<usize>,
+    pub chi_square: f64,
+    pub p_value: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Quality {
+    /// Pick choices by displayed slot, per slot count, best_of_k and rank trials.
+    pub position_bias: Vec<PositionBias>,
+    pub median_response_ms: Option<u64>,
+    /// Answers faster than `too_fast_ms`, per participant: (participant, count, answers).
+    pub too_fast_ms: u64,
+    pub too_fast: Vec<(String, usize, usize)>,
+    /// Attention checks failed: (participant, failed, checks).
+    pub attention: Vec<(String, usize, usize)>,
+    /// Repeated trials answered with the same text, and repeats answered.
+    pub repeat_agreement: (usize, usize),
+}
+
+/// Chi-square statistic of counts against a uniform expectation.
+pub fn position_bias(slots: usize, counts: Vec<usize>) -> PositionBias {
+    let trials: usize = counts.iter().sum();
+    let e = trials as f64 / slots as f64;
+    let chi: f64 = if trials == 0 { 0.0 } else { counts.iter().map(|&c| (c as f64 - e).powi(2) / e).sum() };
+    PositionBias { slots, trials, counts, chi_square: chi, p_value: chi2_sf(chi, (slots - 1) as f64) }
+}
+
+pub fn quality(store: &Store, too_fast_ms: u64) -> rusqlite::Result<Quality> {
+    let c = store.conn();
+    let mut q = Quality { too_fast_ms, ..Default::default() };
+    let mut st = c.prepare(
+        "SELECT json_array_length(t.slots), a.choice, COUNT(*) FROM trials t JOIN answers a ON a.trial_id = t.id
+         WHERE t.kind IN ('best_of_k', 'rank') AND t.mode = 'pick' AND a.choice IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+    )?;
+    let mut by_n: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for row in st.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize, r.get::<_, i64>(2)? as usize))
+    })? {
+        let (n, choice, count) = row?;
+        let v = by_n.entry(n).or_insert_with(|| vec![0; n]);
+        if choice < n {
+            v[choice] += count;
+        }
+    }
+    q.position_bias = by_n.into_iter().filter(|(n, _)| *n >= 2).map(|(n, v)| position_bias(n, v)).collect();
+    let mut times: Vec<u64> = c
+        .prepare("SELECT response_ms FROM answers ORDER BY response_ms")?
+        .query_map([], |r| r.get::<_, i64>(0))?
+        .map(|r| r.map(|v| v as u64))
+        .collect::<rusqlite::Result<_>>()?;
+    times.sort_unstable();
+    q.median_response_ms = times.get(times.len() / 2).copied();
+    q.too_fast = c
+        .prepare(
+            "SELECT t.participant_id, SUM(a.response_ms < ?1), COUNT(*) FROM answers a JOIN trials t ON t.id = a.trial_id
+             GROUP BY 1 HAVING SUM(a.response_ms < ?1) > 0 ORDER BY 2 DESC",
+        )?
+        .query_map([too_fast_ms as i64], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize, r.get::<_, i64>(2)? as usize)))?
+        .collect::<rusqlite::Result<_>>()?;
+    q.attention = c
+        .prepare(
+            "SELECT t.participant_id,
+                    SUM(a.choice IS NULL OR json_extract(t.slots, '$[' || a.choice || '].role') != 'gold'), COUNT(*)
+             FROM trials t JOIN answers a ON a.trial_id = t.id WHERE t.kind = 'attention' GROUP BY 1 ORDER BY 2 DESC",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize, r.get::<_, i64>(2)? as usize)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let pairs: Vec<(Option<String>, Option<String>)> = c
+        .prepare(
+            "SELECT (SELECT text FROM candidates WHERE id = json_extract(o.candidate_ids, '$[' || oa.choice || ']')),
+                    (SELECT text FROM candidates WHERE id = json_extract(r.candidate_ids, '$[' || ra.choice || ']'))
+             FROM trials r JOIN trials o ON o.id = r.repeat_of JOIN answers oa ON oa.trial_id = o.id
+             JOIN answers ra ON ra.trial_id = r.id WHERE oa.choice IS NOT NULL AND ra.choice IS NOT NULL",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    q.repeat_agreement = (pairs.iter().filter(|(a, b)| a.is_some() && a == b).count(), pairs.len());
+    Ok(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chi_square_survival_equals_scipy() {
+        // scipy.stats.chi2.sf(x, df), scipy 1.17.1.
+        for (x, df, want) in [
+            (3.2, 2.0, 0.2018965179946554),
+            (10.5, 4.0, 0.03279698999488366),
+            (0.5, 1.0, 0.47950012218695337),
+            (25.0, 7.0, 0.0007588002556582502),
+        ] {
+            let got = chi2_sf(x, df);
+            assert!((got - want).abs() < 1e-10, "chi2.sf({x}, {df}) = {got}, scipy {want}");
+        }
+    }
+
+    #[test]
+    fn uniform_counts_show_no_bias_and_skewed_ones_do() {
+        let u = position_bias(4, vec![25, 25, 25, 25]);
+        assert_eq!(u.chi_square, 0.0);
+        assert!((u.p_value - 1.0).abs() < 1e-12);
+        let s = position_bias(2, vec![70, 30]);
+        assert!((s.chi_square - 16.0).abs() < 1e-12);
+        assert!(s.p_value < 1e-3);
+    }
+}
