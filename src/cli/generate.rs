@@ -3,7 +3,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::engine::{EngineError, EpChoice};
+use crate::engine::EngineError;
 use crate::pools::{Models, PoolError, pending_jobs};
 
 /// Fill every model policy's candidate pools.
@@ -11,18 +11,15 @@ use crate::pools::{Models, PoolError, pending_jobs};
 pub struct Cmd {
     #[command(flatten)]
     target: super::StudyArgs,
-    #[arg(long, value_enum, default_value = "cpu")]
-    ep: EpChoice,
-    /// Intra-op threads (default: ONNX Runtime's choice)
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    engine: super::EngineArgs,
 }
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
         let (study, mut store, _) = self.target.open()?;
         let cancel = super::cancel_on_ctrl_c();
-        fill(&study, &mut store, self.ep, self.threads, Some(&cancel))
+        fill(&study, &mut store, self.engine, Some(&cancel))
     }
 }
 
@@ -30,8 +27,7 @@ impl Cmd {
 pub(crate) fn fill(
     study: &crate::study::Study,
     store: &mut crate::store::Store,
-    ep: EpChoice,
-    threads: Option<usize>,
+    engine: super::EngineArgs,
     cancel: Option<&AtomicBool>,
 ) -> anyhow::Result<()> {
     let jobs = pending_jobs(study, store)?;
@@ -45,7 +41,7 @@ pub(crate) fn fill(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} candidates {msg} (ETA {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut models = Models::new(ep, threads);
+    let mut models = Models::new(engine.ep, engine.threads);
     let start = Instant::now();
     let (mut done, mut tokens) = (0u64, 0u64);
     let mut provider = String::new();

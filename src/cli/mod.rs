@@ -94,6 +94,17 @@ impl StudyArgs {
     }
 }
 
+/// Where generation runs: shared by every subcommand that may generate pools.
+#[derive(clap::Args, Clone, Copy)]
+pub(crate) struct EngineArgs {
+    /// Execution provider: cpu, cuda (never falls back), or auto (CUDA, else CPU with a notice)
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub ep: crate::engine::EpChoice,
+    /// Intra-op threads (default: ONNX Runtime's choice)
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
 /// A flag set by Ctrl-C: long jobs stop at the next safe point instead of dying midway.
 pub(crate) fn cancel_on_ctrl_c() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -1,6 +1,5 @@
 use std::io::IsTerminal;
 
-use crate::engine::EpChoice;
 use crate::pools::PoolWorker;
 use crate::study::{PolicySource, Study};
 use crate::tui::{self, App};
@@ -13,17 +12,14 @@ pub struct Cmd {
     /// Participant id (a pseudonym); without it the participant types one or gets a new one
     #[arg(long)]
     participant: Option<String>,
-    /// Execution provider for pools generated live
-    #[arg(long, value_enum, default_value = "cpu")]
-    ep: EpChoice,
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    engine: super::EngineArgs,
 }
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
         let (study, store, _) = self.target.open()?;
-        run_participant(study, store, self.participant, self.ep, self.threads)
+        run_participant(study, store, self.participant, self.engine)
     }
 }
 
@@ -32,15 +28,15 @@ pub(crate) fn run_participant(
     study: Study,
     store: crate::store::Store,
     participant: Option<String>,
-    ep: EpChoice,
-    threads: Option<usize>,
+    engine: super::EngineArgs,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
         std::io::stdout().is_terminal() && std::io::stdin().is_terminal(),
         "the participant screens need an interactive terminal (stdin and stdout are not a TTY)"
     );
     let has_models = study.policies.iter().any(|p| matches!(p.source, PolicySource::Model { .. }));
-    let worker = has_models.then(|| PoolWorker::spawn(study.clone(), store.path().to_path_buf(), ep, threads));
+    let worker =
+        has_models.then(|| PoolWorker::spawn(study.clone(), store.path().to_path_buf(), engine.ep, engine.threads));
     let mut app = App::new(study, store, participant, worker)?;
     tui::run(&mut app)?;
     if let Some(p) = &app.participant {

@@ -1,4 +1,3 @@
-use crate::engine::EpChoice;
 use crate::simulate::{Population, simulate};
 
 /// Synthetic participants answering through the same scheduler and store as real ones.
@@ -13,16 +12,15 @@ pub struct Cmd {
     population: Population,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Execution provider for pools that still need generating
-    #[arg(long, value_enum, default_value = "cpu")]
-    ep: EpChoice,
+    #[command(flatten)]
+    engine: super::EngineArgs,
 }
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
         let (study, mut store, _) = self.target.open()?;
         let cancel = super::cancel_on_ctrl_c();
-        super::generate::fill(&study, &mut store, self.ep, None, Some(&cancel))?;
+        super::generate::fill(&study, &mut store, self.engine, Some(&cancel))?;
         let n = simulate(&study, &mut store, self.participants, &self.population, self.seed)?;
         println!("{} simulated participants gave {n} answers ({})", self.participants, store.path().display());
         Ok(())
