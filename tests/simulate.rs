@@ -79,3 +79,32 @@ fn population_specs_parse_or_say_what_is_wrong() {
         assert!(bad.parse::<Population>().is_err(), "{bad}");
     }
 }
+
+#[test]
+fn rankings_follow_the_stored_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, mut store) = example_store(dir.path());
+    simulate(&s, &mut store, 30, &Population::Mallows { phi: 0.3, centres: 2 }, 5).unwrap();
+    let rankings = ualign::analysis::ranking::participant_rankings(&store).unwrap();
+    assert!(!rankings.is_empty());
+    for r in &rankings {
+        let (ids, ordering): (String, String) = store
+            .conn()
+            .query_row(
+                "SELECT t.candidate_ids, a.ordering FROM trials t JOIN answers a ON a.trial_id = t.id
+                 WHERE t.kind = 'rank' AND t.participant_id = ?1 AND t.prompt_id = ?2 ORDER BY t.position LIMIT 1",
+                [&r.participant, &r.prompt],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        let ids: Vec<i64> = serde_json::from_str(&ids).unwrap();
+        let ordering: Vec<usize> = serde_json::from_str(&ordering).unwrap();
+        let stored: Vec<i64> = ordering.iter().map(|&s| ids[s]).collect();
+        match r.method {
+            "order" => assert_eq!(r.order, stored),
+            // Several orders combined: every candidate ranked in any of them is in the ranking.
+            "pl_order" => assert!(stored.iter().all(|id| r.order.contains(id)), "{r:?}"),
+            other => panic!("order blocks give no {other} rankings"),
+        }
+    }
+}

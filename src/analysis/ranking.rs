@@ -104,3 +104,85 @@ mod tests {
         assert_eq!(order_by_worth(&p), [0, 1, 2]);
     }
 }
+
+/// One participant's ranking of the candidates they ranked for one prompt.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Ranking {
+    pub participant: String,
+    pub prompt: String,
+    /// Candidate ids, best first.
+    pub order: Vec<i64>,
+    /// `order`: one full order as given; `pl_order`: several orders combined by a
+    /// Plackett–Luce fit (each order broken into successive choices); `pl_top1`: a
+    /// Plackett–Luce fit of favourite picks (Hunter's MM, prior α = 0.1).
+    pub method: &'static str,
+}
+
+/// Per-participant rankings from answered `rank` trials.
+pub fn participant_rankings(store: &crate::store::Store) -> rusqlite::Result<Vec<Ranking>> {
+    use std::collections::BTreeMap;
+    let mut st = store.conn().prepare(
+        "SELECT t.participant_id, t.prompt_id, t.candidate_ids, a.choice, a.ordering
+         FROM trials t JOIN answers a ON a.trial_id = t.id
+         WHERE t.kind = 'rank' AND a.skipped = 0 AND a.no_preference = 0 AND t.candidate_ids IS NOT NULL
+         ORDER BY t.participant_id, t.prompt_id, t.position",
+    )?;
+    // (participant, prompt) → list of (displayed candidate ids, ordering of slots or a pick).
+    type Obs = (Vec<i64>, Option<i64>, Option<Vec<usize>>);
+    let mut groups: BTreeMap<(String, String), Vec<Obs>> = BTreeMap::new();
+    for row in st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+        ))
+    })? {
+        let (p, prompt, ids, choice, ordering) = row?;
+        let ids: Vec<i64> = serde_json::from_str(&ids).unwrap_or_default();
+        let ordering: Option<Vec<usize>> = ordering.and_then(|o| serde_json::from_str(&o).ok());
+        groups.entry((p, prompt)).or_default().push((ids, choice, ordering));
+    }
+    let mut out = Vec::new();
+    for ((participant, prompt), obs) in groups {
+        let all_orders = obs.iter().all(|o| o.2.is_some());
+        if all_orders && obs.len() == 1 {
+            let (ids, _, ordering) = &obs[0];
+            let order =
+                ordering.as_ref().map(|o| o.iter().filter_map(|&s| ids.get(s).copied()).collect()).unwrap_or_default();
+            out.push(Ranking { participant, prompt, order, method: "order" });
+            continue;
+        }
+        // Items: every candidate id seen; data: successive choices.
+        let mut items: Vec<i64> = obs.iter().flat_map(|o| o.0.iter().copied()).collect();
+        items.sort_unstable();
+        items.dedup();
+        let index = |id: i64| items.binary_search(&id).unwrap_or(0);
+        let mut data = Vec::new();
+        for (ids, choice, ordering) in &obs {
+            match ordering {
+                Some(o) => {
+                    let ranked: Vec<usize> = o.iter().filter_map(|&s| ids.get(s).map(|&id| index(id))).collect();
+                    for (i, &w) in ranked.iter().enumerate().take(ranked.len().saturating_sub(1)) {
+                        data.push(Top1 { winner: w, losers: ranked[i + 1..].to_vec() });
+                    }
+                }
+                None => {
+                    if let Some(c) = choice.and_then(|c| ids.get(c as usize)) {
+                        let w = index(*c);
+                        data.push(Top1 {
+                            winner: w,
+                            losers: ids.iter().map(|&id| index(id)).filter(|&i| i != w).collect(),
+                        });
+                    }
+                }
+            }
+        }
+        if let Ok(params) = mm_top1(items.len(), &data, 0.1, 100_000, 1e-9) {
+            let order = order_by_worth(&params).into_iter().map(|i| items[i]).collect();
+            out.push(Ranking { participant, prompt, order, method: if all_orders { "pl_order" } else { "pl_top1" } });
+        }
+    }
+    Ok(out)
+}

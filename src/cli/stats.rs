@@ -39,14 +39,16 @@ impl Cmd {
             }
         }
         let checks = quality::quality(&store, self.too_fast_ms)?;
+        let rankings = crate::analysis::ranking::participant_rankings(&store)?;
         if self.json {
             let out = json!({
                 "study": study.name, "convention": fk::CONVENTION, "fk": rows,
-                "diversity": pools, "quality": checks,
+                "rankings": rankings, "diversity": pools, "quality": checks,
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
             print!("{}", render_fk(&rows));
+            println!("\nper-participant rankings: {} (participant, prompt) pairs; see --json", rankings.len());
             print!("{}", render_diversity(&pools));
             print!("{}", render_quality(&checks));
         }
