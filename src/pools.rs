@@ -69,6 +69,9 @@ pub struct Models {
     ep: EpChoice,
     threads: Option<usize>,
     loaded: BTreeMap<PathBuf, (Generator, String)>,
+    /// Things the user should be told (e.g. `auto` fell back to CPU); the caller shows them
+    /// where it can: a CLI on stderr, the TUI on its status line.
+    notices: Vec<String>,
 }
 
 /// What one finished pool produced, for progress reports.
@@ -81,7 +84,7 @@ pub struct PoolDone {
 
 impl Models {
     pub fn new(ep: EpChoice, threads: Option<usize>) -> Self {
-        Self { ep, threads, loaded: BTreeMap::new() }
+        Self { ep, threads, loaded: BTreeMap::new(), notices: Vec::new() }
     }
 
     /// The generator for a folder (loaded on first use) and its model hash.
@@ -89,12 +92,18 @@ impl Models {
         if !self.loaded.contains_key(dir) {
             let g = engine::load(dir, self.ep, self.threads)?;
             if let Some(why) = &g.provider.fallback {
-                eprintln!("notice: CUDA is not available ({}); running on CPU", why.lines().next().unwrap_or(why));
+                self.notices
+                    .push(format!("CUDA is not available ({}); running on CPU", why.lines().next().unwrap_or(why)));
             }
             let hash = g.folder.hash()?;
             self.loaded.insert(dir.clone(), (g, hash));
         }
         Ok(self.loaded.get_mut(dir).expect("inserted above"))
+    }
+
+    /// Notices gathered since the last call.
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
     }
 
     /// Generates and stores one pool job. Nothing is stored if it is cancelled or fails.
@@ -153,6 +162,7 @@ fn settings_json(d: &Decoding) -> String {
 #[derive(Debug)]
 pub enum WorkerEvent {
     Done { request: u64 },
+    Notice(String),
     Failed { request: u64, error: String },
 }
 
@@ -196,6 +206,9 @@ impl PoolWorker {
                             result = Err(e.to_string());
                             break;
                         }
+                    }
+                    for n in models.take_notices() {
+                        let _ = ev_tx.send(WorkerEvent::Notice(n));
                     }
                     let ev = match result {
                         Ok(()) => WorkerEvent::Done { request },

@@ -280,3 +280,13 @@ fn export_writes_the_documented_columns() {
     // No partial files are left behind.
     assert!(std::fs::read_dir(&out).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("partial")));
 }
+
+#[test]
+fn a_database_folder_that_cannot_be_made_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, b"x").unwrap();
+    let err = Store::open(&file.join("db.sqlite")).err().unwrap();
+    assert!(matches!(err, StoreError::CreateDir { .. }), "{err}");
+    assert!(err.to_string().contains("cannot create the database folder"), "{err}");
+}

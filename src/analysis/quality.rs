@@ -129,12 +129,11 @@ pub fn quality(store: &Store, too_fast_ms: u64) -> rusqlite::Result<Quality> {
         }
     }
     q.position_bias = by_n.into_iter().filter(|(n, _)| *n >= 2).map(|(n, v)| position_bias(n, v)).collect();
-    let mut times: Vec<u64> = c
+    let times: Vec<u64> = c
         .prepare("SELECT response_ms FROM answers ORDER BY response_ms")?
         .query_map([], |r| r.get::<_, i64>(0))?
         .map(|r| r.map(|v| v as u64))
         .collect::<rusqlite::Result<_>>()?;
-    times.sort_unstable();
     q.median_response_ms = times.get(times.len() / 2).copied();
     q.too_fast = c
         .prepare(

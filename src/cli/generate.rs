@@ -47,7 +47,11 @@ pub(crate) fn fill(
     let mut provider = String::new();
     for job in &jobs {
         bar.set_message(format!("· {} / {}", job.policy, job.prompt_id));
-        match models.run_job(study, store, job, cancel) {
+        let result = models.run_job(study, store, job, cancel);
+        for n in models.take_notices() {
+            bar.println(format!("notice: {n}"));
+        }
+        match result {
             Ok(d) => {
                 done += d.candidates as u64;
                 tokens += d.new_tokens;

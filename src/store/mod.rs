@@ -22,6 +22,10 @@ pub enum StoreError {
     #[error("cannot open database {path}: {source}\n  check that the folder exists and is writable")]
     Open { path: PathBuf, source: rusqlite::Error },
     #[error(
+        "cannot create the database folder {dir}: {source}\n  check the path given with --db, or create the folder yourself"
+    )]
+    CreateDir { dir: PathBuf, source: std::io::Error },
+    #[error(
         "database {path} failed SQLite's integrity check:\n{report}\n  the file is damaged; restore it from a backup, or export what is readable with `sqlite3 {path} .dump`"
     )]
     Corrupt { path: PathBuf, report: String },
@@ -70,10 +74,7 @@ impl Store {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-                path: path.to_path_buf(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-            })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_path_buf(), source })?;
         }
         let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         let mut store = Self { conn, path: path.to_path_buf() };

@@ -405,6 +405,7 @@ impl App {
                         self.next_trial()?;
                     }
                 }
+                WorkerEvent::Notice(n) => self.set_status(n),
                 WorkerEvent::Failed { request, error } => {
                     if matches!(self.trial, Some(TrialSlot::Preparing(r)) if r == request) {
                         self.trial = Some(TrialSlot::Failed(error));
