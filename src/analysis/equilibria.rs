@@ -22,8 +22,13 @@ fn binomials(k: u32) -> Vec<f64> {
     c
 }
 
-/// Σ_j C(k,j) W^{k−j} a^j / (j+1).
+/// Σ_j C(k,j) W^{k−j} a^j / (j+1), by the closed form ((W+a)^{k+1} − W^{k+1})/((k+1)a)
+/// when a is not small against W + a (relative error then below ~1e-12), else by the sum.
 fn share(w: f64, a: f64, k: u32, binom: &[f64]) -> f64 {
+    let e = k as i32 + 1;
+    if a > 0.0 && a >= 1e-4 * (w + a) {
+        return ((w + a).powi(e) - w.powi(e)) / (e as f64 * a);
+    }
     binom
         .iter()
         .enumerate()
@@ -67,12 +72,21 @@ pub struct Equilibrium {
     pub iterations: usize,
 }
 
-/// NE_k by optimistic Hedge self-play: x ← x · exp(η (2 u_t − u_{t−1})), normalised, until the
-/// equal-share gap is below `tol` or `max_iter` steps. The iterate with the smallest gap
-/// is returned (the gap is reported, never assumed).
+/// NE_k by optimistic Hedge self-play, x ← x · exp(η (2 u_t − u_{t−1})) normalised, which
+/// finds the support, then Newton's method on the support's equal-payoff equations, which
+/// reaches machine precision where Hedge would crawl; until the equal-share gap is below
+/// `tol` or `max_iter` Hedge steps. The iterate with the smallest gap is returned (the gap
+/// is reported, never assumed).
 pub fn ne_k(orders: &[Order], n: usize, k: u32, tol: f64, max_iter: usize) -> Equilibrium {
+    ne_k_from(orders, vec![1.0 / n as f64; n], k, tol, max_iter)
+}
+
+/// [`ne_k`] started from `start` (e.g. the equilibrium for k − 1, which is close), mixed
+/// with 1% of the uniform distribution so that no response starts at zero mass.
+pub fn ne_k_from(orders: &[Order], start: Vec<f64>, k: u32, tol: f64, max_iter: usize) -> Equilibrium {
+    let n = start.len();
     let target = 1.0 / (k as f64 + 1.0);
-    let mut x = vec![1.0 / n as f64; n];
+    let mut x: Vec<f64> = start.iter().map(|v| 0.99 * v + 0.01 / n as f64).collect();
     let mut prev = payoffs(orders, &x, k);
     let mut best = Equilibrium { distribution: x.clone(), gap: f64::INFINITY, iterations: 0 };
     // A fixed step; larger ones (e.g. 2(k+1)) oscillate for k >= 3 on random populations.
@@ -85,6 +99,15 @@ pub fn ne_k(orders: &[Order], n: usize, k: u32, tol: f64, max_iter: usize) -> Eq
         }
         if gap < tol {
             break;
+        }
+        if it % POLISH_EVERY == POLISH_EVERY - 1
+            && let Some((px, pgap)) = polish(orders, &x, k)
+            && pgap < best.gap
+        {
+            best = Equilibrium { distribution: px, gap: pgap, iterations: it };
+            if pgap < tol {
+                break;
+            }
         }
         let mut logits: Vec<f64> = x
             .iter()
@@ -99,6 +122,138 @@ pub fn ne_k(orders: &[Order], n: usize, k: u32, tol: f64, max_iter: usize) -> Eq
     }
     best.gap = best.gap.max(0.0);
     best
+}
+
+/// Hedge steps between attempts to finish by Newton's method.
+const POLISH_EVERY: usize = 200;
+
+/// u(y; x) and its Jacobian J[y][z] = ∂u(y; x)/∂x_z, averaged over participants.
+pub fn payoffs_and_jacobian(orders: &[Order], x: &[f64], k: u32) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let n = x.len();
+    let binom = binomials(k);
+    let ku = k as usize;
+    let mut u = vec![0.0; n];
+    let mut jac = vec![vec![0.0; n]; n];
+    for order in orders {
+        let mut below = 0.0;
+        for (pos, &y) in order.iter().enumerate().rev() {
+            let a = x[y];
+            u[y] += share(below, a, k, &binom);
+            // ∂/∂W and ∂/∂a of Σ_j C(k,j) W^{k−j} a^j / (j+1), as sums (exact at a = 0).
+            let (mut d_w, mut d_a) = (0.0, 0.0);
+            for (j, c) in binom.iter().enumerate() {
+                if j < ku {
+                    d_w += c * (ku - j) as f64 * below.powi((ku - j - 1) as i32) * a.powi(j as i32) / (j as f64 + 1.0);
+                }
+                if j > 0 {
+                    d_a += c * j as f64 * below.powi((ku - j) as i32) * a.powi(j as i32 - 1) / (j as f64 + 1.0);
+                }
+            }
+            jac[y][y] += d_a;
+            for &z in &order[pos + 1..] {
+                jac[y][z] += d_w;
+            }
+            below += a;
+        }
+    }
+    let m = orders.len().max(1) as f64;
+    u.iter_mut().for_each(|v| *v /= m);
+    jac.iter_mut().flatten().for_each(|v| *v /= m);
+    (u, jac)
+}
+
+/// Newton's method (Gauss–Newton on the square-plus-one system) for x on a support S with
+/// u(y; x) = 1/(k+1) for y in S and Σ x = 1, started from a Hedge iterate. Responses
+/// whose mass goes negative leave S; responses off S that pay more than 1/(k+1) join it.
+/// Returns the point and its gap when it is a distribution.
+fn polish(orders: &[Order], start: &[f64], k: u32) -> Option<(Vec<f64>, f64)> {
+    let n = start.len();
+    let target = 1.0 / (k as f64 + 1.0);
+    let top = start.iter().copied().fold(0.0, f64::max);
+    let mut support: Vec<usize> = (0..n).filter(|&i| start[i] > 1e-3 * top).collect();
+    for _ in 0..n {
+        let mut x = vec![0.0; n];
+        let z: f64 = support.iter().map(|&i| start[i]).sum();
+        support.iter().for_each(|&i| x[i] = start[i] / z);
+        for _ in 0..30 {
+            let (u, jac) = payoffs_and_jacobian(orders, &x, k);
+            let s = support.len();
+            // Rows: the support's payoff equations, then Σ x = 1.
+            let mut a = vec![vec![0.0; s]; s + 1];
+            let mut r = vec![0.0; s + 1];
+            for (row, &y) in support.iter().enumerate() {
+                for (col, &zc) in support.iter().enumerate() {
+                    a[row][col] = jac[y][zc];
+                }
+                r[row] = u[y] - target;
+            }
+            a[s].iter_mut().for_each(|v| *v = 1.0);
+            r[s] = support.iter().map(|&i| x[i]).sum::<f64>() - 1.0;
+            let norm: f64 = r.iter().map(|v| v * v).sum::<f64>().sqrt();
+            if norm < 1e-15 {
+                break;
+            }
+            // Normal equations (AᵀA) δ = −Aᵀ r.
+            let mut ata = vec![vec![0.0; s]; s];
+            let mut atr = vec![0.0; s];
+            for i in 0..s {
+                for j in 0..s {
+                    ata[i][j] = (0..=s).map(|row| a[row][i] * a[row][j]).sum();
+                }
+                atr[i] = -(0..=s).map(|row| a[row][i] * r[row]).sum::<f64>();
+            }
+            let delta = solve(ata, atr)?;
+            for (d, &i) in delta.iter().zip(&support) {
+                x[i] += d;
+            }
+        }
+        if let Some((pos, _)) =
+            support.iter().enumerate().filter(|(_, i)| x[**i] < -1e-12).min_by(|a, b| x[*a.1].total_cmp(&x[*b.1]))
+        {
+            support.remove(pos);
+            continue;
+        }
+        x.iter_mut().for_each(|v| *v = v.max(0.0));
+        let z: f64 = x.iter().sum();
+        x.iter_mut().for_each(|v| *v /= z);
+        let u = payoffs(orders, &x, k);
+        let (worst, &max_u) = u.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
+        let gap = (max_u - target).max(0.0);
+        if support.contains(&worst) || gap < 1e-12 {
+            return Some((x, gap));
+        }
+        support.push(worst);
+        support.sort_unstable();
+    }
+    None
+}
+
+/// Solves a small dense system by Gaussian elimination with partial pivoting.
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+    let n = b.len();
+    for col in 0..n {
+        let piv = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[piv][col].abs() < 1e-300 {
+            return None;
+        }
+        a.swap(col, piv);
+        b.swap(col, piv);
+        for row in col + 1..n {
+            let f = a[row][col] / a[col][col];
+            if f != 0.0 {
+                let (upper, lower) = a.split_at_mut(row);
+                for (dst, src) in lower[0][col..].iter_mut().zip(&upper[col][col..]) {
+                    *dst -= f * src;
+                }
+                b[row] -= f * b[col];
+            }
+        }
+    }
+    let mut x = vec![0.0; n];
+    for i in (0..n).rev() {
+        x[i] = (b[i] - (i + 1..n).map(|j| a[i][j] * x[j]).sum::<f64>()) / a[i][i];
+    }
+    x.iter().all(|v| v.is_finite()).then_some(x)
 }
 
 /// Majority margins M[a][b] = P(a ≻ b) − P(b ≻ a) over participants.

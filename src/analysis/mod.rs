@@ -3,8 +3,10 @@
 //! and equilibria, maximal lotteries, Plackett–Luce rankings, diversity of pools, and data
 //! quality (position bias, speed, attention, consistency).
 
+pub mod counterfactual;
 pub mod diversity;
 pub mod equilibria;
 pub mod fk;
 pub mod quality;
 pub mod ranking;
+pub mod report;

@@ -4,6 +4,8 @@
 //! are log-worths centred to mean 0, convergence on the L1 change), so fixtures computed
 //! with choix check it.
 
+use serde::Serialize;
+
 /// One choice: the item picked and the items it was picked over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Top1 {
@@ -27,7 +29,18 @@ fn log_transform(weights: &[f64]) -> Vec<f64> {
 /// Log-worths (centred) of `n` items from top-1 choices. Errors if it does not converge
 /// within `max_iter` steps (with α = 0 and an item that never wins, it cannot).
 pub fn mm_top1(n: usize, data: &[Top1], alpha: f64, max_iter: usize, tol: f64) -> Result<Vec<f64>, String> {
-    let mut params = vec![0.0; n];
+    mm_top1_from(vec![0.0; n], data, alpha, max_iter, tol)
+}
+
+/// [`mm_top1`] started from the log-worths `params` (a nearby fit converges in few steps).
+pub fn mm_top1_from(
+    mut params: Vec<f64>,
+    data: &[Top1],
+    alpha: f64,
+    max_iter: usize,
+    tol: f64,
+) -> Result<Vec<f64>, String> {
+    let n = params.len();
     for _ in 0..max_iter {
         let weights = exp_transform(&params);
         let mut wins = vec![0.0; n];
@@ -106,7 +119,7 @@ mod tests {
 }
 
 /// One participant's ranking of the candidates they ranked for one prompt.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ranking {
     pub participant: String,
     pub prompt: String,
@@ -118,18 +131,26 @@ pub struct Ranking {
     pub method: &'static str,
 }
 
-/// Per-participant rankings from answered `rank` trials.
-pub fn participant_rankings(store: &crate::store::Store) -> rusqlite::Result<Vec<Ranking>> {
-    use std::collections::BTreeMap;
+/// What one answered rank trial showed (candidate ids in displayed order) and the answer:
+/// an ordering of the displayed slots, or the slot picked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankObservation {
+    pub shown: Vec<i64>,
+    pub pick: Option<i64>,
+    pub ordering: Option<Vec<usize>>,
+}
+
+/// Answered rank trials per (participant, prompt), in trial order.
+pub fn rank_observations(
+    store: &crate::store::Store,
+) -> rusqlite::Result<std::collections::BTreeMap<(String, String), Vec<RankObservation>>> {
     let mut st = store.conn().prepare(
         "SELECT t.participant_id, t.prompt_id, t.candidate_ids, a.choice, a.ordering
          FROM trials t JOIN answers a ON a.trial_id = t.id
          WHERE t.kind = 'rank' AND a.skipped = 0 AND a.no_preference = 0 AND t.candidate_ids IS NOT NULL
          ORDER BY t.participant_id, t.prompt_id, t.position",
     )?;
-    // (participant, prompt) → list of (displayed candidate ids, ordering of slots or a pick).
-    type Obs = (Vec<i64>, Option<i64>, Option<Vec<usize>>);
-    let mut groups: BTreeMap<(String, String), Vec<Obs>> = BTreeMap::new();
+    let mut groups: std::collections::BTreeMap<(String, String), Vec<RankObservation>> = Default::default();
     for row in st.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -140,49 +161,144 @@ pub fn participant_rankings(store: &crate::store::Store) -> rusqlite::Result<Vec
         ))
     })? {
         let (p, prompt, ids, choice, ordering) = row?;
-        let ids: Vec<i64> = serde_json::from_str(&ids).unwrap_or_default();
+        let shown: Vec<i64> = serde_json::from_str(&ids).unwrap_or_default();
         let ordering: Option<Vec<usize>> = ordering.and_then(|o| serde_json::from_str(&o).ok());
-        groups.entry((p, prompt)).or_default().push((ids, choice, ordering));
+        let pick = if ordering.is_some() { None } else { choice.and_then(|c| shown.get(c as usize).copied()) };
+        groups.entry((p, prompt)).or_default().push(RankObservation { shown, pick, ordering });
     }
+    Ok(groups)
+}
+
+/// The successive choices an observation makes (an order of m items is m − 1 choices: the
+/// first over the rest, the second over the rest, ...), as indexes given by `index`.
+pub fn choices(o: &RankObservation, index: impl Fn(i64) -> usize) -> Vec<Top1> {
+    let mut data = Vec::new();
+    match &o.ordering {
+        Some(ord) => {
+            let ranked: Vec<usize> = ord.iter().filter_map(|&s| o.shown.get(s).map(|&id| index(id))).collect();
+            for (i, &w) in ranked.iter().enumerate().take(ranked.len().saturating_sub(1)) {
+                data.push(Top1 { winner: w, losers: ranked[i + 1..].to_vec() });
+            }
+        }
+        None => {
+            if let Some(c) = o.pick {
+                let w = index(c);
+                data.push(Top1 {
+                    winner: w,
+                    losers: o.shown.iter().map(|&id| index(id)).filter(|&i| i != w).collect(),
+                });
+            }
+        }
+    }
+    data
+}
+
+/// Per-participant rankings from answered `rank` trials.
+pub fn participant_rankings(store: &crate::store::Store) -> rusqlite::Result<Vec<Ranking>> {
+    Ok(rankings_of(&rank_observations(store)?))
+}
+
+/// Per-participant rankings from grouped observations.
+pub fn rankings_of(groups: &std::collections::BTreeMap<(String, String), Vec<RankObservation>>) -> Vec<Ranking> {
     let mut out = Vec::new();
     for ((participant, prompt), obs) in groups {
-        let all_orders = obs.iter().all(|o| o.2.is_some());
+        let (participant, prompt) = (participant.clone(), prompt.clone());
+        let all_orders = obs.iter().all(|o| o.ordering.is_some());
         if all_orders && obs.len() == 1 {
-            let (ids, _, ordering) = &obs[0];
-            let order =
-                ordering.as_ref().map(|o| o.iter().filter_map(|&s| ids.get(s).copied()).collect()).unwrap_or_default();
+            let o = &obs[0];
+            let order = o
+                .ordering
+                .as_ref()
+                .map(|ord| ord.iter().filter_map(|&s| o.shown.get(s).copied()).collect())
+                .unwrap_or_default();
             out.push(Ranking { participant, prompt, order, method: "order" });
             continue;
         }
-        // Items: every candidate id seen; data: successive choices.
-        let mut items: Vec<i64> = obs.iter().flat_map(|o| o.0.iter().copied()).collect();
+        let mut items: Vec<i64> = obs.iter().flat_map(|o| o.shown.iter().copied()).collect();
         items.sort_unstable();
         items.dedup();
         let index = |id: i64| items.binary_search(&id).unwrap_or(0);
-        let mut data = Vec::new();
-        for (ids, choice, ordering) in &obs {
-            match ordering {
-                Some(o) => {
-                    let ranked: Vec<usize> = o.iter().filter_map(|&s| ids.get(s).map(|&id| index(id))).collect();
-                    for (i, &w) in ranked.iter().enumerate().take(ranked.len().saturating_sub(1)) {
-                        data.push(Top1 { winner: w, losers: ranked[i + 1..].to_vec() });
-                    }
-                }
-                None => {
-                    if let Some(c) = choice.and_then(|c| ids.get(c as usize)) {
-                        let w = index(*c);
-                        data.push(Top1 {
-                            winner: w,
-                            losers: ids.iter().map(|&id| index(id)).filter(|&i| i != w).collect(),
-                        });
-                    }
-                }
-            }
-        }
+        let data: Vec<Top1> = obs.iter().flat_map(|o| choices(o, index)).collect();
         if let Ok(params) = mm_top1(items.len(), &data, 0.1, 100_000, 1e-9) {
             let order = order_by_worth(&params).into_iter().map(|i| items[i]).collect();
             out.push(Ranking { participant, prompt, order, method: if all_orders { "pl_order" } else { "pl_top1" } });
         }
     }
-    Ok(out)
+    out
+}
+
+/// A candidate's Plackett–Luce log-worth in the whole population's answers for its prompt
+/// (centred to mean 0 over the candidates shown for that prompt), with a 95% percentile
+/// interval from a bootstrap over participants.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Worth {
+    pub prompt: String,
+    pub candidate: i64,
+    pub log_worth: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// Participants with rank answers for this prompt.
+    pub participants: usize,
+}
+
+/// Population Plackett–Luce worths per prompt (prior α = 0.1), `replicates` bootstrap refits.
+pub fn population_worths(
+    groups: &std::collections::BTreeMap<(String, String), Vec<RankObservation>>,
+    replicates: usize,
+    seed: u64,
+) -> Vec<Worth> {
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+    let mut by_prompt: BTreeMap<&str, Vec<&[RankObservation]>> = BTreeMap::new();
+    for ((_, prompt), obs) in groups {
+        by_prompt.entry(prompt.as_str()).or_default().push(obs);
+    }
+    let mut out = Vec::new();
+    for (pi, (prompt, people)) in by_prompt.into_iter().enumerate() {
+        let mut items: Vec<i64> =
+            people.iter().flat_map(|obs| obs.iter().flat_map(|o| o.shown.iter().copied())).collect();
+        items.sort_unstable();
+        items.dedup();
+        let index = |id: i64| items.binary_search(&id).unwrap_or(0);
+        let per_person: Vec<Vec<Top1>> =
+            people.iter().map(|obs| obs.iter().flat_map(|o| choices(o, index)).collect()).collect();
+        let all: Vec<Top1> = per_person.iter().flatten().cloned().collect();
+        let Ok(fit) = mm_top1(items.len(), &all, 0.1, 100_000, 1e-9) else { continue };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (0x9e37_79b9 * (pi as u64 + 1)));
+        let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(replicates); items.len()];
+        let mut sample = Vec::new();
+        for _ in 0..replicates {
+            sample.clear();
+            for _ in 0..per_person.len() {
+                sample.extend_from_slice(&per_person[rng.random_range(0..per_person.len())]);
+            }
+            if let Ok(b) = mm_top1_from(fit.clone(), &sample, 0.1, 100_000, 1e-6) {
+                for (d, v) in draws.iter_mut().zip(b) {
+                    d.push(v);
+                }
+            }
+        }
+        for (i, id) in items.iter().enumerate() {
+            let (lo, hi) = percentile_interval(&mut draws[i]);
+            out.push(Worth {
+                prompt: prompt.to_string(),
+                candidate: *id,
+                log_worth: fit[i],
+                ci_low: lo,
+                ci_high: hi,
+                participants: per_person.len(),
+            });
+        }
+    }
+    out
+}
+
+/// The 2.5% and 97.5% percentiles; NaN when there are no draws.
+fn percentile_interval(d: &mut [f64]) -> (f64, f64) {
+    if d.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    d.sort_by(f64::total_cmp);
+    let at = |q: f64| d[((q * (d.len() - 1) as f64).round() as usize).min(d.len() - 1)];
+    (at(0.025), at(0.975))
 }

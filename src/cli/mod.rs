@@ -1,10 +1,12 @@
 //! Command-line interface: one file per subcommand, each a clap `Cmd` with a thin `run`.
 
+mod dashboard;
 mod demo;
 mod export;
 mod generate;
 mod import;
 mod init;
+mod plot;
 mod run;
 mod sample;
 mod simulate;
@@ -34,6 +36,10 @@ enum Command {
     Run(run::Cmd),
     /// Report empirical f(k) against k/(k+1) from the answers so far
     Stats(stats::Cmd),
+    /// Live view for the researcher, refreshing as answers arrive
+    Dashboard(dashboard::Cmd),
+    /// Draw the f(k) figure (SVG or PNG) for a paper
+    Plot(plot::Cmd),
     /// Synthetic participants (cyclic, condorcet:P, pl:S, mallows:PHI:C) through the real scheduler and store
     Simulate(simulate::Cmd),
     /// Check a study file and report every problem with its location
@@ -56,6 +62,8 @@ impl Cli {
             Command::Demo(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Run(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Stats(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Dashboard(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Plot(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Simulate(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Validate(c) => c.run(),
             Command::Init(c) => c.run().map(|()| ExitCode::SUCCESS),

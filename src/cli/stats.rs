@@ -1,59 +1,122 @@
-use serde_json::json;
-
-use crate::analysis::diversity::{self, Diversity};
+use crate::analysis::counterfactual;
+use crate::analysis::diversity::Diversity;
 use crate::analysis::fk::{self, FkRow};
-use crate::analysis::quality::{self, Quality};
+use crate::analysis::quality::Quality;
+use crate::analysis::report::{Options, Report};
 
-/// Report what the answers so far say: empirical f(k) against k/(k+1).
+/// Report what the answers so far say: empirical f(k) against k/(k+1), rankings, the
+/// equilibrium policies over each prompt's pool, diversity and data quality.
 #[derive(clap::Args)]
 pub struct Cmd {
     #[command(flatten)]
     target: super::StudyArgs,
+    #[command(flatten)]
+    analysis: AnalysisArgs,
     /// Machine-readable output (schema in README.md)
     #[arg(long)]
     json: bool,
-    /// Bootstrap replicates for the intervals
+}
+
+/// Settings of the analysis, shared by stats, plot and dashboard.
+#[derive(clap::Args, Clone)]
+pub struct AnalysisArgs {
+    /// Bootstrap replicates for the f(k) intervals
     #[arg(long, default_value_t = 2000)]
     replicates: usize,
+    /// Bootstrap replicates for the population Plackett–Luce worths
+    #[arg(long, default_value_t = 200)]
+    worth_replicates: usize,
     /// Answers faster than this (ms) are flagged
     #[arg(long, default_value_t = 1500)]
     too_fast_ms: u64,
+    /// Equilibria for k = 1..=K [default: the study's largest k, at least 8]
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=64))]
+    k_max: Option<u32>,
+}
+
+impl AnalysisArgs {
+    pub fn options(&self, study: &crate::study::Study) -> Options {
+        let d = Options::for_study(study);
+        Options {
+            replicates: self.replicates,
+            worth_replicates: self.worth_replicates,
+            too_fast_ms: self.too_fast_ms,
+            k_max: self.k_max.unwrap_or(d.k_max),
+        }
+    }
 }
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
         let (study, store) = self.target.open_existing()?;
-        let rows = fk::compute(&fk::observations(&store)?, self.replicates, study.seed);
-        let mut pools = Vec::new();
-        for policy in &study.policies {
-            for prompt in &study.prompts {
-                let texts: Vec<String> = store
-                    .stored_samples(&policy.name, &prompt.id)?
-                    .into_iter()
-                    .filter_map(|i| store.candidate(&policy.name, &prompt.id, i).ok().flatten().map(|c| c.text))
-                    .collect();
-                if !texts.is_empty() {
-                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                    pools.push(diversity::diversity(&policy.name, &prompt.id, &refs));
-                }
-            }
-        }
-        let checks = quality::quality(&store, self.too_fast_ms)?;
-        let rankings = crate::analysis::ranking::participant_rankings(&store)?;
+        let report = Report::compute(&study, &store, &self.analysis.options(&study))?;
         if self.json {
-            let out = json!({
-                "study": study.name, "convention": fk::CONVENTION, "fk": rows,
-                "rankings": rankings, "diversity": pools, "quality": checks,
-            });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
-            print!("{}", render_fk(&rows));
-            println!("\nper-participant rankings: {} (participant, prompt) pairs; see --json", rankings.len());
-            print!("{}", render_diversity(&pools));
-            print!("{}", render_quality(&checks));
+            print!("{}", render(&report));
         }
         Ok(())
     }
+}
+
+/// The readable report.
+pub(crate) fn render(r: &Report) -> String {
+    let p = &r.progress;
+    let mut s = format!(
+        "study {}: {} participants ({} finished), {} of {} trials answered\n\n",
+        r.study, p.participants, p.completed, p.answered, p.trials
+    );
+    s += &render_fk(&r.fk);
+    s += &format!(
+        "\nper-participant rankings: {} (participant, prompt) pairs; population worths for {} candidates; see --json\n",
+        r.rankings.len(),
+        r.population.len()
+    );
+    s += &render_equilibria(r);
+    s += &render_diversity(&r.diversity);
+    s += &render_quality(&r.quality);
+    s
+}
+
+fn render_equilibria(r: &Report) -> String {
+    let mut s =
+        String::from("\ncertified f(k) of single-output policies over each prompt's pool (mean over prompts)\n");
+    if r.equilibria.is_empty() {
+        s += "  none yet: this needs participants who ranked a prompt's whole pool\n";
+    } else {
+        let mean = counterfactual::mean_certified(&r.equilibria);
+        let policies: Vec<&str> =
+            ["base", "greedy", "nlhf", "ne"].into_iter().filter(|p| mean.keys().any(|(q, _)| q == p)).collect();
+        let prompts: std::collections::BTreeSet<&str> = r.equilibria.iter().map(|e| e.prompt.as_str()).collect();
+        s += &format!("  {} prompts; worst-case win rate of k samples against any single response\n", prompts.len());
+        s += &format!("  {:>3} {:>7}", "k", "k/(k+1)");
+        for p in &policies {
+            s += &format!(" {p:>7}");
+        }
+        s += "\n";
+        let ks: std::collections::BTreeSet<u32> = mean.keys().map(|(_, k)| *k).collect();
+        for k in ks {
+            s += &format!("  {k:>3} {:>7.3}", k as f64 / (k as f64 + 1.0));
+            for p in &policies {
+                match mean.get(&(*p, k)) {
+                    Some((v, _)) => s += &format!(" {v:>7.3}"),
+                    None => s += &format!(" {:>7}", "-"),
+                }
+            }
+            s += "\n";
+        }
+        let worst_gap = r.equilibria.iter().filter(|e| e.policy == "ne").map(|e| e.gap).fold(0.0, f64::max);
+        s += &format!("  NE_k equal-share gap reached: at most {worst_gap:.1e}\n");
+    }
+    if !r.equilibria_skipped.is_empty() {
+        s += &format!(
+            "  {} prompts left out, e.g. {}: {}\n",
+            r.equilibria_skipped.len(),
+            r.equilibria_skipped[0].prompt,
+            r.equilibria_skipped[0].reason
+        );
+    }
+    s
 }
 
 /// The f(k) table as text.

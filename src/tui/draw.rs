@@ -23,6 +23,10 @@ impl Theme {
         Self { color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) }
     }
     fn fg(&self, c: Color) -> Style {
+        self.style(c)
+    }
+    /// A foreground colour, or the plain style under NO_COLOR.
+    pub fn style(&self, c: Color) -> Style {
         if self.color { Style::default().fg(c) } else { Style::default() }
     }
 }

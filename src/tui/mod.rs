@@ -3,6 +3,7 @@
 //! return, error, panic, SIGTERM/SIGHUP).
 
 pub mod app;
+pub mod dashboard;
 pub mod draw;
 pub mod text;
 

@@ -177,3 +177,37 @@ fn maximal_lottery_of_a_three_cycle_matches_the_exact_solution() {
         assert!(ml.iter().zip(&m).map(|(p, row)| p * row[b]).sum::<f64>() > -1e-9);
     }
 }
+
+#[test]
+fn jacobian_matches_finite_differences() {
+    let orders = random_orders(5, 9, 77);
+    let x = [0.1, 0.3, 0.05, 0.35, 0.2];
+    for k in [1u32, 3, 6] {
+        let (u, jac) = payoffs_and_jacobian(&orders, &x, k);
+        assert_eq!(u, payoffs(&orders, &x, k));
+        for z in 0..5 {
+            let h = 1e-6;
+            let mut xp = x;
+            xp[z] += h;
+            let mut xm = x;
+            xm[z] -= h;
+            let (up, um) = (payoffs(&orders, &xp, k), payoffs(&orders, &xm, k));
+            for y in 0..5 {
+                let fd = (up[y] - um[y]) / (2.0 * h);
+                assert!((fd - jac[y][z]).abs() < 1e-7, "k {k}, d u({y})/d x({z}): {fd} vs {}", jac[y][z]);
+            }
+        }
+    }
+}
+
+#[test]
+fn ne_k_reaches_machine_precision_quickly_on_larger_pools() {
+    // 16 responses, 300 participants: the size of a real study's pool.
+    let orders = random_orders(16, 300, 4242);
+    for k in [1u32, 4, 16] {
+        let eq = ne_k(&orders, 16, k, 1e-10, 5_000);
+        assert!(eq.gap < 1e-10, "k {k}: gap {} after {} steps", eq.gap, eq.iterations);
+        let s: f64 = eq.distribution.iter().sum();
+        assert!((s - 1.0).abs() < 1e-12 && eq.distribution.iter().all(|&p| p >= 0.0));
+    }
+}

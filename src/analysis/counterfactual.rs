@@ -1,0 +1,297 @@
+//! The counterfactual analysis over each prompt's pool: which single-output policy over the
+//! pool certifies what win rate when k samples of it face any single response, computed
+//! exactly from the participants' own rankings (no Monte Carlo).
+//!
+//! The pool of a prompt is every stored candidate of the policies that `rank` blocks draw
+//! from; identical texts are one response. The game needs each participant's preference
+//! over every response, so a participant counts for a prompt only when their rank trials
+//! covered all of its responses (an `order` block with `m` equal to the pool size does
+//! this in one trial; several trials combine through a Plackett–Luce fit). Participants
+//! whose trials saw only part of the pool are left out and counted.
+//!
+//! Policies: `base` (the pool's empirical distribution), `greedy` (a point mass on the
+//! text of a temperature-0 policy, when one is in the pool), `nlhf` (the maximal lottery of
+//! the participants' pairwise majorities, by LP) and `ne` (a symmetric equilibrium of the
+//! (k+1)-player game, by optimistic Hedge). For each: the certified f(k) = 1 − max_y u(y; x)
+//! and the gap max_y u(y; x) − 1/(k+1) (zero exactly at an equilibrium).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use super::equilibria::{self, Order};
+use super::ranking::Ranking;
+
+/// Hedge stops when the equal-share gap is below this.
+pub const NE_TOLERANCE: f64 = 1e-6;
+/// Hedge steps allowed per (prompt, k); the gap reached is reported either way.
+pub const NE_MAX_ITER: usize = 20_000;
+
+/// A candidate of a prompt's pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolCandidate {
+    pub id: i64,
+    pub policy: String,
+    pub text: String,
+}
+
+/// Mass on one response: `candidate` is its smallest candidate id, `copies` how many pool
+/// candidates carry the same text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mass {
+    pub candidate: i64,
+    pub copies: usize,
+    pub p: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EquilibriumRow {
+    pub prompt: String,
+    pub k: u32,
+    /// `base`, `greedy`, `nlhf` or `ne`.
+    pub policy: &'static str,
+    /// One entry per response of the pool, in candidate-id order.
+    pub distribution: Vec<Mass>,
+    pub certified_win_rate: f64,
+    pub gap: f64,
+    pub bound: f64,
+    /// Participants whose rankings covered the whole pool.
+    pub participants: usize,
+}
+
+/// A prompt that could not be analysed, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skipped {
+    pub prompt: String,
+    pub responses: usize,
+    pub participants_covering: usize,
+    pub participants_partial: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Counterfactual {
+    pub rows: Vec<EquilibriumRow>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Per prompt and k in `ks`. `greedy_policies`: policies decoded at temperature 0.
+pub fn analyse(
+    pools: &BTreeMap<String, Vec<PoolCandidate>>,
+    rankings: &[Ranking],
+    greedy_policies: &BTreeSet<String>,
+    ks: &[u32],
+) -> Counterfactual {
+    let mut by_prompt: HashMap<&str, Vec<&Ranking>> = HashMap::new();
+    for r in rankings {
+        by_prompt.entry(r.prompt.as_str()).or_default().push(r);
+    }
+    let mut out = Counterfactual::default();
+    for (prompt, pool) in pools {
+        let ranked = by_prompt.get(prompt.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        match analyse_prompt(prompt, pool, ranked, greedy_policies, ks) {
+            Ok(rows) => out.rows.extend(rows),
+            Err(s) => out.skipped.push(s),
+        }
+    }
+    out
+}
+
+fn analyse_prompt(
+    prompt: &str,
+    pool: &[PoolCandidate],
+    rankings: &[&Ranking],
+    greedy_policies: &BTreeSet<String>,
+    ks: &[u32],
+) -> Result<Vec<EquilibriumRow>, Skipped> {
+    // Responses: distinct texts, in order of their smallest candidate id.
+    let mut sorted: Vec<&PoolCandidate> = pool.iter().collect();
+    sorted.sort_by_key(|c| c.id);
+    let mut response_of_text: HashMap<&str, usize> = HashMap::new();
+    let mut response_of_id: HashMap<i64, usize> = HashMap::new();
+    let mut masses: Vec<Mass> = Vec::new();
+    for c in &sorted {
+        let r = *response_of_text.entry(c.text.as_str()).or_insert_with(|| {
+            masses.push(Mass { candidate: c.id, copies: 0, p: 0.0 });
+            masses.len() - 1
+        });
+        masses[r].copies += 1;
+        response_of_id.insert(c.id, r);
+    }
+    let n = masses.len();
+    // Each covering participant's strict order over responses (a text's best position).
+    let mut orders: Vec<Order> = Vec::new();
+    let mut partial = 0;
+    for r in rankings {
+        let mut seen = vec![false; n];
+        let mut order = Vec::with_capacity(n);
+        for id in &r.order {
+            if let Some(&resp) = response_of_id.get(id)
+                && !seen[resp]
+            {
+                seen[resp] = true;
+                order.push(resp);
+            }
+        }
+        if order.len() == n {
+            orders.push(order);
+        } else {
+            partial += 1;
+        }
+    }
+    let skip = |reason: String| Skipped {
+        prompt: prompt.to_string(),
+        responses: n,
+        participants_covering: orders.len(),
+        participants_partial: partial,
+        reason,
+    };
+    if n == 0 {
+        return Err(skip("the pool has no candidates".into()));
+    }
+    if orders.is_empty() {
+        return Err(skip(format!(
+            "no participant ranked all {n} responses of the pool; add an order block with m = {n}, or more rank trials"
+        )));
+    }
+    let with =
+        |p: &[f64]| -> Vec<Mass> { masses.iter().zip(p).map(|(m, &p)| Mass { p, ..m.clone() }).collect::<Vec<_>>() };
+    let total = pool.len() as f64;
+    let base: Vec<f64> = masses.iter().map(|m| m.copies as f64 / total).collect();
+    // Greedy: the most common text of a temperature-0 policy's candidates.
+    let greedy = {
+        let mut counts = vec![0usize; n];
+        for c in pool.iter().filter(|c| greedy_policies.contains(&c.policy)) {
+            counts[response_of_id[&c.id]] += 1;
+        }
+        let best = (0..n).max_by_key(|&i| (counts[i], std::cmp::Reverse(i)));
+        best.filter(|&i| counts[i] > 0).map(|i| {
+            let mut x = vec![0.0; n];
+            x[i] = 1.0;
+            x
+        })
+    };
+    let nlhf = equilibria::maximal_lottery(&orders, n).map_err(skip)?;
+    let mut rows = Vec::new();
+    let mut ne_start = vec![1.0 / n as f64; n];
+    for &k in ks {
+        let bound = k as f64 / (k as f64 + 1.0);
+        let mut row = |policy: &'static str, x: &[f64]| {
+            let u = equilibria::payoffs(&orders, x, k);
+            let worst = u.iter().copied().fold(0.0, f64::max);
+            rows.push(EquilibriumRow {
+                prompt: prompt.to_string(),
+                k,
+                policy,
+                distribution: with(x),
+                certified_win_rate: 1.0 - worst,
+                gap: (worst - 1.0 / (k as f64 + 1.0)).max(0.0),
+                bound,
+                participants: orders.len(),
+            });
+        };
+        row("base", &base);
+        if let Some(g) = &greedy {
+            row("greedy", g);
+        }
+        row("nlhf", &nlhf);
+        let ne = equilibria::ne_k_from(&orders, ne_start, k, NE_TOLERANCE, NE_MAX_ITER);
+        row("ne", &ne.distribution);
+        ne_start = ne.distribution;
+    }
+    Ok(rows)
+}
+
+/// The pools of every prompt: candidates of `policies` (the ones rank blocks draw from).
+pub fn pools(
+    store: &crate::store::Store,
+    policies: &BTreeSet<String>,
+) -> rusqlite::Result<BTreeMap<String, Vec<PoolCandidate>>> {
+    let mut st = store.conn().prepare("SELECT id, policy, prompt_id, text FROM candidates ORDER BY id")?;
+    let mut out: BTreeMap<String, Vec<PoolCandidate>> = BTreeMap::new();
+    for row in st.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+    })? {
+        let (id, policy, prompt, text) = row?;
+        if policies.contains(&policy) {
+            out.entry(prompt).or_default().push(PoolCandidate { id, policy, text });
+        }
+    }
+    Ok(out)
+}
+
+/// Mean certified f(k) over the analysed prompts, per (policy, k): the curves of a plot.
+pub fn mean_certified(rows: &[EquilibriumRow]) -> BTreeMap<(&'static str, u32), (f64, usize)> {
+    let mut acc: BTreeMap<(&'static str, u32), (f64, usize)> = BTreeMap::new();
+    for r in rows {
+        let e = acc.entry((r.policy, r.k)).or_default();
+        e.0 += r.certified_win_rate;
+        e.1 += 1;
+    }
+    acc.values_mut().for_each(|(s, n)| *s /= *n as f64);
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(texts: &[&str], policy: &str, first_id: i64) -> Vec<PoolCandidate> {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| PoolCandidate { id: first_id + i as i64, policy: policy.into(), text: t.to_string() })
+            .collect()
+    }
+
+    fn ranking(p: &str, order: &[i64]) -> Ranking {
+        Ranking { participant: p.into(), prompt: "q".into(), order: order.to_vec(), method: "order" }
+    }
+
+    #[test]
+    fn cyclic_participants_give_ne_the_bound_and_greedy_one_half() {
+        // Pool: greedy text "a" twice (ids 1, 2), then "b", "c" from a sampled policy.
+        let mut p = pool(&["a", "a"], "greedy", 1);
+        p.extend(pool(&["b", "c"], "sampled", 3));
+        let pools = BTreeMap::from([("q".to_string(), p)]);
+        // Cyclic over the three responses; participant 4 saw only two candidates.
+        let rankings =
+            vec![ranking("1", &[1, 3, 4]), ranking("2", &[3, 4, 2]), ranking("3", &[4, 1, 3]), ranking("4", &[3, 1])];
+        let greedy = BTreeSet::from(["greedy".to_string()]);
+        let cf = analyse(&pools, &rankings, &greedy, &[1, 2, 4]);
+        assert!(cf.skipped.is_empty());
+        let get = |policy: &str, k: u32| cf.rows.iter().find(|r| r.policy == policy && r.k == k).unwrap();
+        for k in [1, 2, 4] {
+            let ne = get("ne", k);
+            assert_eq!(ne.participants, 3);
+            assert!((ne.certified_win_rate - k as f64 / (k as f64 + 1.0)).abs() < 1e-6, "{ne:?}");
+            assert!(ne.gap < 1e-6);
+            // A point mass on "a" loses to "c", which two participants in three prefer:
+            // certified 1/3 at every k.
+            let g = get("greedy", k);
+            assert!((g.certified_win_rate - 1.0 / 3.0).abs() < 1e-12, "{g:?}");
+            assert_eq!(g.distribution.iter().map(|m| m.p).collect::<Vec<_>>(), [1.0, 0.0, 0.0]);
+        }
+        // Base: "a" has two of four candidates.
+        let b = get("base", 1);
+        assert_eq!(
+            b.distribution.iter().map(|m| (m.candidate, m.copies)).collect::<Vec<_>>(),
+            [(1, 2), (3, 1), (4, 1)]
+        );
+        assert_eq!(b.distribution[0].p, 0.5);
+        // NLHF on a 3-cycle is uniform.
+        for m in &get("nlhf", 1).distribution {
+            assert!((m.p - 1.0 / 3.0).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn prompts_without_covering_participants_are_reported() {
+        let pools = BTreeMap::from([("q".to_string(), pool(&["a", "b", "c"], "s", 1))]);
+        let cf = analyse(&pools, &[ranking("1", &[1, 2])], &BTreeSet::new(), &[1]);
+        assert!(cf.rows.is_empty());
+        assert_eq!(cf.skipped.len(), 1);
+        assert_eq!(cf.skipped[0].participants_partial, 1);
+        assert!(cf.skipped[0].reason.contains("m = 3"), "{}", cf.skipped[0].reason);
+    }
+}

@@ -1,0 +1,143 @@
+//! Everything `stats`, `plot` and `dashboard` show, computed once from a study and its
+//! store: f(k), rankings, population worths, the counterfactual equilibria, diversity,
+//! data quality and participant progress.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::counterfactual::{self, Counterfactual};
+use super::diversity::{self, Diversity};
+use super::fk::{self, FkRow};
+use super::quality::{self, Quality};
+use super::ranking::{self, Ranking, Worth};
+use crate::store::Store;
+use crate::study::{Design, PolicySource, Study};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Bootstrap replicates for the f(k) intervals.
+    pub replicates: usize,
+    /// Bootstrap replicates for the population Plackett–Luce worths (each is a refit).
+    pub worth_replicates: usize,
+    pub too_fast_ms: u64,
+    /// The equilibria are computed for k = 1..=k_max.
+    pub k_max: u32,
+}
+
+impl Options {
+    /// Defaults for a study: k up to the largest k its best_of_k blocks use, at least 8.
+    pub fn for_study(study: &Study) -> Self {
+        let k_max = study
+            .blocks
+            .iter()
+            .filter_map(|b| match &b.design {
+                Design::BestOfK { k, .. } => k.iter().copied().max(),
+                Design::Rank { .. } => None,
+            })
+            .max()
+            .unwrap_or(0)
+            .max(8);
+        Self { replicates: 2000, worth_replicates: 200, too_fast_ms: 1500, k_max }
+    }
+}
+
+/// Participants enrolled, finished, and answers given out of trials planned.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Progress {
+    pub participants: usize,
+    pub completed: usize,
+    pub answered: usize,
+    pub trials: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub study: String,
+    pub convention: &'static str,
+    pub progress: Progress,
+    pub fk: Vec<FkRow>,
+    pub rankings: Vec<Ranking>,
+    pub population: Vec<Worth>,
+    pub equilibria: Vec<counterfactual::EquilibriumRow>,
+    pub equilibria_skipped: Vec<counterfactual::Skipped>,
+    pub diversity: Vec<Diversity>,
+    pub quality: Quality,
+}
+
+impl Report {
+    pub fn compute(study: &Study, store: &Store, opts: &Options) -> rusqlite::Result<Self> {
+        let fk = fk::compute(&fk::observations(store)?, opts.replicates, study.seed);
+        let groups = ranking::rank_observations(store)?;
+        let rankings = ranking::rankings_of(&groups);
+        let population = ranking::population_worths(&groups, opts.worth_replicates, study.seed);
+        let rank_policies: BTreeSet<String> = study
+            .blocks
+            .iter()
+            .filter_map(|b| match &b.design {
+                Design::Rank { policies, .. } => Some(policies.iter().cloned()),
+                Design::BestOfK { .. } => None,
+            })
+            .flatten()
+            .collect();
+        let greedy: BTreeSet<String> = study
+            .policies
+            .iter()
+            .filter(|p| matches!(&p.source, PolicySource::Model { decoding, .. } if decoding.is_greedy()))
+            .map(|p| p.name.clone())
+            .collect();
+        let ks: Vec<u32> = (1..=opts.k_max).collect();
+        let Counterfactual { rows: equilibria, skipped: equilibria_skipped } = if rank_policies.is_empty() {
+            Counterfactual::default()
+        } else {
+            counterfactual::analyse(&counterfactual::pools(store, &rank_policies)?, &rankings, &greedy, &ks)
+        };
+        Ok(Self {
+            study: study.name.clone(),
+            convention: fk::CONVENTION,
+            progress: progress(store)?,
+            fk,
+            rankings,
+            population,
+            equilibria,
+            equilibria_skipped,
+            diversity: pool_diversity(study, store)?,
+            quality: quality::quality(store, opts.too_fast_ms)?,
+        })
+    }
+}
+
+/// Diversity of every (policy, prompt) pool, read in one query.
+pub fn pool_diversity(study: &Study, store: &Store) -> rusqlite::Result<Vec<Diversity>> {
+    let mut st = store.conn().prepare("SELECT policy, prompt_id, text FROM candidates ORDER BY sample_index")?;
+    let mut pools: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
+        let (policy, prompt, text) = row?;
+        pools.entry((policy, prompt)).or_default().push(text);
+    }
+    let mut out = Vec::new();
+    // In the study's order of policies and prompts.
+    for policy in &study.policies {
+        for prompt in &study.prompts {
+            if let Some(texts) = pools.get(&(policy.name.clone(), prompt.id.clone())) {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                out.push(diversity::diversity(&policy.name, &prompt.id, &refs));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn progress(store: &Store) -> rusqlite::Result<Progress> {
+    let c = store.conn();
+    let (participants, completed): (i64, i64) =
+        c.query_row("SELECT COUNT(*), COUNT(completed_at) FROM participants", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (trials, answered): (i64, i64) =
+        c.query_row("SELECT COUNT(*), (SELECT COUNT(*) FROM answers) FROM trials", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(Progress {
+        participants: participants as usize,
+        completed: completed as usize,
+        answered: answered as usize,
+        trials: trials as usize,
+    })
+}

@@ -1,0 +1,20 @@
+//! `ualign dashboard`: the live researcher view (see `tui::dashboard`).
+
+/// Live view for the researcher: f(k) with intervals, certified curves, progress, data quality
+#[derive(clap::Args)]
+pub struct Cmd {
+    #[command(flatten)]
+    target: super::StudyArgs,
+    #[command(flatten)]
+    analysis: super::stats::AnalysisArgs,
+}
+
+impl Cmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let (study, store) = self.target.open_existing()?;
+        let opts = self.analysis.options(&study);
+        let db = store.path().to_path_buf();
+        drop(store);
+        crate::tui::dashboard::run(study, db, opts)
+    }
+}

@@ -1,0 +1,209 @@
+//! `ualign plot`: the f(k) figure for a paper: empirical win rates with 95% intervals per
+//! (A, B) pair, the bound k/(k+1), and the certified curves of the pool's single-output
+//! policies (NLHF^k, NE_k, base) averaged over prompts.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::analysis::counterfactual;
+use crate::analysis::report::Report;
+
+/// Draw the f(k) figure as SVG or PNG
+#[derive(clap::Args)]
+pub struct Cmd {
+    #[command(flatten)]
+    target: super::StudyArgs,
+    #[command(flatten)]
+    analysis: super::stats::AnalysisArgs,
+    /// Output file; its extension (.svg or .png) picks the format
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Size in pixels, WIDTHxHEIGHT
+    #[arg(long, default_value = "960x640", value_parser = parse_size)]
+    size: (u32, u32),
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("expected WIDTHxHEIGHT in pixels (e.g. 960x640), got {s:?}");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.trim().parse().map_err(|_| bad())?, h.trim().parse().map_err(|_| bad())?);
+    if !(200..=10_000).contains(&w) || !(150..=10_000).contains(&h) {
+        return Err(format!("{s}: width must be 200-10000 and height 150-10000 pixels"));
+    }
+    Ok((w, h))
+}
+
+#[derive(Clone, Copy)]
+enum Format {
+    Svg,
+    Png,
+}
+
+impl Cmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let format = match self.out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("svg") => Format::Svg,
+            Some("png") => Format::Png,
+            _ => bail!("--out {}: the file name must end in .svg or .png", self.out.display()),
+        };
+        let (study, store) = self.target.open_existing()?;
+        let report = Report::compute(&study, &store, &self.analysis.options(&study))?;
+        write(&report, &self.out, format, self.size)?;
+        println!("wrote {}", self.out.display());
+        Ok(())
+    }
+}
+
+/// Writes next to `out` and renames, so a failure never leaves a half-written figure.
+fn write(report: &Report, out: &Path, format: Format, size: (u32, u32)) -> anyhow::Result<()> {
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!("--out {}: folder {} does not exist", out.display(), dir.display());
+    }
+    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("figure");
+    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("svg");
+    let tmp = dir.join(format!(".{name}.partial.{ext}"));
+    register_font()?;
+    let drawn = match format {
+        Format::Svg => draw(SVGBackend::new(&tmp, size).into_drawing_area(), report),
+        Format::Png => draw(BitMapBackend::new(&tmp, size).into_drawing_area(), report),
+    };
+    if let Err(e) = drawn {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("drawing {}", out.display())));
+    }
+    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))
+}
+
+/// Text is measured (and for PNG rasterised) with DejaVu Sans, shipped in assets/, so no
+/// system fonts are needed.
+fn register_font() -> anyhow::Result<()> {
+    static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| anyhow!("the embedded font assets/fonts/DejaVuSans.ttf could not be read"))
+}
+
+/// Okabe–Ito colours, distinguishable with the common colour-vision deficiencies.
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+];
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, report: &Report) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e}");
+    root.fill(&WHITE).map_err(err)?;
+    let mean = counterfactual::mean_certified(&report.equilibria);
+    let k_max = report.fk.iter().map(|r| r.k).chain(mean.keys().map(|(_, k)| *k)).max().unwrap_or(8).max(2);
+    let y_min = report
+        .fk
+        .iter()
+        .map(|r| if r.ci_low.is_finite() { r.ci_low } else { r.rate })
+        .chain(mean.values().map(|(v, _)| *v))
+        .fold(0.5f64, f64::min);
+    let y_min = ((y_min - 0.05) * 10.0).floor().max(0.0) / 10.0;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Win rate of k samples: {}", report.study), ("sans-serif", 26))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.5f64..k_max as f64 + 0.5, y_min..1.0f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("k (candidates offered)")
+        .y_desc("win rate against a single response")
+        .x_labels(k_max.min(16) as usize)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.1}"))
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(err)?;
+    let bound: Vec<(f64, f64)> =
+        (0..=200).map(|i| 1.0 + (k_max as f64 - 1.0) * i as f64 / 200.0).map(|k| (k, k / (k + 1.0))).collect();
+    chart
+        .draw_series(LineSeries::new(bound, BLACK.stroke_width(2)))
+        .map_err(err)?
+        .label("k/(k+1), the best guarantee")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLACK.stroke_width(2)));
+    // Certified curves of the pool's policies, dashed, mean over prompts.
+    for (i, (policy, label)) in
+        [("ne", "NE_k certified (mean over prompts)"), ("nlhf", "NLHF^k certified"), ("base", "base pool^k certified")]
+            .into_iter()
+            .enumerate()
+    {
+        let pts: Vec<(f64, f64)> =
+            mean.iter().filter(|((p, _), _)| *p == policy).map(|((_, k), (v, _))| (*k as f64, *v)).collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let c = COLOURS[3 + i];
+        let style = c.stroke_width(2);
+        chart
+            .draw_series(DashedLineSeries::new(pts.clone(), 8, 5, style))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+        chart.draw_series(pts.into_iter().map(move |p| Cross::new(p, 4, style))).map_err(err)?;
+    }
+    // Empirical points with 95% cluster-bootstrap intervals, one colour and offset per pair.
+    let mut pairs: Vec<(&str, &str)> = report.fk.iter().map(|r| (r.policy_a.as_str(), r.policy_b.as_str())).collect();
+    pairs.dedup();
+    let pairs: Vec<(&str, &str)> = {
+        let mut seen = std::collections::BTreeSet::new();
+        pairs.into_iter().filter(|p| seen.insert(*p)).collect()
+    };
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        let c = COLOURS[i % 3];
+        let dx = (i as f64 - (pairs.len() as f64 - 1.0) / 2.0) * 0.08;
+        let rows: Vec<_> = report.fk.iter().filter(|r| r.policy_a == *a && r.policy_b == *b).collect();
+        chart
+            .draw_series(
+                rows.iter().filter(|r| r.ci_low.is_finite()).map(|r| {
+                    ErrorBar::new_vertical(r.k as f64 + dx, r.ci_low, r.rate, r.ci_high, c.stroke_width(2), 8)
+                }),
+            )
+            .map_err(err)?;
+        chart
+            .draw_series(rows.iter().map(|r| Circle::new((r.k as f64 + dx, r.rate), 5, c.filled())))
+            .map_err(err)?
+            .label(format!("{a} (best of k) vs {b}: observed, 95% CI"))
+            .legend(move |(x, y)| Circle::new((x + 12, y), 5, c.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.5))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_and_bad_ones_say_why() {
+        assert_eq!(parse_size("800x600"), Ok((800, 600)));
+        assert!(parse_size("800").unwrap_err().contains("WIDTHxHEIGHT"));
+        assert!(parse_size("10x10").unwrap_err().contains("200-10000"));
+    }
+}

@@ -1,0 +1,261 @@
+//! The full report (stats, plot, dashboard) on simulated participants who rank whole pools.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ualign::analysis::equilibria::{self, Order};
+use ualign::analysis::report::{Options, Report};
+use ualign::exchange::import::import_candidates;
+use ualign::simulate::{Population, simulate};
+use ualign::store::Store;
+use ualign::study;
+
+/// The example study with its rank block ordering all 8 candidates of a prompt's pool, so
+/// every participant's ranking covers the pool.
+fn full_pool_study(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("studies");
+    std::fs::create_dir_all(dir.join("example")).unwrap();
+    for f in ["prompts.jsonl", "sampled.jsonl", "greedy.jsonl"] {
+        std::fs::copy(src.join("example").join(f), dir.join("example").join(f)).unwrap();
+    }
+    let text = std::fs::read_to_string(src.join("example.toml")).unwrap();
+    assert!(text.contains("\nm = 3\n"));
+    let path = dir.join("full.toml");
+    std::fs::write(&path, text.replace("\nm = 3\n", "\nm = 8\n")).unwrap();
+    path
+}
+
+fn simulated(dir: &Path, participants: usize, population: &Population) -> (study::Study, Store) {
+    let path = full_pool_study(dir);
+    let (s, _) = study::load(&path).unwrap();
+    let (mut store, _) = Store::open_for_study(&dir.join("full.sqlite"), &s).unwrap();
+    import_candidates(&mut store, &s, "sampled", &dir.join("example/sampled.jsonl")).unwrap();
+    import_candidates(&mut store, &s, "greedy", &dir.join("example/greedy.jsonl")).unwrap();
+    simulate(&s, &mut store, participants, population, 21).unwrap();
+    (s, store)
+}
+
+fn options(s: &study::Study) -> Options {
+    Options { replicates: 200, worth_replicates: 50, ..Options::for_study(s) }
+}
+
+#[test]
+fn equilibria_certify_what_they_should_on_simulated_rankings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = simulated(dir.path(), 80, &Population::Mallows { phi: 0.5, centres: 3 });
+    let r = Report::compute(&s, &store, &options(&s)).unwrap();
+    assert!(r.equilibria_skipped.is_empty(), "{:?}", r.equilibria_skipped);
+    let prompts: std::collections::BTreeSet<&str> = r.equilibria.iter().map(|e| e.prompt.as_str()).collect();
+    assert_eq!(prompts.len(), s.prompts.len());
+    let ks = Options::for_study(&s).k_max;
+    assert_eq!(r.equilibria.len(), prompts.len() * ks as usize * 3, "base, nlhf and ne per prompt and k");
+    for e in &r.equilibria {
+        let total: f64 = e.distribution.iter().map(|m| m.p).sum();
+        assert!((total - 1.0).abs() < 1e-9 && e.distribution.iter().all(|m| m.p >= 0.0), "{e:?}");
+        assert!((e.certified_win_rate - (e.bound - e.gap)).abs() < 1e-9, "certified = bound − gap: {e:?}");
+        if e.policy == "ne" {
+            assert!(e.gap < 1e-6, "{e:?}");
+            // NE_k minimises the worst-case payoff: no policy over the pool certifies more.
+            for other in r.equilibria.iter().filter(|o| o.prompt == e.prompt && o.k == e.k) {
+                assert!(e.certified_win_rate >= other.certified_win_rate - 1e-6, "{e:?} vs {other:?}");
+            }
+        }
+    }
+    // The base distribution counts copies: the greedy policy's 4 identical texts weigh 4/8.
+    let base = r.equilibria.iter().find(|e| e.policy == "base").unwrap();
+    assert_eq!(base.distribution.iter().map(|m| m.copies).sum::<usize>(), 8);
+}
+
+#[test]
+fn certified_rates_are_recomputed_exactly_from_the_rankings() {
+    // Recompute one row from the stored rankings with the library's own payoff formula on
+    // independently built orders: the report must agree to rounding.
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = simulated(dir.path(), 40, &Population::PlackettLuce(1.5));
+    let r = Report::compute(&s, &store, &options(&s)).unwrap();
+    let row = r.equilibria.iter().find(|e| e.policy == "nlhf" && e.k == 4).unwrap();
+    let texts: std::collections::HashMap<i64, String> = store
+        .conn()
+        .prepare("SELECT id, text FROM candidates WHERE prompt_id = ?1")
+        .unwrap()
+        .query_map([&row.prompt], |q| Ok((q.get(0)?, q.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let reps: Vec<&str> = row.distribution.iter().map(|m| texts[&m.candidate].as_str()).collect();
+    let orders: Vec<Order> = r
+        .rankings
+        .iter()
+        .filter(|k| k.prompt == row.prompt)
+        .map(|k| {
+            let mut o: Vec<usize> = Vec::new();
+            for id in &k.order {
+                let i = reps.iter().position(|t| *t == texts[id]).unwrap();
+                if !o.contains(&i) {
+                    o.push(i);
+                }
+            }
+            o
+        })
+        .collect();
+    assert_eq!(orders.len(), row.participants);
+    let x: Vec<f64> = row.distribution.iter().map(|m| m.p).collect();
+    let c = equilibria::certified_win_rate(&orders, &x, 4);
+    assert!((c - row.certified_win_rate).abs() < 1e-12, "{c} vs {}", row.certified_win_rate);
+}
+
+#[test]
+fn population_worths_have_intervals_around_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = simulated(dir.path(), 60, &Population::PlackettLuce(2.0));
+    let r = Report::compute(&s, &store, &options(&s)).unwrap();
+    assert!(!r.population.is_empty());
+    for w in &r.population {
+        assert!(w.ci_low <= w.log_worth + 1e-9 && w.log_worth <= w.ci_high + 1e-9, "{w:?}");
+    }
+    // Log-worths are centred per prompt.
+    let mut sums: std::collections::BTreeMap<&str, f64> = Default::default();
+    for w in &r.population {
+        *sums.entry(w.prompt.as_str()).or_default() += w.log_worth;
+    }
+    assert!(sums.values().all(|s| s.abs() < 1e-9), "{sums:?}");
+}
+
+fn ualign(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ualign")).current_dir(dir).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn stats_json_schema_and_plots_from_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    full_pool_study(d);
+    for args in [
+        &["init", "full.toml"][..],
+        &["import", "full.toml", "--policy", "sampled", "--candidates", "example/sampled.jsonl"],
+        &["import", "full.toml", "--policy", "greedy", "--candidates", "example/greedy.jsonl"],
+        &["simulate", "full.toml", "--participants", "30", "--population", "cyclic"],
+    ] {
+        let (ok, out, err) = ualign(d, args);
+        assert!(ok, "{args:?}: {out}{err}");
+    }
+    let (ok, out, err) = ualign(d, &["stats", "full.toml", "--json", "--replicates", "100", "--k-max", "4"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for key in [
+        "study",
+        "convention",
+        "progress",
+        "fk",
+        "rankings",
+        "population",
+        "equilibria",
+        "equilibria_skipped",
+        "diversity",
+        "quality",
+    ] {
+        assert!(v.get(key).is_some(), "stats --json lacks {key}");
+    }
+    let fk = &v["fk"][0];
+    for key in ["policy_a", "policy_b", "k", "n", "wins", "ties", "rate", "ci_low", "ci_high", "bound"] {
+        assert!(fk.get(key).is_some(), "fk rows lack {key}");
+    }
+    let rk = &v["rankings"][0];
+    for key in ["participant", "prompt", "order", "method"] {
+        assert!(rk.get(key).is_some(), "rankings lack {key}");
+    }
+    let eq = v["equilibria"].as_array().unwrap();
+    assert_eq!(eq.iter().map(|e| e["k"].as_u64().unwrap()).max(), Some(4));
+    for key in ["prompt", "k", "policy", "distribution", "certified_win_rate", "gap"] {
+        assert!(eq[0].get(key).is_some(), "equilibria rows lack {key}");
+    }
+    let policies: std::collections::BTreeSet<&str> = eq.iter().map(|e| e["policy"].as_str().unwrap()).collect();
+    assert_eq!(policies, ["base", "ne", "nlhf"].into());
+    assert_eq!(v["progress"]["participants"], 30);
+
+    let (ok, out, err) = ualign(d, &["stats", "full.toml", "--replicates", "100", "--k-max", "4"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("certified f(k)") && out.contains("NE_k equal-share gap"), "{out}");
+
+    let (ok, _, err) = ualign(d, &["plot", "full.toml", "--out", "fk.svg", "--replicates", "100", "--k-max", "4"]);
+    assert!(ok, "{err}");
+    let svg = std::fs::read_to_string(d.join("fk.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("k/(k+1)") && svg.contains("NE_k certified"));
+    let (ok, _, err) = ualign(
+        d,
+        &["plot", "full.toml", "--out", "fk.png", "--size", "640x420", "--replicates", "100", "--k-max", "4"],
+    );
+    assert!(ok, "{err}");
+    let png = std::fs::read(d.join("fk.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(!d.join(".fk.png.partial.png").exists());
+
+    let (ok, _, err) = ualign(d, &["plot", "full.toml", "--out", "fk.pdf"]);
+    assert!(!ok && err.contains(".svg or .png"), "{err}");
+    let (ok, _, err) = ualign(d, &["plot", "full.toml", "--out", "nowhere/fk.svg"]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+}
+
+fn screen(t: &ratatui::Terminal<ratatui::backend::TestBackend>) -> String {
+    let b = t.backend().buffer();
+    let mut s = String::new();
+    for y in 0..b.area.height {
+        for x in 0..b.area.width {
+            s.push_str(b[(x, y)].symbol());
+        }
+        s.push('\n');
+    }
+    s
+}
+
+#[test]
+fn dashboard_draws_the_report_and_says_when_the_window_is_too_small() {
+    use ualign::tui::dashboard::{self, Dashboard};
+    use ualign::tui::draw::Theme;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = simulated(dir.path(), 30, &Population::Cyclic);
+    let report = Report::compute(&s, &store, &options(&s)).unwrap();
+    let d = Dashboard { study: s.name.clone(), db: "full.sqlite".into(), report: Some(report), ..Default::default() };
+    let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(140, 40)).unwrap();
+    t.draw(|f| dashboard::draw(f, &d, Theme { color: false })).unwrap();
+    let text = screen(&t);
+    for want in [
+        "ualign dashboard",
+        "30 enrolled, 30 finished",
+        "sampled/greedy k=4",
+        "NE_k",
+        "k/(k+1)",
+        "Data quality",
+        "q quit",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from\n{text}");
+    }
+    insta::assert_snapshot!("dashboard_140x40", text);
+    let mut small = ratatui::Terminal::new(ratatui::backend::TestBackend::new(50, 12)).unwrap();
+    small.draw(|f| dashboard::draw(f, &d, Theme { color: false })).unwrap();
+    assert!(screen(&small).contains("at least 60×18"), "{}", screen(&small));
+}
+
+#[test]
+fn dashboard_watcher_recomputes_when_another_connection_writes() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+    use ualign::tui::dashboard::{Update, spawn_watcher};
+    let dir = tempfile::tempdir().unwrap();
+    let (s, mut store) = simulated(dir.path(), 5, &Population::Cyclic);
+    let (tx, rx) = std::sync::mpsc::channel();
+    spawn_watcher(s.clone(), store.path().to_path_buf(), options(&s), Arc::new(AtomicBool::new(false)), tx).unwrap();
+    let next_ready = || loop {
+        match rx.recv_timeout(Duration::from_secs(60)).expect("the watcher sends a report") {
+            Update::Ready(r, _) => return r,
+            Update::Computing => {}
+            Update::Failed(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(next_ready().progress.participants, 5);
+    // Answers arriving through another connection (as from a participant's process).
+    simulate(&s, &mut store, 3, &Population::Cyclic, 99).unwrap();
+    assert_eq!(next_ready().progress.participants, 8);
+}
