@@ -86,10 +86,18 @@ pub fn analyse(
     for r in rankings {
         by_prompt.entry(r.prompt.as_str()).or_default().push(r);
     }
+    // Prompts are independent: solved in parallel, collected in prompt order.
+    use rayon::prelude::*;
+    let results: Vec<Result<Vec<EquilibriumRow>, Skipped>> = pools
+        .par_iter()
+        .map(|(prompt, pool)| {
+            let ranked = by_prompt.get(prompt.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            analyse_prompt(prompt, pool, ranked, greedy_policies, ks)
+        })
+        .collect();
     let mut out = Counterfactual::default();
-    for (prompt, pool) in pools {
-        let ranked = by_prompt.get(prompt.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-        match analyse_prompt(prompt, pool, ranked, greedy_policies, ks) {
+    for r in results {
+        match r {
             Ok(rows) => out.rows.extend(rows),
             Err(s) => out.skipped.push(s),
         }
@@ -173,7 +181,9 @@ fn analyse_prompt(
     };
     let nlhf = equilibria::maximal_lottery(&orders, n).map_err(skip)?;
     let mut rows = Vec::new();
-    let mut ne_start = vec![1.0 / n as f64; n];
+    // At k = 1 the game is the symmetric two-player majority game, whose equilibrium is the
+    // maximal lottery: start there, then each k from the equilibrium of k − 1.
+    let mut ne_start = nlhf.clone();
     for &k in ks {
         let bound = k as f64 / (k as f64 + 1.0);
         let mut row = |policy: &'static str, x: &[f64]| {

@@ -23,17 +23,45 @@ fn binomials(k: u32) -> Vec<f64> {
 }
 
 /// Σ_j C(k,j) W^{k−j} a^j / (j+1), by the closed form ((W+a)^{k+1} − W^{k+1})/((k+1)a)
-/// when a is not small against W + a (relative error then below ~1e-12), else by the sum.
+/// when a > W (no cancellation to speak of: relative error ~2ε), else by the series in
+/// a/W (positive terms, no cancellation).
 fn share(w: f64, a: f64, k: u32, binom: &[f64]) -> f64 {
     let e = k as i32 + 1;
-    if a > 0.0 && a >= 1e-4 * (w + a) {
+    if a > w {
         return ((w + a).powi(e) - w.powi(e)) / (e as f64 * a);
     }
-    binom
-        .iter()
-        .enumerate()
-        .map(|(j, c)| c * w.powi((k as usize - j) as i32) * a.powi(j as i32) / (j as f64 + 1.0))
-        .sum()
+    share_series(w, a, k, binom).0
+}
+
+/// s(W, a) = Σ_j C(k,j) W^{k−j} a^j / (j+1) with ∂s/∂W and ∂s/∂a, for a ≤ W: as series
+/// in r = a/W ≤ 1 (positive terms; they fall as r^j, so a small a needs few).
+fn share_series(w: f64, a: f64, k: u32, binom: &[f64]) -> (f64, f64, f64) {
+    let ku = k as usize;
+    if ku == 0 {
+        return (1.0, 0.0, 0.0);
+    }
+    let wk1 = w.powi(k as i32 - 1);
+    if a == 0.0 || w == 0.0 {
+        // Only j = 0 (and j = 1 for ∂/∂a) survive at a = 0; w = 0 with a > 0 is never small.
+        return (wk1 * w, ku as f64 * wk1, ku as f64 * wk1 / 2.0);
+    }
+    let r = a / w;
+    let (mut s, mut d_w, mut d_a) = (0.0, 0.0, 0.0);
+    let mut rj = 1.0; // r^j
+    for (j, c) in binom.iter().enumerate() {
+        let jf = j as f64;
+        s += c * rj / (jf + 1.0);
+        d_w += c * (ku - j) as f64 * rj / (jf + 1.0);
+        if j < ku {
+            // the j+1 term of ∂/∂a: C(k,j+1) (j+1) r^j / (j+2)
+            d_a += binom[j + 1] * (jf + 1.0) * rj / (jf + 2.0);
+        }
+        rj *= r;
+        if rj < 1e-18 {
+            break;
+        }
+    }
+    (s * wk1 * w, d_w * wk1, d_a * wk1)
 }
 
 /// u(y; x) for every response y, averaged over participants.
@@ -86,9 +114,16 @@ pub fn ne_k(orders: &[Order], n: usize, k: u32, tol: f64, max_iter: usize) -> Eq
 pub fn ne_k_from(orders: &[Order], start: Vec<f64>, k: u32, tol: f64, max_iter: usize) -> Equilibrium {
     let n = start.len();
     let target = 1.0 / (k as f64 + 1.0);
+    // A good start (the previous k's equilibrium) often has the right support already.
+    let mut best = Equilibrium { distribution: start.clone(), gap: f64::INFINITY, iterations: 0 };
+    if let Some((px, pgap)) = polish(orders, &start, k) {
+        best = Equilibrium { distribution: px, gap: pgap, iterations: 0 };
+        if pgap < tol {
+            return best;
+        }
+    }
     let mut x: Vec<f64> = start.iter().map(|v| 0.99 * v + 0.01 / n as f64).collect();
     let mut prev = payoffs(orders, &x, k);
-    let mut best = Equilibrium { distribution: x.clone(), gap: f64::INFINITY, iterations: 0 };
     // A fixed step; larger ones (e.g. 2(k+1)) oscillate for k >= 3 on random populations.
     let eta = 0.5;
     for it in 0..max_iter {
@@ -100,7 +135,7 @@ pub fn ne_k_from(orders: &[Order], start: Vec<f64>, k: u32, tol: f64, max_iter: 
         if gap < tol {
             break;
         }
-        if it % POLISH_EVERY == POLISH_EVERY - 1
+        if polish_at(it)
             && let Some((px, pgap)) = polish(orders, &x, k)
             && pgap < best.gap
         {
@@ -124,30 +159,35 @@ pub fn ne_k_from(orders: &[Order], start: Vec<f64>, k: u32, tol: f64, max_iter: 
     best
 }
 
-/// Hedge steps between attempts to finish by Newton's method.
-const POLISH_EVERY: usize = 200;
+/// When to try finishing by Newton's method: after 10, 40 and 160 Hedge steps (a warm
+/// start has the support right early), then every 320.
+fn polish_at(it: usize) -> bool {
+    matches!(it + 1, 10 | 40 | 160) || (it + 1).is_multiple_of(320)
+}
 
 /// u(y; x) and its Jacobian J[y][z] = ∂u(y; x)/∂x_z, averaged over participants.
 pub fn payoffs_and_jacobian(orders: &[Order], x: &[f64], k: u32) -> (Vec<f64>, Vec<Vec<f64>>) {
     let n = x.len();
     let binom = binomials(k);
-    let ku = k as usize;
     let mut u = vec![0.0; n];
     let mut jac = vec![vec![0.0; n]; n];
     for order in orders {
         let mut below = 0.0;
         for (pos, &y) in order.iter().enumerate().rev() {
             let a = x[y];
-            u[y] += share(below, a, k, &binom);
-            // ∂/∂W and ∂/∂a of Σ_j C(k,j) W^{k−j} a^j / (j+1), as sums (exact at a = 0).
-            let (mut d_w, mut d_a) = (0.0, 0.0);
-            for (j, c) in binom.iter().enumerate() {
-                if j < ku {
-                    d_w += c * (ku - j) as f64 * below.powi((ku - j - 1) as i32) * a.powi(j as i32) / (j as f64 + 1.0);
-                }
-                if j > 0 {
-                    d_a += c * j as f64 * below.powi((ku - j) as i32) * a.powi(j as i32 - 1) / (j as f64 + 1.0);
-                }
+            // ∂/∂W and ∂/∂a of s = Σ_j C(k,j) W^{k−j} a^j / (j+1): in closed form,
+            // ((W+a)^k − W^k)/a and ((W+a)^k − s)/a, when a > W; else as series.
+            let (d_w, d_a);
+            if a > below {
+                let (t, top, low) = (below + a, (below + a).powi(k as i32), below.powi(k as i32));
+                let s = (top * t - low * below) / ((k as f64 + 1.0) * a);
+                u[y] += s;
+                d_w = (top - low) / a;
+                d_a = (top - s) / a;
+            } else {
+                let (s, dw, da) = share_series(below, a, k, &binom);
+                u[y] += s;
+                (d_w, d_a) = (dw, da);
             }
             jac[y][y] += d_a;
             for &z in &order[pos + 1..] {
@@ -175,6 +215,7 @@ fn polish(orders: &[Order], start: &[f64], k: u32) -> Option<(Vec<f64>, f64)> {
         let mut x = vec![0.0; n];
         let z: f64 = support.iter().map(|&i| start[i]).sum();
         support.iter().for_each(|&i| x[i] = start[i] / z);
+        let (mut last_norm, mut stalled) = (f64::INFINITY, 0);
         for _ in 0..30 {
             let (u, jac) = payoffs_and_jacobian(orders, &x, k);
             let s = support.len();
@@ -190,9 +231,13 @@ fn polish(orders: &[Order], start: &[f64], k: u32) -> Option<(Vec<f64>, f64)> {
             a[s].iter_mut().for_each(|v| *v = 1.0);
             r[s] = support.iter().map(|&i| x[i]).sum::<f64>() - 1.0;
             let norm: f64 = r.iter().map(|v| v * v).sum::<f64>().sqrt();
-            if norm < 1e-15 {
+            // Converged, or at the rounding floor, or stalled (the support is wrong: the
+            // equations have no solution on it, and a mass will go negative).
+            stalled = if norm > 0.5 * last_norm { stalled + 1 } else { 0 };
+            if norm < 1e-15 || (norm < 1e-11 && stalled > 0) || stalled >= 3 {
                 break;
             }
+            last_norm = norm;
             // Normal equations (AᵀA) δ = −Aᵀ r.
             let mut ata = vec![vec![0.0; s]; s];
             let mut atr = vec![0.0; s];
@@ -202,7 +247,12 @@ fn polish(orders: &[Order], start: &[f64], k: u32) -> Option<(Vec<f64>, f64)> {
                 }
                 atr[i] = -(0..=s).map(|row| a[row][i] * r[row]).sum::<f64>();
             }
-            let delta = solve(ata, atr)?;
+            let Some(delta) = solve(ata, atr) else {
+                // Singular on this support: drop its smallest mass and try again.
+                let smallest = *support.iter().min_by(|a, b| x[**a].total_cmp(&x[**b]))?;
+                x[smallest] = -1.0;
+                break;
+            };
             for (d, &i) in delta.iter().zip(&support) {
                 x[i] += d;
             }

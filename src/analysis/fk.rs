@@ -168,6 +168,12 @@ pub fn observations(store: &Store) -> rusqlite::Result<Vec<Observation>> {
             r.get::<_, bool>(7)?,
         ))
     })?;
+    // Every candidate's text, read once (a query per slot would dominate large studies).
+    let texts_by_id: std::collections::HashMap<i64, String> = store
+        .conn()
+        .prepare("SELECT id, text FROM candidates")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::new();
     for row in rows {
         let (participant, policy_a, policy_b, k, slots, cids, choice, no_pref) = row?;
@@ -177,10 +183,7 @@ pub fn observations(store: &Store) -> rusqlite::Result<Vec<Observation>> {
         } else {
             let Some(choice) = choice else { continue };
             let ids: Vec<i64> = cids.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default();
-            let texts: Vec<String> = ids
-                .iter()
-                .map(|&id| store.candidate_by_id(id).ok().flatten().map(|c| c.text).unwrap_or_default())
-                .collect();
+            let texts: Vec<String> = ids.iter().map(|&id| texts_by_id.get(&id).cloned().unwrap_or_default()).collect();
             if texts.len() != slots.len() || choice as usize >= texts.len() {
                 continue;
             }
