@@ -49,7 +49,8 @@ fn report() -> Report {
 }
 
 fn redraw(c: &mut Criterion) {
-    let d = Dashboard { study: "bench".into(), db: "bench.sqlite".into(), report: Some(report()), ..Default::default() };
+    let d =
+        Dashboard { study: "bench".into(), db: "bench.sqlite".into(), report: Some(report()), ..Default::default() };
     let theme = Theme { color: true };
     let mut t = Terminal::new(TestBackend::new(160, 48)).expect("terminal");
     let lines: Vec<String> = (0..46).map(|i| format!("{i:>3} {}", "x".repeat(150))).collect();

@@ -57,26 +57,37 @@ pub fn log_softmax_at(logits: &[f32], i: usize) -> f64 {
 /// The processed distribution over surviving tokens: (token, probability), for tests and
 /// for sampling. `logits` are already repetition-penalised.
 pub fn warp(logits: &[f32], p: &SamplingParams) -> Vec<(u32, f64)> {
+    warp_norm(logits, p).0
+}
+
+/// [`warp`], also returning (max, Σ exp(s − max)) of the scaled logits over every finite
+/// token when no top-k filter removed any: then the softmax before top-p/min-p is the
+/// full one, and at temperature 1 it gives the raw log-probability for free.
+fn warp_norm(logits: &[f32], p: &SamplingParams) -> (Vec<(u32, f64)>, Option<(f64, f64)>) {
     let inv_t = 1.0 / p.temperature as f64;
     // Candidates as (token, scaled logit); filters shrink this list.
     let mut cand: Vec<(u32, f64)> =
         logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as u32, l as f64 * inv_t)).collect();
     if cand.is_empty() {
-        return vec![(argmax(logits) as u32, 1.0)];
+        return (vec![(argmax(logits) as u32, 1.0)], None);
     }
+    let mut filtered = false;
     // top-k: keep every token whose score is >= the k-th largest (ties at the boundary kept).
     if p.top_k > 0 && (p.top_k as usize) < cand.len() {
         let k = p.top_k as usize;
         let mut scores: Vec<f64> = cand.iter().map(|c| c.1).collect();
         let (_, kth, _) = scores.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
         let kth = *kth;
+        let before = cand.len();
         cand.retain(|c| c.1 >= kth);
+        filtered = cand.len() < before;
     }
     // Softmax over survivors.
     let max = cand.iter().map(|c| c.1).fold(f64::NEG_INFINITY, f64::max);
     let mut probs: Vec<(u32, f64)> = cand.iter().map(|&(t, s)| (t, (s - max).exp())).collect();
     let z: f64 = probs.iter().map(|c| c.1).sum();
     probs.iter_mut().for_each(|c| c.1 /= z);
+    let norm = (!filtered).then_some((max, z));
     // top-p (HF): sorted ascending, drop tokens whose cumulative mass is <= 1 - top_p, keep
     // at least one. Equivalently, in descending order keep a token while the mass strictly
     // above it is < top_p. Only the head of the distribution is sorted.
@@ -93,7 +104,7 @@ pub fn warp(logits: &[f32], p: &SamplingParams) -> Vec<(u32, f64)> {
         let z: f64 = probs.iter().map(|c| c.1).sum();
         probs.iter_mut().for_each(|c| c.1 /= z);
     }
-    probs
+    (probs, norm)
 }
 
 /// Descending by probability, ties by token id (a deterministic order).
@@ -101,29 +112,48 @@ fn desc(a: &(u32, f64), b: &(u32, f64)) -> std::cmp::Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
+/// The smallest set of most probable tokens whose mass reaches `top_p` (HF: a token is kept
+/// while the mass strictly above it is < top_p; at least one), found by quickselect on the
+/// mass in expected O(n): no sort, however many tokens the set needs (a flat distribution
+/// at temperature 1 can need hundreds). The kept tokens are left in partition order, which
+/// is deterministic for given logits.
 fn top_p_head(mut probs: Vec<(u32, f64)>, top_p: f64) -> Vec<(u32, f64)> {
-    let n = probs.len();
-    let mut head = 64.min(n);
-    loop {
-        if head < n {
-            probs.select_nth_unstable_by(head - 1, desc);
+    // Invariant: probs[..lo] are the lo most probable tokens, their mass `acc` < top_p,
+    // and the kept set ends at or before hi.
+    let (mut lo, mut hi) = (0usize, probs.len());
+    let mut acc = 0.0;
+    let keep = loop {
+        if lo >= hi {
+            break lo;
         }
-        probs[..head].sort_unstable_by(desc);
-        let mut above = 0.0;
-        let mut keep = 0;
-        for c in &probs[..head] {
-            if keep > 0 && above >= top_p {
-                break;
+        // Median-of-three pivot, moved to the end of the range.
+        let mid = lo + (hi - lo) / 2;
+        let mut idx = [lo, mid, hi - 1];
+        idx.sort_unstable_by(|&a, &b| desc(&probs[a], &probs[b]));
+        probs.swap(idx[1], hi - 1);
+        let pivot = probs[hi - 1];
+        // Tokens ranked above the pivot first, then the pivot.
+        let mut g = lo;
+        for i in lo..hi - 1 {
+            if desc(&probs[i], &pivot).is_lt() {
+                probs.swap(i, g);
+                g += 1;
             }
-            above += c.1;
-            keep += 1;
         }
-        if keep < head || head == n {
-            probs.truncate(keep.max(1));
-            return probs;
+        probs.swap(g, hi - 1);
+        let above: f64 = probs[lo..g].iter().map(|c| c.1).sum();
+        if g > lo && acc + above >= top_p {
+            hi = g;
+            continue;
         }
-        head = (head * 4).min(n);
-    }
+        acc += above + pivot.1;
+        if acc >= top_p {
+            break g + 1;
+        }
+        lo = g + 1;
+    };
+    probs.truncate(keep.max(1));
+    probs
 }
 
 /// One row's sampler: its RNG and the tokens its sequence holds (for the repetition penalty).
@@ -177,7 +207,7 @@ impl RowSampler {
             }
             chosen as u32
         } else {
-            let dist = warp(logits, p);
+            let (dist, norm) = warp_norm(logits, p);
             let u: f64 = self.rng.random();
             let mut acc = 0.0;
             let mut chosen = dist.last().map_or(0, |c| c.0);
@@ -187,6 +217,13 @@ impl RowSampler {
                     chosen = t;
                     break;
                 }
+            }
+            if let Some((max, z)) = norm
+                && p.temperature == 1.0
+                && p.repetition_penalty == 1.0
+            {
+                // The softmax before top-p/min-p was the raw model's: reuse its normaliser.
+                raw_logprob = Some(logits[chosen as usize] as f64 - max - z.ln());
             }
             chosen
         };
@@ -321,6 +358,44 @@ mod tests {
         assert_eq!(t, 2);
         let want = softmax(&[1.0, 2.0, 3.0])[2].ln();
         assert!((lp - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn top_p_selection_equals_a_full_sort_on_random_distributions() {
+        use rand::SeedableRng;
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for trial in 0..20 {
+            // Spread varies from flat to peaked; a few exact ties.
+            let spread = 0.5 + trial as f32 * 0.4;
+            let mut l: Vec<f32> = (0..2048).map(|_| (rng.random::<f32>() - 0.5) * spread * 8.0).collect();
+            l[7] = l[8];
+            for top_p in [0.05f32, 0.5, 0.9, 0.95, 0.999] {
+                let got: std::collections::BTreeSet<u32> =
+                    dist(&l, SamplingParams { top_p, ..Default::default() }).iter().map(|c| c.0).collect();
+                // Reference: HF's rule on a full descending sort.
+                let mut probs: Vec<(u32, f64)> = warp(&l, &SamplingParams::default());
+                probs.sort_by(desc);
+                let (mut above, mut want) = (0.0, std::collections::BTreeSet::new());
+                for c in &probs {
+                    if !want.is_empty() && above >= top_p as f64 {
+                        break;
+                    }
+                    above += c.1;
+                    want.insert(c.0);
+                }
+                assert_eq!(got, want, "trial {trial}, top_p {top_p}");
+            }
+        }
+    }
+
+    #[test]
+    fn reused_normaliser_gives_the_raw_log_probability() {
+        let l: Vec<f32> = (0..300).map(|i| ((i * 37 % 101) as f32) / 17.0).collect();
+        let mut s = RowSampler::new(9, &[]);
+        for _ in 0..20 {
+            let (t, lp) = s.next(&l, &SamplingParams { top_p: 0.9, ..Default::default() });
+            assert!((lp - log_softmax_at(&l, t as usize)).abs() < 1e-9, "{lp}");
+        }
     }
 
     #[test]
