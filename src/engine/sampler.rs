@@ -60,10 +60,13 @@ pub fn warp(logits: &[f32], p: &SamplingParams) -> Vec<(u32, f64)> {
     warp_norm(logits, p).0
 }
 
+/// (max, Σ exp(s − max)) of a softmax.
+type Normaliser = (f64, f64);
+
 /// [`warp`], also returning (max, Σ exp(s − max)) of the scaled logits over every finite
 /// token when no top-k filter removed any: then the softmax before top-p/min-p is the
 /// full one, and at temperature 1 it gives the raw log-probability for free.
-fn warp_norm(logits: &[f32], p: &SamplingParams) -> (Vec<(u32, f64)>, Option<(f64, f64)>) {
+fn warp_norm(logits: &[f32], p: &SamplingParams) -> (Vec<(u32, f64)>, Option<Normaliser>) {
     let inv_t = 1.0 / p.temperature as f64;
     // Candidates as (token, scaled logit); filters shrink this list.
     let mut cand: Vec<(u32, f64)> =
