@@ -243,9 +243,23 @@ fn draw_chart(f: &mut Frame, area: Rect, r: &Report, theme: Theme) {
         }
         points.push((format!("{a} vs {b}"), c, rows.iter().map(|x| (x.k as f64 + dx, x.rate)).collect()));
     }
+    // Without colour (NO_COLOR) the series differ by marker, named in the legend.
+    let mono = !theme.color;
+    let named = |label: &str, symbol: &str| if mono { format!("{label} {symbol}") } else { label.to_string() };
+    let curve_marker = |label: &str| match (mono, label) {
+        (false, _) => Marker::Braille,
+        (true, "NE_k") => Marker::Dot,
+        (true, "NLHF^k") => Marker::Bar,
+        (true, _) => Marker::Quadrant,
+    };
+    let curve_symbol = |label: &str| match label {
+        "NE_k" => "•",
+        "NLHF^k" => "▄",
+        _ => "▚",
+    };
     let mut datasets = vec![
         Dataset::default()
-            .name("k/(k+1)")
+            .name(named("k/(k+1)", "⠒"))
             .marker(Marker::Braille)
             .graph_type(GraphType::Line)
             .style(theme.style(Color::White))
@@ -254,8 +268,8 @@ fn draw_chart(f: &mut Frame, area: Rect, r: &Report, theme: Theme) {
     for (label, c, pts) in &curves {
         datasets.push(
             Dataset::default()
-                .name(*label)
-                .marker(Marker::Braille)
+                .name(named(label, curve_symbol(label)))
+                .marker(curve_marker(label))
                 .graph_type(GraphType::Line)
                 .style(theme.style(*c))
                 .data(pts),
@@ -269,8 +283,8 @@ fn draw_chart(f: &mut Frame, area: Rect, r: &Report, theme: Theme) {
     for (label, c, pts) in &points {
         datasets.push(
             Dataset::default()
-                .name(label.clone())
-                .marker(Marker::Dot)
+                .name(named(label, "█"))
+                .marker(if mono { Marker::Block } else { Marker::Dot })
                 .graph_type(GraphType::Scatter)
                 .style(theme.style(*c).add_modifier(Modifier::BOLD))
                 .data(pts),
