@@ -159,7 +159,9 @@ fn analyse_prompt(
     }
     if orders.is_empty() {
         return Err(skip(format!(
-            "no participant ranked all {n} responses of the pool; add an order block with m = {n}, or more rank trials"
+            "no participant ranked all {n} distinct responses of the pool ({} candidates); add an order block with m = {} over the rank policies, or more rank trials",
+            pool.len(),
+            pool.len().min(16)
         )));
     }
     let with =
