@@ -4,15 +4,13 @@
 #[derive(clap::Args)]
 pub struct Cmd {
     #[command(flatten)]
-    target: super::StudyArgs,
-    #[command(flatten)]
-    analysis: super::stats::AnalysisArgs,
+    report: super::stats::ReportArgs,
 }
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let (study, store) = self.target.open_existing()?;
-        let opts = self.analysis.options(&study);
+        let (study, store) = self.report.target.open_existing()?;
+        let opts = self.report.analysis.options(&study);
         let db = store.path().to_path_buf();
         drop(store);
         crate::tui::dashboard::run(study, db, opts)

@@ -15,9 +15,7 @@ use crate::analysis::report::Report;
 #[derive(clap::Args)]
 pub struct Cmd {
     #[command(flatten)]
-    target: super::StudyArgs,
-    #[command(flatten)]
-    analysis: super::stats::AnalysisArgs,
+    report: super::stats::ReportArgs,
     /// Output file; its extension (.svg or .png) picks the format
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
@@ -49,8 +47,7 @@ impl Cmd {
             Some("png") => Format::Png,
             _ => bail!("--out {}: the file name must end in .svg or .png", self.out.display()),
         };
-        let (study, store) = self.target.open_existing()?;
-        let report = Report::compute(&study, &store, &self.analysis.options(&study))?;
+        let report = self.report.compute()?;
         write(&report, &self.out, format, self.size)?;
         println!("wrote {}", self.out.display());
         Ok(())

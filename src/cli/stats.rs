@@ -9,12 +9,27 @@ use crate::analysis::report::{Options, Report};
 #[derive(clap::Args)]
 pub struct Cmd {
     #[command(flatten)]
-    target: super::StudyArgs,
-    #[command(flatten)]
-    analysis: AnalysisArgs,
+    report: ReportArgs,
     /// Machine-readable output (schema in README.md)
     #[arg(long)]
     json: bool,
+}
+
+/// A study's database and the analysis settings: what stats, plot and dashboard read.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub target: super::StudyArgs,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+}
+
+impl ReportArgs {
+    /// Opens the study's existing database and computes the report once.
+    pub fn compute(&self) -> anyhow::Result<Report> {
+        let (study, store) = self.target.open_existing()?;
+        Ok(Report::compute(&study, &store, &self.analysis.options(&study))?)
+    }
 }
 
 /// Settings of the analysis, shared by stats, plot and dashboard.
@@ -48,8 +63,7 @@ impl AnalysisArgs {
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let (study, store) = self.target.open_existing()?;
-        let report = Report::compute(&study, &store, &self.analysis.options(&study))?;
+        let report = self.report.compute()?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
