@@ -192,19 +192,15 @@ impl ChordRefit {
             mm.step(&t, &mut up);
             t[j] -= 2.0 * h;
             mm.step(&t, &mut down);
-            for i in 0..n {
-                a[i][j] = f64::from(u8::from(i == j)) - (up[i] - down[i]) / (2.0 * h);
+            for (i, row) in a.iter_mut().enumerate() {
+                row[j] = f64::from(u8::from(i == j)) - (up[i] - down[i]) / (2.0 * h);
             }
         }
-        // Columns of (I − J)⁻¹, one solve per unit vector.
-        let mut inv = vec![vec![0.0; n]; n];
-        for j in 0..n {
-            let e: Vec<f64> = (0..n).map(|i| f64::from(u8::from(i == j))).collect();
-            let col = super::equilibria::solve(a.clone(), e)?;
-            for i in 0..n {
-                inv[i][j] = col[i];
-            }
-        }
+        // (I − J)⁻¹ by columns, one solve per unit vector, then transposed into rows.
+        let cols: Vec<Vec<f64>> = (0..n)
+            .map(|j| super::equilibria::solve(a.clone(), (0..n).map(|i| f64::from(u8::from(i == j))).collect()))
+            .collect::<Option<_>>()?;
+        let inv = (0..n).map(|i| cols.iter().map(|c| c[i]).collect()).collect();
         Some(Self { fit: fit.to_vec(), inv })
     }
 
