@@ -144,15 +144,19 @@ pub(crate) fn render_fk(rows: &[FkRow]) -> String {
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<12} {:<12} {:>3} {:>5} {:>5} {:>7.3}  [{:.3}, {:.3}]    [{:.3}, {:.3}]    {:>7.3}\n",
+            "{:<12} {:<12} {:>3} {:>5} {:>5} {:>7.3}  {:<17} [{:.3}, {:.3}]    {:>7.3}\n",
             r.policy_a,
             r.policy_b,
             r.k,
             r.n,
             r.participants,
             r.rate,
-            r.ci_low,
-            r.ci_high,
+            // One participant gives no spread to resample: no cluster interval.
+            if r.ci_low.is_finite() {
+                format!("[{:.3}, {:.3}]", r.ci_low, r.ci_high)
+            } else {
+                "- (1 participant)".into()
+            },
             r.wilson_low,
             r.wilson_high,
             r.bound
