@@ -141,3 +141,47 @@ pub fn progress(store: &Store) -> rusqlite::Result<Progress> {
         trials: trials as usize,
     })
 }
+
+/// What an f(k) chart of a report shows, computed once for `plot` and `dashboard`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FkChart {
+    /// The x axis runs over k = 1..=k_max (at least 2).
+    pub k_max: u32,
+    /// The y axis runs from y_min (a tenth below every point, interval and curve) to 1.
+    pub y_min: f64,
+    /// The (A, B) pairs of the f(k) rows, in order of first appearance.
+    pub pairs: Vec<(String, String)>,
+    /// Mean certified f(k) over prompts per (policy, k).
+    pub certified: BTreeMap<(&'static str, u32), (f64, usize)>,
+}
+
+impl FkChart {
+    pub fn of(r: &Report) -> Self {
+        let certified = counterfactual::mean_certified(&r.equilibria);
+        let k_max = r.fk.iter().map(|x| x.k).chain(certified.keys().map(|(_, k)| *k)).max().unwrap_or(8).max(2);
+        let low =
+            r.fk.iter()
+                .map(|x| if x.ci_low.is_finite() { x.ci_low } else { x.rate })
+                .chain(certified.values().map(|(v, _)| *v))
+                .fold(0.5f64, f64::min);
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for x in &r.fk {
+            let p = (x.policy_a.clone(), x.policy_b.clone());
+            if !pairs.contains(&p) {
+                pairs.push(p);
+            }
+        }
+        Self { k_max, y_min: ((low - 0.05) * 10.0).floor().max(0.0) / 10.0, pairs, certified }
+    }
+
+    /// The mean certified curve of one policy (`ne`, `nlhf`, `base`, `greedy`) as (k, rate).
+    pub fn curve(&self, policy: &str) -> Vec<(f64, f64)> {
+        self.certified.iter().filter(|((p, _), _)| *p == policy).map(|((_, k), (v, _))| (*k as f64, *v)).collect()
+    }
+
+    /// The f(k) rows of pair `i`.
+    pub fn rows<'a>(&self, r: &'a Report, i: usize) -> Vec<&'a FkRow> {
+        let (a, b) = &self.pairs[i];
+        r.fk.iter().filter(|x| &x.policy_a == a && &x.policy_b == b).collect()
+    }
+}

@@ -8,8 +8,7 @@ use anyhow::{Context, anyhow, bail};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::analysis::counterfactual;
-use crate::analysis::report::Report;
+use crate::analysis::report::{FkChart, Report};
 
 /// Draw the f(k) figure as SVG or PNG
 #[derive(clap::Args)]
@@ -102,15 +101,8 @@ where
 {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e}");
     root.fill(&WHITE).map_err(err)?;
-    let mean = counterfactual::mean_certified(&report.equilibria);
-    let k_max = report.fk.iter().map(|r| r.k).chain(mean.keys().map(|(_, k)| *k)).max().unwrap_or(8).max(2);
-    let y_min = report
-        .fk
-        .iter()
-        .map(|r| if r.ci_low.is_finite() { r.ci_low } else { r.rate })
-        .chain(mean.values().map(|(v, _)| *v))
-        .fold(0.5f64, f64::min);
-    let y_min = ((y_min - 0.05) * 10.0).floor().max(0.0) / 10.0;
+    let fk_chart = FkChart::of(report);
+    let (k_max, y_min) = (fk_chart.k_max, fk_chart.y_min);
     let mut chart = ChartBuilder::on(&root)
         .caption(format!("Win rate of k samples: {}", report.study), ("sans-serif", 26))
         .margin(20)
@@ -143,8 +135,7 @@ where
             .into_iter()
             .enumerate()
     {
-        let pts: Vec<(f64, f64)> =
-            mean.iter().filter(|((p, _), _)| *p == policy).map(|((_, k), (v, _))| (*k as f64, *v)).collect();
+        let pts = fk_chart.curve(policy);
         if pts.is_empty() {
             continue;
         }
@@ -158,16 +149,11 @@ where
         chart.draw_series(pts.into_iter().map(move |p| Cross::new(p, 4, style))).map_err(err)?;
     }
     // Empirical points with 95% cluster-bootstrap intervals, one colour and offset per pair.
-    let mut pairs: Vec<(&str, &str)> = report.fk.iter().map(|r| (r.policy_a.as_str(), r.policy_b.as_str())).collect();
-    pairs.dedup();
-    let pairs: Vec<(&str, &str)> = {
-        let mut seen = std::collections::BTreeSet::new();
-        pairs.into_iter().filter(|p| seen.insert(*p)).collect()
-    };
+    let pairs = &fk_chart.pairs;
     for (i, (a, b)) in pairs.iter().enumerate() {
         let c = COLOURS[i % 3];
         let dx = (i as f64 - (pairs.len() as f64 - 1.0) / 2.0) * 0.08;
-        let rows: Vec<_> = report.fk.iter().filter(|r| r.policy_a == *a && r.policy_b == *b).collect();
+        let rows = fk_chart.rows(report, i);
         chart
             .draw_series(
                 rows.iter().filter(|r| r.ci_low.is_finite()).map(|r| {

@@ -19,8 +19,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, LegendPosition, Paragraph, Wrap};
 
 use super::draw::Theme;
-use crate::analysis::counterfactual;
-use crate::analysis::report::{Options, Report};
+use crate::analysis::report::{FkChart, Options, Report};
 use crate::store::Store;
 use crate::study::Study;
 
@@ -197,19 +196,13 @@ pub fn draw(f: &mut Frame, d: &Dashboard, theme: Theme) {
     };
     let side = (body.width / 3).clamp(34, 56);
     let [chart_area, side_area] = Layout::horizontal([Constraint::Min(0), Constraint::Length(side)]).areas(body);
-    draw_chart(f, chart_area, r, theme);
-    draw_side(f, side_area, r, theme);
+    let chart = FkChart::of(r);
+    draw_chart(f, chart_area, r, &chart, theme);
+    draw_side(f, side_area, r, &chart, theme);
 }
 
-fn draw_chart(f: &mut Frame, area: Rect, r: &Report, theme: Theme) {
-    let mean = counterfactual::mean_certified(&r.equilibria);
-    let k_max = r.fk.iter().map(|x| x.k).chain(mean.keys().map(|(_, k)| *k)).max().unwrap_or(8).max(2);
-    let y_min =
-        r.fk.iter()
-            .map(|x| if x.ci_low.is_finite() { x.ci_low } else { x.rate })
-            .chain(mean.values().map(|(v, _)| *v))
-            .fold(0.5f64, f64::min);
-    let y_min = ((y_min - 0.05) * 10.0).floor().max(0.0) / 10.0;
+fn draw_chart(f: &mut Frame, area: Rect, r: &Report, chart: &FkChart, theme: Theme) {
+    let (k_max, y_min) = (chart.k_max, chart.y_min);
     // The datasets borrow their points: build every series first.
     let bound: Vec<(f64, f64)> = (0..=4 * k_max)
         .map(|i| 1.0 + (k_max - 1) as f64 * i as f64 / (4 * k_max) as f64)
@@ -218,24 +211,16 @@ fn draw_chart(f: &mut Frame, area: Rect, r: &Report, theme: Theme) {
     let curves: Vec<Series<&str>> = [("NE_k", Color::Magenta), ("NLHF^k", Color::Red), ("base^k", Color::Blue)]
         .into_iter()
         .zip(["ne", "nlhf", "base"])
-        .map(|((label, c), p)| {
-            (label, c, mean.iter().filter(|((q, _), _)| *q == p).map(|((_, k), (v, _))| (*k as f64, *v)).collect())
-        })
+        .map(|((label, c), p)| (label, c, chart.curve(p)))
         .filter(|(_, _, pts): &Series<&str>| !pts.is_empty())
         .collect();
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for x in &r.fk {
-        let p = (x.policy_a.clone(), x.policy_b.clone());
-        if !pairs.contains(&p) {
-            pairs.push(p);
-        }
-    }
+    let pairs = &chart.pairs;
     let mut points: Vec<Series<String>> = Vec::new();
     let mut bars: Vec<(Color, [(f64, f64); 2])> = Vec::new();
     for (i, (a, b)) in pairs.iter().enumerate() {
         let c = PAIR_COLOURS[i % PAIR_COLOURS.len()];
         let dx = (i as f64 - (pairs.len() as f64 - 1.0) / 2.0) * 0.12;
-        let rows: Vec<_> = r.fk.iter().filter(|x| &x.policy_a == a && &x.policy_b == b).collect();
+        let rows = chart.rows(r, i);
         for x in &rows {
             if x.ci_low.is_finite() {
                 bars.push((c, [(x.k as f64 + dx, x.ci_low), (x.k as f64 + dx, x.ci_high)]));
@@ -293,16 +278,16 @@ fn draw_chart(f: &mut Frame, area: Rect, r: &Report, theme: Theme) {
     let x_labels: Vec<Span> = [1, k_max.div_ceil(2), k_max].into_iter().map(|k| Span::raw(k.to_string())).collect();
     let y_labels: Vec<Span> =
         [y_min, (y_min + 1.0) / 2.0, 1.0].into_iter().map(|y| Span::raw(format!("{y:.2}"))).collect();
-    let chart = Chart::new(datasets)
+    let widget = Chart::new(datasets)
         .block(Block::bordered().title(" f(k): observed (dots, 95% CI bars) · k/(k+1) · certified over the pools "))
         .x_axis(Axis::default().title("k").bounds([0.5, k_max as f64 + 0.5]).labels(x_labels))
         .y_axis(Axis::default().title("win rate").bounds([y_min, 1.0]).labels(y_labels))
         .legend_position(Some(LegendPosition::BottomRight))
         .hidden_legend_constraints((Constraint::Percentage(60), Constraint::Percentage(60)));
-    f.render_widget(chart, area);
+    f.render_widget(widget, area);
 }
 
-fn draw_side(f: &mut Frame, area: Rect, r: &Report, theme: Theme) {
+fn draw_side(f: &mut Frame, area: Rect, r: &Report, chart: &FkChart, theme: Theme) {
     let p = &r.progress;
     let pct = if p.trials > 0 { 100.0 * p.answered as f64 / p.trials as f64 } else { 0.0 };
     let mut lines = vec![
@@ -333,7 +318,7 @@ fn draw_side(f: &mut Frame, area: Rect, r: &Report, theme: Theme) {
     }
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled("Certified (pool, mean)", Style::default().add_modifier(Modifier::BOLD))));
-    let mean = counterfactual::mean_certified(&r.equilibria);
+    let mean = &chart.certified;
     if mean.is_empty() {
         lines.push(Line::from(" needs rankings of whole pools"));
     } else {
