@@ -12,7 +12,8 @@
 //! Policies: `base` (the pool's empirical distribution), `greedy` (a point mass on the
 //! text of a temperature-0 policy, when one is in the pool), `nlhf` (the maximal lottery of
 //! the participants' pairwise majorities, by LP) and `ne` (a symmetric equilibrium of the
-//! (k+1)-player game, by optimistic Hedge). For each: the certified f(k) = 1 − max_y u(y; x)
+//! (k+1)-player game: `equilibria::ne_k_from`, Newton on the support from a warm start,
+//! optimistic Hedge when the support guess fails). For each: the certified f(k) = 1 − max_y u(y; x)
 //! and the gap max_y u(y; x) − 1/(k+1) (zero exactly at an equilibrium).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -21,8 +22,9 @@ use serde::Serialize;
 
 use super::equilibria::{self, Order};
 use super::ranking::Ranking;
+use crate::store::Candidate;
 
-/// Hedge stops when the equal-share gap is below this.
+/// NE_k is solved until the equal-share gap is below this.
 pub const NE_TOLERANCE: f64 = 1e-6;
 /// Hedge steps allowed per (prompt, k); the gap reached is reported either way.
 pub const NE_MAX_ITER: usize = 20_000;
@@ -215,21 +217,16 @@ fn analyse_prompt(
 }
 
 /// The pools of every prompt: candidates of `policies` (the ones rank blocks draw from).
-pub fn pools(
-    store: &crate::store::Store,
-    policies: &BTreeSet<String>,
-) -> rusqlite::Result<BTreeMap<String, Vec<PoolCandidate>>> {
-    let mut st = store.conn().prepare("SELECT id, policy, prompt_id, text FROM candidates ORDER BY id")?;
+pub fn pools(candidates: &[Candidate], policies: &BTreeSet<String>) -> BTreeMap<String, Vec<PoolCandidate>> {
     let mut out: BTreeMap<String, Vec<PoolCandidate>> = BTreeMap::new();
-    for row in st.query_map([], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
-    })? {
-        let (id, policy, prompt, text) = row?;
-        if policies.contains(&policy) {
-            out.entry(prompt).or_default().push(PoolCandidate { id, policy, text });
-        }
+    for c in candidates.iter().filter(|c| policies.contains(&c.policy)) {
+        out.entry(c.prompt_id.clone()).or_default().push(PoolCandidate {
+            id: c.id,
+            policy: c.policy.clone(),
+            text: c.text.clone(),
+        });
     }
-    Ok(out)
+    out
 }
 
 /// Mean certified f(k) over the analysed prompts, per (policy, k): the curves of a plot.

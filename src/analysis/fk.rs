@@ -151,6 +151,20 @@ pub fn compute(obs: &[Observation], replicates: usize, seed: u64) -> Vec<FkRow> 
 
 /// Reads every answered best_of_k trial from the store.
 pub fn observations(store: &Store) -> rusqlite::Result<Vec<Observation>> {
+    let texts: std::collections::HashMap<i64, String> = store
+        .conn()
+        .prepare("SELECT id, text FROM candidates")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let by_id = texts.iter().map(|(id, t)| (*id, t.as_str())).collect();
+    observations_with(store, &by_id)
+}
+
+/// [`observations`] with every candidate's text already read (`texts_by_id`).
+pub fn observations_with(
+    store: &Store,
+    texts_by_id: &std::collections::HashMap<i64, &str>,
+) -> rusqlite::Result<Vec<Observation>> {
     let mut st = store.conn().prepare(
         "SELECT t.participant_id, t.policy_a, t.policy_b, t.k, t.slots, t.candidate_ids, a.choice, a.no_preference
          FROM trials t JOIN answers a ON a.trial_id = t.id
@@ -168,12 +182,6 @@ pub fn observations(store: &Store) -> rusqlite::Result<Vec<Observation>> {
             r.get::<_, bool>(7)?,
         ))
     })?;
-    // Every candidate's text, read once (a query per slot would dominate large studies).
-    let texts_by_id: std::collections::HashMap<i64, String> = store
-        .conn()
-        .prepare("SELECT id, text FROM candidates")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::new();
     for row in rows {
         let (participant, policy_a, policy_b, k, slots, cids, choice, no_pref) = row?;
@@ -183,7 +191,8 @@ pub fn observations(store: &Store) -> rusqlite::Result<Vec<Observation>> {
         } else {
             let Some(choice) = choice else { continue };
             let ids: Vec<i64> = cids.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default();
-            let texts: Vec<String> = ids.iter().map(|&id| texts_by_id.get(&id).cloned().unwrap_or_default()).collect();
+            let texts: Vec<String> =
+                ids.iter().map(|&id| texts_by_id.get(&id).map_or_else(String::new, |t| t.to_string())).collect();
             if texts.len() != slots.len() || choice as usize >= texts.len() {
                 continue;
             }

@@ -11,7 +11,7 @@ use super::diversity::{self, Diversity};
 use super::fk::{self, FkRow};
 use super::quality::{self, Quality};
 use super::ranking::{self, Ranking, Worth};
-use crate::store::Store;
+use crate::store::{Candidate, Store};
 use crate::study::{Design, PolicySource, Study};
 
 #[derive(Debug, Clone)]
@@ -67,7 +67,10 @@ pub struct Report {
 
 impl Report {
     pub fn compute(study: &Study, store: &Store, opts: &Options) -> rusqlite::Result<Self> {
-        let fk = fk::compute(&fk::observations(store)?, opts.replicates, study.seed);
+        // Every candidate is read once and serves f(k), the pools and diversity.
+        let candidates = all_candidates(store)?;
+        let texts: std::collections::HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
+        let fk = fk::compute(&fk::observations_with(store, &texts)?, opts.replicates, study.seed);
         let groups = ranking::rank_observations(store)?;
         let rankings = ranking::rankings_of(&groups);
         let population = ranking::population_worths(&groups, opts.worth_replicates, study.seed);
@@ -90,7 +93,7 @@ impl Report {
         let Counterfactual { rows: equilibria, skipped: equilibria_skipped } = if rank_policies.is_empty() {
             Counterfactual::default()
         } else {
-            counterfactual::analyse(&counterfactual::pools(store, &rank_policies)?, &rankings, &greedy, &ks)
+            counterfactual::analyse(&counterfactual::pools(&candidates, &rank_policies), &rankings, &greedy, &ks)
         };
         Ok(Self {
             study: study.name.clone(),
@@ -101,31 +104,47 @@ impl Report {
             population,
             equilibria,
             equilibria_skipped,
-            diversity: pool_diversity(study, store)?,
+            diversity: pool_diversity(study, &candidates),
             quality: quality::quality(store, opts.too_fast_ms)?,
         })
     }
 }
 
-/// Diversity of every (policy, prompt) pool, read in one query.
-pub fn pool_diversity(study: &Study, store: &Store) -> rusqlite::Result<Vec<Diversity>> {
-    let mut st = store.conn().prepare("SELECT policy, prompt_id, text FROM candidates ORDER BY sample_index")?;
-    let mut pools: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
-        let (policy, prompt, text) = row?;
-        pools.entry((policy, prompt)).or_default().push(text);
+/// Every stored candidate, by id.
+pub fn all_candidates(store: &Store) -> rusqlite::Result<Vec<Candidate>> {
+    store
+        .conn()
+        .prepare("SELECT id, policy, prompt_id, sample_index, text FROM candidates ORDER BY id")?
+        .query_map([], |r| {
+            Ok(Candidate {
+                id: r.get(0)?,
+                policy: r.get(1)?,
+                prompt_id: r.get(2)?,
+                sample_index: r.get(3)?,
+                text: r.get(4)?,
+            })
+        })?
+        .collect()
+}
+
+/// Diversity of every (policy, prompt) pool, its texts in sample order.
+pub fn pool_diversity(study: &Study, candidates: &[Candidate]) -> Vec<Diversity> {
+    let mut pools: BTreeMap<(&str, &str), Vec<(u32, &str)>> = BTreeMap::new();
+    for c in candidates {
+        pools.entry((c.policy.as_str(), c.prompt_id.as_str())).or_default().push((c.sample_index, c.text.as_str()));
     }
     let mut out = Vec::new();
     // In the study's order of policies and prompts.
     for policy in &study.policies {
         for prompt in &study.prompts {
-            if let Some(texts) = pools.get(&(policy.name.clone(), prompt.id.clone())) {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            if let Some(texts) = pools.get_mut(&(policy.name.as_str(), prompt.id.as_str())) {
+                texts.sort_unstable_by_key(|t| t.0);
+                let refs: Vec<&str> = texts.iter().map(|t| t.1).collect();
                 out.push(diversity::diversity(&policy.name, &prompt.id, &refs));
             }
         }
     }
-    Ok(out)
+    out
 }
 
 pub fn progress(store: &Store) -> rusqlite::Result<Progress> {
