@@ -259,3 +259,11 @@ fn dashboard_watcher_recomputes_when_another_connection_writes() {
     simulate(&s, &mut store, 3, &Population::Cyclic, 99).unwrap();
     assert_eq!(next_ready().progress.participants, 8);
 }
+
+#[test]
+fn zero_bootstrap_replicates_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    full_pool_study(dir.path());
+    let (ok, _, err) = ualign(dir.path(), &["stats", "full.toml", "--replicates", "0"]);
+    assert!(!ok && err.contains("--replicates") && err.contains("0"), "{err}");
+}

@@ -87,6 +87,9 @@ pub fn cluster_bootstrap(per_participant: &[(f64, usize)], replicates: usize, se
     if n_p == 0 {
         return (0.0, 1.0);
     }
+    if replicates == 0 {
+        return (f64::NAN, f64::NAN);
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut rates: Vec<f64> = (0..replicates)
         .map(|_| {

@@ -36,8 +36,8 @@ impl ReportArgs {
 #[derive(clap::Args, Clone)]
 pub struct AnalysisArgs {
     /// Bootstrap replicates for the f(k) intervals
-    #[arg(long, default_value_t = 2000)]
-    replicates: usize,
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    replicates: u32,
     /// Bootstrap replicates for the population Plackett–Luce worths
     #[arg(long, default_value_t = 200)]
     worth_replicates: usize,
@@ -53,7 +53,7 @@ impl AnalysisArgs {
     pub fn options(&self, study: &crate::study::Study) -> Options {
         let d = Options::for_study(study);
         Options {
-            replicates: self.replicates,
+            replicates: self.replicates as usize,
             worth_replicates: self.worth_replicates,
             too_fast_ms: self.too_fast_ms,
             k_max: self.k_max.unwrap_or(d.k_max),
