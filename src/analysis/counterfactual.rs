@@ -188,10 +188,14 @@ fn analyse_prompt(
     // At k = 1 the game is the symmetric two-player majority game, whose equilibrium is the
     // maximal lottery: start there, then each k from the equilibrium of k − 1.
     let mut ne_start = nlhf.clone();
+    // The fixed policies' payoffs for every k in one pass each.
+    let k_max = ks.iter().copied().max().unwrap_or(0);
+    let fixed = |x: &Vec<f64>| equilibria::payoffs_up_to(&orders, x, k_max);
+    let (base_u, greedy_u, nlhf_u) = (fixed(&base), greedy.as_ref().map(fixed), fixed(&nlhf));
     for &k in ks {
         let bound = k as f64 / (k as f64 + 1.0);
-        let mut row = |policy: &'static str, x: &[f64]| {
-            let u = equilibria::payoffs(&orders, x, k);
+        let at = |u: &[Vec<f64>]| u[k as usize - 1].clone();
+        let mut row = |policy: &'static str, x: &[f64], u: Vec<f64>| {
             let worst = u.iter().copied().fold(0.0, f64::max);
             rows.push(EquilibriumRow {
                 prompt: prompt.to_string(),
@@ -204,13 +208,13 @@ fn analyse_prompt(
                 participants: orders.len(),
             });
         };
-        row("base", &base);
-        if let Some(g) = &greedy {
-            row("greedy", g);
+        row("base", &base, at(&base_u));
+        if let (Some(g), Some(gu)) = (&greedy, &greedy_u) {
+            row("greedy", g, at(gu));
         }
-        row("nlhf", &nlhf);
+        row("nlhf", &nlhf, at(&nlhf_u));
         let ne = equilibria::ne_k_from(&orders, ne_start, k, NE_TOLERANCE, NE_MAX_ITER);
-        row("ne", &ne.distribution);
+        row("ne", &ne.distribution, equilibria::payoffs(&orders, &ne.distribution, k));
         ne_start = ne.distribution;
     }
     Ok(rows)

@@ -14,7 +14,7 @@
 /// A participant's strict order over responses 0..n, best first.
 pub type Order = Vec<usize>;
 
-fn binomials(k: u32) -> Vec<f64> {
+pub(crate) fn binomials(k: u32) -> Vec<f64> {
     let mut c = vec![1.0; k as usize + 1];
     for j in 1..=k as usize {
         c[j] = c[j - 1] * (k as usize - j + 1) as f64 / j as f64;
@@ -22,63 +22,168 @@ fn binomials(k: u32) -> Vec<f64> {
     c
 }
 
-/// Σ_j C(k,j) W^{k−j} a^j / (j+1), by the closed form ((W+a)^{k+1} − W^{k+1})/((k+1)a)
-/// when a > W (no cancellation to speak of: relative error ~2ε), else by the series in
-/// a/W (positive terms, no cancellation).
-fn share(w: f64, a: f64, k: u32, binom: &[f64]) -> f64 {
-    let e = k as i32 + 1;
-    if a > w {
-        return ((w + a).powi(e) - w.powi(e)) / (e as f64 * a);
-    }
-    share_series(w, a, k, binom).0
+/// The series coefficients of s(W, a) = Σ_j C(k,j) W^{k−j} a^j / (j+1) and of its two
+/// partial derivatives, computed once per k so that a term costs multiplications only.
+pub(crate) struct Shares {
+    k: u32,
+    /// C(k,j) / (j+1)
+    s: Vec<f64>,
+    /// C(k,j) (k−j) / (j+1): ∂/∂W
+    d_w: Vec<f64>,
+    /// C(k,j+1) (j+1) / (j+2), zero at j = k: ∂/∂a
+    d_a: Vec<f64>,
 }
 
-/// s(W, a) = Σ_j C(k,j) W^{k−j} a^j / (j+1) with ∂s/∂W and ∂s/∂a, for a ≤ W: as series
-/// in r = a/W ≤ 1 (positive terms; they fall as r^j, so a small a needs few).
-fn share_series(w: f64, a: f64, k: u32, binom: &[f64]) -> (f64, f64, f64) {
-    let ku = k as usize;
-    if ku == 0 {
-        return (1.0, 0.0, 0.0);
+impl Shares {
+    pub(crate) fn new(k: u32) -> Self {
+        let binom = binomials(k);
+        let ku = k as usize;
+        let s = binom.iter().enumerate().map(|(j, c)| c / (j as f64 + 1.0)).collect();
+        let d_w = binom.iter().enumerate().map(|(j, c)| c * (ku - j) as f64 / (j as f64 + 1.0)).collect();
+        let d_a =
+            (0..=ku).map(|j| if j < ku { binom[j + 1] * (j as f64 + 1.0) / (j as f64 + 2.0) } else { 0.0 }).collect();
+        Self { k, s, d_w, d_a }
     }
-    let wk1 = w.powi(k as i32 - 1);
-    if a == 0.0 || w == 0.0 {
-        // Only j = 0 (and j = 1 for ∂/∂a) survive at a = 0; w = 0 with a > 0 is never small.
-        return (wk1 * w, ku as f64 * wk1, ku as f64 * wk1 / 2.0);
-    }
-    let r = a / w;
-    let (mut s, mut d_w, mut d_a) = (0.0, 0.0, 0.0);
-    let mut rj = 1.0; // r^j
-    for (j, c) in binom.iter().enumerate() {
-        let jf = j as f64;
-        s += c * rj / (jf + 1.0);
-        d_w += c * (ku - j) as f64 * rj / (jf + 1.0);
-        if j < ku {
-            // the j+1 term of ∂/∂a: C(k,j+1) (j+1) r^j / (j+2)
-            d_a += binom[j + 1] * (jf + 1.0) * rj / (jf + 2.0);
+
+    /// s(W, a), by the closed form ((W+a)^{k+1} − W^{k+1})/((k+1)a) when a > W (no
+    /// cancellation to speak of: relative error ~2ε), else by the series in a/W
+    /// (positive terms, no cancellation).
+    pub(crate) fn share(&self, w: f64, a: f64) -> f64 {
+        let e = self.k as i32 + 1;
+        if a > w {
+            return ((w + a).powi(e) - w.powi(e)) / (e as f64 * a);
         }
-        rj *= r;
-        if rj < 1e-18 {
-            break;
+        if self.k == 0 {
+            return 1.0;
         }
+        let wk = w.powi(self.k as i32);
+        if a == 0.0 || w == 0.0 {
+            return wk;
+        }
+        let r = a / w;
+        let (mut s, mut rj) = (0.0, 1.0);
+        for c in &self.s {
+            s += c * rj;
+            rj *= r;
+            if rj < 1e-18 {
+                break;
+            }
+        }
+        s * wk
     }
-    (s * wk1 * w, d_w * wk1, d_a * wk1)
+
+    /// s(W, a) with ∂s/∂W and ∂s/∂a: in closed form when a > W (∂/∂W = ((W+a)^k − W^k)/a,
+    /// ∂/∂a = ((W+a)^k − s)/a), else as series in r = a/W ≤ 1 (positive terms; they fall
+    /// as r^j, so a small a needs few).
+    pub(crate) fn share_and_slopes(&self, w: f64, a: f64) -> (f64, f64, f64) {
+        let k = self.k as i32;
+        if a > w {
+            let (t, top, low) = (w + a, (w + a).powi(k), w.powi(k));
+            let s = (top * t - low * w) / ((k as f64 + 1.0) * a);
+            return (s, (top - low) / a, (top - s) / a);
+        }
+        let ku = self.k as usize;
+        if ku == 0 {
+            return (1.0, 0.0, 0.0);
+        }
+        let wk1 = w.powi(k - 1);
+        if a == 0.0 || w == 0.0 {
+            // Only j = 0 (and j = 1 for ∂/∂a) survive at a = 0; w = 0 with a > 0 is never small.
+            return (wk1 * w, ku as f64 * wk1, ku as f64 * wk1 / 2.0);
+        }
+        let r = a / w;
+        let (mut s, mut d_w, mut d_a) = (0.0, 0.0, 0.0);
+        let mut rj = 1.0; // r^j
+        for ((cs, cw), ca) in self.s.iter().zip(&self.d_w).zip(&self.d_a) {
+            s += cs * rj;
+            d_w += cw * rj;
+            d_a += ca * rj;
+            rj *= r;
+            if rj < 1e-18 {
+                break;
+            }
+        }
+        (s * wk1 * w, d_w * wk1, d_a * wk1)
+    }
 }
 
 /// u(y; x) for every response y, averaged over participants.
 pub fn payoffs(orders: &[Order], x: &[f64], k: u32) -> Vec<f64> {
     let n = x.len();
-    let binom = binomials(k);
+    let shares = Shares::new(k);
     let mut u = vec![0.0; n];
     for order in orders {
         let mut below = 0.0;
-        for &y in order.iter().rev() {
-            u[y] += share(below, x[y], k, &binom);
-            below += x[y];
+        for j in (0..order.len()).rev() {
+            let (y, a) = (order[j], x[order[j]]);
+            u[y] += shares.share(below, a);
+            below += a;
         }
     }
     let m = orders.len().max(1) as f64;
     u.iter_mut().for_each(|v| *v /= m);
     u
+}
+
+/// [`payoffs`] for every k in 1..=`k_max` at once (entry k − 1), for a policy that does not
+/// change with k. s_k(W, a) = ∫₀¹ (W + a t)^k dt is a polynomial of degree k in t, so
+/// Gauss–Legendre quadrature with ⌈(k_max+1)/2⌉ nodes is exact for every k ≤ k_max, and
+/// its terms are all positive (no cancellation, relative error ~k ε): one pass over the
+/// orders updates the powers (W + a tᵢ)^k node by node as k grows.
+pub fn payoffs_up_to(orders: &[Order], x: &[f64], k_max: u32) -> Vec<Vec<f64>> {
+    let n = x.len();
+    let kk = k_max as usize;
+    let (nodes, weights) = gauss_legendre(kk / 2 + 1);
+    // acc[y * kk + (k − 1)] = Σ over participants of s_k(W, x_y)
+    let mut acc = vec![0.0; n * kk];
+    let mut base = vec![0.0; nodes.len()];
+    let mut power = vec![0.0; nodes.len()];
+    for order in orders {
+        let mut below = 0.0;
+        for j in (0..order.len()).rev() {
+            let (y, a) = (order[j], x[order[j]]);
+            for ((b, p), t) in base.iter_mut().zip(power.iter_mut()).zip(&nodes) {
+                *b = below + a * t;
+                *p = *b;
+            }
+            for slot in &mut acc[y * kk..(y + 1) * kk] {
+                *slot += power.iter().zip(&weights).map(|(p, w)| p * w).sum::<f64>();
+                power.iter_mut().zip(&base).for_each(|(p, b)| *p *= b);
+            }
+            below += a;
+        }
+    }
+    let m = orders.len().max(1) as f64;
+    (0..kk).map(|k| (0..n).map(|y| acc[y * kk + k] / m).collect()).collect()
+}
+
+/// Gauss–Legendre nodes and weights on [0, 1] (m nodes: exact for polynomials of degree
+/// ≤ 2m − 1), by Newton's method on the Legendre polynomial from the usual cosine guesses.
+pub(crate) fn gauss_legendre(m: usize) -> (Vec<f64>, Vec<f64>) {
+    let (mut nodes, mut weights) = (vec![0.0; m], vec![0.0; m]);
+    for i in 0..m {
+        let mut z = (std::f64::consts::PI * (i as f64 + 0.75) / (m as f64 + 0.5)).cos();
+        let mut dp = 1.0;
+        for _ in 0..100 {
+            // P_m(z) by the three-term recurrence, and its derivative.
+            let (mut p0, mut p1) = (1.0, z);
+            for l in 2..=m {
+                let p2 = ((2 * l - 1) as f64 * z * p1 - (l - 1) as f64 * p0) / l as f64;
+                (p0, p1) = (p1, p2);
+            }
+            // p1 = P_m(z), p0 = P_{m−1}(z)
+            dp = m as f64 * (z * p1 - p0) / (z * z - 1.0);
+            let dz = p1 / dp;
+            z -= dz;
+            if dz.abs() < 1e-16 {
+                break;
+            }
+        }
+        // On [−1, 1] the weight is 2 / ((1 − z²) P'(z)²); mapped to [0, 1], half of it.
+        nodes[i] = (1.0 - z) / 2.0;
+        weights[i] = 1.0 / ((1.0 - z * z) * dp * dp);
+    }
+    (nodes, weights)
 }
 
 /// Probability that the favourite of k samples from x beats response y.
@@ -167,38 +272,69 @@ fn polish_at(it: usize) -> bool {
 
 /// u(y; x) and its Jacobian J[y][z] = ∂u(y; x)/∂x_z, averaged over participants.
 pub fn payoffs_and_jacobian(orders: &[Order], x: &[f64], k: u32) -> (Vec<f64>, Vec<Vec<f64>>) {
-    let n = x.len();
-    let binom = binomials(k);
-    let mut u = vec![0.0; n];
-    let mut jac = vec![vec![0.0; n]; n];
-    for order in orders {
-        let mut below = 0.0;
-        for (pos, &y) in order.iter().enumerate().rev() {
-            let a = x[y];
-            // ∂/∂W and ∂/∂a of s = Σ_j C(k,j) W^{k−j} a^j / (j+1): in closed form,
-            // ((W+a)^k − W^k)/a and ((W+a)^k − s)/a, when a > W; else as series.
-            let (d_w, d_a);
-            if a > below {
-                let (t, top, low) = (below + a, (below + a).powi(k as i32), below.powi(k as i32));
-                let s = (top * t - low * below) / ((k as f64 + 1.0) * a);
-                u[y] += s;
-                d_w = (top - low) / a;
-                d_a = (top - s) / a;
-            } else {
-                let (s, dw, da) = share_series(below, a, k, &binom);
-                u[y] += s;
-                (d_w, d_a) = (dw, da);
+    let all: Vec<usize> = (0..x.len()).collect();
+    payoffs_and_jacobian_on(orders, x, k, &all)
+}
+
+/// [`payoffs_and_jacobian`] restricted to a support S outside which x is zero: u(y) for
+/// y in S and J[y][z] for y, z in S, indexed by position in `support`. A response with
+/// no mass adds nothing to any W, so the orders can be walked over S alone: O(|S|²) per
+/// participant instead of O(n²), which is what makes Newton on a small support cheap.
+fn payoffs_and_jacobian_on(orders: &[Order], x: &[f64], k: u32, support: &[usize]) -> (Vec<f64>, Vec<Vec<f64>>) {
+    payoffs_and_jacobian_projected(&Projected::new(orders, x.len(), support), x, k, support)
+}
+
+/// Every participant's order over a support alone, bottom first, as positions in the
+/// support: built once per support, walked by every Newton step on it.
+struct Projected {
+    len: usize,
+    participants: usize,
+    /// participants × len positions, each row bottom first
+    slots: Vec<u32>,
+}
+
+impl Projected {
+    fn new(orders: &[Order], n: usize, support: &[usize]) -> Self {
+        let mut slot = vec![u32::MAX; n];
+        support.iter().enumerate().for_each(|(i, &y)| slot[y] = i as u32);
+        let mut slots = Vec::with_capacity(orders.len() * support.len());
+        for order in orders {
+            slots.extend(order.iter().rev().map(|&y| slot[y]).filter(|&i| i != u32::MAX));
+        }
+        debug_assert_eq!(slots.len(), orders.len() * support.len(), "every order covers the support");
+        Self { len: support.len(), participants: orders.len(), slots }
+    }
+}
+
+fn payoffs_and_jacobian_projected(p: &Projected, x: &[f64], k: u32, support: &[usize]) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let s = p.len;
+    let shares = Shares::new(k);
+    let mass: Vec<f64> = support.iter().map(|&y| x[y]).collect();
+    debug_assert!((0..x.len()).all(|y| support.contains(&y) || x[y] == 0.0));
+    let mut u = vec![0.0; s];
+    // Row-major s × s.
+    let mut jac = vec![0.0; s * s];
+    if s > 0 {
+        for row in p.slots.chunks_exact(s) {
+            let mut below = 0.0;
+            for (j, &i) in row.iter().enumerate() {
+                let i = i as usize;
+                let a = mass[i];
+                let (share, d_w, d_a) = shares.share_and_slopes(below, a);
+                u[i] += share;
+                let jrow = &mut jac[i * s..(i + 1) * s];
+                jrow[i] += d_a;
+                // The responses below this one in the order: row[..j].
+                for &z in &row[..j] {
+                    jrow[z as usize] += d_w;
+                }
+                below += a;
             }
-            jac[y][y] += d_a;
-            for &z in &order[pos + 1..] {
-                jac[y][z] += d_w;
-            }
-            below += a;
         }
     }
-    let m = orders.len().max(1) as f64;
+    let m = p.participants.max(1) as f64;
     u.iter_mut().for_each(|v| *v /= m);
-    jac.iter_mut().flatten().for_each(|v| *v /= m);
+    let jac = (0..s).map(|i| jac[i * s..(i + 1) * s].iter().map(|v| v / m).collect()).collect();
     (u, jac)
 }
 
@@ -212,24 +348,19 @@ fn polish(orders: &[Order], start: &[f64], k: u32) -> Option<(Vec<f64>, f64)> {
     let top = start.iter().copied().fold(0.0, f64::max);
     let mut support: Vec<usize> = (0..n).filter(|&i| start[i] > 1e-3 * top).collect();
     for _ in 0..n {
+        let projected = Projected::new(orders, n, &support);
         let mut x = vec![0.0; n];
         let z: f64 = support.iter().map(|&i| start[i]).sum();
         support.iter().for_each(|&i| x[i] = start[i] / z);
         let (mut last_norm, mut stalled) = (f64::INFINITY, 0);
         for _ in 0..30 {
-            let (u, jac) = payoffs_and_jacobian(orders, &x, k);
+            let (u, jac) = payoffs_and_jacobian_projected(&projected, &x, k, &support);
             let s = support.len();
             // Rows: the support's payoff equations, then Σ x = 1.
-            let mut a = vec![vec![0.0; s]; s + 1];
-            let mut r = vec![0.0; s + 1];
-            for (row, &y) in support.iter().enumerate() {
-                for (col, &zc) in support.iter().enumerate() {
-                    a[row][col] = jac[y][zc];
-                }
-                r[row] = u[y] - target;
-            }
-            a[s].iter_mut().for_each(|v| *v = 1.0);
-            r[s] = support.iter().map(|&i| x[i]).sum::<f64>() - 1.0;
+            let mut a = jac;
+            a.push(vec![1.0; s]);
+            let mut r: Vec<f64> = u.iter().map(|v| v - target).collect();
+            r.push(support.iter().map(|&i| x[i]).sum::<f64>() - 1.0);
             let norm: f64 = r.iter().map(|v| v * v).sum::<f64>().sqrt();
             // Converged, or at the rounding floor, or stalled (the support is wrong: the
             // equations have no solution on it, and a mass will go negative).

@@ -223,7 +223,78 @@ fn tiny_and_zero_masses_use_the_series_and_agree_with_the_sum() {
         let direct: f64 = (0..=k as usize)
             .map(|j| binom[j] * f64::powi(w, (k as usize - j) as i32) * f64::powi(a, j as i32) / (j as f64 + 1.0))
             .sum();
-        let got = share(w, a, k, &binom);
+        let got = Shares::new(k).share(w, a);
         assert!((got - direct).abs() <= 1e-15 * direct.max(1e-300), "w {w} a {a}: {got} vs {direct}");
+    }
+}
+
+#[test]
+fn jacobian_on_a_support_is_the_full_jacobians_block() {
+    let orders = random_orders(7, 40, 91);
+    let support = [1usize, 3, 4, 6];
+    let mut x = [0.0; 7];
+    for (&i, v) in support.iter().zip([0.2, 0.35, 0.05, 0.4]) {
+        x[i] = v;
+    }
+    for k in [1u32, 2, 5, 16] {
+        let (u, jac) = payoffs_and_jacobian(&orders, &x, k);
+        let (us, js) = payoffs_and_jacobian_on(&orders, &x, k, &support);
+        for (a, &y) in support.iter().enumerate() {
+            assert!((us[a] - u[y]).abs() < 1e-15, "k {k}: u({y})");
+            for (b, &z) in support.iter().enumerate() {
+                assert!((js[a][b] - jac[y][z]).abs() < 1e-13, "k {k}: J({y}, {z}) {} vs {}", js[a][b], jac[y][z]);
+            }
+        }
+    }
+}
+
+#[test]
+fn slopes_match_finite_differences_on_both_paths() {
+    // a > W takes the closed form, a ≤ W the series: both must give the same derivatives.
+    for k in [1u32, 4, 9, 16] {
+        let shares = Shares::new(k);
+        for &(w, a) in &[(0.2, 0.5), (0.5, 0.2), (0.3, 0.3), (0.9, 0.01), (0.01, 0.9), (0.45, 0.4501)] {
+            let (s, dw, da) = shares.share_and_slopes(w, a);
+            assert!((s - shares.share(w, a)).abs() <= 1e-15 * s.max(1e-300), "k {k} w {w} a {a}");
+            let h = 1e-7;
+            let fdw = (shares.share(w + h, a) - shares.share(w - h, a)) / (2.0 * h);
+            let fda = (shares.share(w, a + h) - shares.share(w, a - h)) / (2.0 * h);
+            assert!((dw - fdw).abs() < 1e-6 * dw.abs().max(1.0), "k {k} w {w} a {a}: dW {dw} vs {fdw}");
+            assert!((da - fda).abs() < 1e-6 * da.abs().max(1.0), "k {k} w {w} a {a}: da {da} vs {fda}");
+        }
+    }
+}
+
+#[test]
+fn gauss_legendre_is_exact_to_degree_2m_minus_1() {
+    for m in 1..=12usize {
+        let (t, w) = gauss_legendre(m);
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-14, "m {m}");
+        assert!(t.iter().all(|&t| t > 0.0 && t < 1.0) && w.iter().all(|&w| w > 0.0));
+        for d in 0..2 * m {
+            let q: f64 = t.iter().zip(&w).map(|(t, w)| w * t.powi(d as i32)).sum();
+            assert!((q - 1.0 / (d as f64 + 1.0)).abs() < 1e-14, "m {m}, degree {d}: {q}");
+        }
+    }
+}
+
+#[test]
+fn payoffs_for_all_k_at_once_equal_one_k_at_a_time() {
+    let orders = random_orders(9, 60, 5);
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let mut x: Vec<f64> = (0..9).map(|_| rng.random::<f64>()).collect();
+    x[2] = 0.0; // a response with no mass
+    x[5] = 1e-7; // and one with almost none
+    let z: f64 = x.iter().sum();
+    x.iter_mut().for_each(|v| *v /= z);
+    for k_max in [1u32, 2, 7, 16, 24] {
+        let all = payoffs_up_to(&orders, &x, k_max);
+        assert_eq!(all.len(), k_max as usize);
+        for k in 1..=k_max {
+            let one = payoffs(&orders, &x, k);
+            for (a, b) in all[k as usize - 1].iter().zip(&one) {
+                assert!((a - b).abs() <= 1e-13 * b.max(1e-300) + 1e-300, "k {k} of {k_max}: {a} vs {b}");
+            }
+        }
     }
 }
