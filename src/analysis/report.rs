@@ -69,11 +69,7 @@ impl Report {
     pub fn compute(study: &Study, store: &Store, opts: &Options) -> rusqlite::Result<Self> {
         // Every candidate is read once and serves f(k), the pools and diversity.
         let candidates = all_candidates(store)?;
-        let texts: std::collections::HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
-        let fk = fk::compute(&fk::observations_with(store, &texts)?, opts.replicates, study.seed);
         let groups = ranking::rank_observations(store)?;
-        let rankings = ranking::rankings_of(&groups);
-        let population = ranking::population_worths(&groups, opts.worth_replicates, study.seed);
         let rank_policies: BTreeSet<String> = study
             .blocks
             .iter()
@@ -90,22 +86,45 @@ impl Report {
             .map(|p| p.name.clone())
             .collect();
         let ks: Vec<u32> = (1..=opts.k_max).collect();
-        let Counterfactual { rows: equilibria, skipped: equilibria_skipped } = if rank_policies.is_empty() {
-            Counterfactual::default()
-        } else {
-            counterfactual::analyse(&counterfactual::pools(&candidates, &rank_policies), &rankings, &greedy, &ks)
-        };
-        Ok(Self {
-            study: study.name.clone(),
-            convention: fk::CONVENTION,
-            progress: progress(store)?,
-            fk,
-            rankings,
-            population,
-            equilibria,
-            equilibria_skipped,
-            diversity: pool_diversity(study, &candidates),
-            quality: quality::quality(store, opts.too_fast_ms)?,
+        // The rank analyses (the bulk of the work, parallel over prompts) run on another
+        // thread while this one, which owns the database connection, reads the rest and
+        // computes f(k) and the quality checks.
+        std::thread::scope(|scope| {
+            let rank_work = scope.spawn(|| {
+                let rankings = ranking::rankings_of(&groups);
+                let (population, counterfactual) = rayon::join(
+                    || ranking::population_worths(&groups, opts.worth_replicates, study.seed),
+                    || {
+                        if rank_policies.is_empty() {
+                            Counterfactual::default()
+                        } else {
+                            let pools = counterfactual::pools(&candidates, &rank_policies);
+                            counterfactual::analyse(&pools, &rankings, &greedy, &ks)
+                        }
+                    },
+                );
+                (rankings, population, counterfactual, pool_diversity(study, &candidates))
+            });
+            let texts: std::collections::HashMap<i64, &str> =
+                candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
+            let observations = fk::observations_with(store, &texts)?;
+            let progress = progress(store)?;
+            let quality = quality::quality(store, opts.too_fast_ms)?;
+            let fk = fk::compute(&observations, opts.replicates, study.seed);
+            let (rankings, population, Counterfactual { rows: equilibria, skipped: equilibria_skipped }, diversity) =
+                rank_work.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            Ok(Self {
+                study: study.name.clone(),
+                convention: fk::CONVENTION,
+                progress,
+                fk,
+                rankings,
+                population,
+                equilibria,
+                equilibria_skipped,
+                diversity,
+                quality,
+            })
         })
     }
 }
