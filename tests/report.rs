@@ -267,3 +267,22 @@ fn zero_bootstrap_replicates_is_refused_with_a_clear_error() {
     let (ok, _, err) = ualign(dir.path(), &["stats", "full.toml", "--replicates", "0"]);
     assert!(!ok && err.contains("--replicates") && err.contains("0"), "{err}");
 }
+
+#[test]
+fn stats_on_a_damaged_database_reports_the_damage_and_no_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, store) = simulated(dir.path(), 20, &Population::Cyclic);
+    store.conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    drop(store);
+    // Scribble over the middle of the last page (an index or table page with answers).
+    let path = dir.path().join("full.sqlite");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let end = bytes.len();
+    bytes[end - 3000..end - 2000].iter_mut().for_each(|b| *b = 0xAB);
+    std::fs::write(&path, &bytes).unwrap();
+    let (ok, out, err) =
+        ualign(dir.path(), &["stats", "full.toml", "--db", "full.sqlite", "--replicates", "50", "--k-max", "2"]);
+    assert!(!ok, "stats succeeded on a damaged file:\n{out}");
+    assert!(err.contains("integrity check") && err.contains("full.sqlite"), "{err}");
+    assert!(out.trim().is_empty(), "numbers from a damaged file were shown:\n{out}");
+}

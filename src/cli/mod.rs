@@ -93,6 +93,15 @@ impl StudyArgs {
         Ok((study, store, opened))
     }
 
+    /// [`Self::open_existing`] for a command that only reads: the database's integrity
+    /// check runs beside the work and must be finished before results are shown.
+    pub fn open_for_reading(&self) -> anyhow::Result<(Study, crate::store::Store, crate::store::IntegrityCheck)> {
+        let study = load_study(&self.study)?;
+        let (mut store, check) = crate::store::Store::open_existing_for_reading(&db_path(&study, self.db.as_ref()))?;
+        store.record_study(&study).context("checking the database against the study file")?;
+        Ok((study, store, check))
+    }
+
     /// Loads the study and opens its existing database, checked against the study file.
     pub fn open_existing(&self) -> anyhow::Result<(Study, crate::store::Store)> {
         let study = load_study(&self.study)?;

@@ -27,8 +27,11 @@ pub struct ReportArgs {
 impl ReportArgs {
     /// Opens the study's existing database and computes the report once.
     pub fn compute(&self) -> anyhow::Result<Report> {
-        let (study, store) = self.target.open_existing()?;
-        Ok(Report::compute(&study, &store, &self.analysis.options(&study))?)
+        let (study, store, integrity) = self.target.open_for_reading()?;
+        let report = Report::compute(&study, &store, &self.analysis.options(&study));
+        // A damaged file is reported instead of whatever was computed from it.
+        integrity.finish()?;
+        Ok(report?)
     }
 }
 

@@ -68,9 +68,66 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// SQLite's full integrity check: "ok", or what it found.
+fn integrity_report(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    conn.prepare("PRAGMA integrity_check").and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+}
+
+/// Turns an integrity report (or the error that stopped it) into the store's errors.
+fn check_report(path: &Path, report: rusqlite::Result<Vec<String>>) -> Result<()> {
+    let report = report.map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) =>
+        {
+            StoreError::Corrupt { path: path.to_path_buf(), report: format!("  {e}") }
+        }
+        e => StoreError::Open { path: path.to_path_buf(), source: e },
+    })?;
+    if report != ["ok"] {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            report: report.into_iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"),
+        });
+    }
+    Ok(())
+}
+
+/// SQLite's full integrity check of a database, running on its own read-only connection
+/// while a command that only reads gets on with its work; [`IntegrityCheck::finish`]
+/// waits for it, and the command reports a damaged file instead of its results.
+pub struct IntegrityCheck {
+    path: PathBuf,
+    handle: std::thread::JoinHandle<rusqlite::Result<Vec<String>>>,
+}
+
+impl IntegrityCheck {
+    fn start(path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let handle = std::thread::Builder::new()
+            .name("ualign-integrity".into())
+            .spawn(move || {
+                conn.busy_timeout(Duration::from_secs(10))?;
+                integrity_report(&conn)
+            })
+            .map_err(|e| StoreError::Invalid(format!("cannot start the integrity check of {}: {e}", path.display())))?;
+        Ok(Self { path: path.to_path_buf(), handle })
+    }
+
+    /// Waits for the check: Ok when SQLite found nothing wrong.
+    pub fn finish(self) -> Result<()> {
+        let report = self.handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        check_report(&self.path, report)
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) a database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, check_integrity: bool) -> Result<Self> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -78,7 +135,7 @@ impl Store {
         }
         let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         let mut store = Self { conn, path: path.to_path_buf() };
-        store.configure()?;
+        store.configure(check_integrity)?;
         store.migrate()?;
         Ok(store)
     }
@@ -87,7 +144,7 @@ impl Store {
     pub fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory()?;
         let mut store = Self { conn, path: PathBuf::from(":memory:") };
-        store.configure()?;
+        store.configure(true)?;
         store.migrate()?;
         Ok(store)
     }
@@ -96,29 +153,17 @@ impl Store {
         &self.path
     }
 
-    fn configure(&mut self) -> Result<()> {
+    fn configure(&mut self, check_integrity: bool) -> Result<()> {
         let path = self.path.clone();
         let open_err = |source| StoreError::Open { path: path.clone(), source };
         self.conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
         // A file that is not a database fails here, on the first read.
-        let report: Vec<String> = self
-            .conn
-            .prepare("PRAGMA integrity_check")
-            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if matches!(f.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) =>
-                {
-                    StoreError::Corrupt { path: path.clone(), report: format!("  {e}") }
-                }
-                e => open_err(e),
-            })?;
-        if report != ["ok"] {
-            return Err(StoreError::Corrupt {
-                path,
-                report: report.into_iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"),
-            });
-        }
+        let report = if check_integrity {
+            integrity_report(&self.conn)
+        } else {
+            self.conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0)).map(|_| vec!["ok".to_string()])
+        };
+        check_report(&self.path, report)?;
         self.conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         self.conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
         self.conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
@@ -164,6 +209,21 @@ impl Store {
             return Err(StoreError::NoStudy { path: path.to_path_buf() });
         }
         Ok(store)
+    }
+
+    /// [`Store::open_existing`] for a command that only reads (stats, plot): the full
+    /// integrity check, which reads the whole file, runs beside it; the command must call
+    /// [`IntegrityCheck::finish`] before it shows anything it computed.
+    pub fn open_existing_for_reading(path: &Path) -> Result<(Self, IntegrityCheck)> {
+        if !path.exists() {
+            return Err(StoreError::NoStudy { path: path.to_path_buf() });
+        }
+        let store = Self::open_with(path, false)?;
+        let check = IntegrityCheck::start(path)?;
+        if store.stored_study()?.is_none() {
+            return Err(StoreError::NoStudy { path: path.to_path_buf() });
+        }
+        Ok((store, check))
     }
 
     /// The stored study's (name, hash, source, created_at), if any.
