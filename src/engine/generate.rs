@@ -93,9 +93,29 @@ pub struct Generator {
 /// One forward pass's result: the last position's logits per row, the new KV cache, and
 /// the time spent inside `Session::run`.
 struct Step {
-    logits: Vec<Vec<f32>>,
+    logits: Logits,
     present: Vec<DynValue>,
     run_ms: f64,
+}
+
+/// The last position's logits of every row: read in place from the output tensor when it
+/// is fp32 (no copy per step), converted once when it is fp16.
+enum Logits {
+    InPlace { value: DynValue, n: usize },
+    Converted(Vec<Vec<f32>>),
+}
+
+impl Logits {
+    fn rows(&self) -> Result<Vec<&[f32]>, EngineError> {
+        match self {
+            Logits::InPlace { value, n } => {
+                let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| EngineError::Run(e.to_string()))?;
+                let (batch, v) = (shape[0] as usize, shape[2] as usize);
+                Ok((0..batch).map(|b| &data[(b * n + n - 1) * v..(b * n + n) * v]).collect())
+            }
+            Logits::Converted(rows) => Ok(rows.iter().map(Vec::as_slice).collect()),
+        }
+    }
 }
 
 struct Row {
@@ -211,21 +231,19 @@ impl Generator {
             }
         }
         drop(outputs);
-        let rows = match self.signature.logits_type {
-            KvType::F32 => {
-                let (shape, data) = logits.try_extract_tensor::<f32>().map_err(err)?;
-                let v = shape[2] as usize;
-                (0..batch).map(|b| data[(b * n + n - 1) * v..(b * n + n) * v].to_vec()).collect()
-            }
+        let logits = match self.signature.logits_type {
+            KvType::F32 => Logits::InPlace { value: logits, n },
             KvType::F16 => {
                 let (shape, data) = logits.try_extract_tensor::<f16>().map_err(err)?;
                 let v = shape[2] as usize;
-                (0..batch)
-                    .map(|b| data[(b * n + n - 1) * v..(b * n + n) * v].iter().map(|x| x.to_f32()).collect())
-                    .collect()
+                Logits::Converted(
+                    (0..batch)
+                        .map(|b| data[(b * n + n - 1) * v..(b * n + n) * v].iter().map(|x| x.to_f32()).collect())
+                        .collect(),
+                )
             }
         };
-        Ok(Step { logits: rows, present, run_ms })
+        Ok(Step { logits, present, run_ms })
     }
 
     /// Generates one pool: a sample per spec, for one prompt.
@@ -272,8 +290,9 @@ impl Generator {
                 stop_at: None,
             })
             .collect();
+        let first = logits.rows()?[0];
         for row in &mut rows {
-            self.push_token(row, &logits[0], opts, max_new);
+            self.push_token(row, first, opts, max_new);
         }
         // Rows still decoding, as indices into `rows`; the batch holds exactly these.
         let mut active: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].finish.is_none()).collect();
@@ -295,8 +314,8 @@ impl Generator {
             timing.decode_steps += 1;
             past_len += 1;
             let mut keep = Vec::with_capacity(active.len());
-            for (slot, &i) in active.iter().enumerate() {
-                self.push_token(&mut rows[i], &logits[slot], opts, max_new);
+            for (slot, (&i, row_logits)) in active.iter().zip(logits.rows()?).enumerate() {
+                self.push_token(&mut rows[i], row_logits, opts, max_new);
                 if rows[i].finish.is_none() {
                     keep.push(slot);
                 }

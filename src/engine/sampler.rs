@@ -136,6 +136,60 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     if x < -87.3 { 0.0 } else { y }
 }
 
+/// Tokens per block of the plain sampler's cumulative walk.
+const BLOCK: usize = 64;
+
+/// The largest value, in eight lanes so that it vectorises (NaNs are skipped, as by
+/// `f32::max`); −∞ for no values.
+fn max_f32(xs: &[f32]) -> f32 {
+    let pick = |m: f32, x: f32| if x > m { x } else { m };
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            *m = pick(*m, x);
+        }
+    }
+    rest.iter().copied().fold(lanes.into_iter().fold(f32::NEG_INFINITY, pick), pick)
+}
+
+/// Σ xs in f64, in four lanes (vectorises; the order of the additions is fixed).
+fn sum_f64(xs: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; 4];
+    let chunks = xs.chunks_exact(4);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (s, &x) in lanes.iter_mut().zip(c) {
+            *s += f64::from(x);
+        }
+    }
+    rest.iter().fold(lanes.iter().sum::<f64>(), |s, &x| s + f64::from(x))
+}
+
+/// The token where the cumulative weight passes `u` (0 ≤ u < Σ weights): over whole blocks
+/// first (`blocks[b]` = Σ of block b), then within the block. Rounding can leave u just
+/// past the end of a block or of the list: then the last token with weight is taken.
+fn walk(weights: &[f32], blocks: &[f64], mut u: f64) -> usize {
+    let last_with_weight = |ws: &[f32], offset: usize| ws.iter().rposition(|&w| w > 0.0).map(|i| offset + i);
+    for (b, &mass) in blocks.iter().enumerate() {
+        if u < mass {
+            let block = &weights[b * BLOCK..((b + 1) * BLOCK).min(weights.len())];
+            for (i, &w) in block.iter().enumerate() {
+                if u < f64::from(w) {
+                    return b * BLOCK + i;
+                }
+                u -= f64::from(w);
+            }
+            if let Some(i) = last_with_weight(block, b * BLOCK) {
+                return i;
+            }
+        }
+        u -= mass;
+    }
+    last_with_weight(weights, 0).unwrap_or(0)
+}
+
 /// Descending by probability, ties by token id (a deterministic order).
 fn desc(a: &(u32, f64), b: &(u32, f64)) -> std::cmp::Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
@@ -190,6 +244,8 @@ pub struct RowSampler {
     rng: ChaCha8Rng,
     seen: Vec<u32>,
     scratch: Vec<f32>,
+    /// Block sums of `scratch`.
+    blocks: Vec<f64>,
 }
 
 impl RowSampler {
@@ -197,7 +253,7 @@ impl RowSampler {
         let mut seen = prompt.to_vec();
         seen.sort_unstable();
         seen.dedup();
-        Self { rng: ChaCha8Rng::seed_from_u64(seed), seen, scratch: Vec::new() }
+        Self { rng: ChaCha8Rng::seed_from_u64(seed), seen, scratch: Vec::new(), blocks: Vec::new() }
     }
 
     /// Picks the next token; returns it with its log-probability under the raw model.
@@ -215,21 +271,16 @@ impl RowSampler {
             argmax(logits) as u32
         } else if p.top_k == 0 && p.top_p >= 1.0 && p.min_p <= 0.0 {
             // Plain sampling: no candidate list; one exp per logit (f32, vectorised), kept in a
-            // reused buffer for the walk along the cumulative distribution.
+            // reused buffer, with the sum of every block of it, so that the walk along the
+            // cumulative distribution steps over whole blocks before it looks at tokens.
             let inv_t = 1.0 / p.temperature;
-            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let max = max_f32(logits);
             self.scratch.clear();
             self.scratch.extend(logits.iter().map(|&l| exp_nonpositive((l - max) * inv_t)));
-            let z: f64 = self.scratch.iter().map(|&e| e as f64).sum();
-            let mut u: f64 = self.rng.random::<f64>() * z;
-            let mut chosen = argmax(logits);
-            for (i, &e) in self.scratch.iter().enumerate() {
-                if u < e as f64 {
-                    chosen = i;
-                    break;
-                }
-                u -= e as f64;
-            }
+            self.blocks.clear();
+            self.blocks.extend(self.scratch.chunks(BLOCK).map(sum_f64));
+            let z: f64 = self.blocks.iter().sum();
+            let chosen = walk(&self.scratch, &self.blocks, self.rng.random::<f64>() * z);
             if inv_t == 1.0 && p.repetition_penalty == 1.0 {
                 // The same normaliser serves the raw log-probability.
                 raw_logprob = Some((logits[chosen] - max) as f64 - z.ln());
@@ -452,5 +503,70 @@ mod tests {
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
+    }
+
+    #[test]
+    fn block_walk_finds_the_same_token_as_a_token_by_token_walk() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for len in [1usize, 5, 63, 64, 65, 200, 2048] {
+            let w: Vec<f32> =
+                (0..len).map(|i| if i % 7 == 3 { 0.0 } else { exp_nonpositive(-rng.random::<f32>() * 12.0) }).collect();
+            let blocks: Vec<f64> = w.chunks(BLOCK).map(sum_f64).collect();
+            let z: f64 = blocks.iter().sum();
+            for _ in 0..500 {
+                let u = rng.random::<f64>() * z;
+                // Token by token, with the same block sums deciding the block.
+                let mut v = u;
+                let want = (0..len)
+                    .find(|&i| {
+                        let hit = v < f64::from(w[i]);
+                        v -= f64::from(w[i]);
+                        hit
+                    })
+                    .unwrap_or_else(|| w.iter().rposition(|&x| x > 0.0).unwrap_or(0));
+                let got = walk(&w, &blocks, u);
+                // Rounding may move a draw within 1e-12 of a boundary to the neighbour.
+                if got != want {
+                    let before: f64 = w[..got.min(want) + 1].iter().map(|&x| f64::from(x)).sum();
+                    assert!((before - u).abs() < 1e-9 * z, "len {len}: {got} vs {want}");
+                }
+                assert!(w[got] > 0.0, "a token with no weight is never drawn");
+            }
+        }
+        assert_eq!(walk(&[0.0, 0.5, 0.0], &[0.5], 0.7), 1, "past the end: the last token with weight");
+    }
+
+    #[test]
+    fn lane_max_and_sum_agree_with_plain_folds() {
+        let xs: Vec<f32> = (0..1001).map(|i| ((i * 7919 % 1013) as f32 - 500.0) / 3.0).collect();
+        assert_eq!(max_f32(&xs), xs.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+        let mut with_odd = xs.clone();
+        with_odd[17] = f32::NAN;
+        with_odd[900] = f32::NEG_INFINITY;
+        assert_eq!(max_f32(&with_odd), with_odd.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+        assert_eq!(max_f32(&[]), f32::NEG_INFINITY);
+        let plain: f64 = xs.iter().map(|&x| f64::from(x)).sum();
+        assert!((sum_f64(&xs) - plain).abs() < 1e-9);
+    }
+
+    #[test]
+    fn plain_sampling_draws_from_the_softmax() {
+        let l: Vec<f32> = (0..150).map(|i| ((i * 37 % 101) as f32) / 25.0).collect();
+        let p = SamplingParams { temperature: 0.7, ..Default::default() };
+        let scaled: Vec<f64> = l.iter().map(|&x| f64::from(x) / 0.7).collect();
+        let want = softmax(&scaled);
+        let mut s = RowSampler::new(11, &[]);
+        let draws = 200_000;
+        let mut counts = vec![0usize; l.len()];
+        for _ in 0..draws {
+            counts[s.next(&l, &p).0 as usize] += 1;
+        }
+        for (i, (&c, &q)) in counts.iter().zip(&want).enumerate() {
+            let freq = c as f64 / draws as f64;
+            // 5 standard errors of a binomial proportion.
+            let se = (q * (1.0 - q) / draws as f64).sqrt();
+            assert!((freq - q).abs() < 5.0 * se + 1e-4, "token {i}: {freq} vs {q}");
+        }
     }
 }
