@@ -67,38 +67,42 @@ type Normaliser = (f64, f64);
 /// token when no top-k filter removed any: then the softmax before top-p/min-p is the
 /// full one, and at temperature 1 it gives the raw log-probability for free.
 fn warp_norm(logits: &[f32], p: &SamplingParams) -> (Vec<(u32, f64)>, Option<Normaliser>) {
-    let inv_t = 1.0 / p.temperature as f64;
-    // Candidates as (token, scaled logit); filters shrink this list.
-    let mut cand: Vec<(u32, f64)> =
-        logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as u32, l as f64 * inv_t)).collect();
-    if cand.is_empty() {
+    // Scores in f32, as transformers' processors compute them on float32 logits; a token
+    // with a non-finite logit is out (score −∞).
+    let inv_t = 1.0 / p.temperature;
+    let scores: Vec<f32> = logits.iter().map(|&l| if l.is_finite() { l * inv_t } else { f32::NEG_INFINITY }).collect();
+    let finite = scores.iter().filter(|s| s.is_finite()).count();
+    if finite == 0 {
         return (vec![(argmax(logits) as u32, 1.0)], None);
     }
-    let mut filtered = false;
     // top-k: keep every token whose score is >= the k-th largest (ties at the boundary kept).
-    if p.top_k > 0 && (p.top_k as usize) < cand.len() {
-        let k = p.top_k as usize;
-        let mut scores: Vec<f64> = cand.iter().map(|c| c.1).collect();
-        let (_, kth, _) = scores.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-        let kth = *kth;
-        let before = cand.len();
-        cand.retain(|c| c.1 >= kth);
-        filtered = cand.len() < before;
+    let (mut floor, mut filtered) = (f32::NEG_INFINITY, false);
+    if p.top_k > 0 && (p.top_k as usize) < finite {
+        let mut sorted = scores.clone();
+        let (_, kth, _) = sorted.select_nth_unstable_by(p.top_k as usize - 1, |a, b| b.total_cmp(a));
+        floor = *kth;
+        filtered = scores.iter().any(|&s| s.is_finite() && s < floor);
     }
-    // Softmax over survivors.
-    let max = cand.iter().map(|c| c.1).fold(f64::NEG_INFINITY, f64::max);
-    let mut probs: Vec<(u32, f64)> = cand.iter().map(|&(t, s)| (t, (s - max).exp())).collect();
-    let z: f64 = probs.iter().map(|c| c.1).sum();
-    probs.iter_mut().for_each(|c| c.1 /= z);
-    let norm = (!filtered).then_some((max, z));
+    // Softmax weights over survivors (vectorised f32 exps within 2 ulp, e^−∞ = 0; sums in
+    // f64). A token that is out, or whose weight underflows f32, has weight 0 and is left
+    // out of the distribution (it could never be drawn).
+    let max = max_f32(&scores);
+    let mut weights: Vec<f32> = scores.iter().map(|&s| exp_nonpositive(s - max)).collect();
+    if filtered {
+        weights.iter_mut().zip(&scores).for_each(|(w, &s)| *w = if s >= floor { *w } else { 0.0 });
+    }
+    let z: f64 = sum_f64(&weights);
+    let norm = (!filtered).then_some((f64::from(max), z));
     // top-p (HF): sorted ascending, drop tokens whose cumulative mass is <= 1 - top_p, keep
     // at least one. Equivalently, in descending order keep a token while the mass strictly
-    // above it is < top_p. Only the head of the distribution is sorted.
-    if p.top_p < 1.0 {
-        probs = top_p_head(probs, p.top_p as f64);
-        let z: f64 = probs.iter().map(|c| c.1).sum();
-        probs.iter_mut().for_each(|c| c.1 /= z);
-    }
+    // above it is < top_p.
+    let mut probs = if p.top_p < 1.0 {
+        top_p_head(&weights, p.top_p as f64 * z)
+    } else {
+        weights.iter().enumerate().filter(|(_, w)| **w > 0.0).map(|(t, &w)| (t as u32, f64::from(w))).collect()
+    };
+    let kept: f64 = probs.iter().map(|c| c.1).sum();
+    probs.iter_mut().for_each(|c| c.1 /= kept);
     // min-p: drop tokens with probability < min_p * (top probability); keep at least one.
     if p.min_p > 0.0 {
         let top = probs.iter().map(|c| c.1).fold(0.0, f64::max);
@@ -122,7 +126,11 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23
     let xc = x.max(-87.3);
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    // t holds n = round(x log2 e) in its low mantissa bits: n as a float, and as an
+    // integer by subtracting the bits (no float-to-int cast, which would not vectorise).
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
+    let n_int = t.to_bits() as i32 - ROUND.to_bits() as i32;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let p = 1.987_569_1e-4;
     let p = p * r + 1.398_199_9e-3;
@@ -131,7 +139,7 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(((n_int + 127) as u32) << 23);
     let y = er * scale;
     if x < -87.3 { 0.0 } else { y }
 }
@@ -195,48 +203,61 @@ fn desc(a: &(u32, f64), b: &(u32, f64)) -> std::cmp::Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
-/// The smallest set of most probable tokens whose mass reaches `top_p` (HF: a token is kept
-/// while the mass strictly above it is < top_p; at least one), found by quickselect on the
-/// mass in expected O(n): no sort, however many tokens the set needs (a flat distribution
-/// at temperature 1 can need hundreds). The kept tokens are left in partition order, which
-/// is deterministic for given logits.
-fn top_p_head(mut probs: Vec<(u32, f64)>, top_p: f64) -> Vec<(u32, f64)> {
-    // Invariant: probs[..lo] are the lo most probable tokens, their mass `acc` < top_p,
-    // and the kept set ends at or before hi.
-    let (mut lo, mut hi) = (0usize, probs.len());
-    let mut acc = 0.0;
-    let keep = loop {
-        if lo >= hi {
-            break lo;
+/// The smallest set of most probable tokens whose weight reaches `target` (top_p × the
+/// total: HF keeps a token while the mass strictly above it is < top_p; at least one), as
+/// (token, weight), in O(n) without a sort. Tokens are binned by their weight's leading
+/// bits (exponent and two mantissa bits: four bins an octave, in the order of the
+/// weights); bins are taken whole from the top while the weight above them stays below
+/// the target, and only the bin where the set ends is sorted. Kept tokens come in token
+/// order within the whole bins, then the last bin's in descending order: deterministic
+/// for given logits. Tokens of weight 0 are out.
+fn top_p_head(weights: &[f32], target: f64) -> Vec<(u32, f64)> {
+    // 64 octaves below the top weight; anything smaller shares the last bin.
+    const BINS: usize = 256;
+    let key = |w: f32| (w.to_bits() >> 21) as i32;
+    let top = key(max_f32(weights).max(0.0));
+    let bins: Vec<u8> = weights.iter().map(|&w| (top - key(w)).clamp(0, BINS as i32 - 1) as u8).collect();
+    // Four interleaved histograms, so that neighbouring tokens in one bin do not wait on
+    // each other's additions.
+    let mut mass = [[0.0f64; BINS]; 4];
+    for (ws, bs) in weights.chunks(4).zip(bins.chunks(4)) {
+        for (lane, (&w, &b)) in ws.iter().zip(bs).enumerate() {
+            mass[lane][b as usize] += f64::from(w);
         }
-        // Median-of-three pivot, moved to the end of the range.
-        let mid = lo + (hi - lo) / 2;
-        let mut idx = [lo, mid, hi - 1];
-        idx.sort_unstable_by(|&a, &b| desc(&probs[a], &probs[b]));
-        probs.swap(idx[1], hi - 1);
-        let pivot = probs[hi - 1];
-        // Tokens ranked above the pivot first, then the pivot.
-        let mut g = lo;
-        for i in lo..hi - 1 {
-            if desc(&probs[i], &pivot).is_lt() {
-                probs.swap(i, g);
-                g += 1;
-            }
+    }
+    // The bin where the set ends, and the weight of the bins above it.
+    let (mut acc, mut last) = (0.0, BINS - 1);
+    let [m0, m1, m2, m3] = &mass;
+    for (b, (((a, b1), c), d)) in m0.iter().zip(m1).zip(m2).zip(m3).enumerate() {
+        let m = a + b1 + c + d;
+        if acc + m >= target {
+            last = b;
+            break;
         }
-        probs.swap(g, hi - 1);
-        let above: f64 = probs[lo..g].iter().map(|c| c.1).sum();
-        if g > lo && acc + above >= top_p {
-            hi = g;
-            continue;
+        acc += m;
+    }
+    // Branch-free compaction: every token is written, the count moves only for the kept.
+    let (mut kept, mut edge) = (vec![(0u32, 0.0f64); weights.len()], vec![(0u32, 0.0f64); weights.len()]);
+    let (mut nk, mut ne) = (0, 0);
+    for (t, (&w, &b)) in weights.iter().zip(&bins).enumerate() {
+        let c = (t as u32, f64::from(w));
+        kept[nk] = c;
+        edge[ne] = c;
+        let b = b as usize;
+        nk += usize::from(b < last && w > 0.0);
+        ne += usize::from(b == last && w > 0.0);
+    }
+    kept.truncate(nk);
+    edge.truncate(ne);
+    edge.sort_unstable_by(desc);
+    for c in edge {
+        if !kept.is_empty() && acc >= target {
+            break;
         }
-        acc += above + pivot.1;
-        if acc >= top_p {
-            break g + 1;
-        }
-        lo = g + 1;
-    };
-    probs.truncate(keep.max(1));
-    probs
+        acc += c.1;
+        kept.push(c);
+    }
+    kept
 }
 
 /// One row's sampler: its RNG and the tokens its sequence holds (for the repetition penalty).
@@ -474,7 +495,8 @@ mod tests {
         let mut s = RowSampler::new(9, &[]);
         for _ in 0..20 {
             let (t, lp) = s.next(&l, &SamplingParams { top_p: 0.9, ..Default::default() });
-            assert!((lp - log_softmax_at(&l, t as usize)).abs() < 1e-9, "{lp}");
+            // f32 exps: within ~1e-7 of the f64 log-softmax.
+            assert!((lp - log_softmax_at(&l, t as usize)).abs() < 1e-6, "{lp}");
         }
     }
 
