@@ -23,7 +23,10 @@ fn greedy(max_new_tokens: u32) -> GenOptions {
 fn greedy_tokens_equal_transformers_generate_for_every_family() {
     let expected: Value = serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).unwrap()).unwrap();
     let families = expected.as_object().unwrap();
-    assert_eq!(families.len(), 6);
+    // Six families, and Llama once more as a merged decoder (use_cache_branch).
+    assert_eq!(families.len(), 7);
+    let merged = fixture("llama-merged");
+    assert!(merged.join("decoder_model_merged.onnx").exists() && !merged.join("model.onnx").exists());
     for (family, cases) in families {
         let mut g = engine::load(&fixture(family), EpChoice::Cpu, Some(1)).unwrap();
         for case in cases.as_array().unwrap() {
