@@ -2,7 +2,10 @@
 //! k rows; all rows decode together, one batched `Session::run` per step; a finished row
 //! leaves the batch (its KV rows are dropped) so it stops costing work; each step's
 //! `present.*` outputs are moved, not copied, into the next step's `past_key_values.*`.
-//! Every row samples with its own RNG seeded from (study seed, prompt, policy, sample
+//! On CUDA the session runs through an I/O binding: `present.*` are bound to device
+//! memory, so the KV cache stays on the GPU from step to step, and only the logits are
+//! bound to host memory (a row leaving the batch brings the cache to the host once, to drop
+//! its rows). Every row samples with its own RNG seeded from (study seed, prompt, policy, sample
 //! index), so a sample does not depend on k or on which rows share its batch.
 
 use std::borrow::Cow;
@@ -10,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use half::f16;
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{Session, SessionInputValue};
-use ort::value::{DynValue, Tensor};
+use ort::value::{DynTensorValueType, DynValue, Tensor};
 
 use super::EngineError;
 use super::model::{KvType, ModelFolder, Signature};
@@ -88,6 +92,8 @@ pub struct Generator {
     pub folder: ModelFolder,
     pub provider: ProviderUsed,
     max_positions: Option<usize>,
+    /// Set when runs go through an I/O binding: where `present.*` live between steps.
+    kv_memory: Option<MemoryInfo<'static>>,
 }
 
 /// One forward pass's result: the last position's logits per row, the new KV cache, and
@@ -131,6 +137,15 @@ fn gather<T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + '
     v: &DynValue,
     rows: &[usize],
 ) -> ort::Result<DynValue> {
+    // A cache kept on a device comes to the host once, to drop the finished rows.
+    let tensor = v.view().downcast::<DynTensorValueType>()?;
+    let host;
+    let v = if tensor.memory_info().is_cpu_accessible() {
+        v
+    } else {
+        host = tensor.to(AllocationDevice::CPU, 0)?.into_dyn();
+        &host
+    };
     let (shape, data) = v.try_extract_tensor::<T>()?;
     let row_len: usize = shape[1..].iter().map(|&d| d as usize).product();
     let mut out = Vec::with_capacity(rows.len() * row_len);
@@ -162,7 +177,25 @@ impl Generator {
             .or_else(|| folder.config.get("n_positions"))
             .and_then(|v| v.as_u64())
             .map(|v| v as usize);
-        Ok(Self { session, signature, folder, provider, max_positions })
+        let mut generator = Self { session, signature, folder, provider, max_positions, kv_memory: None };
+        if generator.provider.name == "cuda" {
+            generator.keep_kv_on(AllocationDevice::CUDA).map_err(|e| EngineError::Run(e.to_string()))?;
+        }
+        Ok(generator)
+    }
+
+    /// Runs every forward pass through an I/O binding with `present.*` bound to `device`
+    /// memory (device 0 of it) and the logits to host memory. Set for CUDA sessions; on the
+    /// CPU it binds host memory, which gives the same tokens (tested) and lets the path be
+    /// checked without a GPU.
+    pub fn keep_kv_on(&mut self, device: AllocationDevice<'static>) -> ort::Result<()> {
+        self.kv_memory = Some(MemoryInfo::new(device, 0, AllocatorType::Device, MemoryType::Default)?);
+        Ok(())
+    }
+
+    /// Whether forward passes run through an I/O binding (see [`Generator::keep_kv_on`]).
+    pub fn kv_bound(&self) -> bool {
+        self.kv_memory.is_some()
     }
 
     fn empty_past(&self, batch: usize) -> ort::Result<DynValue> {
@@ -194,34 +227,59 @@ impl Generator {
     ) -> Result<Step, EngineError> {
         let n = ids.len() / batch;
         let err = |e: ort::Error| EngineError::Run(e.to_string());
-        let mut inputs: Vec<(Cow<'static, str>, SessionInputValue<'static>)> = Vec::with_capacity(4 + past.len());
-        inputs.push(("input_ids".into(), Tensor::from_array((vec![batch as i64, n as i64], ids)).map_err(err)?.into()));
+        let mut inputs: Vec<(Cow<'static, str>, DynValue)> = Vec::with_capacity(4 + past.len());
+        inputs.push((
+            "input_ids".into(),
+            Tensor::from_array((vec![batch as i64, n as i64], ids)).map_err(err)?.into_dyn(),
+        ));
         let total = past_len + n;
         inputs.push((
             "attention_mask".into(),
-            Tensor::from_array((vec![batch as i64, total as i64], vec![1i64; batch * total])).map_err(err)?.into(),
+            Tensor::from_array((vec![batch as i64, total as i64], vec![1i64; batch * total])).map_err(err)?.into_dyn(),
         ));
         if self.signature.has_position_ids {
             let pos: Vec<i64> = (0..batch).flat_map(|_| (past_len..total).map(|p| p as i64)).collect();
             inputs.push((
                 "position_ids".into(),
-                Tensor::from_array((vec![batch as i64, n as i64], pos)).map_err(err)?.into(),
+                Tensor::from_array((vec![batch as i64, n as i64], pos)).map_err(err)?.into_dyn(),
             ));
         }
         if self.signature.has_use_cache_branch {
-            inputs
-                .push(("use_cache_branch".into(), Tensor::from_array((vec![1i64], vec![!first])).map_err(err)?.into()));
+            inputs.push((
+                "use_cache_branch".into(),
+                Tensor::from_array((vec![1i64], vec![!first])).map_err(err)?.into_dyn(),
+            ));
         }
         let mut past = past.into_iter();
         for names in &self.signature.layers {
             let (Some(k), Some(v)) = (past.next(), past.next()) else {
                 return Err(EngineError::Run("KV cache has fewer tensors than the graph has layers".into()));
             };
-            inputs.push((names[0].clone().into(), k.into()));
-            inputs.push((names[1].clone().into(), v.into()));
+            inputs.push((names[0].clone().into(), k));
+            inputs.push((names[1].clone().into(), v));
         }
         let t_run = Instant::now();
-        let mut outputs = self.session.run(inputs).map_err(err)?;
+        let binding;
+        let mut outputs = if let Some(kv_memory) = &self.kv_memory {
+            let mut b = self.session.create_binding().map_err(err)?;
+            for (name, value) in &inputs {
+                b.bind_input(name.as_ref(), value).map_err(err)?;
+            }
+            let host =
+                MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default).map_err(err)?;
+            b.bind_output_to_device("logits", &host).map_err(err)?;
+            for names in &self.signature.layers {
+                for name in &names[2..4] {
+                    b.bind_output_to_device(name.as_str(), kv_memory).map_err(err)?;
+                }
+            }
+            binding = b;
+            self.session.run_binding(&binding).map_err(err)?
+        } else {
+            let inputs: Vec<(Cow<'static, str>, SessionInputValue<'static>)> =
+                inputs.into_iter().map(|(name, value)| (name, value.into())).collect();
+            self.session.run(inputs).map_err(err)?
+        };
         let run_ms = t_run.elapsed().as_secs_f64() * 1000.0;
         let logits = outputs.remove("logits").ok_or_else(|| EngineError::Run("no logits output".into()))?;
         let mut present = Vec::with_capacity(self.signature.layers.len() * 2);
