@@ -1,8 +1,9 @@
 //! Token selection with the order and semantics of Hugging Face transformers' logits
 //! processors: repetition penalty → temperature → top-k → top-p → min-p → sample
-//! (temperature 0: greedy argmax after the repetition penalty). Partial selection
-//! (`select_nth_unstable`) replaces full sorts. Each row has its own seeded RNG, so a
-//! sample never depends on which other rows share its batch.
+//! (temperature 0: greedy argmax after the repetition penalty). No full sorts: top-k by
+//! partial selection (`select_nth_unstable`), top-p by binning the weights and sorting only
+//! the bin where the set ends. Each row has its own seeded RNG, so a sample never depends
+//! on which other rows share its batch.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
