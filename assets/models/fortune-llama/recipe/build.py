@@ -181,6 +181,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--minutes", type=float, default=90.0, help="safety cap on training time")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--vocab-size", type=int, default=2048, help="byte-level BPE vocabulary size")
     args = ap.parse_args()
 
     torch.manual_seed(SEED)
@@ -192,7 +193,7 @@ def main():
     train, valid, counts = build_corpus(args.fortunes)
     print(f"corpus: {len(train)} train, {len(valid)} valid fortunes", flush=True)
 
-    tok = train_tokenizer(train, vocab_size=2048)
+    tok = train_tokenizer(train, vocab_size=args.vocab_size)
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     pad_id, bos_id, eos_id = (tok.token_to_id(t) for t in SPECIALS[:3])
@@ -274,7 +275,9 @@ def main():
         "train_minutes": train_minutes, "threads": args.threads, "history": history,
         "torch": torch.__version__, "seed": SEED,
     }
-    (HERE / "training_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    # The shipped model's figures live beside the recipe; an experiment's beside its output.
+    stats_path = HERE if args.out.resolve() == MODEL_DIR.resolve() else args.work
+    (stats_path / "training_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     subprocess.run([sys.executable, str(HERE / "export.py"), "--hf", str(args.work / "hf"), "--out", str(args.out),
                     "--work", str(args.work)], check=True)
 
