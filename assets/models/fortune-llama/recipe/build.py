@@ -182,6 +182,8 @@ def main():
     ap.add_argument("--minutes", type=float, default=90.0, help="safety cap on training time")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--vocab-size", type=int, default=2048, help="byte-level BPE vocabulary size")
+    ap.add_argument("--save-epochs", type=int, nargs="*", default=[],
+                    help="also save the checkpoint after these epochs (WORK/epoch-N), for comparing them")
     args = ap.parse_args()
 
     torch.manual_seed(SEED)
@@ -250,6 +252,9 @@ def main():
         print(f"epoch {epoch+1} step {step} train {float(loss.detach()):.3f} valid {vl:.3f} ppl {math.exp(vl):.1f} {elapsed/60:.1f} min", flush=True)
         if vl < best:
             best, best_epoch = vl, epoch + 1
+        if epoch + 1 in args.save_epochs:
+            model.save_pretrained(args.work / f"epoch-{epoch + 1}")
+            hf_tok.save_pretrained(args.work / f"epoch-{epoch + 1}")
         if elapsed > args.minutes * 60:
             print("time cap reached; stopping", flush=True)
             break
