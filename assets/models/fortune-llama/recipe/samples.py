@@ -42,7 +42,10 @@ def main():
         ids = tok(text, add_special_tokens=False)["input_ids"]
         out = tok.decode(sample(dec, ids, tok.eos_token_id, rng), skip_special_tokens=True)
         lines.append(f"| {topic} | {out.strip().replace('|', '/')} |")
-    (Path(__file__).resolve().parent / "samples.md").write_text("\n".join(lines) + "\n")
+    # The shipped model's samples live beside the recipe; an experiment's in its own folder.
+    here = Path(__file__).resolve().parent
+    dest = here if Path(args.model).resolve() == here.parent else Path(args.model)
+    (dest / "samples.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
