@@ -5,8 +5,9 @@ new ones). Samples come from ualign's own engine.
 
     python3 assets/models/fortune-llama/recipe/wordcheck.py --fortunes DIR MODEL_DIR [MODEL_DIR ...]
 
-DIR as for build.py. Prints, per model folder, the samples with no invented word and the
-share of invented words, over 20 samples for each of 10 topics (seeds 100..109).
+DIR as for build.py. Prints, per model folder, the samples with no invented word, the
+share of invented words, and how many samples repeat a corpus fortune word for word, over
+20 samples for each of 10 topics (seeds 100..109).
 """
 import argparse
 import json
@@ -29,12 +30,13 @@ def main():
     ap.add_argument("--ualign", type=Path, default=ROOT / "target/release/ualign")
     ap.add_argument("models", nargs="+", type=Path)
     a = ap.parse_args()
-    words = set()
+    words, fortunes = set(), set()
     for cat in build.TOPICS.values():
         for text in build.read_fortunes(a.fortunes / cat):
             words.update(w.lower() for w in re.findall(r"[A-Za-z]+", text))
+            fortunes.add(" ".join(text.split()))
     for model in a.models:
-        clean = n = invented = total = 0
+        clean = n = invented = total = copies = 0
         for i, topic in enumerate(TOPICS):
             out = subprocess.run(
                 [str(a.ualign), "sample", str(model), "--prompt", topic, "-k", "20", "--temperature", "1.0",
@@ -48,9 +50,11 @@ def main():
                 bad = [w for w in ws if w not in words]
                 n += 1
                 clean += not bad
+                copies += " ".join(o["text"].split()) in fortunes
                 invented += len(bad)
                 total += len(ws)
-        print(f"{model}: {clean}/{n} samples with no invented word; {invented / max(total, 1):.3f} of words invented")
+        print(f"{model}: {clean}/{n} samples with no invented word; {invented / max(total, 1):.3f} of words invented; "
+              f"{copies}/{n} are a corpus fortune word for word")
 
 
 if __name__ == "__main__":
