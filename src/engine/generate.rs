@@ -92,8 +92,15 @@ pub struct Generator {
     pub folder: ModelFolder,
     pub provider: ProviderUsed,
     max_positions: Option<usize>,
-    /// Set when runs go through an I/O binding: where `present.*` live between steps.
-    kv_memory: Option<MemoryInfo<'static>>,
+    /// Set when runs go through an I/O binding: where `present.*` live between steps, and
+    /// host memory for the logits.
+    bound: Option<Bound>,
+}
+
+/// The memory an I/O-bound run puts its outputs in.
+struct Bound {
+    kv: MemoryInfo<'static>,
+    host: MemoryInfo<'static>,
 }
 
 /// One forward pass's result: the last position's logits per row, the new KV cache, and
@@ -177,7 +184,7 @@ impl Generator {
             .or_else(|| folder.config.get("n_positions"))
             .and_then(|v| v.as_u64())
             .map(|v| v as usize);
-        let mut generator = Self { session, signature, folder, provider, max_positions, kv_memory: None };
+        let mut generator = Self { session, signature, folder, provider, max_positions, bound: None };
         if generator.provider.name == "cuda" {
             generator.keep_kv_on(AllocationDevice::CUDA).map_err(|e| EngineError::Run(e.to_string()))?;
         }
@@ -189,13 +196,16 @@ impl Generator {
     /// CPU it binds host memory, which gives the same tokens (tested) and lets the path be
     /// checked without a GPU.
     pub fn keep_kv_on(&mut self, device: AllocationDevice<'static>) -> ort::Result<()> {
-        self.kv_memory = Some(MemoryInfo::new(device, 0, AllocatorType::Device, MemoryType::Default)?);
+        self.bound = Some(Bound {
+            kv: MemoryInfo::new(device, 0, AllocatorType::Device, MemoryType::Default)?,
+            host: MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?,
+        });
         Ok(())
     }
 
     /// Whether forward passes run through an I/O binding (see [`Generator::keep_kv_on`]).
     pub fn kv_bound(&self) -> bool {
-        self.kv_memory.is_some()
+        self.bound.is_some()
     }
 
     fn empty_past(&self, batch: usize) -> ort::Result<DynValue> {
@@ -260,17 +270,15 @@ impl Generator {
         }
         let t_run = Instant::now();
         let binding;
-        let mut outputs = if let Some(kv_memory) = &self.kv_memory {
+        let mut outputs = if let Some(bound) = &self.bound {
             let mut b = self.session.create_binding().map_err(err)?;
             for (name, value) in &inputs {
                 b.bind_input(name.as_ref(), value).map_err(err)?;
             }
-            let host =
-                MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default).map_err(err)?;
-            b.bind_output_to_device("logits", &host).map_err(err)?;
+            b.bind_output_to_device("logits", &bound.host).map_err(err)?;
             for names in &self.signature.layers {
                 for name in &names[2..4] {
-                    b.bind_output_to_device(name.as_str(), kv_memory).map_err(err)?;
+                    b.bind_output_to_device(name.as_str(), &bound.kv).map_err(err)?;
                 }
             }
             binding = b;
