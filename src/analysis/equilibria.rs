@@ -14,7 +14,7 @@
 /// A participant's strict order over responses 0..n, best first.
 pub type Order = Vec<usize>;
 
-pub(crate) fn binomials(k: u32) -> Vec<f64> {
+fn binomials(k: u32) -> Vec<f64> {
     let mut c = vec![1.0; k as usize + 1];
     for j in 1..=k as usize {
         c[j] = c[j - 1] * (k as usize - j + 1) as f64 / j as f64;
@@ -24,7 +24,7 @@ pub(crate) fn binomials(k: u32) -> Vec<f64> {
 
 /// The series coefficients of s(W, a) = Σ_j C(k,j) W^{k−j} a^j / (j+1) and of its two
 /// partial derivatives, computed once per k so that a term costs multiplications only.
-pub(crate) struct Shares {
+struct Shares {
     k: u32,
     /// C(k,j) / (j+1)
     s: Vec<f64>,
@@ -35,7 +35,7 @@ pub(crate) struct Shares {
 }
 
 impl Shares {
-    pub(crate) fn new(k: u32) -> Self {
+    fn new(k: u32) -> Self {
         let binom = binomials(k);
         let ku = k as usize;
         let s = binom.iter().enumerate().map(|(j, c)| c / (j as f64 + 1.0)).collect();
@@ -48,7 +48,7 @@ impl Shares {
     /// s(W, a), by the closed form ((W+a)^{k+1} − W^{k+1})/((k+1)a) when a > W (no
     /// cancellation to speak of: relative error ~2ε), else by the series in a/W
     /// (positive terms, no cancellation).
-    pub(crate) fn share(&self, w: f64, a: f64) -> f64 {
+    fn share(&self, w: f64, a: f64) -> f64 {
         let e = self.k as i32 + 1;
         if a > w {
             return ((w + a).powi(e) - w.powi(e)) / (e as f64 * a);
@@ -75,7 +75,7 @@ impl Shares {
     /// s(W, a) with ∂s/∂W and ∂s/∂a: in closed form when a > W (∂/∂W = ((W+a)^k − W^k)/a,
     /// ∂/∂a = ((W+a)^k − s)/a), else as series in r = a/W ≤ 1 (positive terms; they fall
     /// as r^j, so a small a needs few).
-    pub(crate) fn share_and_slopes(&self, w: f64, a: f64) -> (f64, f64, f64) {
+    fn share_and_slopes(&self, w: f64, a: f64) -> (f64, f64, f64) {
         let k = self.k as i32;
         if a > w {
             let (t, top, low) = (w + a, (w + a).powi(k), w.powi(k));
@@ -159,7 +159,7 @@ pub fn payoffs_up_to(orders: &[Order], x: &[f64], k_max: u32) -> Vec<Vec<f64>> {
 
 /// Gauss–Legendre nodes and weights on [0, 1] (m nodes: exact for polynomials of degree
 /// ≤ 2m − 1), by Newton's method on the Legendre polynomial from the usual cosine guesses.
-pub(crate) fn gauss_legendre(m: usize) -> (Vec<f64>, Vec<f64>) {
+fn gauss_legendre(m: usize) -> (Vec<f64>, Vec<f64>) {
     let (mut nodes, mut weights) = (vec![0.0; m], vec![0.0; m]);
     for i in 0..m {
         let mut z = (std::f64::consts::PI * (i as f64 + 0.75) / (m as f64 + 0.5)).cos();

@@ -97,18 +97,23 @@ impl StudyArgs {
     /// check runs beside the work and must be finished before results are shown.
     pub fn open_for_reading(&self) -> anyhow::Result<(Study, crate::store::Store, crate::store::IntegrityCheck)> {
         let study = load_study(&self.study)?;
-        let (mut store, check) = crate::store::Store::open_existing_for_reading(&db_path(&study, self.db.as_ref()))?;
-        store.record_study(&study).context("checking the database against the study file")?;
+        let (store, check) = crate::store::Store::open_existing_for_reading(&db_path(&study, self.db.as_ref()))?;
+        let store = checked_against(store, &study)?;
         Ok((study, store, check))
     }
 
     /// Loads the study and opens its existing database, checked against the study file.
     pub fn open_existing(&self) -> anyhow::Result<(Study, crate::store::Store)> {
         let study = load_study(&self.study)?;
-        let mut store = crate::store::Store::open_existing(&db_path(&study, self.db.as_ref()))?;
-        store.record_study(&study).context("checking the database against the study file")?;
+        let store = checked_against(crate::store::Store::open_existing(&db_path(&study, self.db.as_ref()))?, &study)?;
         Ok((study, store))
     }
+}
+
+/// The database, refused if it was made from another study or another version of this one.
+fn checked_against(mut store: crate::store::Store, study: &Study) -> anyhow::Result<crate::store::Store> {
+    store.record_study(study).context("checking the database against the study file")?;
+    Ok(store)
 }
 
 /// Where generation runs: shared by every subcommand that may generate pools.

@@ -201,29 +201,26 @@ impl Store {
 
     /// Opens a database that must already hold a study (analysis, export).
     pub fn open_existing(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(StoreError::NoStudy { path: path.to_path_buf() });
-        }
-        let store = Self::open(path)?;
-        if store.stored_study()?.is_none() {
-            return Err(StoreError::NoStudy { path: path.to_path_buf() });
-        }
-        Ok(store)
+        Self::open_existing_with(path, true)
     }
 
     /// [`Store::open_existing`] for a command that only reads (stats, plot): the full
     /// integrity check, which reads the whole file, runs beside it; the command must call
     /// [`IntegrityCheck::finish`] before it shows anything it computed.
     pub fn open_existing_for_reading(path: &Path) -> Result<(Self, IntegrityCheck)> {
+        let store = Self::open_existing_with(path, false)?;
+        Ok((store, IntegrityCheck::start(path)?))
+    }
+
+    fn open_existing_with(path: &Path, check_integrity: bool) -> Result<Self> {
         if !path.exists() {
             return Err(StoreError::NoStudy { path: path.to_path_buf() });
         }
-        let store = Self::open_with(path, false)?;
-        let check = IntegrityCheck::start(path)?;
+        let store = Self::open_with(path, check_integrity)?;
         if store.stored_study()?.is_none() {
             return Err(StoreError::NoStudy { path: path.to_path_buf() });
         }
-        Ok((store, check))
+        Ok(store)
     }
 
     /// The stored study's (name, hash, source, created_at), if any.
