@@ -237,19 +237,23 @@ fn top_p_head(weights: &[f32], target: f64) -> Vec<(u32, f64)> {
         }
         acc += m;
     }
-    // Branch-free compaction: every token is written, the count moves only for the kept.
-    let (mut kept, mut edge) = (vec![(0u32, 0.0f64); weights.len()], vec![(0u32, 0.0f64); weights.len()]);
+    // Branch-free compaction into one buffer: whole-bin tokens fill it from the front,
+    // boundary-bin tokens from the back; every token is written to both ends, and only
+    // the matching count moves (the two ends meet only after the last token).
+    let n = weights.len();
+    let mut buf = vec![(0u32, 0.0f64); n];
     let (mut nk, mut ne) = (0, 0);
     for (t, (&w, &b)) in weights.iter().zip(&bins).enumerate() {
         let c = (t as u32, f64::from(w));
-        kept[nk] = c;
-        edge[ne] = c;
+        buf[nk] = c;
+        buf[n - 1 - ne] = c;
         let b = b as usize;
         nk += usize::from(b < last && w > 0.0);
         ne += usize::from(b == last && w > 0.0);
     }
+    let mut edge = buf.split_off(n - ne);
+    let mut kept = buf;
     kept.truncate(nk);
-    edge.truncate(ne);
     edge.sort_unstable_by(desc);
     for c in edge {
         if !kept.is_empty() && acc >= target {
