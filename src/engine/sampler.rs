@@ -295,10 +295,11 @@ impl RowSampler {
         let mut raw_logprob = None;
         let token = if p.temperature == 0.0 {
             argmax(logits) as u32
-        } else if p.top_k == 0 && p.top_p >= 1.0 && p.min_p <= 0.0 {
-            // Plain sampling: no candidate list; one exp per logit (f32, vectorised), kept in a
-            // reused buffer, with the sum of every block of it, so that the walk along the
-            // cumulative distribution steps over whole blocks before it looks at tokens.
+        } else if p.top_k == 0 && p.top_p >= 1.0 {
+            // Plain sampling (and min-p alone): no candidate list; one exp per logit (f32,
+            // vectorised), kept in a reused buffer, with the sum of every block of it, so that
+            // the walk along the cumulative distribution steps over whole blocks before it
+            // looks at tokens.
             let inv_t = 1.0 / p.temperature;
             let max = max_f32(logits);
             self.scratch.clear();
@@ -306,9 +307,23 @@ impl RowSampler {
             self.blocks.clear();
             self.blocks.extend(self.scratch.chunks(BLOCK).map(sum_f64));
             let z: f64 = self.blocks.iter().sum();
-            let chosen = walk(&self.scratch, &self.blocks, self.rng.random::<f64>() * z);
+            let drawn_from = if p.min_p > 0.0 {
+                // min-p keeps a token when its probability is at least min_p × the top one's;
+                // the top token's weight is e^0 = 1, so that is weight ≥ min_p (HF's
+                // MinPLogitsWarper, which keeps the top token in any case).
+                let floor = p.min_p;
+                self.scratch.iter_mut().for_each(|w| *w = if *w >= floor { *w } else { 0.0 });
+                let kept = self.blocks.len();
+                self.blocks.clear();
+                self.blocks.extend(self.scratch.chunks(BLOCK).map(sum_f64));
+                debug_assert_eq!(kept, self.blocks.len());
+                self.blocks.iter().sum()
+            } else {
+                z
+            };
+            let chosen = walk(&self.scratch, &self.blocks, self.rng.random::<f64>() * drawn_from);
             if inv_t == 1.0 && p.repetition_penalty == 1.0 {
-                // The same normaliser serves the raw log-probability.
+                // The normaliser over every token serves the raw log-probability.
                 raw_logprob = Some((logits[chosen] - max) as f64 - z.ln());
             }
             chosen as u32
@@ -575,6 +590,38 @@ mod tests {
         assert_eq!(max_f32(&[]), f32::NEG_INFINITY);
         let plain: f64 = xs.iter().map(|&x| f64::from(x)).sum();
         assert!((sum_f64(&xs) - plain).abs() < 1e-9);
+    }
+
+    #[test]
+    fn min_p_alone_draws_what_the_full_warp_draws() {
+        // The fast path (weights below min_p zeroed, block walk) against the general one
+        // (HF order: softmax, min-p relative to the top probability, renormalise): same
+        // tokens for the same random numbers, and raw log-probabilities.
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for round in 0..50 {
+            let n = 500 + round * 37;
+            let l: Vec<f32> = (0..n).map(|_| rng.random::<f32>() * 12.0 - 6.0).collect();
+            for (temperature, min_p) in [(1.0, 0.1), (0.7, 0.05), (1.3, 0.3)] {
+                let p = SamplingParams { temperature, min_p, ..Default::default() };
+                let dist = warp(&l, &p);
+                let mut fast = RowSampler::new(round as u64, &[]);
+                let mut draws = ChaCha8Rng::seed_from_u64(round as u64);
+                for _ in 0..20 {
+                    let (t, lp) = fast.next(&l, &p);
+                    let u: f64 = draws.random();
+                    let (mut acc, mut want) = (0.0, dist.last().unwrap().0);
+                    for &(tok, q) in &dist {
+                        acc += q;
+                        if u < acc {
+                            want = tok;
+                            break;
+                        }
+                    }
+                    assert_eq!(t, want, "round {round}, T {temperature}, min_p {min_p}");
+                    assert!((lp - log_softmax_at(&l, t as usize)).abs() < 1e-5);
+                }
+            }
+        }
     }
 
     #[test]
