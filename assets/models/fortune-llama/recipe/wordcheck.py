@@ -6,7 +6,9 @@ new ones). Samples come from ualign's own engine.
     python3 assets/models/fortune-llama/recipe/wordcheck.py --fortunes DIR MODEL_DIR [MODEL_DIR ...]
 
 DIR as for build.py. Prints, per model folder, the samples with no invented word, the
-share of invented words, and how many samples repeat a corpus fortune word for word, over
+share of invented words, how many samples repeat a corpus fortune word for word and how
+many are distinct (within their topic) with the topic's distinct-2 (unique word bigrams
+over all of them), over
 20 samples for each of 10 topics (seeds 100..109).
 """
 import argparse
@@ -28,6 +30,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fortunes", required=True, type=Path)
     ap.add_argument("--ualign", type=Path, default=ROOT / "target/release/ualign")
+    ap.add_argument("--top-p", type=float, help="override the model's own top-p (generation_config.json)")
+    ap.add_argument("--min-p", type=float, help="also truncate below this share of the top token's probability")
     ap.add_argument("models", nargs="+", type=Path)
     a = ap.parse_args()
     words, fortunes = set(), set()
@@ -35,12 +39,19 @@ def main():
         for text in build.read_fortunes(a.fortunes / cat):
             words.update(w.lower() for w in re.findall(r"[A-Za-z]+", text))
             fortunes.add(" ".join(text.split()))
+    extra = []
+    if a.top_p is not None:
+        extra += ["--top-p", str(a.top_p)]
+    if a.min_p is not None:
+        extra += ["--min-p", str(a.min_p)]
     for model in a.models:
         clean = n = invented = total = copies = 0
+        texts = set()
+        bigrams = {}
         for i, topic in enumerate(TOPICS):
             out = subprocess.run(
                 [str(a.ualign), "sample", str(model), "--prompt", topic, "-k", "20", "--temperature", "1.0",
-                 "--max-new-tokens", "64", "--seed", str(100 + i), "--json"],
+                 "--max-new-tokens", "64", "--seed", str(100 + i), "--json", *extra],
                 capture_output=True, text=True, check=True).stdout
             for line in out.splitlines():
                 o = json.loads(line)
@@ -51,10 +62,14 @@ def main():
                 n += 1
                 clean += not bad
                 copies += " ".join(o["text"].split()) in fortunes
+                texts.add((topic, " ".join(o["text"].split())))
                 invented += len(bad)
                 total += len(ws)
+                bigrams.setdefault(topic, []).extend(zip(ws, ws[1:]))
+        # distinct-2: unique word bigrams over all bigrams among a topic's samples (mean over topics).
+        d2 = sum(len(set(b)) / max(len(b), 1) for b in bigrams.values()) / max(len(bigrams), 1)
         print(f"{model}: {clean}/{n} samples with no invented word; {invented / max(total, 1):.3f} of words invented; "
-              f"{copies}/{n} are a corpus fortune word for word")
+              f"{copies}/{n} are a corpus fortune word for word; {len(texts)}/{n} distinct; distinct-2 {d2:.2f}")
 
 
 if __name__ == "__main__":
