@@ -103,6 +103,23 @@ def build_corpus(fortune_dir: Path):
     return train, valid, counts
 
 
+def read_wordnet_examples(wordnet_dir: Path):
+    """WordNet 3.0's usage examples (the quoted sentences in the synset glosses of Debian's
+    `wordnet-base`, WordNet 3.0 licence), as extra plain English: sentences of four words
+    or more, first letter capitalised, ended with a full stop when they have no ending."""
+    out = set()
+    for name in ["data.noun", "data.verb", "data.adj", "data.adv"]:
+        for line in (wordnet_dir / name).read_text(encoding="latin-1").splitlines():
+            if line.startswith("  ") or "|" not in line:
+                continue  # the licence header
+            for ex in re.findall(r'"([^"]+)"', line.split("|", 1)[1]):
+                ex = " ".join(ex.split())
+                if len(ex.split()) >= 4 and ex[0].isalpha() and len(ex) <= MAX_CHARS:
+                    ex = ex[0].upper() + ex[1:]
+                    out.add(ex if ex[-1] in ".!?" else ex + ".")
+    return sorted(out)
+
+
 def prompt_text(topic: str) -> str:
     return f"<|bos|><|topic|>{topic}<|fortune|>"
 
@@ -182,6 +199,9 @@ def main():
     ap.add_argument("--minutes", type=float, default=90.0, help="safety cap on training time")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--vocab-size", type=int, default=2048, help="byte-level BPE vocabulary size")
+    ap.add_argument("--wordnet", type=Path,
+                    help="experiment: also train on WordNet's usage examples (topic 'english') from this folder "
+                         "(wordnet-base's usr/share/wordnet)")
     ap.add_argument("--save-epochs", type=int, nargs="*", default=[],
                     help="also save the checkpoint after these epochs (WORK/epoch-N), for comparing them")
     args = ap.parse_args()
@@ -194,6 +214,11 @@ def main():
 
     train, valid, counts = build_corpus(args.fortunes)
     print(f"corpus: {len(train)} train, {len(valid)} valid fortunes", flush=True)
+    if args.wordnet:
+        extra = read_wordnet_examples(args.wordnet)
+        train = train + [("english", t) for t in extra]
+        random.Random(SEED).shuffle(train)
+        print(f"plus {len(extra)} WordNet examples (topic 'english')", flush=True)
 
     tok = train_tokenizer(train, vocab_size=args.vocab_size)
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -266,14 +291,15 @@ def main():
     model.eval()
     gen = GenerationConfig(
         bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id,
-        do_sample=True, temperature=1.0, top_k=0, top_p=0.95, max_new_tokens=64,
-    )
+        do_sample=True, temperature=1.0, top_k=0, top_p=1.0, min_p=0.1, max_new_tokens=64,
+    )  # min-p 0.1 cuts the tail of word pieces a model this small puts weight on (MODEL_CARD.md)
     model.generation_config = gen
     model.save_pretrained(args.work / "hf")
     hf_tok.save_pretrained(args.work / "hf")
 
     stats = {
-        "parameters": n_params, "train_fortunes": len(train), "valid_fortunes": len(valid),
+        "parameters": n_params, "train_fortunes": sum(t != "english" for t, _ in train),
+        "wordnet_examples": sum(t == "english" for t, _ in train), "valid_fortunes": len(valid),
         "train_tokens": sum(len(c) for _, c in tr), "topics": counts,
         "epochs": len(history), "valid_loss": final_loss, "valid_perplexity": math.exp(final_loss),
         "best_epoch": best_epoch, "best_valid_loss": best,
