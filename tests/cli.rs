@@ -69,3 +69,37 @@ fn export_of_a_missing_database_says_to_init() {
     assert!(!ok);
     assert!(err.contains("run `ualign init STUDY` first"), "{err}");
 }
+
+/// The settings line of `sample --json` on a model folder.
+fn sample_settings(model: &Path, extra: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args =
+        vec!["sample", model.to_str().unwrap(), "--prompt", "love", "-k", "2", "--max-new-tokens", "4", "--json"];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = ualign(dir.path(), &args);
+    assert!(ok, "{err}");
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    last["timing"]["settings"].clone()
+}
+
+#[test]
+fn sample_takes_its_defaults_as_transformers_reads_generation_config() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/fortune-llama");
+    // The default model's own file: temperature 1, min-p 0.1, top-k off.
+    let s = sample_settings(&shipped, &[]);
+    assert_eq!((s["temperature"].as_f64(), s["top_k"].as_u64(), s["top_p"].as_f64()), (Some(1.0), Some(0), Some(1.0)));
+    assert!((s["min_p"].as_f64().unwrap() - 0.1).abs() < 1e-6, "{s}");
+    // A copy whose generation_config.json leaves top_k and min_p out: transformers' top-k 50,
+    // no min-p; flags still win over the file.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.onnx"] {
+        std::fs::copy(shipped.join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(dir.path().join("generation_config.json"), r#"{"do_sample": true, "top_p": 0.9}"#).unwrap();
+    let s = sample_settings(dir.path(), &[]);
+    assert_eq!((s["top_k"].as_u64(), s["min_p"].as_f64()), (Some(50), Some(0.0)), "{s}");
+    assert!((s["top_p"].as_f64().unwrap() - 0.9).abs() < 1e-6, "{s}");
+    let s = sample_settings(dir.path(), &["--top-k", "0", "--min-p", "0.05"]);
+    assert_eq!(s["top_k"].as_u64(), Some(0), "{s}");
+    assert!((s["min_p"].as_f64().unwrap() - 0.05).abs() < 1e-6, "{s}");
+}

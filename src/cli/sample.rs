@@ -20,12 +20,17 @@ pub struct Cmd {
     /// 0 is greedy. Default: generation_config.json, else 1.0
     #[arg(long)]
     temperature: Option<f32>,
+    /// Default: generation_config.json, else 1.0 (off)
     #[arg(long)]
     top_p: Option<f32>,
+    /// 0 is off. Default: generation_config.json, else 50 (transformers' default, which
+    /// applies whenever a model's generation_config.json does not set top_k)
     #[arg(long)]
     top_k: Option<u32>,
+    /// Default: generation_config.json, else 0 (off)
     #[arg(long)]
     min_p: Option<f32>,
+    /// Default: generation_config.json, else 1.0 (off)
     #[arg(long)]
     repetition_penalty: Option<f32>,
     /// Stop strings (repeat the flag for several)
@@ -49,6 +54,11 @@ pub struct Cmd {
     json: bool,
 }
 
+/// `GenerationConfig.top_k` when the file leaves it out: sampling a Hugging Face model with
+/// its own settings keeps the 50 most likely tokens unless its generation_config.json says
+/// otherwise, so `sample` does too.
+const TRANSFORMERS_TOP_K: f64 = 50.0;
+
 fn gen_default(cfg: &Value, key: &str) -> Option<f64> {
     cfg.get(key).and_then(Value::as_f64)
 }
@@ -71,7 +81,7 @@ impl Cmd {
             } else {
                 gen_default(&gc, "temperature").unwrap_or(1.0) as f32
             }),
-            top_k: self.top_k.unwrap_or(gen_default(&gc, "top_k").unwrap_or(0.0) as u32),
+            top_k: self.top_k.unwrap_or(gen_default(&gc, "top_k").unwrap_or(TRANSFORMERS_TOP_K) as u32),
             top_p: self.top_p.unwrap_or(gen_default(&gc, "top_p").unwrap_or(1.0) as f32),
             min_p: self.min_p.unwrap_or(gen_default(&gc, "min_p").unwrap_or(0.0) as f32),
             repetition_penalty: self
