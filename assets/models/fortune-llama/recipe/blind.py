@@ -27,16 +27,13 @@ import csv
 import json
 import math
 import random
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[3]
 sys.path.insert(0, str(HERE))
-import build  # noqa: E402
-
-TOPICS = ["love", "food", "computers", "wisdom", "science", "work", "pets", "sports", "education", "art"]
+from wordcheck import TOPICS, corpus, draw as draw_samples  # noqa: E402
 
 
 def parse_condition(spec):
@@ -53,6 +50,8 @@ def parse_condition(spec):
             extra += [f"--{key.replace('_', '-')}", value]
     if not name or not model:
         sys.exit(f"condition {spec!r}: expected NAME=MODEL_DIR[:temperature=X][:top_p=X][:min_p=X]")
+    if not Path(model).is_dir():
+        sys.exit(f"condition {spec!r}: {model} is not a model folder")
     return name, Path(model), ["--temperature", temperature, *extra]
 
 
@@ -67,23 +66,13 @@ def wilson(k, n, z=1.96):
 
 
 def draw(a):
-    fortunes = set()
-    for cat in build.TOPICS.values():
-        for text in build.read_fortunes(a.fortunes / cat):
-            fortunes.add(" ".join(text.split()))
+    _, fortunes = corpus(a.fortunes)
     rows = []
     for c, spec in enumerate(a.conditions):
         name, model, extra = parse_condition(spec)
         for i, topic in enumerate(TOPICS):
-            out = subprocess.run(
-                [str(a.ualign), "sample", str(model), "--prompt", topic, "-k", str(a.per_topic),
-                 "--max-new-tokens", "64", "--seed", str(a.seed + 1000 * c + i), "--json", *extra],
-                capture_output=True, text=True, check=True).stdout
-            for line in out.splitlines():
-                o = json.loads(line)
-                if "text" in o:
-                    text = " ".join(o["text"].split())
-                    rows.append({"condition": name, "topic": topic, "text": text, "copy": text in fortunes})
+            for text in draw_samples(a.ualign, model, topic, a.per_topic, a.seed + 1000 * c + i, extra):
+                rows.append({"condition": name, "topic": topic, "text": text, "copy": text in fortunes})
     random.Random(a.seed).shuffle(rows)
     a.out.mkdir(parents=True, exist_ok=True)
     with open(a.out / "sheet.tsv", "w", newline="") as f:
@@ -97,6 +86,9 @@ def draw(a):
 
 
 def score(a):
+    for f in ("sheet.tsv", "key.json"):
+        if not (a.sheet_dir / f).is_file():
+            sys.exit(f"{a.sheet_dir / f}: missing (a folder written by `blind.py draw`)")
     key = {s["id"]: s for s in json.loads((a.sheet_dir / "key.json").read_text())["samples"]}
     tally = {}
     with open(a.sheet_dir / "sheet.tsv", newline="") as f:
@@ -104,7 +96,9 @@ def score(a):
             marks = [r["grammatical"].strip().lower(), r["on_topic"].strip().lower()]
             if any(m not in ("y", "n") for m in marks):
                 sys.exit(f"sheet.tsv line {n}: grammatical and on_topic must each be y or n, found {marks}")
-            s = key[int(r["id"])]
+            s = key.get(int(r["id"]))
+            if s is None:
+                sys.exit(f"sheet.tsv line {n}: id {r['id']} is not in key.json (a sheet from another draw?)")
             t = tally.setdefault(s["condition"], {"n": 0, "g": 0, "t": 0, "both": 0, "copy": 0, "texts": set()})
             g, o = marks[0] == "y", marks[1] == "y"
             t["n"] += 1

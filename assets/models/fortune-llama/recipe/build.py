@@ -108,7 +108,11 @@ def read_wordnet_examples(wordnet_dir: Path):
     `wordnet-base`, WordNet 3.0 licence), as extra plain English: sentences of four words
     or more, first letter capitalised, ended with a full stop when they have no ending."""
     out = set()
-    for name in ["data.noun", "data.verb", "data.adj", "data.adv"]:
+    names = ["data.noun", "data.verb", "data.adj", "data.adv"]
+    if not all((wordnet_dir / n).is_file() for n in names):
+        sys.exit(f"--wordnet {wordnet_dir}: expected WordNet's {', '.join(names)} there "
+                 "(`apt-get download wordnet-base`, unpacked: usr/share/wordnet)")
+    for name in names:
         for line in (wordnet_dir / name).read_text(encoding="latin-1").splitlines():
             if line.startswith("  ") or "|" not in line:
                 continue  # the licence header

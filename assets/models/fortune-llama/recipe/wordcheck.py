@@ -26,6 +26,34 @@ import build  # noqa: E402
 TOPICS = ["love", "food", "computers", "wisdom", "science", "work", "pets", "sports", "education", "art"]
 
 
+def corpus(fortune_dir: Path):
+    """(every word of the curated fortunes, lower-cased; every fortune, whitespace folded)."""
+    if not fortune_dir.is_dir():
+        sys.exit(f"--fortunes {fortune_dir}: no such folder (the unpacked package's usr/share/games/fortunes)")
+    words, fortunes = set(), set()
+    for cat in build.TOPICS.values():
+        for text in build.read_fortunes(fortune_dir / cat):
+            words.update(w.lower() for w in re.findall(r"[A-Za-z]+", text))
+            fortunes.add(" ".join(text.split()))
+    return words, fortunes
+
+
+def draw(ualign: Path, model: Path, topic: str, k: int, seed: int, extra):
+    """k samples for one topic through `ualign sample` (temperature 1.0 unless `extra` sets
+    it), whitespace folded; a failing run stops with ualign's own message."""
+    if not ualign.is_file():
+        sys.exit(f"{ualign}: no ualign binary; build it with `cargo build --release` or pass --ualign")
+    if "--temperature" not in extra:
+        extra = ["--temperature", "1.0", *extra]
+    run = subprocess.run(
+        [str(ualign), "sample", str(model), "--prompt", topic, "-k", str(k), "--max-new-tokens", "64",
+         "--seed", str(seed), "--json", *extra],
+        capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"ualign sample {model} (topic {topic}) failed:\n{run.stderr.strip()}")
+    return [" ".join(o["text"].split()) for o in map(json.loads, run.stdout.splitlines()) if "text" in o]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fortunes", required=True, type=Path)
@@ -34,11 +62,7 @@ def main():
     ap.add_argument("--min-p", type=float, help="also truncate below this share of the top token's probability")
     ap.add_argument("models", nargs="+", type=Path)
     a = ap.parse_args()
-    words, fortunes = set(), set()
-    for cat in build.TOPICS.values():
-        for text in build.read_fortunes(a.fortunes / cat):
-            words.update(w.lower() for w in re.findall(r"[A-Za-z]+", text))
-            fortunes.add(" ".join(text.split()))
+    words, fortunes = corpus(a.fortunes)
     extra = []
     if a.top_p is not None:
         extra += ["--top-p", str(a.top_p)]
@@ -49,20 +73,13 @@ def main():
         texts = set()
         bigrams = {}
         for i, topic in enumerate(TOPICS):
-            out = subprocess.run(
-                [str(a.ualign), "sample", str(model), "--prompt", topic, "-k", "20", "--temperature", "1.0",
-                 "--max-new-tokens", "64", "--seed", str(100 + i), "--json", *extra],
-                capture_output=True, text=True, check=True).stdout
-            for line in out.splitlines():
-                o = json.loads(line)
-                if "text" not in o:
-                    continue
-                ws = [w.lower() for w in re.findall(r"[A-Za-z]+", o["text"])]
+            for text in draw(a.ualign, model, topic, 20, 100 + i, extra):
+                ws = [w.lower() for w in re.findall(r"[A-Za-z]+", text)]
                 bad = [w for w in ws if w not in words]
                 n += 1
                 clean += not bad
-                copies += " ".join(o["text"].split()) in fortunes
-                texts.add((topic, " ".join(o["text"].split())))
+                copies += text in fortunes
+                texts.add((topic, text))
                 invented += len(bad)
                 total += len(ws)
                 bigrams.setdefault(topic, []).extend(zip(ws, ws[1:]))
