@@ -29,8 +29,8 @@ fn simulated(dir: &Path, participants: usize, population: &Population) -> (study
     let path = full_pool_study(dir);
     let (s, _) = study::load(&path).unwrap();
     let (mut store, _) = Store::open_for_study(&dir.join("full.sqlite"), &s).unwrap();
-    import_candidates(&mut store, &s, "sampled", &dir.join("example/sampled.jsonl")).unwrap();
-    import_candidates(&mut store, &s, "greedy", &dir.join("example/greedy.jsonl")).unwrap();
+    import_candidates(&mut store, &s, "sampled", &dir.join("example/sampled.jsonl"), false).unwrap();
+    import_candidates(&mut store, &s, "greedy", &dir.join("example/greedy.jsonl"), false).unwrap();
     simulate(&s, &mut store, participants, population, 21).unwrap();
     (s, store)
 }
@@ -283,6 +283,6 @@ fn stats_on_a_damaged_database_reports_the_damage_and_no_numbers() {
     let (ok, out, err) =
         ualign(dir.path(), &["stats", "full.toml", "--db", "full.sqlite", "--replicates", "50", "--k-max", "2"]);
     assert!(!ok, "stats succeeded on a damaged file:\n{out}");
-    assert!(err.contains("integrity check") && err.contains("full.sqlite"), "{err}");
+    assert!(err.contains("is damaged") && err.contains("full.sqlite"), "{err}");
     assert!(out.trim().is_empty(), "numbers from a damaged file were shown:\n{out}");
 }

@@ -150,11 +150,20 @@ pub(crate) fn db_path(study: &Study, db: Option<&PathBuf>) -> PathBuf {
     db.cloned().unwrap_or_else(|| study.default_db_path())
 }
 
+/// Opens (creating on first use) the study's database for writing. Only the default
+/// folder `db/` is created; a `--db` path must be in a folder that exists.
 pub(crate) fn open_store(
     study: &Study,
     db: Option<&PathBuf>,
 ) -> anyhow::Result<(crate::store::Store, crate::store::Opened)> {
     let path = db_path(study, db);
+    if db.is_none()
+        && let Some(dir) = path.parent()
+    {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!("cannot create the database folder {}; create it yourself or pass --db PATH", dir.display())
+        })?;
+    }
     crate::store::Store::open_for_study(&path, study)
         .with_context(|| format!("opening the database for study `{}`", study.name))
 }

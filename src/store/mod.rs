@@ -1,16 +1,22 @@
-//! The SQLite store: one database file per study. Opening applies the migrations in
-//! `migrations/` (numbered, never edited once released), turns on WAL, foreign keys and
-//! a busy timeout, and checks integrity. Every write that must land whole runs in one
-//! transaction. No UI and no ONNX Runtime here.
+//! The SQLite store: one database file per study, shared by every process working on the
+//! study (participants' screens, `generate`, `simulate`, the researcher's `stats` and
+//! `dashboard`). Opening applies the migrations in `migrations/` (numbered, never edited
+//! once released; safe when several processes open a new file at once), turns on WAL
+//! (readers never block writers), foreign keys and the store's busy handler, and reads
+//! the file's header and schema (a file that is not a database is refused at once). The
+//! full integrity check reads the whole file, so it runs where a damaged file would do
+//! harm unseen: `stats`, `plot`, `export`, `dashboard` and `ualign check`, not on every
+//! open. Every write is one IMMEDIATE transaction ([`write`]). No UI and no ONNX Runtime.
 
 mod queries;
+mod write;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use queries::*;
+pub use write::{WRITE_WAIT, WriteCause, WriteFailure};
 
 use crate::study::{PolicySource, Study};
 
@@ -19,14 +25,20 @@ const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("migrations/000
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open database {path}: {source}\n  check that the folder exists and is writable")]
+    #[error("cannot open database {path}: {source}\n  check that the file is a ualign database and that you may read it")]
     Open { path: PathBuf, source: rusqlite::Error },
     #[error(
-        "cannot create the database folder {dir}: {source}\n  check the path given with --db, or create the folder yourself"
+        "the folder {} for database {} does not exist (or is not a folder)\n  create it (mkdir -p {}) or choose another path with --db",
+        .dir.display(), .path.display(), .dir.display()
     )]
-    CreateDir { dir: PathBuf, source: std::io::Error },
+    NoFolder { path: PathBuf, dir: PathBuf },
     #[error(
-        "database {path} failed SQLite's integrity check:\n{report}\n  the file is damaged; restore it from a backup, or export what is readable with `sqlite3 {path} .dump`"
+        "database {} cannot be written: {why}\n  ualign commits every answer as it is given; give write permission ({fix}) or work on a copy with --db",
+        .path.display()
+    )]
+    ReadOnly { path: PathBuf, why: String, fix: String },
+    #[error(
+        "database {path} is damaged or is not a database; SQLite found:\n{report}\n  restore it from a backup, or save what is readable with `sqlite3 {path} .recover`"
     )]
     Corrupt { path: PathBuf, report: String },
     #[error("database {path} has schema version {found}, newer than this ualign knows ({known}); use a newer ualign")]
@@ -43,6 +55,12 @@ pub enum StoreError {
     StudyChanged { path: PathBuf, study_path: PathBuf, recorded_at: String, stored_hash: String, new_hash: String },
     #[error("database {path} holds no study yet; run `ualign init STUDY` first")]
     NoStudy { path: PathBuf },
+    /// The trial was answered already (a double key press, or the same participant in a
+    /// second window): the first answer stands.
+    #[error("trial {trial} is already answered")]
+    AlreadyAnswered { trial: i64 },
+    #[error(transparent)]
+    Write(#[from] WriteFailure),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -73,15 +91,19 @@ fn integrity_report(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     conn.prepare("PRAGMA integrity_check").and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
 }
 
+/// Whether an error means the file is not a database or is damaged.
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt))
+}
+
 /// Turns an integrity report (or the error that stopped it) into the store's errors.
 fn check_report(path: &Path, report: rusqlite::Result<Vec<String>>) -> Result<()> {
-    let report = report.map_err(|e| match e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(f.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) =>
-        {
+    let report = report.map_err(|e| {
+        if is_damage(&e) {
             StoreError::Corrupt { path: path.to_path_buf(), report: format!("  {e}") }
+        } else {
+            StoreError::Open { path: path.to_path_buf(), source: e }
         }
-        e => StoreError::Open { path: path.to_path_buf(), source: e },
     })?;
     if report != ["ok"] {
         return Err(StoreError::Corrupt {
@@ -101,13 +123,13 @@ pub struct IntegrityCheck {
 }
 
 impl IntegrityCheck {
-    fn start(path: &Path) -> Result<Self> {
+    pub fn start(path: &Path) -> Result<Self> {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         let handle = std::thread::Builder::new()
             .name("ualign-integrity".into())
             .spawn(move || {
-                conn.busy_timeout(Duration::from_secs(10))?;
+                write::install_busy_handler(&conn)?;
                 integrity_report(&conn)
             })
             .map_err(|e| StoreError::Invalid(format!("cannot start the integrity check of {}: {e}", path.display())))?;
@@ -121,21 +143,67 @@ impl IntegrityCheck {
     }
 }
 
+/// Whether the process may write `path` (the kernel's answer, which knows about
+/// ownership, ACLs and read-only mounts, not just the mode bits).
+fn may_write(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `c` is a valid NUL-terminated path; access(2) only reads it.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// Refuses, before anything is created or shown, a database that could be read but not
+/// written: a read-only file, or a folder where SQLite cannot make its `-wal` and `-shm`
+/// files.
+fn check_writable(path: &Path, dir: &Path) -> Result<()> {
+    if path.exists() && !may_write(path) {
+        return Err(StoreError::ReadOnly {
+            path: path.to_path_buf(),
+            why: "the file is read-only for this user".into(),
+            fix: format!("chmod u+w {}", path.display()),
+        });
+    }
+    if !may_write(dir) {
+        return Err(StoreError::ReadOnly {
+            path: path.to_path_buf(),
+            why: format!(
+                "its folder {} is read-only for this user, and SQLite keeps its write-ahead log beside the database",
+                dir.display()
+            ),
+            fix: format!("chmod u+w {}", dir.display()),
+        });
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Opens (creating if needed) a database file and brings its schema up to date.
+    /// Opens (creating if needed) a database file for writing and brings its schema up to
+    /// date. The folder must exist; a file or folder that cannot be written is refused.
     pub fn open(path: &Path) -> Result<Self> {
         Self::open_with(path, true)
     }
 
-    fn open_with(path: &Path, check_integrity: bool) -> Result<Self> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_path_buf(), source })?;
+    fn open_with(path: &Path, for_writing: bool) -> Result<Self> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(StoreError::NoFolder { path: path.to_path_buf(), dir: dir.to_path_buf() });
+        }
+        if for_writing {
+            check_writable(path, dir)?;
         }
         let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         let mut store = Self { conn, path: path.to_path_buf() };
-        store.configure(check_integrity)?;
+        store.configure()?;
+        if for_writing && store.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(StoreError::ReadOnly {
+                path: path.to_path_buf(),
+                why: "SQLite could open it only for reading".into(),
+                fix: format!("chmod u+w {}", path.display()),
+            });
+        }
         store.migrate()?;
         Ok(store)
     }
@@ -144,7 +212,7 @@ impl Store {
     pub fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory()?;
         let mut store = Self { conn, path: PathBuf::from(":memory:") };
-        store.configure(true)?;
+        store.configure()?;
         store.migrate()?;
         Ok(store)
     }
@@ -153,21 +221,43 @@ impl Store {
         &self.path
     }
 
-    fn configure(&mut self, check_integrity: bool) -> Result<()> {
+    fn configure(&mut self) -> Result<()> {
         let path = self.path.clone();
         let open_err = |source| StoreError::Open { path: path.clone(), source };
-        self.conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
-        // A file that is not a database fails here, on the first read.
-        let report = if check_integrity {
-            integrity_report(&self.conn)
-        } else {
-            self.conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0)).map(|_| vec!["ok".to_string()])
-        };
-        check_report(&self.path, report)?;
-        self.conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        write::install_busy_handler(&self.conn).map_err(open_err)?;
+        // A file that is not a database fails here, on its first read, which reads only the
+        // header and the schema: opening costs the same whatever the file's size.
+        let first_read = self.conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0));
+        check_report(&self.path, first_read.map(|_| vec!["ok".to_string()]))?;
+        // Switching a new file to WAL needs a moment alone with it; when several processes
+        // open a new file at once, SQLite may report busy here without waiting.
+        write::retry_busy(|| self.conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)))
+            .map_err(open_err)?;
         self.conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
         self.conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
         Ok(())
+    }
+
+    /// SQLite's full integrity check of the whole file (it reads every page).
+    pub fn check_integrity(&self) -> Result<()> {
+        check_report(&self.path, integrity_report(&self.conn))
+    }
+
+    /// A consistent view for a reader: until it is dropped, every query sees the database
+    /// as it was at the first one, whatever other processes commit meanwhile (and they are
+    /// not held up: under WAL a reader never blocks a writer).
+    pub fn snapshot(&self) -> Result<rusqlite::Transaction<'_>> {
+        Ok(self.conn.unchecked_transaction()?)
+    }
+
+    /// Runs `f` as one IMMEDIATE write transaction (see [`write`]); `what` names what is
+    /// being saved, for the message if it cannot be.
+    pub(crate) fn write<T>(
+        &mut self,
+        what: &'static str,
+        f: impl FnMut(&rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        write::write(&mut self.conn, &self.path, what, f)
     }
 
     pub fn schema_version(&self) -> Result<i64> {
@@ -175,20 +265,28 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let current = self.schema_version()?;
         let known = MIGRATIONS.len() as i64;
+        let current = self.schema_version()?;
         if current > known {
             return Err(StoreError::TooNew { path: self.path.clone(), found: current, known });
         }
-        for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let path = self.path.clone();
-            let err = |source| StoreError::Migration { path: path.clone(), name, source };
-            let tx = self.conn.transaction().map_err(err)?;
-            tx.execute_batch(sql).map_err(err)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
-            tx.commit().map_err(err)?;
+        if current == known {
+            return Ok(());
         }
-        Ok(())
+        let path = self.path.clone();
+        self.write("the database schema", |tx| {
+            // Another process may have migrated the file while this one waited for the lock.
+            let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if current > known {
+                return Err(StoreError::TooNew { path: path.clone(), found: current, known });
+            }
+            for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+                let err = |source| StoreError::Migration { path: path.clone(), name, source };
+                tx.execute_batch(sql).map_err(err)?;
+                tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
+            }
+            Ok(())
+        })
     }
 
     /// Opens the study's database, recording the study on first use and refusing a
@@ -199,28 +297,26 @@ impl Store {
         Ok((store, opened))
     }
 
-    /// Opens a database that must already hold a study (analysis, export).
+    /// Opens a database that must already hold a study, for a command that reads it
+    /// (analysis, export). The full integrity check is the caller's: see
+    /// [`Store::open_existing_for_reading`] and [`Store::check_integrity`].
     pub fn open_existing(path: &Path) -> Result<Self> {
-        Self::open_existing_with(path, true)
-    }
-
-    /// [`Store::open_existing`] for a command that only reads (stats, plot): the full
-    /// integrity check, which reads the whole file, runs beside it; the command must call
-    /// [`IntegrityCheck::finish`] before it shows anything it computed.
-    pub fn open_existing_for_reading(path: &Path) -> Result<(Self, IntegrityCheck)> {
-        let store = Self::open_existing_with(path, false)?;
-        Ok((store, IntegrityCheck::start(path)?))
-    }
-
-    fn open_existing_with(path: &Path, check_integrity: bool) -> Result<Self> {
         if !path.exists() {
             return Err(StoreError::NoStudy { path: path.to_path_buf() });
         }
-        let store = Self::open_with(path, check_integrity)?;
+        let store = Self::open_with(path, false)?;
         if store.stored_study()?.is_none() {
             return Err(StoreError::NoStudy { path: path.to_path_buf() });
         }
         Ok(store)
+    }
+
+    /// [`Store::open_existing`] with SQLite's full integrity check running beside the
+    /// command on its own connection; the command must call [`IntegrityCheck::finish`]
+    /// before it shows anything it computed.
+    pub fn open_existing_for_reading(path: &Path) -> Result<(Self, IntegrityCheck)> {
+        let store = Self::open_existing(path)?;
+        Ok((store, IntegrityCheck::start(path)?))
     }
 
     /// The stored study's (name, hash, source, created_at), if any.
@@ -239,32 +335,21 @@ impl Store {
             .optional()?)
     }
 
+    /// Records the study in a new database, or checks that the recorded one is this study
+    /// in this version. Safe when several processes open a new database at once: one
+    /// records it, the others find it recorded.
     pub fn record_study(&mut self, study: &Study) -> Result<Opened> {
         if let Some(stored) = self.stored_study()? {
-            if stored.name != study.name {
-                return Err(StoreError::OtherStudy {
-                    path: self.path.clone(),
-                    stored: stored.name,
-                    given: study.name.clone(),
-                });
-            }
-            if stored.hash != study.hash {
-                return Err(StoreError::StudyChanged {
-                    path: self.path.clone(),
-                    study_path: study.path.clone(),
-                    recorded_at: stored.created_at,
-                    stored_hash: stored.hash,
-                    new_hash: study.hash.clone(),
-                });
-            }
-            return Ok(Opened::Existing);
+            return self.same_study(stored, study).map(|()| Opened::Existing);
         }
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO study (id, name, hash, source, path, created_at) VALUES (1, ?1, ?2, ?3, ?4, ?5)",
-            params![study.name, study.hash, study.source, study.path.display().to_string(), now()],
-        )?;
-        {
+        let created = self.write("the study", |tx| {
+            if tx.query_row("SELECT COUNT(*) FROM study", [], |r| r.get::<_, i64>(0))? > 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO study (id, name, hash, source, path, created_at) VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+                params![study.name, study.hash, study.source, study.path.display().to_string(), now()],
+            )?;
             let mut ins = tx.prepare("INSERT INTO prompts (id, text, tags) VALUES (?1, ?2, ?3)")?;
             for p in &study.prompts {
                 ins.execute(params![p.id, p.text, serde_json::to_string(&p.tags).unwrap_or_default()])?;
@@ -281,9 +366,30 @@ impl Store {
                 };
                 ins.execute(params![p.name, source, p.pool_size, model, decoding])?;
             }
+            Ok(true)
+        })?;
+        if created {
+            return Ok(Opened::Created);
         }
-        tx.commit()?;
-        Ok(Opened::Created)
+        // Another process recorded a study first: it must be this one.
+        let stored = self.stored_study()?.ok_or_else(|| StoreError::NoStudy { path: self.path.clone() })?;
+        self.same_study(stored, study).map(|()| Opened::Existing)
+    }
+
+    fn same_study(&self, stored: StoredStudy, study: &Study) -> Result<()> {
+        if stored.name != study.name {
+            return Err(StoreError::OtherStudy { path: self.path.clone(), stored: stored.name, given: study.name.clone() });
+        }
+        if stored.hash != study.hash {
+            return Err(StoreError::StudyChanged {
+                path: self.path.clone(),
+                study_path: study.path.clone(),
+                recorded_at: stored.created_at,
+                stored_hash: stored.hash,
+                new_hash: study.hash.clone(),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Reads and writes of the study data: candidate pools, participants, their trial lists
 //! and answers. Each public write is one transaction.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Result, Store, StoreError, now};
@@ -55,39 +55,92 @@ pub enum Answer {
     Skip,
 }
 
+/// What [`Store::import_pools`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// The rows were stored; `replaced` candidates of the policy were removed first.
+    Stored { stored: usize, replaced: usize },
+    /// The policy already has candidates and replacing was not asked for.
+    HasCandidates { count: usize },
+    /// Replacing was asked for, but trials have shown the policy's candidates already.
+    Shown { trials: usize, participants: usize },
+}
+
+const INSERT_CANDIDATE: &str = "INSERT INTO candidates (policy, prompt_id, sample_index, text, token_count, finish_reason, logprob, seed,
+     settings, model_hash, provider, prefill_ms, decode_ms, meta, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
+fn insert_rows(tx: &rusqlite::Transaction<'_>, sql: &str, rows: &[NewCandidate]) -> Result<usize> {
+    let mut ins = tx.prepare_cached(sql)?;
+    let created = now();
+    let mut n = 0;
+    for c in rows {
+        n += ins.execute(params![
+            c.policy,
+            c.prompt_id,
+            c.sample_index,
+            c.text,
+            c.token_count,
+            c.finish_reason,
+            c.logprob,
+            c.seed.map(|s| s as i64),
+            c.settings,
+            c.model_hash,
+            c.provider,
+            c.prefill_ms,
+            c.decode_ms,
+            c.meta,
+            created
+        ])?;
+    }
+    Ok(n)
+}
+
 impl Store {
-    /// Adds candidates in one transaction: all land, or none does.
+    /// Adds generated candidates in one transaction: all land, or none does. A sample that
+    /// another process stored meanwhile (two `generate` runs, or a participant's screen
+    /// filling the same pool) is kept as it is: it was drawn with the same seed. Returns
+    /// how many rows were new.
     pub fn insert_candidates(&mut self, rows: &[NewCandidate]) -> Result<usize> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut ins = tx.prepare(
-                "INSERT INTO candidates (policy, prompt_id, sample_index, text, token_count, finish_reason, logprob, seed,
-                 settings, model_hash, provider, prefill_ms, decode_ms, meta, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            )?;
-            let created = now();
-            for c in rows {
-                ins.execute(params![
-                    c.policy,
-                    c.prompt_id,
-                    c.sample_index,
-                    c.text,
-                    c.token_count,
-                    c.finish_reason,
-                    c.logprob,
-                    c.seed.map(|s| s as i64),
-                    c.settings,
-                    c.model_hash,
-                    c.provider,
-                    c.prefill_ms,
-                    c.decode_ms,
-                    c.meta,
-                    created
-                ])?;
+        let sql = format!("{INSERT_CANDIDATE} ON CONFLICT (policy, prompt_id, sample_index) DO NOTHING");
+        self.write("the generated candidates", |tx| insert_rows(tx, &sql, rows))
+    }
+
+    /// Stores an import into `policy`'s pools in one transaction, after checking, inside
+    /// it, that the policy has no candidates yet, or with `replace` that none of its
+    /// candidates has been shown to anyone (then they are all replaced by `rows`).
+    pub fn import_pools(&mut self, policy: &str, rows: &[NewCandidate], replace: bool) -> Result<ImportOutcome> {
+        self.write("the imported candidates", |tx| {
+            let count: i64 = tx.query_row("SELECT COUNT(*) FROM candidates WHERE policy = ?1", [policy], |r| r.get(0))?;
+            if count > 0 && !replace {
+                return Ok(ImportOutcome::HasCandidates { count: count as usize });
             }
-        }
-        tx.commit()?;
-        Ok(rows.len())
+            if count > 0 {
+                let (trials, participants): (i64, i64) = tx.query_row(
+                    "SELECT COUNT(DISTINCT t.id), COUNT(DISTINCT t.participant_id)
+                     FROM trials t, json_each(t.candidate_ids) j
+                     WHERE t.candidate_ids IS NOT NULL
+                       AND j.value IN (SELECT id FROM candidates WHERE policy = ?1)",
+                    [policy],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                if trials > 0 {
+                    return Ok(ImportOutcome::Shown { trials: trials as usize, participants: participants as usize });
+                }
+                tx.execute(
+                    "DELETE FROM attention_texts WHERE candidate_id IN (SELECT id FROM candidates WHERE policy = ?1)",
+                    [policy],
+                )?;
+                tx.execute("DELETE FROM candidates WHERE policy = ?1", [policy])?;
+            }
+            let stored = insert_rows(tx, INSERT_CANDIDATE, rows)?;
+            Ok(ImportOutcome::Stored { stored, replaced: count as usize })
+        })
+    }
+
+    /// Candidates stored for a policy, in all.
+    pub fn policy_count(&self, policy: &str) -> Result<u32> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM candidates WHERE policy = ?1", [policy], |r| r.get(0))?)
     }
 
     /// Number of stored candidates of a policy for a prompt.
@@ -130,26 +183,31 @@ impl Store {
             .optional()?)
     }
 
-    /// The broken text of an attention check for a candidate, made once and stored.
+    /// The broken text of an attention check for a candidate, made once and stored (two
+    /// processes showing it at once both get the one stored first).
     pub fn attention_text(&mut self, candidate_id: i64, make: impl FnOnce() -> String) -> Result<String> {
-        if let Some(t) = self
-            .conn
-            .query_row("SELECT text FROM attention_texts WHERE candidate_id = ?1", [candidate_id], |r| r.get(0))
-            .optional()?
-        {
+        let stored = |c: &Connection| {
+            c.query_row("SELECT text FROM attention_texts WHERE candidate_id = ?1", [candidate_id], |r| r.get(0))
+                .optional()
+        };
+        if let Some(t) = stored(&self.conn)? {
             return Ok(t);
         }
         let text = make();
-        self.conn
-            .execute("INSERT INTO attention_texts (candidate_id, text) VALUES (?1, ?2)", params![candidate_id, text])?;
-        Ok(text)
+        self.write("an attention check's text", |tx| {
+            tx.execute(
+                "INSERT INTO attention_texts (candidate_id, text) VALUES (?1, ?2) ON CONFLICT (candidate_id) DO NOTHING",
+                params![candidate_id, text],
+            )?;
+            stored(tx)?.ok_or_else(|| StoreError::Invalid(format!("no attention text for candidate {candidate_id}")))
+        })
     }
 
     /// Creates the participant if new. Returns true when created.
     pub fn ensure_participant(&mut self, id: &str) -> Result<bool> {
-        let n = self
-            .conn
-            .execute("INSERT OR IGNORE INTO participants (id, created_at) VALUES (?1, ?2)", params![id, now()])?;
+        let n = self.write("the participant", |tx| {
+            Ok(tx.execute("INSERT OR IGNORE INTO participants (id, created_at) VALUES (?1, ?2)", params![id, now()])?)
+        })?;
         Ok(n == 1)
     }
 
@@ -163,9 +221,10 @@ impl Store {
     }
 
     pub fn record_consent_at(&mut self, id: &str, at: &str) -> Result<()> {
-        self.conn
-            .execute("UPDATE participants SET consent_at = COALESCE(consent_at, ?2) WHERE id = ?1", params![id, at])?;
-        Ok(())
+        self.write("the consent", |tx| {
+            tx.execute("UPDATE participants SET consent_at = COALESCE(consent_at, ?2) WHERE id = ?1", params![id, at])?;
+            Ok(())
+        })
     }
 
     pub fn consent_at(&self, id: &str) -> Result<Option<String>> {
@@ -177,30 +236,39 @@ impl Store {
     }
 
     pub fn mark_completed(&mut self, id: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE participants SET completed_at = COALESCE(completed_at, ?2) WHERE id = ?1",
-            params![id, now()],
-        )?;
-        Ok(())
+        self.write("the completion", |tx| {
+            tx.execute(
+                "UPDATE participants SET completed_at = COALESCE(completed_at, ?2) WHERE id = ?1",
+                params![id, now()],
+            )?;
+            Ok(())
+        })
     }
 
     /// Stores a participant's trial list, unless one is stored already (then it is kept:
-    /// the stored list, not a recomputed one, is what resuming follows).
+    /// the stored list, not a recomputed one, is what resuming follows). Creates the
+    /// participant if new. Returns true when the list was stored now.
     pub fn enrol(&mut self, participant: &str, plan: &[PlannedTrial]) -> Result<bool> {
-        let tx = self.conn.transaction()?;
-        let existing: i64 =
-            tx.query_row("SELECT COUNT(*) FROM trials WHERE participant_id = ?1", [participant], |r| r.get(0))?;
-        if existing > 0 {
-            return Ok(false);
-        }
-        tx.execute("INSERT OR IGNORE INTO participants (id, created_at) VALUES (?1, ?2)", params![participant, now()])?;
-        let mut ids: Vec<i64> = Vec::with_capacity(plan.len());
-        {
+        let slots: Vec<String> = plan
+            .iter()
+            .map(|t| serde_json::to_string(&t.slots).map_err(|e| StoreError::Invalid(e.to_string())))
+            .collect::<Result<_>>()?;
+        self.write("the participant's trial list", |tx| {
+            let existing: i64 =
+                tx.query_row("SELECT COUNT(*) FROM trials WHERE participant_id = ?1", [participant], |r| r.get(0))?;
+            if existing > 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO participants (id, created_at) VALUES (?1, ?2)",
+                params![participant, now()],
+            )?;
+            let mut ids: Vec<i64> = Vec::with_capacity(plan.len());
             let mut ins = tx.prepare(
                 "INSERT INTO trials (participant_id, position, block, kind, mode, prompt_id, k, policy_a, policy_b, slots, repeat_of)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
-            for (pos, t) in plan.iter().enumerate() {
+            for (pos, (t, slots)) in plan.iter().zip(&slots).enumerate() {
                 let repeat_of = t.repeat_of.and_then(|p| ids.get(p).copied());
                 ins.execute(params![
                     participant,
@@ -212,14 +280,13 @@ impl Store {
                     t.k,
                     t.policy_a,
                     t.policy_b,
-                    serde_json::to_string(&t.slots).map_err(|e| StoreError::Invalid(e.to_string()))?,
+                    slots,
                     repeat_of
                 ])?;
                 ids.push(tx.last_insert_rowid());
             }
-        }
-        tx.commit()?;
-        Ok(true)
+            Ok(true)
+        })
     }
 
     /// The participant's stored trials in order, each with whether it is answered.
@@ -287,34 +354,42 @@ impl Store {
     }
 
     pub fn start_session(&mut self, participant: &str, client: &str) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO sessions (participant_id, started_at, client) VALUES (?1, ?2, ?3)",
-            params![participant, now(), client],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        self.write("the session", |tx| {
+            tx.execute(
+                "INSERT INTO sessions (participant_id, started_at, client) VALUES (?1, ?2, ?3)",
+                params![participant, now(), client],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
     }
 
     pub fn end_session(&mut self, session: i64, reason: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE id = ?1 AND ended_at IS NULL",
-            params![session, now(), reason],
-        )?;
-        Ok(())
+        self.write("the end of the session", |tx| {
+            tx.execute(
+                "UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE id = ?1 AND ended_at IS NULL",
+                params![session, now(), reason],
+            )?;
+            Ok(())
+        })
     }
 
     /// Records which candidates a trial displays (in displayed order) when first shown; a
     /// trial shown again after a resume keeps its first displayed candidates.
     pub fn mark_shown(&mut self, trial_id: i64, candidate_ids: &[i64], session: Option<i64>) -> Result<()> {
-        self.conn.execute(
-            "UPDATE trials SET candidate_ids = COALESCE(candidate_ids, ?2), shown_at = COALESCE(shown_at, ?3),
-             session_id = COALESCE(session_id, ?4) WHERE id = ?1",
-            params![trial_id, serde_json::to_string(candidate_ids).unwrap_or_default(), now(), session],
-        )?;
-        Ok(())
+        let ids = serde_json::to_string(candidate_ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.write("which answers the question shows", |tx| {
+            tx.execute(
+                "UPDATE trials SET candidate_ids = COALESCE(candidate_ids, ?2), shown_at = COALESCE(shown_at, ?3),
+                 session_id = COALESCE(session_id, ?4) WHERE id = ?1",
+                params![trial_id, ids, now(), session],
+            )?;
+            Ok(())
+        })
     }
 
     /// Commits one answer in its own transaction. A trial is answered once: a second
-    /// answer is refused, so a double key press can never overwrite the first.
+    /// answer is refused ([`StoreError::AlreadyAnswered`]), so a double key press, or the
+    /// same participant in a second window, can never overwrite the first.
     pub fn record_answer(
         &mut self,
         trial_id: i64,
@@ -322,36 +397,39 @@ impl Store {
         response_ms: u64,
         session: Option<i64>,
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        let n_slots: Option<String> =
-            tx.query_row("SELECT slots FROM trials WHERE id = ?1", [trial_id], |r| r.get(0)).optional()?;
-        let Some(slots) = n_slots else {
-            return Err(StoreError::Invalid(format!("no trial has id {trial_id}")));
-        };
-        let n = serde_json::from_str::<Vec<Slot>>(&slots).map(|s| s.len()).unwrap_or(0);
-        let (choice, ordering, no_pref, skipped) = match answer {
-            Answer::Pick(i) if *i < n => (Some(*i as i64), None, false, false),
-            Answer::Order(o) if is_permutation(o, n) => {
-                (o.first().map(|&i| i as i64), Some(serde_json::to_string(o).unwrap_or_default()), false, false)
+        let response_ms = i64::try_from(response_ms).unwrap_or(i64::MAX);
+        self.write("the answer", |tx| {
+            let slots: Option<String> =
+                tx.query_row("SELECT slots FROM trials WHERE id = ?1", [trial_id], |r| r.get(0)).optional()?;
+            let Some(slots) = slots else {
+                return Err(StoreError::Invalid(format!("no trial has id {trial_id}")));
+            };
+            let n = serde_json::from_str::<Vec<Slot>>(&slots)
+                .map_err(|_| StoreError::Invalid(format!("trial {trial_id} has an unreadable slot list")))?
+                .len();
+            let (choice, ordering, no_pref, skipped) = match answer {
+                Answer::Pick(i) if *i < n => (Some(*i as i64), None, false, false),
+                Answer::Order(o) if is_permutation(o, n) => {
+                    (o.first().map(|&i| i as i64), Some(serde_json::to_string(o).unwrap_or_default()), false, false)
+                }
+                Answer::NoPreference => (None, None, true, false),
+                Answer::Skip => (None, None, false, true),
+                other => {
+                    return Err(StoreError::Invalid(format!(
+                        "answer {other:?} does not fit trial {trial_id} with {n} slots"
+                    )));
+                }
+            };
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO answers (trial_id, choice, ordering, no_preference, skipped, response_ms, answered_at, session_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![trial_id, choice, ordering, no_pref, skipped, response_ms, now(), session],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyAnswered { trial: trial_id });
             }
-            Answer::NoPreference => (None, None, true, false),
-            Answer::Skip => (None, None, false, true),
-            other => {
-                return Err(StoreError::Invalid(format!(
-                    "answer {other:?} does not fit trial {trial_id} with {n} slots"
-                )));
-            }
-        };
-        let inserted = tx.execute(
-            "INSERT OR IGNORE INTO answers (trial_id, choice, ordering, no_preference, skipped, response_ms, answered_at, session_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![trial_id, choice, ordering, no_pref, skipped, response_ms as i64, now(), session],
-        )?;
-        if inserted == 0 {
-            return Err(StoreError::Invalid(format!("trial {trial_id} is already answered")));
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Counts used by summaries: (participants, trials, answers).
