@@ -12,8 +12,8 @@ fn example_store(dir: &Path) -> (ualign::study::Study, Store) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (s, _) = study::load(&repo.join("studies/example.toml")).unwrap();
     let (mut store, _) = Store::open_for_study(&dir.join("e.sqlite"), &s).unwrap();
-    import_candidates(&mut store, &s, "sampled", &repo.join("studies/example/sampled.jsonl")).unwrap();
-    import_candidates(&mut store, &s, "greedy", &repo.join("studies/example/greedy.jsonl")).unwrap();
+    import_candidates(&mut store, &s, "sampled", &repo.join("studies/example/sampled.jsonl"), false).unwrap();
+    import_candidates(&mut store, &s, "greedy", &repo.join("studies/example/greedy.jsonl"), false).unwrap();
     (s, store)
 }
 

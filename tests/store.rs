@@ -19,17 +19,18 @@ fn example() -> Study {
 /// The example study with its candidates imported, in a fresh database.
 fn example_store(dir: &Path) -> (Study, Store) {
     let s = example();
+    std::fs::create_dir_all(dir.join("db")).unwrap();
     let (mut store, opened) = Store::open_for_study(&dir.join("db/example.sqlite"), &s).unwrap();
     assert_eq!(opened, Opened::Created);
-    import_candidates(&mut store, &s, "sampled", &repo("studies/example/sampled.jsonl")).unwrap();
-    import_candidates(&mut store, &s, "greedy", &repo("studies/example/greedy.jsonl")).unwrap();
+    import_candidates(&mut store, &s, "sampled", &repo("studies/example/sampled.jsonl"), false).unwrap();
+    import_candidates(&mut store, &s, "greedy", &repo("studies/example/greedy.jsonl"), false).unwrap();
     (s, store)
 }
 
 #[test]
 fn migrations_from_an_empty_file_and_reopening() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nested/folder/x.sqlite");
+    let path = dir.path().join("x.sqlite");
     let store = Store::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), 1);
     let mode: String = store.conn().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
@@ -70,7 +71,7 @@ fn a_file_that_is_not_a_database_is_refused_clearly() {
     std::fs::write(&path, vec![b'x'; 8192]).unwrap();
     let err = Store::open(&path).err().unwrap();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains("integrity check"), "{err}");
+    assert!(err.to_string().contains("is damaged or is not a database"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), vec![b'x'; 8192], "the file is left as it was");
 }
 
@@ -114,30 +115,59 @@ fn import_is_atomic_and_reports_every_bad_line() {
             r#"{"prompt_id": "cafe", "text": "Bay Brew", "sample_index": 0}"#,
             r#"{"prompt_id": "cafe", "text": "Again", "sample_index": 0}"#,
             r#"["not", "an", "object"]"#,
+            r#"{"prompt_id": "cafe", "text": "Too far", "sample_index": 4}"#,
         ]
         .join("\n"),
     )
     .unwrap();
-    let err = import_candidates(&mut store, &s, "sampled", &file).unwrap_err();
+    let err = import_candidates(&mut store, &s, "sampled", &file, false).unwrap_err();
     let ImportError::BadLines { problems, .. } = &err else { panic!("{err}") };
     let lines: Vec<&str> = problems.iter().map(|p| p.split(':').nth(1).unwrap()).collect();
-    assert_eq!(lines, ["3", "4", "5", "7", "8"], "{problems:#?}");
+    assert_eq!(lines, ["3", "4", "5", "7", "8", "9"], "{problems:#?}");
     assert!(problems[0].contains("`nope` is not a prompt"));
-    assert!(problems[3].contains("sample_index 0 of prompt `cafe` is already taken"));
+    assert!(problems[3].contains("sample_index 0 of prompt `cafe` is already taken (by line 6)"), "{}", problems[3]);
+    assert!(problems[5].contains("sample_index 4 is outside the pool of policy `sampled` (pool_size 4"), "{}", problems[5]);
     assert!(err.to_string().contains("nothing was imported"));
     let n: i64 = store.conn().query_row("SELECT COUNT(*) FROM candidates", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 0, "nothing half-imported");
 
-    // A good file lands whole; extra fields become metadata; indices continue.
-    std::fs::write(&file, "{\"prompt_id\": \"goldfish\", \"text\": \"Bubbles\", \"model\": \"x\"}\n").unwrap();
-    let r = import_candidates(&mut store, &s, "sampled", &file).unwrap();
-    assert_eq!(r.imported, 1);
-    let r = import_candidates(&mut store, &s, "sampled", &file).unwrap();
-    assert_eq!(r.imported, 1);
+    // A good file lands whole, behind a byte-order mark; extra fields become metadata.
+    std::fs::write(
+        &file,
+        "\u{feff}{\"prompt_id\": \"goldfish\", \"text\": \"Bubbles\", \"model\": \"x\"}\n{\"prompt_id\": \"goldfish\", \"text\": \"Finn\"}\n",
+    )
+    .unwrap();
+    let r = import_candidates(&mut store, &s, "sampled", &file, false).unwrap();
+    assert_eq!((r.imported, r.replaced), (2, 0));
     assert_eq!(store.stored_samples("sampled", "goldfish").unwrap(), [0, 1]);
     assert!(r.short_pools.iter().any(|(p, have, want)| p == "goldfish" && *have == 2 && *want == 4));
     let meta: String = store.conn().query_row("SELECT meta FROM candidates LIMIT 1", [], |r| r.get(0)).unwrap();
     assert_eq!(meta, r#"{"model":"x"}"#);
+
+    // A second import into the same policy is refused unless it replaces the first.
+    let err = import_candidates(&mut store, &s, "sampled", &file, false).unwrap_err();
+    assert!(matches!(err, ImportError::HasCandidates { count: 2, .. }), "{err}");
+    assert!(err.to_string().contains("--replace"), "{err}");
+    let full = repo("studies/example/sampled.jsonl");
+    let r = import_candidates(&mut store, &s, "sampled", &full, true).unwrap();
+    assert_eq!((r.imported, r.replaced), (24, 2));
+    assert_eq!(store.pool_count("sampled", "goldfish").unwrap(), 4);
+
+    // Once a trial has shown the policy's candidates they can no longer be replaced.
+    import_candidates(&mut store, &s, "greedy", &repo("studies/example/greedy.jsonl"), false).unwrap();
+    store.enrol("p", &schedule::plan(&s, "p")).unwrap();
+    answer(&mut store, "p", 1);
+    let err = import_candidates(&mut store, &s, "sampled", &full, true).unwrap_err();
+    assert!(matches!(err, ImportError::Shown { trials: 1, participants: 1, .. }), "{err}");
+    assert_eq!(store.pool_count("sampled", "goldfish").unwrap(), 4, "nothing replaced");
+
+    // An empty file is an error, and so is one that is not UTF-8 (with its line).
+    std::fs::write(&file, "\n  \n").unwrap();
+    let err = import_candidates(&mut store, &s, "sampled", &file, true).unwrap_err();
+    assert!(matches!(err, ImportError::Empty { .. }), "{err}");
+    std::fs::write(&file, b"{\"prompt_id\": \"cafe\", \"text\": \"ok\"}\n{\"text\": \"caf\xe9\"}\n").unwrap();
+    let err = import_candidates(&mut store, &s, "sampled", &file, true).unwrap_err();
+    assert!(matches!(err, ImportError::NotUtf8 { line: 2, .. }), "{err}");
 }
 
 #[test]
@@ -145,7 +175,7 @@ fn import_refuses_model_policies_and_unknown_ones() {
     let dir = tempfile::tempdir().unwrap();
     let s = example();
     let (mut store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
-    let err = import_candidates(&mut store, &s, "nobody", &repo("studies/example/greedy.jsonl")).unwrap_err();
+    let err = import_candidates(&mut store, &s, "nobody", &repo("studies/example/greedy.jsonl"), false).unwrap_err();
     assert!(err.to_string().contains("policies: sampled, greedy"), "{err}");
 }
 
@@ -282,11 +312,14 @@ fn export_writes_the_documented_columns() {
 }
 
 #[test]
-fn a_database_folder_that_cannot_be_made_is_a_clear_error() {
+fn a_database_in_a_folder_that_does_not_exist_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-folder");
     std::fs::write(&file, b"x").unwrap();
-    let err = Store::open(&file.join("db.sqlite")).err().unwrap();
-    assert!(matches!(err, StoreError::CreateDir { .. }), "{err}");
-    assert!(err.to_string().contains("cannot create the database folder"), "{err}");
+    for path in [file.join("db.sqlite"), dir.path().join("missing/db.sqlite")] {
+        let err = Store::open(&path).err().unwrap();
+        assert!(matches!(err, StoreError::NoFolder { .. }), "{err}");
+        assert!(err.to_string().contains("does not exist") && err.to_string().contains("mkdir -p"), "{err}");
+    }
+    assert!(!dir.path().join("missing").exists(), "nothing is created");
 }

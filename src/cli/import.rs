@@ -1,6 +1,9 @@
+//! `ualign import`: fills an imported policy's pools from a JSONL file. The file is read
+//! and checked before the database is opened, so a bad file leaves nothing behind.
+
 use std::path::PathBuf;
 
-use crate::exchange::import::import_candidates;
+use crate::exchange::import::{read_candidates, store_candidates};
 
 #[derive(clap::Args)]
 pub struct Cmd {
@@ -12,14 +15,21 @@ pub struct Cmd {
     /// JSONL file: {"prompt_id": ..., "text": ..., "sample_index"?: n, ...metadata} a line
     #[arg(long)]
     candidates: PathBuf,
+    /// Replace the policy's candidates with this file's (refused once a participant has seen one)
+    #[arg(long)]
+    replace: bool,
 }
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let (study, mut store, _) = self.target.open()?;
-        let report = import_candidates(&mut store, &study, &self.policy, &self.candidates)?;
+        let study = super::load_study(&self.target.study)?;
+        let candidates = read_candidates(&study, &self.policy, &self.candidates)?;
+        let (mut store, _) = super::open_store(&study, self.target.db.as_ref())?;
+        let report = store_candidates(&mut store, &study, &self.candidates, &candidates, self.replace)?;
+        let replaced =
+            if report.replaced > 0 { format!(", replacing its {} earlier candidates", report.replaced) } else { String::new() };
         println!(
-            "imported {} candidates for {} prompts into policy `{}` ({})",
+            "imported {} candidates for {} prompts into policy `{}`{replaced} ({})",
             report.imported,
             report.prompts,
             self.policy,
@@ -31,7 +41,7 @@ impl Cmd {
                 eprintln!("  {p}: {have} of {want}");
             }
             eprintln!(
-                "  trials that draw a missing sample cannot be shown; import the rest before running participants"
+                "  trials that draw a missing sample cannot be shown; import a complete file with --replace before running participants"
             );
         }
         Ok(())
