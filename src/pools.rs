@@ -15,6 +15,10 @@ use crate::study::{Decoding, Design, PolicySource, Study};
 pub enum PoolError {
     #[error("policy `{policy}`: {source}")]
     Engine { policy: String, source: EngineError },
+    #[error("policy `{0}` is not a model policy of the study: only `ualign import` fills its pools")]
+    NotAModel(String),
+    #[error("prompt `{0}` is not in the study")]
+    NoPrompt(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -62,6 +66,40 @@ pub fn pending_jobs(study: &Study, store: &Store) -> Result<Vec<PoolJob>, StoreE
         }
     }
     Ok(jobs)
+}
+
+/// What a trial still needs before it can be shown: jobs for the model policies' missing
+/// samples (whole pools, so one request fills what later trials of the prompt need too),
+/// and the imported policies whose candidates are missing (only `ualign import` can
+/// fill those).
+pub fn missing_for_trial(
+    study: &Study,
+    store: &Store,
+    trial: &crate::store::StoredTrial,
+) -> Result<(Vec<PoolJob>, Vec<String>), StoreError> {
+    let prompt = &trial.plan.prompt_id;
+    let mut jobs: Vec<PoolJob> = Vec::new();
+    let mut imported: Vec<String> = Vec::new();
+    for slot in &trial.plan.slots {
+        if jobs.iter().any(|j| j.policy == slot.policy) || imported.contains(&slot.policy) {
+            continue;
+        }
+        if store.candidate(&slot.policy, prompt, slot.sample)?.is_some() {
+            continue;
+        }
+        match study.policy(&slot.policy) {
+            Some(p) if matches!(p.source, PolicySource::Model { .. }) => {
+                let have = store.stored_samples(&p.name, prompt)?;
+                jobs.push(PoolJob {
+                    policy: p.name.clone(),
+                    prompt_id: prompt.clone(),
+                    missing: (0..p.pool_size).filter(|i| !have.contains(i)).collect(),
+                });
+            }
+            _ => imported.push(slot.policy.clone()),
+        }
+    }
+    Ok((jobs, imported))
 }
 
 /// Loaded models, one per (folder, provider), reused across policies that share a model.
@@ -114,11 +152,11 @@ impl Models {
         job: &PoolJob,
         cancel: Option<&AtomicBool>,
     ) -> Result<PoolDone, PoolError> {
-        let policy = study.policy(&job.policy).expect("jobs come from the study");
+        let policy = study.policy(&job.policy).ok_or_else(|| PoolError::NotAModel(job.policy.clone()))?;
         let PolicySource::Model { dir, decoding } = &policy.source else {
-            unreachable!("jobs are only made for model policies")
+            return Err(PoolError::NotAModel(job.policy.clone()));
         };
-        let prompt = study.prompt(&job.prompt_id).expect("jobs come from the study");
+        let prompt = study.prompt(&job.prompt_id).ok_or_else(|| PoolError::NoPrompt(job.prompt_id.clone()))?;
         let engine_err = |source| PoolError::Engine { policy: job.policy.clone(), source };
         let (g, hash) = self.get(dir).map_err(engine_err)?;
         let ids = g.encode_prompt(&prompt.text, decoding.chat_template).map_err(engine_err)?;
@@ -164,69 +202,130 @@ pub enum WorkerEvent {
     Done { request: u64 },
     Notice(String),
     Failed { request: u64, error: String },
+    /// The worker is gone (it panicked, or could not start): nothing more will come.
+    Stopped(String),
 }
+
+type Requests = std::sync::mpsc::Receiver<(u64, Vec<PoolJob>)>;
+type Events = std::sync::mpsc::Sender<WorkerEvent>;
 
 /// The engine on its own OS thread: it owns the ONNX Runtime sessions (their `run` needs
 /// `&mut`) and its own connection to the study database, takes pool jobs over a channel
-/// and answers with events, so the TUI never blocks on generation.
+/// and answers with events, so the TUI never blocks on generation. A worker that dies
+/// says so ([`WorkerEvent::Stopped`]), whether it panicked or its thread just ended.
 pub struct PoolWorker {
     requests: std::sync::mpsc::Sender<(u64, Vec<PoolJob>)>,
-    pub events: std::sync::mpsc::Receiver<WorkerEvent>,
+    events: std::sync::mpsc::Receiver<WorkerEvent>,
     next_request: u64,
+    alive: bool,
 }
 
 impl PoolWorker {
     pub fn spawn(study: Study, db: PathBuf, ep: EpChoice, threads: Option<usize>) -> Self {
+        Self::spawn_with(move |requests, events| serve(study, db, ep, threads, requests, events))
+    }
+
+    /// A worker running `body` on its own thread with the request and event channels; a
+    /// panic in `body` is reported as [`WorkerEvent::Stopped`].
+    pub fn spawn_with(body: impl FnOnce(Requests, Events) + Send + 'static) -> Self {
         let (req_tx, req_rx) = std::sync::mpsc::channel::<(u64, Vec<PoolJob>)>();
         let (ev_tx, ev_rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("ualign-engine".into())
-            .spawn(move || {
-                let mut models = Models::new(ep, threads);
-                let mut store = match Store::open_for_study(&db, &study) {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        for (request, _) in req_rx {
-                            let _ = ev_tx.send(WorkerEvent::Failed { request, error: e.to_string() });
-                        }
-                        return;
-                    }
-                };
-                for (request, jobs) in req_rx {
-                    let mut result = Ok(());
-                    for job in jobs {
-                        // Another request may have filled this pool meanwhile.
-                        let have = store.stored_samples(&job.policy, &job.prompt_id).unwrap_or_default();
-                        let missing: Vec<u32> = job.missing.iter().copied().filter(|i| !have.contains(i)).collect();
-                        if missing.is_empty() {
-                            continue;
-                        }
-                        let job = PoolJob { missing, ..job };
-                        if let Err(e) = models.run_job(&study, &mut store, &job, None) {
-                            result = Err(e.to_string());
-                            break;
-                        }
-                    }
-                    for n in models.take_notices() {
-                        let _ = ev_tx.send(WorkerEvent::Notice(n));
-                    }
-                    let ev = match result {
-                        Ok(()) => WorkerEvent::Done { request },
-                        Err(error) => WorkerEvent::Failed { request, error },
-                    };
-                    if ev_tx.send(ev).is_err() {
-                        return;
-                    }
-                }
-            })
-            .expect("spawning a thread");
-        Self { requests: req_tx, events: ev_rx, next_request: 0 }
+        let spawned = std::thread::Builder::new().name("ualign-engine".into()).spawn(move || {
+            let events = ev_tx.clone();
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(req_rx, ev_tx))) {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "it panicked".into());
+                let _ = events.send(WorkerEvent::Stopped(why));
+            }
+        });
+        let alive = spawned.is_ok();
+        Self { requests: req_tx, events: ev_rx, next_request: 0, alive }
     }
 
     /// Queues jobs; returns the request id that their event will carry.
     pub fn request(&mut self, jobs: Vec<PoolJob>) -> u64 {
         self.next_request += 1;
-        let _ = self.requests.send((self.next_request, jobs));
+        if self.requests.send((self.next_request, jobs)).is_err() {
+            self.alive = false;
+        }
         self.next_request
+    }
+
+    /// Events so far; a worker found gone adds a [`WorkerEvent::Stopped`] once.
+    pub fn poll(&mut self) -> Vec<WorkerEvent> {
+        let mut out = Vec::new();
+        loop {
+            match self.events.try_recv() {
+                Ok(ev) => {
+                    if matches!(ev, WorkerEvent::Stopped(_)) {
+                        self.alive = false;
+                    }
+                    out.push(ev);
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    if self.alive {
+                        self.alive = false;
+                        out.push(WorkerEvent::Stopped("its thread ended".into()));
+                    }
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the worker may still answer requests.
+    pub fn is_alive(&self) -> bool {
+        self.alive
+    }
+}
+
+/// The worker's loop: fills the requested pools in order, answering each request.
+fn serve(study: Study, db: PathBuf, ep: EpChoice, threads: Option<usize>, requests: Requests, events: Events) {
+    let mut models = Models::new(ep, threads);
+    let mut store = match Store::open_for_study(&db, &study) {
+        Ok((s, _)) => s,
+        Err(e) => {
+            for (request, _) in requests {
+                let _ = events.send(WorkerEvent::Failed { request, error: e.to_string() });
+            }
+            return;
+        }
+    };
+    for (request, jobs) in requests {
+        let mut result = Ok(());
+        for job in jobs {
+            // Another request (or another process) may have filled this pool meanwhile.
+            let have = match store.stored_samples(&job.policy, &job.prompt_id) {
+                Ok(h) => h,
+                Err(e) => {
+                    result = Err(e.to_string());
+                    break;
+                }
+            };
+            let missing: Vec<u32> = job.missing.iter().copied().filter(|i| !have.contains(i)).collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let job = PoolJob { missing, ..job };
+            if let Err(e) = models.run_job(&study, &mut store, &job, None) {
+                result = Err(e.to_string());
+                break;
+            }
+        }
+        for n in models.take_notices() {
+            let _ = events.send(WorkerEvent::Notice(n));
+        }
+        let ev = match result {
+            Ok(()) => WorkerEvent::Done { request },
+            Err(error) => WorkerEvent::Failed { request, error },
+        };
+        if events.send(ev).is_err() {
+            return;
+        }
     }
 }

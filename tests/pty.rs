@@ -104,7 +104,7 @@ fn answer_three_kill_resume_and_finish() {
     std::fs::create_dir_all(dir.path().join("studies/example")).unwrap();
     let study = std::fs::read_to_string(src.join("example.toml"))
         .unwrap()
-        .replace("min_reading_seconds = 2.0", "min_reading_seconds = 0");
+        .replace("min_reading_seconds = 2.0", "min_reading_seconds = 0\nparticipant_id_pattern = \"e2e[0-9]{2}\"");
     std::fs::write(dir.path().join("studies/example.toml"), study).unwrap();
     for f in ["prompts.jsonl", "sampled.jsonl", "greedy.jsonl"] {
         std::fs::copy(src.join("example").join(f), dir.path().join("studies/example").join(f)).unwrap();

@@ -20,9 +20,11 @@ fn repo(rel: &str) -> std::path::PathBuf {
 fn setup(dir: &Path) -> (Study, Store) {
     let (mut s, _) = study::load(&repo("studies/example.toml")).unwrap();
     let (mut store, _) = Store::open_for_study(&dir.join("e.sqlite"), &s).unwrap();
-    import_candidates(&mut store, &s, "sampled", &repo("studies/example/sampled.jsonl")).unwrap();
-    import_candidates(&mut store, &s, "greedy", &repo("studies/example/greedy.jsonl")).unwrap();
+    import_candidates(&mut store, &s, "sampled", &repo("studies/example/sampled.jsonl"), false).unwrap();
+    import_candidates(&mut store, &s, "greedy", &repo("studies/example/greedy.jsonl"), false).unwrap();
     s.options.min_reading_ms = 0;
+    // The ids these tests type, as a researcher's pattern would admit them.
+    s.options.participant_id_pattern = Some(study::IdPattern::new("p[0-9]+|snap1").unwrap());
     (s, store)
 }
 
@@ -71,11 +73,11 @@ fn a_participant_goes_from_consent_to_completion() {
     // A name is refused as a participant id.
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Char('y'));
-    typed(&mut app, "Alice");
+    typed(&mut app, "AliceSmith1990");
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::EnterId);
     assert!(app.id_error);
-    for _ in 0..5 {
+    for _ in 0.."AliceSmith1990".len() {
         key(&mut app, KeyCode::Backspace);
     }
     typed(&mut app, "p42");
@@ -263,6 +265,7 @@ fn missing_pools_are_generated_live_on_the_engine_thread() {
     let dir = tempfile::tempdir().unwrap();
     let (mut s, _) = study::load(&repo("studies/demo.toml")).unwrap();
     s.options.min_reading_ms = 0;
+    s.options.participant_id_pattern = Some(study::IdPattern::new("live1").unwrap());
     let db = dir.path().join("demo.sqlite");
     let (store, _) = Store::open_for_study(&db, &s).unwrap();
     let worker = PoolWorker::spawn(s.clone(), db.clone(), EpChoice::Cpu, Some(1));

@@ -38,16 +38,20 @@ pub(crate) fn run_participant(
     let worker =
         has_models.then(|| PoolWorker::spawn(study.clone(), store.path().to_path_buf(), engine.ep, engine.threads));
     let mut app = App::new(study, store, participant, worker)?;
-    tui::run(&mut app)?;
+    let result = tui::run(&mut app);
     if let Some(p) = &app.participant {
         // The terminal may be gone (SIGHUP): a failed write is no reason to panic.
         use std::io::Write;
+        let last = match &app.failure {
+            Some(f) if f.answer_lost => "; the last answer was not saved",
+            _ => "",
+        };
         let _ = writeln!(
             std::io::stdout(),
-            "{} answer(s) saved for participant {p} in {}; run again with --participant {p} to resume.",
+            "{} answer(s) saved for participant {p} in {}{last}; run again with --participant {p} to resume.",
             app.answered_this_session,
             app.store().path().display()
         );
     }
-    Ok(())
+    result
 }

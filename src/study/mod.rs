@@ -4,6 +4,7 @@
 
 mod diag;
 mod parse;
+mod participant;
 mod reader;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use parse::parse_study;
+pub use participant::{IdPattern, MAX_ID_LEN, is_pseudonym, new_pseudonym};
 
 /// A validated study. Paths inside it are resolved against the study file's folder.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +50,8 @@ pub struct StudyOptions {
     pub break_every: Option<u32>,
     /// Present the blocks in a per-participant random order instead of as listed.
     pub shuffle_blocks: bool,
+    /// Ids the researcher hands out (beside ualign's own pseudonyms), e.g. Prolific's.
+    pub participant_id_pattern: Option<IdPattern>,
 }
 
 impl Default for StudyOptions {
@@ -58,6 +62,7 @@ impl Default for StudyOptions {
             min_reading_ms: 0,
             break_every: None,
             shuffle_blocks: false,
+            participant_id_pattern: None,
         }
     }
 }

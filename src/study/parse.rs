@@ -119,6 +119,16 @@ fn read_options(cx: &mut Cx, root: &TableReader) -> StudyOptions {
     if let Some(b) = t.boolean(cx, "shuffle_blocks") {
         o.shuffle_blocks = b;
     }
+    if let Some(p) = t.string(cx, "participant_id_pattern") {
+        match super::IdPattern::new(&p) {
+            Ok(p) => o.participant_id_pattern = Some(p),
+            Err(e) => cx.error(
+                t.span_of("participant_id_pattern"),
+                &t.path_of("participant_id_pattern"),
+                format!("not a valid regular expression: {e}; e.g. \"[0-9a-f]{{24}}\" for Prolific ids"),
+            ),
+        }
+    }
     if let Some((n, span)) = t.integer(cx, "break_every") {
         match u32::try_from(n) {
             Ok(n) if n > 0 => o.break_every = Some(n),

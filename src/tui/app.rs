@@ -1,7 +1,10 @@
 //! The participant app as a state machine: events (keys, clicks, ticks, worker events)
 //! update the state; drawing reads it. It talks to the store directly (each answer is
 //! committed before the next screen) but knows nothing of the terminal, so tests drive it
-//! with synthetic keys against a real SQLite database.
+//! with synthetic keys against a real SQLite database. A write that cannot happen (disk
+//! full, read-only or damaged file) is never shown raw: the app moves to the failure
+//! screen, which says what was saved, what was not and how to resume, and the process
+//! then exits non-zero.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -10,10 +13,10 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, Mo
 use ratatui::layout::Rect;
 
 use super::text;
-use crate::pools::{PoolJob, PoolWorker, WorkerEvent};
+use crate::pools::{PoolWorker, WorkerEvent};
 use crate::schedule::{self, SlotRole};
-use crate::store::{Answer, Store, StoredTrial};
-use crate::study::{PolicySource, RankMode, Study};
+use crate::store::{Answer, Store, StoreError, StoredTrial};
+use crate::study::{RankMode, Study};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
@@ -27,6 +30,31 @@ pub enum Screen {
     Trial,
     Break,
     Done,
+    /// Something could not be saved or read: the study cannot go on in this session.
+    Failed,
+}
+
+/// Why the session cannot go on: what the participant is told, and the full error for
+/// the researcher (printed once the terminal is restored).
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// What went wrong, in plain words.
+    pub what: String,
+    /// Whether the participant's last answer was the write that failed.
+    pub answer_lost: bool,
+    /// The error as the store reported it.
+    pub detail: String,
+}
+
+/// A candidate panel as last drawn: where it is (for mouse hits) and how far its text
+/// can scroll (for PgUp/PgDn, Home and End).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Panel {
+    pub rect: Rect,
+    /// Text lines the panel shows at once.
+    pub visible: u16,
+    /// The largest useful scroll offset: the text's lines less the visible ones.
+    pub max_scroll: u16,
 }
 
 /// A trial ready to show: its candidates in displayed order.
@@ -79,28 +107,19 @@ pub struct App {
     pub quit: bool,
     pub answered_this_session: usize,
     pub size: (u16, u16),
-    /// Screen areas of the candidate panels, written by `draw` for mouse hits.
-    pub panel_rects: RefCell<Vec<Rect>>,
+    /// The candidate panels as last drawn, written by `draw` for mouse hits and scrolling.
+    pub panels: RefCell<Vec<Panel>>,
     /// Prefetch request for the trial after the current one.
     prefetch: Option<u64>,
-}
-
-fn valid_typed_id(s: &str) -> bool {
-    (3..=64).contains(&s.len())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && s.chars().any(|c| c.is_ascii_digit())
-}
-
-/// A fresh pseudonym: `p-` and 10 random lowercase letters and digits.
-pub fn new_pseudonym() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
-    let mut rng = rand::rng();
-    let s: String = (0..10).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
-    format!("p-{s}")
+    /// Set when the session cannot go on (see [`Screen::Failed`]).
+    pub failure: Option<Failure>,
 }
 
 impl App {
+    /// The app on its first screen. With `participant` (`--participant ID`) a returning
+    /// participant goes straight to the welcome-back screen; the id must be one the study
+    /// accepts or one already in the database. Nothing is written until [`App::start`]
+    /// (or the participant's first key), so the session records the real window size.
     pub fn new(
         study: Study,
         store: Store,
@@ -124,28 +143,77 @@ impl App {
             quit: false,
             answered_this_session: 0,
             size: (80, 24),
-            panel_rects: RefCell::new(Vec::new()),
+            panels: RefCell::new(Vec::new()),
             prefetch: None,
+            failure: None,
         };
         if let Some(id) = participant {
-            anyhow::ensure!(valid_typed_id(&id) || id.starts_with("p-"), "participant id `{id}`: {}", text::ID_INVALID);
+            anyhow::ensure!(
+                app.accepts(&id)?,
+                "participant id `{id}` is not one this study accepts: neither a ualign pseudonym (p- and 10 letters and digits, as the ID screen gives out){}, nor the id of a participant already in {}.\n  {}",
+                match &app.study.options.participant_id_pattern {
+                    Some(p) => format!(", nor an id matching the study's participant_id_pattern `{}`", p.as_str()),
+                    None => String::new(),
+                },
+                app.store.path().display(),
+                "Ids must never be names; set [options] participant_id_pattern in the study for the ids you hand out"
+            );
             if app.store.consent_at(&id)?.is_some() {
-                app.participant = Some(id);
-                app.begin_session()?;
                 app.screen = Screen::Resuming;
-            } else {
-                app.participant = Some(id);
             }
+            app.participant = Some(id);
         }
         Ok(app)
+    }
+
+    /// Starts the session of a participant named on the command line, once the window's
+    /// size is known.
+    pub fn start(&mut self) {
+        if self.screen == Screen::Resuming {
+            self.guard(|app| app.ensure_session());
+        }
+    }
+
+    /// Whether a typed id may be used: one the study accepts, or one already in the
+    /// database (a participant enrolled before the study's id rules changed can resume).
+    fn accepts(&self, id: &str) -> anyhow::Result<bool> {
+        Ok(self.study.accepts_participant_id(id)
+            || (id.len() <= crate::study::MAX_ID_LEN && self.store.participant_exists(id)?))
+    }
+
+    /// Runs a step that may touch the store; an error moves the app to the failure screen.
+    fn guard(&mut self, step: impl FnOnce(&mut Self) -> anyhow::Result<()>) {
+        if let Err(e) = step(self) {
+            self.fail(e, false);
+        }
+    }
+
+    /// The failure screen: the session cannot go on.
+    fn fail(&mut self, e: anyhow::Error, answer_lost: bool) {
+        let what = match e.downcast_ref::<StoreError>() {
+            Some(StoreError::Write(w)) => w.cause.plain().to_string(),
+            Some(_) => "the study's database could not be read".to_string(),
+            None => "something unexpected went wrong".to_string(),
+        };
+        self.end("error");
+        self.failure = Some(Failure { what, answer_lost, detail: format!("{e:#}") });
+        self.screen = Screen::Failed;
+        self.trial = None;
+        self.help = false;
+        self.confirm_quit = false;
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    fn begin_session(&mut self) -> anyhow::Result<()> {
+    /// Enrols the participant (the stored list is kept if there is one) and starts a
+    /// session, unless one is running.
+    fn ensure_session(&mut self) -> anyhow::Result<()> {
         let Some(p) = self.participant.clone() else { return Ok(()) };
+        if self.session.is_some() {
+            return Ok(());
+        }
         self.store.ensure_participant(&p)?;
         if let Some(at) = self.consented_at.take() {
             self.store.record_consent_at(&p, &at)?;
@@ -156,7 +224,8 @@ impl App {
         Ok(())
     }
 
-    /// Ends the session in the store (quit, completion, signal).
+    /// Ends the session in the store (quit, completion, signal, error). Best effort: when
+    /// the database cannot be written the session simply stays open in it.
     pub fn end(&mut self, reason: &str) {
         if let Some(s) = self.session.take() {
             let _ = self.store.end_session(s, reason);
@@ -175,11 +244,24 @@ impl App {
         self.size.0 < text::MIN_WIDTH || self.size.1 < text::MIN_HEIGHT
     }
 
+    /// A key press. Errors of the store never come out of here: they move the app to the
+    /// failure screen (the `Result` is kept for callers that still propagate errors).
     pub fn on_key(&mut self, key: KeyEvent) -> anyhow::Result<()> {
         if key.kind != ratatui::crossterm::event::KeyEventKind::Press {
             return Ok(());
         }
+        self.guard(|app| app.handle_key(key));
+        Ok(())
+    }
+
+    fn handle_key(&mut self, key: KeyEvent) -> anyhow::Result<()> {
         let ctrl_c = key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
+        if self.screen == Screen::Failed {
+            if ctrl_c || matches!(key.code, KeyCode::Char('q') | KeyCode::Enter | KeyCode::Esc) {
+                self.quit = true;
+            }
+            return Ok(());
+        }
         if self.confirm_quit {
             match key.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => {
@@ -231,39 +313,14 @@ impl App {
                 KeyCode::Char('n') | KeyCode::Char('N') => self.screen = Screen::Declined,
                 _ => {}
             },
-            Screen::EnterId => match key.code {
-                KeyCode::Enter => {
-                    let typed = self.id_input.trim().to_string();
-                    if typed.is_empty() {
-                        let id = new_pseudonym();
-                        self.participant = Some(id);
-                        self.begin_session()?;
-                        self.screen = Screen::ShowNewId;
-                    } else if valid_typed_id(&typed) {
-                        let returning = self.store.consent_at(&typed)?.is_some();
-                        self.participant = Some(typed);
-                        self.begin_session()?;
-                        self.screen = if returning { Screen::Resuming } else { Screen::Instructions };
-                    } else {
-                        self.id_error = true;
-                    }
-                }
-                KeyCode::Backspace => {
-                    self.id_input.pop();
-                }
-                KeyCode::Esc => self.confirm_quit = true,
-                KeyCode::Char(c) if self.id_input.len() < 64 && !c.is_control() => {
-                    self.id_input.push(c);
-                    self.id_error = false;
-                }
-                _ => {}
-            },
+            Screen::EnterId => self.id_key(key)?,
             Screen::ShowNewId | Screen::Instructions | Screen::Resuming | Screen::Break
                 if key.code == KeyCode::Enter =>
             {
                 if self.screen == Screen::ShowNewId && !self.study.instructions.trim().is_empty() {
                     self.screen = Screen::Instructions;
                 } else {
+                    self.ensure_session()?;
                     self.next_trial()?;
                 }
             }
@@ -273,9 +330,40 @@ impl App {
         Ok(())
     }
 
+    /// The ID screen: typing, and Enter to take the typed id (or a new pseudonym).
+    fn id_key(&mut self, key: KeyEvent) -> anyhow::Result<()> {
+        match key.code {
+            KeyCode::Enter => {
+                let typed = self.id_input.trim().to_string();
+                if typed.is_empty() {
+                    self.participant = Some(crate::study::new_pseudonym());
+                    self.ensure_session()?;
+                    self.screen = Screen::ShowNewId;
+                } else if self.accepts(&typed)? {
+                    let returning = self.store.consent_at(&typed)?.is_some();
+                    self.participant = Some(typed);
+                    self.ensure_session()?;
+                    self.screen = if returning { Screen::Resuming } else { Screen::Instructions };
+                } else {
+                    self.id_error = true;
+                }
+            }
+            KeyCode::Backspace => {
+                self.id_input.pop();
+            }
+            KeyCode::Esc => self.confirm_quit = true,
+            KeyCode::Char(c) if self.id_input.len() < crate::study::MAX_ID_LEN && !c.is_control() => {
+                self.id_input.push(c);
+                self.id_error = false;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     fn after_consent(&mut self) -> anyhow::Result<Screen> {
         if self.participant.is_some() {
-            self.begin_session()?;
+            self.ensure_session()?;
             Ok(if self.study.instructions.trim().is_empty() { self.next_trial_screen()? } else { Screen::Instructions })
         } else {
             Ok(Screen::EnterId)
@@ -304,7 +392,7 @@ impl App {
         self.trial = Some(self.load(&trials[idx], total)?);
         // Prepare the next trial's candidates while this one is read.
         if let Some(next) = next {
-            let jobs = self.missing_jobs(&next)?;
+            let (jobs, _) = crate::pools::missing_for_trial(&self.study, &self.store, &next)?;
             if !jobs.is_empty()
                 && let Some(w) = self.worker.as_mut()
             {
@@ -314,41 +402,19 @@ impl App {
         Ok(())
     }
 
-    fn missing_jobs(&self, t: &StoredTrial) -> anyhow::Result<Vec<PoolJob>> {
-        let mut jobs: Vec<PoolJob> = Vec::new();
-        for slot in &t.plan.slots {
-            if self.store.candidate(&slot.policy, &t.plan.prompt_id, slot.sample)?.is_none()
-                && !jobs.iter().any(|j| j.policy == slot.policy)
-            {
-                let pool = self.study.policy(&slot.policy).map_or(0, |p| p.pool_size);
-                let have = self.store.stored_samples(&slot.policy, &t.plan.prompt_id)?;
-                jobs.push(PoolJob {
-                    policy: slot.policy.clone(),
-                    prompt_id: t.plan.prompt_id.clone(),
-                    missing: (0..pool).filter(|i| !have.contains(i)).collect(),
-                });
-            }
-        }
-        Ok(jobs)
-    }
-
     fn load(&mut self, t: &StoredTrial, total: usize) -> anyhow::Result<TrialSlot> {
-        let jobs = self.missing_jobs(t)?;
+        let (jobs, imported) = crate::pools::missing_for_trial(&self.study, &self.store, t)?;
+        if !imported.is_empty() {
+            return Ok(TrialSlot::Failed(format!(
+                "candidates of imported policy `{}` for prompt `{}` are missing; the researcher must run `ualign import`",
+                imported.join("`, `"),
+                t.plan.prompt_id
+            )));
+        }
         if !jobs.is_empty() {
-            let imported: Vec<&str> = jobs
-                .iter()
-                .filter(|j| self.study.policy(&j.policy).is_some_and(|p| matches!(p.source, PolicySource::Imported)))
-                .map(|j| j.policy.as_str())
-                .collect();
-            if !imported.is_empty() {
-                return Ok(TrialSlot::Failed(format!(
-                    "candidates of imported policy `{}` for prompt `{}` are missing; the researcher must run `ualign import`",
-                    imported.join(", "),
-                    t.plan.prompt_id
-                )));
-            }
             return Ok(match self.worker.as_mut() {
-                Some(w) => TrialSlot::Preparing(w.request(jobs)),
+                Some(w) if w.is_alive() => TrialSlot::Preparing(w.request(jobs)),
+                Some(_) => TrialSlot::Failed(text::ENGINE_STOPPED.into()),
                 None => TrialSlot::Failed("candidates are missing; run `ualign generate` first".into()),
             });
         }
@@ -390,19 +456,18 @@ impl App {
         }))
     }
 
-    /// Worker events: a pool the current trial waits for may now be ready.
+    /// Worker events: a pool the current trial waits for may now be ready. A worker that
+    /// died fails the trial waiting for it instead of leaving it "preparing" for ever.
     pub fn on_worker_events(&mut self) -> anyhow::Result<()> {
         let mut events = Vec::new();
-        if let Some(w) = &self.worker {
-            while let Ok(ev) = w.events.try_recv() {
-                events.push(ev);
-            }
+        if let Some(w) = &mut self.worker {
+            events = w.poll();
         }
         for ev in events {
             match ev {
                 WorkerEvent::Done { request } => {
                     if matches!(self.trial, Some(TrialSlot::Preparing(r)) if r == request) {
-                        self.next_trial()?;
+                        self.guard(|app| app.next_trial());
                     }
                 }
                 WorkerEvent::Notice(n) => self.set_status(n),
@@ -411,6 +476,11 @@ impl App {
                         self.trial = Some(TrialSlot::Failed(error));
                     } else if self.prefetch == Some(request) {
                         self.set_status(format!("could not prepare the next question: {error}"));
+                    }
+                }
+                WorkerEvent::Stopped(why) => {
+                    if matches!(self.trial, Some(TrialSlot::Preparing(_))) {
+                        self.trial = Some(TrialSlot::Failed(format!("{} ({why})", text::ENGINE_STOPPED)));
                     }
                 }
             }
@@ -452,8 +522,20 @@ impl App {
             }
             KeyCode::Right | KeyCode::Down | KeyCode::Tab => t.focus = (t.focus + 1) % n,
             KeyCode::Left | KeyCode::Up | KeyCode::BackTab => t.focus = (t.focus + n - 1) % n,
-            KeyCode::PageDown | KeyCode::Char('j') => t.scroll[t.focus] = t.scroll[t.focus].saturating_add(3),
-            KeyCode::PageUp | KeyCode::Char('k') => t.scroll[t.focus] = t.scroll[t.focus].saturating_sub(3),
+            KeyCode::PageDown | KeyCode::PageUp | KeyCode::Home | KeyCode::End | KeyCode::Char('j' | 'k') => {
+                let panel = self.panels.borrow().get(t.focus).copied().unwrap_or_default();
+                let page = panel.visible.saturating_sub(1).max(1);
+                let at = t.scroll[t.focus].min(panel.max_scroll);
+                t.scroll[t.focus] = match key.code {
+                    KeyCode::PageDown => at.saturating_add(page),
+                    KeyCode::PageUp => at.saturating_sub(page),
+                    KeyCode::Home => 0,
+                    KeyCode::End => panel.max_scroll,
+                    KeyCode::Char('j') => at.saturating_add(1),
+                    _ => at.saturating_sub(1),
+                }
+                .min(panel.max_scroll);
+            }
             KeyCode::Backspace | KeyCode::Char('u') if t.view.mode == RankMode::Order => {
                 t.order.pop();
             }
@@ -492,14 +574,23 @@ impl App {
         Ok(())
     }
 
-    /// Commits the answer; only then moves on.
+    /// Commits the answer; only then moves on. An answer given already in another window
+    /// (the same participant twice) stands, and this window moves on too.
     fn submit(&mut self, answer: Answer) -> anyhow::Result<()> {
         let Some(TrialSlot::Ready(t)) = &self.trial else { return Ok(()) };
         let ms = t.shown_at.elapsed().as_millis() as u64;
         let (id, position, total) = (t.view.trial_id, t.view.position, t.view.total);
-        self.store.record_answer(id, &answer, ms, self.session)?;
-        self.answered_this_session += 1;
-        self.set_status(text::SAVED);
+        match self.store.record_answer(id, &answer, ms, self.session) {
+            Ok(()) => {
+                self.answered_this_session += 1;
+                self.set_status(text::SAVED);
+            }
+            Err(StoreError::AlreadyAnswered { .. }) => self.set_status(text::ANSWERED_ELSEWHERE),
+            Err(e) => {
+                self.fail(e.into(), true);
+                return Ok(());
+            }
+        }
         let answered = position + 1;
         if let Some(every) = self.study.options.break_every
             && answered % every as usize == 0
@@ -516,15 +607,17 @@ impl App {
         if self.screen != Screen::Trial || self.help || self.confirm_quit {
             return Ok(());
         }
-        let rects = self.panel_rects.borrow().clone();
+        let panels = self.panels.borrow().clone();
         let Some(TrialSlot::Ready(t)) = self.trial.as_mut() else { return Ok(()) };
-        let hit = rects.iter().position(|r| r.contains(ratatui::layout::Position { x: m.column, y: m.row }));
+        let hit = panels.iter().position(|p| p.rect.contains(ratatui::layout::Position { x: m.column, y: m.row }));
         match (m.kind, hit) {
             (MouseEventKind::Down(MouseButton::Left), Some(i)) if i < t.view.texts.len() => {
                 t.focus = i;
                 select(t, i);
             }
-            (MouseEventKind::ScrollDown, Some(i)) if i < t.scroll.len() => t.scroll[i] = t.scroll[i].saturating_add(1),
+            (MouseEventKind::ScrollDown, Some(i)) if i < t.scroll.len() => {
+                t.scroll[i] = t.scroll[i].saturating_add(1).min(panels[i].max_scroll)
+            }
             (MouseEventKind::ScrollUp, Some(i)) if i < t.scroll.len() => t.scroll[i] = t.scroll[i].saturating_sub(1),
             _ => {}
         }

@@ -8,7 +8,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Gauge, Paragraph, Wrap};
 
-use super::app::{App, Screen, TrialSlot, TrialState};
+use super::app::{App, Panel, Screen, TrialSlot, TrialState};
 use super::text;
 use crate::study::RankMode;
 
@@ -70,7 +70,7 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 
 pub fn draw(f: &mut Frame, app: &App, theme: Theme) {
     let area = f.area();
-    app.panel_rects.borrow_mut().clear();
+    app.panels.borrow_mut().clear();
     if app.too_small() {
         draw_too_small(f, area);
         return;
@@ -104,6 +104,11 @@ pub fn draw(f: &mut Frame, app: &App, theme: Theme) {
             message(f, area, text::DONE_TITLE, &body, text::QUIT_HINT, theme)
         }
         Screen::Trial => draw_trial(f, area, app, theme),
+        Screen::Failed => {
+            let (what, lost) = app.failure.as_ref().map_or(("", false), |x| (x.what.as_str(), x.answer_lost));
+            let body = text::failed(what, lost, app.participant.as_deref(), &app.study.path);
+            message(f, area, text::FAILED_TITLE, &body, text::FAILED_HINT, theme)
+        }
     }
     if app.help {
         draw_help(f, area);
@@ -281,6 +286,7 @@ fn draw_panels(f: &mut Frame, area: Rect, app: &App, t: &TrialState, side_by_sid
     let n = t.view.texts.len();
     let dir = if side_by_side { Direction::Horizontal } else { Direction::Vertical };
     let rects = Layout::default().direction(dir).constraints(vec![Constraint::Ratio(1, n as u32); n]).split(area);
+    let mut panels = Vec::with_capacity(n);
     for (i, r) in rects.iter().enumerate() {
         let focused = t.focus == i;
         let chosen = t.picked == Some(i);
@@ -315,16 +321,18 @@ fn draw_panels(f: &mut Frame, area: Rect, app: &App, t: &TrialState, side_by_sid
         let inner_w = r.width.saturating_sub(2);
         let total = wrapped_height(&body, inner_w);
         let visible = r.height.saturating_sub(2);
-        let scroll = t.scroll[i].min(total.saturating_sub(visible));
+        let max_scroll = total.saturating_sub(visible);
+        let scroll = t.scroll[i].min(max_scroll);
+        panels.push(Panel { rect: *r, visible, max_scroll });
         let mut block =
             Block::default().borders(Borders::ALL).border_type(border).border_style(style).title(Line::from(title));
         if total > visible {
             block = block.title_bottom(
-                Line::from(format!(" {}–{} of {} lines (j/k) ", scroll + 1, (scroll + visible).min(total), total))
+                Line::from(format!(" {}–{} of {} lines (PgUp/PgDn) ", scroll + 1, (scroll + visible).min(total), total))
                     .right_aligned(),
             );
         }
         f.render_widget(Paragraph::new(body).wrap(Wrap { trim: false }).scroll((scroll, 0)).block(block), *r);
     }
-    *app.panel_rects.borrow_mut() = rects.to_vec();
+    *app.panels.borrow_mut() = panels;
 }

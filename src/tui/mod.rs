@@ -61,6 +61,7 @@ pub fn run(app: &mut App) -> anyhow::Result<()> {
     let mut guard = TerminalGuard::new()?;
     let size = guard.terminal.size()?;
     app.on_resize(size.width, size.height);
+    app.start();
     // Terminal input is read on its own thread: when the terminal goes away, crossterm's
     // reader can loop on end-of-file without returning, and the SIGHUP that comes with it
     // must still end the program.
@@ -99,5 +100,10 @@ pub fn run(app: &mut App) -> anyhow::Result<()> {
         app.end("error");
     }
     drop(guard);
-    result
+    result?;
+    match &app.failure {
+        // The participant has read the plain account; the researcher gets the whole error.
+        Some(f) => Err(anyhow::anyhow!("{}", f.detail)),
+        None => Ok(()),
+    }
 }

@@ -14,8 +14,7 @@ pub const DECLINED: &str = "You declined. Nothing was recorded. You may close th
 pub const ID_TITLE: &str = "Participant ID";
 pub const ID_PROMPT: &str =
     "Type the participant ID you were given, then Enter.\nLeave it empty and press Enter to get a new anonymous ID.";
-pub const ID_INVALID: &str =
-    "Use the ID you were given: 3–64 letters, digits, '-' or '_', with at least one digit (not your name).";
+pub const ID_INVALID: &str = "This study does not know that ID. Type the ID you were given exactly (never your name), or leave it empty for a new anonymous ID.";
 pub const ID_NEW: &str = "Your anonymous participant ID is shown below. Write it down: you need it to resume later.";
 pub const INSTRUCTIONS_TITLE: &str = "Instructions";
 pub const CONTINUE_HINT: &str = "Press Enter to continue";
@@ -30,6 +29,28 @@ pub const CONFIRM_QUIT: &str =
     "Quit now? Your answers so far are saved and you can resume later with the same ID.\n\ny: quit · n: keep going";
 pub const PREPARING: &str = "Preparing the answers for this question…";
 pub const SAVED: &str = "Saved.";
+pub const ANSWERED_ELSEWHERE: &str = "That question was already answered in another window; its first answer stands.";
+pub const ENGINE_STOPPED: &str = "The program that writes the answers stopped unexpectedly";
+pub const FAILED_TITLE: &str = "Your answers are safe, but the study cannot go on";
+pub const FAILED_HINT: &str = "Press q to close, then tell the researcher.";
+
+/// The failure screen's text: what happened, what was saved and what was not, and how to
+/// come back.
+pub fn failed(what: &str, answer_lost: bool, participant: Option<&str>, study: &std::path::Path) -> String {
+    let lost = if answer_lost {
+        "Every answer you confirmed before this one is saved. This last answer was NOT saved: you will see this question again."
+    } else {
+        "Every answer you confirmed is saved."
+    };
+    let resume = match participant {
+        Some(p) => format!(
+            "To continue later, once the researcher has fixed it, use your participant ID {p}:\n\n    ualign run {} --participant {p}",
+            study.display()
+        ),
+        None => "You had not started the questions yet; nothing is lost.".to_string(),
+    };
+    format!("Something went wrong: {what}.\n\n{lost}\n\n{resume}")
+}
 pub const PROMPT_TITLE: &str = "Request";
 
 pub const PICK_INSTRUCTION: &str = "Pick the answer you like best.";
@@ -40,7 +61,8 @@ pub const HELP: &[(&str, &str)] = &[
     ("1–9", "pick that answer (in ordering questions: give it the next rank)"),
     ("← → ↑ ↓ / Tab", "move focus between answers"),
     ("Space", "pick the focused answer"),
-    ("PgUp PgDn / j k", "scroll the focused answer"),
+    ("PgUp PgDn", "scroll the focused answer by a page"),
+    ("j k / Home End", "scroll it by a line / to its top or end"),
     ("Enter", "confirm your choice"),
     ("Backspace / u", "undo the last rank (ordering questions)"),
     ("=", "no preference (when the study allows it)"),
