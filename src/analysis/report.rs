@@ -67,6 +67,9 @@ pub struct Report {
 
 impl Report {
     pub fn compute(study: &Study, store: &Store, opts: &Options) -> rusqlite::Result<Self> {
+        // Everything is read from one snapshot, so the report describes one moment of a
+        // study that other processes keep writing to (and holds none of them up).
+        let _snapshot = store.snapshot()?;
         // Every candidate is read once and serves f(k), the pools and diversity.
         let candidates = all_candidates(store)?;
         let groups = ranking::rank_observations(store)?;

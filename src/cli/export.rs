@@ -1,6 +1,9 @@
+//! `ualign export`: the study's tables as CSV or JSONL, read from one snapshot, after
+//! SQLite's full integrity check has passed.
+
 use std::path::PathBuf;
 
-use crate::exchange::export::{Format, export};
+use crate::exchange::export::{Format, read_tables, write_tables};
 
 #[derive(clap::Args)]
 pub struct Cmd {
@@ -15,8 +18,11 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let (_, store) = self.target.open_existing()?;
-        for (file, rows) in export(&store, self.format, &self.out)? {
+        let (_, store, integrity) = self.target.open_for_reading()?;
+        let tables = read_tables(&store)?;
+        // Nothing is written from a damaged file.
+        integrity.finish()?;
+        for (file, rows) in write_tables(&tables, self.format, &self.out)? {
             println!("wrote {} ({rows} rows)", file.display());
         }
         Ok(())

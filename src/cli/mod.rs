@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand, each a clap `Cmd` with a thin `run`.
 
+mod check;
 mod dashboard;
 mod demo;
 mod export;
@@ -54,6 +55,8 @@ enum Command {
     Generate(generate::Cmd),
     /// Try a model folder without a study: k candidates for one prompt
     Sample(sample::Cmd),
+    /// Check that a study's database is sound (SQLite's full integrity and foreign-key checks)
+    Check(check::Cmd),
 }
 
 impl Cli {
@@ -71,6 +74,7 @@ impl Cli {
             Command::Export(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Generate(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Sample(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Check(c) => c.run().map(|()| ExitCode::SUCCESS),
         }
     }
 }

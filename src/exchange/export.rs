@@ -91,8 +91,28 @@ pub enum ExportError {
 
 type Row = Vec<Value>;
 
-/// Writes every table; returns the files written with their row counts.
-pub fn export(store: &Store, format: Format, out: &Path) -> Result<Vec<(PathBuf, usize)>, ExportError> {
+/// The exported tables, read from one snapshot of the database: a candidate a trial
+/// names is in `candidates` even while other processes keep writing.
+pub struct Tables {
+    candidates: Vec<Row>,
+    trials: Vec<Row>,
+    participants: Vec<Row>,
+    study_source: Option<String>,
+}
+
+/// Reads every table from one snapshot of the store.
+pub fn read_tables(store: &Store) -> Result<Tables, ExportError> {
+    let _snapshot = store.snapshot()?;
+    Ok(Tables {
+        candidates: candidate_rows(store)?,
+        trials: trial_rows(store)?,
+        participants: participant_rows(store)?,
+        study_source: store.stored_study()?.map(|s| s.source),
+    })
+}
+
+/// Writes the tables into `out`; returns the files written with their row counts.
+pub fn write_tables(tables: &Tables, format: Format, out: &Path) -> Result<Vec<(PathBuf, usize)>, ExportError> {
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ExportError::Write { path: path.clone(), source }
@@ -100,20 +120,25 @@ pub fn export(store: &Store, format: Format, out: &Path) -> Result<Vec<(PathBuf,
     std::fs::create_dir_all(out).map_err(write_err(out))?;
     let mut written = Vec::new();
     for (name, cols, rows) in [
-        ("candidates", CANDIDATE_COLUMNS, candidate_rows(store)?),
-        ("trials", TRIAL_COLUMNS, trial_rows(store)?),
-        ("participants", PARTICIPANT_COLUMNS, participant_rows(store)?),
+        ("candidates", CANDIDATE_COLUMNS, &tables.candidates),
+        ("trials", TRIAL_COLUMNS, &tables.trials),
+        ("participants", PARTICIPANT_COLUMNS, &tables.participants),
     ] {
         let path = out.join(format!("{name}.{}", format.ext()));
-        write_table(&path, format, cols, &rows).map_err(write_err(&path))?;
+        write_table(&path, format, cols, rows).map_err(write_err(&path))?;
         written.push((path, rows.len()));
     }
-    if let Some(study) = store.stored_study()? {
+    if let Some(source) = &tables.study_source {
         let path = out.join("study.toml");
-        std::fs::write(&path, study.source).map_err(write_err(&path))?;
+        std::fs::write(&path, source).map_err(write_err(&path))?;
         written.push((path, 1));
     }
     Ok(written)
+}
+
+/// Reads and writes every table; returns the files written with their row counts.
+pub fn export(store: &Store, format: Format, out: &Path) -> Result<Vec<(PathBuf, usize)>, ExportError> {
+    write_tables(&read_tables(store)?, format, out)
 }
 
 /// Writes to a temporary file first, then renames: a reader never sees half a file.

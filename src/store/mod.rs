@@ -25,7 +25,9 @@ const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("migrations/000
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open database {path}: {source}\n  check that the file is a ualign database and that you may read it")]
+    #[error(
+        "cannot open database {path}: {source}\n  check that the file is a ualign database and that you may read it"
+    )]
     Open { path: PathBuf, source: rusqlite::Error },
     #[error(
         "the folder {} for database {} does not exist (or is not a folder)\n  create it (mkdir -p {}) or choose another path with --db",
@@ -246,8 +248,23 @@ impl Store {
     /// A consistent view for a reader: until it is dropped, every query sees the database
     /// as it was at the first one, whatever other processes commit meanwhile (and they are
     /// not held up: under WAL a reader never blocks a writer).
-    pub fn snapshot(&self) -> Result<rusqlite::Transaction<'_>> {
-        Ok(self.conn.unchecked_transaction()?)
+    pub fn snapshot(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        self.conn.unchecked_transaction()
+    }
+
+    /// Rows that break a foreign key (a trial of a participant who is not stored, an
+    /// answer to a trial that is not): SQLite does not look for them by itself.
+    pub fn foreign_key_problems(&self) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare("PRAGMA foreign_key_check")?;
+        let rows = st.query_map([], |r| {
+            Ok(format!(
+                "row {} of table {} refers to a missing row of table {}",
+                r.get::<_, Option<i64>>(1)?.map_or("?".into(), |v| v.to_string()),
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(2)?
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Runs `f` as one IMMEDIATE write transaction (see [`write`]); `what` names what is
@@ -378,7 +395,11 @@ impl Store {
 
     fn same_study(&self, stored: StoredStudy, study: &Study) -> Result<()> {
         if stored.name != study.name {
-            return Err(StoreError::OtherStudy { path: self.path.clone(), stored: stored.name, given: study.name.clone() });
+            return Err(StoreError::OtherStudy {
+                path: self.path.clone(),
+                stored: stored.name,
+                given: study.name.clone(),
+            });
         }
         if stored.hash != study.hash {
             return Err(StoreError::StudyChanged {

@@ -56,7 +56,8 @@ pub fn spawn_watcher(
     tx: mpsc::Sender<Update>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new().name("ualign-dashboard".into()).spawn(move || {
-        let store = match Store::open_existing(&db) {
+        // SQLite's full integrity check, once: numbers from a damaged file are never shown.
+        let store = match Store::open_existing(&db).and_then(|s| s.check_integrity().map(|()| s)) {
             Ok(s) => s,
             Err(e) => {
                 let _ = tx.send(Update::Failed(e.to_string()));
