@@ -11,8 +11,22 @@ fn main() -> std::process::ExitCode {
     match cli.run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_message(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes as one message, each cause said once: a cause whose text the
+/// message already holds (many errors quote their source) is not repeated.
+fn one_message(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }

@@ -199,9 +199,14 @@ fn settings_json(d: &Decoding) -> String {
 /// Events from the pool worker, tagged with the request id they answer.
 #[derive(Debug)]
 pub enum WorkerEvent {
-    Done { request: u64 },
+    Done {
+        request: u64,
+    },
     Notice(String),
-    Failed { request: u64, error: String },
+    Failed {
+        request: u64,
+        error: String,
+    },
     /// The worker is gone (it panicked, or could not start): nothing more will come.
     Stopped(String),
 }
@@ -217,7 +222,10 @@ pub struct PoolWorker {
     requests: std::sync::mpsc::Sender<(u64, Vec<PoolJob>)>,
     events: std::sync::mpsc::Receiver<WorkerEvent>,
     next_request: u64,
-    alive: bool,
+    /// Why the worker is gone, once it is known to be.
+    gone: Option<String>,
+    /// Whether [`PoolWorker::poll`] has reported it.
+    reported: bool,
 }
 
 impl PoolWorker {
@@ -241,46 +249,48 @@ impl PoolWorker {
                 let _ = events.send(WorkerEvent::Stopped(why));
             }
         });
-        let alive = spawned.is_ok();
-        Self { requests: req_tx, events: ev_rx, next_request: 0, alive }
+        let gone = spawned.err().map(|e| format!("its thread could not start: {e}"));
+        Self { requests: req_tx, events: ev_rx, next_request: 0, gone, reported: false }
     }
 
     /// Queues jobs; returns the request id that their event will carry.
     pub fn request(&mut self, jobs: Vec<PoolJob>) -> u64 {
         self.next_request += 1;
-        if self.requests.send((self.next_request, jobs)).is_err() {
-            self.alive = false;
+        if self.requests.send((self.next_request, jobs)).is_err() && self.gone.is_none() {
+            self.gone = Some("its thread ended".into());
         }
         self.next_request
     }
 
-    /// Events so far; a worker found gone adds a [`WorkerEvent::Stopped`] once.
+    /// Events so far. A worker found gone is reported once, as [`WorkerEvent::Stopped`].
     pub fn poll(&mut self) -> Vec<WorkerEvent> {
         let mut out = Vec::new();
         loop {
             match self.events.try_recv() {
-                Ok(ev) => {
-                    if matches!(ev, WorkerEvent::Stopped(_)) {
-                        self.alive = false;
-                    }
-                    out.push(ev);
+                Ok(WorkerEvent::Stopped(why)) => {
+                    self.gone = Some(why);
+                    break;
                 }
+                Ok(ev) => out.push(ev),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    if self.alive {
-                        self.alive = false;
-                        out.push(WorkerEvent::Stopped("its thread ended".into()));
-                    }
+                    self.gone.get_or_insert_with(|| "its thread ended".into());
                     break;
                 }
             }
+        }
+        if let Some(why) = &self.gone
+            && !self.reported
+        {
+            self.reported = true;
+            out.push(WorkerEvent::Stopped(why.clone()));
         }
         out
     }
 
     /// Whether the worker may still answer requests.
     pub fn is_alive(&self) -> bool {
-        self.alive
+        self.gone.is_none()
     }
 }
 

@@ -126,7 +126,11 @@ fn import_is_atomic_and_reports_every_bad_line() {
     assert_eq!(lines, ["3", "4", "5", "7", "8", "9"], "{problems:#?}");
     assert!(problems[0].contains("`nope` is not a prompt"));
     assert!(problems[3].contains("sample_index 0 of prompt `cafe` is already taken (by line 6)"), "{}", problems[3]);
-    assert!(problems[5].contains("sample_index 4 is outside the pool of policy `sampled` (pool_size 4"), "{}", problems[5]);
+    assert!(
+        problems[5].contains("sample_index 4 is outside the pool of policy `sampled` (pool_size 4"),
+        "{}",
+        problems[5]
+    );
     assert!(err.to_string().contains("nothing was imported"));
     let n: i64 = store.conn().query_row("SELECT COUNT(*) FROM candidates", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 0, "nothing half-imported");

@@ -304,3 +304,244 @@ fn missing_pools_are_generated_live_on_the_engine_thread() {
         .unwrap();
     assert!(stored > 0, "the engine thread stored its pools with their provider");
 }
+
+#[test]
+fn a_write_that_fails_shows_what_was_saved_and_how_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = setup(dir.path());
+    let mut app = App::new(s, store, None, None).unwrap();
+    to_first_trial(&mut app, "p11");
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(answers(app.store()).len(), 1);
+    // From now on SQLite refuses every write on this connection, as on a read-only file.
+    app.store().conn().pragma_update(None, "query_only", true).unwrap();
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Failed);
+    let failure = app.failure.clone().unwrap();
+    assert!(failure.answer_lost);
+    assert!(failure.what.contains("cannot be written"), "{failure:?}");
+    assert!(failure.detail.contains("could not save the answer") && failure.detail.contains("e.sqlite"), "{failure:?}");
+    let shown = snapshot(&app, 100, 30);
+    for want in ["answer you confirmed before this one is saved", "NOT saved", "--participant p11", "Press q to close"]
+    {
+        assert!(shown.contains(want), "missing {want:?} in:\n{shown}");
+    }
+    assert!(!shown.contains("SQLite") && !shown.contains("Error code"), "nothing raw on screen:\n{shown}");
+    // Only quitting is left; nothing was half-written.
+    key(&mut app, KeyCode::Char('2'));
+    assert_eq!(app.screen, Screen::Failed);
+    key(&mut app, KeyCode::Char('q'));
+    assert!(app.quit);
+    app.store().conn().pragma_update(None, "query_only", false).unwrap();
+    assert_eq!(answers(app.store()).len(), 1);
+}
+
+#[test]
+fn an_answer_given_in_another_window_stands_and_this_one_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = setup(dir.path());
+    let mut app = App::new(s.clone(), store, None, None).unwrap();
+    to_first_trial(&mut app, "p12");
+    let Some(TrialSlot::Ready(t)) = &app.trial else { panic!() };
+    let trial = t.view.trial_id;
+    // The same participant answers the same question in a second window first.
+    let (mut other, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
+    other.record_answer(trial, &ualign::store::Answer::Pick(0), 1000, None).unwrap();
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Trial, "{:?}", app.failure);
+    assert!(app.status.as_ref().unwrap().0.contains("already answered in another window"));
+    let Some(TrialSlot::Ready(t)) = &app.trial else { panic!() };
+    assert_eq!(t.view.position, 1);
+    assert_eq!(answers(app.store()), vec![(0, Some(0), None, false)], "the first answer stands");
+}
+
+#[test]
+fn ids_that_are_not_the_studys_are_refused_on_the_command_line_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = setup(dir.path());
+    let err = App::new(s.clone(), store, Some("AliceSmith1990".into()), None).err().unwrap().to_string();
+    assert!(err.contains("not one this study accepts") && err.contains("participant_id_pattern"), "{err}");
+    let (store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
+    assert!(App::new(s.clone(), store, Some(study::new_pseudonym()), None).is_ok());
+    // Without a pattern only pseudonyms pass, and an id already stored may resume.
+    let mut strict = s.clone();
+    strict.options.participant_id_pattern = None;
+    let (mut store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
+    store.ensure_participant("e2e77").unwrap();
+    assert!(App::new(strict.clone(), store, Some("e2e77".into()), None).is_ok());
+    let (store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
+    assert!(App::new(strict, store, Some("p42".into()), None).is_err());
+}
+
+#[test]
+fn long_answers_scroll_by_page_and_jump_to_their_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = setup(dir.path());
+    let mut app = App::new(s, store, None, None).unwrap();
+    to_first_trial(&mut app, "p13");
+    let long = (1..=60).map(|i| format!("line {i}")).collect::<Vec<_>>().join("\n");
+    if let Some(TrialSlot::Ready(t)) = &mut app.trial {
+        t.view.texts[0] = long;
+    }
+    app.on_resize(80, 24);
+    snapshot(&app, 80, 24); // lays the panels out
+    let panel = app.panels.borrow()[0];
+    assert!(panel.max_scroll > 2 * panel.visible, "{panel:?}");
+    let scroll = |app: &App| match &app.trial {
+        Some(TrialSlot::Ready(t)) => t.scroll[0],
+        _ => panic!(),
+    };
+    key(&mut app, KeyCode::PageDown);
+    assert_eq!(scroll(&app), panel.visible - 1, "a page, keeping one line of context");
+    key(&mut app, KeyCode::Char('j'));
+    assert_eq!(scroll(&app), panel.visible);
+    key(&mut app, KeyCode::End);
+    assert_eq!(scroll(&app), panel.max_scroll);
+    key(&mut app, KeyCode::PageDown);
+    assert_eq!(scroll(&app), panel.max_scroll, "never past the end");
+    key(&mut app, KeyCode::PageUp);
+    assert_eq!(scroll(&app), panel.max_scroll - (panel.visible - 1));
+    key(&mut app, KeyCode::Home);
+    assert_eq!(scroll(&app), 0);
+    key(&mut app, KeyCode::Char('k'));
+    assert_eq!(scroll(&app), 0);
+    let shown = snapshot(&app, 80, 24);
+    assert!(shown.contains("of 60 lines"), "{shown}");
+}
+
+/// The demo study (model policies, nothing generated) with a worker whose thread runs `body`.
+fn preparing_with(body: impl FnOnce() + Send + 'static) -> App {
+    use ualign::pools::PoolWorker;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = study::load(&repo("studies/demo.toml")).unwrap();
+    s.options.min_reading_ms = 0;
+    let (store, _) = Store::open_for_study(&dir.keep().join("demo.sqlite"), &s).unwrap();
+    let worker = PoolWorker::spawn_with(move |_requests, _events| body());
+    let mut app = App::new(s, store, None, Some(worker)).unwrap();
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('y'));
+    key(&mut app, KeyCode::Enter); // a new pseudonym
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    app
+}
+
+fn wait_until_not_preparing(app: &mut App) {
+    let start = std::time::Instant::now();
+    while app.is_preparing() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "still preparing");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        app.on_worker_events().unwrap();
+    }
+}
+
+#[test]
+fn a_dead_engine_worker_is_a_failure_not_preparing_for_ever() {
+    let mut app = preparing_with(|| panic!("the engine crashed"));
+    wait_until_not_preparing(&mut app);
+    let Some(TrialSlot::Failed(why)) = &app.trial else { panic!("{:?}", app.trial) };
+    assert!(why.contains("stopped unexpectedly") && why.contains("the engine crashed"), "{why}");
+    // A worker whose thread just ends is noticed too.
+    let mut app = preparing_with(|| {});
+    wait_until_not_preparing(&mut app);
+    let Some(TrialSlot::Failed(why)) = &app.trial else { panic!("{:?}", app.trial) };
+    assert!(why.contains("stopped unexpectedly"), "{why}");
+}
+
+#[test]
+fn a_study_mixing_model_and_imported_policies_prefetches_without_killing_the_engine() {
+    use ualign::engine::EpChoice;
+    use ualign::pools::{Models, PoolJob, PoolWorker, missing_for_trial};
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo("assets/models/fortune-llama");
+    let toml = format!(
+        r#"name = "mixed"
+seed = 3
+[options]
+participant_id_pattern = "m[0-9]+"
+[[prompts]]
+id = "a"
+text = "love"
+[[prompts]]
+id = "b"
+text = "food"
+[[policies]]
+name = "model"
+source = "model"
+model = "{}"
+pool_size = 2
+[policies.decoding]
+max_new_tokens = 4
+[[policies]]
+name = "imp"
+source = "imported"
+pool_size = 1
+[[blocks]]
+name = "s"
+design = "best_of_k"
+policy_a = "model"
+policy_b = "imp"
+k = [1]
+trials = 2
+"#,
+        model.display()
+    );
+    std::fs::write(dir.path().join("mixed.toml"), toml).unwrap();
+    std::fs::write(dir.path().join("imp.jsonl"), "{\"prompt_id\": \"a\", \"text\": \"Imported answer.\"}\n").unwrap();
+    let (s, _) = study::load(&dir.path().join("mixed.toml")).unwrap();
+    let db = dir.path().join("mixed.sqlite");
+    let (mut store, _) = Store::open_for_study(&db, &s).unwrap();
+    import_candidates(&mut store, &s, "imp", &dir.path().join("imp.jsonl"), false).unwrap();
+    // A participant whose first trial is on prompt a (imported candidate present) and whose
+    // second, prefetched while the first is read, is on b (imported candidate missing).
+    let id = (0..200)
+        .map(|i| format!("m{i}"))
+        .find(|id| {
+            let plan = ualign::schedule::plan(&s, id);
+            plan[0].prompt_id == "a" && plan[1].prompt_id == "b"
+        })
+        .unwrap();
+    // What the second trial misses: the model's pool for b (a job) and imp's candidate (not one).
+    store.enrol(&id, &ualign::schedule::plan(&s, &id)).unwrap();
+    let second = &store.trials(&id).unwrap()[1];
+    let (jobs, imported) = missing_for_trial(&s, &store, second).unwrap();
+    assert_eq!(jobs.iter().map(|j| j.policy.as_str()).collect::<Vec<_>>(), ["model"]);
+    assert_eq!(imported, ["imp"]);
+    // The engine refuses an imported policy's job with an error, not a panic.
+    let job = PoolJob { policy: "imp".into(), prompt_id: "b".into(), missing: vec![0] };
+    let err = Models::new(EpChoice::Cpu, Some(1)).run_job(&s, &mut store, &job, None).unwrap_err();
+    assert!(err.to_string().contains("only `ualign import` fills"), "{err}");
+
+    let worker = PoolWorker::spawn(s.clone(), db.clone(), EpChoice::Cpu, Some(1));
+    let mut app = App::new(s, store, None, Some(worker)).unwrap();
+    key(&mut app, KeyCode::Enter); // welcome (no consent text)
+    typed(&mut app, &id);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter); // instructions
+    wait_until_not_preparing(&mut app);
+    let Some(TrialSlot::Ready(t)) = &app.trial else { panic!("{:?}", app.trial) };
+    assert!(t.view.texts.contains(&"Imported answer.".to_string()));
+    // Let the prefetch of the second trial's model pool finish.
+    let count = |app: &App| -> i64 {
+        app.store()
+            .conn()
+            .query_row("SELECT COUNT(*) FROM candidates WHERE policy = 'model' AND prompt_id = 'b'", [], |r| r.get(0))
+            .unwrap()
+    };
+    let start = std::time::Instant::now();
+    while count(&app) < 2 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the prefetch never finished");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        app.on_worker_events().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    app.on_worker_events().unwrap();
+    assert_eq!(app.worker_alive(), Some(true), "the engine worker survived the prefetch");
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Enter);
+    let Some(TrialSlot::Failed(why)) = &app.trial else { panic!("{:?}", app.trial) };
+    assert!(why.contains("imported policy `imp`") && why.contains("ualign import"), "{why}");
+}

@@ -26,8 +26,11 @@ impl Cmd {
         let candidates = read_candidates(&study, &self.policy, &self.candidates)?;
         let (mut store, _) = super::open_store(&study, self.target.db.as_ref())?;
         let report = store_candidates(&mut store, &study, &self.candidates, &candidates, self.replace)?;
-        let replaced =
-            if report.replaced > 0 { format!(", replacing its {} earlier candidates", report.replaced) } else { String::new() };
+        let replaced = if report.replaced > 0 {
+            format!(", replacing its {} earlier candidates", report.replaced)
+        } else {
+            String::new()
+        };
         println!(
             "imported {} candidates for {} prompts into policy `{}`{replaced} ({})",
             report.imported,

@@ -103,7 +103,12 @@ fn read_text(file: &Path) -> Result<String, ImportError> {
 }
 
 /// One line's object, or what is wrong with it.
-fn parse_line(at: &str, line: &str, study: &Study, pool: &Policy) -> Result<(String, Option<u32>, NewCandidate), String> {
+fn parse_line(
+    at: &str,
+    line: &str,
+    study: &Study,
+    pool: &Policy,
+) -> Result<(String, Option<u32>, NewCandidate), String> {
     let obj: Map<String, Value> = match serde_json::from_str(line) {
         Ok(Value::Object(o)) => o,
         Ok(_) => return Err(format!("{at}:1: expected a JSON object {{\"prompt_id\": ..., \"text\": ...}}")),

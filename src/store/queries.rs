@@ -66,7 +66,8 @@ pub enum ImportOutcome {
     Shown { trials: usize, participants: usize },
 }
 
-const INSERT_CANDIDATE: &str = "INSERT INTO candidates (policy, prompt_id, sample_index, text, token_count, finish_reason, logprob, seed,
+const INSERT_CANDIDATE: &str =
+    "INSERT INTO candidates (policy, prompt_id, sample_index, text, token_count, finish_reason, logprob, seed,
      settings, model_hash, provider, prefill_ms, decode_ms, meta, created_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 
@@ -111,7 +112,8 @@ impl Store {
     /// candidates has been shown to anyone (then they are all replaced by `rows`).
     pub fn import_pools(&mut self, policy: &str, rows: &[NewCandidate], replace: bool) -> Result<ImportOutcome> {
         self.write("the imported candidates", |tx| {
-            let count: i64 = tx.query_row("SELECT COUNT(*) FROM candidates WHERE policy = ?1", [policy], |r| r.get(0))?;
+            let count: i64 =
+                tx.query_row("SELECT COUNT(*) FROM candidates WHERE policy = ?1", [policy], |r| r.get(0))?;
             if count > 0 && !replace {
                 return Ok(ImportOutcome::HasCandidates { count: count as usize });
             }

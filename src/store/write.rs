@@ -131,12 +131,13 @@ impl WriteCause {
 
 /// A write that could not happen: what was being written, why, and the SQLite detail.
 #[derive(Debug, thiserror::Error)]
-#[error("could not save {what} to {}: {} ({source})\n  {}", .path.display(), .cause.plain(), .cause.remedy(.path))]
+#[error("could not save {what} to {}: {} (SQLite: {sqlite})\n  {}", .path.display(), .cause.plain(), .cause.remedy(.path))]
 pub struct WriteFailure {
     pub path: PathBuf,
     pub what: &'static str,
     pub cause: WriteCause,
-    pub source: rusqlite::Error,
+    /// SQLite's own error, shown in the message (not a separate cause in the chain).
+    pub sqlite: rusqlite::Error,
 }
 
 /// Runs `f` in an IMMEDIATE transaction on `conn` and commits it; busy errors SQLite
@@ -162,9 +163,9 @@ pub(super) fn write<T>(
                 attempt += 1;
                 std::thread::sleep(Duration::from_millis(u64::from(busy_sleep_ms(attempt * 4))));
             }
-            Err(StoreError::Sqlite(source)) => {
-                let cause = WriteCause::of(&source);
-                return Err(StoreError::Write(WriteFailure { path: path.to_path_buf(), what, cause, source }));
+            Err(StoreError::Sqlite(sqlite)) => {
+                let cause = WriteCause::of(&sqlite);
+                return Err(StoreError::Write(WriteFailure { path: path.to_path_buf(), what, cause, sqlite }));
             }
             other => return other,
         }

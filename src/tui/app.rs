@@ -488,6 +488,11 @@ impl App {
         Ok(())
     }
 
+    /// Whether the engine worker (if any) may still answer requests.
+    pub fn worker_alive(&self) -> Option<bool> {
+        self.worker.as_ref().map(PoolWorker::is_alive)
+    }
+
     pub fn is_preparing(&self) -> bool {
         matches!(self.trial, Some(TrialSlot::Preparing(_)))
     }

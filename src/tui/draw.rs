@@ -328,8 +328,13 @@ fn draw_panels(f: &mut Frame, area: Rect, app: &App, t: &TrialState, side_by_sid
             Block::default().borders(Borders::ALL).border_type(border).border_style(style).title(Line::from(title));
         if total > visible {
             block = block.title_bottom(
-                Line::from(format!(" {}–{} of {} lines (PgUp/PgDn) ", scroll + 1, (scroll + visible).min(total), total))
-                    .right_aligned(),
+                Line::from(format!(
+                    " {}–{} of {} lines (PgUp/PgDn) ",
+                    scroll + 1,
+                    (scroll + visible).min(total),
+                    total
+                ))
+                .right_aligned(),
             );
         }
         f.render_widget(Paragraph::new(body).wrap(Wrap { trim: false }).scroll((scroll, 0)).block(block), *r);
