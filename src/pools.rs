@@ -128,7 +128,8 @@ impl Models {
     /// The generator for a folder (loaded on first use) and its model hash.
     pub fn get(&mut self, dir: &PathBuf) -> Result<&mut (Generator, String), EngineError> {
         if !self.loaded.contains_key(dir) {
-            let g = engine::load(dir, self.ep, self.threads)?;
+            let mut g = engine::load(dir, self.ep, self.threads)?;
+            self.notices.append(&mut g.notices);
             if let Some(why) = &g.provider.fallback {
                 self.notices
                     .push(format!("CUDA is not available ({}); running on CPU", why.lines().next().unwrap_or(why)));

@@ -197,3 +197,70 @@ fn the_io_binding_path_gives_the_same_samples_as_plain_runs() {
         assert_eq!(g[0].token_ids, h[0].token_ids, "{family}: greedy");
     }
 }
+
+/// A copy of the llama fixture whose tokenizer lacks its last `cut` tokens (and the merges
+/// that make them), as with a model whose vocabulary is padded beyond its tokenizer.
+fn padded_vocabulary_folder(cut: usize) -> (tempfile::TempDir, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "generation_config.json", "tokenizer_config.json", "model.onnx"] {
+        std::fs::copy(fixture("llama").join(f), dir.path().join(f)).unwrap();
+    }
+    let mut tok: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("llama/tokenizer.json")).unwrap()).unwrap();
+    let vocab = tok["model"]["vocab"].as_object().unwrap().clone();
+    let keep = vocab.len() - cut;
+    let kept: serde_json::Map<String, Value> =
+        vocab.into_iter().filter(|(_, id)| (id.as_u64().unwrap() as usize) < keep).collect();
+    let merges: Vec<Value> = tok["model"]["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            let joined = format!("{}{}", m[0].as_str().unwrap(), m[1].as_str().unwrap());
+            kept.contains_key(&joined)
+        })
+        .cloned()
+        .collect();
+    tok["model"]["vocab"] = Value::Object(kept);
+    tok["model"]["merges"] = Value::Array(merges);
+    std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
+    (dir, keep)
+}
+
+#[test]
+fn ids_the_tokenizer_cannot_decode_are_never_sampled() {
+    let (dir, decodable) = padded_vocabulary_folder(16);
+    let mut g = engine::load(dir.path(), EpChoice::Cpu, Some(1)).unwrap();
+    assert_eq!(g.signature.vocab, Some(decodable + 16));
+    let warning = g.notices.join("\n");
+    assert!(warning.contains("decodes 304 token ids") && warning.contains("cover 320"), "{warning}");
+    let ids = g.encode_prompt("the quick brown fox", false).unwrap();
+    // Hot sampling of random weights: with 16 of 320 ids undecodable, about one token in
+    // twenty would be one of them if they could be drawn.
+    let opts = GenOptions {
+        params: SamplingParams { temperature: 2.0, ..Default::default() },
+        ignore_eos: true,
+        ..greedy(48)
+    };
+    let specs: Vec<SampleSpec> = (0..16).map(|i| SampleSpec { index: i, seed: u64::from(i) }).collect();
+    let (samples, _) = g.generate(&ids, &specs, &opts, None).unwrap();
+    let drawn: Vec<u32> = samples.iter().flat_map(|s| s.token_ids.iter().copied()).collect();
+    assert_eq!(drawn.len(), 16 * 48);
+    assert!(drawn.iter().all(|&t| (t as usize) < decodable), "an undecodable id was sampled");
+    // Greedy decoding keeps to them too, and the full tokenizer gives no notice.
+    let (greedy_samples, _) = g.generate(&ids, &specs[..1], &greedy(24), None).unwrap();
+    assert!(greedy_samples[0].token_ids.iter().all(|&t| (t as usize) < decodable));
+    assert!(engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap().notices.is_empty());
+}
+
+#[test]
+fn a_folder_without_its_optional_files_says_which_defaults_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json", "model.onnx"] {
+        std::fs::copy(fixture("llama").join(f), dir.path().join(f)).unwrap();
+    }
+    let g = engine::load(dir.path(), EpChoice::Cpu, Some(1)).unwrap();
+    assert_eq!(g.notices.len(), 2, "{:?}", g.notices);
+    assert!(g.notices[0].contains("no generation_config.json") && g.notices[0].contains("top-k 50"));
+    assert!(g.notices[1].contains("no tokenizer_config.json") && g.notices[1].contains("raw text"));
+}

@@ -39,6 +39,9 @@ pub(crate) fn run_participant(
         has_models.then(|| PoolWorker::spawn(study.clone(), store.path().to_path_buf(), engine.ep, engine.threads));
     let mut app = App::new(study, store, participant, worker)?;
     let result = tui::run(&mut app);
+    for n in &app.researcher_notices {
+        eprintln!("notice: {n}");
+    }
     if let Some(p) = &app.participant {
         // The terminal may be gone (SIGHUP): a failed write is no reason to panic.
         use std::io::Write;

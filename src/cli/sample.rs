@@ -67,6 +67,9 @@ impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
         anyhow::ensure!(self.k >= 1, "-k must be at least 1");
         let mut g = engine::load(&self.model, self.ep, self.threads)?;
+        for n in std::mem::take(&mut g.notices) {
+            eprintln!("notice: {n}");
+        }
         if let Some(why) = &g.provider.fallback {
             eprintln!("notice: CUDA is not available ({}); running on CPU", why.lines().next().unwrap_or(why));
         }

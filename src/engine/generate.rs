@@ -63,7 +63,8 @@ pub struct Sample {
     pub token_ids: Vec<u32>,
     pub text: String,
     pub finish_reason: FinishReason,
-    /// Sum of the raw model's log-probabilities of the generated tokens.
+    /// Sum of the raw model's log-probabilities of the generated tokens (over the ids the
+    /// tokenizer can decode: the extra ids of a padded vocabulary are no text at all).
     pub logprob: f64,
 }
 
@@ -95,6 +96,56 @@ pub struct Generator {
     /// Set when runs go through an I/O binding: where `present.*` live between steps, and
     /// host memory for the logits.
     bound: Option<Bound>,
+    /// The token ids that may be sampled.
+    decodable: Decodable,
+    /// What the user should be told about the folder (missing files, a short tokenizer).
+    pub notices: Vec<String>,
+}
+
+/// The ids a sample may contain: those the tokenizer can decode, and the end-of-sequence
+/// ids. Models often pad their vocabulary (to a multiple of 64, say) beyond the tokenizer;
+/// an id the tokenizer cannot decode would silently vanish from the text.
+#[derive(Debug, Clone)]
+struct Decodable {
+    /// Ids from `len` up are never sampled.
+    len: usize,
+    /// Ids below `len` that are never sampled either.
+    holes: Vec<usize>,
+}
+
+impl Decodable {
+    fn of(tokenizer: &tokenizers::Tokenizer, eos: &[u32]) -> Self {
+        let ids: Vec<usize> =
+            tokenizer.get_vocab(true).into_values().chain(eos.iter().copied()).map(|i| i as usize).collect();
+        let len = ids.iter().max().map_or(0, |m| m + 1);
+        let mut present = vec![false; len];
+        for &i in &ids {
+            present[i] = true;
+        }
+        Self { len, holes: (0..len).filter(|&i| !present[i]).collect() }
+    }
+
+    /// Ids that can be decoded, of the `n` the logits cover.
+    fn count(&self, n: usize) -> usize {
+        self.len.min(n) - self.holes.iter().filter(|&&h| h < n).count()
+    }
+
+    /// The logits restricted to decodable ids: a shorter slice, with holes at -inf (in
+    /// `buf`) if there are any.
+    fn apply<'a>(&self, logits: &'a [f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
+        let kept = &logits[..self.len.min(logits.len())];
+        if self.holes.is_empty() {
+            return kept;
+        }
+        buf.clear();
+        buf.extend_from_slice(kept);
+        for &h in &self.holes {
+            if let Some(x) = buf.get_mut(h) {
+                *x = f32::NEG_INFINITY;
+            }
+        }
+        buf
+    }
 }
 
 /// The memory an I/O-bound run puts its outputs in.
@@ -138,6 +189,8 @@ struct Row {
     logprob: f64,
     finish: Option<FinishReason>,
     stop_at: Option<usize>,
+    /// The row's logits with undecodable ids masked, when the tokenizer has holes.
+    masked: Vec<f32>,
 }
 
 fn gather<T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static>(
@@ -184,7 +237,21 @@ impl Generator {
             .or_else(|| folder.config.get("n_positions"))
             .and_then(|v| v.as_u64())
             .map(|v| v as usize);
-        let mut generator = Self { session, signature, folder, provider, max_positions, bound: None };
+        let decodable = Decodable::of(&folder.tokenizer, &folder.eos_ids);
+        let mut notices = folder.notices.clone();
+        if let Some(v) = signature.vocab {
+            let covered = decodable.count(v);
+            // More than 1% of the logits are ids the tokenizer cannot decode.
+            if covered * 100 < v * 99 {
+                notices.push(format!(
+                    "{}: the tokenizer decodes {covered} token ids but the model's logits cover {v}; the other {} are never sampled. Check that tokenizer.json belongs to this model",
+                    folder.dir.join("tokenizer.json").display(),
+                    v - covered
+                ));
+            }
+        }
+        let mut generator =
+            Self { session, signature, folder, provider, max_positions, bound: None, decodable, notices };
         if generator.provider.name == "cuda" {
             generator.keep_kv_on(AllocationDevice::CUDA).map_err(|e| EngineError::Run(e.to_string()))?;
         }
@@ -354,6 +421,7 @@ impl Generator {
                 logprob: 0.0,
                 finish: None,
                 stop_at: None,
+                masked: Vec::new(),
             })
             .collect();
         let first = logits.rows()?[0];
@@ -424,6 +492,7 @@ impl Generator {
     }
 
     fn push_token(&self, row: &mut Row, logits: &[f32], opts: &GenOptions, max_new: usize) {
+        let logits = self.decodable.apply(logits, &mut row.masked);
         let (token, lp) = row.sampler.next(logits, &opts.params);
         row.tokens.push(token);
         row.logprob += lp;

@@ -23,6 +23,9 @@ pub struct ModelFolder {
     /// Every id that ends a sequence (config.json and generation_config.json together).
     pub eos_ids: Vec<u32>,
     pub config: Value,
+    /// What the user should be told about the folder: which defaults stand in for a
+    /// missing optional file.
+    pub notices: Vec<String>,
 }
 
 fn read_json(path: &Path) -> Result<Value, EngineError> {
@@ -66,8 +69,17 @@ impl ModelFolder {
                 problem: "missing: expected model.onnx or decoder_model_merged.onnx (Optimum's text-generation-with-past export)".into(),
             })?;
         let config = read_json(&dir.join("config.json"))?;
+        let mut notices = Vec::new();
         let gen_path = dir.join("generation_config.json");
-        let generation = if gen_path.is_file() { read_json(&gen_path)? } else { Value::Null };
+        let generation = if gen_path.is_file() {
+            read_json(&gen_path)?
+        } else {
+            notices.push(format!(
+                "{} has no generation_config.json: the end-of-sequence ids come from config.json and tokenizer_config.json, and `ualign sample` uses transformers' defaults (temperature 1, top-k 50, no top-p or min-p, 64 new tokens)",
+                dir.display()
+            ));
+            Value::Null
+        };
         let tok_path = dir.join("tokenizer.json");
         if !tok_path.is_file() {
             return Err(EngineError::Folder {
@@ -80,7 +92,15 @@ impl ModelFolder {
             problem: format!("cannot load the tokenizer: {e}"),
         })?;
         let tc_path = dir.join("tokenizer_config.json");
-        let tc = if tc_path.is_file() { read_json(&tc_path)? } else { Value::Null };
+        let tc = if tc_path.is_file() {
+            read_json(&tc_path)?
+        } else {
+            notices.push(format!(
+                "{} has no tokenizer_config.json: no chat template unless chat_template.jinja is there (prompts are sent as raw text), and no bos/eos tokens beyond tokenizer.json's own",
+                dir.display()
+            ));
+            Value::Null
+        };
         let chat_template = match tc.get("chat_template") {
             Some(Value::String(s)) => Some(s.clone()),
             // A list of named templates: take "default".
@@ -105,7 +125,17 @@ impl ModelFolder {
         {
             eos_ids.push(id);
         }
-        Ok(Self { dir: dir.to_path_buf(), onnx, tokenizer, chat_template, bos_token, eos_token, eos_ids, config })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            onnx,
+            tokenizer,
+            chat_template,
+            bos_token,
+            eos_token,
+            eos_ids,
+            config,
+            notices,
+        })
     }
 
     /// SHA-256 of the ONNX file (and its external data file if any), recorded with every candidate.

@@ -113,6 +113,9 @@ pub struct App {
     prefetch: Option<u64>,
     /// Set when the session cannot go on (see [`Screen::Failed`]).
     pub failure: Option<Failure>,
+    /// What the engine told the researcher (a CUDA fallback, a model folder's missing
+    /// files): kept off the participant's screen, printed when the session ends.
+    pub researcher_notices: Vec<String>,
 }
 
 impl App {
@@ -146,6 +149,7 @@ impl App {
             panels: RefCell::new(Vec::new()),
             prefetch: None,
             failure: None,
+            researcher_notices: Vec::new(),
         };
         if let Some(id) = participant {
             anyhow::ensure!(
@@ -470,7 +474,11 @@ impl App {
                         self.guard(|app| app.next_trial());
                     }
                 }
-                WorkerEvent::Notice(n) => self.set_status(n),
+                WorkerEvent::Notice(n) => {
+                    if !self.researcher_notices.contains(&n) {
+                        self.researcher_notices.push(n);
+                    }
+                }
                 WorkerEvent::Failed { request, error } => {
                     if matches!(self.trial, Some(TrialSlot::Preparing(r)) if r == request) {
                         self.trial = Some(TrialSlot::Failed(error));
