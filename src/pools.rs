@@ -140,6 +140,20 @@ impl Models {
         Ok(self.loaded.get_mut(dir).expect("inserted above"))
     }
 
+    /// Loads every model the study's blocks draw from, so that a broken model folder is
+    /// found before anything is stored.
+    pub fn preload(&mut self, study: &Study) -> Result<(), PoolError> {
+        let needed = needed_pools(study);
+        for policy in &study.policies {
+            if let PolicySource::Model { dir, .. } = &policy.source
+                && needed.contains_key(&policy.name)
+            {
+                self.get(dir).map_err(|source| PoolError::Engine { policy: policy.name.clone(), source })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Notices gathered since the last call.
     pub fn take_notices(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notices)

@@ -264,3 +264,22 @@ fn a_folder_without_its_optional_files_says_which_defaults_apply() {
     assert!(g.notices[0].contains("no generation_config.json") && g.notices[0].contains("top-k 50"));
     assert!(g.notices[1].contains("no tokenizer_config.json") && g.notices[1].contains("raw text"));
 }
+
+#[test]
+fn a_pool_larger_than_a_batch_decodes_in_batches_with_the_same_samples() {
+    let mut g = engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap();
+    let ids = g.encode_prompt("the quick brown fox", false).unwrap();
+    let opts = GenOptions { params: SamplingParams { temperature: 1.0, ..Default::default() }, ..greedy(6) };
+    let n = engine::MAX_BATCH as u32 + 3;
+    let specs: Vec<SampleSpec> =
+        (0..n).map(|i| SampleSpec { index: i, seed: engine::sample_seed(1, "p", "q", i) }).collect();
+    let (all, timing) = g.generate(&ids, &specs, &opts, None).unwrap();
+    assert_eq!(all.len(), n as usize);
+    assert_eq!(all.iter().map(|s| s.index).collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+    for spec in [specs[0], specs[engine::MAX_BATCH - 1], specs[engine::MAX_BATCH], specs[n as usize - 1]] {
+        let (solo, _) = g.generate(&ids, &[spec], &opts, None).unwrap();
+        assert_eq!(solo[0].token_ids, all[spec.index as usize].token_ids, "sample {}", spec.index);
+    }
+    let tokens: u64 = all.iter().map(|s| s.token_ids.len() as u64).sum();
+    assert_eq!(timing.new_tokens, tokens - u64::from(n), "the first token of each row is the prefill's");
+}

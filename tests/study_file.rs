@@ -304,7 +304,7 @@ text = "t"
 name = "a"
 source = "model"
 model = "."
-decoding = { temperature = -1, top_p = 1.5, min_p = 1.0, max_new_tokens = 0 }
+decoding = { temperature = -1, top_p = 1.5, min_p = 1.5, max_new_tokens = 0 }
 [[blocks]]
 name = "b"
 design = "rank"
@@ -316,8 +316,8 @@ trials = 1
         &[
             "9:28: policies[0].decoding.temperature: -1 is out of range",
             "9:40: policies[0].decoding.top_p: 1.5 is out of range",
-            "9:53: policies[0].decoding.min_p: 1 is out of range",
-            "9:75: policies[0].decoding.max_new_tokens: 0 is not in 1..=8192",
+            "9:53: policies[0].decoding.min_p: 1.5 is out of range",
+            "9:75: policies[0].decoding.max_new_tokens: 0 is out of range: max_new_tokens must be from 1 to 8192",
         ],
     );
 }

@@ -23,10 +23,14 @@ impl Cmd {
             Path::new(env!("CARGO_MANIFEST_DIR")).join(&self.study)
         };
         let study = super::load_study(&path)?;
-        let (mut store, _) = super::open_store(&study, None)?;
-        println!("ualign demo: study `{}` ({}), database {}", study.name, study.title, store.path().display());
+        println!(
+            "ualign demo: study `{}` ({}), database {}",
+            study.name,
+            study.title,
+            super::db_path(&study, None).display()
+        );
         let cancel = super::cancel_on_ctrl_c();
-        super::generate::fill(&study, &mut store, self.engine, Some(&cancel))?;
+        let store = super::generate::open_and_fill(&study, None, self.engine, Some(&cancel))?;
         let interactive = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
         let db = store.path().to_path_buf();
         if interactive {

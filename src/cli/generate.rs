@@ -17,17 +17,35 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let (study, mut store, _) = self.target.open()?;
+        let study = super::load_study(&self.target.study)?;
         let cancel = super::cancel_on_ctrl_c();
-        fill(&study, &mut store, self.engine, Some(&cancel))
+        open_and_fill(&study, self.target.db.as_ref(), self.engine, Some(&cancel)).map(drop)
     }
 }
 
-/// Generates every missing pool with a progress bar; used by `generate` and `demo`.
-pub(crate) fn fill(
+/// Opens (or creates) the study's database and fills every missing pool: `generate`,
+/// `simulate` and `demo`. A new database is made only once every model it needs has
+/// loaded, so a mistyped model folder leaves no empty database behind.
+pub(crate) fn open_and_fill(
+    study: &crate::study::Study,
+    db: Option<&std::path::PathBuf>,
+    engine: super::EngineArgs,
+    cancel: Option<&AtomicBool>,
+) -> anyhow::Result<crate::store::Store> {
+    let mut models = Models::new(engine.ep, engine.threads);
+    if !super::db_path(study, db).exists() {
+        models.preload(study)?;
+    }
+    let (mut store, _) = super::open_store(study, db)?;
+    fill(study, &mut store, &mut models, cancel)?;
+    Ok(store)
+}
+
+/// Generates every missing pool with a progress bar.
+fn fill(
     study: &crate::study::Study,
     store: &mut crate::store::Store,
-    engine: super::EngineArgs,
+    models: &mut Models,
     cancel: Option<&AtomicBool>,
 ) -> anyhow::Result<()> {
     let jobs = pending_jobs(study, store)?;
@@ -41,7 +59,9 @@ pub(crate) fn fill(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} candidates {msg} (ETA {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut models = Models::new(engine.ep, engine.threads);
+    for n in models.take_notices() {
+        bar.println(format!("notice: {n}"));
+    }
     let start = Instant::now();
     let (mut done, mut tokens) = (0u64, 0u64);
     let mut provider = String::new();
@@ -70,9 +90,15 @@ pub(crate) fn fill(
                     "interrupted: {done} candidates stored, the unfinished pool was discarded; run `ualign generate` again to continue"
                 );
             }
+            Err(e) if done == 0 => {
+                bar.abandon();
+                return Err(e.into());
+            }
             Err(e) => {
                 bar.abandon();
-                return Err(anyhow::Error::new(e).context(format!("{done} candidates were stored before this error")));
+                return Err(anyhow::Error::new(e).context(format!(
+                    "{done} candidates were stored before this error; run `ualign generate` again once it is fixed"
+                )));
             }
         }
     }

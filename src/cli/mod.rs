@@ -13,6 +13,7 @@ mod sample;
 mod simulate;
 mod stats;
 mod validate;
+mod values;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -126,8 +127,8 @@ pub(crate) struct EngineArgs {
     /// Execution provider: cpu, cuda (never falls back), or auto (CUDA, else CPU with a notice)
     #[arg(long, value_enum, default_value = "cpu")]
     pub ep: crate::engine::EpChoice,
-    /// Intra-op threads (default: ONNX Runtime's choice)
-    #[arg(long)]
+    /// Intra-op threads, 1 to 256 (default: ONNX Runtime's choice)
+    #[arg(long, allow_negative_numbers = true, value_parser = values::whole::<usize, 1, { values::MAX_THREADS }>)]
     pub threads: Option<usize>,
 }
 

@@ -18,6 +18,8 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
+        // Before the database is opened (or made): without a terminal nothing can happen.
+        need_terminal()?;
         let (study, store, _) = self.target.open()?;
         run_participant(study, store, self.participant, self.engine)
     }
@@ -30,10 +32,7 @@ pub(crate) fn run_participant(
     participant: Option<String>,
     engine: super::EngineArgs,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        std::io::stdout().is_terminal() && std::io::stdin().is_terminal(),
-        "the participant screens need an interactive terminal (stdin and stdout are not a TTY)"
-    );
+    need_terminal()?;
     let has_models = study.policies.iter().any(|p| matches!(p.source, PolicySource::Model { .. }));
     let worker =
         has_models.then(|| PoolWorker::spawn(study.clone(), store.path().to_path_buf(), engine.ep, engine.threads));
@@ -57,4 +56,12 @@ pub(crate) fn run_participant(
         );
     }
     result
+}
+
+fn need_terminal() -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::io::stdout().is_terminal() && std::io::stdin().is_terminal(),
+        "the participant screens need an interactive terminal (stdin and stdout are not a TTY)"
+    );
+    Ok(())
 }

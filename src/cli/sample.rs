@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
+use super::values;
 use crate::engine::{self, EpChoice, GenOptions, SampleSpec, SamplingParams};
 
 /// Try a model folder without a study: k candidates for one prompt.
@@ -11,37 +12,37 @@ pub struct Cmd {
     model: PathBuf,
     #[arg(long)]
     prompt: String,
-    /// Number of candidates
-    #[arg(short, default_value_t = 4)]
+    /// Number of candidates (1 to 10000)
+    #[arg(short, default_value_t = 4, allow_negative_numbers = true, value_parser = values::whole::<u32, 1, { values::MAX_K }>)]
     k: u32,
-    /// Defaults come from the folder's generation_config.json, else 64
-    #[arg(long)]
+    /// 1 to 8192. Default: generation_config.json, else 64
+    #[arg(long, allow_negative_numbers = true, value_parser = values::whole::<u32, 1, 8192>)]
     max_new_tokens: Option<u32>,
-    /// 0 is greedy. Default: generation_config.json, else 1.0
-    #[arg(long)]
+    /// 0 is greedy, at most 100. Default: generation_config.json, else 1.0
+    #[arg(long, allow_negative_numbers = true, value_parser = values::temperature)]
     temperature: Option<f32>,
-    /// Default: generation_config.json, else 1.0 (off)
-    #[arg(long)]
+    /// In (0, 1]. Default: generation_config.json, else 1.0 (off)
+    #[arg(long, allow_negative_numbers = true, value_parser = values::top_p)]
     top_p: Option<f32>,
     /// 0 is off. Default: generation_config.json, else 50 (transformers' default, which
     /// applies whenever a model's generation_config.json does not set top_k)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = values::whole::<u32, 0, { u32::MAX as u64 }>)]
     top_k: Option<u32>,
-    /// Default: generation_config.json, else 0 (off)
-    #[arg(long)]
+    /// In [0, 1]. Default: generation_config.json, else 0 (off)
+    #[arg(long, allow_negative_numbers = true, value_parser = values::min_p)]
     min_p: Option<f32>,
-    /// Default: generation_config.json, else 1.0 (off)
-    #[arg(long)]
+    /// Positive. Default: generation_config.json, else 1.0 (off)
+    #[arg(long, allow_negative_numbers = true, value_parser = values::repetition_penalty)]
     repetition_penalty: Option<f32>,
     /// Stop strings (repeat the flag for several)
     #[arg(long)]
     stop: Vec<String>,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = values::whole::<u64, 0, { u64::MAX }>)]
     seed: u64,
     #[arg(long, value_enum, default_value = "cpu")]
     ep: EpChoice,
-    /// Intra-op threads (default: ONNX Runtime's choice)
-    #[arg(long)]
+    /// Intra-op threads, 1 to 256 (default: ONNX Runtime's choice)
+    #[arg(long, allow_negative_numbers = true, value_parser = values::whole::<usize, 1, { values::MAX_THREADS }>)]
     threads: Option<usize>,
     /// Send the prompt as is, not through the chat template
     #[arg(long)]
@@ -65,7 +66,6 @@ fn gen_default(cfg: &Value, key: &str) -> Option<f64> {
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.k >= 1, "-k must be at least 1");
         let mut g = engine::load(&self.model, self.ep, self.threads)?;
         for n in std::mem::take(&mut g.notices) {
             eprintln!("notice: {n}");
@@ -91,6 +91,29 @@ impl Cmd {
                 .repetition_penalty
                 .unwrap_or(gen_default(&gc, "repetition_penalty").unwrap_or(1.0) as f32),
         };
+        // Flags were checked as they were parsed; what generation_config.json supplies is
+        // held to the same rules.
+        let from_file = |key: &str, v: f64, flag: &str| -> anyhow::Result<()> {
+            crate::study::limits::check(key, v).map_err(|rule| {
+                anyhow::anyhow!(
+                    "{}: {key} = {v}: {rule}; pass --{flag} to override it",
+                    self.model.join("generation_config.json").display()
+                )
+            })
+        };
+        from_file("temperature", f64::from(params.temperature), "temperature")?;
+        from_file("top_p", f64::from(params.top_p), "top-p")?;
+        from_file("min_p", f64::from(params.min_p), "min-p")?;
+        from_file("repetition_penalty", f64::from(params.repetition_penalty), "repetition-penalty")?;
+        if self.max_new_tokens.is_none()
+            && let Some(n) = gen_default(&gc, "max_new_tokens")
+            && !(1.0..=8192.0).contains(&n)
+        {
+            anyhow::bail!(
+                "{}: max_new_tokens = {n} is out of range (1 to 8192); pass --max-new-tokens to override it",
+                self.model.join("generation_config.json").display()
+            );
+        }
         let opts = GenOptions {
             params,
             max_new_tokens: self.max_new_tokens.unwrap_or(gen_default(&gc, "max_new_tokens").unwrap_or(64.0) as u32),

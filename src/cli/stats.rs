@@ -39,16 +39,16 @@ impl ReportArgs {
 #[derive(clap::Args, Clone)]
 pub struct AnalysisArgs {
     /// Bootstrap replicates for the f(k) intervals
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 2000, allow_negative_numbers = true, value_parser = super::values::whole::<u32, 1, 1_000_000>)]
     replicates: u32,
     /// Bootstrap replicates for the population Plackett–Luce worths
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 0, 100_000>)]
     worth_replicates: usize,
     /// Answers faster than this (ms) are flagged
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 1500, allow_negative_numbers = true, value_parser = super::values::whole::<u64, 0, 3_600_000>)]
     too_fast_ms: u64,
     /// Equilibria for k = 1..=K [default: the study's largest k, at least 8]
-    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, value_name = "K", allow_negative_numbers = true, value_parser = super::values::whole::<u32, 1, 64>)]
     k_max: Option<u32>,
 }
 

@@ -182,6 +182,11 @@ impl Logits {
     }
 }
 
+/// Rows decoded together at most: a pool of any size decodes in batches of this many, so
+/// the KV cache's memory stays bounded (64 rows of SmolLM2-135M's cache at 128 positions
+/// are about 380 MB).
+pub const MAX_BATCH: usize = 64;
+
 struct Row {
     spec: SampleSpec,
     sampler: RowSampler,
@@ -379,7 +384,9 @@ impl Generator {
         Ok(Step { logits, present, run_ms })
     }
 
-    /// Generates one pool: a sample per spec, for one prompt.
+    /// Generates one pool: a sample per spec, for one prompt. The prompt is prefilled
+    /// once; the rows decode in batches of at most [`MAX_BATCH`], so memory stays bounded
+    /// however many samples are asked for (a sample does not depend on its batch).
     pub fn generate(
         &mut self,
         prompt_ids: &[u32],
@@ -402,16 +409,49 @@ impl Generator {
         }
         let mut timing = PoolTiming { prompt_tokens: prompt_ids.len(), ..Default::default() };
         let t0 = Instant::now();
+        let (first_logits, kv1) = self.prefill(prompt_ids)?;
+        timing.prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
+
+        let t1 = Instant::now();
+        let mut out = Vec::with_capacity(specs.len());
+        for batch in specs.chunks(MAX_BATCH) {
+            let rows = self.decode(prompt_ids, batch, &first_logits, &kv1, opts, max_new, cancel, &mut timing)?;
+            for row in rows {
+                out.push(self.finish(row, &mut timing)?);
+            }
+        }
+        timing.decode_ms = t1.elapsed().as_secs_f64() * 1000.0;
+        // The first sampled token of every row came from the prefill; count it there.
+        timing.new_tokens = timing.new_tokens.saturating_sub(specs.len() as u64);
+        Ok((out, timing))
+    }
+
+    /// The prompt's forward pass at batch 1: its last position's logits and KV cache.
+    fn prefill(&mut self, prompt_ids: &[u32]) -> Result<(Vec<f32>, Vec<DynValue>), EngineError> {
         let n_layers = self.signature.layers.len();
         let past: Vec<DynValue> = (0..2 * n_layers)
             .map(|_| self.empty_past(1))
             .collect::<ort::Result<_>>()
             .map_err(|e| EngineError::Run(e.to_string()))?;
         let ids: Vec<i64> = prompt_ids.iter().map(|&t| t as i64).collect();
-        let Step { logits, present: kv1, .. } = self.forward(ids, 1, 0, past, true)?;
-        timing.prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let Step { logits, present, .. } = self.forward(ids, 1, 0, past, true)?;
+        let first = logits.rows()?[0].to_vec();
+        Ok((first, present))
+    }
 
-        let t1 = Instant::now();
+    /// Decodes one batch of rows from the prefilled prompt until each has finished.
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
+        &mut self,
+        prompt_ids: &[u32],
+        specs: &[SampleSpec],
+        first_logits: &[f32],
+        kv1: &[DynValue],
+        opts: &GenOptions,
+        max_new: usize,
+        cancel: Option<&AtomicBool>,
+        timing: &mut PoolTiming,
+    ) -> Result<Vec<Row>, EngineError> {
         let mut rows: Vec<Row> = specs
             .iter()
             .map(|&spec| Row {
@@ -424,18 +464,16 @@ impl Generator {
                 masked: Vec::new(),
             })
             .collect();
-        let first = logits.rows()?[0];
         for row in &mut rows {
-            self.push_token(row, first, opts, max_new);
+            self.push_token(row, first_logits, opts, max_new);
         }
         // Rows still decoding, as indices into `rows`; the batch holds exactly these.
         let mut active: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].finish.is_none()).collect();
         let mut past = if active.is_empty() {
             Vec::new()
         } else {
-            self.gather_kv(&kv1, &vec![0; active.len()]).map_err(|e| EngineError::Run(e.to_string()))?
+            self.gather_kv(kv1, &vec![0; active.len()]).map_err(|e| EngineError::Run(e.to_string()))?
         };
-        drop(kv1);
         let mut past_len = prompt_ids.len();
         while !active.is_empty() {
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
@@ -463,32 +501,30 @@ impl Generator {
             };
             active = keep.iter().map(|&s| active[s]).collect();
         }
-        timing.decode_ms = t1.elapsed().as_secs_f64() * 1000.0;
+        Ok(rows)
+    }
 
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let finish = row.finish.unwrap_or(FinishReason::Length);
-            let text_ids: Vec<u32> = match finish {
-                FinishReason::Eos => row.tokens[..row.tokens.len() - 1].to_vec(),
-                _ => row.tokens.clone(),
-            };
-            timing.new_tokens += row.tokens.len() as u64;
-            let mut text = self.decode(&text_ids)?;
-            if let Some(at) = row.stop_at {
-                text.truncate(at);
-            }
-            out.push(Sample {
-                index: row.spec.index,
-                seed: row.spec.seed,
-                token_ids: row.tokens,
-                text,
-                finish_reason: finish,
-                logprob: row.logprob,
-            });
+    /// A finished row as a sample: its text without the end-of-sequence token, cut at a
+    /// stop string.
+    fn finish(&self, row: Row, timing: &mut PoolTiming) -> Result<Sample, EngineError> {
+        let finish = row.finish.unwrap_or(FinishReason::Length);
+        let text_ids: &[u32] = match finish {
+            FinishReason::Eos => &row.tokens[..row.tokens.len() - 1],
+            _ => &row.tokens,
+        };
+        timing.new_tokens += row.tokens.len() as u64;
+        let mut text = self.decode_text(text_ids)?;
+        if let Some(at) = row.stop_at {
+            text.truncate(at);
         }
-        // The first sampled token of every row came from the prefill; count it there.
-        timing.new_tokens = timing.new_tokens.saturating_sub(specs.len() as u64);
-        Ok((out, timing))
+        Ok(Sample {
+            index: row.spec.index,
+            seed: row.spec.seed,
+            token_ids: row.tokens,
+            text,
+            finish_reason: finish,
+            logprob: row.logprob,
+        })
     }
 
     fn push_token(&self, row: &mut Row, logits: &[f32], opts: &GenOptions, max_new: usize) {
@@ -499,7 +535,7 @@ impl Generator {
         if !opts.ignore_eos && self.folder.eos_ids.contains(&token) {
             row.finish = Some(FinishReason::Eos);
         } else if !opts.stop.is_empty()
-            && let Ok(text) = self.decode(&row.tokens)
+            && let Ok(text) = self.decode_text(&row.tokens)
             && let Some(at) = opts.stop.iter().filter_map(|s| text.find(s.as_str())).min()
         {
             row.stop_at = Some(at);
@@ -509,7 +545,7 @@ impl Generator {
         }
     }
 
-    pub fn decode(&self, ids: &[u32]) -> Result<String, EngineError> {
+    pub fn decode_text(&self, ids: &[u32]) -> Result<String, EngineError> {
         self.folder.tokenizer.decode(ids, true).map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 }

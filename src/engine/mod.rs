@@ -10,7 +10,7 @@ mod template;
 
 use std::path::{Path, PathBuf};
 
-pub use generate::{FinishReason, GenOptions, Generator, PoolTiming, Sample, SampleSpec};
+pub use generate::{FinishReason, GenOptions, Generator, MAX_BATCH, PoolTiming, Sample, SampleSpec};
 pub use model::{KvType, ModelFolder, Signature};
 pub use runtime::{EpChoice, ProviderUsed, Runtime, cuda_available, runtime};
 pub use sampler::SamplingParams;

@@ -3,6 +3,7 @@
 //! it into a typed, validated [`Study`], reporting every problem with its location.
 
 mod diag;
+pub mod limits;
 mod parse;
 mod participant;
 mod reader;

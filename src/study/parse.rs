@@ -319,27 +319,26 @@ fn read_decoding(cx: &mut Cx, policy: &TableReader) -> Decoding {
     let Some(t) = policy.table(cx, "decoding") else {
         return d;
     };
-    let check = |cx: &mut Cx, key: &'static str, ok: fn(f64) -> bool, rule: &str| -> Option<f64> {
+    let check = |cx: &mut Cx, key: &'static str| -> Option<f64> {
         let (v, span) = t.number(cx, key)?;
-        if ok(v) {
-            Some(v)
-        } else {
-            cx.error(span, &t.path_of(key), format!("{v} is out of range: {rule}"));
-            None
+        match super::limits::check(key, v) {
+            Ok(()) => Some(v),
+            Err(rule) => {
+                cx.error(span, &t.path_of(key), rule);
+                None
+            }
         }
     };
-    if let Some(v) =
-        check(cx, "temperature", |v| (0.0..=100.0).contains(&v), "use 0 (greedy) or a positive temperature")
-    {
+    if let Some(v) = check(cx, "temperature") {
         d.temperature = v as f32;
     }
-    if let Some(v) = check(cx, "top_p", |v| v > 0.0 && v <= 1.0, "top_p must be in (0, 1]") {
+    if let Some(v) = check(cx, "top_p") {
         d.top_p = v as f32;
     }
-    if let Some(v) = check(cx, "min_p", |v| (0.0..1.0).contains(&v), "min_p must be in [0, 1)") {
+    if let Some(v) = check(cx, "min_p") {
         d.min_p = v as f32;
     }
-    if let Some(v) = check(cx, "repetition_penalty", |v| v > 0.0, "repetition_penalty must be positive (1.0 = off)") {
+    if let Some(v) = check(cx, "repetition_penalty") {
         d.repetition_penalty = v as f32;
     }
     if let Some((v, span)) = t.integer(cx, "top_k") {
@@ -349,9 +348,14 @@ fn read_decoding(cx: &mut Cx, policy: &TableReader) -> Decoding {
         }
     }
     if let Some((v, span)) = t.integer(cx, "max_new_tokens") {
-        match u32::try_from(v) {
-            Ok(v) if (1..=8192).contains(&v) => d.max_new_tokens = v,
-            _ => cx.error(span, &t.path_of("max_new_tokens"), format!("{v} is not in 1..=8192")),
+        let range = super::limits::MAX_NEW_TOKENS;
+        match u64::try_from(v) {
+            Ok(n) if range.contains(&n) => d.max_new_tokens = n as u32,
+            _ => cx.error(
+                span,
+                &t.path_of("max_new_tokens"),
+                format!("{v} is out of range: max_new_tokens must be from {} to {}", range.start(), range.end()),
+            ),
         }
     }
     if let Some(stops) = t.string_list(cx, "stop") {
@@ -396,6 +400,15 @@ fn read_blocks(cx: &mut Cx, root: &TableReader, prompts: &[Prompt], policies: &[
             None => None,
         };
         let attention_checks = match t.integer(cx, "attention_checks") {
+            Some((n, span)) if trials.is_some_and(|tr| n > i64::from(tr)) => {
+                let tr = trials.unwrap_or(0);
+                cx.error(
+                    span,
+                    &t.path_of("attention_checks"),
+                    format!("{n} attention checks but only {tr} trials: a block cannot check attention more often than it asks real questions; use at most {tr}"),
+                );
+                0
+            }
             Some((n, _)) if (0..=1000).contains(&n) => n as u32,
             Some((n, span)) => {
                 cx.error(span, &t.path_of("attention_checks"), format!("{n} is not a count from 0 to 1000"));

@@ -84,7 +84,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
     }
 
     fn wrong_type(&self, cx: &mut Cx, key: &str, v: &Value<'_>, want: &str) {
-        cx.error(v.span(), &self.path_of(key), format!("expected {want}, found {}", type_name(v.get_ref())));
+        cx.error(v.span(), &self.path_of(key), not_a(want, v));
     }
 
     fn missing(&self, cx: &mut Cx, key: &str, want: &str) {
@@ -197,9 +197,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
         for (item, path) in items {
             match value_integer(item) {
                 Some(i) => out.push((i, item.span(), path)),
-                None => {
-                    cx.error(item.span(), &path, format!("expected an integer, found {}", type_name(item.get_ref())))
-                }
+                None => cx.error(item.span(), &path, not_a("an integer", item)),
             }
         }
         Some(out)
@@ -247,6 +245,16 @@ impl<'a, 'i> TableReader<'a, 'i> {
             });
             cx.error(k.span(), &self.path_of(name), format!("unknown key `{name}`{hint}"));
         }
+    }
+}
+
+/// Why `v` is not `want`: its type, or, for an integer too large for 64 bits, that.
+fn not_a(want: &str, v: &Value<'_>) -> String {
+    match v.get_ref() {
+        DeValue::Integer(i) if want == "an integer" || want == "a number" => {
+            format!("{} is too large (the largest integer here is {})", i.as_str(), i64::MAX)
+        }
+        other => format!("expected {want}, found {}", type_name(other)),
     }
 }
 
