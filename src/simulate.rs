@@ -201,6 +201,10 @@ pub fn simulate(
     let mut answers = 0;
     for i in 0..n {
         let who = format!("sim-{seed}-{i}");
+        if store.is_completed(&who)? {
+            // Resuming a simulation that was stopped: this one is done.
+            continue;
+        }
         store.ensure_participant(&who)?;
         store.record_consent(&who)?;
         store.enrol(&who, &schedule::plan(study, &who))?;

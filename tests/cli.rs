@@ -1,24 +1,10 @@
 //! The real binary on the example study: validate, init, import, export.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
-fn ualign(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ualign")).current_dir(dir).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-/// A copy of the example study in a temp dir, so its db/ is private.
-fn example_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("studies");
-    std::fs::create_dir_all(dir.path().join("studies/example")).unwrap();
-    std::fs::copy(src.join("example.toml"), dir.path().join("studies/example.toml")).unwrap();
-    for f in ["prompts.jsonl", "sampled.jsonl", "greedy.jsonl"] {
-        std::fs::copy(src.join("example").join(f), dir.path().join("studies/example").join(f)).unwrap();
-    }
-    dir
-}
+use common::{example_copy, ualign};
 
 #[test]
 fn validate_init_import_export_on_the_example_study() {
@@ -102,4 +88,219 @@ fn sample_takes_its_defaults_as_transformers_reads_generation_config() {
     let s = sample_settings(dir.path(), &["--top-k", "0", "--min-p", "0.05"]);
     assert_eq!(s["top_k"].as_u64(), Some(0), "{s}");
     assert!((s["min_p"].as_f64().unwrap() - 0.05).abs() < 1e-6, "{s}");
+}
+
+/// Asserts a failed command whose message holds every one of `want`, once.
+fn refused(dir: &Path, args: &[&str], want: &[&str]) -> String {
+    let (ok, out, err) = ualign(dir, args);
+    assert!(!ok, "`ualign {}` succeeded:\n{out}", args.join(" "));
+    for w in want {
+        assert!(err.contains(w), "`ualign {}`: missing {w:?} in:\n{err}", args.join(" "));
+    }
+    assert_eq!(err.matches("error:").count(), 1, "one message:\n{err}");
+    err
+}
+
+#[test]
+fn bad_flags_say_what_is_wrong_with_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::repo("assets/models/fortune-llama");
+    let m = model.to_str().unwrap();
+    let sample = |extra: &[&str]| -> Vec<String> {
+        let mut a = vec!["sample".to_string(), m.to_string(), "--prompt".into(), "love".into()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    for (extra, want) in [
+        (vec!["-k", "-1"], "-1 is negative; use a whole number from 1 to 10000"),
+        (vec!["-k", "100000000"], "100000000 is too large"),
+        (vec!["--threads", "100000"], "100000 is too large; use a whole number from 1 to 256"),
+        (vec!["--temperature", "-1"], "-1 is out of range"),
+        (vec!["--temperature", "inf"], "inf is out of range"),
+        (vec!["--top-p", "1.5"], "top_p must be in (0, 1]"),
+        (vec!["--min-p", "-0.1"], "min_p must be in [0, 1]"),
+        (vec!["--repetition-penalty", "0"], "repetition_penalty must be positive"),
+        (vec!["--max-new-tokens", "0"], "0 is too small; use a whole number from 1 to 8192"),
+        (vec!["--seed", "-3"], "-3 is negative"),
+    ] {
+        let args = sample(&extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = refused(dir.path(), &args, &[want]);
+        assert!(!err.contains("-- -"), "no `-- -1` tip: {err}");
+    }
+    let copy = example_copy();
+    refused(
+        copy.path(),
+        &["simulate", "studies/example.toml", "--participants", "-3", "--population", "cyclic"],
+        &["-3 is negative"],
+    );
+    refused(copy.path(), &["stats", "studies/example.toml", "--k-max", "99999999999999999999999"], &["too large"]);
+    assert!(!copy.path().join("db").exists(), "nothing was created");
+}
+
+#[test]
+fn a_model_folders_bad_generation_config_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = common::repo("assets/models/fortune-llama");
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.onnx"] {
+        std::fs::copy(shipped.join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(dir.path().join("generation_config.json"), r#"{"do_sample": true, "temperature": -2}"#).unwrap();
+    let m = dir.path().to_str().unwrap();
+    let err = refused(
+        dir.path(),
+        &["sample", m, "--prompt", "x"],
+        &["generation_config.json", "temperature = -2", "--temperature"],
+    );
+    assert!(err.contains("out of range"), "{err}");
+}
+
+#[test]
+fn a_database_in_a_missing_folder_or_a_broken_model_leaves_nothing_behind() {
+    let dir = example_copy();
+    let d = dir.path();
+    refused(
+        d,
+        &["init", "studies/example.toml", "--db", "nowhere/x.sqlite"],
+        &["nowhere", "does not exist", "mkdir -p"],
+    );
+    assert!(!d.join("nowhere").exists());
+    // A study whose model folder is missing: generate says so and makes no database.
+    std::fs::write(
+        d.join("studies/m.toml"),
+        "name = \"m\"\n[[prompts]]\nid = \"p\"\ntext = \"t\"\n[[policies]]\nname = \"a\"\nsource = \"model\"\nmodel = \"../no-model\"\n[[blocks]]\nname = \"b\"\ndesign = \"rank\"\nm = 2\ntrials = 1\n",
+    )
+    .unwrap();
+    refused(d, &["generate", "studies/m.toml"], &["policy `a`", "no-model: no such folder"]);
+    refused(d, &["simulate", "studies/m.toml", "--participants", "1", "--population", "cyclic"], &["no such folder"]);
+    refused(d, &["run", "studies/m.toml"], &["interactive terminal"]);
+    // An import file with a bad line, into a new database: nothing is made either.
+    std::fs::write(d.join("bad.jsonl"), "{\"prompt_id\": \"goldfish\", \"text\": \"x\", \"sample_index\": 9}\n")
+        .unwrap();
+    refused(
+        d,
+        &["import", "studies/example.toml", "--policy", "sampled", "--candidates", "bad.jsonl"],
+        &["bad.jsonl:1: sample_index 9 is outside the pool of policy `sampled` (pool_size 4"],
+    );
+    std::fs::write(d.join("empty.jsonl"), "\n\n").unwrap();
+    refused(
+        d,
+        &["import", "studies/example.toml", "--policy", "sampled", "--candidates", "empty.jsonl"],
+        &["empty.jsonl holds no candidates"],
+    );
+    assert!(!d.join("db").exists(), "no empty database was left: {:?}", std::fs::read_dir(d.join("db")).ok());
+}
+
+#[test]
+fn importing_twice_needs_replace_and_a_bom_is_fine() {
+    let dir = example_copy();
+    let d = dir.path();
+    let bom = format!("\u{feff}{}", std::fs::read_to_string(d.join("studies/example/sampled.jsonl")).unwrap());
+    std::fs::write(d.join("bom.jsonl"), bom).unwrap();
+    let import = |file: &str, replace: bool| {
+        let mut a = vec!["import", "studies/example.toml", "--policy", "sampled", "--candidates", file];
+        if replace {
+            a.push("--replace");
+        }
+        ualign(d, &a)
+    };
+    let (ok, out, err) = import("bom.jsonl", false);
+    assert!(ok && out.contains("imported 24 candidates"), "{err}");
+    let err = refused(
+        d,
+        &["import", "studies/example.toml", "--policy", "sampled", "--candidates", "bom.jsonl"],
+        &["already has 24 candidates", "--replace"],
+    );
+    assert!(err.contains("nothing was imported"), "{err}");
+    let (ok, out, err) = import("bom.jsonl", true);
+    assert!(ok && out.contains("replacing its 24 earlier candidates"), "{out}{err}");
+}
+
+/// Runs the binary as the unprivileged user `nobody` when the tests run as root (root may
+/// write any file, so a read-only file is only read-only to someone else).
+fn as_unprivileged(dir: &Path, args: &[&str]) -> Option<(bool, String, String)> {
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(env!("CARGO_BIN_EXE_ualign"));
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ualign"))
+    };
+    let out = match cmd.current_dir(dir).args(args).output() {
+        Ok(o) => o,
+        Err(e) if root => {
+            eprintln!("skipped: setpriv is not available to drop root ({e})");
+            return None;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    Some((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    ))
+}
+
+#[test]
+fn a_read_only_database_or_folder_is_refused_before_anything_happens() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = example_copy();
+    let d = dir.path();
+    let (ok, _, err) = ualign(d, &["init", "studies/example.toml"]);
+    assert!(ok, "{err}");
+    let db = d.join("db/example.sqlite");
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    // Everyone may read the study; the database file is read-only.
+    for p in [d.to_path_buf(), d.join("studies"), d.join("studies/example"), d.join("db")] {
+        mode(&p, 0o755);
+    }
+    for f in ["studies/example.toml", "studies/example/prompts.jsonl", "studies/example/sampled.jsonl"] {
+        mode(&d.join(f), 0o644);
+    }
+    mode(&db, 0o444);
+    let args = ["simulate", "studies/example.toml", "--participants", "1", "--population", "cyclic"];
+    let Some((ok, _, err)) = as_unprivileged(d, &args) else { return };
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("db/example.sqlite cannot be written: the file is read-only") && err.contains("chmod u+w"),
+        "{err}"
+    );
+    // A writable file in a folder where SQLite cannot make its -wal and -shm files.
+    mode(&db, 0o666);
+    mode(&d.join("db"), 0o555);
+    let (ok, _, err) = as_unprivileged(d, &args).unwrap();
+    assert!(!ok, "{err}");
+    assert!(err.contains("its folder db is read-only") && err.contains("write-ahead log"), "{err}");
+    mode(&d.join("db"), 0o755);
+    assert_eq!(common::count(&db, "SELECT COUNT(*) FROM participants"), 0, "nothing was written");
+}
+
+#[test]
+fn check_says_a_database_is_sound_or_what_is_wrong() {
+    let dir = example_copy();
+    let d = dir.path();
+    let (ok, _, err) =
+        ualign(d, &["simulate", "studies/example.toml", "--participants", "0", "--population", "cyclic"]);
+    assert!(!ok && err.contains("too small"), "{err}");
+    for policy in ["sampled", "greedy"] {
+        let file = format!("studies/example/{policy}.jsonl");
+        assert!(ualign(d, &["import", "studies/example.toml", "--policy", policy, "--candidates", &file]).0);
+    }
+    assert!(ualign(d, &["simulate", "studies/example.toml", "--participants", "30", "--population", "cyclic"]).0);
+    let (ok, out, err) = ualign(d, &["check", "studies/example.toml"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("sound") && out.contains("30 participants, 330 trials, 330 answers"), "{out}");
+    // Scribble over a page in the middle of the file.
+    let db = d.join("db/example.sqlite");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    drop(c);
+    let mut bytes = std::fs::read(&db).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid..mid + 1500].iter_mut().for_each(|b| *b = 0x5A);
+    std::fs::write(&db, &bytes).unwrap();
+    refused(d, &["check", "studies/example.toml"], &["db/example.sqlite is damaged", "backup"]);
+    refused(d, &["export", "studies/example.toml", "--out", "out"], &["is damaged"]);
+    assert!(!d.join("out/trials.csv").exists(), "nothing exported from a damaged file");
 }

@@ -2,136 +2,20 @@
 //! three trials, kill the process, start it again, finish; then the database must hold
 //! exactly the answers given, in order, with their displayed orders, none shown twice.
 
-use std::io::{Read, Write};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod common;
 
-use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use common::{Tui, count, example_for_participants, wait};
 use rusqlite::Connection;
-
-struct Tui {
-    child: Box<dyn portable_pty::Child + Send + Sync>,
-    writer: Box<dyn Write + Send>,
-    /// The screen as a terminal would show it.
-    screen: Arc<Mutex<vt100::Parser>>,
-}
-
-impl Tui {
-    fn start(dir: &Path, args: &[&str]) -> Self {
-        let pty =
-            native_pty_system().openpty(PtySize { rows: 30, cols: 100, pixel_width: 0, pixel_height: 0 }).unwrap();
-        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_ualign"));
-        cmd.args(args);
-        cmd.cwd(dir);
-        cmd.env("NO_COLOR", "1");
-        let child = pty.slave.spawn_command(cmd).unwrap();
-        let mut reader = pty.master.try_clone_reader().unwrap();
-        let screen = Arc::new(Mutex::new(vt100::Parser::new(30, 100, 0)));
-        let out = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                out.lock().unwrap().process(&buf[..n]);
-            }
-        });
-        let writer = pty.master.take_writer().unwrap();
-        std::mem::forget(pty.master); // keep the terminal open while the child runs
-        Self { child, writer, screen }
-    }
-
-    fn wait_for_text(&self, needle: &str) {
-        let out = self.screen.clone();
-        let shown = move || out.lock().unwrap().screen().contents();
-        let start = Instant::now();
-        while !shown().contains(needle) {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "timed out waiting for {needle:?}; the screen shows:\n{}",
-                shown()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    fn keys(&mut self, s: &str) {
-        self.writer.write_all(s.as_bytes()).unwrap();
-        self.writer.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(60));
-    }
-}
-
-impl Drop for Tui {
-    /// A failing test must not leave the program running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn wait(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-fn count(db: &Path, sql: &str) -> i64 {
-    let c = Connection::open(db).unwrap();
-    c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
-}
-
-/// Answers the shown trial with "1", "2", Enter: a pick of slot 1 (the second answer),
-/// or in an ordering trial the order 0, 1, then the rest.
-fn answer_current(tui: &mut Tui, db: &Path, answered: i64) {
-    wait("the trial to be shown", || {
-        count(db, &format!("SELECT COUNT(*) FROM trials WHERE position = {answered} AND shown_at IS NOT NULL")) == 1
-    });
-    tui.keys("1");
-    tui.keys("2");
-    tui.keys("\r");
-    wait("the answer to be committed", || count(db, "SELECT COUNT(*) FROM answers") == answered + 1);
-}
 
 #[test]
 fn answer_three_kill_resume_and_finish() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("studies");
-    std::fs::create_dir_all(dir.path().join("studies/example")).unwrap();
-    let study = std::fs::read_to_string(src.join("example.toml"))
-        .unwrap()
-        .replace("min_reading_seconds = 2.0", "min_reading_seconds = 0\nparticipant_id_pattern = \"e2e[0-9]{2}\"");
-    std::fs::write(dir.path().join("studies/example.toml"), study).unwrap();
-    for f in ["prompts.jsonl", "sampled.jsonl", "greedy.jsonl"] {
-        std::fs::copy(src.join("example").join(f), dir.path().join("studies/example").join(f)).unwrap();
-    }
-    let bin = env!("CARGO_BIN_EXE_ualign");
-    for policy in ["sampled", "greedy"] {
-        let out = std::process::Command::new(bin)
-            .current_dir(dir.path())
-            .args(["import", "studies/example.toml", "--policy", policy, "--candidates"])
-            .arg(format!("studies/example/{policy}.jsonl"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let db = dir.path().join("db/example.sqlite");
+    let (dir, db) = example_for_participants();
 
     let mut tui = Tui::start(dir.path(), &["run", "studies/example.toml"]);
-    tui.wait_for_text("Press Enter to begin");
-    tui.keys("\r");
-    tui.wait_for_text("Press y to agree");
-    tui.keys("y");
-    tui.wait_for_text("Participant ID");
-    tui.keys("e2e01\r");
+    tui.begin("e2e01");
     wait("the participant", || count(&db, "SELECT COUNT(*) FROM participants WHERE consent_at IS NOT NULL") == 1);
-    tui.keys("\r"); // instructions
     for i in 0..3 {
-        answer_current(&mut tui, &db, i);
+        tui.answer(&db, "e2e01", i, 11);
     }
     // The fourth trial is on screen when the process dies.
     wait("trial 4 on screen", || {
@@ -147,11 +31,7 @@ fn answer_three_kill_resume_and_finish() {
     let total = count(&db, "SELECT COUNT(*) FROM trials");
     assert_eq!(total, 11);
     for i in 3..total {
-        answer_current(&mut tui, &db, i);
-        if (i + 1) % 10 == 0 && i + 1 < total {
-            tui.wait_for_text("short break");
-            tui.keys("\r");
-        }
+        tui.answer(&db, "e2e01", i, total);
     }
     tui.wait_for_text("EXAMPLE-7Q2K");
     tui.keys("q");
@@ -188,4 +68,82 @@ fn answer_three_kill_resume_and_finish() {
     assert_eq!(sessions, 2);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM sessions WHERE end_reason = 'completed'"), 1);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM participants WHERE completed_at IS NOT NULL"), 1);
+}
+
+#[test]
+fn the_session_records_the_real_window_size() {
+    let (dir, db) = example_for_participants();
+    let mut tui = Tui::start(dir.path(), &["run", "studies/example.toml"]);
+    tui.begin("e2e03");
+    tui.answer(&db, "e2e03", 0, 11);
+    let c = Connection::open(&db).unwrap();
+    let client: String = c.query_row("SELECT client FROM sessions", [], |r| r.get(0)).unwrap();
+    assert!(client.ends_with(" 100x30"), "{client}");
+    // A returning participant named on the command line: the same.
+    tui.child.kill().unwrap();
+    tui.child.wait().unwrap();
+    let mut tui = Tui::start(dir.path(), &["run", "studies/example.toml", "--participant", "e2e03"]);
+    tui.wait_for_text("Welcome back");
+    tui.keys("\r");
+    tui.answer(&db, "e2e03", 1, 11);
+    let sizes: Vec<String> = c
+        .prepare("SELECT client FROM sessions ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(sizes.len() == 2 && sizes.iter().all(|s| s.ends_with(" 100x30")), "{sizes:?}");
+}
+
+/// Limits the size of every file process `pid` writes (as `ulimit -f` would): from then on
+/// SQLite's writes past the limit fail as on a full disk.
+fn limit_file_size(pid: u32, bytes: u64) {
+    let limit = libc::rlimit { rlim_cur: bytes, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: prlimit only reads `limit`; a null old-limit pointer is allowed.
+    let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_disk_that_fills_up_mid_study_is_told_in_plain_words_and_nothing_is_lost() {
+    let (dir, db) = example_for_participants();
+    let mut tui = Tui::start(dir.path(), &["run", "studies/example.toml"]);
+    tui.begin("e2e02");
+    for i in 0..2 {
+        tui.answer(&db, "e2e02", i, 11);
+    }
+    wait("trial 3 on screen", || {
+        count(&db, "SELECT COUNT(*) FROM trials WHERE position = 2 AND shown_at IS NOT NULL") == 1
+    });
+    limit_file_size(tui.child.process_id().unwrap(), 1);
+    tui.keys("1");
+    tui.keys("\r");
+    tui.wait_for_text("the study cannot go on");
+    let shown = tui.shown();
+    for want in ["could not write to its disk", "before this one is saved", "NOT saved", "--participant e2e02"] {
+        assert!(shown.contains(want), "missing {want:?} in:\n{shown}");
+    }
+    assert!(!shown.contains("SQLite") && !shown.contains("Error code"), "nothing raw on screen:\n{shown}");
+    tui.keys("q");
+    let status = tui.child.wait().unwrap();
+    assert!(!status.success(), "the process exits non-zero");
+    // The terminal was restored: the researcher's message is on the normal screen.
+    tui.wait_for_text("2 answer(s) saved for participant e2e02");
+    tui.wait_for_text("the last answer was not saved");
+    tui.wait_for_text("could not save the answer");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM answers"), 2);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM answers WHERE trial_id IN (SELECT id FROM trials WHERE position = 2)"),
+        0
+    );
+    let c = Connection::open(&db).unwrap();
+    let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ok, "ok");
+    // Once there is room again the participant resumes at the question whose answer was lost.
+    let mut tui = Tui::start(dir.path(), &["run", "studies/example.toml", "--participant", "e2e02"]);
+    tui.wait_for_text("Welcome back");
+    tui.keys("\r");
+    tui.answer(&db, "e2e02", 2, 11);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM answers"), 3);
 }

@@ -490,3 +490,79 @@ fn shipped_studies_are_valid() {
         }
     }
 }
+
+mod never_panics {
+    //! The parser reads whatever a researcher's editor saves: any text gives a study or
+    //! diagnostics, never a panic, and a study it accepts can be planned.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn example() -> (PathBuf, String) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("studies/example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        (path, text)
+    }
+
+    /// Parses; when the study is accepted, plans a participant's trials too.
+    fn parse_and_plan(path: &Path, text: &str) {
+        let (s, diags) = study::parse_study(path, text);
+        for d in &diags.items {
+            assert!(d.line >= 1 && d.col >= 1, "{d}");
+        }
+        if let Some(s) = s.filter(|_| !diags.has_errors()) {
+            ualign::schedule::plan(&s, "p-abcdefghjk");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text(text in "\\PC{0,400}") {
+            parse_and_plan(Path::new("/nonexistent/studies/x.toml"), &text);
+        }
+
+        #[test]
+        fn toml_shaped_text(lines in proptest::collection::vec(
+            "(\\[\\[?[a-z_.]{1,12}\\]\\]?|[a-z_]{1,16} = (-?[0-9]{1,22}|\"[^\"\\n]{0,12}\"|\\[[0-9, ]{0,12}\\]|true|1e999|-0\\.5))",
+            0..40,
+        )) {
+            parse_and_plan(Path::new("/nonexistent/studies/x.toml"), &lines.join("\n"));
+        }
+
+        #[test]
+        fn the_example_study_with_random_edits(edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<char>(), 0u8..3), 1..6)) {
+            let (path, text) = example();
+            let mut chars: Vec<char> = text.chars().collect();
+            for (at, c, op) in edits {
+                let i = at.index(chars.len().max(1)).min(chars.len());
+                match op {
+                    0 => chars.insert(i, c),
+                    1 if i < chars.len() => { chars.remove(i); }
+                    _ if i < chars.len() => chars[i] = c,
+                    _ => {}
+                }
+            }
+            parse_and_plan(&path, &chars.iter().collect::<String>());
+        }
+
+        #[test]
+        fn the_example_study_with_numbers_anywhere(value in prop_oneof![
+            Just("-1".to_string()), Just("0".to_string()), Just("99999999999999999999".to_string()),
+            Just("1e400".to_string()), Just("nan".to_string()), Just("-inf".to_string()),
+            Just("\"x\"".to_string()), Just("[]".to_string()), (0u32..100000).prop_map(|n| n.to_string()),
+        ], key in proptest::sample::select(vec![
+            "pool_size", "trials", "attention_checks", "repeat_fraction", "k", "m", "seed",
+            "min_reading_seconds", "break_every",
+        ])) {
+            let (path, text) = example();
+            let edited: String = text
+                .lines()
+                .map(|l| if l.starts_with(&format!("{key} = ")) { format!("{key} = {value}") } else { l.to_string() })
+                .collect::<Vec<_>>()
+                .join("\n");
+            parse_and_plan(&path, &edited);
+        }
+    }
+}

@@ -19,9 +19,10 @@ pub struct Cmd {
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
         let (_, store, integrity) = self.target.open_for_reading()?;
-        let tables = read_tables(&store)?;
-        // Nothing is written from a damaged file.
+        let tables = read_tables(&store);
+        // Nothing is written from a damaged file, and the damage is what is reported.
         integrity.finish()?;
+        let tables = tables?;
         for (file, rows) in write_tables(&tables, self.format, &self.out)? {
             println!("wrote {} ({rows} rows)", file.display());
         }

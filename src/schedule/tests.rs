@@ -181,3 +181,134 @@ fn broken_text_differs_and_keeps_words() {
     assert_eq!(broken_text(t, 3), b, "deterministic");
     assert_eq!(broken_text("word", 1), "drow");
 }
+
+mod properties {
+    //! Any valid study, seed and participant id give a trial list that is well formed,
+    //! balanced within the participant, the same every time, and the same once stored.
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::super::*;
+    use crate::store::Store;
+    use crate::study::parse_study;
+
+    #[derive(Debug, Clone)]
+    struct Design {
+        prompts: usize,
+        pool_a: u32,
+        pool_b: u32,
+        ks: Vec<u32>,
+        trials: u32,
+        attention: u32,
+        repeat_fraction: f64,
+        rank_trials: u32,
+        m: u32,
+        order: bool,
+        shuffle: bool,
+        seed: u64,
+    }
+
+    fn design() -> impl Strategy<Value = Design> {
+        (1usize..6, 1u32..9, 1u32..4, 1u32..20, 0.0f64..=1.0, 1u32..6, any::<bool>(), any::<bool>(), any::<u64>())
+            .prop_flat_map(|(prompts, pool_a, pool_b, trials, repeat_fraction, rank_trials, order, shuffle, seed)| {
+                (
+                    proptest::sample::subsequence((1..=pool_a).collect::<Vec<_>>(), 1..=pool_a as usize),
+                    0..=trials.min(3),
+                    2..=(pool_a + pool_b).clamp(2, 16),
+                )
+                    .prop_map(move |(ks, attention, m)| Design {
+                        prompts,
+                        pool_a,
+                        pool_b,
+                        ks,
+                        trials,
+                        attention,
+                        repeat_fraction,
+                        rank_trials,
+                        m,
+                        order,
+                        shuffle,
+                        seed,
+                    })
+            })
+    }
+
+    fn study_text(d: &Design) -> String {
+        let mut t = format!("name = \"prop\"\nseed = {}\n[options]\nshuffle_blocks = {}\n", d.seed >> 1, d.shuffle);
+        for i in 0..d.prompts {
+            t.push_str(&format!("[[prompts]]\nid = \"q{i}\"\ntext = \"prompt {i}\"\n"));
+        }
+        t.push_str(&format!(
+            "[[policies]]\nname = \"a\"\nsource = \"imported\"\npool_size = {}\n[[policies]]\nname = \"b\"\nsource = \"imported\"\npool_size = {}\n",
+            d.pool_a, d.pool_b
+        ));
+        t.push_str(&format!(
+            "[[blocks]]\nname = \"scaling\"\ndesign = \"best_of_k\"\npolicy_a = \"a\"\npolicy_b = \"b\"\nk = {:?}\ntrials = {}\nattention_checks = {}\nrepeat_fraction = {}\n",
+            d.ks, d.trials, d.attention, d.repeat_fraction
+        ));
+        t.push_str(&format!(
+            "[[blocks]]\nname = \"ranking\"\ndesign = \"rank\"\nm = {}\nmode = \"{}\"\ntrials = {}\n",
+            d.m,
+            if d.order { "order" } else { "pick" },
+            d.rank_trials
+        ));
+        t
+    }
+
+    fn spread<K: Ord>(counts: &BTreeMap<K, usize>) -> usize {
+        counts.values().max().unwrap_or(&0) - counts.values().min().unwrap_or(&0)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_seed_and_participant_give_a_balanced_resumable_list(d in design(), who in "[a-zA-Z0-9_-]{1,40}") {
+            let text = study_text(&d);
+            let (s, diags) = parse_study(std::path::Path::new("/nonexistent/studies/prop.toml"), &text);
+            prop_assert!(!diags.has_errors(), "{text}\n{:#?}", diags.items);
+            let s = s.unwrap();
+            let list = plan(&s, &who);
+            prop_assert_eq!(&list, &plan(&s, &who), "the same participant gets the same list");
+            prop_assert_eq!(list.len() as u32, s.trials_per_participant());
+            // Counts start at zero for every k, prompt and slot position, so that one never
+            // drawn counts against the balance.
+            let mut by_k: BTreeMap<u32, usize> = d.ks.iter().map(|&k| (k, 0)).collect();
+            let mut prompts: BTreeMap<String, usize> = (0..d.prompts).map(|i| (format!("q{i}"), 0)).collect();
+            let mut b_pos: BTreeMap<u32, BTreeMap<usize, usize>> =
+                d.ks.iter().map(|&k| (k, (0..=k as usize).map(|p| (p, 0)).collect())).collect();
+            for (pos, t) in list.iter().enumerate() {
+                let pool = |p: &str| if p == "a" { d.pool_a } else { d.pool_b };
+                prop_assert!(t.slots.iter().all(|sl| sl.sample < pool(&sl.policy)), "samples inside their pools");
+                match t.kind {
+                    TrialKind::BestOfK => {
+                        let k = t.k.unwrap();
+                        *by_k.entry(k).or_insert(0) += 1;
+                        *prompts.entry(t.prompt_id.clone()).or_insert(0) += 1;
+                        let b = t.slots.iter().position(|sl| sl.role == SlotRole::B).unwrap();
+                        *b_pos.entry(k).or_default().entry(b).or_insert(0) += 1;
+                        let a: std::collections::HashSet<u32> =
+                            t.slots.iter().filter(|sl| sl.role == SlotRole::A).map(|sl| sl.sample).collect();
+                        prop_assert_eq!(a.len(), k as usize, "A's samples are distinct");
+                    }
+                    TrialKind::Repeat => prop_assert!(t.repeat_of.unwrap() + 3 <= pos),
+                    TrialKind::Attention => prop_assert!(pos > 0 || list.len() == 1),
+                    TrialKind::Rank => prop_assert_eq!(t.slots.len() as u32, d.m),
+                }
+            }
+            // Each k, each prompt and (per k) each position of B's slot recur in rotation.
+            prop_assert!(spread(&by_k) <= 1, "k values: {:?}", by_k);
+            prop_assert!(spread(&prompts) <= 1, "prompts: {:?}", prompts);
+            for (k, counts) in &b_pos {
+                prop_assert!(spread(counts) <= 1, "B's slot for k = {}: {:?}", k, counts);
+            }
+            // Stored at enrolment and read back for resuming, the list is the same.
+            let mut store = Store::open_in_memory().unwrap();
+            store.record_study(&s).unwrap();
+            store.enrol(&who, &list).unwrap();
+            let stored: Vec<PlannedTrial> = store.trials(&who).unwrap().into_iter().map(|t| t.plan).collect();
+            prop_assert_eq!(stored, list);
+        }
+    }
+}

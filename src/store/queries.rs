@@ -237,6 +237,15 @@ impl Store {
             .flatten())
     }
 
+    /// Whether the participant has finished their trial list.
+    pub fn is_completed(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT completed_at IS NOT NULL FROM participants WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(false))
+    }
+
     pub fn mark_completed(&mut self, id: &str) -> Result<()> {
         self.write("the completion", |tx| {
             tx.execute(

@@ -480,6 +480,14 @@ fn select_prompts(cx: &mut Cx, t: &TableReader, prompts: &[Prompt], all_tags: &B
     }
     if ids.is_none() && tags.is_none() {
         selected = prompts.iter().map(|p| p.id.clone()).collect();
+    } else if ids.as_ref().is_none_or(Vec::is_empty) && tags.as_ref().is_none_or(Vec::is_empty) {
+        // Both given lists are empty (a wrong id or tag was reported above).
+        let key = if ids.is_some() { "prompts" } else { "tags" };
+        cx.error(
+            t.span_of(key),
+            &t.path_of(key),
+            "the block selects no prompts: name prompt ids or tags, or leave both keys out for every prompt",
+        );
     }
     selected
 }

@@ -1,0 +1,169 @@
+//! Helpers shared by the integration tests that drive the real binary: the example study
+//! in a private folder, running `ualign`, and a participant's screen in a pseudo-terminal.
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use rusqlite::Connection;
+
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Runs the binary in `dir`: (success, stdout, stderr).
+pub fn ualign(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ualign")).current_dir(dir).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// A copy of the example study in a temp dir (so its db/ is private), its text passed
+/// through `edit`.
+pub fn example_copy_with(edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo("studies");
+    std::fs::create_dir_all(dir.path().join("studies/example")).unwrap();
+    let study = std::fs::read_to_string(src.join("example.toml")).unwrap();
+    std::fs::write(dir.path().join("studies/example.toml"), edit(study)).unwrap();
+    for f in ["prompts.jsonl", "sampled.jsonl", "greedy.jsonl"] {
+        std::fs::copy(src.join("example").join(f), dir.path().join("studies/example").join(f)).unwrap();
+    }
+    dir
+}
+
+pub fn example_copy() -> tempfile::TempDir {
+    example_copy_with(|s| s)
+}
+
+/// The example study for participants typing ids `e2e` and two digits, answering as fast
+/// as they like, with its pools imported; returns the folder and the database's path.
+pub fn example_for_participants() -> (tempfile::TempDir, PathBuf) {
+    let dir = example_copy_with(|s| {
+        s.replace("min_reading_seconds = 2.0", "min_reading_seconds = 0\nparticipant_id_pattern = \"e2e[0-9]{2}\"")
+    });
+    for policy in ["sampled", "greedy"] {
+        let file = format!("studies/example/{policy}.jsonl");
+        let (ok, _, err) =
+            ualign(dir.path(), &["import", "studies/example.toml", "--policy", policy, "--candidates", &file]);
+        assert!(ok, "{err}");
+    }
+    let db = dir.path().join("db/example.sqlite");
+    (dir, db)
+}
+
+pub fn wait(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// One number from the database, read on a connection of its own.
+pub fn count(db: &Path, sql: &str) -> i64 {
+    let c = Connection::open(db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+}
+
+/// The real binary in a pseudo-terminal of 100×30.
+pub struct Tui {
+    pub child: Box<dyn portable_pty::Child + Send + Sync>,
+    writer: Box<dyn Write + Send>,
+    /// The screen as a terminal would show it.
+    screen: Arc<Mutex<vt100::Parser>>,
+}
+
+impl Tui {
+    pub fn start(dir: &Path, args: &[&str]) -> Self {
+        let pty =
+            native_pty_system().openpty(PtySize { rows: 30, cols: 100, pixel_width: 0, pixel_height: 0 }).unwrap();
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_ualign"));
+        cmd.args(args);
+        cmd.cwd(dir);
+        cmd.env("NO_COLOR", "1");
+        let child = pty.slave.spawn_command(cmd).unwrap();
+        let mut reader = pty.master.try_clone_reader().unwrap();
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(30, 100, 0)));
+        let out = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.lock().unwrap().process(&buf[..n]);
+            }
+        });
+        let writer = pty.master.take_writer().unwrap();
+        std::mem::forget(pty.master); // keep the terminal open while the child runs
+        Self { child, writer, screen }
+    }
+
+    pub fn shown(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    pub fn wait_for_text(&self, needle: &str) {
+        let start = Instant::now();
+        while !self.shown().contains(needle) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {needle:?}; the screen shows:\n{}",
+                self.shown()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn keys(&mut self, s: &str) {
+        self.writer.write_all(s.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+    }
+
+    /// Consent, the typed id and the instructions: up to the first trial.
+    pub fn begin(&mut self, id: &str) {
+        self.wait_for_text("Press Enter to begin");
+        self.keys("\r");
+        self.wait_for_text("Press y to agree");
+        self.keys("y");
+        self.wait_for_text("Participant ID");
+        self.keys(&format!("{id}\r"));
+        self.wait_for_text("Instructions");
+        self.keys("\r");
+    }
+
+    /// Answers participant `id`'s trial at `position` with "1", "2", Enter (a pick of the
+    /// second answer, or in an ordering trial the order 0, 1, then the rest) once it is
+    /// on screen, and waits for the answer to be committed; a break screen after it is
+    /// passed too.
+    pub fn answer(&mut self, db: &Path, id: &str, position: i64, total: i64) {
+        let shown = format!(
+            "SELECT COUNT(*) FROM trials WHERE participant_id = '{id}' AND position = {position} AND shown_at IS NOT NULL"
+        );
+        wait("the trial to be shown", || count(db, &shown) == 1);
+        self.keys("1");
+        self.keys("2");
+        self.keys("\r");
+        let answered = format!(
+            "SELECT COUNT(*) FROM answers a JOIN trials t ON t.id = a.trial_id WHERE t.participant_id = '{id}'"
+        );
+        wait("the answer to be committed", || count(db, &answered) == position + 1);
+        if (position + 1) % 10 == 0 && position + 1 < total {
+            self.wait_for_text("short break");
+            self.keys("\r");
+        }
+    }
+}
+
+impl Drop for Tui {
+    /// A failing test must not leave the program running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
