@@ -196,9 +196,39 @@ pub fn simulate(
     pop: &Population,
     seed: u64,
 ) -> Result<usize, SimulateError> {
+    Ok(simulate_timed(study, store, n, pop, seed)?.answers)
+}
+
+/// What a simulation stored, and how long each answer's commit took (for load tests:
+/// the wait for other processes' writes is in it).
+#[derive(Debug, Clone, Default)]
+pub struct Simulated {
+    pub answers: usize,
+    pub commit_ms: Vec<f64>,
+}
+
+impl Simulated {
+    /// The `q`-quantile of the commit times (nearest rank), if any answer was stored.
+    pub fn commit_quantile(&self, q: f64) -> Option<f64> {
+        let mut v = self.commit_ms.clone();
+        v.sort_by(f64::total_cmp);
+        let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len().max(1)) - 1;
+        v.get(i).copied()
+    }
+}
+
+/// [`simulate`], timing every answer's commit.
+pub fn simulate_timed(
+    study: &Study,
+    store: &mut Store,
+    n: usize,
+    pop: &Population,
+    seed: u64,
+) -> Result<Simulated, SimulateError> {
     // Distinct texts of each prompt's pools, in a fixed order: what preferences are over.
     let mut texts: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut answers = 0;
+    let mut commit_ms = Vec::new();
     for i in 0..n {
         let who = format!("sim-{seed}-{i}");
         if store.is_completed(&who)? {
@@ -257,8 +287,12 @@ pub fn simulate(
                     RankMode::Order => Answer::Order(slots),
                 }
             };
+            let started = std::time::Instant::now();
             match store.record_answer(t.id, &answer, answer_rng.random_range(800..6000), None) {
-                Ok(()) => answers += 1,
+                Ok(()) => {
+                    answers += 1;
+                    commit_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+                }
                 // The same participant simulated by another process at once: its answer stands.
                 Err(StoreError::AlreadyAnswered { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -266,5 +300,5 @@ pub fn simulate(
         }
         store.mark_completed(&who)?;
     }
-    Ok(answers)
+    Ok(Simulated { answers, commit_ms })
 }

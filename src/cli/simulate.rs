@@ -1,4 +1,6 @@
-use crate::simulate::{Population, simulate};
+use anyhow::Context;
+
+use crate::simulate::{Population, simulate_timed};
 
 /// Synthetic participants answering through the same scheduler and store as real ones.
 #[derive(clap::Args)]
@@ -13,6 +15,9 @@ pub struct Cmd {
     population: Population,
     #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = super::values::whole::<u64, 0, { u64::MAX }>)]
     seed: u64,
+    /// Write each answer's commit time (ms, waiting for other writers included) to FILE, one a line: for load tests
+    #[arg(long, value_name = "FILE")]
+    commit_times: Option<std::path::PathBuf>,
     #[command(flatten)]
     engine: super::EngineArgs,
 }
@@ -22,8 +27,20 @@ impl Cmd {
         let study = super::load_study(&self.target.study)?;
         let cancel = super::cancel_on_ctrl_c();
         let mut store = super::generate::open_and_fill(&study, self.target.db.as_ref(), self.engine, Some(&cancel))?;
-        let n = simulate(&study, &mut store, self.participants, &self.population, self.seed)?;
-        println!("{} simulated participants gave {n} answers ({})", self.participants, store.path().display());
+        let done = simulate_timed(&study, &mut store, self.participants, &self.population, self.seed)?;
+        if let Some(path) = &self.commit_times {
+            let lines: String = done.commit_ms.iter().map(|ms| format!("{ms:.4}\n")).collect();
+            std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+        }
+        let ms = |q| done.commit_quantile(q).map_or("-".into(), |v| format!("{v:.2}"));
+        println!(
+            "{} simulated participants gave {} answers ({}); answer commits p50 {} ms, p99 {} ms",
+            self.participants,
+            done.answers,
+            store.path().display(),
+            ms(0.5),
+            ms(0.99)
+        );
         Ok(())
     }
 }

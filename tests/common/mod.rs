@@ -120,10 +120,16 @@ impl Tui {
         }
     }
 
+    /// Types `s`, then gives the program a moment, as a person would.
     pub fn keys(&mut self, s: &str) {
+        self.send(s);
+        std::thread::sleep(Duration::from_millis(60));
+    }
+
+    /// Types `s` at once.
+    pub fn send(&mut self, s: &str) {
         self.writer.write_all(s.as_bytes()).unwrap();
         self.writer.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(60));
     }
 
     /// Consent, the typed id and the instructions: up to the first trial.
