@@ -19,7 +19,7 @@ pub struct Cmd {
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// Size in pixels, WIDTHxHEIGHT
-    #[arg(long, default_value = "960x640", value_parser = parse_size)]
+    #[arg(long, default_value = "960x640", allow_hyphen_values = true, value_parser = parse_size)]
     size: (u32, u32),
 }
 
