@@ -1,0 +1,106 @@
+//! Reference outputs recorded before the restructure along the data flow: a stored study
+//! must keep its trial lists, its samples' seeds and its analysis byte for byte. The
+//! fixtures in `tests/fixtures/reference/` were written by this file with
+//! `UALIGN_WRITE_REFERENCE=1 cargo test --test reference` at the commit before the
+//! restructure; regenerate them only for a change that means to alter these outputs, and
+//! say so in its commit.
+
+mod common;
+
+use std::path::Path;
+
+use common::{repo, ualign};
+use ualign::study;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    repo("tests/fixtures/reference").join(name)
+}
+
+/// Compares `got` with the fixture, or writes it when asked to.
+fn same_as_recorded(name: &str, got: &str) {
+    let path = fixture(name);
+    if std::env::var_os("UALIGN_WRITE_REFERENCE").is_some() {
+        std::fs::write(&path, got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap();
+    if got != want {
+        let line = got.lines().zip(want.lines()).position(|(a, b)| a != b).unwrap_or(0);
+        panic!(
+            "{name} differs from the recorded one at line {}:\n  recorded: {}\n  now:      {}",
+            line + 1,
+            want.lines().nth(line).unwrap_or(""),
+            got.lines().nth(line).unwrap_or("")
+        );
+    }
+}
+
+/// The example study with ordering trials over the whole pool (so the equilibria are
+/// certified), 60 simulated participants from two populations.
+fn reference_study(dir: &Path) {
+    let text = std::fs::read_to_string(repo("studies/example.toml"))
+        .unwrap()
+        .replace("\nm = 3\n", "\nm = 8\n")
+        .replace("name = \"example\"", "name = \"full\"");
+    std::fs::create_dir_all(dir.join("example")).unwrap();
+    for f in ["prompts.jsonl", "sampled.jsonl", "greedy.jsonl"] {
+        std::fs::copy(repo("studies/example").join(f), dir.join("example").join(f)).unwrap();
+    }
+    std::fs::write(dir.join("full.toml"), text).unwrap();
+    for policy in ["sampled", "greedy"] {
+        let file = format!("example/{policy}.jsonl");
+        let (ok, _, err) =
+            ualign(dir, &["import", "full.toml", "--db", "full.sqlite", "--policy", policy, "--candidates", &file]);
+        assert!(ok, "{err}");
+    }
+    for (n, population, seed) in [("40", "mallows:0.4:2", "5"), ("20", "condorcet:0.6", "6")] {
+        let args = [
+            "simulate",
+            "full.toml",
+            "--db",
+            "full.sqlite",
+            "--participants",
+            n,
+            "--population",
+            population,
+            "--seed",
+            seed,
+        ];
+        let (ok, _, err) = ualign(dir, &args);
+        assert!(ok, "{err}");
+    }
+}
+
+#[test]
+fn stats_on_the_reference_study_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    reference_study(dir.path());
+    let (ok, json, err) = ualign(dir.path(), &["stats", "full.toml", "--db", "full.sqlite", "--json"]);
+    assert!(ok, "{err}");
+    same_as_recorded("stats.json", &json);
+    let (ok, text, err) = ualign(dir.path(), &["stats", "full.toml", "--db", "full.sqlite"]);
+    assert!(ok, "{err}");
+    same_as_recorded("stats.txt", &text);
+}
+
+#[test]
+fn trial_lists_and_sample_seeds_are_unchanged() {
+    let mut out = serde_json::Map::new();
+    for file in ["studies/example.toml", "studies/demo.toml"] {
+        let (s, _) = study::load(&repo(file)).unwrap();
+        for who in ["p-abcdefghjk", "sim-5-3", "e2e01", "5f3e2a1b0c9d8e7f6a5b4c3d"] {
+            let plan = ualign::schedule::plan(&s, who);
+            out.insert(format!("{} {who}", s.name), serde_json::to_value(plan).unwrap());
+        }
+        let mut seeds = Vec::new();
+        for prompt in s.prompts.iter().take(3) {
+            for policy in &s.policies {
+                for index in [0, 1, 7] {
+                    seeds.push(ualign::engine::sample_seed(s.seed, &prompt.id, &policy.name, index).to_string());
+                }
+            }
+        }
+        out.insert(format!("{} sample seeds", s.name), serde_json::json!(seeds));
+    }
+    same_as_recorded("trial_lists.json", &serde_json::to_string_pretty(&out).unwrap());
+}
