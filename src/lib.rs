@@ -10,6 +10,7 @@ pub mod engine;
 pub mod exchange;
 pub mod pools;
 pub mod schedule;
+pub mod seed;
 pub mod simulate;
 pub mod store;
 pub mod study;

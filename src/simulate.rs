@@ -16,10 +16,9 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use rand::Rng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sha2::{Digest, Sha256};
 
 use crate::schedule::{self, SlotRole};
 use crate::store::{Answer, Store, StoreError};
@@ -64,15 +63,7 @@ impl FromStr for Population {
     }
 }
 
-fn rng_for(seed: u64, parts: &[&str]) -> ChaCha8Rng {
-    let mut h = Sha256::new();
-    h.update(seed.to_le_bytes());
-    for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p.as_bytes());
-    }
-    ChaCha8Rng::from_seed(h.finalize().into())
-}
+use crate::seed::simulation as rng_for;
 
 /// A participant's preference over n texts: an order (best first), or PL log-worths.
 enum Preference {

@@ -129,7 +129,7 @@ pub fn compute(obs: &[Observation], replicates: usize, seed: u64) -> Vec<FkRow> 
             let (ci_low, ci_high) = if per.len() < 2 {
                 (f64::NAN, f64::NAN)
             } else {
-                cluster_bootstrap(&per, replicates, seed ^ u64::from(k))
+                cluster_bootstrap(&per, replicates, crate::seed::fk_bootstrap(seed, k))
             };
             let (wilson_low, wilson_high) = wilson(total, n);
             FkRow {

@@ -537,7 +537,7 @@ fn prompt_worths(pi: usize, prompt: &str, people: &[&[RankObservation]], replica
     }
     let all = every(next as usize);
     let Ok(fit) = mm_flat(vec![0.0; items.len()], &flat, &all, 0.1, 100_000, 1e-9) else { return out };
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (0x9e37_79b9 * (pi as u64 + 1)));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::seed::worth_bootstrap(seed, pi));
     let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(replicates); items.len()];
     let chord = ChordRefit::new(&fit, &flat, &all, 0.1);
     let mut sample: Vec<(u32, f64)> = Vec::new();

@@ -10,10 +10,25 @@ pub struct Cmd {
     #[command(flatten)]
     target: super::StudyArgs,
     #[arg(long, value_enum, default_value = "csv")]
-    format: Format,
+    format: FormatArg,
     /// Folder to write candidates, trials, participants and study.toml into
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Csv,
+    Jsonl,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Jsonl => Format::Jsonl,
+        }
+    }
 }
 
 impl Cmd {
@@ -23,7 +38,7 @@ impl Cmd {
         // Nothing is written from a damaged file, and the damage is what is reported.
         integrity.finish()?;
         let tables = tables?;
-        for (file, rows) in write_tables(&tables, self.format, &self.out)? {
+        for (file, rows) in write_tables(&tables, self.format.into(), &self.out)? {
             println!("wrote {} ({rows} rows)", file.display());
         }
         Ok(())

@@ -32,7 +32,7 @@ pub(crate) fn open_and_fill(
     engine: super::EngineArgs,
     cancel: Option<&AtomicBool>,
 ) -> anyhow::Result<crate::store::Store> {
-    let mut models = Models::new(engine.ep, engine.threads);
+    let mut models = Models::new(engine.ep.into(), engine.threads);
     if !super::db_path(study, db).exists() {
         models.preload(study)?;
     }

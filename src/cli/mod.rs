@@ -126,18 +126,36 @@ fn checked_against(mut store: crate::store::Store, study: &Study) -> anyhow::Res
 pub(crate) struct EngineArgs {
     /// Execution provider: cpu, cuda (never falls back), or auto (CUDA, else CPU with a notice)
     #[arg(long, value_enum, default_value = "cpu")]
-    pub ep: crate::engine::EpChoice,
+    pub ep: EpArg,
     /// Intra-op threads, 1 to 256 (default: ONNX Runtime's choice)
     #[arg(long, allow_negative_numbers = true, value_parser = values::whole::<usize, 1, { values::MAX_THREADS }>)]
     pub threads: Option<usize>,
 }
 
+/// `--ep`: the engine's [`EpChoice`](crate::engine::EpChoice) as the command line names it.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum EpArg {
+    Cpu,
+    Cuda,
+    /// CUDA when it works, else CPU with a visible notice
+    Auto,
+}
+
+impl From<EpArg> for crate::engine::EpChoice {
+    fn from(a: EpArg) -> Self {
+        match a {
+            EpArg::Cpu => Self::Cpu,
+            EpArg::Cuda => Self::Cuda,
+            EpArg::Auto => Self::Auto,
+        }
+    }
+}
+
 /// A flag set by Ctrl-C: long jobs stop at the next safe point instead of dying midway.
 pub(crate) fn cancel_on_ctrl_c() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = cancel.clone();
     // A second Ctrl-C while the current pool finishes is the same request.
-    let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, cancel.clone());
     cancel
 }
 

@@ -34,8 +34,8 @@ pub(crate) fn run_participant(
 ) -> anyhow::Result<()> {
     need_terminal()?;
     let has_models = study.policies.iter().any(|p| matches!(p.source, PolicySource::Model { .. }));
-    let worker =
-        has_models.then(|| PoolWorker::spawn(study.clone(), store.path().to_path_buf(), engine.ep, engine.threads));
+    let worker = has_models
+        .then(|| PoolWorker::spawn(study.clone(), store.path().to_path_buf(), engine.ep.into(), engine.threads));
     let mut app = App::new(study, store, participant, worker)?;
     let result = tui::run(&mut app);
     for n in &app.researcher_notices {

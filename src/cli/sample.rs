@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use super::values;
-use crate::engine::{self, EpChoice, GenOptions, SampleSpec, SamplingParams};
+use crate::engine::{self, GenOptions, SampleSpec, SamplingParams};
 
 /// Try a model folder without a study: k candidates for one prompt.
 #[derive(clap::Args)]
@@ -40,7 +40,7 @@ pub struct Cmd {
     #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = values::whole::<u64, 0, { u64::MAX }>)]
     seed: u64,
     #[arg(long, value_enum, default_value = "cpu")]
-    ep: EpChoice,
+    ep: super::EpArg,
     /// Intra-op threads, 1 to 256 (default: ONNX Runtime's choice)
     #[arg(long, allow_negative_numbers = true, value_parser = values::whole::<usize, 1, { values::MAX_THREADS }>)]
     threads: Option<usize>,
@@ -66,7 +66,7 @@ fn gen_default(cfg: &Value, key: &str) -> Option<f64> {
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let mut g = engine::load(&self.model, self.ep, self.threads)?;
+        let mut g = engine::load(&self.model, self.ep.into(), self.threads)?;
         for n in std::mem::take(&mut g.notices) {
             eprintln!("notice: {n}");
         }

@@ -14,7 +14,8 @@ pub use generate::{FinishReason, GenOptions, Generator, MAX_BATCH, PoolTiming, S
 pub use model::{KvType, ModelFolder, Signature};
 pub use runtime::{EpChoice, ProviderUsed, Runtime, cuda_available, runtime};
 pub use sampler::SamplingParams;
-use sha2::{Digest, Sha256};
+
+pub use crate::seed::sample_seed;
 
 use crate::study::Decoding;
 
@@ -83,18 +84,4 @@ impl From<&Decoding> for GenOptions {
             ignore_eos: false,
         }
     }
-}
-
-/// The seed of one sample, a function of (study seed, prompt id, policy, sample index)
-/// alone: the same sample comes out whatever k, batch or thread count produced it.
-pub fn sample_seed(study_seed: u64, prompt_id: &str, policy: &str, index: u32) -> u64 {
-    let mut h = Sha256::new();
-    h.update(study_seed.to_le_bytes());
-    for part in [prompt_id, policy] {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
-    }
-    h.update(index.to_le_bytes());
-    let d = h.finalize();
-    u64::from_le_bytes(d[..8].try_into().unwrap_or([0; 8]))
 }

@@ -26,7 +26,7 @@ pub struct Runtime {
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
 
 /// Execution provider requested with `--ep`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EpChoice {
     #[default]
     Cpu,

@@ -5,7 +5,7 @@
 //! the bin where the set ends. Each row has its own seeded RNG, so a sample never depends
 //! on which other rows share its batch.
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 /// Sampling settings (the decoding settings that act on logits).
@@ -280,7 +280,7 @@ impl RowSampler {
         let mut seen = prompt.to_vec();
         seen.sort_unstable();
         seen.dedup();
-        Self { rng: ChaCha8Rng::seed_from_u64(seed), seen, scratch: Vec::new(), blocks: Vec::new() }
+        Self { rng: crate::seed::sample_rng(seed), seen, scratch: Vec::new(), blocks: Vec::new() }
     }
 
     /// Picks the next token; returns it with its log-probability under the raw model.
@@ -356,6 +356,8 @@ impl RowSampler {
 
 #[cfg(test)]
 mod tests {
+    use rand::SeedableRng;
+
     use super::*;
 
     fn dist(logits: &[f32], p: SamplingParams) -> Vec<(u32, f64)> {
@@ -482,7 +484,6 @@ mod tests {
 
     #[test]
     fn top_p_selection_equals_a_full_sort_on_random_distributions() {
-        use rand::SeedableRng;
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for trial in 0..20 {
             // Spread varies from flat to peaked; a few exact ties.
@@ -548,7 +549,7 @@ mod tests {
 
     #[test]
     fn block_walk_finds_the_same_token_as_a_token_by_token_walk() {
-        use rand::{Rng, SeedableRng};
+        use rand::Rng;
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for len in [1usize, 5, 63, 64, 65, 200, 2048] {
             let w: Vec<f32> =

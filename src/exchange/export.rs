@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::schedule::Slot;
 use crate::store::{Store, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Csv,
     Jsonl,

@@ -6,11 +6,10 @@
 //! rotation offsets drawn per participant, so counts are even across participants too.
 //! The list is stored at enrolment; resuming reads the next unanswered trial from the store.
 
+use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::study::{Block, Design, RankMode, Study};
 
@@ -83,25 +82,15 @@ pub struct PlannedTrial {
     pub repeat_of: Option<usize>,
 }
 
-fn rng_for(study: &Study, participant: &str, block: &str) -> ChaCha8Rng {
-    let mut h = Sha256::new();
-    h.update(study.seed.to_le_bytes());
-    h.update(b"\0participant\0");
-    h.update(participant.as_bytes());
-    h.update(b"\0block\0");
-    h.update(block.as_bytes());
-    ChaCha8Rng::from_seed(h.finalize().into())
-}
-
 /// The participant's full trial list, in presentation order.
 pub fn plan(study: &Study, participant: &str) -> Vec<PlannedTrial> {
     let mut blocks: Vec<&Block> = study.blocks.iter().collect();
     if study.options.shuffle_blocks {
-        blocks.shuffle(&mut rng_for(study, participant, "\0block-order"));
+        blocks.shuffle(&mut crate::seed::block_order(study.seed, participant));
     }
     let mut out = Vec::new();
     for block in blocks {
-        let mut rng = rng_for(study, participant, &block.name);
+        let mut rng = crate::seed::trial_list(study.seed, participant, &block.name);
         let start = out.len();
         let trials = plan_block(study, block, &mut rng);
         out.extend(trials.into_iter().map(|mut t| {
@@ -273,7 +262,7 @@ fn plan_block(study: &Study, block: &Block, rng: &mut ChaCha8Rng) -> Vec<Planned
 /// it has two or more distinct words.
 pub fn broken_text(text: &str, seed: u64) -> String {
     let words: Vec<&str> = text.split_whitespace().collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = crate::seed::attention_text(seed);
     let mut shuffled = words.clone();
     for _ in 0..8 {
         shuffled.shuffle(&mut rng);

@@ -274,24 +274,9 @@ fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
         .iter()
         .map(|k| {
             let prefix = k.len() >= 4 && (name.starts_with(k) || k.starts_with(name));
-            (if prefix { 1 } else { edit_distance(name, k) }, *k)
+            (if prefix { 1 } else { strsim::levenshtein(name, k) }, *k)
         })
         .filter(|(d, k)| *d <= 2.max(k.len() / 3))
         .min()
         .map(|(_, k)| k)
-}
-
-/// Levenshtein distance over characters.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
 }
