@@ -6,6 +6,7 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod decoding;
 pub mod engine;
 pub mod exchange;
 pub mod pools;

@@ -173,7 +173,9 @@ impl Models {
         };
         let prompt = study.prompt(&job.prompt_id).ok_or_else(|| PoolError::NoPrompt(job.prompt_id.clone()))?;
         let engine_err = |source| PoolError::Engine { policy: job.policy.clone(), source };
+        let day = store.study_day()?;
         let (g, hash) = self.get(dir).map_err(engine_err)?;
+        g.template_day = day;
         let ids = g.encode_prompt(&prompt.text, decoding.chat_template).map_err(engine_err)?;
         let specs: Vec<SampleSpec> = job
             .missing

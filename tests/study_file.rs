@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ualign::study::{self, Decoding, Design, PolicySource, RankMode, Severity, Study};
+use ualign::study::{self, Decoding, Design, PolicySource, RankMode, SamplingParams, Severity, Study};
 
 /// Writes `text` as `studies/s.toml` (plus any extra files) in a temp dir and parses it.
 fn parse_in(dir: &Path, text: &str) -> (Option<Study>, Vec<String>) {
@@ -140,11 +140,7 @@ tags = ["t2"]
     assert_eq!(
         decoding,
         &Decoding {
-            temperature: 0.7,
-            top_k: 50,
-            top_p: 0.9,
-            min_p: 0.05,
-            repetition_penalty: 1.2,
+            sampling: SamplingParams { temperature: 0.7, top_k: 50, top_p: 0.9, min_p: 0.05, repetition_penalty: 1.2 },
             max_new_tokens: 32,
             stop: vec!["\n\n".into(), "END".into()],
             chat_template: false

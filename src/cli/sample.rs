@@ -94,7 +94,7 @@ impl Cmd {
         // Flags were checked as they were parsed; what generation_config.json supplies is
         // held to the same rules.
         let from_file = |key: &str, v: f64, flag: &str| -> anyhow::Result<()> {
-            crate::study::limits::check(key, v).map_err(|rule| {
+            crate::decoding::limits::check(key, v).map_err(|rule| {
                 anyhow::anyhow!(
                     "{}: {key} = {v}: {rule}; pass --{flag} to override it",
                     self.model.join("generation_config.json").display()

@@ -2,9 +2,9 @@
 //! same way: a negative number gets a message about the value (not clap's `-- -1` tip,
 //! the flags take negative numbers as values to refuse them), a number beyond the type
 //! says it is too large, and each flag's range is stated. Decoding flags follow the same
-//! rules as a study file's decoding settings (`study::limits`).
+//! rules as a study file's decoding settings (`decoding::limits`).
 
-use crate::study::limits;
+use crate::decoding::limits;
 
 /// A whole number from `LO` to `HI`, as any integer type it fits.
 pub fn whole<T: TryFrom<u64>, const LO: u64, const HI: u64>(s: &str) -> Result<T, String> {

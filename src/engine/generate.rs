@@ -100,6 +100,9 @@ pub struct Generator {
     decodable: Decodable,
     /// What the user should be told about the folder (missing files, a short tokenizer).
     pub notices: Vec<String>,
+    /// The day a chat template's `strftime_now` sees: today when loaded; a study's pools
+    /// use the day the study was recorded, so its samples never depend on the clock.
+    pub template_day: chrono::NaiveDate,
 }
 
 /// The ids a sample may contain: those the tokenizer can decode, and the end-of-sequence
@@ -255,8 +258,17 @@ impl Generator {
                 ));
             }
         }
-        let mut generator =
-            Self { session, signature, folder, provider, max_positions, bound: None, decodable, notices };
+        let mut generator = Self {
+            session,
+            signature,
+            folder,
+            provider,
+            max_positions,
+            bound: None,
+            decodable,
+            notices,
+            template_day: chrono::Utc::now().date_naive(),
+        };
         if generator.provider.name == "cuda" {
             generator.keep_kv_on(AllocationDevice::CUDA).map_err(|e| EngineError::Run(e.to_string()))?;
         }

@@ -17,7 +17,7 @@ pub use sampler::SamplingParams;
 
 pub use crate::seed::sample_seed;
 
-use crate::study::Decoding;
+use crate::decoding::Decoding;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -59,9 +59,16 @@ impl Generator {
     pub fn encode_prompt(&self, text: &str, use_template: bool) -> Result<Vec<u32>, EngineError> {
         let tok = &self.folder.tokenizer;
         let (input, special) = match (&self.folder.chat_template, use_template) {
-            (Some(t), true) => {
-                (template::render(t, text, self.folder.bos_token.as_deref(), self.folder.eos_token.as_deref())?, false)
-            }
+            (Some(t), true) => (
+                template::render(
+                    t,
+                    text,
+                    self.folder.bos_token.as_deref(),
+                    self.folder.eos_token.as_deref(),
+                    self.template_day,
+                )?,
+                false,
+            ),
             _ => (text.to_string(), true),
         };
         let enc = tok.encode(input.as_str(), special).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
@@ -71,17 +78,6 @@ impl Generator {
 
 impl From<&Decoding> for GenOptions {
     fn from(d: &Decoding) -> Self {
-        GenOptions {
-            params: SamplingParams {
-                temperature: d.temperature,
-                top_k: d.top_k,
-                top_p: d.top_p,
-                min_p: d.min_p,
-                repetition_penalty: d.repetition_penalty,
-            },
-            max_new_tokens: d.max_new_tokens,
-            stop: d.stop.clone(),
-            ignore_eos: false,
-        }
+        GenOptions { params: d.sampling, max_new_tokens: d.max_new_tokens, stop: d.stop.clone(), ignore_eos: false }
     }
 }

@@ -8,21 +8,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-/// Sampling settings (the decoding settings that act on logits).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SamplingParams {
-    pub temperature: f32,
-    pub top_k: u32,
-    pub top_p: f32,
-    pub min_p: f32,
-    pub repetition_penalty: f32,
-}
-
-impl Default for SamplingParams {
-    fn default() -> Self {
-        Self { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0 }
-    }
-}
+pub use crate::decoding::SamplingParams;
 
 /// HF `RepetitionPenaltyLogitsProcessor`: every token already in the sequence (prompt
 /// included) has its logit divided by the penalty when positive, multiplied when negative.

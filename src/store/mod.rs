@@ -352,6 +352,15 @@ impl Store {
             .optional()?)
     }
 
+    /// The day the study was recorded (UTC): what chat templates that print a date see,
+    /// so a study's samples are the same whenever its pools are filled.
+    pub fn study_day(&self) -> Result<chrono::NaiveDate> {
+        let stored = self.stored_study()?.ok_or_else(|| StoreError::NoStudy { path: self.path.clone() })?;
+        chrono::DateTime::parse_from_rfc3339(&stored.created_at).map(|t| t.date_naive()).map_err(|e| {
+            StoreError::Invalid(format!("the study's recorded time `{}` is unreadable: {e}", stored.created_at))
+        })
+    }
+
     /// Records the study in a new database, or checks that the recorded one is this study
     /// in this version. Safe when several processes open a new database at once: one
     /// records it, the others find it recorded.

@@ -3,7 +3,6 @@
 //! it into a typed, validated [`Study`], reporting every problem with its location.
 
 mod diag;
-pub mod limits;
 mod parse;
 mod participant;
 mod reader;
@@ -12,6 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics, Severity};
+
+pub use crate::decoding::{Decoding, SamplingParams, limits};
 pub use parse::parse_study;
 pub use participant::{IdPattern, MAX_ID_LEN, is_pseudonym, new_pseudonym};
 
@@ -89,43 +90,6 @@ pub enum PolicySource {
     Model { dir: PathBuf, decoding: Decoding },
     /// Candidates produced elsewhere and brought in with `ualign import`.
     Imported,
-}
-
-/// Decoding settings, with the meaning of Hugging Face transformers' logits processors.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Decoding {
-    /// 0 means greedy decoding.
-    pub temperature: f32,
-    /// 0 disables top-k.
-    pub top_k: u32,
-    pub top_p: f32,
-    pub min_p: f32,
-    pub repetition_penalty: f32,
-    pub max_new_tokens: u32,
-    pub stop: Vec<String>,
-    /// Render the prompt through the tokenizer's chat template.
-    pub chat_template: bool,
-}
-
-impl Default for Decoding {
-    fn default() -> Self {
-        Self {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            repetition_penalty: 1.0,
-            max_new_tokens: 64,
-            stop: Vec::new(),
-            chat_template: true,
-        }
-    }
-}
-
-impl Decoding {
-    pub fn is_greedy(&self) -> bool {
-        self.temperature == 0.0
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

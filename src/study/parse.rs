@@ -321,7 +321,7 @@ fn read_decoding(cx: &mut Cx, policy: &TableReader) -> Decoding {
     };
     let check = |cx: &mut Cx, key: &'static str| -> Option<f64> {
         let (v, span) = t.number(cx, key)?;
-        match super::limits::check(key, v) {
+        match crate::decoding::limits::check(key, v) {
             Ok(()) => Some(v),
             Err(rule) => {
                 cx.error(span, &t.path_of(key), rule);
@@ -330,25 +330,25 @@ fn read_decoding(cx: &mut Cx, policy: &TableReader) -> Decoding {
         }
     };
     if let Some(v) = check(cx, "temperature") {
-        d.temperature = v as f32;
+        d.sampling.temperature = v as f32;
     }
     if let Some(v) = check(cx, "top_p") {
-        d.top_p = v as f32;
+        d.sampling.top_p = v as f32;
     }
     if let Some(v) = check(cx, "min_p") {
-        d.min_p = v as f32;
+        d.sampling.min_p = v as f32;
     }
     if let Some(v) = check(cx, "repetition_penalty") {
-        d.repetition_penalty = v as f32;
+        d.sampling.repetition_penalty = v as f32;
     }
     if let Some((v, span)) = t.integer(cx, "top_k") {
         match u32::try_from(v) {
-            Ok(v) => d.top_k = v,
+            Ok(v) => d.sampling.top_k = v,
             Err(_) => cx.error(span, &t.path_of("top_k"), format!("{v} is negative; use 0 to turn top-k off")),
         }
     }
     if let Some((v, span)) = t.integer(cx, "max_new_tokens") {
-        let range = super::limits::MAX_NEW_TOKENS;
+        let range = crate::decoding::limits::MAX_NEW_TOKENS;
         match u64::try_from(v) {
             Ok(n) if range.contains(&n) => d.max_new_tokens = n as u32,
             _ => cx.error(
