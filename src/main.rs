@@ -28,10 +28,7 @@ fn one_message(e: &anyhow::Error) -> String {
             msg.push_str(&c);
         }
     }
-    let damaged = e.chain().any(|c| {
-        c.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code)
-            == Some(rusqlite::ErrorCode::DatabaseCorrupt)
-    });
+    let damaged = e.chain().any(ualign::store::caused_by_damage);
     if damaged {
         msg.push_str(
             "\n  the study's database file is damaged: stop the study, run `ualign check STUDY`, and restore the file from a backup",

@@ -1,5 +1,7 @@
 //! The full report (stats, plot, dashboard) on simulated participants who rank whole pools.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -74,8 +76,7 @@ fn certified_rates_are_recomputed_exactly_from_the_rankings() {
     let (s, store) = simulated(dir.path(), 40, &Population::PlackettLuce(1.5));
     let r = Report::compute(&s, &store, &options(&s)).unwrap();
     let row = r.equilibria.iter().find(|e| e.policy == "nlhf" && e.k == 4).unwrap();
-    let texts: std::collections::HashMap<i64, String> = store
-        .conn()
+    let texts: std::collections::HashMap<i64, String> = common::sql(store.path())
         .prepare("SELECT id, text FROM candidates WHERE prompt_id = ?1")
         .unwrap()
         .query_map([&row.prompt], |q| Ok((q.get(0)?, q.get(1)?)))
@@ -272,7 +273,7 @@ fn zero_bootstrap_replicates_is_refused_with_a_clear_error() {
 fn stats_on_a_damaged_database_reports_the_damage_and_no_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let (_, store) = simulated(dir.path(), 20, &Population::Cyclic);
-    store.conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    common::sql(store.path()).execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
     drop(store);
     // Scribble over the middle of the last page (an index or table page with answers).
     let path = dir.path().join("full.sqlite");

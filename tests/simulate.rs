@@ -1,8 +1,9 @@
 //! Simulated participants through the real scheduler, store and analysis.
 
+mod common;
+
 use std::path::Path;
 
-use ualign::analysis::fk;
 use ualign::exchange::import::import_candidates;
 use ualign::simulate::{Population, simulate};
 use ualign::store::Store;
@@ -25,7 +26,7 @@ fn indifferent_participants_give_k_over_k_plus_one() {
     let (s, mut store) = example_store(dir.path());
     let n = simulate(&s, &mut store, 600, &Population::PlackettLuce(0.0), 11).unwrap();
     assert_eq!(n, 600 * s.trials_per_participant() as usize);
-    let rows = fk::compute(&fk::observations(&store).unwrap(), 500, 1);
+    let rows = ualign::analysis::report::fk_rows(&s, &store, 500).unwrap();
     assert_eq!(rows.len(), 3);
     for r in rows {
         let se = (r.bound * (1.0 - r.bound) / r.n as f64).sqrt();
@@ -40,8 +41,8 @@ fn identical_deterministic_participants_answer_repeats_consistently() {
     let (s, mut store) = example_store(dir.path());
     simulate(&s, &mut store, 20, &Population::Mallows { phi: 0.0, centres: 1 }, 3).unwrap();
     // Every repeat shows the same candidates as its original: the same text must be chosen.
-    let mut st = store
-        .conn()
+    let c = common::sql(store.path());
+    let mut st = c
         .prepare(
             "SELECT o.candidate_ids, oa.choice, r.candidate_ids, ra.choice FROM trials r
              JOIN trials o ON o.id = r.repeat_of JOIN answers oa ON oa.trial_id = o.id JOIN answers ra ON ra.trial_id = r.id",
@@ -57,8 +58,7 @@ fn identical_deterministic_participants_answer_repeats_consistently() {
         assert_eq!(text(o[o_choice as usize]), text(r[r_choice as usize]));
     }
     // Attention checks are always passed by simulated participants.
-    let failed: i64 = store
-        .conn()
+    let failed: i64 = common::sql(store.path())
         .query_row(
             "SELECT COUNT(*) FROM trials t JOIN answers a ON a.trial_id = t.id WHERE t.kind = 'attention'
              AND json_extract(t.slots, '$[' || a.choice || '].role') != 'gold'",
@@ -85,11 +85,11 @@ fn rankings_follow_the_stored_orders() {
     let dir = tempfile::tempdir().unwrap();
     let (s, mut store) = example_store(dir.path());
     simulate(&s, &mut store, 30, &Population::Mallows { phi: 0.3, centres: 2 }, 5).unwrap();
-    let rankings = ualign::analysis::ranking::participant_rankings(&store).unwrap();
+    use ualign::analysis::ranking::{rank_observations, rankings_of};
+    let rankings = rankings_of(&rank_observations(&store.rank_answers().unwrap()));
     assert!(!rankings.is_empty());
     for r in &rankings {
-        let (ids, ordering): (String, String) = store
-            .conn()
+        let (ids, ordering): (String, String) = common::sql(store.path())
             .query_row(
                 "SELECT t.candidate_ids, a.ordering FROM trials t JOIN answers a ON a.trial_id = t.id
                  WHERE t.kind = 'rank' AND t.participant_id = ?1 AND t.prompt_id = ?2 ORDER BY t.position LIMIT 1",

@@ -1,8 +1,10 @@
 //! The SQLite store, import and export, and resuming a participant's trial list.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use ualign::exchange::export::{self, CANDIDATE_COLUMNS, Format, PARTICIPANT_COLUMNS, TRIAL_COLUMNS};
+use ualign::exchange::export::{self, Format};
 use ualign::exchange::import::{ImportError, import_candidates};
 use ualign::schedule::{self, SlotRole, TrialKind};
 use ualign::store::{Answer, Opened, Store, StoreError};
@@ -33,9 +35,9 @@ fn migrations_from_an_empty_file_and_reopening() {
     let path = dir.path().join("x.sqlite");
     let store = Store::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), 1);
-    let mode: String = store.conn().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    let mode: String = common::sql(store.path()).pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
-    let fk: i64 = store.conn().pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+    let fk: i64 = common::sql(store.path()).pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
     assert_eq!(fk, 1);
     drop(store);
     // An empty (zero-byte) file is a valid empty database too.
@@ -49,7 +51,7 @@ fn migrations_from_an_empty_file_and_reopening() {
     let (store, second) = Store::open_for_study(&path, &s).unwrap();
     assert_eq!(second, Opened::Existing);
     assert_eq!(store.schema_version().unwrap(), 1);
-    let prompts: i64 = store.conn().query_row("SELECT COUNT(*) FROM prompts", [], |r| r.get(0)).unwrap();
+    let prompts: i64 = common::sql(store.path()).query_row("SELECT COUNT(*) FROM prompts", [], |r| r.get(0)).unwrap();
     assert_eq!(prompts, 6);
 }
 
@@ -58,7 +60,7 @@ fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.sqlite");
     let store = Store::open(&path).unwrap();
-    store.conn().pragma_update(None, "user_version", 99).unwrap();
+    common::sql(store.path()).pragma_update(None, "user_version", 99).unwrap();
     drop(store);
     let err = Store::open(&path).err().unwrap();
     assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
@@ -132,7 +134,7 @@ fn import_is_atomic_and_reports_every_bad_line() {
         problems[5]
     );
     assert!(err.to_string().contains("nothing was imported"));
-    let n: i64 = store.conn().query_row("SELECT COUNT(*) FROM candidates", [], |r| r.get(0)).unwrap();
+    let n: i64 = common::sql(store.path()).query_row("SELECT COUNT(*) FROM candidates", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 0, "nothing half-imported");
 
     // A good file lands whole, behind a byte-order mark; extra fields become metadata.
@@ -145,7 +147,8 @@ fn import_is_atomic_and_reports_every_bad_line() {
     assert_eq!((r.imported, r.replaced), (2, 0));
     assert_eq!(store.stored_samples("sampled", "goldfish").unwrap(), [0, 1]);
     assert!(r.short_pools.iter().any(|(p, have, want)| p == "goldfish" && *have == 2 && *want == 4));
-    let meta: String = store.conn().query_row("SELECT meta FROM candidates LIMIT 1", [], |r| r.get(0)).unwrap();
+    let meta: String =
+        common::sql(store.path()).query_row("SELECT meta FROM candidates LIMIT 1", [], |r| r.get(0)).unwrap();
     assert_eq!(meta, r#"{"model":"x"}"#);
 
     // A second import into the same policy is refused unless it replaces the first.
@@ -252,9 +255,75 @@ fn an_answer_is_recorded_once_and_must_fit_the_trial() {
     store.record_answer(t.id, &Answer::Pick(0), 5, None).unwrap();
     let again = store.record_answer(t.id, &Answer::Pick(1), 5, None).unwrap_err();
     assert!(again.to_string().contains("already answered"));
-    let choice: i64 =
-        store.conn().query_row("SELECT choice FROM answers WHERE trial_id = ?1", [t.id], |r| r.get(0)).unwrap();
+    let choice: i64 = common::sql(store.path())
+        .query_row("SELECT choice FROM answers WHERE trial_id = ?1", [t.id], |r| r.get(0))
+        .unwrap();
     assert_eq!(choice, 0, "the first answer stands");
+}
+
+/// The columns README documents for each exported table.
+const CANDIDATE_COLUMNS: &[&str] = &[
+    "candidate_id",
+    "policy",
+    "prompt_id",
+    "sample_index",
+    "text",
+    "token_count",
+    "finish_reason",
+    "logprob",
+    "seed",
+    "model_hash",
+    "provider",
+    "prefill_ms",
+    "decode_ms",
+    "settings",
+    "meta",
+    "created_at",
+];
+const TRIAL_COLUMNS: &[&str] = &[
+    "trial_id",
+    "participant_id",
+    "position",
+    "block",
+    "kind",
+    "mode",
+    "prompt_id",
+    "k",
+    "policy_a",
+    "policy_b",
+    "n_slots",
+    "slot_policies",
+    "slot_samples",
+    "slot_roles",
+    "candidate_ids",
+    "repeat_of_trial_id",
+    "session_id",
+    "shown_at",
+    "answered_at",
+    "response_ms",
+    "choice_slot",
+    "choice_candidate_id",
+    "choice_policy",
+    "choice_role",
+    "ordering_slots",
+    "ordering_candidate_ids",
+    "no_preference",
+    "skipped",
+];
+const PARTICIPANT_COLUMNS: &[&str] =
+    &["participant_id", "created_at", "consent_at", "completed_at", "trials", "answered", "sessions"];
+
+#[test]
+fn the_export_columns_are_the_documented_ones() {
+    let [(c, cand), (t, trials), (p, parts)] = export::columns();
+    assert_eq!((c, t, p), ("candidates", "trials", "participants"));
+    assert_eq!(cand, CANDIDATE_COLUMNS);
+    assert_eq!(trials, TRIAL_COLUMNS);
+    assert_eq!(parts, PARTICIPANT_COLUMNS);
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    for col in CANDIDATE_COLUMNS.iter().chain(TRIAL_COLUMNS).chain(PARTICIPANT_COLUMNS) {
+        assert!(readme.contains(&format!("`{col}`")), "README does not document column `{col}`");
+    }
 }
 
 fn header(path: &Path) -> Vec<String> {

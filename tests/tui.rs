@@ -1,6 +1,8 @@
 //! The participant app without a terminal: key events against a real SQLite store, and
 //! snapshots of every screen through ratatui's TestBackend at 80×24 and 140×40.
 
+mod common;
+
 use std::path::Path;
 
 use ratatui::Terminal;
@@ -51,8 +53,8 @@ fn to_first_trial(app: &mut App, id: &str) {
 }
 
 fn answers(store: &Store) -> Vec<(i64, Option<i64>, Option<String>, bool)> {
-    let mut st = store
-        .conn()
+    let c = common::sql(store.path());
+    let mut st = c
         .prepare("SELECT t.position, a.choice, a.ordering, a.no_preference FROM answers a JOIN trials t ON t.id = a.trial_id ORDER BY t.position")
         .unwrap();
     st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(Result::unwrap).collect()
@@ -117,9 +119,7 @@ fn a_participant_goes_from_consent_to_completion() {
             None => assert_eq!(*choice, Some(1), "trial {pos}"),
         }
     }
-    let done: Option<String> = app
-        .store()
-        .conn()
+    let done: Option<String> = common::sql(app.store().path())
         .query_row("SELECT completed_at FROM participants WHERE id = 'p42'", [], |r| r.get(0))
         .unwrap();
     assert!(done.is_some());
@@ -148,7 +148,7 @@ fn no_preference_quit_confirmation_and_reading_time() {
     key(&mut app, KeyCode::Char('y'));
     assert!(app.quit);
     let ended: Option<String> =
-        app.store().conn().query_row("SELECT end_reason FROM sessions", [], |r| r.get(0)).unwrap();
+        common::sql(app.store().path()).query_row("SELECT end_reason FROM sessions", [], |r| r.get(0)).unwrap();
     assert_eq!(ended.as_deref(), Some("quit"));
 }
 
@@ -297,45 +297,10 @@ fn missing_pools_are_generated_live_on_the_engine_thread() {
     }
     let Some(TrialSlot::Ready(t)) = &app.trial else { panic!("{:?}", app.trial) };
     assert_eq!(t.view.position, first + 1);
-    let stored: i64 = app
-        .store()
-        .conn()
+    let stored: i64 = common::sql(app.store().path())
         .query_row("SELECT COUNT(*) FROM candidates WHERE provider = 'cpu:cpu'", [], |r| r.get(0))
         .unwrap();
     assert!(stored > 0, "the engine thread stored its pools with their provider");
-}
-
-#[test]
-fn a_write_that_fails_shows_what_was_saved_and_how_to_resume() {
-    let dir = tempfile::tempdir().unwrap();
-    let (s, store) = setup(dir.path());
-    let mut app = App::new(s, store, None, None).unwrap();
-    to_first_trial(&mut app, "p11");
-    key(&mut app, KeyCode::Char('1'));
-    key(&mut app, KeyCode::Enter);
-    assert_eq!(answers(app.store()).len(), 1);
-    // From now on SQLite refuses every write on this connection, as on a read-only file.
-    app.store().conn().pragma_update(None, "query_only", true).unwrap();
-    key(&mut app, KeyCode::Char('1'));
-    key(&mut app, KeyCode::Enter);
-    assert_eq!(app.screen, Screen::Failed);
-    let failure = app.failure.clone().unwrap();
-    assert!(failure.answer_lost);
-    assert!(failure.what.contains("cannot be written"), "{failure:?}");
-    assert!(failure.detail.contains("could not save the answer") && failure.detail.contains("e.sqlite"), "{failure:?}");
-    let shown = snapshot(&app, 100, 30);
-    for want in ["answer you confirmed before this one is saved", "NOT saved", "--participant p11", "Press q to close"]
-    {
-        assert!(shown.contains(want), "missing {want:?} in:\n{shown}");
-    }
-    assert!(!shown.contains("SQLite") && !shown.contains("Error code"), "nothing raw on screen:\n{shown}");
-    // Only quitting is left; nothing was half-written.
-    key(&mut app, KeyCode::Char('2'));
-    assert_eq!(app.screen, Screen::Failed);
-    key(&mut app, KeyCode::Char('q'));
-    assert!(app.quit);
-    app.store().conn().pragma_update(None, "query_only", false).unwrap();
-    assert_eq!(answers(app.store()).len(), 1);
 }
 
 #[test]
@@ -526,8 +491,7 @@ trials = 2
     assert!(t.view.texts.contains(&"Imported answer.".to_string()));
     // Let the prefetch of the second trial's model pool finish.
     let count = |app: &App| -> i64 {
-        app.store()
-            .conn()
+        common::sql(app.store().path())
             .query_row("SELECT COUNT(*) FROM candidates WHERE policy = 'model' AND prompt_id = 'b'", [], |r| r.get(0))
             .unwrap()
     };

@@ -10,14 +10,14 @@
 //! resampled together, so within-participant correlation widens the interval as it
 //! should), and Wilson's score interval on the trial count as a secondary figure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::schedule::{Slot, SlotRole};
-use crate::store::Store;
+use crate::store::BestOfKAnswer;
 
 pub const CONVENTION: &str = "identical texts split the win: a chosen text in m of A's slots and in B's slot scores m/(m+1) for A; no preference scores 1/2";
 
@@ -152,58 +152,37 @@ pub fn compute(obs: &[Observation], replicates: usize, seed: u64) -> Vec<FkRow> 
         .collect()
 }
 
-/// Reads every answered best_of_k trial from the store.
-pub fn observations(store: &Store) -> rusqlite::Result<Vec<Observation>> {
-    let texts: std::collections::HashMap<i64, String> = store
-        .conn()
-        .prepare("SELECT id, text FROM candidates")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let by_id = texts.iter().map(|(id, t)| (*id, t.as_str())).collect();
-    observations_with(store, &by_id)
-}
-
-/// [`observations`] with every candidate's text already read (`texts_by_id`).
-pub fn observations_with(
-    store: &Store,
-    texts_by_id: &std::collections::HashMap<i64, &str>,
-) -> rusqlite::Result<Vec<Observation>> {
-    let mut st = store.conn().prepare(
-        "SELECT t.participant_id, t.policy_a, t.policy_b, t.k, t.slots, t.candidate_ids, a.choice, a.no_preference
-         FROM trials t JOIN answers a ON a.trial_id = t.id
-         WHERE t.kind = 'best_of_k' AND a.skipped = 0",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, u32>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, Option<String>>(5)?,
-            r.get::<_, Option<i64>>(6)?,
-            r.get::<_, bool>(7)?,
-        ))
-    })?;
+/// The f(k) observations of answered best_of_k trials: each one's score for A under the
+/// slot-split convention, from the texts of the candidates it showed (`texts_by_id`). A
+/// trial whose shown candidates do not match its slots, or that has neither a pick nor
+/// "no preference", is left out.
+pub fn observations(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64, &str>) -> Vec<Observation> {
     let mut out = Vec::new();
-    for row in rows {
-        let (participant, policy_a, policy_b, k, slots, cids, choice, no_pref) = row?;
-        let slots: Vec<Slot> = serde_json::from_str(&slots).unwrap_or_default();
-        let score = if no_pref {
+    for a in answers {
+        let score = if a.no_preference {
             0.5
         } else {
-            let Some(choice) = choice else { continue };
-            let ids: Vec<i64> = cids.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default();
-            let texts: Vec<String> =
-                ids.iter().map(|&id| texts_by_id.get(&id).map_or_else(String::new, |t| t.to_string())).collect();
-            if texts.len() != slots.len() || choice as usize >= texts.len() {
+            let Some(choice) = a.choice else { continue };
+            let texts: Vec<String> = a
+                .candidate_ids
+                .iter()
+                .map(|&id| texts_by_id.get(&id).map_or_else(String::new, |t| t.to_string()))
+                .collect();
+            if texts.len() != a.slots.len() || choice >= texts.len() {
                 continue;
             }
-            slot_split_score(&slots, &texts, choice as usize)
+            slot_split_score(&a.slots, &texts, choice)
         };
-        out.push(Observation { participant, policy_a, policy_b, k, score, no_preference: no_pref });
+        out.push(Observation {
+            participant: a.participant.clone(),
+            policy_a: a.policy_a.clone(),
+            policy_b: a.policy_b.clone(),
+            k: a.k,
+            score,
+            no_preference: a.no_preference,
+        });
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

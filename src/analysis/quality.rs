@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::store::Store;
+use crate::store::QualityCounts;
 
 /// Regularised upper incomplete gamma Q(a, x) (series for x < a + 1, else continued fraction).
 pub fn gamma_q(a: f64, x: f64) -> f64 {
@@ -111,56 +111,26 @@ pub fn position_bias(slots: usize, counts: Vec<usize>) -> PositionBias {
     PositionBias { slots, trials, counts, chi_square: chi, p_value: chi2_sf(chi, (slots - 1) as f64) }
 }
 
-pub fn quality(store: &Store, too_fast_ms: u64) -> rusqlite::Result<Quality> {
-    let c = store.conn();
-    let mut q = Quality { too_fast_ms, ..Default::default() };
-    let mut st = c.prepare(
-        "SELECT json_array_length(t.slots), a.choice, COUNT(*) FROM trials t JOIN answers a ON a.trial_id = t.id
-         WHERE t.kind IN ('best_of_k', 'rank') AND t.mode = 'pick' AND a.choice IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
-    )?;
+/// The data-quality checks from the stored counts (`too_fast_ms`: the threshold they were
+/// counted with).
+pub fn compute(counts: &QualityCounts, too_fast_ms: u64) -> Quality {
     let mut by_n: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-    for row in st.query_map([], |r| {
-        Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize, r.get::<_, i64>(2)? as usize))
-    })? {
-        let (n, choice, count) = row?;
+    for &(n, choice, count) in &counts.picks_by_slot {
         let v = by_n.entry(n).or_insert_with(|| vec![0; n]);
         if choice < n {
             v[choice] += count;
         }
     }
-    q.position_bias = by_n.into_iter().filter(|(n, _)| *n >= 2).map(|(n, v)| position_bias(n, v)).collect();
-    let times: Vec<u64> = c
-        .prepare("SELECT response_ms FROM answers ORDER BY response_ms")?
-        .query_map([], |r| r.get::<_, i64>(0))?
-        .map(|r| r.map(|v| v as u64))
-        .collect::<rusqlite::Result<_>>()?;
-    q.median_response_ms = times.get(times.len() / 2).copied();
-    q.too_fast = c
-        .prepare(
-            "SELECT t.participant_id, SUM(a.response_ms < ?1), COUNT(*) FROM answers a JOIN trials t ON t.id = a.trial_id
-             GROUP BY 1 HAVING SUM(a.response_ms < ?1) > 0 ORDER BY 2 DESC",
-        )?
-        .query_map([too_fast_ms as i64], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize, r.get::<_, i64>(2)? as usize)))?
-        .collect::<rusqlite::Result<_>>()?;
-    q.attention = c
-        .prepare(
-            "SELECT t.participant_id,
-                    SUM(a.choice IS NULL OR json_extract(t.slots, '$[' || a.choice || '].role') != 'gold'), COUNT(*)
-             FROM trials t JOIN answers a ON a.trial_id = t.id WHERE t.kind = 'attention' GROUP BY 1 ORDER BY 2 DESC",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize, r.get::<_, i64>(2)? as usize)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let pairs: Vec<(Option<String>, Option<String>)> = c
-        .prepare(
-            "SELECT (SELECT text FROM candidates WHERE id = json_extract(o.candidate_ids, '$[' || oa.choice || ']')),
-                    (SELECT text FROM candidates WHERE id = json_extract(r.candidate_ids, '$[' || ra.choice || ']'))
-             FROM trials r JOIN trials o ON o.id = r.repeat_of JOIN answers oa ON oa.trial_id = o.id
-             JOIN answers ra ON ra.trial_id = r.id WHERE oa.choice IS NOT NULL AND ra.choice IS NOT NULL",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    q.repeat_agreement = (pairs.iter().filter(|(a, b)| a.is_some() && a == b).count(), pairs.len());
-    Ok(q)
+    let times = &counts.response_ms;
+    let pairs = &counts.repeat_picks;
+    Quality {
+        position_bias: by_n.into_iter().filter(|(n, _)| *n >= 2).map(|(n, v)| position_bias(n, v)).collect(),
+        median_response_ms: times.get(times.len() / 2).copied(),
+        too_fast_ms,
+        too_fast: counts.too_fast.clone(),
+        attention: counts.attention.clone(),
+        repeat_agreement: (pairs.iter().filter(|(a, b)| a.is_some() && a == b).count(), pairs.len()),
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,11 @@
 //! are log-worths centred to mean 0, convergence on the L1 change), so fixtures computed
 //! with choix check it.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+
+use crate::store::RankAnswer;
 
 /// One choice: the item picked and the items it was picked over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -405,32 +409,17 @@ pub struct RankObservation {
 }
 
 /// Answered rank trials per (participant, prompt), in trial order.
-pub fn rank_observations(
-    store: &crate::store::Store,
-) -> rusqlite::Result<std::collections::BTreeMap<(String, String), Vec<RankObservation>>> {
-    let mut st = store.conn().prepare(
-        "SELECT t.participant_id, t.prompt_id, t.candidate_ids, a.choice, a.ordering
-         FROM trials t JOIN answers a ON a.trial_id = t.id
-         WHERE t.kind = 'rank' AND a.skipped = 0 AND a.no_preference = 0 AND t.candidate_ids IS NOT NULL
-         ORDER BY t.participant_id, t.prompt_id, t.position",
-    )?;
-    let mut groups: std::collections::BTreeMap<(String, String), Vec<RankObservation>> = Default::default();
-    for row in st.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<i64>>(3)?,
-            r.get::<_, Option<String>>(4)?,
-        ))
-    })? {
-        let (p, prompt, ids, choice, ordering) = row?;
-        let shown: Vec<i64> = serde_json::from_str(&ids).unwrap_or_default();
-        let ordering: Option<Vec<usize>> = ordering.and_then(|o| serde_json::from_str(&o).ok());
-        let pick = if ordering.is_some() { None } else { choice.and_then(|c| shown.get(c as usize).copied()) };
-        groups.entry((p, prompt)).or_default().push(RankObservation { shown, pick, ordering });
+pub fn rank_observations(answers: &[RankAnswer]) -> BTreeMap<(String, String), Vec<RankObservation>> {
+    let mut groups: BTreeMap<(String, String), Vec<RankObservation>> = BTreeMap::new();
+    for a in answers {
+        let pick = if a.ordering.is_some() { None } else { a.choice.and_then(|c| a.shown.get(c).copied()) };
+        groups.entry((a.participant.clone(), a.prompt.clone())).or_default().push(RankObservation {
+            shown: a.shown.clone(),
+            pick,
+            ordering: a.ordering.clone(),
+        });
     }
-    Ok(groups)
+    groups
 }
 
 /// The choices an observation makes (an order of m items: m − 1 nested choices; a pick:
@@ -449,13 +438,8 @@ pub fn choices(o: &RankObservation, index: impl Fn(i64) -> usize) -> Option<Choi
     }
 }
 
-/// Per-participant rankings from answered `rank` trials.
-pub fn participant_rankings(store: &crate::store::Store) -> rusqlite::Result<Vec<Ranking>> {
-    Ok(rankings_of(&rank_observations(store)?))
-}
-
 /// Per-participant rankings from grouped observations.
-pub fn rankings_of(groups: &std::collections::BTreeMap<(String, String), Vec<RankObservation>>) -> Vec<Ranking> {
+pub fn rankings_of(groups: &BTreeMap<(String, String), Vec<RankObservation>>) -> Vec<Ranking> {
     let mut out = Vec::new();
     for ((participant, prompt), obs) in groups {
         let (participant, prompt) = (participant.clone(), prompt.clone());
@@ -499,11 +483,10 @@ pub struct Worth {
 
 /// Population Plackett–Luce worths per prompt (prior α = 0.1), `replicates` bootstrap refits.
 pub fn population_worths(
-    groups: &std::collections::BTreeMap<(String, String), Vec<RankObservation>>,
+    groups: &BTreeMap<(String, String), Vec<RankObservation>>,
     replicates: usize,
     seed: u64,
 ) -> Vec<Worth> {
-    use std::collections::BTreeMap;
     let mut by_prompt: BTreeMap<&str, Vec<&[RankObservation]>> = BTreeMap::new();
     for ((_, prompt), obs) in groups {
         by_prompt.entry(prompt.as_str()).or_default().push(obs);

@@ -2,7 +2,7 @@
 //! store: f(k), rankings, population worths, the counterfactual equilibria, diversity,
 //! data quality and participant progress.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -11,7 +11,7 @@ use super::diversity::{self, Diversity};
 use super::fk::{self, FkRow};
 use super::quality::{self, Quality};
 use super::ranking::{self, Ranking, Worth};
-use crate::store::{Candidate, Store};
+use crate::store::{BestOfKAnswer, Candidate, QualityCounts, RankAnswer, Store, StoreError};
 use crate::study::{Design, PolicySource, Study};
 
 #[derive(Debug, Clone)]
@@ -42,13 +42,13 @@ impl Options {
     }
 }
 
-/// Participants enrolled, finished, and answers given out of trials planned.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Progress {
-    pub participants: usize,
-    pub completed: usize,
-    pub answered: usize,
-    pub trials: usize,
+pub use crate::store::Progress;
+
+/// Why a report could not be made: the store could not give what it reads.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,13 +66,101 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn compute(study: &Study, store: &Store, opts: &Options) -> rusqlite::Result<Self> {
-        // Everything is read from one snapshot, so the report describes one moment of a
-        // study that other processes keep writing to (and holds none of them up).
-        let _snapshot = store.snapshot()?;
+    /// Reads what the report needs from the store, in one snapshot, and computes it. The
+    /// rank analyses (the bulk of the work, parallel over prompts) run on another thread
+    /// while this one, which owns the database connection, reads the rest.
+    pub fn compute(study: &Study, store: &Store, opts: &Options) -> Result<Self, AnalysisError> {
+        let snapshot = store.snapshot().map_err(StoreError::from)?;
         // Every candidate is read once and serves f(k), the pools and diversity.
-        let candidates = all_candidates(store)?;
-        let groups = ranking::rank_observations(store)?;
+        let candidates = store.all_candidates()?;
+        let groups = ranking::rank_observations(&store.rank_answers()?);
+        std::thread::scope(|scope| {
+            let rank_work = scope.spawn(|| RankParts::compute(study, &candidates, &groups, opts));
+            let best_of_k = store.best_of_k_answers();
+            let progress = store.progress();
+            let counts = store.quality_counts(opts.too_fast_ms);
+            let rank = rank_work.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            drop(snapshot);
+            Ok(Self::assemble(study, &candidates, &best_of_k?, progress?, &counts?, rank, opts))
+        })
+    }
+
+    /// The report from records read already: pure, no database.
+    pub fn from_records(study: &Study, records: &Records, opts: &Options) -> Self {
+        let groups = ranking::rank_observations(&records.rank_answers);
+        let rank = RankParts::compute(study, &records.candidates, &groups, opts);
+        Self::assemble(
+            study,
+            &records.candidates,
+            &records.best_of_k,
+            records.progress.clone(),
+            &records.quality,
+            rank,
+            opts,
+        )
+    }
+
+    fn assemble(
+        study: &Study,
+        candidates: &[Candidate],
+        best_of_k: &[BestOfKAnswer],
+        progress: Progress,
+        quality: &QualityCounts,
+        rank: RankParts,
+        opts: &Options,
+    ) -> Self {
+        let texts: HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
+        let fk = fk::compute(&fk::observations(best_of_k, &texts), opts.replicates, study.seed);
+        let RankParts { rankings, population, counterfactual, diversity } = rank;
+        Self {
+            study: study.name.clone(),
+            convention: fk::CONVENTION,
+            progress,
+            fk,
+            rankings,
+            population,
+            equilibria: counterfactual.rows,
+            equilibria_skipped: counterfactual.skipped,
+            diversity,
+            quality: quality::compute(quality, opts.too_fast_ms),
+        }
+    }
+}
+
+/// Everything a report is computed from, as the store gives it.
+#[derive(Debug, Clone, Default)]
+pub struct Records {
+    pub candidates: Vec<Candidate>,
+    pub best_of_k: Vec<BestOfKAnswer>,
+    pub rank_answers: Vec<RankAnswer>,
+    pub quality: QualityCounts,
+    pub progress: Progress,
+}
+
+/// f(k) alone, from the store: what `demo` shows after a participant.
+pub fn fk_rows(study: &Study, store: &Store, replicates: usize) -> Result<Vec<FkRow>, AnalysisError> {
+    let _snapshot = store.snapshot().map_err(StoreError::from)?;
+    let candidates = store.all_candidates()?;
+    let texts: HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
+    Ok(fk::compute(&fk::observations(&store.best_of_k_answers()?, &texts), replicates, study.seed))
+}
+
+/// The analyses of rank trials: per-participant rankings, population worths, the
+/// counterfactual equilibria over each prompt's pool, and the pools' diversity.
+struct RankParts {
+    rankings: Vec<Ranking>,
+    population: Vec<Worth>,
+    counterfactual: Counterfactual,
+    diversity: Vec<Diversity>,
+}
+
+impl RankParts {
+    fn compute(
+        study: &Study,
+        candidates: &[Candidate],
+        groups: &BTreeMap<(String, String), Vec<ranking::RankObservation>>,
+        opts: &Options,
+    ) -> Self {
         let rank_policies: BTreeSet<String> = study
             .blocks
             .iter()
@@ -89,64 +177,20 @@ impl Report {
             .map(|p| p.name.clone())
             .collect();
         let ks: Vec<u32> = (1..=opts.k_max).collect();
-        // The rank analyses (the bulk of the work, parallel over prompts) run on another
-        // thread while this one, which owns the database connection, reads the rest and
-        // computes f(k) and the quality checks.
-        std::thread::scope(|scope| {
-            let rank_work = scope.spawn(|| {
-                let rankings = ranking::rankings_of(&groups);
-                let (population, counterfactual) = rayon::join(
-                    || ranking::population_worths(&groups, opts.worth_replicates, study.seed),
-                    || {
-                        if rank_policies.is_empty() {
-                            Counterfactual::default()
-                        } else {
-                            let pools = counterfactual::pools(&candidates, &rank_policies);
-                            counterfactual::analyse(&pools, &rankings, &greedy, &ks)
-                        }
-                    },
-                );
-                (rankings, population, counterfactual, pool_diversity(study, &candidates))
-            });
-            let texts: std::collections::HashMap<i64, &str> =
-                candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
-            let observations = fk::observations_with(store, &texts)?;
-            let progress = progress(store)?;
-            let quality = quality::quality(store, opts.too_fast_ms)?;
-            let fk = fk::compute(&observations, opts.replicates, study.seed);
-            let (rankings, population, Counterfactual { rows: equilibria, skipped: equilibria_skipped }, diversity) =
-                rank_work.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            Ok(Self {
-                study: study.name.clone(),
-                convention: fk::CONVENTION,
-                progress,
-                fk,
-                rankings,
-                population,
-                equilibria,
-                equilibria_skipped,
-                diversity,
-                quality,
-            })
-        })
+        let rankings = ranking::rankings_of(groups);
+        let (population, counterfactual) = rayon::join(
+            || ranking::population_worths(groups, opts.worth_replicates, study.seed),
+            || {
+                if rank_policies.is_empty() {
+                    Counterfactual::default()
+                } else {
+                    let pools = counterfactual::pools(candidates, &rank_policies);
+                    counterfactual::analyse(&pools, &rankings, &greedy, &ks)
+                }
+            },
+        );
+        Self { rankings, population, counterfactual, diversity: pool_diversity(study, candidates) }
     }
-}
-
-/// Every stored candidate, by id.
-pub fn all_candidates(store: &Store) -> rusqlite::Result<Vec<Candidate>> {
-    store
-        .conn()
-        .prepare("SELECT id, policy, prompt_id, sample_index, text FROM candidates ORDER BY id")?
-        .query_map([], |r| {
-            Ok(Candidate {
-                id: r.get(0)?,
-                policy: r.get(1)?,
-                prompt_id: r.get(2)?,
-                sample_index: r.get(3)?,
-                text: r.get(4)?,
-            })
-        })?
-        .collect()
 }
 
 /// Diversity of every (policy, prompt) pool, its texts in sample order.
@@ -167,20 +211,6 @@ pub fn pool_diversity(study: &Study, candidates: &[Candidate]) -> Vec<Diversity>
         }
     }
     out
-}
-
-pub fn progress(store: &Store) -> rusqlite::Result<Progress> {
-    let c = store.conn();
-    let (participants, completed): (i64, i64) =
-        c.query_row("SELECT COUNT(*), COUNT(completed_at) FROM participants", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let (trials, answered): (i64, i64) =
-        c.query_row("SELECT COUNT(*), (SELECT COUNT(*) FROM answers) FROM trials", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(Progress {
-        participants: participants as usize,
-        completed: completed as usize,
-        answered: answered as usize,
-        trials: trials as usize,
-    })
 }
 
 /// What an f(k) chart of a report shows, computed once for `plot` and `dashboard`.

@@ -6,10 +6,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
-use crate::schedule::Slot;
-use crate::store::{Store, StoreError};
+use crate::schedule::SlotRole;
+use crate::store::{CandidateRecord, ParticipantRecord, Store, StoreError, TrialRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -26,58 +27,145 @@ impl Format {
     }
 }
 
-pub const CANDIDATE_COLUMNS: &[&str] = &[
-    "candidate_id",
-    "policy",
-    "prompt_id",
-    "sample_index",
-    "text",
-    "token_count",
-    "finish_reason",
-    "logprob",
-    "seed",
-    "model_hash",
-    "provider",
-    "prefill_ms",
-    "decode_ms",
-    "settings",
-    "meta",
-    "created_at",
-];
+/// One row of `candidates`: the field names are the columns (README documents them).
+#[derive(Debug, Default, Serialize)]
+pub struct CandidateRow {
+    pub candidate_id: i64,
+    pub policy: String,
+    pub prompt_id: String,
+    pub sample_index: i64,
+    pub text: String,
+    pub token_count: Option<i64>,
+    pub finish_reason: Option<String>,
+    pub logprob: Option<f64>,
+    pub seed: Option<i64>,
+    pub model_hash: Option<String>,
+    pub provider: Option<String>,
+    pub prefill_ms: Option<f64>,
+    pub decode_ms: Option<f64>,
+    pub settings: Option<Value>,
+    pub meta: Option<Value>,
+    pub created_at: String,
+}
 
-pub const TRIAL_COLUMNS: &[&str] = &[
-    "trial_id",
-    "participant_id",
-    "position",
-    "block",
-    "kind",
-    "mode",
-    "prompt_id",
-    "k",
-    "policy_a",
-    "policy_b",
-    "n_slots",
-    "slot_policies",
-    "slot_samples",
-    "slot_roles",
-    "candidate_ids",
-    "repeat_of_trial_id",
-    "session_id",
-    "shown_at",
-    "answered_at",
-    "response_ms",
-    "choice_slot",
-    "choice_candidate_id",
-    "choice_policy",
-    "choice_role",
-    "ordering_slots",
-    "ordering_candidate_ids",
-    "no_preference",
-    "skipped",
-];
+/// One row of `trials`: a trial joined with its answer; lists in displayed order.
+#[derive(Debug, Default, Serialize)]
+pub struct TrialRow {
+    pub trial_id: i64,
+    pub participant_id: String,
+    pub position: i64,
+    pub block: String,
+    pub kind: String,
+    pub mode: String,
+    pub prompt_id: String,
+    pub k: Option<i64>,
+    pub policy_a: Option<String>,
+    pub policy_b: Option<String>,
+    pub n_slots: usize,
+    pub slot_policies: Vec<String>,
+    pub slot_samples: Vec<u32>,
+    pub slot_roles: Vec<SlotRole>,
+    pub candidate_ids: Option<Vec<i64>>,
+    pub repeat_of_trial_id: Option<i64>,
+    pub session_id: Option<i64>,
+    pub shown_at: Option<String>,
+    pub answered_at: Option<String>,
+    pub response_ms: Option<i64>,
+    pub choice_slot: Option<usize>,
+    pub choice_candidate_id: Option<i64>,
+    pub choice_policy: Option<String>,
+    pub choice_role: Option<SlotRole>,
+    pub ordering_slots: Option<Vec<usize>>,
+    pub ordering_candidate_ids: Option<Vec<Option<i64>>>,
+    pub no_preference: Option<bool>,
+    pub skipped: Option<bool>,
+}
 
-pub const PARTICIPANT_COLUMNS: &[&str] =
-    &["participant_id", "created_at", "consent_at", "completed_at", "trials", "answered", "sessions"];
+/// One row of `participants`.
+#[derive(Debug, Default, Serialize)]
+pub struct ParticipantRow {
+    pub participant_id: String,
+    pub created_at: String,
+    pub consent_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub trials: i64,
+    pub answered: i64,
+    pub sessions: i64,
+}
+
+impl From<CandidateRecord> for CandidateRow {
+    fn from(c: CandidateRecord) -> Self {
+        Self {
+            candidate_id: c.id,
+            policy: c.policy,
+            prompt_id: c.prompt_id,
+            sample_index: c.sample_index,
+            text: c.text,
+            token_count: c.token_count,
+            finish_reason: c.finish_reason,
+            logprob: c.logprob,
+            seed: c.seed,
+            model_hash: c.model_hash,
+            provider: c.provider,
+            prefill_ms: c.prefill_ms,
+            decode_ms: c.decode_ms,
+            settings: c.settings,
+            meta: c.meta,
+            created_at: c.created_at,
+        }
+    }
+}
+
+impl From<TrialRecord> for TrialRow {
+    fn from(t: TrialRecord) -> Self {
+        let cid_at = |i: usize| t.candidate_ids.as_ref().and_then(|c| c.get(i).copied());
+        let chosen = t.choice.and_then(|c| t.slots.get(c));
+        Self {
+            trial_id: t.id,
+            participant_id: t.participant.clone(),
+            position: t.position,
+            block: t.block.clone(),
+            kind: t.kind.clone(),
+            mode: t.mode.clone(),
+            prompt_id: t.prompt_id.clone(),
+            k: t.k,
+            policy_a: t.policy_a.clone(),
+            policy_b: t.policy_b.clone(),
+            n_slots: t.slots.len(),
+            slot_policies: t.slots.iter().map(|s| s.policy.clone()).collect(),
+            slot_samples: t.slots.iter().map(|s| s.sample).collect(),
+            slot_roles: t.slots.iter().map(|s| s.role).collect(),
+            candidate_ids: t.candidate_ids.clone(),
+            repeat_of_trial_id: t.repeat_of,
+            session_id: t.session_id,
+            shown_at: t.shown_at.clone(),
+            answered_at: t.answered_at.clone(),
+            response_ms: t.response_ms,
+            choice_slot: t.choice,
+            choice_candidate_id: t.choice.and_then(cid_at),
+            choice_policy: chosen.map(|s| s.policy.clone()),
+            choice_role: chosen.map(|s| s.role),
+            ordering_slots: t.ordering.clone(),
+            ordering_candidate_ids: t.ordering.as_ref().map(|o| o.iter().map(|&i| cid_at(i)).collect()),
+            no_preference: t.no_preference,
+            skipped: t.skipped,
+        }
+    }
+}
+
+impl From<ParticipantRecord> for ParticipantRow {
+    fn from(p: ParticipantRecord) -> Self {
+        Self {
+            participant_id: p.id,
+            created_at: p.created_at,
+            consent_at: p.consent_at,
+            completed_at: p.completed_at,
+            trials: p.trials,
+            answered: p.answered,
+            sessions: p.sessions,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -85,28 +173,38 @@ pub enum ExportError {
     Write { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Sql(#[from] rusqlite::Error),
+    #[error("cannot write a row: {0}")]
+    Row(#[from] serde_json::Error),
 }
 
-type Row = Vec<Value>;
+/// A table's rows as ordered maps, column names first to last.
+type Table = Vec<serde_json::Map<String, Value>>;
+
+fn table<T: Serialize>(rows: impl IntoIterator<Item = T>) -> Result<Table, ExportError> {
+    rows.into_iter()
+        .map(|r| match serde_json::to_value(r)? {
+            Value::Object(m) => Ok(m),
+            _ => unreachable!("rows are structs"),
+        })
+        .collect()
+}
 
 /// The exported tables, read from one snapshot of the database: a candidate a trial
 /// names is in `candidates` even while other processes keep writing.
 pub struct Tables {
-    candidates: Vec<Row>,
-    trials: Vec<Row>,
-    participants: Vec<Row>,
+    candidates: Table,
+    trials: Table,
+    participants: Table,
     study_source: Option<String>,
 }
 
 /// Reads every table from one snapshot of the store.
 pub fn read_tables(store: &Store) -> Result<Tables, ExportError> {
-    let _snapshot = store.snapshot()?;
+    let _snapshot = store.snapshot().map_err(StoreError::from)?;
     Ok(Tables {
-        candidates: candidate_rows(store)?,
-        trials: trial_rows(store)?,
-        participants: participant_rows(store)?,
+        candidates: table(store.candidate_records()?.into_iter().map(CandidateRow::from))?,
+        trials: table(store.trial_records()?.into_iter().map(TrialRow::from))?,
+        participants: table(store.participant_records()?.into_iter().map(ParticipantRow::from))?,
         study_source: store.stored_study()?.map(|s| s.source),
     })
 }
@@ -119,13 +217,14 @@ pub fn write_tables(tables: &Tables, format: Format, out: &Path) -> Result<Vec<(
     };
     std::fs::create_dir_all(out).map_err(write_err(out))?;
     let mut written = Vec::new();
+    let [(_, c), (_, t), (_, p)] = columns();
     for (name, cols, rows) in [
-        ("candidates", CANDIDATE_COLUMNS, &tables.candidates),
-        ("trials", TRIAL_COLUMNS, &tables.trials),
-        ("participants", PARTICIPANT_COLUMNS, &tables.participants),
+        ("candidates", c, &tables.candidates),
+        ("trials", t, &tables.trials),
+        ("participants", p, &tables.participants),
     ] {
         let path = out.join(format!("{name}.{}", format.ext()));
-        write_table(&path, format, cols, rows).map_err(write_err(&path))?;
+        write_table(&path, format, &cols, rows).map_err(write_err(&path))?;
         written.push((path, rows.len()));
     }
     if let Some(source) = &tables.study_source {
@@ -141,8 +240,25 @@ pub fn export(store: &Store, format: Format, out: &Path) -> Result<Vec<(PathBuf,
     write_tables(&read_tables(store)?, format, out)
 }
 
+/// A row type's columns: its fields, in order.
+fn columns_of<T: Serialize + Default>() -> Vec<String> {
+    match serde_json::to_value(T::default()) {
+        Ok(Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The columns of each exported table, in order (what README documents).
+pub fn columns() -> [(&'static str, Vec<String>); 3] {
+    [
+        ("candidates", columns_of::<CandidateRow>()),
+        ("trials", columns_of::<TrialRow>()),
+        ("participants", columns_of::<ParticipantRow>()),
+    ]
+}
+
 /// Writes to a temporary file first, then renames: a reader never sees half a file.
-fn write_table(path: &Path, format: Format, cols: &[&str], rows: &[Row]) -> std::io::Result<()> {
+fn write_table(path: &Path, format: Format, cols: &[String], rows: &Table) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("{}.partial", format.ext()));
     {
         let file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
@@ -151,16 +267,14 @@ fn write_table(path: &Path, format: Format, cols: &[&str], rows: &[Row]) -> std:
                 let mut w = csv::Writer::from_writer(file);
                 w.write_record(cols)?;
                 for row in rows {
-                    w.write_record(row.iter().map(csv_cell))?;
+                    w.write_record(row.values().map(csv_cell))?;
                 }
                 w.flush()?;
             }
             Format::Jsonl => {
                 let mut file = file;
                 for row in rows {
-                    let obj: serde_json::Map<String, Value> =
-                        cols.iter().map(|c| c.to_string()).zip(row.iter().cloned()).collect();
-                    serde_json::to_writer(&mut file, &obj)?;
+                    serde_json::to_writer(&mut file, row)?;
                     file.write_all(b"\n")?;
                 }
                 file.flush()?;
@@ -170,6 +284,7 @@ fn write_table(path: &Path, format: Format, cols: &[&str], rows: &[Row]) -> std:
     std::fs::rename(&tmp, path)
 }
 
+/// A CSV cell: JSON lists and objects as JSON text, booleans as 0/1, null as empty.
 fn csv_cell(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
@@ -177,108 +292,4 @@ fn csv_cell(v: &Value) -> String {
         Value::Bool(b) => u8::from(*b).to_string(),
         other => other.to_string(),
     }
-}
-
-fn json_text(s: Option<String>) -> Value {
-    s.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(Value::Null)
-}
-
-fn candidate_rows(store: &Store) -> Result<Vec<Row>, ExportError> {
-    let mut st = store.conn().prepare(
-        "SELECT id, policy, prompt_id, sample_index, text, token_count, finish_reason, logprob, seed, model_hash,
-                provider, prefill_ms, decode_ms, settings, meta, created_at
-         FROM candidates ORDER BY policy, prompt_id, sample_index",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok(vec![
-            json!(r.get::<_, i64>(0)?),
-            json!(r.get::<_, String>(1)?),
-            json!(r.get::<_, String>(2)?),
-            json!(r.get::<_, i64>(3)?),
-            json!(r.get::<_, String>(4)?),
-            json!(r.get::<_, Option<i64>>(5)?),
-            json!(r.get::<_, Option<String>>(6)?),
-            json!(r.get::<_, Option<f64>>(7)?),
-            json!(r.get::<_, Option<i64>>(8)?),
-            json!(r.get::<_, Option<String>>(9)?),
-            json!(r.get::<_, Option<String>>(10)?),
-            json!(r.get::<_, Option<f64>>(11)?),
-            json!(r.get::<_, Option<f64>>(12)?),
-            json_text(r.get(13)?),
-            json_text(r.get(14)?),
-            json!(r.get::<_, String>(15)?),
-        ])
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-fn trial_rows(store: &Store) -> Result<Vec<Row>, ExportError> {
-    let mut st = store.conn().prepare(
-        "SELECT t.id, t.participant_id, t.position, t.block, t.kind, t.mode, t.prompt_id, t.k, t.policy_a, t.policy_b,
-                t.slots, t.candidate_ids, t.repeat_of, t.session_id, t.shown_at, a.answered_at, a.response_ms,
-                a.choice, a.ordering, a.no_preference, a.skipped
-         FROM trials t LEFT JOIN answers a ON a.trial_id = t.id
-         ORDER BY t.participant_id, t.position",
-    )?;
-    let rows = st.query_map([], |r| {
-        let slots: Vec<Slot> = serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default();
-        let cids: Option<Vec<i64>> = r.get::<_, Option<String>>(11)?.and_then(|s| serde_json::from_str(&s).ok());
-        let choice: Option<usize> = r.get::<_, Option<i64>>(17)?.map(|c| c as usize);
-        let ordering: Option<Vec<usize>> = r.get::<_, Option<String>>(18)?.and_then(|s| serde_json::from_str(&s).ok());
-        let cid_at = |i: usize| cids.as_ref().and_then(|c| c.get(i).copied());
-        let role = |s: &Slot| serde_json::to_value(s.role).unwrap_or(Value::Null);
-        Ok(vec![
-            json!(r.get::<_, i64>(0)?),
-            json!(r.get::<_, String>(1)?),
-            json!(r.get::<_, i64>(2)?),
-            json!(r.get::<_, String>(3)?),
-            json!(r.get::<_, String>(4)?),
-            json!(r.get::<_, String>(5)?),
-            json!(r.get::<_, String>(6)?),
-            json!(r.get::<_, Option<i64>>(7)?),
-            json!(r.get::<_, Option<String>>(8)?),
-            json!(r.get::<_, Option<String>>(9)?),
-            json!(slots.len()),
-            json!(slots.iter().map(|s| s.policy.clone()).collect::<Vec<_>>()),
-            json!(slots.iter().map(|s| s.sample).collect::<Vec<_>>()),
-            Value::Array(slots.iter().map(role).collect()),
-            json!(cids),
-            json!(r.get::<_, Option<i64>>(12)?),
-            json!(r.get::<_, Option<i64>>(13)?),
-            json!(r.get::<_, Option<String>>(14)?),
-            json!(r.get::<_, Option<String>>(15)?),
-            json!(r.get::<_, Option<i64>>(16)?),
-            json!(choice),
-            json!(choice.and_then(cid_at)),
-            json!(choice.and_then(|c| slots.get(c)).map(|s| s.policy.clone())),
-            choice.and_then(|c| slots.get(c)).map_or(Value::Null, role),
-            json!(ordering),
-            json!(ordering.as_ref().map(|o| o.iter().map(|&i| cid_at(i)).collect::<Vec<_>>())),
-            json!(r.get::<_, Option<bool>>(19)?),
-            json!(r.get::<_, Option<bool>>(20)?),
-        ])
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-fn participant_rows(store: &Store) -> Result<Vec<Row>, ExportError> {
-    let mut st = store.conn().prepare(
-        "SELECT p.id, p.created_at, p.consent_at, p.completed_at,
-                (SELECT COUNT(*) FROM trials t WHERE t.participant_id = p.id),
-                (SELECT COUNT(*) FROM trials t JOIN answers a ON a.trial_id = t.id WHERE t.participant_id = p.id),
-                (SELECT COUNT(*) FROM sessions s WHERE s.participant_id = p.id)
-         FROM participants p ORDER BY p.created_at, p.id",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok(vec![
-            json!(r.get::<_, String>(0)?),
-            json!(r.get::<_, String>(1)?),
-            json!(r.get::<_, Option<String>>(2)?),
-            json!(r.get::<_, Option<String>>(3)?),
-            json!(r.get::<_, i64>(4)?),
-            json!(r.get::<_, i64>(5)?),
-            json!(r.get::<_, i64>(6)?),
-        ])
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

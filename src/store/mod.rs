@@ -9,6 +9,7 @@
 //! open. Every write is one IMMEDIATE transaction ([`write`]). No UI and no ONNX Runtime.
 
 mod queries;
+mod records;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use queries::*;
+pub use records::*;
 pub use write::{WRITE_WAIT, WriteCause, WriteFailure};
 
 use crate::study::{PolicySource, Study};
@@ -71,7 +73,8 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// An open study database.
+/// An open study database. Its connection is the store's own: every query is a method
+/// here, so the schema is known in one place.
 pub struct Store {
     pub(crate) conn: Connection,
     path: PathBuf,
@@ -91,6 +94,20 @@ pub fn now() -> String {
 /// SQLite's full integrity check: "ok", or what it found.
 fn integrity_report(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     conn.prepare("PRAGMA integrity_check").and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+}
+
+/// Whether an error, or any error it was caused by, is SQLite finding the file damaged.
+pub fn caused_by_damage(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code)
+            == Some(rusqlite::ErrorCode::DatabaseCorrupt)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Whether an error means the file is not a database or is damaged.
@@ -275,6 +292,13 @@ impl Store {
         f: impl FnMut(&rusqlite::Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
         write::write(&mut self.conn, &self.path, what, f)
+    }
+
+    /// Makes SQLite refuse every write on this connection (as on a read-only file), for
+    /// tests of what a failed write does.
+    #[cfg(test)]
+    pub(crate) fn refuse_writes(&self, refuse: bool) {
+        self.conn.pragma_update(None, "query_only", refuse).expect("query_only is a plain pragma");
     }
 
     pub fn schema_version(&self) -> Result<i64> {

@@ -451,11 +451,6 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?)
     }
-
-    /// The connection, for read-only reports (export, analysis).
-    pub fn conn(&self) -> &rusqlite::Connection {
-        &self.conn
-    }
 }
 
 fn is_permutation(o: &[usize], n: usize) -> bool {
@@ -463,6 +458,6 @@ fn is_permutation(o: &[usize], n: usize) -> bool {
     o.len() == n && o.iter().all(|&i| i < n && !std::mem::replace(&mut seen[i], true))
 }
 
-fn candidate_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
+pub(super) fn candidate_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
     Ok(Candidate { id: r.get(0)?, policy: r.get(1)?, prompt_id: r.get(2)?, sample_index: r.get(3)?, text: r.get(4)? })
 }

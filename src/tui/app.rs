@@ -648,3 +648,7 @@ fn select(t: &mut TrialState, i: usize) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "app_tests.rs"]
+mod tests;

@@ -66,7 +66,7 @@ pub fn spawn_watcher(
         };
         let mut seen: Option<i64> = None;
         loop {
-            let version = store.conn().query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)).ok();
+            let version = store.data_version().ok();
             if version != seen || refresh.swap(false, Ordering::Relaxed) {
                 seen = version;
                 if tx.send(Update::Computing).is_err() {

@@ -173,3 +173,10 @@ impl Drop for Tui {
         let _ = self.child.kill();
     }
 }
+
+/// A connection of the test's own to a study database, for checking what is stored.
+pub fn sql(db: &Path) -> Connection {
+    let c = Connection::open(db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c
+}
