@@ -29,7 +29,7 @@ fn example_report() -> Report {
     let (s, _) = study::load(&d.join("full.toml")).expect("study loads");
     let (mut store, _) = Store::open_for_study(&d.join("full.sqlite"), &s).expect("store");
     for p in ["sampled", "greedy"] {
-        ualign::exchange::import::import_candidates(&mut store, &s, p, &d.join(format!("example/{p}.jsonl")), false)
+        ualign::pools::import::import_candidates(&mut store, &s, p, &d.join(format!("example/{p}.jsonl")), false)
             .expect("import");
     }
     ualign::simulate::simulate(&s, &mut store, 200, &ualign::simulate::Population::Cyclic, 1).expect("simulate");

@@ -20,7 +20,8 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::schedule::{self, SlotRole};
+use crate::schedule::SlotRole;
+use crate::session::{Next, Session, Submitted};
 use crate::store::{Answer, Store, StoreError};
 use crate::study::{RankMode, Study};
 
@@ -174,9 +175,25 @@ pub enum SimulateError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "trial {trial} of {participant} needs a candidate that is not stored ({policy}, prompt {prompt}, sample {sample}); generate or import the pools first"
+        "trial {trial} of {participant} needs candidates that are not stored (policies {}, prompt {prompt}); generate or import the pools first",
+        .policies.join(", ")
     )]
-    Missing { participant: String, trial: usize, policy: String, prompt: String, sample: u32 },
+    Missing { participant: String, trial: usize, policies: Vec<String>, prompt: String },
+}
+
+/// The distinct texts of a prompt's pools, sorted: what preferences are over.
+fn pool_texts(study: &Study, store: &Store, prompt: &str) -> Result<Vec<String>, StoreError> {
+    let mut all: Vec<String> = Vec::new();
+    for p in &study.policies {
+        for s in store.stored_samples(&p.name, prompt)? {
+            if let Some(c) = store.candidate(&p.name, prompt, s)? {
+                all.push(c.text);
+            }
+        }
+    }
+    all.sort();
+    all.dedup();
+    Ok(all)
 }
 
 /// Simulates `n` participants (ids `sim-<seed>-<i>`); returns the number of answers stored.
@@ -226,46 +243,34 @@ pub fn simulate_timed(
             // Resuming a simulation that was stopped: this one is done.
             continue;
         }
-        store.ensure_participant(&who)?;
-        store.record_consent(&who)?;
-        store.enrol(&who, &schedule::plan(study, &who))?;
+        let mut session = Session::begin(store, study, &who, Some(&crate::store::now()), None)?;
         let mut answer_rng = rng_for(seed, &["answers", &who]);
         let mut prefs: BTreeMap<String, Preference> = BTreeMap::new();
-        for t in store.trials(&who)?.into_iter().filter(|t| !t.answered) {
-            let prompt = t.plan.prompt_id.clone();
-            if !texts.contains_key(&prompt) {
-                let mut all: Vec<String> = Vec::new();
-                for p in &study.policies {
-                    for s in store.stored_samples(&p.name, &prompt)? {
-                        if let Some(c) = store.candidate(&p.name, &prompt, s)? {
-                            all.push(c.text);
-                        }
-                    }
+        loop {
+            let t = match session.next(store, study)? {
+                Next::Trial(t) => t,
+                Next::Done => break,
+                Next::Missing { position, prompt_id, jobs, imported } => {
+                    let policies: Vec<String> = jobs.into_iter().map(|j| j.policy).chain(imported).collect();
+                    return Err(SimulateError::Missing {
+                        participant: who,
+                        trial: position,
+                        policies,
+                        prompt: prompt_id,
+                    });
                 }
-                all.sort();
-                all.dedup();
-                texts.insert(prompt.clone(), all);
+            };
+            let prompt = t.prompt_id.clone();
+            if !texts.contains_key(&prompt) {
+                texts.insert(prompt.clone(), pool_texts(study, store, &prompt)?);
             }
             let pool = &texts[&prompt];
             let pref =
                 prefs.entry(prompt.clone()).or_insert_with(|| preference(pop, pool.len(), i, n, seed, &prompt, &who));
-            let mut ids = Vec::new();
-            let mut slot_text = Vec::new();
-            for slot in &t.plan.slots {
-                let c = store.candidate(&slot.policy, &prompt, slot.sample)?.ok_or_else(|| SimulateError::Missing {
-                    participant: who.clone(),
-                    trial: t.position,
-                    policy: slot.policy.clone(),
-                    prompt: prompt.clone(),
-                    sample: slot.sample,
-                })?;
-                ids.push(c.id);
-                slot_text.push(pool.binary_search(&c.text).unwrap_or(0));
-            }
-            store.mark_shown(t.id, &ids, None)?;
-            let answer = if t.plan.slots.iter().any(|s| s.role == SlotRole::Broken) {
-                Answer::Pick(t.plan.slots.iter().position(|s| s.role == SlotRole::Gold).unwrap_or(0))
+            let answer = if t.slots.iter().any(|s| s.role == SlotRole::Broken) {
+                Answer::Pick(t.slots.iter().position(|s| s.role == SlotRole::Gold).unwrap_or(0))
             } else {
+                let slot_text: Vec<usize> = t.texts.iter().map(|x| pool.binary_search(x).unwrap_or(0)).collect();
                 let mut distinct = slot_text.clone();
                 distinct.sort_unstable();
                 distinct.dedup();
@@ -273,23 +278,18 @@ pub fn simulate_timed(
                 // Slots best first; identical texts keep their displayed order.
                 let mut slots: Vec<usize> = (0..slot_text.len()).collect();
                 slots.sort_by_key(|&s| order.iter().position(|&x| x == slot_text[s]).unwrap_or(usize::MAX));
-                match t.plan.mode {
+                match t.mode {
                     RankMode::Pick => Answer::Pick(slots[0]),
                     RankMode::Order => Answer::Order(slots),
                 }
             };
             let started = std::time::Instant::now();
-            match store.record_answer(t.id, &answer, answer_rng.random_range(800..6000), None) {
-                Ok(()) => {
-                    answers += 1;
-                    commit_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-                }
-                // The same participant simulated by another process at once: its answer stands.
-                Err(StoreError::AlreadyAnswered { .. }) => {}
-                Err(e) => return Err(e.into()),
+            // The same participant simulated by another process at once: its answer stands.
+            if session.submit(store, t.trial_id, &answer, answer_rng.random_range(800..6000))? == Submitted::Saved {
+                answers += 1;
+                commit_ms.push(started.elapsed().as_secs_f64() * 1000.0);
             }
         }
-        store.mark_completed(&who)?;
     }
     Ok(Simulated { answers, commit_ms })
 }

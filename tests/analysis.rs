@@ -44,3 +44,68 @@ fn maximal_lotteries_equal_pref_voting() {
         }
     }
 }
+
+/// A report computed from records made by hand, with no database: f(k) counts follow the
+/// answers, identical texts split the win, and a participant's full orders give their
+/// ranking and the counterfactual rows.
+#[test]
+fn a_report_from_records_needs_no_database() {
+    use ualign::analysis::report::{Options, Records, Report};
+    use ualign::schedule::{Slot, SlotRole};
+    use ualign::store::{BestOfKAnswer, Candidate, Progress, QualityCounts, RankAnswer};
+
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("studies/example.toml")).unwrap();
+    let (s, diags) =
+        ualign::study::parse_study(&Path::new(env!("CARGO_MANIFEST_DIR")).join("studies/example.toml"), &text);
+    assert!(!diags.has_errors());
+    let s = s.unwrap();
+    let cand = |id: i64, policy: &str, sample: u32, text: &str| Candidate {
+        id,
+        policy: policy.into(),
+        prompt_id: "cafe".into(),
+        sample_index: sample,
+        text: text.into(),
+    };
+    let candidates =
+        vec![cand(1, "sampled", 0, "Bay Brew"), cand(2, "sampled", 1, "Bean There"), cand(3, "greedy", 0, "Bay Brew")];
+    let slot = |policy: &str, sample, role| Slot { policy: policy.into(), sample, role };
+    let k1 = |who: &str, ids: Vec<i64>, choice| BestOfKAnswer {
+        participant: who.into(),
+        policy_a: "sampled".into(),
+        policy_b: "greedy".into(),
+        k: 1,
+        slots: vec![slot("sampled", ids[0] as u32 - 1, SlotRole::A), slot("greedy", 0, SlotRole::B)],
+        candidate_ids: ids,
+        choice,
+        no_preference: choice.is_none(),
+    };
+    let best_of_k = vec![
+        k1("a", vec![2, 3], Some(0)), // A's distinct text: 1
+        k1("a", vec![2, 3], Some(1)), // B's: 0
+        k1("b", vec![1, 3], Some(0)), // the same text in both slots: 1/2
+        k1("b", vec![2, 3], None),    // no preference: 1/2
+    ];
+    let rank_answers = vec![RankAnswer {
+        participant: "a".into(),
+        prompt: "cafe".into(),
+        shown: vec![2, 1, 3],
+        choice: Some(0),
+        ordering: Some(vec![0, 1, 2]),
+    }];
+    let records = Records {
+        candidates,
+        best_of_k,
+        rank_answers,
+        quality: QualityCounts::default(),
+        progress: Progress { participants: 2, completed: 0, answered: 5, trials: 22 },
+    };
+    let r =
+        Report::from_records(&s, &records, &Options { replicates: 50, worth_replicates: 5, ..Options::for_study(&s) });
+    let row = &r.fk[0];
+    assert_eq!((row.k, row.n, row.wins, row.ties, row.losses, row.participants), (1, 4, 1, 2, 1, 2));
+    assert!((row.rate - 0.5).abs() < 1e-12);
+    assert_eq!(r.rankings.len(), 1);
+    assert_eq!(r.rankings[0].order, [2, 1, 3], "the order as given, best first");
+    assert_eq!(r.rankings[0].method, "order");
+    assert_eq!(r.progress.answered, 5);
+}

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use ualign::analysis::equilibria::{self, Order};
 use ualign::analysis::report::{Options, Report};
-use ualign::exchange::import::import_candidates;
+use ualign::pools::import::import_candidates;
 use ualign::simulate::{Population, simulate};
 use ualign::store::Store;
 use ualign::study;

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use ualign::exchange::import::import_candidates;
+use ualign::pools::import::import_candidates;
 use ualign::simulate::{Population, simulate};
 use ualign::store::Store;
 use ualign::study;

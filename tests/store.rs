@@ -4,8 +4,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use ualign::exchange::export::{self, Format};
-use ualign::exchange::import::{ImportError, import_candidates};
+use ualign::export::{self, Format};
+use ualign::pools::import::{ImportError, import_candidates};
 use ualign::schedule::{self, SlotRole, TrialKind};
 use ualign::store::{Answer, Opened, Store, StoreError};
 use ualign::study::{self, Study};

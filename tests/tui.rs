@@ -8,7 +8,7 @@ use std::path::Path;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ualign::exchange::import::import_candidates;
+use ualign::pools::import::import_candidates;
 use ualign::store::Store;
 use ualign::study::{self, RankMode, Study};
 use ualign::tui::app::{App, Screen, TrialSlot};

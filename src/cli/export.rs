@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::exchange::export::{Format, read_tables, write_tables};
+use crate::export::{Format, read_tables, write_tables};
 
 #[derive(clap::Args)]
 pub struct Cmd {

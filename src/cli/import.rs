@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::exchange::import::{read_candidates, store_candidates};
+use crate::pools::import::{read_candidates, store_candidates};
 
 #[derive(clap::Args)]
 pub struct Cmd {

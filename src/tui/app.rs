@@ -14,8 +14,8 @@ use ratatui::layout::Rect;
 
 use super::text;
 use crate::pools::{PoolWorker, WorkerEvent};
-use crate::schedule::{self, SlotRole};
-use crate::store::{Answer, Store, StoreError, StoredTrial};
+use crate::session::{Next, PresentedTrial, Session, Submitted};
+use crate::store::{Answer, Store, StoreError};
 use crate::study::{RankMode, Study};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,18 +57,8 @@ pub struct Panel {
     pub max_scroll: u16,
 }
 
-/// A trial ready to show: its candidates in displayed order.
-#[derive(Debug, Clone)]
-pub struct TrialView {
-    pub trial_id: i64,
-    pub position: usize,
-    pub total: usize,
-    pub block: String,
-    pub mode: RankMode,
-    pub prompt: String,
-    pub candidate_ids: Vec<i64>,
-    pub texts: Vec<String>,
-}
+/// A trial ready to show: the session's presented trial.
+pub type TrialView = PresentedTrial;
 
 #[derive(Debug)]
 pub struct TrialState {
@@ -81,10 +71,17 @@ pub struct TrialState {
     pub shown_at: Instant,
 }
 
+impl TrialState {
+    fn new(view: TrialView) -> Self {
+        let n = view.texts.len();
+        Self { view, focus: 0, picked: None, order: Vec::new(), scroll: vec![0; n], shown_at: Instant::now() }
+    }
+}
+
 /// What the participant is waiting for on the trial screen.
 #[derive(Debug)]
 pub enum TrialSlot {
-    Ready(TrialState),
+    Ready(Box<TrialState>),
     /// The worker is generating missing pools (request id).
     Preparing(u64),
     Failed(String),
@@ -99,7 +96,7 @@ pub struct App {
     pub id_input: String,
     pub id_error: bool,
     consented_at: Option<String>,
-    session: Option<i64>,
+    session: Option<Session>,
     pub trial: Option<TrialSlot>,
     pub status: Option<(String, Instant)>,
     pub help: bool,
@@ -218,21 +215,17 @@ impl App {
         if self.session.is_some() {
             return Ok(());
         }
-        self.store.ensure_participant(&p)?;
-        if let Some(at) = self.consented_at.take() {
-            self.store.record_consent_at(&p, &at)?;
-        }
-        self.store.enrol(&p, &schedule::plan(&self.study, &p))?;
         let client = format!("ualign {} {}x{}", env!("CARGO_PKG_VERSION"), self.size.0, self.size.1);
-        self.session = Some(self.store.start_session(&p, &client)?);
+        let consented = self.consented_at.take();
+        self.session = Some(Session::begin(&mut self.store, &self.study, &p, consented.as_deref(), Some(&client))?);
         Ok(())
     }
 
     /// Ends the session in the store (quit, completion, signal, error). Best effort: when
     /// the database cannot be written the session simply stays open in it.
     pub fn end(&mut self, reason: &str) {
-        if let Some(s) = self.session.take() {
-            let _ = self.store.end_session(s, reason);
+        if let Some(mut s) = self.session.take() {
+            s.finish(&mut self.store, reason);
         }
     }
 
@@ -379,85 +372,40 @@ impl App {
         Ok(self.screen)
     }
 
-    /// Loads the first unanswered trial (or the completion screen).
+    /// Loads the first unanswered trial (or the completion screen), and asks the worker
+    /// for the next trial's pools while this one is read.
     pub fn next_trial(&mut self) -> anyhow::Result<()> {
-        let Some(p) = self.participant.clone() else { return Ok(()) };
-        let trials = self.store.trials(&p)?;
-        let total = trials.len();
-        let Some(idx) = trials.iter().position(|t| !t.answered) else {
-            self.store.mark_completed(&p)?;
-            self.end("completed");
-            self.screen = Screen::Done;
-            self.trial = None;
-            return Ok(());
-        };
+        self.ensure_session()?;
+        let Some(session) = self.session.as_mut() else { return Ok(()) };
+        let next = session.next(&mut self.store, &self.study)?;
+        self.trial = Some(match next {
+            Next::Done => {
+                self.session = None;
+                self.screen = Screen::Done;
+                self.trial = None;
+                return Ok(());
+            }
+            Next::Trial(view) => TrialSlot::Ready(Box::new(TrialState::new(view))),
+            Next::Missing { prompt_id, imported, .. } if !imported.is_empty() => TrialSlot::Failed(format!(
+                "candidates of imported policy `{}` for prompt `{prompt_id}` are missing; the researcher must run `ualign import`",
+                imported.join("`, `")
+            )),
+            Next::Missing { jobs, .. } => match self.worker.as_mut() {
+                Some(w) if w.is_alive() => TrialSlot::Preparing(w.request(jobs)),
+                Some(_) => TrialSlot::Failed(text::ENGINE_STOPPED.into()),
+                None => TrialSlot::Failed("candidates are missing; run `ualign generate` first".into()),
+            },
+        });
         self.screen = Screen::Trial;
-        let next = trials.get(idx + 1).cloned();
-        self.trial = Some(self.load(&trials[idx], total)?);
-        // Prepare the next trial's candidates while this one is read.
-        if let Some(next) = next {
-            let (jobs, _) = crate::pools::missing_for_trial(&self.study, &self.store, &next)?;
-            if !jobs.is_empty()
-                && let Some(w) = self.worker.as_mut()
-            {
+        if matches!(self.trial, Some(TrialSlot::Ready(_)))
+            && let (Some(session), Some(w)) = (&self.session, self.worker.as_mut())
+        {
+            let jobs = session.upcoming_jobs(&self.store, &self.study)?;
+            if !jobs.is_empty() {
                 self.prefetch = Some(w.request(jobs));
             }
         }
         Ok(())
-    }
-
-    fn load(&mut self, t: &StoredTrial, total: usize) -> anyhow::Result<TrialSlot> {
-        let (jobs, imported) = crate::pools::missing_for_trial(&self.study, &self.store, t)?;
-        if !imported.is_empty() {
-            return Ok(TrialSlot::Failed(format!(
-                "candidates of imported policy `{}` for prompt `{}` are missing; the researcher must run `ualign import`",
-                imported.join("`, `"),
-                t.plan.prompt_id
-            )));
-        }
-        if !jobs.is_empty() {
-            return Ok(match self.worker.as_mut() {
-                Some(w) if w.is_alive() => TrialSlot::Preparing(w.request(jobs)),
-                Some(_) => TrialSlot::Failed(text::ENGINE_STOPPED.into()),
-                None => TrialSlot::Failed("candidates are missing; run `ualign generate` first".into()),
-            });
-        }
-        let prompt = self.study.prompt(&t.plan.prompt_id).map(|p| p.text.clone()).unwrap_or_default();
-        let mut ids = Vec::new();
-        let mut texts = Vec::new();
-        for slot in &t.plan.slots {
-            let c = self
-                .store
-                .candidate(&slot.policy, &t.plan.prompt_id, slot.sample)?
-                .ok_or_else(|| anyhow::anyhow!("candidate vanished"))?;
-            let text = if slot.role == SlotRole::Broken {
-                let source = c.text.clone();
-                self.store.attention_text(c.id, || schedule::broken_text(&source, c.id as u64))?
-            } else {
-                c.text
-            };
-            ids.push(c.id);
-            texts.push(text);
-        }
-        self.store.mark_shown(t.id, &ids, self.session)?;
-        let n = texts.len();
-        Ok(TrialSlot::Ready(TrialState {
-            view: TrialView {
-                trial_id: t.id,
-                position: t.position,
-                total,
-                block: t.plan.block.clone(),
-                mode: t.plan.mode,
-                prompt,
-                candidate_ids: ids,
-                texts,
-            },
-            focus: 0,
-            picked: None,
-            order: Vec::new(),
-            scroll: vec![0; n],
-            shown_at: Instant::now(),
-        }))
     }
 
     /// Worker events: a pool the current trial waits for may now be ready. A worker that
@@ -593,12 +541,13 @@ impl App {
         let Some(TrialSlot::Ready(t)) = &self.trial else { return Ok(()) };
         let ms = t.shown_at.elapsed().as_millis() as u64;
         let (id, position, total) = (t.view.trial_id, t.view.position, t.view.total);
-        match self.store.record_answer(id, &answer, ms, self.session) {
-            Ok(()) => {
+        let Some(session) = self.session.as_mut() else { return Ok(()) };
+        match session.submit(&mut self.store, id, &answer, ms) {
+            Ok(Submitted::Saved) => {
                 self.answered_this_session += 1;
                 self.set_status(text::SAVED);
             }
-            Err(StoreError::AlreadyAnswered { .. }) => self.set_status(text::ANSWERED_ELSEWHERE),
+            Ok(Submitted::AnsweredElsewhere) => self.set_status(text::ANSWERED_ELSEWHERE),
             Err(e) => {
                 self.fail(e.into(), true);
                 return Ok(());

@@ -8,7 +8,7 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
-use crate::exchange::import::import_candidates;
+use crate::pools::import::import_candidates;
 use crate::tui::draw::{self, Theme};
 
 fn key(app: &mut App, code: KeyCode) {

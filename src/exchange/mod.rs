@@ -1,4 +1,0 @@
-//! Getting candidates in (`import`) and study data out (`export`).
-
-pub mod export;
-pub mod import;

@@ -1,0 +1,134 @@
+//! Generating pools through the engine: the loaded models (one per folder, shared by the
+//! policies that use it) and one pool job at a time, stored in one transaction.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use super::plan::{PoolJob, needed_pools};
+use crate::engine::{self, EngineError, EpChoice, GenOptions, Generator, SampleSpec};
+use crate::store::{NewCandidate, Store, StoreError};
+use crate::study::{Decoding, PolicySource, Study};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("policy `{policy}`: {source}")]
+    Engine { policy: String, source: EngineError },
+    #[error("policy `{0}` is not a model policy of the study: only `ualign import` fills its pools")]
+    NotAModel(String),
+    #[error("prompt `{0}` is not in the study")]
+    NoPrompt(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Loaded models, one per (folder, provider), reused across policies that share a model.
+pub struct Models {
+    ep: EpChoice,
+    threads: Option<usize>,
+    loaded: BTreeMap<PathBuf, (Generator, String)>,
+    /// Things the user should be told (e.g. `auto` fell back to CPU); the caller shows them
+    /// where it can: a CLI on stderr, the TUI on its status line.
+    notices: Vec<String>,
+}
+
+/// What one finished pool produced, for progress reports.
+#[derive(Debug, Clone)]
+pub struct PoolDone {
+    pub candidates: usize,
+    pub new_tokens: u64,
+    pub provider: String,
+}
+
+impl Models {
+    pub fn new(ep: EpChoice, threads: Option<usize>) -> Self {
+        Self { ep, threads, loaded: BTreeMap::new(), notices: Vec::new() }
+    }
+
+    /// The generator for a folder (loaded on first use) and its model hash.
+    pub fn get(&mut self, dir: &PathBuf) -> Result<&mut (Generator, String), EngineError> {
+        if !self.loaded.contains_key(dir) {
+            let mut g = engine::load(dir, self.ep, self.threads)?;
+            self.notices.append(&mut g.notices);
+            if let Some(why) = &g.provider.fallback {
+                self.notices
+                    .push(format!("CUDA is not available ({}); running on CPU", why.lines().next().unwrap_or(why)));
+            }
+            let hash = g.folder.hash()?;
+            self.loaded.insert(dir.clone(), (g, hash));
+        }
+        Ok(self.loaded.get_mut(dir).expect("inserted above"))
+    }
+
+    /// Loads every model the study's blocks draw from, so that a broken model folder is
+    /// found before anything is stored.
+    pub fn preload(&mut self, study: &Study) -> Result<(), PoolError> {
+        let needed = needed_pools(study);
+        for policy in &study.policies {
+            if let PolicySource::Model { dir, .. } = &policy.source
+                && needed.contains_key(&policy.name)
+            {
+                self.get(dir).map_err(|source| PoolError::Engine { policy: policy.name.clone(), source })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Notices gathered since the last call.
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// Generates and stores one pool job. Nothing is stored if it is cancelled or fails.
+    pub fn run_job(
+        &mut self,
+        study: &Study,
+        store: &mut Store,
+        job: &PoolJob,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<PoolDone, PoolError> {
+        let policy = study.policy(&job.policy).ok_or_else(|| PoolError::NotAModel(job.policy.clone()))?;
+        let PolicySource::Model { dir, decoding } = &policy.source else {
+            return Err(PoolError::NotAModel(job.policy.clone()));
+        };
+        let prompt = study.prompt(&job.prompt_id).ok_or_else(|| PoolError::NoPrompt(job.prompt_id.clone()))?;
+        let engine_err = |source| PoolError::Engine { policy: job.policy.clone(), source };
+        let day = store.study_day()?;
+        let (g, hash) = self.get(dir).map_err(engine_err)?;
+        g.template_day = day;
+        let ids = g.encode_prompt(&prompt.text, decoding.chat_template).map_err(engine_err)?;
+        let specs: Vec<SampleSpec> = job
+            .missing
+            .iter()
+            .map(|&index| SampleSpec { index, seed: engine::sample_seed(study.seed, &prompt.id, &policy.name, index) })
+            .collect();
+        let (samples, timing) = g.generate(&ids, &specs, &GenOptions::from(decoding), cancel).map_err(engine_err)?;
+        let provider = g.provider.to_string();
+        let settings = settings_json(decoding);
+        let rows: Vec<NewCandidate> = samples
+            .into_iter()
+            .map(|s| NewCandidate {
+                policy: job.policy.clone(),
+                prompt_id: job.prompt_id.clone(),
+                sample_index: s.index,
+                text: s.text,
+                token_count: Some(s.token_ids.len() as u32),
+                finish_reason: Some(s.finish_reason.as_str().into()),
+                logprob: Some(s.logprob),
+                seed: Some(s.seed),
+                settings: Some(settings.clone()),
+                model_hash: Some(hash.clone()),
+                provider: Some(provider.clone()),
+                prefill_ms: Some(timing.prefill_ms),
+                decode_ms: Some(timing.decode_ms),
+                meta: Some(serde_json::json!({ "prompt_tokens": timing.prompt_tokens }).to_string()),
+            })
+            .collect();
+        store.insert_candidates(&rows)?;
+        Ok(PoolDone { candidates: rows.len(), new_tokens: timing.new_tokens + rows.len() as u64, provider })
+    }
+}
+
+fn settings_json(d: &Decoding) -> String {
+    serde_json::to_string(d).unwrap_or_default()
+}

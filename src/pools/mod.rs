@@ -1,0 +1,15 @@
+//! Candidate pools: which samples a study still needs (`plan`), generating them through
+//! the engine (`generate`), the engine on its own thread for the participant screens
+//! (`worker`), and candidates brought in from elsewhere (`import`). Resumable (stored
+//! samples are skipped) and interruptible (a cancelled pool stores nothing; finished pools
+//! stay). Used by `ualign generate`, `simulate`, `demo`, `import` and the participant
+//! session.
+
+mod generate;
+pub mod import;
+mod plan;
+mod worker;
+
+pub use generate::{Models, PoolDone, PoolError};
+pub use plan::{PoolJob, missing_for_trial, needed_pools, pending_jobs};
+pub use worker::{PoolWorker, WorkerEvent};
