@@ -353,7 +353,7 @@ fn long_answers_scroll_by_page_and_jump_to_their_ends() {
     }
     app.on_resize(80, 24);
     snapshot(&app, 80, 24); // lays the panels out
-    let panel = app.panels.borrow()[0];
+    let panel = app.panels()[0];
     assert!(panel.max_scroll > 2 * panel.visible, "{panel:?}");
     let scroll = |app: &App| match &app.trial {
         Some(TrialSlot::Ready(t)) => t.scroll[0],

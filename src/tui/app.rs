@@ -1,17 +1,19 @@
-//! The participant app as a state machine: events (keys, clicks, ticks, worker events)
-//! update the state; drawing reads it. It talks to the store directly (each answer is
-//! committed before the next screen) but knows nothing of the terminal, so tests drive it
-//! with synthetic keys against a real SQLite database. A write that cannot happen (disk
+//! The participant app as a state machine: the keymap turns key events into actions,
+//! [`App::update`] applies them, clicks and ticks and the engine worker's events update
+//! the state too, and drawing reads it. The participant's pass through the study is a
+//! [`Session`] (each answer is committed before the next screen); the app knows nothing of
+//! the terminal, so tests drive it with synthetic keys against a real SQLite database. A write that cannot happen (disk
 //! full, read-only or damaged file) is never shown raw: the app moves to the failure
 //! screen, which says what was saved, what was not and how to resume, and the process
 //! then exits non-zero.
 
-use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use ratatui::layout::Rect;
+use ratatui::crossterm::event::{KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::layout::{Position, Rect};
 
+use super::keymap::{self, Action, Context, Scroll};
+use super::layout::{self, Panel};
 use super::text;
 use crate::pools::{PoolWorker, WorkerEvent};
 use crate::session::{Next, PresentedTrial, Session, Submitted};
@@ -46,17 +48,6 @@ pub struct Failure {
     pub detail: String,
 }
 
-/// A candidate panel as last drawn: where it is (for mouse hits) and how far its text
-/// can scroll (for PgUp/PgDn, Home and End).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Panel {
-    pub rect: Rect,
-    /// Text lines the panel shows at once.
-    pub visible: u16,
-    /// The largest useful scroll offset: the text's lines less the visible ones.
-    pub max_scroll: u16,
-}
-
 /// A trial ready to show: the session's presented trial.
 pub type TrialView = PresentedTrial;
 
@@ -72,9 +63,9 @@ pub struct TrialState {
 }
 
 impl TrialState {
-    fn new(view: TrialView) -> Self {
+    fn new(view: TrialView, shown_at: Instant) -> Self {
         let n = view.texts.len();
-        Self { view, focus: 0, picked: None, order: Vec::new(), scroll: vec![0; n], shown_at: Instant::now() }
+        Self { view, focus: 0, picked: None, order: Vec::new(), scroll: vec![0; n], shown_at }
     }
 }
 
@@ -99,13 +90,16 @@ pub struct App {
     session: Option<Session>,
     pub trial: Option<TrialSlot>,
     pub status: Option<(String, Instant)>,
+    /// When the last event came: what timed things (the status line, the reading time)
+    /// are measured against, so drawing reads no clock.
+    pub now: Instant,
+    /// Ticks of the event loop so far (the "preparing" spinner's frame).
+    pub ticks: u64,
     pub help: bool,
     pub confirm_quit: bool,
     pub quit: bool,
     pub answered_this_session: usize,
     pub size: (u16, u16),
-    /// The candidate panels as last drawn, written by `draw` for mouse hits and scrolling.
-    pub panels: RefCell<Vec<Panel>>,
     /// Prefetch request for the trial after the current one.
     prefetch: Option<u64>,
     /// Set when the session cannot go on (see [`Screen::Failed`]).
@@ -138,12 +132,13 @@ impl App {
             session: None,
             trial: None,
             status: None,
+            now: Instant::now(),
+            ticks: 0,
             help: false,
             confirm_quit: false,
             quit: false,
             answered_this_session: 0,
             size: (80, 24),
-            panels: RefCell::new(Vec::new()),
             prefetch: None,
             failure: None,
             researcher_notices: Vec::new(),
@@ -230,7 +225,15 @@ impl App {
     }
 
     pub fn set_status(&mut self, s: impl Into<String>) {
-        self.status = Some((s.into(), Instant::now()));
+        self.status = Some((s.into(), self.now));
+    }
+
+    /// The status line's message while it is fresh (four seconds).
+    pub fn shown_status(&self) -> Option<String> {
+        self.status
+            .as_ref()
+            .filter(|(_, at)| self.now.saturating_duration_since(*at).as_secs() < 4)
+            .map(|(s, _)| s.clone())
     }
 
     pub fn on_resize(&mut self, w: u16, h: u16) {
@@ -241,96 +244,107 @@ impl App {
         self.size.0 < text::MIN_WIDTH || self.size.1 < text::MIN_HEIGHT
     }
 
+    /// The candidate panels of the trial on screen, laid out for the window's size.
+    pub fn panels(&self) -> Vec<Panel> {
+        match &self.trial {
+            Some(TrialSlot::Ready(t)) => layout::trial(Rect::new(0, 0, self.size.0, self.size.1), t).panels,
+            _ => Vec::new(),
+        }
+    }
+
+    /// A tick of the event loop: the clock moves on, the engine worker may have answered.
+    pub fn on_tick(&mut self) {
+        self.now = Instant::now();
+        self.ticks += 1;
+        self.guard(|app| app.on_worker_events());
+    }
+
+    /// What keys mean on the screen as it is now.
+    fn context(&self) -> Context {
+        if self.screen == Screen::Failed {
+            Context::Failed
+        } else if self.confirm_quit {
+            Context::ConfirmQuit
+        } else if self.help {
+            Context::Help
+        } else {
+            match self.screen {
+                Screen::EnterId => Context::Typing,
+                Screen::Consent => Context::Consent,
+                Screen::Trial => Context::Trial,
+                _ => Context::Screen,
+            }
+        }
+    }
+
     /// A key press. Errors of the store never come out of here: they move the app to the
     /// failure screen (the `Result` is kept for callers that still propagate errors).
     pub fn on_key(&mut self, key: KeyEvent) -> anyhow::Result<()> {
-        if key.kind != ratatui::crossterm::event::KeyEventKind::Press {
+        self.now = Instant::now();
+        if key.kind != KeyEventKind::Press {
             return Ok(());
         }
-        self.guard(|app| app.handle_key(key));
+        if let Some(action) = keymap::action(self.context(), &key) {
+            self.guard(|app| app.update(action));
+        }
         Ok(())
     }
 
-    fn handle_key(&mut self, key: KeyEvent) -> anyhow::Result<()> {
-        let ctrl_c = key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
-        if self.screen == Screen::Failed {
-            if ctrl_c || matches!(key.code, KeyCode::Char('q') | KeyCode::Enter | KeyCode::Esc) {
-                self.quit = true;
-            }
-            return Ok(());
-        }
-        if self.confirm_quit {
-            match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') => {
+    /// Applies what the participant asked for.
+    pub fn update(&mut self, action: Action) -> anyhow::Result<()> {
+        match self.context() {
+            Context::Failed => self.quit = true,
+            Context::ConfirmQuit => match action {
+                Action::Yes => {
                     self.end("quit");
                     self.quit = true;
                 }
-                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => self.confirm_quit = false,
-                _ if ctrl_c => {
-                    self.end("quit");
+                _ => self.confirm_quit = false,
+            },
+            Context::Help => self.help = false,
+            _ => match action {
+                Action::Quit if matches!(self.screen, Screen::Done | Screen::Declined) => {
+                    self.end("completed");
                     self.quit = true;
                 }
-                _ => {}
-            }
-            return Ok(());
+                Action::Quit | Action::Back => self.confirm_quit = true,
+                Action::Help => self.help = true,
+                // A window too small to read blocks everything but quitting and the help.
+                _ if self.too_small() => {}
+                _ => self.screen_action(action)?,
+            },
         }
-        if self.help {
-            if matches!(key.code, KeyCode::Char('?') | KeyCode::Esc | KeyCode::Enter) {
-                self.help = false;
-            }
-            return Ok(());
-        }
-        let typing = self.screen == Screen::EnterId;
-        if ctrl_c || (!typing && key.code == KeyCode::Char('q')) {
-            if matches!(self.screen, Screen::Done | Screen::Declined) {
-                self.end("completed");
-                self.quit = true;
-            } else {
-                self.confirm_quit = true;
-            }
-            return Ok(());
-        }
-        if !typing && key.code == KeyCode::Char('?') {
-            self.help = true;
-            return Ok(());
-        }
-        if self.too_small() {
-            return Ok(());
-        }
-        match self.screen {
-            Screen::Welcome if key.code == KeyCode::Enter => {
+        Ok(())
+    }
+
+    fn screen_action(&mut self, action: Action) -> anyhow::Result<()> {
+        match (self.screen, action) {
+            (Screen::Welcome, Action::Confirm) => {
                 self.screen =
                     if self.study.consent.trim().is_empty() { self.after_consent()? } else { Screen::Consent };
             }
-            Screen::Consent => match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') => {
-                    self.consented_at = Some(crate::store::now());
-                    self.screen = self.after_consent()?;
-                }
-                KeyCode::Char('n') | KeyCode::Char('N') => self.screen = Screen::Declined,
-                _ => {}
-            },
-            Screen::EnterId => self.id_key(key)?,
-            Screen::ShowNewId | Screen::Instructions | Screen::Resuming | Screen::Break
-                if key.code == KeyCode::Enter =>
-            {
-                if self.screen == Screen::ShowNewId && !self.study.instructions.trim().is_empty() {
-                    self.screen = Screen::Instructions;
-                } else {
-                    self.ensure_session()?;
-                    self.next_trial()?;
-                }
+            (Screen::Consent, Action::Yes) => {
+                self.consented_at = Some(crate::store::now());
+                self.screen = self.after_consent()?;
             }
-            Screen::Trial => self.trial_key(key)?,
+            (Screen::Consent, Action::No) => self.screen = Screen::Declined,
+            (Screen::EnterId, _) => self.id_action(action)?,
+            (Screen::ShowNewId, Action::Confirm) if !self.study.instructions.trim().is_empty() => {
+                self.screen = Screen::Instructions;
+            }
+            (Screen::ShowNewId | Screen::Instructions | Screen::Resuming | Screen::Break, Action::Confirm) => {
+                self.next_trial()?;
+            }
+            (Screen::Trial, _) => self.trial_action(action)?,
             _ => {}
         }
         Ok(())
     }
 
     /// The ID screen: typing, and Enter to take the typed id (or a new pseudonym).
-    fn id_key(&mut self, key: KeyEvent) -> anyhow::Result<()> {
-        match key.code {
-            KeyCode::Enter => {
+    fn id_action(&mut self, action: Action) -> anyhow::Result<()> {
+        match action {
+            Action::Confirm => {
                 let typed = self.id_input.trim().to_string();
                 if typed.is_empty() {
                     self.participant = Some(crate::study::new_pseudonym());
@@ -345,11 +359,10 @@ impl App {
                     self.id_error = true;
                 }
             }
-            KeyCode::Backspace => {
+            Action::Erase => {
                 self.id_input.pop();
             }
-            KeyCode::Esc => self.confirm_quit = true,
-            KeyCode::Char(c) if self.id_input.len() < crate::study::MAX_ID_LEN && !c.is_control() => {
+            Action::Type(c) if self.id_input.len() < crate::study::MAX_ID_LEN => {
                 self.id_input.push(c);
                 self.id_error = false;
             }
@@ -359,17 +372,16 @@ impl App {
     }
 
     fn after_consent(&mut self) -> anyhow::Result<Screen> {
-        if self.participant.is_some() {
-            self.ensure_session()?;
-            Ok(if self.study.instructions.trim().is_empty() { self.next_trial_screen()? } else { Screen::Instructions })
-        } else {
-            Ok(Screen::EnterId)
+        if self.participant.is_none() {
+            return Ok(Screen::EnterId);
         }
-    }
-
-    fn next_trial_screen(&mut self) -> anyhow::Result<Screen> {
-        self.next_trial()?;
-        Ok(self.screen)
+        self.ensure_session()?;
+        if self.study.instructions.trim().is_empty() {
+            self.next_trial()?;
+            Ok(self.screen)
+        } else {
+            Ok(Screen::Instructions)
+        }
     }
 
     /// Loads the first unanswered trial (or the completion screen), and asks the worker
@@ -385,15 +397,14 @@ impl App {
                 self.trial = None;
                 return Ok(());
             }
-            Next::Trial(view) => TrialSlot::Ready(Box::new(TrialState::new(view))),
-            Next::Missing { prompt_id, imported, .. } if !imported.is_empty() => TrialSlot::Failed(format!(
-                "candidates of imported policy `{}` for prompt `{prompt_id}` are missing; the researcher must run `ualign import`",
-                imported.join("`, `")
-            )),
+            Next::Trial(view) => TrialSlot::Ready(Box::new(TrialState::new(view, Instant::now()))),
+            Next::Missing { prompt_id, imported, .. } if !imported.is_empty() => {
+                TrialSlot::Failed(text::imported_missing(&imported, &prompt_id))
+            }
             Next::Missing { jobs, .. } => match self.worker.as_mut() {
                 Some(w) if w.is_alive() => TrialSlot::Preparing(w.request(jobs)),
                 Some(_) => TrialSlot::Failed(text::ENGINE_STOPPED.into()),
-                None => TrialSlot::Failed("candidates are missing; run `ualign generate` first".into()),
+                None => TrialSlot::Failed(text::POOLS_MISSING.into()),
             },
         });
         self.screen = Screen::Trial;
@@ -411,34 +422,31 @@ impl App {
     /// Worker events: a pool the current trial waits for may now be ready. A worker that
     /// died fails the trial waiting for it instead of leaving it "preparing" for ever.
     pub fn on_worker_events(&mut self) -> anyhow::Result<()> {
-        let mut events = Vec::new();
-        if let Some(w) = &mut self.worker {
-            events = w.poll();
-        }
+        let events = self.worker.as_mut().map(PoolWorker::poll).unwrap_or_default();
+        let waiting = match self.trial {
+            Some(TrialSlot::Preparing(r)) => Some(r),
+            _ => None,
+        };
         for ev in events {
             match ev {
-                WorkerEvent::Done { request } => {
-                    if matches!(self.trial, Some(TrialSlot::Preparing(r)) if r == request) {
-                        self.guard(|app| app.next_trial());
-                    }
-                }
+                WorkerEvent::Done { request } if waiting == Some(request) => self.next_trial()?,
+                WorkerEvent::Done { .. } => {}
                 WorkerEvent::Notice(n) => {
                     if !self.researcher_notices.contains(&n) {
                         self.researcher_notices.push(n);
                     }
                 }
-                WorkerEvent::Failed { request, error } => {
-                    if matches!(self.trial, Some(TrialSlot::Preparing(r)) if r == request) {
-                        self.trial = Some(TrialSlot::Failed(error));
-                    } else if self.prefetch == Some(request) {
-                        self.set_status(format!("could not prepare the next question: {error}"));
-                    }
+                WorkerEvent::Failed { request, error } if waiting == Some(request) => {
+                    self.trial = Some(TrialSlot::Failed(error));
                 }
-                WorkerEvent::Stopped(why) => {
-                    if matches!(self.trial, Some(TrialSlot::Preparing(_))) {
-                        self.trial = Some(TrialSlot::Failed(format!("{} ({why})", text::ENGINE_STOPPED)));
-                    }
+                WorkerEvent::Failed { request, error } if self.prefetch == Some(request) => {
+                    self.set_status(text::prefetch_failed(&error));
                 }
+                WorkerEvent::Failed { .. } => {}
+                WorkerEvent::Stopped(why) if waiting.is_some() => {
+                    self.trial = Some(TrialSlot::Failed(format!("{} ({why})", text::ENGINE_STOPPED)));
+                }
+                WorkerEvent::Stopped(_) => {}
             }
         }
         Ok(())
@@ -453,81 +461,65 @@ impl App {
         matches!(self.trial, Some(TrialSlot::Preparing(_)))
     }
 
-    /// Milliseconds of reading time still required before Enter is accepted.
+    /// Reading time still required before an answer is accepted.
     pub fn reading_left(&self) -> Duration {
         match &self.trial {
-            Some(TrialSlot::Ready(t)) => {
-                Duration::from_millis(self.study.options.min_reading_ms).saturating_sub(t.shown_at.elapsed())
-            }
+            Some(TrialSlot::Ready(t)) => Duration::from_millis(self.study.options.min_reading_ms)
+                .saturating_sub(self.now.saturating_duration_since(t.shown_at)),
             _ => Duration::ZERO,
         }
     }
 
-    fn trial_key(&mut self, key: KeyEvent) -> anyhow::Result<()> {
+    /// The trial screen's actions: choosing, moving focus, scrolling, answering.
+    fn trial_action(&mut self, action: Action) -> anyhow::Result<()> {
         let opts = self.study.options.clone();
-        let reading_left = self.reading_left();
+        let panels = self.panels();
         let Some(TrialSlot::Ready(t)) = self.trial.as_mut() else { return Ok(()) };
         let n = t.view.texts.len();
-        let mut answer: Option<Answer> = None;
-        match key.code {
-            KeyCode::Char(c @ '1'..='9') => {
-                let i = c as usize - '1' as usize;
-                if i < n {
-                    t.focus = i;
-                    select(t, i);
-                }
+        let answer = match action {
+            Action::Pick(i) if i < n => {
+                t.focus = i;
+                select(t, i);
+                None
             }
-            KeyCode::Char(' ') => {
+            Action::PickFocused => {
                 let i = t.focus;
                 select(t, i);
+                None
             }
-            KeyCode::Right | KeyCode::Down | KeyCode::Tab => t.focus = (t.focus + 1) % n,
-            KeyCode::Left | KeyCode::Up | KeyCode::BackTab => t.focus = (t.focus + n - 1) % n,
-            KeyCode::PageDown | KeyCode::PageUp | KeyCode::Home | KeyCode::End | KeyCode::Char('j' | 'k') => {
-                let panel = self.panels.borrow().get(t.focus).copied().unwrap_or_default();
-                let page = panel.visible.saturating_sub(1).max(1);
-                let at = t.scroll[t.focus].min(panel.max_scroll);
-                t.scroll[t.focus] = match key.code {
-                    KeyCode::PageDown => at.saturating_add(page),
-                    KeyCode::PageUp => at.saturating_sub(page),
-                    KeyCode::Home => 0,
-                    KeyCode::End => panel.max_scroll,
-                    KeyCode::Char('j') => at.saturating_add(1),
-                    _ => at.saturating_sub(1),
-                }
-                .min(panel.max_scroll);
+            Action::FocusNext => {
+                t.focus = (t.focus + 1) % n;
+                None
             }
-            KeyCode::Backspace | KeyCode::Char('u') if t.view.mode == RankMode::Order => {
+            Action::FocusPrev => {
+                t.focus = (t.focus + n - 1) % n;
+                None
+            }
+            Action::Scroll(how) => {
+                let panel = panels.get(t.focus).copied().unwrap_or_default();
+                t.scroll[t.focus] = scrolled(t.scroll[t.focus], how, &panel);
+                None
+            }
+            Action::Undo if t.view.mode == RankMode::Order => {
                 t.order.pop();
+                None
             }
-            KeyCode::Char('=') if opts.allow_no_preference => answer = Some(Answer::NoPreference),
-            KeyCode::Char('s') if opts.allow_skip => answer = Some(Answer::Skip),
-            KeyCode::Enter => {
-                answer = match t.view.mode {
-                    RankMode::Pick => t.picked.map(Answer::Pick),
-                    RankMode::Order if t.order.len() + 1 >= n => {
-                        // The one answer left unranked takes the last place.
-                        let mut order = t.order.clone();
-                        order.extend((0..n).filter(|j| !t.order.contains(j)));
-                        Some(Answer::Order(order))
-                    }
-                    RankMode::Order => None,
-                };
-                if answer.is_none() {
-                    let msg = if t.view.mode == RankMode::Pick {
-                        "Press the number of an answer first."
-                    } else {
-                        "Rank every answer first."
-                    };
-                    self.set_status(msg);
+            Action::NoPreference if opts.allow_no_preference => Some(Answer::NoPreference),
+            Action::Skip if opts.allow_skip => Some(Answer::Skip),
+            Action::Confirm => match confirmed(t) {
+                Some(a) => Some(a),
+                None => {
+                    let mode = t.view.mode;
+                    self.set_status(if mode == RankMode::Pick { text::PICK_FIRST } else { text::RANK_ALL_FIRST });
                     return Ok(());
                 }
-            }
-            _ => {}
-        }
+            },
+            _ => None,
+        };
         if let Some(a) = answer {
-            if !reading_left.is_zero() {
-                self.set_status(text::reading_wait(reading_left.as_secs() + 1));
+            let left = self.reading_left();
+            if !left.is_zero() {
+                self.set_status(text::reading_wait(left.as_secs() + 1));
                 return Ok(());
             }
             self.submit(a)?;
@@ -539,6 +531,7 @@ impl App {
     /// (the same participant twice) stands, and this window moves on too.
     fn submit(&mut self, answer: Answer) -> anyhow::Result<()> {
         let Some(TrialSlot::Ready(t)) = &self.trial else { return Ok(()) };
+        // Measured now, not at the last event: the time the participant took.
         let ms = t.shown_at.elapsed().as_millis() as u64;
         let (id, position, total) = (t.view.trial_id, t.view.position, t.view.total);
         let Some(session) = self.session.as_mut() else { return Ok(()) };
@@ -565,25 +558,58 @@ impl App {
         self.next_trial()
     }
 
+    /// A click focuses and picks the answer under it; the wheel scrolls it.
     pub fn on_mouse(&mut self, m: MouseEvent) -> anyhow::Result<()> {
+        self.now = Instant::now();
         if self.screen != Screen::Trial || self.help || self.confirm_quit {
             return Ok(());
         }
-        let panels = self.panels.borrow().clone();
+        let panels = self.panels();
         let Some(TrialSlot::Ready(t)) = self.trial.as_mut() else { return Ok(()) };
-        let hit = panels.iter().position(|p| p.rect.contains(ratatui::layout::Position { x: m.column, y: m.row }));
-        match (m.kind, hit) {
-            (MouseEventKind::Down(MouseButton::Left), Some(i)) if i < t.view.texts.len() => {
+        let Some(i) = panels.iter().position(|p| p.rect.contains(Position { x: m.column, y: m.row })) else {
+            return Ok(());
+        };
+        match m.kind {
+            MouseEventKind::Down(MouseButton::Left) => {
                 t.focus = i;
                 select(t, i);
             }
-            (MouseEventKind::ScrollDown, Some(i)) if i < t.scroll.len() => {
-                t.scroll[i] = t.scroll[i].saturating_add(1).min(panels[i].max_scroll)
-            }
-            (MouseEventKind::ScrollUp, Some(i)) if i < t.scroll.len() => t.scroll[i] = t.scroll[i].saturating_sub(1),
+            MouseEventKind::ScrollDown => t.scroll[i] = scrolled(t.scroll[i], Scroll::LineDown, &panels[i]),
+            MouseEventKind::ScrollUp => t.scroll[i] = scrolled(t.scroll[i], Scroll::LineUp, &panels[i]),
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// A panel's scroll offset after `how`, within what its text allows (a page keeps one
+/// line of context).
+fn scrolled(at: u16, how: Scroll, panel: &Panel) -> u16 {
+    let at = at.min(panel.max_scroll);
+    let page = panel.visible.saturating_sub(1).max(1);
+    match how {
+        Scroll::PageDown => at.saturating_add(page),
+        Scroll::PageUp => at.saturating_sub(page),
+        Scroll::LineDown => at.saturating_add(1),
+        Scroll::LineUp => at.saturating_sub(1),
+        Scroll::Top => 0,
+        Scroll::End => panel.max_scroll,
+    }
+    .min(panel.max_scroll)
+}
+
+/// The answer Enter confirms, if the trial has one: the pick, or the order (the one answer
+/// left unranked takes the last place).
+fn confirmed(t: &TrialState) -> Option<Answer> {
+    let n = t.view.texts.len();
+    match t.view.mode {
+        RankMode::Pick => t.picked.map(Answer::Pick),
+        RankMode::Order if t.order.len() + 1 >= n => {
+            let mut order = t.order.clone();
+            order.extend((0..n).filter(|j| !t.order.contains(j)));
+            Some(Answer::Order(order))
+        }
+        RankMode::Order => None,
     }
 }
 

@@ -1,10 +1,13 @@
-//! The participant TUI: `ualign run` and the interactive part of `ualign demo`.
-//! Event → update → draw; a guard restores the terminal on every exit path (normal
-//! return, error, panic, SIGTERM/SIGHUP).
+//! The terminal screens: the participant's (`ualign run`, the interactive part of `ualign
+//! demo`) and the researcher's dashboard, both driven by one event loop. Key → action →
+//! update → draw; a guard restores the terminal on every exit path (normal return, error,
+//! panic, SIGTERM/SIGHUP).
 
 pub mod app;
 pub mod dashboard;
 pub mod draw;
+pub mod keymap;
+pub mod layout;
 pub mod text;
 
 use std::io::Stdout;
@@ -51,8 +54,23 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// Runs the participant flow until the participant quits or finishes.
-pub fn run(app: &mut App) -> anyhow::Result<()> {
+/// What the shared event loop drives: the participant app and the researcher's dashboard.
+pub trait Interactive {
+    fn draw(&self, f: &mut ratatui::Frame, theme: draw::Theme);
+    /// A key, a click or a resize.
+    fn on_event(&mut self, ev: Event);
+    /// Called between events (at least every tick): the clock, a worker's answers.
+    fn on_tick(&mut self);
+    /// Called once the window's size is known, before the first frame.
+    fn started(&mut self) {}
+    fn finished(&self) -> bool;
+    /// The loop ends without the UI asking: "signal", "terminal closed" or "error".
+    fn interrupted(&mut self, _why: &str) {}
+}
+
+/// Runs `ui` in the terminal until it is finished, a SIGTERM or SIGHUP comes, or the
+/// terminal goes away; the terminal is restored on every way out.
+pub fn event_loop(ui: &mut impl Interactive, tick: Duration) -> anyhow::Result<()> {
     let signalled = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         signal_hook::flag::register(sig, signalled.clone())?;
@@ -60,8 +78,8 @@ pub fn run(app: &mut App) -> anyhow::Result<()> {
     let theme = draw::Theme::from_env();
     let mut guard = TerminalGuard::new()?;
     let size = guard.terminal.size()?;
-    app.on_resize(size.width, size.height);
-    app.start();
+    ui.on_event(Event::Resize(size.width, size.height));
+    ui.started();
     // Terminal input is read on its own thread: when the terminal goes away, crossterm's
     // reader can loop on end-of-file without returning, and the SIGHUP that comes with it
     // must still end the program.
@@ -75,32 +93,70 @@ pub fn run(app: &mut App) -> anyhow::Result<()> {
     })?;
     let result = (|| -> anyhow::Result<()> {
         loop {
-            guard.terminal.draw(|f| draw::draw(f, app, theme))?;
-            if app.quit {
+            guard.terminal.draw(|f| ui.draw(f, theme))?;
+            if ui.finished() {
                 return Ok(());
             }
             if signalled.load(Ordering::Relaxed) {
-                app.end("signal");
+                ui.interrupted("signal");
                 return Ok(());
             }
-            app.on_worker_events()?;
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Event::Key(k)) => app.on_key(k)?,
-                Ok(Event::Mouse(m)) => app.on_mouse(m)?,
-                Ok(Event::Resize(w, h)) => app.on_resize(w, h),
-                Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            ui.on_tick();
+            match rx.recv_timeout(tick) {
+                Ok(ev) => ui.on_event(ev),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    app.end("terminal closed");
+                    ui.interrupted("terminal closed");
                     return Ok(());
                 }
             }
         }
     })();
     if result.is_err() {
-        app.end("error");
+        ui.interrupted("error");
     }
     drop(guard);
-    result?;
+    result
+}
+
+impl Interactive for App {
+    fn draw(&self, f: &mut ratatui::Frame, theme: draw::Theme) {
+        draw::draw(f, self, theme);
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        // Errors of the store become the failure screen inside the app.
+        let _ = match ev {
+            Event::Key(k) => self.on_key(k),
+            Event::Mouse(m) => self.on_mouse(m),
+            Event::Resize(w, h) => {
+                self.on_resize(w, h);
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+    }
+
+    fn on_tick(&mut self) {
+        App::on_tick(self);
+    }
+
+    fn started(&mut self) {
+        self.start();
+    }
+
+    fn finished(&self) -> bool {
+        self.quit
+    }
+
+    fn interrupted(&mut self, why: &str) {
+        self.end(why);
+    }
+}
+
+/// Runs the participant flow until the participant quits or finishes.
+pub fn run(app: &mut App) -> anyhow::Result<()> {
+    event_loop(app, Duration::from_millis(100))?;
     match &app.failure {
         // The participant has read the plain account; the researcher gets the whole error.
         Some(f) => Err(anyhow::anyhow!("{}", f.detail)),

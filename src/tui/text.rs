@@ -7,6 +7,10 @@ pub const MIN_HEIGHT: u16 = 20;
 pub const TOO_SMALL: &str = "Please enlarge the window";
 pub const TOO_SMALL_DETAIL: &str = "This study needs a terminal of at least 60 columns and 20 rows.";
 
+pub fn too_small(w: u16, h: u16) -> String {
+    format!("{TOO_SMALL}\n\n{TOO_SMALL_DETAIL}\n({w}×{h} now)")
+}
+
 pub const WELCOME_HINT: &str = "Press Enter to begin · q to quit";
 pub const CONSENT_TITLE: &str = "Consent";
 pub const CONSENT_HINT: &str = "Press y to agree and continue · n to decline";
@@ -15,6 +19,7 @@ pub const ID_TITLE: &str = "Participant ID";
 pub const ID_PROMPT: &str =
     "Type the participant ID you were given, then Enter.\nLeave it empty and press Enter to get a new anonymous ID.";
 pub const ID_INVALID: &str = "This study does not know that ID. Type the ID you were given exactly (never your name), or leave it empty for a new anonymous ID.";
+pub const ID_HINT: &str = "Enter to continue · Esc to quit";
 pub const ID_NEW: &str = "Your anonymous participant ID is shown below. Write it down: you need it to resume later.";
 pub const INSTRUCTIONS_TITLE: &str = "Instructions";
 pub const CONTINUE_HINT: &str = "Press Enter to continue";
@@ -28,6 +33,47 @@ pub const QUIT_HINT: &str = "Press q to close.";
 pub const CONFIRM_QUIT: &str =
     "Quit now? Your answers so far are saved and you can resume later with the same ID.\n\ny: quit · n: keep going";
 pub const PREPARING: &str = "Preparing the answers for this question…";
+pub const PREPARING_HINT: &str = "q to quit";
+pub const TRIAL_FAILED_TITLE: &str = "Something went wrong";
+pub const CONFIRM_QUIT_TITLE: &str = " Quit? ";
+pub const HELP_TITLE: &str = " Keys (? to close) ";
+pub const PICK_FIRST: &str = "Press the number of an answer first.";
+pub const RANK_ALL_FIRST: &str = "Rank every answer first.";
+pub const FOCUS_MARK: &str = "▶ ";
+pub const CHOSEN_MARK: &str = " ✔ chosen";
+
+/// The frame of the "preparing" spinner at tick `ticks`.
+pub fn spinner(ticks: u64) -> &'static str {
+    const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+    FRAMES[(ticks % FRAMES.len() as u64) as usize]
+}
+
+/// A trial that cannot be shown: why, and that nothing is lost.
+pub fn trial_failed(why: &str) -> String {
+    format!("{why}\n\nYour answers so far are saved.")
+}
+
+pub fn rank_mark(rank: usize) -> String {
+    format!(" #{rank}")
+}
+
+/// Which lines of a long answer a panel shows.
+pub fn scrolled(first: u16, last: u16, lines: u16) -> String {
+    format!(" {first}–{last} of {lines} lines (PgUp/PgDn) ")
+}
+
+pub fn imported_missing(policies: &[String], prompt: &str) -> String {
+    format!(
+        "candidates of imported policy `{}` for prompt `{prompt}` are missing; the researcher must run `ualign import`",
+        policies.join("`, `")
+    )
+}
+
+pub const POOLS_MISSING: &str = "candidates are missing; run `ualign generate` first";
+
+pub fn prefetch_failed(error: &str) -> String {
+    format!("could not prepare the next question: {error}")
+}
 pub const SAVED: &str = "Saved.";
 pub const ANSWERED_ELSEWHERE: &str = "That question was already answered in another window; its first answer stands.";
 pub const ENGINE_STOPPED: &str = "The program that writes the answers stopped unexpectedly";
@@ -55,22 +101,6 @@ pub const PROMPT_TITLE: &str = "Request";
 
 pub const PICK_INSTRUCTION: &str = "Pick the answer you like best.";
 pub const ORDER_INSTRUCTION: &str = "Order all answers: press the number of your favourite, then the next, and so on.";
-
-/// The key-help overlay: (keys, what they do).
-pub const HELP: &[(&str, &str)] = &[
-    ("1–9", "pick that answer (in ordering questions: give it the next rank)"),
-    ("← → ↑ ↓ / Tab", "move focus between answers"),
-    ("Space", "pick the focused answer"),
-    ("PgUp PgDn", "scroll the focused answer by a page"),
-    ("j k / Home End", "scroll it by a line / to its top or end"),
-    ("Enter", "confirm your choice"),
-    ("Backspace / u", "undo the last rank (ordering questions)"),
-    ("=", "no preference (when the study allows it)"),
-    ("s", "skip this question (when the study allows it)"),
-    ("mouse", "click an answer to focus and pick it"),
-    ("?", "show or hide this help"),
-    ("q / Ctrl-C", "quit (asks first; answers are saved)"),
-];
 
 pub fn trial_hint(order: bool, allow_no_pref: bool, allow_skip: bool) -> String {
     let mut parts = vec![if order { "1–9 rank · Backspace undo" } else { "1–9 pick" }, "Enter confirm"];

@@ -1,0 +1,245 @@
+//! Drawing the dashboard: the f(k) chart with interval bars, k/(k+1) and the certified
+//! curves, and the side panel with progress, the f(k) table and data-quality flags.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, LegendPosition, Paragraph, Wrap};
+
+use super::text;
+use super::{Dashboard, MIN_HEIGHT, MIN_WIDTH};
+use crate::analysis::report::{FkChart, Report};
+use crate::tui::draw::Theme;
+
+/// Colours for the pairs of policies (empirical series) and the certified curves.
+const PAIR_COLOURS: [Color; 3] = [Color::Cyan, Color::Yellow, Color::Green];
+
+/// A labelled series of chart points.
+type Series<L> = (L, Color, Vec<(f64, f64)>);
+
+pub fn draw(f: &mut Frame, d: &Dashboard, theme: Theme) {
+    let area = f.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let msg = text::too_small(MIN_WIDTH, MIN_HEIGHT, area.width, area.height);
+        f.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), area);
+        return;
+    }
+    let [top, body, keys] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(area);
+    let status = if let Some(e) = &d.error {
+        Span::styled(text::error(e), theme.style(Color::Red).add_modifier(Modifier::BOLD))
+    } else if d.computing && d.report.is_none() {
+        Span::raw(text::COMPUTING)
+    } else {
+        match &d.updated {
+            Some((at, took)) => {
+                Span::raw(text::updated(&at.format("%H:%M:%S").to_string(), took.as_millis(), d.computing))
+            }
+            None => Span::raw(text::WAITING),
+        }
+    };
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(text::title(&d.study), Style::default().add_modifier(Modifier::BOLD)),
+            Span::raw(text::database(&d.db)),
+            status,
+        ])),
+        top,
+    );
+    f.render_widget(Paragraph::new(text::KEYS).style(Style::default().add_modifier(Modifier::DIM)), keys);
+    let Some(r) = &d.report else {
+        return;
+    };
+    let side = (body.width / 3).clamp(34, 56);
+    let [chart_area, side_area] = Layout::horizontal([Constraint::Min(0), Constraint::Length(side)]).areas(body);
+    let chart = FkChart::of(r);
+    draw_chart(f, chart_area, r, &chart, theme);
+    draw_side(f, side_area, r, &chart, theme);
+}
+
+/// The chart's series: k/(k+1), the certified curves, the observed points per pair of
+/// policies and their interval bars.
+struct ChartSeries {
+    bound: Vec<(f64, f64)>,
+    curves: Vec<Series<&'static str>>,
+    points: Vec<Series<String>>,
+    bars: Vec<(Color, [(f64, f64); 2])>,
+}
+
+impl ChartSeries {
+    fn of(r: &Report, chart: &FkChart) -> Self {
+        let k_max = chart.k_max;
+        let bound: Vec<(f64, f64)> = (0..=4 * k_max)
+            .map(|i| 1.0 + (k_max - 1) as f64 * i as f64 / (4 * k_max) as f64)
+            .map(|k| (k, k / (k + 1.0)))
+            .collect();
+        let curves: Vec<Series<&str>> = text::CURVES
+            .into_iter()
+            .zip([Color::Magenta, Color::Red, Color::Blue])
+            .map(|((label, p), c)| (label, c, chart.curve(p)))
+            .filter(|(_, _, pts): &Series<&str>| !pts.is_empty())
+            .collect();
+        let pairs = &chart.pairs;
+        let mut points: Vec<Series<String>> = Vec::new();
+        let mut bars: Vec<(Color, [(f64, f64); 2])> = Vec::new();
+        for (i, (a, b)) in pairs.iter().enumerate() {
+            let c = PAIR_COLOURS[i % PAIR_COLOURS.len()];
+            let dx = (i as f64 - (pairs.len() as f64 - 1.0) / 2.0) * 0.12;
+            let rows = chart.rows(r, i);
+            for x in &rows {
+                if x.ci_low.is_finite() {
+                    bars.push((c, [(x.k as f64 + dx, x.ci_low), (x.k as f64 + dx, x.ci_high)]));
+                }
+            }
+            points.push((text::pair(a, b), c, rows.iter().map(|x| (x.k as f64 + dx, x.rate)).collect()));
+        }
+        Self { bound, curves, points, bars }
+    }
+}
+
+/// Without colour (NO_COLOR) the series differ by marker, named in the legend.
+fn curve_marker(mono: bool, label: &str) -> Marker {
+    match (mono, label) {
+        (false, _) => Marker::Braille,
+        (true, "NE_k") => Marker::Dot,
+        (true, "NLHF^k") => Marker::Bar,
+        (true, _) => Marker::Quadrant,
+    }
+}
+
+fn curve_symbol(label: &str) -> &'static str {
+    match label {
+        "NE_k" => "•",
+        "NLHF^k" => "▄",
+        _ => "▚",
+    }
+}
+
+fn draw_chart(f: &mut Frame, area: Rect, r: &Report, chart: &FkChart, theme: Theme) {
+    let (k_max, y_min) = (chart.k_max, chart.y_min);
+    // The datasets borrow their points: build every series first.
+    let s = ChartSeries::of(r, chart);
+    let mono = !theme.color;
+    let named = |label: &str, symbol: &str| if mono { format!("{label} {symbol}") } else { label.to_string() };
+    let mut datasets = vec![
+        Dataset::default()
+            .name(named(text::BOUND, "⠒"))
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(theme.style(Color::White))
+            .data(&s.bound),
+    ];
+    for (label, c, pts) in &s.curves {
+        datasets.push(
+            Dataset::default()
+                .name(named(label, curve_symbol(label)))
+                .marker(curve_marker(mono, label))
+                .graph_type(GraphType::Line)
+                .style(theme.style(*c))
+                .data(pts),
+        );
+    }
+    for (c, seg) in &s.bars {
+        datasets.push(
+            Dataset::default().marker(Marker::Braille).graph_type(GraphType::Line).style(theme.style(*c)).data(seg),
+        );
+    }
+    for (label, c, pts) in &s.points {
+        datasets.push(
+            Dataset::default()
+                .name(named(label, "█"))
+                .marker(if mono { Marker::Block } else { Marker::Dot })
+                .graph_type(GraphType::Scatter)
+                .style(theme.style(*c).add_modifier(Modifier::BOLD))
+                .data(pts),
+        );
+    }
+    let x_labels: Vec<Span> = [1, k_max.div_ceil(2), k_max].into_iter().map(|k| Span::raw(k.to_string())).collect();
+    let y_labels: Vec<Span> =
+        [y_min, (y_min + 1.0) / 2.0, 1.0].into_iter().map(|y| Span::raw(format!("{y:.2}"))).collect();
+    let widget = Chart::new(datasets)
+        .block(Block::bordered().title(text::CHART_TITLE))
+        .x_axis(Axis::default().title(text::X_AXIS).bounds([0.5, k_max as f64 + 0.5]).labels(x_labels))
+        .y_axis(Axis::default().title(text::Y_AXIS).bounds([y_min, 1.0]).labels(y_labels))
+        .legend_position(Some(LegendPosition::BottomRight))
+        .hidden_legend_constraints((Constraint::Percentage(60), Constraint::Percentage(60)));
+    f.render_widget(widget, area);
+}
+
+fn draw_side(f: &mut Frame, area: Rect, r: &Report, chart: &FkChart, theme: Theme) {
+    let p = &r.progress;
+    let pct = if p.trials > 0 { 100.0 * p.answered as f64 / p.trials as f64 } else { 0.0 };
+    let mut lines = vec![
+        Line::from(Span::styled(text::PARTICIPANTS, Style::default().add_modifier(Modifier::BOLD))),
+        Line::from(text::enrolled(p.participants, p.completed)),
+        Line::from(text::answered(p.answered, p.trials, pct)),
+        Line::from(bar(pct / 100.0, area.width.saturating_sub(4) as usize)),
+        Line::from(""),
+        Line::from(Span::styled(text::FK_OBSERVED, Style::default().add_modifier(Modifier::BOLD))),
+    ];
+    if r.fk.is_empty() {
+        lines.push(Line::from(text::NO_FK));
+    }
+    for x in &r.fk {
+        let ci =
+            if x.ci_low.is_finite() { format!("[{:.2},{:.2}]", x.ci_low, x.ci_high) } else { text::NO_INTERVAL.into() };
+        let below = x.ci_high.is_finite() && x.ci_high < x.bound;
+        lines.push(Line::from(vec![
+            Span::raw(format!(
+                " {}/{} k={:<2} n={:<4} {:.2} {ci}",
+                short(&x.policy_a),
+                short(&x.policy_b),
+                x.k,
+                x.n,
+                x.rate
+            )),
+            Span::styled(if below { text::BELOW_BOUND } else { "" }, theme.style(Color::Yellow)),
+        ]));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled(text::CERTIFIED, Style::default().add_modifier(Modifier::BOLD))));
+    let mean = &chart.certified;
+    if mean.is_empty() {
+        lines.push(Line::from(text::NO_CERTIFIED));
+    } else {
+        let kmax = mean.keys().map(|(_, k)| *k).max().unwrap_or(1);
+        for k in [1, kmax] {
+            let v = |p: &str| mean.get(&(p, k)).map(|(v, _)| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+            lines.push(Line::from(text::certified(k, &v("ne"), &v("nlhf"), &v("base"))));
+        }
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled(text::QUALITY, Style::default().add_modifier(Modifier::BOLD))));
+    let q = &r.quality;
+    for b in &q.position_bias {
+        let flag = b.p_value < 0.05;
+        lines.push(Line::from(vec![
+            Span::raw(text::slot_bias(b.slots, b.p_value)),
+            Span::styled(if flag { text::FLAG } else { "" }, theme.style(Color::Yellow)),
+        ]));
+    }
+    let fast = q.too_fast.len();
+    let failed = q.attention.iter().filter(|(_, f, _)| *f > 0).count();
+    lines.push(flagged(text::too_fast(q.too_fast_ms, fast), fast > 0, theme));
+    lines.push(flagged(text::failed_attention(failed, q.attention.len()), failed > 0, theme));
+    let (same, n) = q.repeat_agreement;
+    if n > 0 {
+        lines.push(Line::from(text::repeats(same, n)));
+    }
+    f.render_widget(Paragraph::new(lines).block(Block::bordered().title(text::SIDE_TITLE)), area);
+}
+
+fn flagged(line: String, flag: bool, theme: Theme) -> Line<'static> {
+    Line::from(vec![Span::raw(line), Span::styled(if flag { text::FLAG } else { "" }, theme.style(Color::Yellow))])
+}
+
+fn short(s: &str) -> String {
+    if s.chars().count() <= 8 { s.to_string() } else { s.chars().take(7).chain(['…']).collect() }
+}
+
+fn bar(frac: f64, width: usize) -> String {
+    let filled = ((frac.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
+    format!(" {}{}", "█".repeat(filled), "░".repeat(width - filled))
+}
