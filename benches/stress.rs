@@ -137,25 +137,28 @@ fn wait_for(tui: &Tui, text: &str, limit: Duration) -> bool {
     true
 }
 
-fn main() {
-    let a = args();
+/// The example study for this run: no reading time, no breaks, ids `s` and five digits,
+/// its pools imported.
+fn setup() -> (tempfile::TempDir, PathBuf) {
     let dir = example_copy_with(|s| {
         s.replace("min_reading_seconds = 2.0", "min_reading_seconds = 0\nparticipant_id_pattern = \"s[0-9]{5}\"")
             .replace("break_every = 10\n", "")
     });
-    let d = dir.path().to_path_buf();
     for policy in ["sampled", "greedy"] {
         let file = format!("studies/example/{policy}.jsonl");
-        let (ok, _, err) = ualign(&d, &["import", "studies/example.toml", "--policy", policy, "--candidates", &file]);
+        let (ok, _, err) =
+            ualign(dir.path(), &["import", "studies/example.toml", "--policy", policy, "--candidates", &file]);
         assert!(ok, "{err}");
     }
-    let db = d.join("db/example.sqlite");
-    let tally = Arc::new(Tally::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
+    let db = dir.path().join("db/example.sqlite");
+    (dir, db)
+}
+
+/// Starts every writer and reader; each runs until `stop` is set.
+fn spawn_all(a: &Args, d: &Path, tally: &Arc<Tally>, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
     let mut threads = Vec::new();
     for w in 0..a.simulators {
-        let (d, tally, stop) = (d.clone(), tally.clone(), stop.clone());
+        let (d, tally, stop) = (d.to_path_buf(), tally.clone(), stop.clone());
         threads.push(std::thread::spawn(move || {
             let mut round = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -166,7 +169,7 @@ fn main() {
     }
     let next_id = Arc::new(AtomicUsize::new(0));
     for _ in 0..a.screens {
-        let (d, tally, stop, next_id) = (d.clone(), tally.clone(), stop.clone(), next_id.clone());
+        let (d, tally, stop, next_id) = (d.to_path_buf(), tally.clone(), stop.clone(), next_id.clone());
         threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let id = format!("s{:05}", next_id.fetch_add(1, Ordering::Relaxed));
@@ -178,7 +181,7 @@ fn main() {
         vec!["stats", "studies/example.toml", "--json", "--replicates", "20", "--worth-replicates", "2"],
         vec!["export", "studies/example.toml", "--format", "csv", "--out", "out"],
     ] {
-        let (d, tally, stop) = (d.clone(), tally.clone(), stop.clone());
+        let (d, tally, stop) = (d.to_path_buf(), tally.clone(), stop.clone());
         threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let (ok, _, err) = ualign(&d, &args);
@@ -189,15 +192,30 @@ fn main() {
             }
         }));
     }
+    threads
+}
+
+fn main() {
+    let a = args();
+    let (dir, db) = setup();
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let threads = spawn_all(&a, dir.path(), &tally, &stop);
     std::thread::sleep(Duration::from_secs(a.secs));
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
     }
     let secs = started.elapsed().as_secs_f64();
+    report(&a, &db, &tally, secs);
+}
 
+/// Checks the database against what the writers saw, prints the figures, and fails the
+/// run if anything was lost, doubled or reported as an error.
+fn report(a: &Args, db: &Path, tally: &Tally, secs: f64) {
     // What the database holds against what the writers saw committed.
-    let c = rusqlite::Connection::open(&db).expect("db");
+    let c = rusqlite::Connection::open(db).expect("db");
     let one = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).expect(sql) };
     let stored = one("SELECT COUNT(*) FROM answers") as usize;
     let integrity: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
@@ -229,7 +247,7 @@ fn main() {
         "integrity": integrity,
     });
     println!("{}", serde_json::to_string_pretty(&report).expect("json"));
-    if let Some(path) = a.json {
+    if let Some(path) = &a.json {
         std::fs::write(path, report.to_string()).expect("write the report");
     }
     assert!(errors == 0 && seen == stored && doubled == 0 && integrity == "ok", "the stress run found problems");

@@ -44,6 +44,7 @@ trials = 4
 "#;
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, start to end
 fn every_field_is_parsed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("studies/m")).unwrap();

@@ -417,6 +417,7 @@ fn a_dead_engine_worker_is_a_failure_not_preparing_for_ever() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, start to end
 fn a_study_mixing_model_and_imported_policies_prefetches_without_killing_the_engine() {
     use ualign::engine::EpChoice;
     use ualign::pools::{Models, PoolJob, PoolWorker, missing_for_trial};

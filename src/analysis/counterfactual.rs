@@ -107,6 +107,78 @@ pub fn analyse(
     out
 }
 
+/// A prompt's pool as responses: its distinct texts, in order of their smallest candidate
+/// id, with how many candidates carry each.
+struct Responses {
+    masses: Vec<Mass>,
+    of_id: HashMap<i64, usize>,
+}
+
+impl Responses {
+    fn of(pool: &[PoolCandidate]) -> Self {
+        let mut sorted: Vec<&PoolCandidate> = pool.iter().collect();
+        sorted.sort_by_key(|c| c.id);
+        let mut of_text: HashMap<&str, usize> = HashMap::new();
+        let mut of_id: HashMap<i64, usize> = HashMap::new();
+        let mut masses: Vec<Mass> = Vec::new();
+        for c in &sorted {
+            let r = *of_text.entry(c.text.as_str()).or_insert_with(|| {
+                masses.push(Mass { candidate: c.id, copies: 0, p: 0.0 });
+                masses.len() - 1
+            });
+            masses[r].copies += 1;
+            of_id.insert(c.id, r);
+        }
+        Self { masses, of_id }
+    }
+
+    /// Each participant's strict order over the responses (a text at its best position),
+    /// for those whose rankings cover every response; and how many only part of them.
+    fn covering_orders(&self, rankings: &[&Ranking]) -> (Vec<Order>, usize) {
+        let n = self.masses.len();
+        let mut orders: Vec<Order> = Vec::new();
+        let mut partial = 0;
+        for r in rankings {
+            let mut seen = vec![false; n];
+            let mut order = Vec::with_capacity(n);
+            for id in &r.order {
+                if let Some(&resp) = self.of_id.get(id)
+                    && !seen[resp]
+                {
+                    seen[resp] = true;
+                    order.push(resp);
+                }
+            }
+            if order.len() == n {
+                orders.push(order);
+            } else {
+                partial += 1;
+            }
+        }
+        (orders, partial)
+    }
+
+    /// Greedy: a point mass on the most common text of the temperature-0 policies'
+    /// candidates, if the pool has any.
+    fn greedy(&self, pool: &[PoolCandidate], greedy_policies: &BTreeSet<String>) -> Option<Vec<f64>> {
+        let n = self.masses.len();
+        let mut counts = vec![0usize; n];
+        for c in pool.iter().filter(|c| greedy_policies.contains(&c.policy)) {
+            counts[self.of_id[&c.id]] += 1;
+        }
+        let best = (0..n).max_by_key(|&i| (counts[i], std::cmp::Reverse(i)));
+        best.filter(|&i| counts[i] > 0).map(|i| {
+            let mut x = vec![0.0; n];
+            x[i] = 1.0;
+            x
+        })
+    }
+
+    fn with(&self, p: &[f64]) -> Vec<Mass> {
+        self.masses.iter().zip(p).map(|(m, &p)| Mass { p, ..m.clone() }).collect()
+    }
+}
+
 fn analyse_prompt(
     prompt: &str,
     pool: &[PoolCandidate],
@@ -114,41 +186,9 @@ fn analyse_prompt(
     greedy_policies: &BTreeSet<String>,
     ks: &[u32],
 ) -> Result<Vec<EquilibriumRow>, Skipped> {
-    // Responses: distinct texts, in order of their smallest candidate id.
-    let mut sorted: Vec<&PoolCandidate> = pool.iter().collect();
-    sorted.sort_by_key(|c| c.id);
-    let mut response_of_text: HashMap<&str, usize> = HashMap::new();
-    let mut response_of_id: HashMap<i64, usize> = HashMap::new();
-    let mut masses: Vec<Mass> = Vec::new();
-    for c in &sorted {
-        let r = *response_of_text.entry(c.text.as_str()).or_insert_with(|| {
-            masses.push(Mass { candidate: c.id, copies: 0, p: 0.0 });
-            masses.len() - 1
-        });
-        masses[r].copies += 1;
-        response_of_id.insert(c.id, r);
-    }
-    let n = masses.len();
-    // Each covering participant's strict order over responses (a text's best position).
-    let mut orders: Vec<Order> = Vec::new();
-    let mut partial = 0;
-    for r in rankings {
-        let mut seen = vec![false; n];
-        let mut order = Vec::with_capacity(n);
-        for id in &r.order {
-            if let Some(&resp) = response_of_id.get(id)
-                && !seen[resp]
-            {
-                seen[resp] = true;
-                order.push(resp);
-            }
-        }
-        if order.len() == n {
-            orders.push(order);
-        } else {
-            partial += 1;
-        }
-    }
+    let responses = Responses::of(pool);
+    let n = responses.masses.len();
+    let (orders, partial) = responses.covering_orders(rankings);
     let skip = |reason: String| Skipped {
         prompt: prompt.to_string(),
         responses: n,
@@ -166,32 +206,37 @@ fn analyse_prompt(
             pool.len().min(16)
         )));
     }
-    let with =
-        |p: &[f64]| -> Vec<Mass> { masses.iter().zip(p).map(|(m, &p)| Mass { p, ..m.clone() }).collect::<Vec<_>>() };
     let total = pool.len() as f64;
-    let base: Vec<f64> = masses.iter().map(|m| m.copies as f64 / total).collect();
-    // Greedy: the most common text of a temperature-0 policy's candidates.
-    let greedy = {
-        let mut counts = vec![0usize; n];
-        for c in pool.iter().filter(|c| greedy_policies.contains(&c.policy)) {
-            counts[response_of_id[&c.id]] += 1;
-        }
-        let best = (0..n).max_by_key(|&i| (counts[i], std::cmp::Reverse(i)));
-        best.filter(|&i| counts[i] > 0).map(|i| {
-            let mut x = vec![0.0; n];
-            x[i] = 1.0;
-            x
-        })
-    };
+    let base: Vec<f64> = responses.masses.iter().map(|m| m.copies as f64 / total).collect();
+    let greedy = responses.greedy(pool, greedy_policies);
     let nlhf = equilibria::maximal_lottery(&orders, n).map_err(skip)?;
+    let policies = Policies { base, greedy, nlhf };
+    Ok(certified_rows(prompt, &responses, &orders, &policies, ks))
+}
+
+/// The fixed single-output policies of a prompt's pool.
+struct Policies {
+    base: Vec<f64>,
+    greedy: Option<Vec<f64>>,
+    nlhf: Vec<f64>,
+}
+
+/// The certified rows of every policy at every k.
+fn certified_rows(
+    prompt: &str,
+    responses: &Responses,
+    orders: &[Order],
+    p: &Policies,
+    ks: &[u32],
+) -> Vec<EquilibriumRow> {
     let mut rows = Vec::new();
     // At k = 1 the game is the symmetric two-player majority game, whose equilibrium is the
     // maximal lottery: start there, then each k from the equilibrium of k − 1.
-    let mut ne_start = nlhf.clone();
+    let mut ne_start = p.nlhf.clone();
     // The fixed policies' payoffs for every k in one pass each.
     let k_max = ks.iter().copied().max().unwrap_or(0);
-    let fixed = |x: &Vec<f64>| equilibria::payoffs_up_to(&orders, x, k_max);
-    let (base_u, greedy_u, nlhf_u) = (fixed(&base), greedy.as_ref().map(fixed), fixed(&nlhf));
+    let fixed = |x: &Vec<f64>| equilibria::payoffs_up_to(orders, x, k_max);
+    let (base_u, greedy_u, nlhf_u) = (fixed(&p.base), p.greedy.as_ref().map(fixed), fixed(&p.nlhf));
     for &k in ks {
         let bound = k as f64 / (k as f64 + 1.0);
         let at = |u: &[Vec<f64>]| u[k as usize - 1].clone();
@@ -201,23 +246,23 @@ fn analyse_prompt(
                 prompt: prompt.to_string(),
                 k,
                 policy,
-                distribution: with(x),
+                distribution: responses.with(x),
                 certified_win_rate: 1.0 - worst,
                 gap: (worst - 1.0 / (k as f64 + 1.0)).max(0.0),
                 bound,
                 participants: orders.len(),
             });
         };
-        row("base", &base, at(&base_u));
-        if let (Some(g), Some(gu)) = (&greedy, &greedy_u) {
+        row("base", &p.base, at(&base_u));
+        if let (Some(g), Some(gu)) = (&p.greedy, &greedy_u) {
             row("greedy", g, at(gu));
         }
-        row("nlhf", &nlhf, at(&nlhf_u));
-        let ne = equilibria::ne_k_from(&orders, ne_start, k, NE_TOLERANCE, NE_MAX_ITER);
-        row("ne", &ne.distribution, equilibria::payoffs(&orders, &ne.distribution, k));
+        row("nlhf", &p.nlhf, at(&nlhf_u));
+        let ne = equilibria::ne_k_from(orders, ne_start, k, NE_TOLERANCE, NE_MAX_ITER);
+        row("ne", &ne.distribution, equilibria::payoffs(orders, &ne.distribution, k));
         ne_start = ne.distribution;
     }
-    Ok(rows)
+    rows
 }
 
 /// The pools of every prompt: candidates of `policies` (the ones rank blocks draw from).

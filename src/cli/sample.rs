@@ -73,73 +73,12 @@ impl Cmd {
         if let Some(why) = &g.provider.fallback {
             eprintln!("notice: CUDA is not available ({}); running on CPU", why.lines().next().unwrap_or(why));
         }
-        let gc: Value = std::fs::read_to_string(self.model.join("generation_config.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null);
-        let greedy_default = gc.get("do_sample").and_then(Value::as_bool) == Some(false);
-        let params = SamplingParams {
-            temperature: self.temperature.unwrap_or(if greedy_default {
-                0.0
-            } else {
-                gen_default(&gc, "temperature").unwrap_or(1.0) as f32
-            }),
-            top_k: self.top_k.unwrap_or(gen_default(&gc, "top_k").unwrap_or(TRANSFORMERS_TOP_K) as u32),
-            top_p: self.top_p.unwrap_or(gen_default(&gc, "top_p").unwrap_or(1.0) as f32),
-            min_p: self.min_p.unwrap_or(gen_default(&gc, "min_p").unwrap_or(0.0) as f32),
-            repetition_penalty: self
-                .repetition_penalty
-                .unwrap_or(gen_default(&gc, "repetition_penalty").unwrap_or(1.0) as f32),
-        };
-        // Flags were checked as they were parsed; what generation_config.json supplies is
-        // held to the same rules.
-        let from_file = |key: &str, v: f64, flag: &str| -> anyhow::Result<()> {
-            crate::decoding::limits::check(key, v).map_err(|rule| {
-                anyhow::anyhow!(
-                    "{}: {key} = {v}: {rule}; pass --{flag} to override it",
-                    self.model.join("generation_config.json").display()
-                )
-            })
-        };
-        from_file("temperature", f64::from(params.temperature), "temperature")?;
-        from_file("top_p", f64::from(params.top_p), "top-p")?;
-        from_file("min_p", f64::from(params.min_p), "min-p")?;
-        from_file("repetition_penalty", f64::from(params.repetition_penalty), "repetition-penalty")?;
-        if self.max_new_tokens.is_none()
-            && let Some(n) = gen_default(&gc, "max_new_tokens")
-            && !(1.0..=8192.0).contains(&n)
-        {
-            anyhow::bail!(
-                "{}: max_new_tokens = {n} is out of range (1 to 8192); pass --max-new-tokens to override it",
-                self.model.join("generation_config.json").display()
-            );
-        }
-        let opts = GenOptions {
-            params,
-            max_new_tokens: self.max_new_tokens.unwrap_or(gen_default(&gc, "max_new_tokens").unwrap_or(64.0) as u32),
-            stop: self.stop.clone(),
-            ignore_eos: self.ignore_eos,
-        };
+        let opts = self.options()?;
         let ids = g.encode_prompt(&self.prompt, !self.raw)?;
         let specs: Vec<SampleSpec> = (0..self.k)
             .map(|i| SampleSpec { index: i, seed: engine::sample_seed(self.seed, "sample", "cli", i) })
             .collect();
         let (samples, t) = g.generate(&ids, &specs, &opts, None)?;
-        let timing = json!({
-            "provider": g.provider.to_string(),
-            "prompt_tokens": t.prompt_tokens,
-            "prefill_ms": t.prefill_ms,
-            "decode_ms": t.decode_ms,
-            "decode_run_ms": t.decode_run_ms,
-            "decode_steps": t.decode_steps,
-            "decode_tokens": t.new_tokens,
-            "decode_tokens_per_s": t.decode_tokens_per_s(),
-            "settings": {
-                "temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p, "min_p": params.min_p,
-                "repetition_penalty": params.repetition_penalty, "max_new_tokens": opts.max_new_tokens,
-                "chat_template": !self.raw && g.folder.chat_template.is_some(), "seed": self.seed,
-            },
-        });
         if self.json {
             for s in &samples {
                 println!(
@@ -148,7 +87,7 @@ impl Cmd {
                            "logprob": s.logprob, "seed": s.seed})
                 );
             }
-            println!("{}", json!({ "timing": timing }));
+            println!("{}", json!({ "timing": self.timing(&g, &opts, &t) }));
         } else {
             for s in &samples {
                 println!(
@@ -171,5 +110,67 @@ impl Cmd {
             );
         }
         Ok(())
+    }
+
+    /// The settings: each flag, else the folder's generation_config.json as transformers
+    /// reads it, else transformers' defaults; what the file gives is held to the same
+    /// rules as the flags.
+    fn options(&self) -> anyhow::Result<GenOptions> {
+        let gc_path = self.model.join("generation_config.json");
+        let gc: Value =
+            std::fs::read_to_string(&gc_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
+        let greedy_default = gc.get("do_sample").and_then(Value::as_bool) == Some(false);
+        let params = SamplingParams {
+            temperature: self.temperature.unwrap_or(if greedy_default {
+                0.0
+            } else {
+                gen_default(&gc, "temperature").unwrap_or(1.0) as f32
+            }),
+            top_k: self.top_k.unwrap_or(gen_default(&gc, "top_k").unwrap_or(TRANSFORMERS_TOP_K) as u32),
+            top_p: self.top_p.unwrap_or(gen_default(&gc, "top_p").unwrap_or(1.0) as f32),
+            min_p: self.min_p.unwrap_or(gen_default(&gc, "min_p").unwrap_or(0.0) as f32),
+            repetition_penalty: self
+                .repetition_penalty
+                .unwrap_or(gen_default(&gc, "repetition_penalty").unwrap_or(1.0) as f32),
+        };
+        let from_file = |key: &str, v: f32, flag: &str| -> anyhow::Result<()> {
+            crate::decoding::limits::check(key, f64::from(v)).map_err(|rule| {
+                anyhow::anyhow!("{}: {key} = {v}: {rule}; pass --{flag} to override it", gc_path.display())
+            })
+        };
+        from_file("temperature", params.temperature, "temperature")?;
+        from_file("top_p", params.top_p, "top-p")?;
+        from_file("min_p", params.min_p, "min-p")?;
+        from_file("repetition_penalty", params.repetition_penalty, "repetition-penalty")?;
+        let max_new_tokens = match (self.max_new_tokens, gen_default(&gc, "max_new_tokens")) {
+            (Some(n), _) => n,
+            (None, Some(n)) if (1.0..=8192.0).contains(&n) => n as u32,
+            (None, Some(n)) => anyhow::bail!(
+                "{}: max_new_tokens = {n} is out of range (1 to 8192); pass --max-new-tokens to override it",
+                gc_path.display()
+            ),
+            (None, None) => 64,
+        };
+        Ok(GenOptions { params, max_new_tokens, stop: self.stop.clone(), ignore_eos: self.ignore_eos })
+    }
+
+    /// The timing line of `--json`, with the settings used.
+    fn timing(&self, g: &engine::Generator, opts: &GenOptions, t: &engine::PoolTiming) -> Value {
+        let p = &opts.params;
+        json!({
+            "provider": g.provider.to_string(),
+            "prompt_tokens": t.prompt_tokens,
+            "prefill_ms": t.prefill_ms,
+            "decode_ms": t.decode_ms,
+            "decode_run_ms": t.decode_run_ms,
+            "decode_steps": t.decode_steps,
+            "decode_tokens": t.new_tokens,
+            "decode_tokens_per_s": t.decode_tokens_per_s(),
+            "settings": {
+                "temperature": p.temperature, "top_k": p.top_k, "top_p": p.top_p, "min_p": p.min_p,
+                "repetition_penalty": p.repetition_penalty, "max_new_tokens": opts.max_new_tokens,
+                "chat_template": !self.raw && g.folder.chat_template.is_some(), "seed": self.seed,
+            },
+        })
     }
 }

@@ -52,6 +52,55 @@ fn token_text(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// The graph file of a folder: `model.onnx`, or Optimum's merged decoder.
+fn find_onnx(dir: &Path) -> Result<PathBuf, EngineError> {
+    ["model.onnx", "decoder_model_merged.onnx"].iter().map(|n| dir.join(n)).find(|p| p.is_file()).ok_or_else(|| {
+        EngineError::Folder {
+            file: dir.join("model.onnx"),
+            problem:
+                "missing: expected model.onnx or decoder_model_merged.onnx (Optimum's text-generation-with-past export)"
+                    .into(),
+        }
+    })
+}
+
+/// An optional JSON file of the folder; a missing one is a notice saying which defaults apply.
+fn optional_json(dir: &Path, name: &str, defaults: &str, notices: &mut Vec<String>) -> Result<Value, EngineError> {
+    let path = dir.join(name);
+    if path.is_file() {
+        return read_json(&path);
+    }
+    notices.push(format!("{} has no {name}: {defaults}", dir.display()));
+    Ok(Value::Null)
+}
+
+fn load_tokenizer(dir: &Path) -> Result<tokenizers::Tokenizer, EngineError> {
+    let path = dir.join("tokenizer.json");
+    if !path.is_file() {
+        return Err(EngineError::Folder {
+            file: path,
+            problem: "missing: the Hugging Face tokenizers file is required".into(),
+        });
+    }
+    tokenizers::Tokenizer::from_file(&path)
+        .map_err(|e| EngineError::Folder { file: path.clone(), problem: format!("cannot load the tokenizer: {e}") })
+}
+
+/// The chat template: tokenizer_config.json's (a string, or the "default" of a list of
+/// named ones), else `chat_template.jinja`.
+fn chat_template(dir: &Path, tc: &Value) -> Option<String> {
+    match tc.get("chat_template") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Array(list)) => list
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+            .and_then(|t| t.get("template").and_then(Value::as_str))
+            .map(String::from),
+        _ => None,
+    }
+    .or_else(|| std::fs::read_to_string(dir.join("chat_template.jinja")).ok())
+}
+
 impl ModelFolder {
     pub fn open(dir: &Path) -> Result<Self, EngineError> {
         if !dir.is_dir() {
@@ -60,70 +109,32 @@ impl ModelFolder {
                 problem: "no such folder; a model folder holds config.json, tokenizer.json, tokenizer_config.json and model.onnx".into(),
             });
         }
-        let onnx = ["model.onnx", "decoder_model_merged.onnx"]
-            .iter()
-            .map(|n| dir.join(n))
-            .find(|p| p.is_file())
-            .ok_or_else(|| EngineError::Folder {
-                file: dir.join("model.onnx"),
-                problem: "missing: expected model.onnx or decoder_model_merged.onnx (Optimum's text-generation-with-past export)".into(),
-            })?;
+        let onnx = find_onnx(dir)?;
         let config = read_json(&dir.join("config.json"))?;
         let mut notices = Vec::new();
-        let gen_path = dir.join("generation_config.json");
-        let generation = if gen_path.is_file() {
-            read_json(&gen_path)?
-        } else {
-            notices.push(format!(
-                "{} has no generation_config.json: the end-of-sequence ids come from config.json and tokenizer_config.json, and `ualign sample` uses transformers' defaults (temperature 1, top-k 50, no top-p or min-p, 64 new tokens)",
-                dir.display()
-            ));
-            Value::Null
-        };
-        let tok_path = dir.join("tokenizer.json");
-        if !tok_path.is_file() {
-            return Err(EngineError::Folder {
-                file: tok_path,
-                problem: "missing: the Hugging Face tokenizers file is required".into(),
-            });
-        }
-        let tokenizer = tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| EngineError::Folder {
-            file: tok_path.clone(),
-            problem: format!("cannot load the tokenizer: {e}"),
-        })?;
-        let tc_path = dir.join("tokenizer_config.json");
-        let tc = if tc_path.is_file() {
-            read_json(&tc_path)?
-        } else {
-            notices.push(format!(
-                "{} has no tokenizer_config.json: no chat template unless chat_template.jinja is there (prompts are sent as raw text), and no bos/eos tokens beyond tokenizer.json's own",
-                dir.display()
-            ));
-            Value::Null
-        };
-        let chat_template = match tc.get("chat_template") {
-            Some(Value::String(s)) => Some(s.clone()),
-            // A list of named templates: take "default".
-            Some(Value::Array(list)) => list
-                .iter()
-                .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
-                .and_then(|t| t.get("template").and_then(Value::as_str))
-                .map(String::from),
-            _ => None,
-        }
-        .or_else(|| std::fs::read_to_string(dir.join("chat_template.jinja")).ok());
+        let generation = optional_json(
+            dir,
+            "generation_config.json",
+            "the end-of-sequence ids come from config.json and tokenizer_config.json, and `ualign sample` uses transformers' defaults (temperature 1, top-k 50, no top-p or min-p, 64 new tokens)",
+            &mut notices,
+        )?;
+        let tokenizer = load_tokenizer(dir)?;
+        let tc = optional_json(
+            dir,
+            "tokenizer_config.json",
+            "no chat template unless chat_template.jinja is there (prompts are sent as raw text), and no bos/eos tokens beyond tokenizer.json's own",
+            &mut notices,
+        )?;
+        let chat_template = chat_template(dir, &tc);
         let bos_token = token_text(tc.get("bos_token"));
         let eos_token = token_text(tc.get("eos_token"));
+        // Every id that ends a sequence: generation_config.json's, config.json's, the eos token's.
         let mut eos_ids = ids_of(generation.get("eos_token_id"));
-        for id in ids_of(config.get("eos_token_id")) {
+        let eos_token_id = eos_token.as_deref().and_then(|t| tokenizer.token_to_id(t));
+        for id in ids_of(config.get("eos_token_id")).into_iter().chain(eos_token_id) {
             if !eos_ids.contains(&id) {
                 eos_ids.push(id);
             }
-        }
-        if let Some(id) = eos_token.as_deref().and_then(|t| tokenizer.token_to_id(t))
-            && !eos_ids.contains(&id)
-        {
-            eos_ids.push(id);
         }
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -182,98 +193,114 @@ fn tensor_info(t: &ValueType) -> Option<(TensorElementType, Vec<i64>)> {
     }
 }
 
+/// A graph's inputs or outputs: name and type.
+type Ports = Vec<(String, ValueType)>;
+
+fn has(list: &[(String, ValueType)], n: &str) -> bool {
+    list.iter().any(|(x, _)| x == n)
+}
+
+/// The KV cache's names per layer: (past key, past value, present key, present value).
+fn kv_layers(inputs: &Ports, outputs: &Ports) -> Result<Vec<[String; 4]>, String> {
+    let mut layers = Vec::new();
+    while has(inputs, &format!("past_key_values.{}.key", layers.len())) {
+        let i = layers.len();
+        let names = [
+            format!("past_key_values.{i}.key"),
+            format!("past_key_values.{i}.value"),
+            format!("present.{i}.key"),
+            format!("present.{i}.value"),
+        ];
+        if !has(inputs, &names[1]) || !has(outputs, &names[2]) || !has(outputs, &names[3]) {
+            return Err(format!(
+                "layer {i}: expected inputs {} and {} and outputs {} and {}",
+                names[0], names[1], names[2], names[3]
+            ));
+        }
+        layers.push(names);
+    }
+    if layers.is_empty() {
+        return Err("the graph has no past_key_values.* inputs: it was exported without a KV cache; use --task text-generation-with-past".into());
+    }
+    Ok(layers)
+}
+
+/// The graph's inputs are the ones ualign feeds.
+fn check_inputs(inputs: &Ports) -> Result<(), String> {
+    for need in ["input_ids", "attention_mask"] {
+        if !has(inputs, need) {
+            return Err(format!(
+                "the graph has no `{need}` input (inputs: {}); export it with Optimum's --task text-generation-with-past",
+                inputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    let known = |n: &str| {
+        matches!(n, "input_ids" | "attention_mask" | "position_ids" | "use_cache_branch")
+            || n.starts_with("past_key_values.")
+    };
+    if let Some((n, _)) = inputs.iter().find(|(n, _)| !known(n)) {
+        return Err(format!(
+            "unexpected input `{n}`: ualign feeds input_ids, attention_mask, position_ids, use_cache_branch and past_key_values.*"
+        ));
+    }
+    Ok(())
+}
+
+fn float_type(what: &str, ty: Option<TensorElementType>) -> Result<KvType, String> {
+    match ty {
+        Some(TensorElementType::Float32) => Ok(KvType::F32),
+        Some(TensorElementType::Float16) => Ok(KvType::F16),
+        other => Err(format!("{what} of type {other:?}: only fp32 and fp16 are supported")),
+    }
+}
+
+/// The KV cache's head count and head size: from the graph where it states them, else
+/// from config.json.
+fn kv_dims(kv_shape: &[i64], config: &Value) -> Option<(usize, usize)> {
+    let cfg = |k: &str| config.get(k).and_then(Value::as_u64).map(|v| v as usize);
+    let heads = cfg("num_attention_heads").or(cfg("n_head"));
+    let hidden = cfg("hidden_size").or(cfg("n_embd"));
+    let kv_heads = if kv_shape[1] > 0 { Some(kv_shape[1] as usize) } else { cfg("num_key_value_heads").or(heads) };
+    let head_dim = if kv_shape[3] > 0 {
+        Some(kv_shape[3] as usize)
+    } else {
+        cfg("head_dim").or(match (hidden, heads) {
+            (Some(h), Some(n)) if n > 0 => Some(h / n),
+            _ => None,
+        })
+    };
+    Some((kv_heads?, head_dim?))
+}
+
 impl Signature {
     /// Reads and checks the graph's inputs and outputs against the text-generation-with-past layout.
     pub fn read(session: &Session, onnx: &Path, config: &Value) -> Result<Self, EngineError> {
         let bad = |problem: String| EngineError::Folder { file: onnx.to_path_buf(), problem };
-        let inputs: Vec<(String, ValueType)> =
-            session.inputs().iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect();
-        let outputs: Vec<(String, ValueType)> =
-            session.outputs().iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect();
-        let has = |list: &[(String, ValueType)], n: &str| list.iter().any(|(x, _)| x == n);
-        for need in ["input_ids", "attention_mask"] {
-            if !has(&inputs, need) {
-                return Err(bad(format!(
-                    "the graph has no `{need}` input (inputs: {}); export it with Optimum's --task text-generation-with-past",
-                    inputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-                )));
-            }
-        }
+        let inputs: Ports = session.inputs().iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect();
+        let outputs: Ports = session.outputs().iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect();
+        check_inputs(&inputs).map_err(bad)?;
         let logits = outputs
             .iter()
             .find(|(n, _)| n == "logits")
             .ok_or_else(|| bad("the graph has no `logits` output".into()))?;
-        let mut layers = Vec::new();
-        while has(&inputs, &format!("past_key_values.{}.key", layers.len())) {
-            let i = layers.len();
-            let names = [
-                format!("past_key_values.{i}.key"),
-                format!("past_key_values.{i}.value"),
-                format!("present.{i}.key"),
-                format!("present.{i}.value"),
-            ];
-            if !has(&inputs, &names[1]) || !has(&outputs, &names[2]) || !has(&outputs, &names[3]) {
-                return Err(bad(format!(
-                    "layer {i}: expected inputs {} and {} and outputs {} and {}",
-                    names[0], names[1], names[2], names[3]
-                )));
-            }
-            layers.push(names);
-        }
-        if layers.is_empty() {
-            return Err(bad(
-                "the graph has no past_key_values.* inputs: it was exported without a KV cache; use --task text-generation-with-past".into(),
-            ));
-        }
-        let known = |n: &str| {
-            matches!(n, "input_ids" | "attention_mask" | "position_ids" | "use_cache_branch")
-                || n.starts_with("past_key_values.")
-        };
-        if let Some((n, _)) = inputs.iter().find(|(n, _)| !known(n)) {
-            return Err(bad(format!(
-                "unexpected input `{n}`: ualign feeds input_ids, attention_mask, position_ids, use_cache_branch and past_key_values.*"
-            )));
-        }
+        let layers = kv_layers(&inputs, &outputs).map_err(bad)?;
         let (kv_ty, kv_shape) = inputs
             .iter()
             .find(|(n, _)| n == &layers[0][0])
             .and_then(|(_, t)| tensor_info(t))
             .ok_or_else(|| bad("past_key_values.0.key is not a tensor".into()))?;
-        let kv_type = match kv_ty {
-            TensorElementType::Float32 => KvType::F32,
-            TensorElementType::Float16 => KvType::F16,
-            other => {
-                return Err(bad(format!("KV cache of type {other:?} is not supported (fp32 or fp16)")));
-            }
-        };
-        let logits_type = match tensor_info(&logits.1).map(|t| t.0) {
-            Some(TensorElementType::Float32) => KvType::F32,
-            Some(TensorElementType::Float16) => KvType::F16,
-            other => {
-                return Err(bad(format!("logits of type {other:?} are not supported (fp32 or fp16)")));
-            }
-        };
+        let kv_type = float_type("KV cache", Some(kv_ty)).map_err(bad)?;
+        let logits_type = float_type("logits", tensor_info(&logits.1).map(|t| t.0)).map_err(bad)?;
         if kv_shape.len() != 4 {
             return Err(bad(format!(
                 "past_key_values.0.key has rank {} (expected [batch, kv_heads, past, head_dim])",
                 kv_shape.len()
             )));
         }
-        let cfg = |k: &str| config.get(k).and_then(Value::as_u64).map(|v| v as usize);
-        let heads = cfg("num_attention_heads").or(cfg("n_head"));
-        let hidden = cfg("hidden_size").or(cfg("n_embd"));
-        let kv_heads = if kv_shape[1] > 0 { Some(kv_shape[1] as usize) } else { cfg("num_key_value_heads").or(heads) };
-        let head_dim = if kv_shape[3] > 0 {
-            Some(kv_shape[3] as usize)
-        } else {
-            cfg("head_dim").or(match (hidden, heads) {
-                (Some(h), Some(n)) if n > 0 => Some(h / n),
-                _ => None,
-            })
-        };
-        let (Some(kv_heads), Some(head_dim)) = (kv_heads, head_dim) else {
-            return Err(bad("cannot tell the KV cache's head count and size from the graph or config.json".into()));
-        };
+        let (kv_heads, head_dim) = kv_dims(&kv_shape, config).ok_or_else(|| {
+            bad("cannot tell the KV cache's head count and size from the graph or config.json".into())
+        })?;
         let vocab = tensor_info(&logits.1).and_then(|(_, s)| s.last().copied()).filter(|&v| v > 0).map(|v| v as usize);
         Ok(Self {
             has_position_ids: has(&inputs, "position_ids"),

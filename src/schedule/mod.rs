@@ -122,82 +122,122 @@ fn distinct_samples(pool: u32, n: u32, exclude: &[u32], rng: &mut ChaCha8Rng) ->
     all
 }
 
+/// One block's trials: its design's trials in random order, attention checks among them,
+/// repeats after their originals. The draws come in this order from `rng` (a stored
+/// study's lists depend on it).
 fn plan_block(study: &Study, block: &Block, rng: &mut ChaCha8Rng) -> Vec<PlannedTrial> {
-    let pool_of = |name: &str| study.policy(name).map_or(1, |p| p.pool_size);
     let n = block.trials as usize;
     let mut prompts = block.prompts.clone();
     prompts.shuffle(rng);
     let prompt_seq = rotation(&prompts, n, rng);
     let mut main: Vec<PlannedTrial> = match &block.design {
         Design::BestOfK { policy_a, policy_b, k } => {
-            let ks = rotation(k, n, rng);
-            // Position of B's slot: for each k, rotate through 0..=k from a random offset.
-            let mut next_pos: Vec<(u32, u32)> = k.iter().map(|&k| (k, rng.random_range(0..=k))).collect();
-            ks.iter()
-                .zip(&prompt_seq)
-                .map(|(&k, prompt)| {
-                    let entry = next_pos.iter_mut().find(|(kk, _)| *kk == k).expect("k drawn from the block's list");
-                    let b_pos = (entry.1 % (k + 1)) as usize;
-                    entry.1 += 1;
-                    let a_samples = distinct_samples(pool_of(policy_a), k, &[], rng);
-                    let exclude = if policy_a == policy_b { a_samples.clone() } else { Vec::new() };
-                    let b_sample = distinct_samples(pool_of(policy_b), 1, &exclude, rng)[0];
-                    let mut slots: Vec<Slot> = a_samples
-                        .into_iter()
-                        .map(|s| Slot { policy: policy_a.clone(), sample: s, role: SlotRole::A })
-                        .collect();
-                    slots.insert(b_pos, Slot { policy: policy_b.clone(), sample: b_sample, role: SlotRole::B });
-                    PlannedTrial {
-                        block: block.name.clone(),
-                        kind: TrialKind::BestOfK,
-                        mode: RankMode::Pick,
-                        prompt_id: prompt.clone(),
-                        k: Some(k),
-                        policy_a: Some(policy_a.clone()),
-                        policy_b: Some(policy_b.clone()),
-                        slots,
-                        repeat_of: None,
-                    }
-                })
-                .collect()
+            best_of_k_trials(study, block, policy_a, policy_b, k, &prompt_seq, rng)
         }
-        Design::Rank { policies, m, mode } => {
-            let pool: Vec<(String, u32)> =
-                policies.iter().flat_map(|p| (0..pool_of(p)).map(move |s| (p.clone(), s))).collect();
-            prompt_seq
-                .iter()
-                .map(|prompt| {
-                    let mut chosen: Vec<(String, u32)> = pool.choose_multiple(rng, *m as usize).cloned().collect();
-                    chosen.shuffle(rng);
-                    PlannedTrial {
-                        block: block.name.clone(),
-                        kind: TrialKind::Rank,
-                        mode: *mode,
-                        prompt_id: prompt.clone(),
-                        k: None,
-                        policy_a: None,
-                        policy_b: None,
-                        slots: chosen
-                            .into_iter()
-                            .map(|(policy, sample)| Slot { policy, sample, role: SlotRole::Pool })
-                            .collect(),
-                        repeat_of: None,
-                    }
-                })
-                .collect()
-        }
+        Design::Rank { policies, m, mode } => rank_trials(study, block, policies, *m, *mode, &prompt_seq, rng),
     };
     main.shuffle(rng);
+    add_attention_checks(study, block, &prompts, &mut main, rng);
+    with_repeats(block, main, rng)
+}
 
-    // Attention checks: an intact candidate beside a word-shuffled one, at random places
-    // (never first, so the participant has seen a real trial before).
+fn pool_of(study: &Study, name: &str) -> u32 {
+    study.policy(name).map_or(1, |p| p.pool_size)
+}
+
+/// k candidates of A and one of B per trial; k values and B's slot rotate.
+fn best_of_k_trials(
+    study: &Study,
+    block: &Block,
+    policy_a: &str,
+    policy_b: &str,
+    k: &[u32],
+    prompt_seq: &[String],
+    rng: &mut ChaCha8Rng,
+) -> Vec<PlannedTrial> {
+    let ks = rotation(k, prompt_seq.len(), rng);
+    // Position of B's slot: for each k, rotate through 0..=k from a random offset.
+    let mut next_pos: Vec<(u32, u32)> = k.iter().map(|&k| (k, rng.random_range(0..=k))).collect();
+    ks.iter()
+        .zip(prompt_seq)
+        .map(|(&k, prompt)| {
+            let entry = next_pos.iter_mut().find(|(kk, _)| *kk == k).expect("k drawn from the block's list");
+            let b_pos = (entry.1 % (k + 1)) as usize;
+            entry.1 += 1;
+            let a_samples = distinct_samples(pool_of(study, policy_a), k, &[], rng);
+            let exclude = if policy_a == policy_b { a_samples.clone() } else { Vec::new() };
+            let b_sample = distinct_samples(pool_of(study, policy_b), 1, &exclude, rng)[0];
+            let mut slots: Vec<Slot> = a_samples
+                .into_iter()
+                .map(|s| Slot { policy: policy_a.to_string(), sample: s, role: SlotRole::A })
+                .collect();
+            slots.insert(b_pos, Slot { policy: policy_b.to_string(), sample: b_sample, role: SlotRole::B });
+            PlannedTrial {
+                block: block.name.clone(),
+                kind: TrialKind::BestOfK,
+                mode: RankMode::Pick,
+                prompt_id: prompt.clone(),
+                k: Some(k),
+                policy_a: Some(policy_a.to_string()),
+                policy_b: Some(policy_b.to_string()),
+                slots,
+                repeat_of: None,
+            }
+        })
+        .collect()
+}
+
+/// m candidates drawn from the policies' pools per trial, in random slots.
+fn rank_trials(
+    study: &Study,
+    block: &Block,
+    policies: &[String],
+    m: u32,
+    mode: RankMode,
+    prompt_seq: &[String],
+    rng: &mut ChaCha8Rng,
+) -> Vec<PlannedTrial> {
+    let pool: Vec<(String, u32)> =
+        policies.iter().flat_map(|p| (0..pool_of(study, p)).map(move |s| (p.clone(), s))).collect();
+    prompt_seq
+        .iter()
+        .map(|prompt| {
+            let mut chosen: Vec<(String, u32)> = pool.choose_multiple(rng, m as usize).cloned().collect();
+            chosen.shuffle(rng);
+            PlannedTrial {
+                block: block.name.clone(),
+                kind: TrialKind::Rank,
+                mode,
+                prompt_id: prompt.clone(),
+                k: None,
+                policy_a: None,
+                policy_b: None,
+                slots: chosen
+                    .into_iter()
+                    .map(|(policy, sample)| Slot { policy, sample, role: SlotRole::Pool })
+                    .collect(),
+                repeat_of: None,
+            }
+        })
+        .collect()
+}
+
+/// Attention checks: an intact candidate beside a word-shuffled one, at random places
+/// (never first, so the participant has seen a real trial before).
+fn add_attention_checks(
+    study: &Study,
+    block: &Block,
+    prompts: &[String],
+    main: &mut Vec<PlannedTrial>,
+    rng: &mut ChaCha8Rng,
+) {
     let gold_policy = match &block.design {
         Design::BestOfK { policy_a, .. } => policy_a.clone(),
         Design::Rank { policies, .. } => policies[0].clone(),
     };
     for _ in 0..block.attention_checks {
         let prompt = prompts[rng.random_range(0..prompts.len())].clone();
-        let samples = distinct_samples(pool_of(&gold_policy), 2, &[], rng);
+        let samples = distinct_samples(pool_of(study, &gold_policy), 2, &[], rng);
         let broken_sample = *samples.last().unwrap_or(&0);
         let mut slots = vec![
             Slot { policy: gold_policy.clone(), sample: samples[0], role: SlotRole::Gold },
@@ -220,8 +260,11 @@ fn plan_block(study: &Study, block: &Block, rng: &mut ChaCha8Rng) -> Vec<Planned
             },
         );
     }
+}
 
-    // Repeats: a random subset of the block's trials shown again later, slots reshuffled.
+/// Repeats: a random subset of the block's trials shown again at least two trials later,
+/// slots reshuffled; `repeat_of` is the original's position in the returned list.
+fn with_repeats(block: &Block, main: Vec<PlannedTrial>, rng: &mut ChaCha8Rng) -> Vec<PlannedTrial> {
     let originals: Vec<usize> =
         (0..main.len().saturating_sub(2)).filter(|&i| main[i].kind != TrialKind::Attention).collect();
     let mut chosen: Vec<usize> = originals.choose_multiple(rng, block.repeat_count() as usize).copied().collect();
@@ -234,8 +277,8 @@ fn plan_block(study: &Study, block: &Block, rng: &mut ChaCha8Rng) -> Vec<Planned
         t.repeat_of = Some(orig);
         repeats.push((orig, t));
     }
-    // Place each repeat at least two trials after its original, keeping originals' indices valid:
-    // build the final list and remap `repeat_of` to final positions.
+    // Place each repeat at least two trials after its original, keeping originals' indices
+    // valid: build the final list and remap `repeat_of` to final positions.
     let mut order: Vec<(Option<usize>, PlannedTrial)> =
         main.into_iter().enumerate().map(|(i, t)| (Some(i), t)).collect();
     for (orig, t) in repeats {
@@ -246,15 +289,14 @@ fn plan_block(study: &Study, block: &Block, rng: &mut ChaCha8Rng) -> Vec<Planned
     }
     let final_pos =
         |orig: usize, order: &[(Option<usize>, PlannedTrial)]| order.iter().position(|(i, _)| *i == Some(orig));
-    let remapped: Vec<PlannedTrial> = order
+    order
         .iter()
         .map(|(_, t)| {
             let mut t = t.clone();
             t.repeat_of = t.repeat_of.and_then(|o| final_pos(o, &order));
             t
         })
-        .collect();
-    remapped
+        .collect()
 }
 
 /// The deliberately broken text of an attention check: the candidate's words in a
