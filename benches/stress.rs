@@ -9,7 +9,7 @@
 //!
 //!   cargo bench --bench stress -- --secs 60 --simulators 16 --screens 16
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/integration/common.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};

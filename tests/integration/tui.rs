@@ -1,7 +1,7 @@
 //! The participant app without a terminal: key events against a real SQLite store, and
 //! snapshots of every screen through ratatui's TestBackend at 80×24 and 140×40.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! three trials, kill the process, start it again, finish; then the database must hold
 //! exactly the answers given, in order, with their displayed orders, none shown twice.
 
-mod common;
+use crate::common;
 
 use common::{Tui, count, example_for_participants, wait};
 use rusqlite::Connection;

@@ -1,6 +1,6 @@
 //! The full report (stats, plot, dashboard) on simulated participants who rank whole pools.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

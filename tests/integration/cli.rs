@@ -1,6 +1,6 @@
 //! The real binary on the example study: validate, init, import, export.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -5,7 +5,7 @@
 //! restructure; regenerate them only for a change that means to alter these outputs, and
 //! say so in its commit.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

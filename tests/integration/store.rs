@@ -1,6 +1,6 @@
 //! The SQLite store, import and export, and resuming a participant's trial list.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

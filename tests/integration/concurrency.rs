@@ -4,7 +4,7 @@
 //! resumed. Every process must exit 0 (no error reaches anyone), every answer must be
 //! stored once, and the file must stay intact.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

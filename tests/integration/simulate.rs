@@ -1,6 +1,6 @@
 //! Simulated participants through the real scheduler, store and analysis.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
