@@ -27,27 +27,6 @@ impl Format {
     }
 }
 
-/// One row of `candidates`: the field names are the columns (README documents them).
-#[derive(Debug, Default, Serialize)]
-pub struct CandidateRow {
-    pub candidate_id: i64,
-    pub policy: String,
-    pub prompt_id: String,
-    pub sample_index: i64,
-    pub text: String,
-    pub token_count: Option<i64>,
-    pub finish_reason: Option<String>,
-    pub logprob: Option<f64>,
-    pub seed: Option<i64>,
-    pub model_hash: Option<String>,
-    pub provider: Option<String>,
-    pub prefill_ms: Option<f64>,
-    pub decode_ms: Option<f64>,
-    pub settings: Option<Value>,
-    pub meta: Option<Value>,
-    pub created_at: String,
-}
-
 /// One row of `trials`: a trial joined with its answer; lists in displayed order.
 #[derive(Debug, Default, Serialize)]
 pub struct TrialRow {
@@ -79,41 +58,6 @@ pub struct TrialRow {
     pub ordering_candidate_ids: Option<Vec<Option<i64>>>,
     pub no_preference: Option<bool>,
     pub skipped: Option<bool>,
-}
-
-/// One row of `participants`.
-#[derive(Debug, Default, Serialize)]
-pub struct ParticipantRow {
-    pub participant_id: String,
-    pub created_at: String,
-    pub consent_at: Option<String>,
-    pub completed_at: Option<String>,
-    pub trials: i64,
-    pub answered: i64,
-    pub sessions: i64,
-}
-
-impl From<CandidateRecord> for CandidateRow {
-    fn from(c: CandidateRecord) -> Self {
-        Self {
-            candidate_id: c.id,
-            policy: c.policy,
-            prompt_id: c.prompt_id,
-            sample_index: c.sample_index,
-            text: c.text,
-            token_count: c.token_count,
-            finish_reason: c.finish_reason,
-            logprob: c.logprob,
-            seed: c.seed,
-            model_hash: c.model_hash,
-            provider: c.provider,
-            prefill_ms: c.prefill_ms,
-            decode_ms: c.decode_ms,
-            settings: c.settings,
-            meta: c.meta,
-            created_at: c.created_at,
-        }
-    }
 }
 
 impl From<TrialRecord> for TrialRow {
@@ -153,20 +97,6 @@ impl From<TrialRecord> for TrialRow {
     }
 }
 
-impl From<ParticipantRecord> for ParticipantRow {
-    fn from(p: ParticipantRecord) -> Self {
-        Self {
-            participant_id: p.id,
-            created_at: p.created_at,
-            consent_at: p.consent_at,
-            completed_at: p.completed_at,
-            trials: p.trials,
-            answered: p.answered,
-            sessions: p.sessions,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error("cannot write {path}: {source}")]
@@ -202,9 +132,9 @@ pub struct Tables {
 pub fn read_tables(store: &Store) -> Result<Tables, ExportError> {
     let _snapshot = store.snapshot().map_err(StoreError::from)?;
     Ok(Tables {
-        candidates: table(store.candidate_records()?.into_iter().map(CandidateRow::from))?,
+        candidates: table(store.candidate_records()?)?,
         trials: table(store.trial_records()?.into_iter().map(TrialRow::from))?,
-        participants: table(store.participant_records()?.into_iter().map(ParticipantRow::from))?,
+        participants: table(store.participant_records()?)?,
         study_source: store.stored_study()?.map(|s| s.source),
     })
 }
@@ -251,9 +181,9 @@ fn columns_of<T: Serialize + Default>() -> Vec<String> {
 /// The columns of each exported table, in order (what README documents).
 pub fn columns() -> [(&'static str, Vec<String>); 3] {
     [
-        ("candidates", columns_of::<CandidateRow>()),
+        ("candidates", columns_of::<CandidateRecord>()),
         ("trials", columns_of::<TrialRow>()),
-        ("participants", columns_of::<ParticipantRow>()),
+        ("participants", columns_of::<ParticipantRecord>()),
     ]
 }
 

@@ -1,3 +1,6 @@
+//! `ualign demo`: the whole tool in one command on the embedded default model: the demo
+//! study's pools generated, the participant screens in this terminal, then f(k) so far.
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 

@@ -1,3 +1,7 @@
+//! `ualign generate`: fills every model policy's pools through ONNX Runtime with a
+//! progress bar; resumable, and Ctrl-C keeps every finished pool. Also the pool filling
+//! that `simulate` and `demo` do first.
+
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 

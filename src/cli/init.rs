@@ -1,3 +1,6 @@
+//! `ualign init`: creates (or opens) the study's database and records the study, or says
+//! what is already in it.
+
 use crate::store::Opened;
 
 #[derive(clap::Args)]

@@ -1,3 +1,6 @@
+//! `ualign run`: one participant's screens in this terminal, with missing pools generated
+//! on the engine's own thread while they read; also what `demo` runs.
+
 use std::io::IsTerminal;
 
 use crate::pools::PoolWorker;

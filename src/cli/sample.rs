@@ -1,3 +1,7 @@
+//! `ualign sample`: tries a model folder without a study: k candidates for one prompt, with
+//! the folder's own generation settings as transformers reads them unless flags say
+//! otherwise, and the timing of the run.
+
 use std::path::PathBuf;
 
 use serde_json::{Value, json};

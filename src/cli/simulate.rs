@@ -1,3 +1,6 @@
+//! `ualign simulate`: synthetic participants from a named population, through the real
+//! scheduler, session and store.
+
 use anyhow::Context;
 
 use crate::simulate::{Population, simulate_timed};

@@ -1,3 +1,6 @@
+//! `ualign stats`: the report of a study's answers as text or JSON; also the report
+//! settings that `plot` and `dashboard` share.
+
 use crate::analysis::counterfactual;
 use crate::analysis::diversity::Diversity;
 use crate::analysis::fk::{self, FkRow};

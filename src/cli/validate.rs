@@ -1,3 +1,6 @@
+//! `ualign validate`: checks a study file and lists every problem with its place, or
+//! summarises the study it describes.
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

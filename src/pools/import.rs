@@ -102,57 +102,83 @@ fn read_text(file: &Path) -> Result<String, ImportError> {
     })
 }
 
-/// One line's object, or what is wrong with it.
+/// One line of an import file as read: the three fields ualign uses (checked below, so a
+/// wrong one is named), and every other field, kept as metadata.
+#[derive(Debug, serde::Deserialize)]
+struct ImportLine {
+    prompt_id: Option<Value>,
+    text: Option<Value>,
+    sample_index: Option<Value>,
+    #[serde(flatten)]
+    meta: Map<String, Value>,
+}
+
+/// A line's fields with their types checked.
+struct Checked {
+    prompt_id: String,
+    text: String,
+    sample_index: Option<u64>,
+    meta: Map<String, Value>,
+}
+
+impl ImportLine {
+    fn check(self, at: &str) -> Result<Checked, String> {
+        let prompt_id = match self.prompt_id {
+            Some(Value::String(s)) => s,
+            Some(_) => return Err(format!("{at}: `prompt_id` must be a string")),
+            None => return Err(format!("{at}: missing `prompt_id`")),
+        };
+        let text = match self.text {
+            Some(Value::String(s)) if !s.trim().is_empty() => s,
+            Some(Value::String(_)) => return Err(format!("{at}: `text` is empty")),
+            Some(_) => return Err(format!("{at}: `text` must be a string")),
+            None => return Err(format!("{at}: missing `text`")),
+        };
+        let sample_index = match self.sample_index {
+            None => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| format!("{at}: `sample_index` must be a non-negative integer"))?),
+        };
+        Ok(Checked { prompt_id, text, sample_index, meta: self.meta })
+    }
+}
+
+/// One line's candidate, or what is wrong with it.
 fn parse_line(
     at: &str,
     line: &str,
     study: &Study,
     pool: &Policy,
 ) -> Result<(String, Option<u32>, NewCandidate), String> {
-    let obj: Map<String, Value> = match serde_json::from_str(line) {
-        Ok(Value::Object(o)) => o,
+    let l = match serde_json::from_str::<Value>(line) {
+        Ok(v @ Value::Object(_)) => serde_json::from_value::<ImportLine>(v).map_err(|e| format!("{at}:1: {e}"))?,
         Ok(_) => return Err(format!("{at}:1: expected a JSON object {{\"prompt_id\": ..., \"text\": ...}}")),
         Err(e) => return Err(format!("{at}:{}: not valid JSON: {e}", e.column().max(1))),
-    };
-    let mut meta = obj;
-    let prompt_id = match meta.remove("prompt_id") {
-        Some(Value::String(s)) => s,
-        Some(_) => return Err(format!("{at}: `prompt_id` must be a string")),
-        None => return Err(format!("{at}: missing `prompt_id`")),
-    };
-    let text = match meta.remove("text") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s,
-        Some(Value::String(_)) => return Err(format!("{at}: `text` is empty")),
-        Some(_) => return Err(format!("{at}: `text` must be a string")),
-        None => return Err(format!("{at}: missing `text`")),
-    };
-    if study.prompt(&prompt_id).is_none() {
-        return Err(format!("{at}: prompt_id `{prompt_id}` is not a prompt of study `{}`", study.name));
     }
-    let sample_index = match meta.remove("sample_index") {
+    .check(at)?;
+    if study.prompt(&l.prompt_id).is_none() {
+        return Err(format!("{at}: prompt_id `{}` is not a prompt of study `{}`", l.prompt_id, study.name));
+    }
+    let sample_index = match l.sample_index {
         None => None,
-        Some(v) => match v.as_u64() {
-            Some(s) if s < u64::from(pool.pool_size) => Some(s as u32),
-            Some(s) => {
-                return Err(format!(
-                    "{at}: sample_index {s} is outside the pool of policy `{}` (pool_size {}: indices 0 to {}); raise pool_size in the study or drop the line",
-                    pool.name,
-                    pool.pool_size,
-                    pool.pool_size - 1
-                ));
-            }
-            None => return Err(format!("{at}: `sample_index` must be a non-negative integer")),
-        },
+        Some(s) if s < u64::from(pool.pool_size) => Some(s as u32),
+        Some(s) => {
+            return Err(format!(
+                "{at}: sample_index {s} is outside the pool of policy `{}` (pool_size {}: indices 0 to {}); raise pool_size in the study or drop the line",
+                pool.name,
+                pool.pool_size,
+                pool.pool_size - 1
+            ));
+        }
     };
     let row = NewCandidate {
         policy: pool.name.clone(),
-        prompt_id: prompt_id.clone(),
-        text,
+        prompt_id: l.prompt_id.clone(),
+        text: l.text,
         provider: Some("imported".into()),
-        meta: (!meta.is_empty()).then(|| Value::Object(meta).to_string()),
+        meta: (!l.meta.is_empty()).then(|| Value::Object(l.meta).to_string()),
         ..Default::default()
     };
-    Ok((prompt_id, sample_index, row))
+    Ok((l.prompt_id, sample_index, row))
 }
 
 /// Reads and checks an import file against the study, touching no database: every bad

@@ -63,9 +63,11 @@ pub struct Progress {
     pub trials: usize,
 }
 
-/// A stored candidate with everything recorded about it (the export's `candidates`).
-#[derive(Debug, Clone, PartialEq)]
+/// A stored candidate with everything recorded about it: a row of the export's
+/// `candidates`, whose columns are these fields (README documents them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CandidateRecord {
+    #[serde(rename = "candidate_id")]
     pub id: i64,
     pub policy: String,
     pub prompt_id: String,
@@ -110,9 +112,10 @@ pub struct TrialRecord {
     pub skipped: Option<bool>,
 }
 
-/// A participant with their counts (the export's `participants`).
-#[derive(Debug, Clone, PartialEq)]
+/// A participant with their counts: a row of the export's `participants`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ParticipantRecord {
+    #[serde(rename = "participant_id")]
     pub id: String,
     pub created_at: String,
     pub consent_at: Option<String>,

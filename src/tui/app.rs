@@ -247,7 +247,7 @@ impl App {
     /// The candidate panels of the trial on screen, laid out for the window's size.
     pub fn panels(&self) -> Vec<Panel> {
         match &self.trial {
-            Some(TrialSlot::Ready(t)) => layout::trial(Rect::new(0, 0, self.size.0, self.size.1), t).panels,
+            Some(TrialSlot::Ready(t)) => layout::trial(Rect::new(0, 0, self.size.0, self.size.1), &t.view).panels,
             _ => Vec::new(),
         }
     }

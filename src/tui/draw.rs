@@ -162,7 +162,7 @@ fn draw_trial(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
         None => return,
     };
     let v = &t.view;
-    let l = layout::trial(area, t);
+    let l = layout::trial(area, v);
     let done = v.position as f64 / v.total.max(1) as f64;
     f.render_widget(
         Gauge::default()

@@ -6,7 +6,7 @@
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use unicode_width::UnicodeWidthStr;
 
-use super::app::TrialState;
+use crate::session::PresentedTrial;
 
 /// Makes candidate text inert: escape sequences and control characters are shown as
 /// visible symbols, never interpreted; tabs become spaces; bidi overrides are dropped.
@@ -100,8 +100,7 @@ pub struct TrialLayout {
 /// Lays out a trial in `area`: the prompt takes the height its text needs (up to a third of
 /// the window), the panels sit side by side when up to five fit at 28 columns or more, and
 /// take the height their text needs (up to what there is).
-pub fn trial(area: Rect, t: &TrialState) -> TrialLayout {
-    let v = &t.view;
+pub fn trial(area: Rect, v: &PresentedTrial) -> TrialLayout {
     let prompt_h = (wrapped_height(&inert(&v.prompt), area.width.saturating_sub(2)) + 2).min(area.height / 3).max(3);
     let chunks = Layout::vertical([
         Constraint::Length(1),
