@@ -1,7 +1,7 @@
 //! Every random draw ualign makes, derived in one place from a study's seed and the names
 //! of what is drawn, so that stored studies keep their trial lists, samples and analyses
 //! whatever else changes. The byte encodings are fixed (a stored study was planned with
-//! them): `tests/reference.rs` holds trial lists and sample seeds recorded before this
+//! them): `tests/integration/reference.rs` holds trial lists and sample seeds recorded before this
 //! module gathered them, and must keep passing.
 
 use rand::SeedableRng;
