@@ -3,6 +3,7 @@
 //! the TUI's worker thread drive it.
 
 mod generate;
+pub mod gguf;
 mod model;
 mod runtime;
 pub mod sampler;

@@ -8,6 +8,7 @@ mod analysis;
 mod cli;
 mod concurrency;
 mod engine;
+mod gguf;
 mod golden;
 mod pty;
 mod reference;
