@@ -5,6 +5,7 @@
 mod generate;
 pub mod gguf;
 mod model;
+pub mod onnx;
 mod runtime;
 pub mod sampler;
 mod template;

@@ -89,3 +89,51 @@ fn damaged_files_are_clear_errors_naming_the_file() {
     let e = ualign::engine::gguf::quant::dequantize(odd.ty, g.data(t)).unwrap_err();
     assert!(e.contains("Q3_K (GGML type 11) is not supported"), "{e}");
 }
+
+/// The reference's values of fixture tensor `name`.
+fn reference_values(name: &str) -> Vec<f32> {
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(fixture("types.json")).unwrap()).unwrap();
+    expected[name]["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()
+}
+
+#[test]
+fn matrices_repacked_for_matmulnbits_hold_the_reference_values() {
+    use ualign::engine::gguf::linear::Linear;
+    let g = Gguf::open(&fixture("types.gguf")).unwrap();
+    let mut nbits = Vec::new();
+    for t in &g.tensors {
+        let want = reference_values(&t.name);
+        let (linear, notice) = match Linear::of(t, g.data(t)) {
+            Ok(l) => (l, None),
+            Err((l, why)) => (l, Some(why)),
+        };
+        let exact = matches!(t.ty, TensorType::Q4_0 | TensorType::Q4_1 | TensorType::Q8_0 | TensorType::Q4K);
+        assert_eq!(matches!(linear, Linear::NBits { .. }), exact, "{}", t.name);
+        // Dense types need no notice; the other quantised ones say they were dequantised.
+        let plain = matches!(t.ty, TensorType::F32 | TensorType::F16 | TensorType::BF16);
+        assert_eq!(notice.is_some(), !exact && !plain, "{}: {notice:?}", t.name);
+        assert_eq!((linear.n(), linear.k()), (2, 256));
+        let got = linear.dequantized();
+        assert_eq!(got.len(), want.len());
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            // (q − z)·d against d·q + m: a rounding or two apart.
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{}[{i}]: {a} against {b}", t.name);
+        }
+        if exact {
+            nbits.push((linear, want));
+        }
+    }
+    // Fused matrices (Q/K/V, gate/up) are their parts one after another, zero points and all.
+    let parts: Vec<&Linear> =
+        nbits.iter().filter(|(l, _)| matches!(l, Linear::NBits { bits: 4, .. })).map(|(l, _)| l).collect();
+    assert_eq!(parts.len(), 3);
+    let fused = Linear::concat(&parts).unwrap();
+    assert_eq!((fused.n(), fused.k()), (6, 256));
+    let want: Vec<f32> =
+        nbits.iter().filter(|(l, _)| matches!(l, Linear::NBits { bits: 4, .. })).flat_map(|(_, w)| w.clone()).collect();
+    for (a, b) in fused.dequantized().iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0));
+    }
+    let eight = nbits.iter().find(|(l, _)| matches!(l, Linear::NBits { bits: 8, .. })).unwrap();
+    assert!(Linear::concat(&[parts[0], &eight.0]).is_none(), "4- and 8-bit matrices do not fuse");
+}

@@ -2,6 +2,7 @@
 //! aligned data section, read from a memory map without copying the weights. Version 3
 //! (and 2, which has the same layout). `quant` knows the tensor types' block layouts.
 
+pub mod linear;
 pub mod quant;
 
 use std::collections::BTreeMap;
