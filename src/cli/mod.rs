@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand, each a clap `Cmd` with a thin `run`.
 
 mod check;
+mod convert;
 mod dashboard;
 mod demo;
 mod export;
@@ -58,6 +59,8 @@ enum Command {
     Sample(sample::Cmd),
     /// Check that a study's database is sound (SQLite's full integrity and foreign-key checks)
     Check(check::Cmd),
+    /// Write the ONNX model ualign builds from a GGUF file as a model folder
+    Convert(convert::Cmd),
 }
 
 impl Cli {
@@ -76,6 +79,7 @@ impl Cli {
             Command::Generate(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Sample(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Check(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Convert(c) => c.run().map(|()| ExitCode::SUCCESS),
         }
     }
 }

@@ -77,7 +77,7 @@ impl Cmd {
         if let Some(why) = &g.provider.fallback {
             eprintln!("notice: CUDA is not available ({}); running on CPU", why.lines().next().unwrap_or(why));
         }
-        let opts = self.options()?;
+        let opts = self.options(&g.folder.generation)?;
         let ids = g.encode_prompt(&self.prompt, !self.raw)?;
         let specs: Vec<SampleSpec> = (0..self.k)
             .map(|i| SampleSpec { index: i, seed: engine::sample_seed(self.seed, "sample", "cli", i) })
@@ -119,23 +119,22 @@ impl Cmd {
     /// The settings: each flag, else the folder's generation_config.json as transformers
     /// reads it, else transformers' defaults; what the file gives is held to the same
     /// rules as the flags.
-    fn options(&self) -> anyhow::Result<GenOptions> {
-        let gc_path = self.model.join("generation_config.json");
-        let gc: Value =
-            std::fs::read_to_string(&gc_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
+    fn options(&self, gc: &Value) -> anyhow::Result<GenOptions> {
+        let gc_path = if self.model.is_dir() { self.model.clone() } else { self.model.with_file_name("") }
+            .join("generation_config.json");
         let greedy_default = gc.get("do_sample").and_then(Value::as_bool) == Some(false);
         let params = SamplingParams {
             temperature: self.temperature.unwrap_or(if greedy_default {
                 0.0
             } else {
-                gen_default(&gc, "temperature").unwrap_or(1.0) as f32
+                gen_default(gc, "temperature").unwrap_or(1.0) as f32
             }),
-            top_k: self.top_k.unwrap_or(gen_default(&gc, "top_k").unwrap_or(TRANSFORMERS_TOP_K) as u32),
-            top_p: self.top_p.unwrap_or(gen_default(&gc, "top_p").unwrap_or(1.0) as f32),
-            min_p: self.min_p.unwrap_or(gen_default(&gc, "min_p").unwrap_or(0.0) as f32),
+            top_k: self.top_k.unwrap_or(gen_default(gc, "top_k").unwrap_or(TRANSFORMERS_TOP_K) as u32),
+            top_p: self.top_p.unwrap_or(gen_default(gc, "top_p").unwrap_or(1.0) as f32),
+            min_p: self.min_p.unwrap_or(gen_default(gc, "min_p").unwrap_or(0.0) as f32),
             repetition_penalty: self
                 .repetition_penalty
-                .unwrap_or(gen_default(&gc, "repetition_penalty").unwrap_or(1.0) as f32),
+                .unwrap_or(gen_default(gc, "repetition_penalty").unwrap_or(1.0) as f32),
         };
         let from_file = |key: &str, v: f32, flag: &str| -> anyhow::Result<()> {
             crate::decoding::limits::check(key, f64::from(v)).map_err(|rule| {
@@ -146,7 +145,7 @@ impl Cmd {
         from_file("top_p", params.top_p, "top-p")?;
         from_file("min_p", params.min_p, "min-p")?;
         from_file("repetition_penalty", params.repetition_penalty, "repetition-penalty")?;
-        let max_new_tokens = match (self.max_new_tokens, gen_default(&gc, "max_new_tokens")) {
+        let max_new_tokens = match (self.max_new_tokens, gen_default(gc, "max_new_tokens")) {
             (Some(n), _) => n,
             (None, Some(n)) if (1.0..=8192.0).contains(&n) => n as u32,
             (None, Some(n)) => anyhow::bail!(

@@ -166,18 +166,19 @@ struct Step {
 }
 
 /// The last position's logits of every row: read in place from the output tensor when it
-/// is fp32 (no copy per step), converted once when it is fp16.
+/// is fp32 (no copy per step), converted once when it is fp16. The tensor is [batch, n,
+/// vocab] with n the positions fed, or 1 where the graph computes the last one only.
 enum Logits {
-    InPlace { value: DynValue, n: usize },
+    InPlace(DynValue),
     Converted(Vec<Vec<f32>>),
 }
 
 impl Logits {
     fn rows(&self) -> Result<Vec<&[f32]>, EngineError> {
         match self {
-            Logits::InPlace { value, n } => {
+            Logits::InPlace(value) => {
                 let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| EngineError::Run(e.to_string()))?;
-                let (batch, v) = (shape[0] as usize, shape[2] as usize);
+                let (batch, n, v) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
                 Ok((0..batch).map(|b| &data[(b * n + n - 1) * v..(b * n + n) * v]).collect())
             }
             Logits::Converted(rows) => Ok(rows.iter().map(Vec::as_slice).collect()),
@@ -227,13 +228,13 @@ fn gather<T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + '
 
 impl Generator {
     pub fn new(folder: ModelFolder, session: Session, provider: ProviderUsed) -> Result<Self, EngineError> {
-        let signature = Signature::read(&session, &folder.onnx, &folder.config)?;
+        let signature = Signature::read(&session, folder.model.path(), &folder.config)?;
         let tok_vocab = folder.tokenizer.get_vocab_size(true);
         if let Some(v) = signature.vocab
             && tok_vocab > v
         {
             return Err(EngineError::Folder {
-                file: folder.dir.join("tokenizer.json"),
+                file: folder.tokenizer_file.clone(),
                 problem: format!(
                     "the tokenizer has {tok_vocab} tokens but the model's logits cover {v}: tokenizer and model do not belong together"
                 ),
@@ -253,7 +254,7 @@ impl Generator {
             if covered * 100 < v * 99 {
                 notices.push(format!(
                     "{}: the tokenizer decodes {covered} token ids but the model's logits cover {v}; the other {} are never sampled. Check that tokenizer.json belongs to this model",
-                    folder.dir.join("tokenizer.json").display(),
+                    folder.tokenizer_file.display(),
                     v - covered
                 ));
             }
@@ -382,10 +383,10 @@ impl Generator {
         }
         drop(outputs);
         let logits = match self.signature.logits_type {
-            KvType::F32 => Logits::InPlace { value: logits, n },
+            KvType::F32 => Logits::InPlace(logits),
             KvType::F16 => {
                 let (shape, data) = logits.try_extract_tensor::<f16>().map_err(err)?;
-                let v = shape[2] as usize;
+                let (n, v) = (shape[1] as usize, shape[2] as usize);
                 Logits::Converted(
                     (0..batch)
                         .map(|b| data[(b * n + n - 1) * v..(b * n + n) * v].iter().map(|x| x.to_f32()).collect())

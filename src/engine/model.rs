@@ -1,7 +1,12 @@
 //! A model folder as Hugging Face tools write it: `config.json`, `generation_config.json`,
 //! `tokenizer.json`, `tokenizer_config.json`, and `model.onnx` or
-//! `decoder_model_merged.onnx` exported with Optimum's `text-generation-with-past`.
-//! Reading it checks everything generation relies on and names the file at fault.
+//! `decoder_model_merged.onnx` exported with Optimum's `text-generation-with-past` (or
+//! written by onnxruntime-genai's builder or `ualign convert`). Or a folder with a GGUF
+//! file (llama.cpp's format), whose graph the engine builds itself: its tokenizer and chat
+//! template come from the GGUF unless `tokenizer.json` / `tokenizer_config.json` are
+//! beside it; or a folder whose `weights.json` names where its GGUF is provisioned (the
+//! default model). Reading it checks everything generation relies on and names the file
+//! at fault.
 
 use std::path::{Path, PathBuf};
 
@@ -11,24 +16,48 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::EngineError;
+use super::gguf::{self, Gguf, Meta};
+
+/// The file a folder's model runs from.
+pub enum ModelFile {
+    Onnx(PathBuf),
+    /// A GGUF file, and its SHA-256 when provisioning already verified it.
+    Gguf {
+        gguf: Box<Gguf>,
+        sha256: Option<String>,
+    },
+}
+
+impl ModelFile {
+    pub fn path(&self) -> &Path {
+        match self {
+            ModelFile::Onnx(p) => p,
+            ModelFile::Gguf { gguf, .. } => &gguf.path,
+        }
+    }
+}
 
 /// The tokenizer and metadata of a model folder (no ONNX session).
 pub struct ModelFolder {
     pub dir: PathBuf,
-    pub onnx: PathBuf,
+    pub model: ModelFile,
     pub tokenizer: tokenizers::Tokenizer,
+    /// Where the tokenizer came from: the folder's tokenizer.json, or the GGUF.
+    pub tokenizer_file: PathBuf,
     pub chat_template: Option<String>,
     pub bos_token: Option<String>,
     pub eos_token: Option<String>,
     /// Every id that ends a sequence (config.json and generation_config.json together).
     pub eos_ids: Vec<u32>,
     pub config: Value,
+    /// generation_config.json's settings (null without one).
+    pub generation: Value,
     /// What the user should be told about the folder: which defaults stand in for a
     /// missing optional file.
     pub notices: Vec<String>,
 }
 
-fn read_json(path: &Path) -> Result<Value, EngineError> {
+pub(super) fn read_json(path: &Path) -> Result<Value, EngineError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| EngineError::Folder { file: path.to_path_buf(), problem: format!("cannot read it: {e}") })?;
     serde_json::from_str(&text)
@@ -52,16 +81,56 @@ fn token_text(v: Option<&Value>) -> Option<String> {
     }
 }
 
-/// The graph file of a folder: `model.onnx`, or Optimum's merged decoder.
-fn find_onnx(dir: &Path) -> Result<PathBuf, EngineError> {
-    ["model.onnx", "decoder_model_merged.onnx"].iter().map(|n| dir.join(n)).find(|p| p.is_file()).ok_or_else(|| {
-        EngineError::Folder {
-            file: dir.join("model.onnx"),
-            problem:
-                "missing: expected model.onnx or decoder_model_merged.onnx (Optimum's text-generation-with-past export)"
-                    .into(),
+/// The folder's `.gguf` files.
+fn gguf_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The model file of a folder: `model.onnx`, Optimum's merged decoder, its one `.gguf`
+/// file, or the GGUF its `weights.json` provisions.
+fn find_model(dir: &Path) -> Result<FoundModel, EngineError> {
+    if let Some(p) = ["model.onnx", "decoder_model_merged.onnx"].iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+        return Ok(FoundModel::Onnx(p));
+    }
+    match &gguf_files(dir)[..] {
+        [one] => return Ok(FoundModel::Gguf(one.clone(), None)),
+        [] => {}
+        many => {
+            return Err(EngineError::Folder {
+                file: dir.to_path_buf(),
+                problem: format!(
+                    "it holds {} GGUF files ({}); give the path of the one to use",
+                    many.len(),
+                    many.iter()
+                        .filter_map(|p| p.file_name())
+                        .map(|n| n.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
         }
+    }
+    if dir.join(super::weights::DESCRIPTOR).is_file() {
+        let (path, sha) = super::weights::resolve(dir)?;
+        return Ok(FoundModel::Gguf(path, Some(sha)));
+    }
+    Err(EngineError::Folder {
+        file: dir.join("model.onnx"),
+        problem: "missing: expected model.onnx or decoder_model_merged.onnx (Optimum's text-generation-with-past export), or a .gguf file".into(),
     })
+}
+
+enum FoundModel {
+    Onnx(PathBuf),
+    Gguf(PathBuf, Option<String>),
 }
 
 /// An optional JSON file of the folder; a missing one is a notice saying which defaults apply.
@@ -74,16 +143,15 @@ fn optional_json(dir: &Path, name: &str, defaults: &str, notices: &mut Vec<Strin
     Ok(Value::Null)
 }
 
-fn load_tokenizer(dir: &Path) -> Result<tokenizers::Tokenizer, EngineError> {
-    let path = dir.join("tokenizer.json");
-    if !path.is_file() {
-        return Err(EngineError::Folder {
-            file: path,
-            problem: "missing: the Hugging Face tokenizers file is required".into(),
-        });
-    }
-    tokenizers::Tokenizer::from_file(&path)
-        .map_err(|e| EngineError::Folder { file: path.clone(), problem: format!("cannot load the tokenizer: {e}") })
+fn load_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer, EngineError> {
+    tokenizers::Tokenizer::from_file(path).map_err(|e| EngineError::Folder {
+        file: path.to_path_buf(),
+        problem: format!("cannot load the tokenizer: {e}"),
+    })
+}
+
+fn gguf_error(e: gguf::GgufError) -> EngineError {
+    EngineError::Gguf(e)
 }
 
 /// The chat template: tokenizer_config.json's (a string, or the "default" of a list of
@@ -101,67 +169,172 @@ fn chat_template(dir: &Path, tc: &Value) -> Option<String> {
     .or_else(|| std::fs::read_to_string(dir.join("chat_template.jinja")).ok())
 }
 
+/// A GGUF metadata id as its token's text.
+fn gguf_token(g: &Gguf, key: &str) -> Option<String> {
+    let id = g.meta(key)?.as_u64()? as usize;
+    gguf::tokenizer::tokens(g).ok()?.get(id).map(|t| t.to_string())
+}
+
 impl ModelFolder {
-    pub fn open(dir: &Path) -> Result<Self, EngineError> {
+    /// Opens a model folder, or a `.gguf` file (with the files beside it).
+    pub fn open(path: &Path) -> Result<Self, EngineError> {
+        let is_gguf_file = path.is_file() && path.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf"));
+        let dir = if is_gguf_file { path.parent().unwrap_or(Path::new(".")) } else { path };
         if !dir.is_dir() {
             return Err(EngineError::Folder {
-                file: dir.to_path_buf(),
-                problem: "no such folder; a model folder holds config.json, tokenizer.json, tokenizer_config.json and model.onnx".into(),
+                file: path.to_path_buf(),
+                problem: "no such folder; a model folder holds config.json, tokenizer.json, tokenizer_config.json and model.onnx (or a .gguf file)".into(),
             });
         }
-        let onnx = find_onnx(dir)?;
+        let found = if is_gguf_file { FoundModel::Gguf(path.to_path_buf(), None) } else { find_model(dir)? };
+        match found {
+            FoundModel::Onnx(onnx) => Self::open_onnx(dir, onnx),
+            FoundModel::Gguf(file, sha256) => {
+                let g = Gguf::open(&file).map_err(gguf_error)?;
+                Self::open_gguf(dir, g, sha256)
+            }
+        }
+    }
+
+    fn open_onnx(dir: &Path, onnx: PathBuf) -> Result<Self, EngineError> {
         let config = read_json(&dir.join("config.json"))?;
         let mut notices = Vec::new();
-        let generation = optional_json(
-            dir,
-            "generation_config.json",
-            "the end-of-sequence ids come from config.json and tokenizer_config.json, and `ualign sample` uses transformers' defaults (temperature 1, top-k 50, no top-p or min-p, 64 new tokens)",
-            &mut notices,
-        )?;
-        let tokenizer = load_tokenizer(dir)?;
+        let generation = generation_config(dir, &mut notices)?;
+        let tokenizer_file = dir.join("tokenizer.json");
+        if !tokenizer_file.is_file() {
+            return Err(EngineError::Folder {
+                file: tokenizer_file,
+                problem: "missing: the Hugging Face tokenizers file is required".into(),
+            });
+        }
+        let tokenizer = load_tokenizer(&tokenizer_file)?;
         let tc = optional_json(
             dir,
             "tokenizer_config.json",
             "no chat template unless chat_template.jinja is there (prompts are sent as raw text), and no bos/eos tokens beyond tokenizer.json's own",
             &mut notices,
         )?;
-        let chat_template = chat_template(dir, &tc);
-        let bos_token = token_text(tc.get("bos_token"));
-        let eos_token = token_text(tc.get("eos_token"));
-        // Every id that ends a sequence: generation_config.json's, config.json's, the eos token's.
-        let mut eos_ids = ids_of(generation.get("eos_token_id"));
-        let eos_token_id = eos_token.as_deref().and_then(|t| tokenizer.token_to_id(t));
-        for id in ids_of(config.get("eos_token_id")).into_iter().chain(eos_token_id) {
+        let folder = Self {
+            dir: dir.to_path_buf(),
+            model: ModelFile::Onnx(onnx),
+            chat_template: chat_template(dir, &tc),
+            bos_token: token_text(tc.get("bos_token")),
+            eos_token: token_text(tc.get("eos_token")),
+            tokenizer,
+            tokenizer_file,
+            eos_ids: Vec::new(),
+            config,
+            generation,
+            notices,
+        };
+        Ok(folder.with_eos_ids(None))
+    }
+
+    /// A GGUF folder: config, tokenizer and chat template from the files beside the GGUF
+    /// where they are there, else from the GGUF itself.
+    fn open_gguf(dir: &Path, g: Gguf, sha256: Option<String>) -> Result<Self, EngineError> {
+        let arch = gguf::decoder::Arch::read(&g).map_err(gguf_error)?;
+        let config_file = dir.join("config.json");
+        let config = if config_file.is_file() {
+            read_json(&config_file)?
+        } else {
+            arch.config(&g, g.tensor("output.weight").is_none())
+        };
+        let mut notices = Vec::new();
+        let generation = generation_config(dir, &mut notices)?;
+        let tokenizer_file = dir.join("tokenizer.json");
+        let tokenizer = if tokenizer_file.is_file() {
+            let t = load_tokenizer(&tokenizer_file)?;
+            gguf::tokenizer::check_vocab(&t, &tokenizer_file, &g).map_err(gguf_error)?;
+            t
+        } else {
+            let json = gguf::tokenizer::tokenizer_json(&g).map_err(gguf_error)?;
+            json.to_string().parse::<tokenizers::Tokenizer>().map_err(|e| EngineError::Folder {
+                file: g.path.clone(),
+                problem: format!("the tokenizer built from its metadata does not load: {e}"),
+            })?
+        };
+        let tc_file = dir.join("tokenizer_config.json");
+        let tc = if tc_file.is_file() { read_json(&tc_file)? } else { Value::Null };
+        let from_gguf = |k: &str| g.meta(k).and_then(Meta::as_str).map(String::from);
+        let folder = Self {
+            dir: dir.to_path_buf(),
+            chat_template: chat_template(dir, &tc).or_else(|| from_gguf("tokenizer.chat_template")),
+            bos_token: token_text(tc.get("bos_token")).or_else(|| gguf_token(&g, "tokenizer.ggml.bos_token_id")),
+            eos_token: token_text(tc.get("eos_token")).or_else(|| gguf_token(&g, "tokenizer.ggml.eos_token_id")),
+            tokenizer,
+            tokenizer_file: if tokenizer_file.is_file() { tokenizer_file } else { g.path.clone() },
+            eos_ids: Vec::new(),
+            config,
+            generation,
+            notices,
+            model: ModelFile::Gguf { gguf: Box::new(g), sha256 },
+        };
+        let gguf_eos = match &folder.model {
+            ModelFile::Gguf { gguf, .. } => gguf.meta("tokenizer.ggml.eos_token_id").and_then(Meta::as_u64),
+            ModelFile::Onnx(_) => None,
+        };
+        Ok(folder.with_eos_ids(gguf_eos.map(|e| e as u32)))
+    }
+
+    /// Every id that ends a sequence: generation_config.json's, config.json's, the eos
+    /// token's, the GGUF's.
+    fn with_eos_ids(mut self, extra: Option<u32>) -> Self {
+        let mut eos_ids = ids_of(self.generation.get("eos_token_id"));
+        let eos_token_id = self.eos_token.as_deref().and_then(|t| self.tokenizer.token_to_id(t));
+        for id in ids_of(self.config.get("eos_token_id")).into_iter().chain(eos_token_id).chain(extra) {
             if !eos_ids.contains(&id) {
                 eos_ids.push(id);
             }
         }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            onnx,
-            tokenizer,
-            chat_template,
-            bos_token,
-            eos_token,
-            eos_ids,
-            config,
-            notices,
-        })
+        self.eos_ids = eos_ids;
+        self
     }
 
-    /// SHA-256 of the ONNX file (and its external data file if any), recorded with every candidate.
+    /// SHA-256 of the model: of the ONNX file (and its external data file if any); of a
+    /// GGUF file and the graph builder's version (a new builder is a new model).
     pub fn hash(&self) -> Result<String, EngineError> {
-        let mut h = Sha256::new();
-        for p in [self.onnx.clone(), self.onnx.with_extension("onnx_data"), self.onnx.with_extension("onnx.data")] {
-            if p.is_file() {
-                let mut f = std::fs::File::open(&p)
-                    .map_err(|e| EngineError::Folder { file: p.clone(), problem: format!("cannot read it: {e}") })?;
-                std::io::copy(&mut f, &mut h)
-                    .map_err(|e| EngineError::Folder { file: p.clone(), problem: format!("cannot read it: {e}") })?;
+        let file_hash = |paths: &[PathBuf]| -> Result<String, EngineError> {
+            let mut h = Sha256::new();
+            for p in paths {
+                if p.is_file() {
+                    let mut f = std::fs::File::open(p).map_err(|e| EngineError::Folder {
+                        file: p.clone(),
+                        problem: format!("cannot read it: {e}"),
+                    })?;
+                    std::io::copy(&mut f, &mut h).map_err(|e| EngineError::Folder {
+                        file: p.clone(),
+                        problem: format!("cannot read it: {e}"),
+                    })?;
+                }
+            }
+            Ok(format!("{:x}", h.finalize()))
+        };
+        match &self.model {
+            ModelFile::Onnx(onnx) => {
+                file_hash(&[onnx.clone(), onnx.with_extension("onnx_data"), onnx.with_extension("onnx.data")])
+            }
+            ModelFile::Gguf { gguf, sha256 } => {
+                let sha = match sha256 {
+                    Some(s) => s.clone(),
+                    None => file_hash(std::slice::from_ref(&gguf.path))?,
+                };
+                let mut h = Sha256::new();
+                h.update(format!("{}\n{sha}", gguf::decoder::GRAPH_VERSION));
+                Ok(format!("{:x}", h.finalize()))
             }
         }
-        Ok(format!("{:x}", h.finalize()))
     }
+}
+
+/// generation_config.json, or a notice of the defaults that stand in for it.
+fn generation_config(dir: &Path, notices: &mut Vec<String>) -> Result<Value, EngineError> {
+    optional_json(
+        dir,
+        "generation_config.json",
+        "the end-of-sequence ids come from config.json and tokenizer_config.json, and `ualign sample` uses transformers' defaults (temperature 1, top-k 50, no top-p or min-p, 64 new tokens)",
+        notices,
+    )
 }
 
 /// Element type of the KV cache.

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ort::ep::{self, ExecutionProvider};
 use ort::session::Session;
@@ -110,14 +110,30 @@ impl std::fmt::Display for ProviderUsed {
     }
 }
 
+/// What a session is built from: an ONNX file, or a graph built in memory with its
+/// external data (the weights) in memory too.
+pub enum Source<'a> {
+    File(&'a Path),
+    Memory { path: &'a Path, graph: &'a [u8], weights: Arc<[u8]> },
+}
+
+impl Source<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Source::File(p) | Source::Memory { path: p, .. } => p,
+        }
+    }
+}
+
 /// Builds a session for `model` on the chosen provider. CUDA is registered with
 /// `error_on_failure`, so it never falls back to CPU silently; `auto` falls back and says so.
 pub fn session(
-    model: &Path,
+    source: Source<'_>,
     ep_choice: EpChoice,
     threads: Option<usize>,
 ) -> Result<(Session, ProviderUsed), EngineError> {
     let rt = runtime()?;
+    let model = source.path();
     let build = |cuda: bool| -> Result<Session, ort::Error> {
         let mut b = Session::builder(&rt.env)?.with_optimization_level(GraphOptimizationLevel::Level3)?;
         if let Some(t) = threads {
@@ -126,7 +142,12 @@ pub fn session(
         if cuda {
             b = b.with_execution_providers([ep::CUDA::default().build().error_on_failure()])?;
         }
-        b.commit_from_file(model)
+        match &source {
+            Source::File(p) => b.commit_from_file(p),
+            Source::Memory { graph, weights, .. } => b
+                .with_external_initializer_file_in_memory(super::onnx::WEIGHTS_FILE, weights.clone())?
+                .commit_from_memory(graph),
+        }
     };
     let err = |e: ort::Error| EngineError::Session { path: model.to_path_buf(), message: e.to_string() };
     match ep_choice {

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+
+use crate::common;
 use ualign::engine::gguf::{Gguf, GgufError, Meta, TensorType};
 
 fn fixture(name: &str) -> PathBuf {
@@ -123,17 +125,164 @@ fn matrices_repacked_for_matmulnbits_hold_the_reference_values() {
             nbits.push((linear, want));
         }
     }
-    // Fused matrices (Q/K/V, gate/up) are their parts one after another, zero points and all.
-    let parts: Vec<&Linear> =
-        nbits.iter().filter(|(l, _)| matches!(l, Linear::NBits { bits: 4, .. })).map(|(l, _)| l).collect();
-    assert_eq!(parts.len(), 3);
+    // Fused matrices (Q/K/V, gate/up) are their parts one after another, mins and all.
+    let planes = |l: &Linear, p: usize| matches!(l, Linear::NBits { planes, .. } if planes.len() == p);
+    let parts: Vec<&Linear> = nbits.iter().filter(|(l, _)| planes(l, 1)).map(|(l, _)| l).collect();
+    assert_eq!(parts.len(), 3, "Q4_0, Q4_1 and Q4_K are one 4-bit plane each");
     let fused = Linear::concat(&parts).unwrap();
     assert_eq!((fused.n(), fused.k()), (6, 256));
-    let want: Vec<f32> =
-        nbits.iter().filter(|(l, _)| matches!(l, Linear::NBits { bits: 4, .. })).flat_map(|(_, w)| w.clone()).collect();
+    let want: Vec<f32> = nbits.iter().filter(|(l, _)| planes(l, 1)).flat_map(|(_, w)| w.clone()).collect();
     for (a, b) in fused.dequantized().iter().zip(&want) {
         assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0));
     }
-    let eight = nbits.iter().find(|(l, _)| matches!(l, Linear::NBits { bits: 8, .. })).unwrap();
-    assert!(Linear::concat(&[parts[0], &eight.0]).is_none(), "4- and 8-bit matrices do not fuse");
+    let q8 = nbits.iter().find(|(l, _)| planes(l, 2)).expect("Q8_0 is two 4-bit planes");
+    assert!(Linear::concat(&[parts[0], &q8.0]).is_none(), "matrices of one and two planes do not fuse");
+}
+
+/// The default model's GGUF (provisioned by the build).
+fn default_gguf() -> PathBuf {
+    let folder = ualign::engine::ModelFolder::open(&crate::golden::smollm2()).unwrap();
+    folder.model.path().to_path_buf()
+}
+
+/// A folder holding only a link to the default model's GGUF, plus `files` copied in.
+fn gguf_folder(files: &[(&str, &Path)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(default_gguf(), dir.path().join("model.gguf")).unwrap();
+    for (name, from) in files {
+        std::fs::copy(from, dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn the_tokenizer_built_from_gguf_metadata_encodes_as_the_fixed_tokenizer_json() {
+    let dir = gguf_folder(&[]);
+    let built = ualign::engine::ModelFolder::open(dir.path()).unwrap();
+    assert_eq!(built.tokenizer_file, dir.path().join("model.gguf"), "no tokenizer.json: the GGUF's own");
+    let fixed = tokenizers::Tokenizer::from_file(crate::golden::smollm2().join("tokenizer.json")).unwrap();
+    let texts = [
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n",
+        "Born in 2019, she paid $1,234.56 for 3 cats.",
+        "  leading spaces,\ttabs\n\nand blank lines  ",
+        "naïve café — «quotes» 日本語 😀 Ελληνικά",
+        "don't won't it's I'LL they've",
+        "<|endoftext|><repo_name>x<file_sep>",
+    ];
+    for t in texts {
+        let a = built.tokenizer.encode(t, false).unwrap();
+        let b = fixed.encode(t, false).unwrap();
+        assert_eq!(a.get_ids(), b.get_ids(), "{t:?}");
+        assert_eq!(built.tokenizer.decode(a.get_ids(), false).unwrap(), t, "decodes back");
+    }
+    // The rest comes from the GGUF too: the chat template, bos and eos.
+    assert!(built.chat_template.as_deref().is_some_and(|t| t.contains("<|im_start|>")));
+    assert_eq!(built.eos_token.as_deref(), Some("<|im_end|>"));
+    assert_eq!(built.bos_token.as_deref(), Some("<|im_start|>"));
+    assert!(built.eos_ids.contains(&2));
+}
+
+#[test]
+fn a_tokenizer_json_of_another_model_is_refused_naming_both_files() {
+    let other = common::repo("assets/models/fortune-llama/tokenizer.json");
+    let dir = gguf_folder(&[("tokenizer.json", &other)]);
+    let Err(e) = ualign::engine::ModelFolder::open(dir.path()) else { panic!("a foreign tokenizer was accepted") };
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&dir.path().join("tokenizer.json").display().to_string())
+            && msg.contains("model.gguf")
+            && msg.contains("does not belong to"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_gguf_of_an_architecture_ualign_does_not_build_is_a_clear_error() {
+    let mut bytes = std::fs::read(fixture("types.gguf")).unwrap();
+    let at = bytes.windows(13).position(|w| w == b"\x05\x00\x00\x00\x00\x00\x00\x00llama").unwrap();
+    bytes[at + 8..at + 13].copy_from_slice(b"bloom");
+    let (_d, g) = open_bytes(&bytes);
+    let e = ualign::engine::gguf::decoder::Arch::read(&g.unwrap()).unwrap_err();
+    assert!(
+        e.to_string().contains("bad.gguf: architecture `bloom` is not supported (ualign builds llama and qwen2)"),
+        "{e}"
+    );
+    // A llama file without the model's metadata says which key is missing.
+    let g = Gguf::open(&fixture("types.gguf")).unwrap();
+    let e = ualign::engine::gguf::decoder::Arch::read(&g).unwrap_err();
+    assert!(e.to_string().contains("types.gguf: no `llama.block_count` in its metadata"), "{e}");
+}
+
+#[test]
+fn tiny_gguf_models_decode_greedily_as_transformers_does() {
+    use ualign::engine::{self, EpChoice, GenOptions, SampleSpec, SamplingParams};
+    let parity: Value = serde_json::from_str(&std::fs::read_to_string(fixture("parity.json")).unwrap()).unwrap();
+    let n = parity["n_new_tokens"].as_u64().unwrap() as u32;
+    let opts = GenOptions {
+        params: SamplingParams { temperature: 0.0, ..Default::default() },
+        max_new_tokens: n,
+        stop: Vec::new(),
+        ignore_eos: true,
+    };
+    for (name, cases) in parity["models"].as_object().unwrap() {
+        // The file itself, not a folder: its tokenizer and template come from its metadata.
+        let mut g = engine::load(&fixture(&format!("{name}.gguf")), EpChoice::Cpu, Some(2)).unwrap();
+        let dequantised: Vec<&String> = g.notices.iter().filter(|n| n.contains("dequantised")).collect();
+        if name == "tiny-llama" {
+            assert!(
+                dequantised.len() == 1 && dequantised[0].contains("1 weight matrices of type Q6_K"),
+                "{:?}",
+                g.notices
+            );
+        } else {
+            assert!(dequantised.is_empty(), "{name}: {:?}", g.notices);
+        }
+        for case in cases.as_array().unwrap() {
+            let ids: Vec<u32> = serde_json::from_value(case["prompt_ids"].clone()).unwrap();
+            let want: Vec<u32> = serde_json::from_value(case["greedy"].clone()).unwrap();
+            // Alone, and as one row of a batch of three: the same tokens.
+            let specs: Vec<SampleSpec> = (0..3).map(|index| SampleSpec { index, seed: index as u64 }).collect();
+            let (one, _) = g.generate(&ids, &specs[..1], &opts, None).unwrap();
+            assert_eq!(one[0].token_ids, want, "{name} {ids:?}: greedy continuation");
+            let (three, _) = g.generate(&ids, &specs, &opts, None).unwrap();
+            assert!(three.iter().all(|s| s.token_ids == want), "{name} {ids:?}: batched rows");
+        }
+    }
+}
+
+/// `bytes` with the first occurrence of `from` replaced by `to` (of the same length).
+fn patched(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+    bytes[at..at + to.len()].copy_from_slice(to);
+    bytes
+}
+
+#[test]
+fn a_missing_tensor_or_an_unknown_type_is_an_error_naming_the_file_and_the_tensor() {
+    use ualign::engine::{self, EpChoice};
+    let good = std::fs::read(fixture("tiny-llama.gguf")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let missing = write("missing.gguf", &patched(good.clone(), b"blk.1.ffn_down.weight", b"blk.1.ffn_dowX.weight"));
+    let e = engine::load(&missing, EpChoice::Cpu, Some(1)).err().expect("a model without a tensor loaded");
+    let msg = e.to_string();
+    assert!(msg.contains("missing.gguf: no tensor `blk.1.ffn_down.weight`, which a `llama` model needs"), "{msg}");
+    // attn_v of layer 0 is Q8_0 (code 8); as code 16 (IQ2_XXS) ualign cannot read it.
+    let name = b"blk.0.attn_v.weight";
+    let at = good.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    let n_dims = u32::from_le_bytes(good[at..at + 4].try_into().unwrap()) as usize;
+    let ty = at + 4 + 8 * n_dims;
+    assert_eq!(u32::from_le_bytes(good[ty..ty + 4].try_into().unwrap()), 8);
+    let mut unknown = good.clone();
+    unknown[ty..ty + 4].copy_from_slice(&16u32.to_le_bytes());
+    let path = write("unknown.gguf", &unknown);
+    let msg = match Gguf::open(&path) {
+        Err(e) => e.to_string(),
+        Ok(_) => engine::load(&path, EpChoice::Cpu, Some(1)).err().expect("an unknown type loaded").to_string(),
+    };
+    assert!(msg.contains("unknown.gguf") && msg.contains("blk.0.attn_v.weight") && msg.contains("IQ2_XXS"), "{msg}");
 }

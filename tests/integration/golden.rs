@@ -1,5 +1,7 @@
-//! The embedded default model through ualign's engine equals PyTorch token for token on
-//! the golden prompts (golden.json, written by the model's recipe).
+//! The embedded models through ualign's engine equal PyTorch token for token on their
+//! golden prompts (golden.json, written by each model's recipe): fortune-llama (an ONNX
+//! folder) and the default model, SmolLM2-135M-Instruct (a GGUF whose graph the engine
+//! builds), whose chat template must also render the prompts transformers renders.
 
 use std::path::Path;
 
@@ -27,6 +29,56 @@ fn greedy_tokens_and_top_logits_match_golden_json() {
         let want: Vec<u32> = serde_json::from_value(case["greedy_torch"].clone()).unwrap();
         assert_eq!(s[0].token_ids, want, "{topic}: greedy continuation");
     }
+}
+
+/// The default model's folder.
+pub fn smollm2() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/smollm2-135m-instruct")
+}
+
+#[test]
+fn the_default_model_equals_transformers_on_the_golden_prompts() {
+    let dir = smollm2();
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    let n = golden["n_new_tokens"].as_u64().unwrap() as u32;
+    let mut g = engine::load(&dir, EpChoice::Cpu, Some(2)).unwrap();
+    assert!(g.notices.is_empty(), "{:?}", g.notices);
+    let opts = GenOptions {
+        params: SamplingParams { temperature: 0.0, ..Default::default() },
+        max_new_tokens: n,
+        stop: Vec::new(),
+        ignore_eos: true,
+    };
+    for case in golden["cases"].as_array().unwrap() {
+        let prompt = case["prompt"].as_str().unwrap();
+        let ids = g.encode_prompt(prompt, true).unwrap();
+        let want_ids: Vec<u32> = serde_json::from_value(case["prompt_ids"].clone()).unwrap();
+        assert_eq!(ids, want_ids, "{prompt}: the chat template renders and encodes as transformers does");
+        let (s, _) = g.generate(&ids, &[SampleSpec { index: 0, seed: 0 }], &opts, None).unwrap();
+        let want: Vec<u32> = serde_json::from_value(case["greedy"].clone()).unwrap();
+        assert_eq!(s[0].token_ids, want, "{prompt}: greedy continuation");
+    }
+}
+
+#[test]
+fn the_default_model_folder_is_small_and_names_its_weights() {
+    let m = smollm2();
+    for f in [
+        "weights.json",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "golden.json",
+        "MODEL_CARD.md",
+        "recipe/derive.py",
+        "recipe/golden.py",
+        "recipe/check.py",
+    ] {
+        assert!(m.join(f).is_file(), "{f} is missing");
+    }
+    let has_gguf = std::fs::read_dir(&m).unwrap().flatten().any(|e| e.path().extension().is_some_and(|x| x == "gguf"));
+    assert!(!has_gguf, "the weights are provisioned, never tracked");
 }
 
 #[test]

@@ -1,8 +1,17 @@
 //! A GGUF weight matrix as ONNX Runtime's operators take it. Q4_0, Q4_1, Q4_K and Q8_0
-//! map onto `MatMulNBits` without re-quantising: the same integers, repacked (a GGML
+//! map onto 4-bit `MatMulNBits` without re-quantising: the same integers, repacked (a GGML
 //! 4-bit block keeps its first 16 values in the low nibbles and the next 16 in the high
-//! ones; MatMulNBits packs neighbours into one byte), with each 32-value block's scale and
-//! zero point (a Q4_1 or Q4_K block's min becomes a float zero point, `-min / scale`).
+//! ones; MatMulNBits packs neighbours into one byte), each 32-value block with its scale
+//! and MatMulNBits' default zero point, 8.
+//!
+//! Two things keep ONNX Runtime on its fast 4-bit kernel (measured here: float zero points,
+//! or 8 bits, make it dequantise the whole matrix on every call, 27× slower):
+//! - a block's offset (Q4_1, Q4_K: w = d·q + m) is kept apart as `mins`: with
+//!   w = d·(q − 8) + (m + 8d), x·wᵀ = MatMulNBits(x) + (x's block sums)·minsᵀ, the second
+//!   a matmul 32 times smaller;
+//! - a Q8_0 block (w = d·q, q a signed byte) is two 4-bit planes: q + 128 = 16·hi + lo, so
+//!   w = 16d·(hi − 8) + d·(lo − 8) + 8d — two MatMulNBits and a min.
+//!
 //! Every other type is dequantised to f32 for a plain `MatMul`.
 
 use half::f16;
@@ -10,12 +19,19 @@ use half::f16;
 use super::TensorInfo;
 use super::quant::{self, TensorType, scale_min_k4};
 
+/// One 4-bit plane of a matrix: `b` [n, k/32, 16] as MatMulNBits packs it, `scales` [n, k/32].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plane {
+    pub b: Vec<u8>,
+    pub scales: Vec<f32>,
+}
+
 /// One weight matrix of `n` outputs over `k` inputs (GGML stores it as `n` rows of `k`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Linear {
-    /// `MatMulNBits`: `b` is [n, k/32, 32·bits/8], `scales` and `zero_points` [n, k/32];
-    /// no zero points means the operator's default (8 for 4 bits, 128 for 8).
-    NBits { bits: u32, n: usize, k: usize, b: Vec<u8>, scales: Vec<f32>, zero_points: Option<Vec<f32>> },
+    /// The sum of 4-bit `MatMulNBits` planes (zero point 8); `mins` [n, k/32], when there,
+    /// is added to every value of its block.
+    NBits { n: usize, k: usize, planes: Vec<Plane>, mins: Option<Vec<f32>> },
     /// Dequantised, as `n` rows of `k`.
     Dense { n: usize, k: usize, w: Vec<f32> },
 }
@@ -34,18 +50,6 @@ fn pack4(values: impl Fn(usize) -> u8, out: &mut Vec<u8>) {
 /// A GGML 4-bit block's value `j` (0..32) from its 16 bytes.
 fn nibble(qs: &[u8], j: usize) -> u8 {
     if j < 16 { qs[j] & 0xF } else { qs[j - 16] >> 4 }
-}
-
-/// The zero point of 4-bit block `i`, whose values are w = scale·q − offset: offset / scale.
-/// A block of scale 0 is the constant −offset, which becomes scale −offset, every q 1 and
-/// zero point 0, so that it too is exact.
-fn block_zero_point(b: &mut [u8], scales: &mut [f32], i: usize, offset: f32) -> f32 {
-    if scales[i] != 0.0 {
-        return offset / scales[i];
-    }
-    b[16 * i..16 * (i + 1)].fill(0x11);
-    scales[i] = -offset;
-    0.0
 }
 
 impl Linear {
@@ -105,37 +109,43 @@ impl Linear {
             pack4(|j| nibble(q, j), &mut b);
             scales.push(f16_at(blk, 0));
         }
-        Linear::NBits { bits: 4, n, k, b, scales, zero_points: None }
+        Linear::NBits { n, k, planes: vec![Plane { b, scales }], mins: None }
     }
 
-    /// Q4_1: w = d·q + m = d·(q − (−m/d)).
+    /// Q4_1: w = d·q + m = d·(q − 8) + (m + 8d).
     fn q4_1(data: &[u8], n: usize, k: usize) -> Linear {
-        let Linear::NBits { mut b, mut scales, .. } = Self::q4(data, n, k, 20, 4) else { unreachable!() };
-        let mut zero_points = Vec::with_capacity(scales.len());
-        for (i, blk) in data.chunks_exact(20).enumerate() {
-            zero_points.push(block_zero_point(&mut b, &mut scales, i, -f16_at(blk, 2)));
-        }
-        Linear::NBits { bits: 4, n, k, b, scales, zero_points: Some(zero_points) }
+        let Linear::NBits { planes, .. } = Self::q4(data, n, k, 20, 4) else { unreachable!() };
+        let mins = data.chunks_exact(20).zip(&planes[0].scales).map(|(blk, d)| f16_at(blk, 2) + 8.0 * d).collect();
+        Linear::NBits { n, k, planes, mins: Some(mins) }
     }
 
-    /// Q8_0: w = d·q with q a signed byte; stored as q + 128 with MatMulNBits' default zero point 128.
+    /// Q8_0: w = d·q with q a signed byte; q + 128 = 16·hi + lo, so
+    /// w = 16d·(hi − 8) + d·(lo − 8) + 8d.
     fn q8_0(data: &[u8], n: usize, k: usize) -> Linear {
         let blocks = n * k / 32;
-        let mut b = Vec::with_capacity(blocks * 32);
-        let mut scales = Vec::with_capacity(blocks);
+        let (mut hi, mut lo) = (
+            Plane { b: Vec::with_capacity(blocks * 16), scales: Vec::with_capacity(blocks) },
+            Plane { b: Vec::with_capacity(blocks * 16), scales: Vec::with_capacity(blocks) },
+        );
+        let mut mins = Vec::with_capacity(blocks);
         for blk in data.chunks_exact(34) {
-            b.extend(blk[2..34].iter().map(|&q| (q as i8 as i16 + 128) as u8));
-            scales.push(f16_at(blk, 0));
+            let u = |j: usize| (blk[2 + j] as i8 as i16 + 128) as u8;
+            pack4(|j| u(j) >> 4, &mut hi.b);
+            pack4(|j| u(j) & 0xF, &mut lo.b);
+            let d = f16_at(blk, 0);
+            hi.scales.push(16.0 * d);
+            lo.scales.push(d);
+            mins.push(8.0 * d);
         }
-        Linear::NBits { bits: 8, n, k, b, scales, zero_points: None }
+        Linear::NBits { n, k, planes: vec![hi, lo], mins: Some(mins) }
     }
 
     /// Q4_K: 256-value blocks of eight 32-value sub-blocks, each w = d·sc·q − dmin·m, that
-    /// is scale d·sc and zero point dmin·m / (d·sc).
+    /// is scale d·sc and min 8·d·sc − dmin·m.
     fn q4_k(data: &[u8], n: usize, k: usize) -> Linear {
         let sub = n * k / 32;
-        let (mut b, mut scales, mut zero_points) =
-            (Vec::with_capacity(sub * 16), Vec::with_capacity(sub), Vec::with_capacity(sub));
+        let mut plane = Plane { b: Vec::with_capacity(sub * 16), scales: Vec::with_capacity(sub) };
+        let mut mins = Vec::with_capacity(sub);
         for blk in data.chunks_exact(144) {
             let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
             let (sc, qs) = (&blk[4..16], &blk[16..144]);
@@ -143,13 +153,12 @@ impl Linear {
                 let (scale_q, min_q) = scale_min_k4(s, sc);
                 let (scale, min) = (d * scale_q as f32, dmin * min_q as f32);
                 let q = &qs[32 * (s / 2)..32 * (s / 2) + 32];
-                pack4(|j| (q[j] >> (4 * (s % 2))) & 0xF, &mut b);
-                scales.push(scale);
-                let i = scales.len() - 1;
-                zero_points.push(block_zero_point(&mut b, &mut scales, i, min));
+                pack4(|j| (q[j] >> (4 * (s % 2))) & 0xF, &mut plane.b);
+                plane.scales.push(scale);
+                mins.push(8.0 * scale - min);
             }
         }
-        Linear::NBits { bits: 4, n, k, b, scales, zero_points: Some(zero_points) }
+        Linear::NBits { n, k, planes: vec![plane], mins: Some(mins) }
     }
 
     /// The matrices one after another along the outputs (fused Q/K/V, gate and up), when
@@ -168,22 +177,24 @@ impl Linear {
                 }
                 Some(Linear::Dense { n: parts.iter().map(|p| p.n()).sum(), k, w })
             }
-            Linear::NBits { bits, .. } => {
-                let (mut b, mut scales, mut zps) = (Vec::new(), Vec::new(), Vec::new());
-                let any_zp = parts.iter().any(|p| matches!(p, Linear::NBits { zero_points: Some(_), .. }));
+            Linear::NBits { planes: first, .. } => {
+                let mut planes: Vec<Plane> = vec![Plane { b: Vec::new(), scales: Vec::new() }; first.len()];
+                let mut mins = Vec::new();
+                let any_mins = parts.iter().any(|p| matches!(p, Linear::NBits { mins: Some(_), .. }));
                 for p in parts {
-                    let Linear::NBits { bits: pb, b: bb, scales: ps, zero_points: pz, .. } = p else { return None };
-                    if pb != bits {
+                    let Linear::NBits { planes: pp, mins: pm, n, k, .. } = p else { return None };
+                    if pp.len() != planes.len() {
                         return None;
                     }
-                    b.extend_from_slice(bb);
-                    scales.extend_from_slice(ps);
-                    // A part without zero points uses the default, written out when another has them.
-                    let default = if *bits == 4 { 8.0 } else { 128.0 };
-                    zps.extend(pz.clone().unwrap_or_else(|| vec![default; ps.len()]));
+                    for (to, from) in planes.iter_mut().zip(pp) {
+                        to.b.extend_from_slice(&from.b);
+                        to.scales.extend_from_slice(&from.scales);
+                    }
+                    // A part without mins adds nothing, written out when another has them.
+                    mins.extend(pm.clone().unwrap_or_else(|| vec![0.0; n * k / 32]));
                 }
                 let n = parts.iter().map(|p| p.n()).sum();
-                Some(Linear::NBits { bits: *bits, n, k, b, scales, zero_points: any_zp.then_some(zps) })
+                Some(Linear::NBits { n, k, planes, mins: any_mins.then_some(mins) })
             }
         }
     }
@@ -192,15 +203,16 @@ impl Linear {
     pub fn dequantized(&self) -> Vec<f32> {
         match self {
             Linear::Dense { w, .. } => w.clone(),
-            Linear::NBits { bits, n, k, b, scales, zero_points } => {
-                let blob = 32 * *bits as usize / 8;
-                let mut out = Vec::with_capacity(n * k);
-                for (i, &s) in scales.iter().enumerate() {
-                    let zp = zero_points.as_ref().map_or(if *bits == 4 { 8.0 } else { 128.0 }, |z| z[i]);
-                    let block = &b[i * blob..(i + 1) * blob];
-                    for j in 0..32 {
-                        let q = if *bits == 8 { block[j] } else { (block[j / 2] >> (4 * (j % 2))) & 0xF };
-                        out.push((q as f32 - zp) * s);
+            Linear::NBits { n, k, planes, mins } => {
+                let mut out = vec![0f32; n * k];
+                for (i, block) in out.chunks_exact_mut(32).enumerate() {
+                    let min = mins.as_ref().map_or(0.0, |m| m[i]);
+                    for (j, w) in block.iter_mut().enumerate() {
+                        *w = min;
+                        for p in planes {
+                            let q = (p.b[i * 16 + j / 2] >> (4 * (j % 2))) & 0xF;
+                            *w += (q as f32 - 8.0) * p.scales[i];
+                        }
                     }
                 }
                 out

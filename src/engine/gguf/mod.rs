@@ -2,8 +2,10 @@
 //! aligned data section, read from a memory map without copying the weights. Version 3
 //! (and 2, which has the same layout). `quant` knows the tensor types' block layouts.
 
+pub mod decoder;
 pub mod linear;
 pub mod quant;
+pub mod tokenizer;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +26,11 @@ pub enum GgufError {
     Truncated { path: PathBuf, at: usize, what: String },
     #[error("{}: {what}", .path.display())]
     Invalid { path: PathBuf, what: String },
+    /// An architecture, tensor type or setting the graph builder does not handle.
+    #[error("{}: {what}", .path.display())]
+    Unsupported { path: PathBuf, what: String },
+    #[error("{}: no tensor `{name}`, which a `{arch}` model needs; the file is incomplete or not a {arch} model", .path.display())]
+    MissingTensor { path: PathBuf, name: String, arch: String },
 }
 
 /// A metadata value.

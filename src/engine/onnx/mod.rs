@@ -93,6 +93,12 @@ impl Graph {
         });
     }
 
+    /// A fresh value name after `hint`.
+    pub fn name(&mut self, hint: &str) -> String {
+        self.fresh += 1;
+        format!("{hint}_{}", self.fresh)
+    }
+
     /// A node of the default domain with one output, named freshly after `hint`.
     pub fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>, hint: &str) -> String {
         self.op_in("", op, inputs, attrs, hint)
@@ -100,8 +106,7 @@ impl Graph {
 
     /// [`Graph::op`] in `domain` (e.g. `com.microsoft`).
     pub fn op_in(&mut self, domain: &str, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>, hint: &str) -> String {
-        self.fresh += 1;
-        let out = format!("{hint}_{}", self.fresh);
+        let out = self.name(hint);
         self.node(op, domain, inputs, &[&out], attrs);
         out
     }
