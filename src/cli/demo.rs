@@ -1,5 +1,6 @@
 //! `ualign demo`: the whole tool in one command on the embedded default model: the demo
-//! study's pools generated, the participant screens in this terminal, then f(k) so far.
+//! study's pools generated (in a terminal, in the background while the participant reads
+//! the consent and instructions), the participant screens, then f(k) so far.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -30,18 +31,22 @@ impl Cmd {
             study.title,
             super::db_path(&study, None).display()
         );
-        let cancel = super::cancel_on_ctrl_c();
-        let store = super::generate::open_and_fill(&study, None, self.engine, Some(&cancel))?;
         let interactive = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
-        let db = store.path().to_path_buf();
-        if interactive {
-            super::run::run_participant(study.clone(), store, None, self.engine)?;
+        let db = if interactive {
+            // The pools the first questions need are generated while the consent and
+            // instructions are on screen; the participant's own trials go first.
+            let store = super::generate::open_checked(&study, None)?;
+            let db = store.path().to_path_buf();
+            super::run::run_participant(study.clone(), store, None, self.engine, true)?;
+            db
         } else {
+            let cancel = super::cancel_on_ctrl_c();
+            let store = super::generate::open_and_fill(&study, None, self.engine, Some(&cancel))?;
             println!(
                 "(no interactive terminal: skipping the participant screens; run `ualign demo` in a terminal to take part)"
             );
-            drop(store);
-        }
+            store.path().to_path_buf()
+        };
         let store = crate::store::Store::open_existing(&db)?;
         let rows = crate::analysis::report::fk_rows(&study, &store, 2000)?;
         println!("\n{}", super::stats::render_fk(&rows));

@@ -45,6 +45,18 @@ pub(crate) fn open_and_fill(
     Ok(store)
 }
 
+/// Opens (or creates) the study's database for pools filled later, on the engine's own
+/// thread (`demo`): a new database is made only once every model folder it needs opens.
+pub(crate) fn open_checked(
+    study: &crate::study::Study,
+    db: Option<&std::path::PathBuf>,
+) -> anyhow::Result<crate::store::Store> {
+    if !super::db_path(study, db).exists() {
+        Models::check_folders(study)?;
+    }
+    Ok(super::open_store(study, db)?.0)
+}
+
 /// Generates every missing pool with a progress bar.
 fn fill(
     study: &crate::study::Study,

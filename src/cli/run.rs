@@ -24,22 +24,27 @@ impl Cmd {
         // Before the database is opened (or made): without a terminal nothing can happen.
         need_terminal()?;
         let (study, store, _) = self.target.open()?;
-        run_participant(study, store, self.participant, self.engine)
+        run_participant(study, store, self.participant, self.engine, false)
     }
 }
 
-/// The participant flow on this terminal, with live generation of missing pools.
+/// The participant flow on this terminal, with live generation of missing pools (all of
+/// them in the background from the start with `warm_up`, see [`App::warm_up`]).
 pub(crate) fn run_participant(
     study: Study,
     store: crate::store::Store,
     participant: Option<String>,
     engine: super::EngineArgs,
+    warm_up: bool,
 ) -> anyhow::Result<()> {
     need_terminal()?;
     let has_models = study.policies.iter().any(|p| matches!(p.source, PolicySource::Model { .. }));
     let worker = has_models
         .then(|| PoolWorker::spawn(study.clone(), store.path().to_path_buf(), engine.ep.into(), engine.threads));
     let mut app = App::new(study, store, participant, worker)?;
+    if warm_up {
+        app.warm_up()?;
+    }
     let result = tui::run(&mut app);
     for n in &app.researcher_notices {
         eprintln!("notice: {n}");

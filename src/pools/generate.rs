@@ -74,6 +74,22 @@ impl Models {
         Ok(())
     }
 
+    /// Checks that every model folder the study needs opens (its files, its tokenizer, its
+    /// provisioned weights) without building a session: the quick check before a database
+    /// is made when the models load later, on the engine's own thread.
+    pub fn check_folders(study: &Study) -> Result<(), PoolError> {
+        let needed = needed_pools(study);
+        for policy in &study.policies {
+            if let PolicySource::Model { dir, .. } = &policy.source
+                && needed.contains_key(&policy.name)
+            {
+                crate::engine::ModelFolder::open(dir)
+                    .map_err(|source| PoolError::Engine { policy: policy.name.clone(), source })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Notices gathered since the last call.
     pub fn take_notices(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notices)

@@ -71,6 +71,16 @@ pub fn pending_jobs(study: &Study, store: &Store) -> Result<Vec<PoolJob>, StoreE
     Ok(jobs)
 }
 
+/// [`pending_jobs`] prompt by prompt (each prompt's pools one after another, prompts in
+/// study order): the order in which whole trials become ready, for background filling.
+pub fn pending_jobs_by_prompt(study: &Study, store: &Store) -> Result<Vec<PoolJob>, StoreError> {
+    let mut jobs = pending_jobs(study, store)?;
+    let order = |id: &str| study.prompts.iter().position(|p| p.id == id).unwrap_or(usize::MAX);
+    // A stable sort keeps the policies' study order within a prompt.
+    jobs.sort_by_key(|j| order(&j.prompt_id));
+    Ok(jobs)
+}
+
 /// What a trial still needs before it can be shown: jobs for the model policies' missing
 /// samples (whole pools, so one request fills what later trials of the prompt need too),
 /// and the imported policies whose candidates are missing (only `ualign import` can

@@ -384,6 +384,19 @@ impl App {
         }
     }
 
+    /// Asks the engine worker to fill every missing pool in the background, prompt by
+    /// prompt, while the consent and instructions are read; a trial's own request goes
+    /// before it. (`demo` does this; `run` fills only what a participant's trials need.)
+    pub fn warm_up(&mut self) -> anyhow::Result<()> {
+        if let Some(w) = self.worker.as_mut() {
+            let jobs = crate::pools::pending_jobs_by_prompt(&self.study, &self.store)?;
+            if !jobs.is_empty() {
+                w.request_background(jobs);
+            }
+        }
+        Ok(())
+    }
+
     /// Loads the first unanswered trial (or the completion screen), and asks the worker
     /// for the next trial's pools while this one is read.
     pub fn next_trial(&mut self) -> anyhow::Result<()> {

@@ -86,7 +86,7 @@ fn stats_on_the_reference_study_is_unchanged() {
 #[test]
 fn trial_lists_and_sample_seeds_are_unchanged() {
     let mut out = serde_json::Map::new();
-    for file in ["studies/example.toml", "studies/demo.toml"] {
+    for file in ["studies/example.toml", "tests/fixtures/studies/fortune-demo.toml"] {
         let (s, _) = study::load(&repo(file)).unwrap();
         for who in ["p-abcdefghjk", "sim-5-3", "e2e01", "5f3e2a1b0c9d8e7f6a5b4c3d"] {
             let plan = ualign::schedule::plan(&s, who);

@@ -263,7 +263,7 @@ fn missing_pools_are_generated_live_on_the_engine_thread() {
     use ualign::engine::EpChoice;
     use ualign::pools::PoolWorker;
     let dir = tempfile::tempdir().unwrap();
-    let (mut s, _) = study::load(&repo("studies/demo.toml")).unwrap();
+    let (mut s, _) = study::load(&repo("tests/fixtures/studies/fortune-demo.toml")).unwrap();
     s.options.min_reading_ms = 0;
     s.options.participant_id_pattern = Some(study::IdPattern::new("live1").unwrap());
     let db = dir.path().join("demo.sqlite");
@@ -381,7 +381,7 @@ fn long_answers_scroll_by_page_and_jump_to_their_ends() {
 fn preparing_with(body: impl FnOnce() + Send + 'static) -> App {
     use ualign::pools::PoolWorker;
     let dir = tempfile::tempdir().unwrap();
-    let (mut s, _) = study::load(&repo("studies/demo.toml")).unwrap();
+    let (mut s, _) = study::load(&repo("tests/fixtures/studies/fortune-demo.toml")).unwrap();
     s.options.min_reading_ms = 0;
     let (store, _) = Store::open_for_study(&dir.keep().join("demo.sqlite"), &s).unwrap();
     let worker = PoolWorker::spawn_with(move |_requests, _events| body());
