@@ -21,6 +21,17 @@ pub fn ualign(dir: &Path, args: &[&str]) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
+/// `ualign` with extra environment variables.
+pub fn ualign_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ualign"))
+        .current_dir(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
 /// A copy of the example study in a temp dir (so its db/ is private), its text passed
 /// through `edit`.
 pub fn example_copy_with(edit: impl FnOnce(String) -> String) -> tempfile::TempDir {

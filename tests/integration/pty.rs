@@ -147,3 +147,47 @@ fn a_disk_that_fills_up_mid_study_is_told_in_plain_words_and_nothing_is_lost() {
     tui.answer(&db, "e2e02", 2, 11);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM answers"), 3);
 }
+
+/// `ualign demo` in a real terminal on the default model: the pools are being filled in
+/// the background while the participant is still reading the instructions, and the first
+/// question shows SmolLM2's answers.
+#[test]
+fn the_demo_fills_pools_while_the_instructions_are_read_and_shows_the_default_models_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("studies")).unwrap();
+    let model = common::repo("assets/models/smollm2-135m-instruct");
+    let study = std::fs::read_to_string(common::repo("studies/demo.toml"))
+        .unwrap()
+        .replace("../assets/models/smollm2-135m-instruct", model.to_str().unwrap());
+    std::fs::write(dir.path().join("studies/demo.toml"), study).unwrap();
+    let db = dir.path().join("db/demo-smollm2.sqlite");
+    let mut tui = Tui::start(dir.path(), &["demo", "--study", "studies/demo.toml", "--threads", "2"]);
+    tui.wait_for_text("Press Enter to begin");
+    tui.keys("\r");
+    tui.wait_for_text("SmolLM2-135M-Instruct, a small");
+    tui.keys("y");
+    tui.wait_for_text("Participant ID");
+    tui.keys("\r"); // a new pseudonym
+    tui.wait_for_text("Write it down");
+    tui.keys("\r");
+    tui.wait_for_text("Instructions");
+    // Nobody has asked for a trial yet, and candidates are being stored.
+    wait("candidates generated in the background", || count(&db, "SELECT COUNT(*) FROM candidates") >= 1);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM trials WHERE shown_at IS NOT NULL"), 0);
+    assert!(tui.shown().contains("Instructions"));
+    tui.keys("\r");
+    tui.wait_for_text("Question 1 of 10");
+    tui.wait_for_text("Answer 2");
+    let shown: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT c.text FROM trials t JOIN candidates c ON c.id = json_extract(t.candidate_ids, '$[0]')
+             WHERE t.position = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let words = shown.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    assert!(words.chars().any(char::is_alphabetic), "an answer in words: {shown:?}");
+    assert!(tui.shown().contains(&words), "the first answer is on screen: {words:?}\n{}", tui.shown());
+}
