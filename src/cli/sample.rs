@@ -70,7 +70,9 @@ fn gen_default(cfg: &Value, key: &str) -> Option<f64> {
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
+        let t_load = std::time::Instant::now();
         let mut g = engine::load(&self.model, self.ep.into(), self.threads)?;
+        let load_ms = t_load.elapsed().as_secs_f64() * 1000.0;
         for n in std::mem::take(&mut g.notices) {
             eprintln!("notice: {n}");
         }
@@ -91,7 +93,7 @@ impl Cmd {
                            "logprob": s.logprob, "seed": s.seed})
                 );
             }
-            println!("{}", json!({ "timing": self.timing(&g, &opts, &t) }));
+            println!("{}", json!({ "timing": self.timing(&g, &opts, &t, load_ms) }));
         } else {
             for s in &samples {
                 println!(
@@ -158,10 +160,11 @@ impl Cmd {
     }
 
     /// The timing line of `--json`, with the settings used.
-    fn timing(&self, g: &engine::Generator, opts: &GenOptions, t: &engine::PoolTiming) -> Value {
+    fn timing(&self, g: &engine::Generator, opts: &GenOptions, t: &engine::PoolTiming, load_ms: f64) -> Value {
         let p = &opts.params;
         json!({
             "provider": g.provider.to_string(),
+            "load_ms": load_ms,
             "prompt_tokens": t.prompt_tokens,
             "prefill_ms": t.prefill_ms,
             "decode_ms": t.decode_ms,

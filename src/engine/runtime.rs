@@ -127,6 +127,7 @@ impl Source<'_> {
 
 /// Builds a session for `model` on the chosen provider. CUDA is registered with
 /// `error_on_failure`, so it never falls back to CPU silently; `auto` falls back and says so.
+/// TF32 is off on CUDA: a study's samples are computed in full fp32, as on the CPU.
 pub fn session(
     source: Source<'_>,
     ep_choice: EpChoice,
@@ -140,7 +141,7 @@ pub fn session(
             b = b.with_intra_threads(t)?;
         }
         if cuda {
-            b = b.with_execution_providers([ep::CUDA::default().build().error_on_failure()])?;
+            b = b.with_execution_providers([ep::CUDA::default().with_tf32(false).build().error_on_failure()])?;
         }
         match &source {
             Source::File(p) => b.commit_from_file(p),
