@@ -284,8 +284,10 @@ fn read_policies(cx: &mut Cx, root: &TableReader, base_dir: &Path) -> Vec<Policy
             Some("model") => {
                 let dir = t.required_string(cx, "model").map(|m| base_dir.join(m));
                 let decoding = read_decoding(cx, &t);
+                // A model folder, or a GGUF file.
                 if let Some(d) = &dir
                     && !d.is_dir()
+                    && !d.is_file()
                 {
                     cx.warning(
                         t.span_of("model"),

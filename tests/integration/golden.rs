@@ -8,56 +8,45 @@ use std::path::Path;
 use serde_json::Value;
 use ualign::engine::{self, EpChoice, GenOptions, SampleSpec, SamplingParams};
 
-#[test]
-fn greedy_tokens_and_top_logits_match_golden_json() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/fortune-llama");
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    let n = golden["n_new_tokens"].as_u64().unwrap() as u32;
-    let mut g = engine::load(&dir, EpChoice::Cpu, Some(1)).unwrap();
-    let opts = GenOptions {
-        params: SamplingParams { temperature: 0.0, ..Default::default() },
-        max_new_tokens: n,
-        stop: Vec::new(),
-        ignore_eos: true,
-    };
-    for case in golden["cases"].as_array().unwrap() {
-        let topic = case["topic"].as_str().unwrap();
-        let ids = g.encode_prompt(topic, true).unwrap();
-        let want_ids: Vec<u32> = serde_json::from_value(case["prompt_ids"].clone()).unwrap();
-        assert_eq!(ids, want_ids, "{topic}: the chat template renders the recipe's prompt");
-        let (s, _) = g.generate(&ids, &[SampleSpec { index: 0, seed: 0 }], &opts, None).unwrap();
-        let want: Vec<u32> = serde_json::from_value(case["greedy_torch"].clone()).unwrap();
-        assert_eq!(s[0].token_ids, want, "{topic}: greedy continuation");
-    }
-}
-
 /// The default model's folder.
 pub fn smollm2() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/smollm2-135m-instruct")
 }
 
-#[test]
-fn the_default_model_equals_transformers_on_the_golden_prompts() {
-    let dir = smollm2();
+/// Every case of `dir`'s golden.json: the prompt (under `prompt_key`) renders through the
+/// chat template to the recipe's ids, and greedy decoding gives the recipe's tokens
+/// (under `greedy_key`). Returns the loaded model's notices.
+fn check_golden(dir: &Path, prompt_key: &str, greedy_key: &str, threads: usize) -> Vec<String> {
     let golden: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    let n = golden["n_new_tokens"].as_u64().unwrap() as u32;
-    let mut g = engine::load(&dir, EpChoice::Cpu, Some(2)).unwrap();
-    assert!(g.notices.is_empty(), "{:?}", g.notices);
+    let mut g = engine::load(dir, EpChoice::Cpu, Some(threads)).unwrap();
     let opts = GenOptions {
         params: SamplingParams { temperature: 0.0, ..Default::default() },
-        max_new_tokens: n,
+        max_new_tokens: golden["n_new_tokens"].as_u64().unwrap() as u32,
         stop: Vec::new(),
         ignore_eos: true,
     };
     for case in golden["cases"].as_array().unwrap() {
-        let prompt = case["prompt"].as_str().unwrap();
+        let prompt = case[prompt_key].as_str().unwrap();
         let ids = g.encode_prompt(prompt, true).unwrap();
         let want_ids: Vec<u32> = serde_json::from_value(case["prompt_ids"].clone()).unwrap();
-        assert_eq!(ids, want_ids, "{prompt}: the chat template renders and encodes as transformers does");
+        assert_eq!(ids, want_ids, "{prompt}: the chat template renders and encodes as the recipe's does");
         let (s, _) = g.generate(&ids, &[SampleSpec { index: 0, seed: 0 }], &opts, None).unwrap();
-        let want: Vec<u32> = serde_json::from_value(case["greedy"].clone()).unwrap();
+        let want: Vec<u32> = serde_json::from_value(case[greedy_key].clone()).unwrap();
         assert_eq!(s[0].token_ids, want, "{prompt}: greedy continuation");
     }
+    g.notices
+}
+
+#[test]
+fn greedy_tokens_and_top_logits_match_golden_json() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/fortune-llama");
+    check_golden(&dir, "topic", "greedy_torch", 1);
+}
+
+#[test]
+fn the_default_model_equals_transformers_on_the_golden_prompts() {
+    let notices = check_golden(&smollm2(), "prompt", "greedy", 2);
+    assert!(notices.is_empty(), "{notices:?}");
 }
 
 #[test]
