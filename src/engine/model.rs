@@ -197,9 +197,18 @@ impl ModelFolder {
     }
 
     fn open_onnx(dir: &Path, onnx: PathBuf) -> Result<Self, EngineError> {
-        let config = read_json(&dir.join("config.json"))?;
+        let genai = dir.join("genai_config.json");
+        let (config, genai_search) = if !dir.join("config.json").is_file() && genai.is_file() {
+            from_genai_config(&read_json(&genai)?)
+        } else {
+            (read_json(&dir.join("config.json"))?, Value::Null)
+        };
         let mut notices = Vec::new();
-        let generation = generation_config(dir, &mut notices)?;
+        let generation = if genai_search.is_null() || dir.join("generation_config.json").is_file() {
+            generation_config(dir, &mut notices)?
+        } else {
+            genai_search
+        };
         let tokenizer_file = dir.join("tokenizer.json");
         if !tokenizer_file.is_file() {
             return Err(EngineError::Folder {
@@ -325,6 +334,33 @@ impl ModelFolder {
             }
         }
     }
+}
+
+/// The config.json and generation_config.json equivalents of onnxruntime-genai's
+/// `genai_config.json` (what its model builder writes instead).
+fn from_genai_config(g: &Value) -> (Value, Value) {
+    let m = &g["model"];
+    let d = &m["decoder"];
+    let config = serde_json::json!({
+        "model_type": m["type"],
+        "num_hidden_layers": d["num_hidden_layers"],
+        "hidden_size": d["hidden_size"],
+        "num_attention_heads": d["num_attention_heads"],
+        "num_key_value_heads": d["num_key_value_heads"],
+        "head_dim": d["head_size"],
+        "max_position_embeddings": m["context_length"],
+        "vocab_size": m["vocab_size"],
+        "bos_token_id": m["bos_token_id"],
+        "eos_token_id": m["eos_token_id"],
+    });
+    let s = &g["search"];
+    let mut generation = serde_json::json!({"eos_token_id": m["eos_token_id"]});
+    for key in ["do_sample", "temperature", "top_k", "top_p", "repetition_penalty"] {
+        if !s[key].is_null() {
+            generation[key] = s[key].clone();
+        }
+    }
+    (config, generation)
 }
 
 /// generation_config.json, or a notice of the defaults that stand in for it.

@@ -319,6 +319,31 @@ fn convert_writes_a_folder_that_runs_as_an_onnx_model_with_the_same_tokens() {
         g.folder.tokenizer.encode(text, false).unwrap().get_ids(),
         built.tokenizer.encode(text, false).unwrap().get_ids()
     );
+    // The same graph in onnxruntime-genai's layout (genai_config.json instead of config.json
+    // and generation_config.json, as its model builder writes) runs too.
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let genai = dir.with_file_name("genai-layout");
+    std::fs::create_dir(&genai).unwrap();
+    for f in ["model.onnx", "model.onnx.data", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(dir.join(f), genai.join(f)).unwrap();
+    }
+    let genai_config = serde_json::json!({
+        "model": {"type": "qwen2", "context_length": cfg["max_position_embeddings"], "vocab_size": cfg["vocab_size"],
+                  "bos_token_id": 1, "eos_token_id": 2,
+                  "decoder": {"num_hidden_layers": cfg["num_hidden_layers"], "hidden_size": cfg["hidden_size"],
+                              "num_attention_heads": cfg["num_attention_heads"],
+                              "num_key_value_heads": cfg["num_key_value_heads"], "head_size": cfg["head_dim"]}},
+        "search": {"do_sample": false, "top_k": 1, "top_p": 1.0, "temperature": 1.0},
+    });
+    std::fs::write(genai.join("genai_config.json"), genai_config.to_string()).unwrap();
+    let mut h = engine::load(&genai, EpChoice::Cpu, Some(1)).unwrap();
+    assert_eq!(
+        h.folder.generation["do_sample"],
+        Value::Bool(false),
+        "search settings stand in for generation_config.json"
+    );
+    let (s, _) = h.generate(&ids, &[SampleSpec { index: 0, seed: 0 }], &opts, None).unwrap();
+    assert_eq!(s[0].token_ids, want);
     // A second convert into the same folder is refused; nothing there is touched.
     let (ok, _, err) = common::ualign(
         out.path(),
