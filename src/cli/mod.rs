@@ -8,6 +8,7 @@ mod export;
 mod generate;
 mod import;
 mod init;
+mod invite;
 mod plot;
 mod run;
 mod sample;
@@ -61,6 +62,8 @@ enum Command {
     Check(check::Cmd),
     /// Write the ONNX model ualign builds from a GGUF file as a model folder
     Convert(convert::Cmd),
+    /// Make single-participant invitation codes (the database keeps only their hashes)
+    Invite(invite::Cmd),
 }
 
 impl Cli {
@@ -80,6 +83,7 @@ impl Cli {
             Command::Sample(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Check(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Convert(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Invite(c) => c.run().map(|()| ExitCode::SUCCESS),
         }
     }
 }

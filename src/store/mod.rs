@@ -23,7 +23,10 @@ pub use write::{WRITE_WAIT, WriteCause, WriteFailure};
 use crate::study::{PolicySource, Study};
 
 /// Schema migrations, applied in order; the position in this list is the schema version.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("migrations/0001_init.sql")),
+    ("0002_invitations", include_str!("migrations/0002_invitations.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -223,7 +226,12 @@ impl Store {
                 fix: format!("chmod u+w {}", path.display()),
             });
         }
-        store.migrate()?;
+        // A read-only file of an older schema is read as it is (what readers read is in
+        // every version); any other file is brought up to date.
+        let read_only = store.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false);
+        if for_writing || !read_only || store.schema_version()? > MIGRATIONS.len() as i64 {
+            store.migrate()?;
+        }
         Ok(store)
     }
 

@@ -213,6 +213,52 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Stores invitations, (code hash, pseudonym) each, in one transaction: all or none. A
+    /// pseudonym already enrolled or invited is refused (nothing is stored).
+    pub fn add_invitations(&mut self, invitations: &[(String, String)]) -> Result<()> {
+        self.write("the invitations", |tx| {
+            let at = now();
+            for (hash, participant) in invitations {
+                let taken: i64 = tx.query_row(
+                    "SELECT (SELECT COUNT(*) FROM participants WHERE id = ?1) + (SELECT COUNT(*) FROM invitations WHERE participant_id = ?1)",
+                    [participant],
+                    |r| r.get(0),
+                )?;
+                if taken > 0 {
+                    return Err(StoreError::Invalid(format!("pseudonym {participant} is taken; run the command again")));
+                }
+                tx.execute(
+                    "INSERT INTO invitations (code_hash, participant_id, created_at) VALUES (?1, ?2, ?3)",
+                    params![hash, participant, at],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The pseudonym an invitation code (by its hash) admits, recording its first use.
+    pub fn redeem_invitation(&mut self, code_hash: &str) -> Result<Option<String>> {
+        self.write("the invitation", |tx| {
+            let participant: Option<String> = tx
+                .query_row("SELECT participant_id FROM invitations WHERE code_hash = ?1", [code_hash], |r| r.get(0))
+                .optional()?;
+            if participant.is_some() {
+                tx.execute(
+                    "UPDATE invitations SET used_at = COALESCE(used_at, ?2) WHERE code_hash = ?1",
+                    params![code_hash, now()],
+                )?;
+            }
+            Ok(participant)
+        })
+    }
+
+    /// (invitations made, invitations used).
+    pub fn invitation_counts(&self) -> Result<(i64, i64)> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*), COUNT(used_at) FROM invitations", [], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    }
+
     pub fn participant_exists(&self, id: &str) -> Result<bool> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM participants WHERE id = ?1", [id], |r| r.get::<_, i64>(0))? > 0)
     }

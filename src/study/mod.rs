@@ -14,7 +14,9 @@ pub use diag::{Diagnostic, Diagnostics, Severity};
 
 pub use crate::decoding::{Decoding, SamplingParams, limits};
 pub use parse::parse_study;
-pub use participant::{IdPattern, MAX_ID_LEN, is_pseudonym, new_pseudonym};
+pub use participant::{
+    IdPattern, MAX_ID_LEN, invitation_hash, is_pseudonym, new_invitation_code, new_pseudonym, normal_invitation_code,
+};
 
 /// A validated study. Paths inside it are resolved against the study file's folder.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,9 +2,11 @@
 //! so it must never be a name: a study accepts ualign's own pseudonyms (`p-` and ten
 //! random letters and digits, given out on the participant's first screen) and ids that
 //! match the researcher's `participant_id_pattern` (e.g. Prolific's 24 hex digits), and
-//! nothing else typed.
+//! nothing else typed. An invitation code (`ualign invite`) stands for the pseudonym it
+//! was made for.
 
 use rand::Rng;
+use sha2::{Digest, Sha256};
 
 use super::Study;
 
@@ -17,6 +19,30 @@ pub fn new_pseudonym() -> String {
     let mut rng = rand::rng();
     let s: String = (0..PSEUDONYM_LEN).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
     format!("p-{s}")
+}
+
+/// A fresh invitation code: 12 random letters and digits of the pseudonym alphabet in
+/// three groups, such as `k7q2-m9xp-4hta` (about 59 bits; the code itself is never stored).
+pub fn new_invitation_code() -> String {
+    let mut rng = rand::rng();
+    let group = |rng: &mut rand::rngs::ThreadRng| -> String {
+        (0..4).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    };
+    format!("{}-{}-{}", group(&mut rng), group(&mut rng), group(&mut rng))
+}
+
+/// A typed invitation code in its one form: lowercase, without spaces, with its dashes
+/// (typed without them, or with spaces, it is the same code); `None` when it has not the
+/// shape of one.
+pub fn normal_invitation_code(typed: &str) -> Option<String> {
+    let chars: String = typed.chars().filter(|c| !c.is_whitespace() && *c != '-').collect::<String>().to_lowercase();
+    (chars.len() == 12 && chars.bytes().all(|b| ALPHABET.contains(&b)))
+        .then(|| format!("{}-{}-{}", &chars[0..4], &chars[4..8], &chars[8..12]))
+}
+
+/// The stored form of an invitation code: the SHA-256 of its normal form.
+pub fn invitation_hash(code: &str) -> String {
+    format!("{:x}", Sha256::digest(code.as_bytes()))
 }
 
 /// Whether `id` has the shape of a pseudonym [`new_pseudonym`] gives out.
@@ -86,6 +112,21 @@ mod tests {
         for not in ["p-", "p-abc", "p-ABCDEFGHJK", "p-abcdefghj0", "q-abcdefghjk", "p-abcdefghjkm", "AliceSmith1990"] {
             assert!(!is_pseudonym(not), "{not}");
         }
+    }
+
+    #[test]
+    fn invitation_codes_have_one_form_however_they_are_typed() {
+        for _ in 0..100 {
+            let c = new_invitation_code();
+            assert_eq!(normal_invitation_code(&c).as_deref(), Some(c.as_str()));
+            assert_eq!(normal_invitation_code(&c.replace('-', "").to_uppercase()).as_deref(), Some(c.as_str()));
+            assert!(!is_pseudonym(&c));
+        }
+        assert_eq!(normal_invitation_code(" K7Q2 m9xp-4hta "), Some("k7q2-m9xp-4hta".into()));
+        for not in ["", "k7q2-m9xp", "k7q2-m9xp-4ht0", "k7q2-m9xp-4htaa", "p-abcdefghjk"] {
+            assert!(normal_invitation_code(not).is_none(), "{not}");
+        }
+        assert_eq!(invitation_hash("k7q2-m9xp-4hta").len(), 64);
     }
 
     #[test]

@@ -143,17 +143,18 @@ impl App {
             failure: None,
             researcher_notices: Vec::new(),
         };
-        if let Some(id) = participant {
-            anyhow::ensure!(
-                app.accepts(&id)?,
-                "participant id `{id}` is not one this study accepts: neither a ualign pseudonym (p- and 10 letters and digits, as the ID screen gives out){}, nor the id of a participant already in {}.\n  {}",
-                match &app.study.options.participant_id_pattern {
-                    Some(p) => format!(", nor an id matching the study's participant_id_pattern `{}`", p.as_str()),
-                    None => String::new(),
-                },
-                app.store.path().display(),
-                "Ids must never be names; set [options] participant_id_pattern in the study for the ids you hand out"
-            );
+        if let Some(typed) = participant {
+            let Some(id) = app.admit(&typed)? else {
+                anyhow::bail!(
+                    "participant id `{typed}` is not one this study accepts: neither a ualign pseudonym (p- and 10 letters and digits, as the ID screen gives out){}, nor an invitation code of {}, nor the id of a participant already in it.\n  {}",
+                    match &app.study.options.participant_id_pattern {
+                        Some(p) => format!(", nor an id matching the study's participant_id_pattern `{}`", p.as_str()),
+                        None => String::new(),
+                    },
+                    app.store.path().display(),
+                    "Ids must never be names; set [options] participant_id_pattern in the study for the ids you hand out, or hand out `ualign invite` codes"
+                );
+            };
             if app.store.consent_at(&id)?.is_some() {
                 app.screen = Screen::Resuming;
             }
@@ -170,11 +171,17 @@ impl App {
         }
     }
 
-    /// Whether a typed id may be used: one the study accepts, or one already in the
-    /// database (a participant enrolled before the study's id rules changed can resume).
-    fn accepts(&self, id: &str) -> anyhow::Result<bool> {
-        Ok(self.study.accepts_participant_id(id)
-            || (id.len() <= crate::study::MAX_ID_LEN && self.store.participant_exists(id)?))
+    /// The participant a typed id admits: the pseudonym of an invitation code (its first
+    /// use is recorded), or the id itself when the study accepts it or it is already in
+    /// the database (a participant enrolled before the study's id rules changed can resume).
+    fn admit(&mut self, typed: &str) -> anyhow::Result<Option<String>> {
+        if let Some(code) = crate::study::normal_invitation_code(typed)
+            && let Some(p) = self.store.redeem_invitation(&crate::study::invitation_hash(&code))?
+        {
+            return Ok(Some(p));
+        }
+        let known = typed.len() <= crate::study::MAX_ID_LEN && self.store.participant_exists(typed)?;
+        Ok((self.study.accepts_participant_id(typed) || known).then(|| typed.to_string()))
     }
 
     /// Runs a step that may touch the store; an error moves the app to the failure screen.
@@ -350,9 +357,9 @@ impl App {
                     self.participant = Some(crate::study::new_pseudonym());
                     self.ensure_session()?;
                     self.screen = Screen::ShowNewId;
-                } else if self.accepts(&typed)? {
-                    let returning = self.store.consent_at(&typed)?.is_some();
-                    self.participant = Some(typed);
+                } else if let Some(id) = self.admit(&typed)? {
+                    let returning = self.store.consent_at(&id)?.is_some();
+                    self.participant = Some(id);
                     self.ensure_session()?;
                     self.screen = if returning { Screen::Resuming } else { Screen::Instructions };
                 } else {

@@ -304,3 +304,85 @@ fn check_says_a_database_is_sound_or_what_is_wrong() {
     refused(d, &["export", "studies/example.toml", "--out", "out"], &["is damaged"]);
     assert!(!d.join("out/trials.csv").exists(), "nothing exported from a damaged file");
 }
+
+#[test]
+fn invite_writes_the_codes_once_owner_only_and_stores_only_their_hashes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::example_copy_with(|s| s);
+    let (ok, _, err) =
+        common::ualign(dir.path(), &["invite", "studies/example.toml", "--count", "5", "--out", "inv.csv"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("5 invitation codes") && err.contains("only their hashes"), "{err}");
+    let csv = std::fs::read_to_string(dir.path().join("inv.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "code,participant");
+    assert_eq!(rows.len(), 6);
+    let mode = std::fs::metadata(dir.path().join("inv.csv")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "readable by its owner only");
+    let db = dir.path().join("db/example.sqlite");
+    let bytes = std::fs::read(&db).unwrap();
+    for row in &rows[1..] {
+        let (code, participant) = row.split_once(',').unwrap();
+        assert!(
+            ualign::study::normal_invitation_code(code).as_deref() == Some(code)
+                && ualign::study::is_pseudonym(participant)
+        );
+        let hash = ualign::study::invitation_hash(code);
+        let stored: i64 = common::sql(&db)
+            .query_row(
+                "SELECT COUNT(*) FROM invitations WHERE code_hash = ?1 AND participant_id = ?2",
+                [&hash, participant],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(stored, 1);
+        assert!(!bytes.windows(code.len()).any(|w| w == code.as_bytes()), "the code itself is never stored");
+    }
+    // The file is never overwritten, and a refused run stores nothing.
+    let (ok, _, err) =
+        common::ualign(dir.path(), &["invite", "studies/example.toml", "--count", "3", "--out", "inv.csv"]);
+    assert!(!ok && err.contains("must not exist yet"), "{err}");
+    let n: i64 = common::sql(&db).query_row("SELECT COUNT(*) FROM invitations", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 5);
+    let (ok, _, err) = common::ualign(dir.path(), &["invite", "studies/example.toml", "--count", "0"]);
+    assert!(!ok && err.contains("1 to 100000") || err.contains("at least 1"), "{err}");
+}
+
+/// A database of schema 1 (before invitations): as the version before made it.
+fn schema_one(db: &Path) {
+    let c = common::sql(db);
+    c.execute_batch("DROP TABLE invitations; PRAGMA user_version = 1;").unwrap();
+}
+
+#[test]
+fn an_older_database_is_brought_up_to_date_or_read_as_it_is_when_read_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = example_copy();
+    let d = dir.path();
+    let (ok, _, err) = ualign(d, &["init", "studies/example.toml"]);
+    assert!(ok, "{err}");
+    let db = d.join("db/example.sqlite");
+    schema_one(&db);
+    // Read-only (to someone else than root): stats reads it as it is.
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    for p in [d.to_path_buf(), d.join("studies"), d.join("studies/example"), d.join("db")] {
+        mode(&p, 0o755);
+    }
+    for f in ["studies/example.toml", "studies/example/prompts.jsonl", "studies/example/sampled.jsonl"] {
+        mode(&d.join(f), 0o644);
+    }
+    mode(&db, 0o444);
+    // (The folder stays writable: SQLite needs it for the write-ahead log's files.)
+    mode(&d.join("db"), 0o777);
+    if let Some((ok, out, err)) = as_unprivileged(d, &["stats", "studies/example.toml"]) {
+        assert!(ok, "{out}{err}");
+        let version: i64 = common::sql(&db).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 1, "a read-only file is not changed");
+    }
+    // Writable: the next command migrates it.
+    mode(&db, 0o644);
+    let (ok, _, err) = ualign(d, &["invite", "studies/example.toml", "--count", "1"]);
+    assert!(ok, "{err}");
+    let version: i64 = common::sql(&db).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
+}

@@ -510,3 +510,37 @@ trials = 2
     let Some(TrialSlot::Failed(why)) = &app.trial else { panic!("{:?}", app.trial) };
     assert!(why.contains("imported policy `imp`") && why.contains("ualign import"), "{why}");
 }
+
+#[test]
+fn an_invitation_code_admits_its_pseudonym_typed_or_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, mut store) = setup(dir.path());
+    let (code, pseudonym) = (study::new_invitation_code(), study::new_pseudonym());
+    store.add_invitations(&[(study::invitation_hash(&code), pseudonym.clone())]).unwrap();
+    // Typed on the ID screen, in capitals and without its dashes: the same code.
+    let mut app = App::new(s.clone(), store, None, None).unwrap();
+    to_first_trial(&mut app, &code.replace('-', "").to_uppercase());
+    assert_eq!(app.participant.as_deref(), Some(pseudonym.as_str()), "the code's pseudonym, never the code");
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Enter);
+    let db = app.store().path().to_path_buf();
+    assert_eq!(app.store().invitation_counts().unwrap(), (1, 1));
+    drop(app);
+    let ids: Vec<String> = common::sql(&db)
+        .prepare("SELECT DISTINCT participant_id FROM trials")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ids, vec![pseudonym.clone()]);
+    // On the command line the code resumes the same participant.
+    let (store, _) = Store::open_for_study(&db, &s).unwrap();
+    let app = App::new(s.clone(), store, Some(code.clone()), None).unwrap();
+    assert_eq!(app.participant.as_deref(), Some(pseudonym.as_str()));
+    assert_eq!(app.screen, Screen::Resuming);
+    // A code of the right shape that was never made is refused like any other id.
+    let (store, _) = Store::open_for_study(&db, &s).unwrap();
+    let err = App::new(s, store, Some(study::new_invitation_code()), None).err().unwrap().to_string();
+    assert!(err.contains("not one this study accepts") && err.contains("ualign invite"), "{err}");
+}
