@@ -12,4 +12,4 @@ mod worker;
 
 pub use generate::{Models, PoolDone, PoolError};
 pub use plan::{PoolJob, missing_for_trial, needed_pools, pending_jobs, pending_jobs_by_prompt};
-pub use worker::{PoolWorker, WorkerEvent};
+pub use worker::{PoolWorker, Priority, WorkerEvent};

@@ -25,23 +25,46 @@ pub enum WorkerEvent {
     Stopped(String),
 }
 
-/// A request: its id, its jobs, and whether it is background work (any other request
-/// goes first).
-type Request = (u64, Vec<PoolJob>, bool);
-type Requests = std::sync::mpsc::Receiver<Request>;
-type Events = std::sync::mpsc::Sender<WorkerEvent>;
+/// How soon a request is wanted: a participant waiting on the "preparing" screen goes
+/// before the next trial's pools (read ahead while they answer), which go before
+/// background work (pools that may be needed later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    Waiting,
+    Prefetch,
+    Background,
+}
 
-/// The engine on its own OS thread: it owns the ONNX Runtime sessions (their `run` needs
-/// `&mut`) and its own connection to the study database, takes pool jobs over a channel
-/// and answers with events, so the TUI never blocks on generation. A worker that dies
-/// says so ([`WorkerEvent::Stopped`]), whether it panicked or its thread just ended.
+/// A request: its id, its jobs, how soon it is wanted, and where its answer goes.
+pub struct Request {
+    id: u64,
+    jobs: Vec<PoolJob>,
+    priority: Priority,
+    reply: Events,
+}
+pub type Requests = std::sync::mpsc::Receiver<Request>;
+pub type Events = std::sync::mpsc::Sender<WorkerEvent>;
+
+/// What every handle of one worker shares: the request channel, the request ids, and why
+/// the worker is gone once it is.
+struct Shared {
+    requests: std::sync::Mutex<Option<std::sync::mpsc::Sender<Request>>>,
+    next_request: std::sync::atomic::AtomicU64,
+    gone: std::sync::Mutex<Option<String>>,
+}
+
+/// A handle on the engine worker, an OS thread that owns the ONNX Runtime sessions (their
+/// `run` needs `&mut`) and its own connection to the study database; it takes pool jobs
+/// over a channel and answers with events, so no screen ever blocks on generation. One
+/// worker serves any number of handles ([`PoolWorker::handle`]: each participant session
+/// of `serve` has one), each receiving the answers to its own requests. A worker that dies
+/// says so ([`WorkerEvent::Stopped`]) to every handle, whether it panicked or its thread
+/// just ended.
 pub struct PoolWorker {
-    requests: std::sync::mpsc::Sender<Request>,
+    shared: std::sync::Arc<Shared>,
+    reply: Events,
     events: std::sync::mpsc::Receiver<WorkerEvent>,
-    next_request: u64,
-    /// Why the worker is gone, once it is known to be.
-    gone: Option<String>,
-    /// Whether [`PoolWorker::poll`] has reported it.
+    /// Whether [`PoolWorker::poll`] has reported the worker gone.
     reported: bool,
 }
 
@@ -50,92 +73,119 @@ impl PoolWorker {
         Self::spawn_with(move |requests, events| serve(study, db, ep, threads, requests, events))
     }
 
-    /// A worker running `body` on its own thread with the request and event channels; a
-    /// panic in `body` is reported as [`WorkerEvent::Stopped`].
+    /// A worker running `body` on its own thread with the request channel and this
+    /// handle's event channel (for events that answer no request); a panic in `body` is
+    /// reported as [`WorkerEvent::Stopped`].
     pub fn spawn_with(body: impl FnOnce(Requests, Events) + Send + 'static) -> Self {
         let (req_tx, req_rx) = std::sync::mpsc::channel::<Request>();
+        let shared = std::sync::Arc::new(Shared {
+            requests: std::sync::Mutex::new(Some(req_tx)),
+            next_request: std::sync::atomic::AtomicU64::new(0),
+            gone: std::sync::Mutex::new(None),
+        });
         let (ev_tx, ev_rx) = std::sync::mpsc::channel();
+        let on_thread = shared.clone();
+        let events = ev_tx.clone();
         let spawned = std::thread::Builder::new().name("ualign-engine".into()).spawn(move || {
-            let events = ev_tx.clone();
-            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(req_rx, ev_tx))) {
-                let why = panic
+            let why = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(req_rx, events))) {
+                Ok(()) => "its thread ended".to_string(),
+                Err(panic) => panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "it panicked".into());
-                let _ = events.send(WorkerEvent::Stopped(why));
-            }
+                    .unwrap_or_else(|| "it panicked".into()),
+            };
+            on_thread.set_gone(why);
         });
-        let gone = spawned.err().map(|e| format!("its thread could not start: {e}"));
-        Self { requests: req_tx, events: ev_rx, next_request: 0, gone, reported: false }
+        if let Err(e) = spawned {
+            shared.set_gone(format!("its thread could not start: {e}"));
+        }
+        Self { shared, reply: ev_tx, events: ev_rx, reported: false }
     }
 
-    /// Queues jobs; returns the request id that their event will carry.
+    /// Another handle on the same worker, with its own events.
+    pub fn handle(&self) -> Self {
+        let (reply, events) = std::sync::mpsc::channel();
+        Self { shared: self.shared.clone(), reply, events, reported: false }
+    }
+
+    /// Queues jobs a participant is waiting for; returns the request id that their event
+    /// will carry.
     pub fn request(&mut self, jobs: Vec<PoolJob>) -> u64 {
-        self.send(jobs, false)
+        self.send(jobs, Priority::Waiting)
+    }
+
+    /// Queues the pools of a participant's next trial.
+    pub fn request_prefetch(&mut self, jobs: Vec<PoolJob>) -> u64 {
+        self.send(jobs, Priority::Prefetch)
     }
 
     /// Queues jobs to do when no other request waits (pools a participant will probably
     /// need, filled while they read the consent and instructions).
     pub fn request_background(&mut self, jobs: Vec<PoolJob>) -> u64 {
-        self.send(jobs, true)
+        self.send(jobs, Priority::Background)
     }
 
-    fn send(&mut self, jobs: Vec<PoolJob>, background: bool) -> u64 {
-        self.next_request += 1;
-        if self.requests.send((self.next_request, jobs, background)).is_err() && self.gone.is_none() {
-            self.gone = Some("its thread ended".into());
+    fn send(&mut self, jobs: Vec<PoolJob>, priority: Priority) -> u64 {
+        let id = self.shared.next_request.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let request = Request { id, jobs, priority, reply: self.reply.clone() };
+        let sent = match &*self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(tx) => tx.send(request).is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.shared.set_gone("its thread ended".into());
         }
-        self.next_request
+        id
     }
 
     /// Events so far. A worker found gone is reported once, as [`WorkerEvent::Stopped`].
     pub fn poll(&mut self) -> Vec<WorkerEvent> {
-        let mut out = Vec::new();
-        loop {
-            match self.events.try_recv() {
-                Ok(WorkerEvent::Stopped(why)) => {
-                    self.gone = Some(why);
-                    break;
-                }
-                Ok(ev) => out.push(ev),
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    self.gone.get_or_insert_with(|| "its thread ended".into());
-                    break;
-                }
-            }
-        }
-        if let Some(why) = &self.gone
+        let mut out: Vec<WorkerEvent> = std::iter::from_fn(|| self.events.try_recv().ok())
+            .filter(|ev| !matches!(ev, WorkerEvent::Stopped(_)))
+            .collect();
+        if let Some(why) = self.shared.gone()
             && !self.reported
         {
             self.reported = true;
-            out.push(WorkerEvent::Stopped(why.clone()));
+            out.push(WorkerEvent::Stopped(why));
         }
         out
     }
 
     /// Whether the worker may still answer requests.
     pub fn is_alive(&self) -> bool {
-        self.gone.is_none()
+        self.shared.gone().is_none()
     }
 }
 
-/// Requests received and not yet answered: foreground ones first, each in arrival order.
+impl Shared {
+    fn set_gone(&self, why: String) {
+        self.gone.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(why);
+        // No request can be taken any more.
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    fn gone(&self) -> Option<String> {
+        self.gone.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Requests received and not yet answered: the most urgent first, each in arrival order.
 #[derive(Default)]
 struct Queue {
-    pending: std::collections::VecDeque<(u64, std::collections::VecDeque<PoolJob>, bool)>,
+    pending: std::collections::VecDeque<(u64, std::collections::VecDeque<PoolJob>, Priority, Events)>,
 }
 
 impl Queue {
-    fn add(&mut self, (id, jobs, background): Request) {
-        self.pending.push_back((id, jobs.into(), background));
+    fn add(&mut self, r: Request) {
+        self.pending.push_back((r.id, r.jobs.into(), r.priority, r.reply));
     }
 
-    /// The request whose job comes next: the first foreground one, else the first.
-    fn current(&mut self) -> Option<&mut (u64, std::collections::VecDeque<PoolJob>, bool)> {
-        let at = self.pending.iter().position(|r| !r.2).unwrap_or(0);
-        self.pending.get_mut(at)
+    /// The request whose job comes next: the first of the most urgent.
+    fn current(&mut self) -> Option<&mut (u64, std::collections::VecDeque<PoolJob>, Priority, Events)> {
+        let urgent = self.pending.iter().map(|r| r.2).min()?;
+        self.pending.iter_mut().find(|r| r.2 == urgent)
     }
 
     fn remove(&mut self, id: u64) {
@@ -143,16 +193,16 @@ impl Queue {
     }
 }
 
-/// The worker's loop: fills the requested pools, a job at a time, foreground requests
-/// before background ones (a request arriving while a background one runs goes first
-/// from the next job on), answering each request when its last job is done.
+/// The worker's loop: fills the requested pools, a job at a time, the most urgent
+/// request first (one arriving while less urgent work runs goes first from the next job
+/// on), answering each request when its last job is done.
 fn serve(study: Study, db: PathBuf, ep: EpChoice, threads: Option<usize>, requests: Requests, events: Events) {
     let mut models = Models::new(ep, threads);
     let mut store = match Store::open_for_study(&db, &study) {
         Ok((s, _)) => s,
         Err(e) => {
-            for (request, _, _) in requests {
-                let _ = events.send(WorkerEvent::Failed { request, error: e.to_string() });
+            for r in requests {
+                let _ = r.reply.send(WorkerEvent::Failed { request: r.id, error: e.to_string() });
             }
             return;
         }
@@ -169,12 +219,14 @@ fn serve(study: Study, db: PathBuf, ep: EpChoice, threads: Option<usize>, reques
         while let Ok(r) = requests.try_recv() {
             queue.add(r);
         }
-        let Some((request, jobs, _)) = queue.current() else { continue };
-        let request = *request;
+        let Some((request, jobs, _, reply)) = queue.current() else { continue };
+        let (request, reply) = (*request, reply.clone());
         let result = match jobs.pop_front() {
             None => Ok(true),
             Some(job) => fill(&study, &mut store, &mut models, job).map(|()| jobs.is_empty()),
         };
+        // Notices (a CUDA fallback, a model folder's missing files) are the researcher's:
+        // they go to the handle that started the worker.
         for n in models.take_notices() {
             let _ = events.send(WorkerEvent::Notice(n));
         }
@@ -184,9 +236,8 @@ fn serve(study: Study, db: PathBuf, ep: EpChoice, threads: Option<usize>, reques
             Err(error) => WorkerEvent::Failed { request, error },
         };
         queue.remove(request);
-        if events.send(ev).is_err() {
-            return;
-        }
+        // A handle that is gone (its participant left) needs no answer.
+        let _ = reply.send(ev);
     }
 }
 
@@ -209,19 +260,24 @@ mod tests {
     }
 
     #[test]
-    fn a_foreground_request_goes_before_background_work_already_queued() {
+    fn waiting_participants_go_before_prefetch_and_background_work_already_queued() {
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let req = |id, jobs, priority| Request { id, jobs, priority, reply: tx.clone() };
         let mut q = Queue::default();
-        q.add((1, vec![job("a"), job("b"), job("c")], true));
+        q.add(req(1, vec![job("a"), job("b"), job("c")], Priority::Background));
         assert_eq!(q.current().map(|r| r.0), Some(1));
         // The background request has started: its first job is taken.
         q.current().unwrap().1.pop_front();
-        q.add((2, vec![job("x")], false));
-        q.add((3, vec![job("y")], false));
-        assert_eq!(q.current().map(|r| r.0), Some(2), "the first foreground request comes next");
-        q.remove(2);
-        assert_eq!(q.current().map(|r| r.0), Some(3));
+        q.add(req(2, vec![job("x")], Priority::Prefetch));
+        q.add(req(3, vec![job("y")], Priority::Waiting));
+        q.add(req(4, vec![job("z")], Priority::Waiting));
+        assert_eq!(q.current().map(|r| r.0), Some(3), "a waiting participant's request comes first");
         q.remove(3);
-        let (id, rest, _) = q.current().unwrap();
+        assert_eq!(q.current().map(|r| r.0), Some(4));
+        q.remove(4);
+        assert_eq!(q.current().map(|r| r.0), Some(2), "then the prefetch");
+        q.remove(2);
+        let (id, rest, _, _) = q.current().unwrap();
         assert_eq!((*id, rest.len()), (1, 2), "then the background request resumes where it was");
     }
 }
