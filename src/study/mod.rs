@@ -36,6 +36,9 @@ pub struct Study {
     pub instructions: String,
     pub completion_message: String,
     pub completion_code: String,
+    /// Where the completion screen sends a participant in the browser (e.g. Prolific's
+    /// completion link); also shown on the completion screen.
+    pub completion_url: Option<String>,
     /// Randomisation seed: with the participant id it fixes every trial list.
     pub seed: u64,
     pub options: StudyOptions,

@@ -60,6 +60,18 @@ fn read_study(cx: &mut Cx, root: &TableReader, path: &Path, text: &str, base_dir
     let completion_message =
         root.string(cx, "completion_message").unwrap_or_else(|| "Thank you for taking part.".into());
     let completion_code = root.string(cx, "completion_code").unwrap_or_default();
+    let completion_url = root.string(cx, "completion_url").filter(|u| match url_problem(u) {
+        None => true,
+        Some(why) => {
+            let span = root.span_of("completion_url");
+            cx.error(
+                span,
+                "completion_url",
+                format!("{why}; e.g. \"https://app.prolific.com/submissions/complete?cc=C1234ABC\""),
+            );
+            false
+        }
+    });
     let seed = match root.integer(cx, "seed") {
         Some((s, _)) if s >= 0 => s as u64,
         Some((s, span)) => {
@@ -90,6 +102,7 @@ fn read_study(cx: &mut Cx, root: &TableReader, path: &Path, text: &str, base_dir
         instructions,
         completion_message,
         completion_code,
+        completion_url,
         seed,
         options,
         prompts,
@@ -594,4 +607,19 @@ fn read_rank(cx: &mut Cx, t: &TableReader, policies: &[Policy]) -> Option<Design
         None => return None,
     };
     Some(Design::Rank { policies: chosen, m, mode })
+}
+
+/// Why `url` cannot be a completion link (`None` when it can): an http(s) address of at
+/// most 2,000 characters, with no spaces or control characters.
+fn url_problem(url: &str) -> Option<String> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Some(format!("`{url}` is not an http(s) address"));
+    }
+    if url.len() > 2000 {
+        return Some(format!("the address is {} characters long; at most 2000", url.len()));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '<' || c == '>') {
+        return Some("the address holds spaces, quotes, angle brackets or control characters".into());
+    }
+    None
 }

@@ -107,6 +107,11 @@ pub struct App {
     /// What the engine told the researcher (a CUDA fallback, a model folder's missing
     /// files): kept off the participant's screen, printed when the session ends.
     pub researcher_notices: Vec<String>,
+    /// How the session is recorded in the store (`ualign 0.1.0`, `ssh`, `browser …`); the
+    /// window's size is added.
+    pub client: String,
+    /// How the participant comes back (the failure screen says it).
+    pub resume: text::Resume,
 }
 
 impl App {
@@ -120,6 +125,7 @@ impl App {
         participant: Option<String>,
         worker: Option<PoolWorker>,
     ) -> anyhow::Result<Self> {
+        let study_path = study.path.clone();
         let mut app = Self {
             study,
             store,
@@ -142,6 +148,8 @@ impl App {
             prefetch: None,
             failure: None,
             researcher_notices: Vec::new(),
+            client: format!("ualign {}", env!("CARGO_PKG_VERSION")),
+            resume: text::Resume::Command(study_path),
         };
         if let Some(typed) = participant {
             let Some(id) = app.admit(&typed)? else {
@@ -217,7 +225,7 @@ impl App {
         if self.session.is_some() {
             return Ok(());
         }
-        let client = format!("ualign {} {}x{}", env!("CARGO_PKG_VERSION"), self.size.0, self.size.1);
+        let client = format!("{} {}x{}", self.client, self.size.0, self.size.1);
         let consented = self.consented_at.take();
         self.session = Some(Session::begin(&mut self.store, &self.study, &p, consented.as_deref(), Some(&client))?);
         Ok(())
@@ -433,7 +441,7 @@ impl App {
         {
             let jobs = session.upcoming_jobs(&self.store, &self.study)?;
             if !jobs.is_empty() {
-                self.prefetch = Some(w.request(jobs));
+                self.prefetch = Some(w.request_prefetch(jobs));
             }
         }
         Ok(())

@@ -82,11 +82,14 @@ fn message_screen(app: &App, screen: Screen) -> (String, String, &'static str) {
             if !study.completion_code.is_empty() {
                 body.push_str(&format!("\n\n{}\n\n    {}", text::DONE_CODE, study.completion_code));
             }
+            if let Some(url) = &study.completion_url {
+                body.push_str(&format!("\n\n{}\n\n    {url}", text::DONE_URL));
+            }
             (text::DONE_TITLE.into(), body, text::QUIT_HINT)
         }
         Screen::Failed => {
             let (what, lost) = app.failure.as_ref().map_or(("", false), |x| (x.what.as_str(), x.answer_lost));
-            let body = text::failed(what, lost, app.participant.as_deref(), &study.path);
+            let body = text::failed(what, lost, app.participant.as_deref(), &app.resume);
             (text::FAILED_TITLE.into(), body, text::FAILED_HINT)
         }
         Screen::Trial | Screen::EnterId => (String::new(), String::new(), ""),

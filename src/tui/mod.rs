@@ -6,6 +6,7 @@
 pub mod app;
 pub mod dashboard;
 pub mod draw;
+pub mod input;
 pub mod keymap;
 pub mod layout;
 pub mod text;
@@ -79,7 +80,6 @@ pub fn event_loop(ui: &mut impl Interactive, tick: Duration) -> anyhow::Result<(
     let mut guard = TerminalGuard::new()?;
     let size = guard.terminal.size()?;
     ui.on_event(Event::Resize(size.width, size.height));
-    ui.started();
     // Terminal input is read on its own thread: when the terminal goes away, crossterm's
     // reader can loop on end-of-file without returning, and the SIGHUP that comes with it
     // must still end the program.
@@ -91,19 +91,47 @@ pub fn event_loop(ui: &mut impl Interactive, tick: Duration) -> anyhow::Result<(
             }
         }
     })?;
+    let stop = || signalled.load(Ordering::Relaxed).then_some("signal");
+    let result = drive(ui, &mut guard.terminal, theme, &rx, tick, &stop);
+    drop(guard);
+    result
+}
+
+/// The loop itself, on any terminal: draws, then waits for the next event (or a tick),
+/// until `ui` is finished, `stop` gives a reason (the loop ends with
+/// [`Interactive::interrupted`]), or the events end ("terminal closed"). `ui` has been
+/// told the window's size already. The participant screens of `serve` run here too, on a
+/// terminal that writes to the network.
+pub fn drive<B: ratatui::backend::Backend>(
+    ui: &mut impl Interactive,
+    terminal: &mut Terminal<B>,
+    theme: draw::Theme,
+    events: &std::sync::mpsc::Receiver<Event>,
+    tick: Duration,
+    stop: &dyn Fn() -> Option<&'static str>,
+) -> anyhow::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
+    ui.started();
     let result = (|| -> anyhow::Result<()> {
         loop {
-            guard.terminal.draw(|f| ui.draw(f, theme))?;
+            terminal.draw(|f| ui.draw(f, theme))?;
             if ui.finished() {
                 return Ok(());
             }
-            if signalled.load(Ordering::Relaxed) {
-                ui.interrupted("signal");
+            if let Some(why) = stop() {
+                ui.interrupted(why);
                 return Ok(());
             }
             ui.on_tick();
-            match rx.recv_timeout(tick) {
-                Ok(ev) => ui.on_event(ev),
+            match events.recv_timeout(tick) {
+                Ok(ev) => {
+                    if let Event::Resize(w, h) = ev {
+                        terminal.resize(ratatui::layout::Rect::new(0, 0, w, h))?;
+                    }
+                    ui.on_event(ev);
+                }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                     ui.interrupted("terminal closed");
@@ -115,7 +143,6 @@ pub fn event_loop(ui: &mut impl Interactive, tick: Duration) -> anyhow::Result<(
     if result.is_err() {
         ui.interrupted("error");
     }
-    drop(guard);
     result
 }
 

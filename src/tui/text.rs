@@ -29,6 +29,7 @@ pub const BREAK_TEXT: &str =
     "Your answers so far are saved. Stretch, look away from the screen, and press Enter when ready.";
 pub const DONE_TITLE: &str = "All done";
 pub const DONE_CODE: &str = "Your completion code:";
+pub const DONE_URL: &str = "To finish, open this address (in a browser it opens by itself):";
 pub const QUIT_HINT: &str = "Press q to close.";
 pub const CONFIRM_QUIT: &str =
     "Quit now? Your answers so far are saved and you can resume later with the same ID.\n\ny: quit · n: keep going";
@@ -82,17 +83,28 @@ pub const FAILED_HINT: &str = "Press q to close, then tell the researcher.";
 
 /// The failure screen's text: what happened, what was saved and what was not, and how to
 /// come back.
-pub fn failed(what: &str, answer_lost: bool, participant: Option<&str>, study: &std::path::Path) -> String {
+/// How a participant comes back to the study: the command to type at this terminal, or
+/// (served remotely) how to connect again.
+#[derive(Debug, Clone)]
+pub enum Resume {
+    Command(std::path::PathBuf),
+    Reconnect(String),
+}
+
+pub fn failed(what: &str, answer_lost: bool, participant: Option<&str>, resume: &Resume) -> String {
     let lost = if answer_lost {
         "Every answer you confirmed before this one is saved. This last answer was NOT saved: you will see this question again."
     } else {
         "Every answer you confirmed is saved."
     };
     let resume = match participant {
-        Some(p) => format!(
-            "To continue later, once the researcher has fixed it, use your participant ID {p}:\n\n    ualign run {} --participant {p}",
-            study.display()
-        ),
+        Some(p) => match resume {
+            Resume::Command(study) => format!(
+                "To continue later, once the researcher has fixed it, use your participant ID {p}:\n\n    ualign run {} --participant {p}",
+                study.display()
+            ),
+            Resume::Reconnect(how) => format!("To continue later, once the researcher has fixed it, {how}"),
+        },
         None => "You had not started the questions yet; nothing is lost.".to_string(),
     };
     format!("Something went wrong: {what}.\n\n{lost}\n\n{resume}")
@@ -125,4 +137,32 @@ pub fn reading_wait(secs: u64) -> String {
 
 pub fn answer_title(i: usize) -> String {
     format!("Answer {i}")
+}
+
+// What a remote participant (`ualign serve`) reads when their connection ends.
+
+pub const SERVE_CANNOT_START: &str = "Sorry: the study cannot start right now (the researcher has been told). Nothing of yours was lost; please try again later.";
+pub const SERVE_FULL: &str =
+    "Sorry: the study has as many participants as it can take right now. Please try again in a few minutes.";
+pub const SERVE_NEED_TERMINAL: &str =
+    "This study runs in a terminal window: connect with `ssh -t` (no command after the address).";
+pub const SERVE_ONLY_STUDY: &str = "Only the study's screens run here: connect without a command to take part.";
+pub const SERVE_NEED_INVITATION: &str = "This study needs your invitation: open the link you were given (it ends in ?invite=…), or ask the researcher for one.";
+
+pub const SERVE_PROLIFIC_REFUSED: &str = "This study does not accept the Prolific ID in your link. Please return the study on Prolific and tell the researcher; nothing was recorded.";
+
+pub fn serve_stopping(reconnect: &str) -> String {
+    format!(
+        "The study server is stopping. Every answer you confirmed is saved.\nTo continue where you left off later, {reconnect}"
+    )
+}
+
+pub fn serve_idle(minutes: u64, reconnect: &str) -> String {
+    format!(
+        "This session was closed after {minutes} minute(s) without a key press. Every answer you confirmed is saved.\nTo continue where you left off, {reconnect}"
+    )
+}
+
+pub fn serve_saved(answered: usize, reconnect: &str) -> String {
+    format!("{answered} answer(s) saved in this session. To continue where you left off, {reconnect}")
 }
