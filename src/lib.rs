@@ -12,6 +12,7 @@ pub mod export;
 pub mod pools;
 pub mod schedule;
 pub mod seed;
+pub mod serve;
 pub mod session;
 pub mod simulate;
 pub mod store;

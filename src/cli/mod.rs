@@ -12,6 +12,7 @@ mod invite;
 mod plot;
 mod run;
 mod sample;
+mod serve;
 mod simulate;
 mod stats;
 mod validate;
@@ -64,6 +65,8 @@ enum Command {
     Convert(convert::Cmd),
     /// Make single-participant invitation codes (the database keeps only their hashes)
     Invite(invite::Cmd),
+    /// Serve the participant screens over SSH and in a browser, many participants at once
+    Serve(serve::Cmd),
 }
 
 impl Cli {
@@ -84,6 +87,7 @@ impl Cli {
             Command::Check(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Convert(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Invite(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Serve(c) => c.run().map(|()| ExitCode::SUCCESS),
         }
     }
 }

@@ -253,6 +253,14 @@ impl Store {
     }
 
     /// (invitations made, invitations used).
+    /// Whether an invitation with this code hash exists (a read: nothing is recorded).
+    pub fn invitation_exists(&self, code_hash: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM invitations WHERE code_hash = ?1", [code_hash], |r| r.get::<_, i64>(0))?
+            > 0)
+    }
+
     pub fn invitation_counts(&self) -> Result<(i64, i64)> {
         Ok(self
             .conn

@@ -1,0 +1,35 @@
+// The participant page of `ualign serve`: a terminal connected by WebSocket to the
+// study's screens. Typed input goes as {"t":"d","d":...}, the window's size as
+// {"t":"r","c":columns,"r":rows}; binary messages are terminal output, text messages
+// are JSON (a completion link to go to).
+"use strict";
+(function () {
+  const status = document.getElementById("status");
+  const term = new Terminal({ cursorBlink: false, fontSize: 15, scrollback: 0, convertEol: false });
+  const fit = new FitAddon.FitAddon();
+  term.loadAddon(fit);
+  term.open(document.getElementById("terminal"));
+  fit.fit();
+  term.focus();
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(scheme + "//" + location.host + "/ws" + location.search);
+  ws.binaryType = "arraybuffer";
+  const send = (m) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m)); };
+  const resize = () => { fit.fit(); send({ t: "r", c: term.cols, r: term.rows }); };
+  status.textContent = "Connecting…";
+  ws.onopen = () => { status.textContent = "Connected. Your answers are saved as you go."; resize(); };
+  ws.onmessage = (e) => {
+    if (typeof e.data === "string") {
+      const m = JSON.parse(e.data);
+      if (m.redirect) {
+        status.textContent = "Done. Taking you to the completion page…";
+        setTimeout(() => { location.href = m.redirect; }, 3000);
+      }
+    } else {
+      term.write(new Uint8Array(e.data));
+    }
+  };
+  ws.onclose = () => { status.textContent = "Disconnected. Your confirmed answers are saved; reload the page to continue."; };
+  term.onData((d) => send({ t: "d", d: d }));
+  window.addEventListener("resize", resize);
+})();

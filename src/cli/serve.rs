@@ -1,0 +1,164 @@
+//! `ualign serve`: the participant screens over SSH and in a browser, for participants
+//! elsewhere, many at once on one database (see `serve` for how it is built).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::values;
+use crate::pools::PoolWorker;
+use crate::serve::{self, Auth, Doors, Hub, Limits};
+use crate::study::PolicySource;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AuthArg {
+    /// Only `ualign invite` codes (as the SSH user or password, or ?invite= in the browser)
+    Invite,
+    /// One shared study password (UALIGN_SERVE_PASSWORD or --password-file)
+    Password,
+    /// Anyone; the ID screen gives out pseudonyms
+    Open,
+}
+
+#[derive(clap::Args)]
+pub struct Cmd {
+    #[command(flatten)]
+    target: super::StudyArgs,
+    /// SSH address to listen on (a bare port means 127.0.0.1:PORT)
+    #[arg(long, value_parser = address)]
+    ssh: Option<SocketAddr>,
+    /// HTTP address for the browser page (a bare port means 127.0.0.1:PORT)
+    #[arg(long, value_parser = address)]
+    http: Option<SocketAddr>,
+    /// Who may take part
+    #[arg(long, value_enum, default_value = "invite")]
+    auth: AuthArg,
+    /// File whose first line is the study password (else UALIGN_SERVE_PASSWORD), for --auth password
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Another origin the browser page may be served from (a reverse proxy's https://host), repeatable
+    #[arg(long)]
+    origin: Vec<String>,
+    /// Participant sessions at once, 1 to 10000
+    #[arg(long, default_value = "200", value_parser = values::whole::<usize, 1, 10_000>)]
+    max_sessions: usize,
+    /// Minutes without a key press before a session is closed (its answers are saved), 1 to 1440
+    #[arg(long, default_value = "30", value_parser = values::whole::<u64, 1, 1440>)]
+    idle_minutes: u64,
+    /// Connection attempts per address per minute (also the burst allowed at once), 1 to 100000
+    #[arg(long, default_value = "60", value_parser = values::whole::<u32, 1, 100_000>)]
+    rate_limit: u32,
+    #[command(flatten)]
+    engine: super::EngineArgs,
+}
+
+/// `PORT` or `ADDR:PORT`.
+fn address(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| format!("`{s}` is not an address: give PORT or ADDR:PORT, e.g. 2222 or 0.0.0.0:2222"))
+}
+
+impl Cmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.ssh.is_some() || self.http.is_some(),
+            "give at least one door: --ssh PORT (participants connect with ssh) and/or --http PORT (a browser page)"
+        );
+        let (study, store, _) = self.target.open()?;
+        let auth = self.auth()?;
+        if matches!(auth, Auth::Invite) {
+            let (made, used) = store.invitation_counts()?;
+            anyhow::ensure!(
+                made > 0,
+                "--auth invite (the default) admits only invitation codes, and {} has none yet: run `ualign invite {} --count N --out invites.csv` first, or choose --auth password or --auth open",
+                store.path().display(),
+                self.target.study.display()
+            );
+            println!("invitations: {made} made, {used} used");
+        }
+        let missing = crate::pools::pending_jobs(&study, &store)?;
+        let has_models = study.policies.iter().any(|p| matches!(p.source, PolicySource::Model { .. }));
+        let db = store.path().to_path_buf();
+        drop(store);
+        if !missing.is_empty() {
+            println!(
+                "pools: {} still to generate; they are generated as participants need them, the waiting participants' first (run `ualign generate {}` beforehand so that nobody waits)",
+                missing.len(),
+                self.target.study.display()
+            );
+        }
+        let worker = has_models.then(|| {
+            let mut w = PoolWorker::spawn(study.clone(), db.clone(), self.engine.ep.into(), self.engine.threads);
+            // Between participants' requests the engine fills what is left.
+            if !missing.is_empty() {
+                w.request_background(missing);
+            }
+            w
+        });
+        let limits = Limits {
+            max_sessions: self.max_sessions,
+            idle_timeout: Duration::from_secs(self.idle_minutes * 60),
+            per_address_per_minute: self.rate_limit,
+            ..Limits::default()
+        };
+        let name = study.name.clone();
+        let mut hub = Hub::new(study, db.clone(), auth, limits, worker)?;
+        hub.origins = self.origin.clone();
+        let stop = super::cancel_on_ctrl_c();
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone());
+        let auth_name = self.auth_name();
+        serve::run(hub, Doors { ssh: self.ssh, http: self.http }, &stop, Duration::from_secs(10), |at| {
+            println!("ualign serve: study `{name}`, database {}, --auth {auth_name}", db.display());
+            if let Some((addr, fingerprint)) = &at.ssh {
+                let who = if auth_name == "invite" { "CODE" } else { "ID" };
+                println!("  ssh:     ssh -p {} {who}@{}   (host key {fingerprint})", addr.port(), host(addr));
+            }
+            if let Some(addr) = &at.http {
+                let query = if auth_name == "invite" { "/?invite=CODE" } else { "/" };
+                println!("  browser: http://{}:{}{query}", host(addr), addr.port());
+            }
+            println!("  Ctrl-C stops: participants are told their answers are saved and how to come back.");
+        })
+    }
+
+    fn auth_name(&self) -> &'static str {
+        match self.auth {
+            AuthArg::Invite => "invite",
+            AuthArg::Password => "password",
+            AuthArg::Open => "open",
+        }
+    }
+
+    fn auth(&self) -> anyhow::Result<Auth> {
+        Ok(match self.auth {
+            AuthArg::Invite => Auth::Invite,
+            AuthArg::Open => Auth::Open,
+            AuthArg::Password => {
+                let secret = match &self.password_file {
+                    Some(f) => std::fs::read_to_string(f)
+                        .with_context(|| format!("cannot read the password file {}", f.display()))?
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                    None => std::env::var("UALIGN_SERVE_PASSWORD").unwrap_or_default(),
+                };
+                anyhow::ensure!(
+                    secret.chars().count() >= 8,
+                    "--auth password needs the study password (at least 8 characters) in UALIGN_SERVE_PASSWORD or the first line of --password-file FILE"
+                );
+                Auth::Password(secret)
+            }
+        })
+    }
+}
+
+/// How a participant names this machine: the address itself, or for 0.0.0.0 / :: a
+/// placeholder for the machine's name.
+fn host(addr: &SocketAddr) -> String {
+    if addr.ip().is_unspecified() { "THIS-MACHINE".into() } else { addr.ip().to_string() }
+}

@@ -1,0 +1,166 @@
+//! The server's bounds: connection attempts per address (a token bucket each, in a map of
+//! bounded size), connections still signing in, participant sessions, and the refusals
+//! counted for the log.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// Addresses remembered at most; beyond it, new addresses wait until old ones refill.
+const MAX_ADDRESSES: usize = 10_000;
+
+/// Why a connection was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    RateLimited,
+    TooManyPending,
+    Full,
+    Stopping,
+}
+
+/// A token bucket per address: `per_minute` attempts a minute, as many at once.
+pub struct RateLimiter {
+    per_minute: f64,
+    buckets: HashMap<IpAddr, (f64, Instant)>,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        Self { per_minute: f64::from(per_minute.max(1)), buckets: HashMap::new() }
+    }
+
+    fn level(&self, (tokens, at): (f64, Instant), now: Instant) -> f64 {
+        (tokens + now.saturating_duration_since(at).as_secs_f64() * self.per_minute / 60.0).min(self.per_minute)
+    }
+
+    /// Whether `addr` may make an attempt at `now` (taking a token if so).
+    pub fn allow(&mut self, addr: IpAddr, now: Instant) -> bool {
+        if !self.buckets.contains_key(&addr) && self.buckets.len() >= MAX_ADDRESSES {
+            // Forget the addresses whose buckets are full again: they are as new.
+            let full = self.per_minute;
+            let keep: HashMap<_, _> =
+                self.buckets.iter().filter(|(_, b)| self.level(**b, now) < full).map(|(a, b)| (*a, *b)).collect();
+            self.buckets = keep;
+            if self.buckets.len() >= MAX_ADDRESSES {
+                return false;
+            }
+        }
+        let level = self.buckets.get(&addr).map_or(self.per_minute, |b| self.level(*b, now));
+        if level < 1.0 {
+            self.buckets.insert(addr, (level, now));
+            return false;
+        }
+        self.buckets.insert(addr, (level - 1.0, now));
+        true
+    }
+}
+
+/// A place among the connections still signing in; freed on drop.
+pub struct PendingGuard(Arc<AtomicUsize>);
+
+impl PendingGuard {
+    pub fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        take_slot(count, max).then(|| Self(count.clone()))
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A participant session's place; freed on drop.
+pub struct SessionGuard(Arc<AtomicUsize>);
+
+impl SessionGuard {
+    pub fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        take_slot(count, max).then(|| Self(count.clone()))
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn take_slot(count: &AtomicUsize, max: usize) -> bool {
+    count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1)).is_ok()
+}
+
+/// Refusals since the log last said.
+#[derive(Default)]
+pub struct RefusalCounts {
+    rate: u64,
+    pending: u64,
+    full: u64,
+}
+
+impl RefusalCounts {
+    pub fn add(&mut self, why: Refusal) {
+        match why {
+            Refusal::RateLimited => self.rate += 1,
+            Refusal::TooManyPending => self.pending += 1,
+            Refusal::Full => self.full += 1,
+            Refusal::Stopping => {}
+        }
+    }
+
+    pub fn take_summary(&mut self) -> Option<String> {
+        let parts: Vec<String> = [
+            (self.rate, "too many attempts from one address"),
+            (self.pending, "too many connections signing in at once"),
+            (self.full, "the study was full"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, why)| format!("{n} ({why})"))
+        .collect();
+        *self = Self::default();
+        (!parts.is_empty()).then(|| format!("refused connections: {}", parts.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn an_address_gets_its_burst_then_waits_while_others_go_on() {
+        let mut r = RateLimiter::new(6);
+        let t = Instant::now();
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!((0..10).filter(|_| r.allow(a, t)).count(), 6, "the burst");
+        assert!(r.allow(b, t), "another address is not held up");
+        assert!(!r.allow(a, t + Duration::from_secs(5)), "6 a minute: one per 10 s");
+        assert!(r.allow(a, t + Duration::from_secs(11)));
+        assert!(!r.allow(a, t + Duration::from_secs(12)));
+    }
+
+    #[test]
+    fn the_map_of_addresses_stays_bounded() {
+        let mut r = RateLimiter::new(1);
+        let t = Instant::now();
+        for i in 0..(MAX_ADDRESSES as u32 + 50) {
+            r.allow(IpAddr::from(i.to_be_bytes()), t);
+        }
+        assert!(r.buckets.len() <= MAX_ADDRESSES);
+        // A minute later every bucket is full again, so new addresses get in.
+        assert!(r.allow("10.9.9.9".parse().unwrap(), t + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn slots_are_bounded_and_freed() {
+        let n = Arc::new(AtomicUsize::new(0));
+        let a = SessionGuard::take(&n, 2).unwrap();
+        let _b = SessionGuard::take(&n, 2).unwrap();
+        assert!(SessionGuard::take(&n, 2).is_none());
+        drop(a);
+        assert!(SessionGuard::take(&n, 2).is_some());
+    }
+}

@@ -1,0 +1,383 @@
+//! `ualign serve`: the participant screens for people elsewhere, over SSH and in a
+//! browser terminal, many at once in one process on one database.
+//!
+//! Data flows one way: a transport ([`ssh`], [`web`]) authenticates a connection and turns
+//! its bytes into terminal events; a [`screen`] thread per participant runs the same
+//! participant app as `ualign run` on a terminal that writes to a bounded queue; the
+//! transport sends that queue to the client. Everything shared lives in the [`Hub`]:
+//! the study, who may enter ([`Auth`]), the session count and its limit, the per-address
+//! rate limit, the one engine worker, and the log. Every confirmed answer is committed by
+//! the session before the next screen, so a connection that drops, a client that is too
+//! slow, or a killed server loses nothing.
+
+pub mod limits;
+pub mod screen;
+pub mod ssh;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::pools::PoolWorker;
+use crate::store::Store;
+use crate::study::Study;
+
+/// Who may take part.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// Only `ualign invite` codes (the default).
+    Invite,
+    /// Anyone who knows the study's one shared password.
+    Password(String),
+    /// Anyone: the ID screen gives out pseudonyms. Must be asked for.
+    Open,
+}
+
+impl Auth {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Auth::Invite => "invite",
+            Auth::Password(_) => "password",
+            Auth::Open => "open",
+        }
+    }
+}
+
+/// The server's limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Participant sessions at once; one more is told, politely, to come back later.
+    pub max_sessions: usize,
+    /// A session with no input for this long is closed (its answers are saved).
+    pub idle_timeout: Duration,
+    /// Connection attempts per address per minute (also the burst allowed at once).
+    pub per_address_per_minute: u32,
+    /// Connections not yet signed in, all addresses together.
+    pub max_pending: usize,
+    /// How long a connection may take to sign in.
+    pub sign_in_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 200,
+            idle_timeout: Duration::from_secs(30 * 60),
+            per_address_per_minute: 60,
+            max_pending: 64,
+            sign_in_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the transports share.
+pub struct Hub {
+    pub study: Study,
+    pub db: PathBuf,
+    pub auth: Auth,
+    pub limits: Limits,
+    /// Where participants connect, for the texts that tell them how to come back.
+    pub ssh_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    /// Origins a browser's WebSocket may come from besides the page's own (a reverse proxy's
+    /// public address).
+    pub origins: Vec<String>,
+    sessions: std::sync::Arc<AtomicUsize>,
+    pending: std::sync::Arc<AtomicUsize>,
+    next_connection: AtomicU64,
+    stopping: AtomicBool,
+    started: Instant,
+    worker: Mutex<Option<PoolWorker>>,
+    /// A connection for the sign-in checks (reads only).
+    gate: Mutex<Store>,
+    rate: Mutex<limits::RateLimiter>,
+    refused: Mutex<limits::RefusalCounts>,
+}
+
+/// How a connection asks to be admitted, before any screen runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// The participant id (or invitation code) the screen starts with.
+    As(String),
+    /// Admitted without an id: the ID screen asks (open and password studies).
+    AskId,
+    Refused,
+}
+
+impl Hub {
+    pub fn new(
+        study: Study,
+        db: PathBuf,
+        auth: Auth,
+        limits: Limits,
+        worker: Option<PoolWorker>,
+    ) -> anyhow::Result<Self> {
+        let (gate, _) = Store::open_for_study(&db, &study)?;
+        let rate = limits::RateLimiter::new(limits.per_address_per_minute);
+        Ok(Self {
+            study,
+            db,
+            auth,
+            limits,
+            ssh_addr: None,
+            http_addr: None,
+            origins: Vec::new(),
+            sessions: Default::default(),
+            pending: Default::default(),
+            next_connection: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            started: Instant::now(),
+            worker: Mutex::new(worker),
+            gate: Mutex::new(gate),
+            rate: Mutex::new(rate),
+            refused: Mutex::new(limits::RefusalCounts::default()),
+        })
+    }
+
+    /// Whether a typed id or code lets its connection in, and as whom. Only reads: an
+    /// invitation's first use is recorded when its screen starts.
+    pub fn admit(&self, typed: Option<&str>, password: Option<&str>) -> Admission {
+        let typed = typed.map(str::trim).filter(|t| !t.is_empty() && t.len() <= crate::study::MAX_ID_LEN);
+        let is_invitation = |t: &str| {
+            crate::study::normal_invitation_code(t).is_some_and(|code| {
+                let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+                gate.invitation_exists(&crate::study::invitation_hash(&code)).unwrap_or(false)
+            })
+        };
+        let accepted = |t: &str| {
+            self.study.accepts_participant_id(t) || {
+                let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+                gate.participant_exists(t).unwrap_or(false)
+            }
+        };
+        match &self.auth {
+            Auth::Invite => match (typed, password) {
+                (_, Some(p)) if is_invitation(p) => Admission::As(p.trim().to_string()),
+                (Some(t), _) if is_invitation(t) => Admission::As(t.to_string()),
+                _ => Admission::Refused,
+            },
+            Auth::Password(secret) => match password {
+                Some(p) if constant_time_eq(p.as_bytes(), secret.as_bytes()) => match typed {
+                    Some(t) if is_invitation(t) || accepted(t) => Admission::As(t.to_string()),
+                    _ => Admission::AskId,
+                },
+                _ => Admission::Refused,
+            },
+            Auth::Open => match typed {
+                Some(t) if is_invitation(t) || accepted(t) => Admission::As(t.to_string()),
+                _ => Admission::AskId,
+            },
+        }
+    }
+
+    /// A new connection's number, for the log.
+    pub fn connection_number(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether a connection from `addr` may start now (the per-address rate and the cap
+    /// on connections still signing in); the slot is freed when the guard drops.
+    pub fn allow_connection(&self, addr: std::net::IpAddr) -> Result<limits::PendingGuard, limits::Refusal> {
+        if self.stopping() {
+            return Err(limits::Refusal::Stopping);
+        }
+        if !self.rate.lock().unwrap_or_else(|e| e.into_inner()).allow(addr, Instant::now()) {
+            self.count_refusal(limits::Refusal::RateLimited);
+            return Err(limits::Refusal::RateLimited);
+        }
+        limits::PendingGuard::take(&self.pending, self.limits.max_pending).ok_or_else(|| {
+            self.count_refusal(limits::Refusal::TooManyPending);
+            limits::Refusal::TooManyPending
+        })
+    }
+
+    /// A participant session's place, if the study is not full.
+    pub fn take_session(&self) -> Option<limits::SessionGuard> {
+        let guard = limits::SessionGuard::take(&self.sessions, self.limits.max_sessions);
+        if guard.is_none() {
+            self.count_refusal(limits::Refusal::Full);
+        }
+        guard
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    fn count_refusal(&self, why: limits::Refusal) {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).add(why);
+    }
+
+    /// Refusals since the last call, as one log line (never one line per refusal: a flood
+    /// must not flood the log).
+    pub fn take_refusals(&self) -> Option<String> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).take_summary()
+    }
+
+    /// A handle on the engine worker for one session, if the study has model policies.
+    pub fn worker_handle(&self) -> Option<PoolWorker> {
+        self.worker.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(PoolWorker::handle)
+    }
+
+    /// What the engine told the researcher since the last call.
+    pub fn worker_notices(&self) -> Vec<String> {
+        let mut w = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        w.as_mut()
+            .map(|w| {
+                w.poll()
+                    .into_iter()
+                    .filter_map(|ev| match ev {
+                        crate::pools::WorkerEvent::Notice(n) => Some(n),
+                        crate::pools::WorkerEvent::Stopped(why) => Some(format!("the engine stopped: {why}")),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Stop accepting; every screen tells its participant and ends.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Milliseconds since the server started: the clock of idle timeouts.
+    pub fn clock_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// How a participant comes back, in words.
+    pub fn reconnect_hint(&self, participant: Option<&str>) -> String {
+        let how = match (self.ssh_addr, self.http_addr) {
+            (Some(_), Some(_)) => "connect again the way you did (the same link, or ssh with the same ID)",
+            (Some(_), None) => "connect again with ssh as before",
+            _ => "open the same link again",
+        };
+        match (participant, &self.auth) {
+            (_, Auth::Invite) => format!("{how}, with your invitation code."),
+            (Some(p), _) => format!("{how}, and give your participant ID {p}."),
+            (None, _) => format!("{how}."),
+        }
+    }
+
+    /// One line of the server's log: the time, the line, the live session count. Never a
+    /// participant's typed text: pseudonyms and reasons only.
+    pub fn log(&self, line: &str) {
+        eprintln!("{} {line} [{} session(s)]", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"), self.session_count());
+    }
+}
+
+/// Compares secrets in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_equal_only_when_equal() {
+        assert!(constant_time_eq(b"hunter2", b"hunter2"));
+        assert!(!constant_time_eq(b"hunter2", b"hunter3"));
+        assert!(!constant_time_eq(b"hunter2", b"hunter22"));
+    }
+}
+
+/// Where the server listens.
+#[derive(Debug, Clone, Default)]
+pub struct Doors {
+    pub ssh: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+}
+
+/// What `serve` tells the researcher before the first participant comes.
+pub struct Listening {
+    pub ssh: Option<(SocketAddr, String)>,
+    pub http: Option<SocketAddr>,
+}
+
+/// Runs the server until `stop` is set (SIGINT/SIGTERM): binds the doors, calls `ready`
+/// with where they are, then logs refusals and the engine's notices until stopped; then
+/// every screen tells its participant that their answers are saved and how to come back,
+/// and the server waits (at most `grace`) for them to close.
+pub fn run(
+    mut hub: Hub,
+    doors: Doors,
+    stop: &AtomicBool,
+    grace: Duration,
+    ready: impl FnOnce(&Listening),
+) -> anyhow::Result<()> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("ualign-net").enable_all().build()?;
+    let bind = |addr: SocketAddr, flag: &str| {
+        let std = std::net::TcpListener::bind(addr).map_err(|e| {
+            anyhow::anyhow!("cannot listen on {addr} ({e}); choose another address or port with {flag} ADDR:PORT")
+        })?;
+        std.set_nonblocking(true)?;
+        Ok::<_, anyhow::Error>(std)
+    };
+    let ssh = doors.ssh.map(|a| bind(a, "--ssh")).transpose()?;
+    let http = doors.http.map(|a| bind(a, "--http")).transpose()?;
+    hub.ssh_addr = ssh.as_ref().map(|l| l.local_addr()).transpose()?;
+    hub.http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
+    let key = ssh.is_some().then(|| ssh::host_key(&hub.db)).transpose()?;
+    let hub = Arc::new(hub);
+    let mut tasks = Vec::new();
+    let _guard = runtime.enter();
+    let mut listening = Listening { ssh: None, http: hub.http_addr };
+    if let (Some(l), Some((key, fingerprint))) = (ssh, key) {
+        listening.ssh = Some((l.local_addr()?, fingerprint));
+        let l = tokio::net::TcpListener::from_std(l)?;
+        tasks.push(runtime.spawn(ssh::listen(hub.clone(), l, key)));
+    }
+    if let Some(l) = http {
+        let l = tokio::net::TcpListener::from_std(l)?;
+        tasks.push(runtime.spawn(web::listen(hub.clone(), l)));
+    }
+    ready(&listening);
+    let mut last_summary = Instant::now();
+    let mut last_count = usize::MAX;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        for n in hub.worker_notices() {
+            hub.log(&format!("notice: {n}"));
+        }
+        if last_summary.elapsed() >= Duration::from_secs(10) {
+            last_summary = Instant::now();
+            if let Some(line) = hub.take_refusals() {
+                hub.log(&line);
+            }
+        }
+        let count = hub.session_count();
+        if count != last_count && count == 0 && last_count != usize::MAX {
+            hub.log("no participant connected");
+        }
+        last_count = count;
+    }
+    hub.stop();
+    for t in &tasks {
+        t.abort();
+    }
+    hub.log("stopping: no new connections; telling connected participants");
+    let since = Instant::now();
+    while hub.session_count() > 0 && since.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Give the last frames a moment to leave.
+    std::thread::sleep(Duration::from_millis(300));
+    if let Some(line) = hub.take_refusals() {
+        hub.log(&line);
+    }
+    hub.log("stopped");
+    drop(_guard);
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    Ok(())
+}

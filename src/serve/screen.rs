@@ -1,0 +1,329 @@
+//! One remote participant's screens: the participant app of `ualign run`, on its own
+//! thread (its store calls may wait on SQLite's lock without holding up anyone else),
+//! drawn by ratatui onto a terminal whose output goes to a bounded queue that the
+//! connection's transport drains. A client that cannot keep up (more than
+//! [`MAX_QUEUED_BYTES`] waiting) is dropped; one that sends more input than the screen
+//! can read is dropped too; either way its confirmed answers are already committed.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::event::Event;
+use ratatui::layout::Rect;
+use ratatui::{TerminalOptions, Viewport};
+
+use super::Hub;
+use super::limits::SessionGuard;
+use crate::store::Store;
+use crate::tui::app::{App, Screen};
+use crate::tui::{Interactive, draw, text};
+
+/// Output waiting for a slow client, at most; beyond it the client is dropped.
+pub const MAX_QUEUED_BYTES: usize = 1 << 20;
+/// Input events waiting for the screen, at most; beyond it the client is dropped.
+pub const MAX_QUEUED_EVENTS: usize = 512;
+/// The largest window drawn; a client that claims more gets this much.
+pub const MAX_COLUMNS: u16 = 320;
+pub const MAX_ROWS: u16 = 120;
+/// How often a screen wakes with nothing to do (the clock, the engine's answers).
+const TICK: Duration = Duration::from_millis(250);
+
+/// A window size as a client reports it, within what a screen draws.
+pub fn clamp_size(columns: u32, rows: u32) -> (u16, u16) {
+    let c = columns.clamp(1, u32::from(MAX_COLUMNS)) as u16;
+    let r = rows.clamp(1, u32::from(MAX_ROWS)) as u16;
+    (c, r)
+}
+
+/// What a screen sends its client.
+#[derive(Debug)]
+pub enum Out {
+    /// Terminal output.
+    Frame(Vec<u8>),
+    /// The study's completion link: a browser goes there.
+    Redirect(String),
+}
+
+/// How a screen starts.
+pub struct Start {
+    /// The id or invitation code the participant signed in with; `None` asks on the ID screen.
+    pub who: Option<String>,
+    /// How the session is recorded (`ssh`, `browser`, with Prolific's ids).
+    pub client: String,
+    pub size: (u16, u16),
+    /// The connection's number in the log.
+    pub connection: u64,
+    pub slot: SessionGuard,
+}
+
+/// The transport's side of the input: terminal events for the screen.
+pub struct ScreenInput {
+    events: std::sync::mpsc::SyncSender<Event>,
+    last_input: Arc<AtomicU64>,
+    hub: Arc<Hub>,
+}
+
+impl ScreenInput {
+    /// Passes an event on; `false` when the screen is gone or its input is full (the
+    /// transport then closes the connection).
+    pub fn send(&self, ev: Event) -> bool {
+        self.last_input.store(self.hub.clock_ms(), Ordering::Relaxed);
+        self.events.try_send(ev).is_ok()
+    }
+}
+
+/// The transport's side of the output.
+pub struct ScreenOutput {
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<Out>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl ScreenOutput {
+    /// Tells the screen that `out` has been written to the client.
+    pub fn written(&self, out: &Out) {
+        if let Out::Frame(b) = out {
+            let n = b.len();
+            let _ = self.queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(n)));
+        }
+    }
+}
+
+/// The terminal's writer: bytes gathered between flushes, queued as one frame per flush
+/// (a frame is never queued while more than [`MAX_QUEUED_BYTES`] wait).
+struct QueueWriter {
+    buf: Vec<u8>,
+    tx: tokio::sync::mpsc::UnboundedSender<Out>,
+    queued: Arc<AtomicUsize>,
+    overflowed: Arc<AtomicBool>,
+    cursor_hidden: bool,
+}
+
+const HIDE_CURSOR: &[u8] = b"\x1b[?25l";
+
+impl QueueWriter {
+    fn send(&mut self, out: Out) {
+        if let Out::Frame(b) = &out {
+            if self.queued.load(Ordering::Relaxed) + b.len() > MAX_QUEUED_BYTES {
+                self.overflowed.store(true, Ordering::Relaxed);
+                return;
+            }
+            self.queued.fetch_add(b.len(), Ordering::Relaxed);
+        }
+        if self.tx.send(out).is_err() {
+            // The connection is gone.
+            self.overflowed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Write for QueueWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // ratatui hides the cursor after every frame: once is enough.
+        if self.buf == HIDE_CURSOR && self.cursor_hidden {
+            self.buf.clear();
+        }
+        if !self.buf.is_empty() {
+            self.cursor_hidden |= self.buf.ends_with(HIDE_CURSOR);
+            let frame = std::mem::take(&mut self.buf);
+            self.send(Out::Frame(frame));
+        }
+        Ok(())
+    }
+}
+
+/// Starts a participant's screens on their own thread.
+pub fn spawn(hub: Arc<Hub>, start: Start) -> std::io::Result<(ScreenInput, ScreenOutput)> {
+    let (events_tx, events_rx) = std::sync::mpsc::sync_channel(MAX_QUEUED_EVENTS);
+    let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let last_input = Arc::new(AtomicU64::new(hub.clock_ms()));
+    let writer = QueueWriter {
+        buf: Vec::new(),
+        tx: out_tx,
+        queued: queued.clone(),
+        overflowed: Arc::new(AtomicBool::new(false)),
+        cursor_hidden: false,
+    };
+    let (thread_hub, thread_input) = (hub.clone(), last_input.clone());
+    std::thread::Builder::new()
+        .name(format!("ualign-screen-{}", start.connection))
+        .spawn(move || run(&thread_hub, start, writer, &events_rx, &thread_input))?;
+    Ok((ScreenInput { events: events_tx, last_input, hub }, ScreenOutput { rx: out_rx, queued }))
+}
+
+/// The app with what a remote screen adds: the completion link sent once the completion
+/// screen shows, and the study's completion logged.
+struct Remote {
+    app: App,
+    connection: u64,
+    completed: bool,
+    links: tokio::sync::mpsc::UnboundedSender<Out>,
+}
+
+impl Remote {
+    fn after_event(&mut self, hub: &Hub) {
+        if self.app.screen == Screen::Done && !self.completed {
+            self.completed = true;
+            hub.log(&format!("#{} {} completed the study", self.connection, self.who()));
+            if let Some(url) = &self.app.study.completion_url {
+                let _ = self.links.send(Out::Redirect(url.clone()));
+            }
+        }
+    }
+
+    fn who(&self) -> &str {
+        self.app.participant.as_deref().unwrap_or("(no id yet)")
+    }
+}
+
+struct WithHub<'a> {
+    remote: Remote,
+    hub: &'a Hub,
+}
+
+impl Interactive for WithHub<'_> {
+    fn draw(&self, f: &mut ratatui::Frame, theme: draw::Theme) {
+        self.remote.app.draw(f, theme);
+    }
+    fn on_event(&mut self, ev: Event) {
+        Interactive::on_event(&mut self.remote.app, ev);
+        self.remote.after_event(self.hub);
+    }
+    fn on_tick(&mut self) {
+        Interactive::on_tick(&mut self.remote.app);
+        self.remote.after_event(self.hub);
+    }
+    fn started(&mut self) {
+        self.remote.app.started();
+    }
+    fn finished(&self) -> bool {
+        self.remote.app.finished()
+    }
+    fn interrupted(&mut self, why: &str) {
+        self.remote.app.interrupted(why);
+    }
+}
+
+/// Terminal modes a screen sets on the client: the alternate screen, SGR mouse reports.
+const ENTER: &[u8] = b"\x1b[?1049h\x1b[?1000h\x1b[?1006h\x1b[H\x1b[2J";
+const LEAVE: &[u8] = b"\x1b[?1000l\x1b[?1006l\x1b[0m\x1b[?1049l\x1b[?25h";
+
+fn run(
+    hub: &Hub,
+    start: Start,
+    mut writer: QueueWriter,
+    events: &std::sync::mpsc::Receiver<Event>,
+    last_input: &AtomicU64,
+) {
+    let Start { who, client, size, connection, slot } = start;
+    let _slot = slot;
+    let overflowed = writer.overflowed.clone();
+    let links = writer.tx.clone();
+    let app = Store::open_for_study(&hub.db, &hub.study)
+        .map_err(anyhow::Error::from)
+        .and_then(|(store, _)| App::new(hub.study.clone(), store, who, hub.worker_handle()));
+    let mut app = match app {
+        Ok(app) => app,
+        Err(e) => {
+            hub.log(&format!("#{connection} could not start a screen: {e:#}"));
+            say(&mut writer, false, text::SERVE_CANNOT_START);
+            return;
+        }
+    };
+    app.client = client;
+    app.resume = text::Resume::Reconnect(hub.reconnect_hint(app.participant.as_deref()));
+    hub.log(&format!("#{connection} {} began ({})", app.participant.as_deref().unwrap_or("(no id yet)"), app.client));
+    writer.buf.extend_from_slice(ENTER);
+    let mut terminal = match Terminal::with_options(
+        CrosstermBackend::new(writer),
+        TerminalOptions { viewport: Viewport::Fixed(Rect::new(0, 0, size.0, size.1)) },
+    ) {
+        Ok(t) => t,
+        Err(_) => return,
+    };
+    Interactive::on_event(&mut app, Event::Resize(size.0, size.1));
+    let mut ui = WithHub { remote: Remote { app, connection, completed: false, links }, hub };
+    let idle_ms = hub.limits.idle_timeout.as_millis() as u64;
+    let stop = || {
+        if hub.stopping() {
+            Some("server stopping")
+        } else if overflowed.load(Ordering::Relaxed) {
+            Some("client too slow")
+        } else if hub.clock_ms().saturating_sub(last_input.load(Ordering::Relaxed)) > idle_ms {
+            Some("idle")
+        } else {
+            None
+        }
+    };
+    let result = crate::tui::drive(&mut ui, &mut terminal, draw::Theme { color: true }, events, TICK, &stop);
+    let why = if ui.remote.app.quit { "quit" } else { stop().unwrap_or("disconnected") };
+    let app = &ui.remote.app;
+    let who = app.participant.clone();
+    drop(terminal);
+    let answered = app.answered_this_session;
+    let farewell = match why {
+        "server stopping" => Some(text::serve_stopping(&hub.reconnect_hint(who.as_deref()))),
+        "idle" => Some(text::serve_idle(hub.limits.idle_timeout.as_secs() / 60, &hub.reconnect_hint(who.as_deref()))),
+        _ if who.is_some() && app.screen != Screen::Done && app.screen != Screen::Declined => {
+            Some(text::serve_saved(answered, &hub.reconnect_hint(who.as_deref())))
+        }
+        _ => None,
+    };
+    let mut bye = LEAVE.to_vec();
+    if let Some(f) = farewell {
+        bye.extend_from_slice(f.replace('\n', "\r\n").as_bytes());
+        bye.extend_from_slice(b"\r\n");
+    }
+    // The last frame, past the bound: it is small, and the connection closes after it.
+    let _ = ui.remote.links.send(Out::Frame(bye));
+    let error = result.err().map(|e| format!(" ({e:#})")).unwrap_or_default();
+    hub.log(&format!(
+        "#{connection} {} ended: {why}, {answered} answer(s) saved in this session{error}",
+        who.as_deref().unwrap_or("(no id yet)")
+    ));
+}
+
+/// A message on a screen that cannot start, in the client's own terminal mode.
+fn say(writer: &mut QueueWriter, _clear: bool, message: &str) {
+    let text = format!("{}\r\n", message.replace('\n', "\r\n"));
+    writer.send(Out::Frame(text.into_bytes()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_window_sizes_are_clamped() {
+        assert_eq!(clamp_size(0, 0), (1, 1));
+        assert_eq!(clamp_size(u32::MAX, 70_000), (MAX_COLUMNS, MAX_ROWS));
+        assert_eq!(clamp_size(120, 40), (120, 40));
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_cut_off_at_the_bound() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut w = QueueWriter {
+            buf: Vec::new(),
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+            overflowed: Arc::new(AtomicBool::new(false)),
+            cursor_hidden: false,
+        };
+        for _ in 0..100 {
+            w.write_all(&[b'x'; 64 * 1024]).unwrap();
+            w.flush().unwrap();
+        }
+        assert!(w.overflowed.load(Ordering::Relaxed));
+        assert!(w.queued.load(Ordering::Relaxed) <= MAX_QUEUED_BYTES);
+    }
+}

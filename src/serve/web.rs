@@ -1,0 +1,386 @@
+//! The browser door: one page with a terminal (xterm.js and its fit add-on, vendored in
+//! `assets/web/` and embedded in the binary) whose WebSocket drives the same participant
+//! screens as SSH. Nothing is served but the embedded files; every response carries a
+//! strict Content-Security-Policy; the WebSocket is refused unless it comes from the
+//! page's own origin (or one given with `--origin`). Sign-in comes from the page's address:
+//! `?invite=CODE` under `--auth invite`, Prolific's `PROLIFIC_PID` (with `STUDY_ID` and
+//! `SESSION_ID`, recorded with the session) or nothing under `--auth open`; under
+//! `--auth password` the page's terminal asks for the study's password first.
+//!
+//! The WebSocket's messages: from the page, text frames of JSON, `{"t":"d","d":"…"}` for
+//! typed input and `{"t":"r","c":COLUMNS,"r":ROWS}` for the window's size; from the
+//! server, binary frames of terminal output and text frames of JSON (`{"redirect":URL}`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ratatui::crossterm::event::Event;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::screen::{self, Out, Start};
+use super::{Admission, Auth, Hub};
+use crate::tui::input::InputParser;
+use crate::tui::text;
+
+/// The largest message a page may send (a paste is cut into several).
+const MAX_MESSAGE: usize = 16 * 1024;
+/// How long the page has to say its window's size, and a write to wait for the page.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Scripts only from the embedded files (no inline script, no eval); styles also inline,
+/// because xterm.js writes its colours and measurements into `<style>` elements it makes.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The embedded files: path, content type, bytes.
+const FILES: &[(&str, &str, &[u8])] = &[
+    ("/", "text/html; charset=utf-8", include_bytes!("../../assets/web/index.html")),
+    ("/ualign.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/web/ualign.js")),
+    ("/ualign.css", "text/css; charset=utf-8", include_bytes!("../../assets/web/ualign.css")),
+    ("/xterm.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/web/xterm.js")),
+    ("/xterm.css", "text/css; charset=utf-8", include_bytes!("../../assets/web/xterm.css")),
+    ("/addon-fit.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/web/addon-fit.js")),
+];
+
+/// The peer's address, as axum hands it to handlers.
+#[derive(Clone, Copy, Debug)]
+struct Peer(#[allow(dead_code)] SocketAddr);
+
+/// The listener: each accepted connection is rate-limited per address and counted
+/// against a cap on open HTTP connections (participant sessions and a margin for those
+/// loading the page).
+struct Limited {
+    listener: tokio::net::TcpListener,
+    hub: Arc<Hub>,
+    open: Arc<AtomicUsize>,
+}
+
+/// A connection that gives its place back when it closes.
+struct Counted {
+    stream: tokio::net::TcpStream,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl axum::serve::Listener for Limited {
+    type Io = Counted;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let cap = self.hub.limits.max_sessions + self.hub.limits.max_pending;
+        loop {
+            let Ok((stream, peer)) = self.listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            if self.hub.allow_connection(peer.ip()).is_err() {
+                continue;
+            }
+            if self.open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < cap).then_some(n + 1)).is_err() {
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            return (Counted { stream, open: self.open.clone() }, peer);
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Limited>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Limited>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// Serves the page and its WebSocket on `listener` until the server stops.
+pub async fn listen(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
+    let mut app = Router::new();
+    for &(path, kind, body) in FILES {
+        app = app.route(path, get(move || async move { file(kind, body) }));
+    }
+    let app = app
+        .route("/ws", get(websocket))
+        .route("/favicon.ico", get(|| async { secured(StatusCode::NO_CONTENT.into_response()) }))
+        .fallback(|| async { secured((StatusCode::NOT_FOUND, "not found").into_response()) })
+        .with_state(hub.clone());
+    let limited = Limited { listener, hub, open: Arc::default() };
+    let _ = axum::serve(limited, app.into_make_service_with_connect_info::<Peer>()).await;
+}
+
+fn file(kind: &'static str, body: &'static [u8]) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    secured(r)
+}
+
+/// The headers every response carries.
+fn secured(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Whether a WebSocket's `Origin` is the page's own (the `Host` it was asked of, over
+/// http or https) or one the researcher allowed.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let (Some(origin), Some(host)) = (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+    ) else {
+        return false;
+    };
+    origin == format!("http://{host}")
+        || origin == format!("https://{host}")
+        || allowed.iter().any(|a| a.trim_end_matches('/') == origin)
+}
+
+/// A Prolific id of the address, if it has the shape of one (letters and digits, at most 64).
+fn prolific_value(q: &HashMap<String, String>, key: &str) -> Option<String> {
+    q.get(key).filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric())).cloned()
+}
+
+async fn websocket(
+    State(hub): State<Arc<Hub>>,
+    ConnectInfo(_peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&headers, &hub.origins) {
+        return secured((StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response());
+    }
+    if hub.stopping() {
+        return secured((StatusCode::SERVICE_UNAVAILABLE, "the study server is stopping").into_response());
+    }
+    let prolific = prolific_value(&q, "PROLIFIC_PID");
+    let mut client = "browser".to_string();
+    if prolific.is_some() {
+        client.push_str(" prolific");
+        for (key, name) in [("STUDY_ID", "study"), ("SESSION_ID", "session")] {
+            if let Some(v) = prolific_value(&q, key) {
+                client.push_str(&format!(" {name}={v}"));
+            }
+        }
+    }
+    let typed = q.get("invite").cloned().or(prolific.clone());
+    let hub2 = hub.clone();
+    let upgrade = upgrade.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE);
+    upgrade.on_upgrade(move |socket| async move {
+        session(hub2, socket, typed, prolific.is_some(), client).await;
+    })
+}
+
+/// A message from the page.
+enum FromPage {
+    Data(String),
+    Resize(u16, u16),
+    Closed,
+    Other,
+}
+
+async fn receive(socket: &mut WebSocket) -> FromPage {
+    match socket.recv().await {
+        Some(Ok(Message::Text(t))) => {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(t.as_str()) else { return FromPage::Other };
+            match v.get("t").and_then(|t| t.as_str()) {
+                Some("d") => v.get("d").and_then(|d| d.as_str()).map_or(FromPage::Other, |d| FromPage::Data(d.into())),
+                Some("r") => {
+                    let n = |k: &str| {
+                        v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0).min(u64::from(u32::MAX)) as u32
+                    };
+                    let (c, r) = screen::clamp_size(n("c"), n("r"));
+                    FromPage::Resize(c, r)
+                }
+                _ => FromPage::Other,
+            }
+        }
+        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => FromPage::Closed,
+        Some(Ok(_)) => FromPage::Other,
+    }
+}
+
+async fn say(socket: &mut WebSocket, message: &str) {
+    let text = format!("\r\n{}\r\n", message.replace('\n', "\r\n"));
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Binary(text.into_bytes().into()))).await;
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+/// Asks for the study's password in the page's terminal (three tries): whether it was given.
+async fn ask_password(socket: &mut WebSocket, hub: &Hub) -> bool {
+    for _ in 0..3 {
+        let _ = socket.send(Message::Binary(b"\r\nStudy password: ".to_vec().into())).await;
+        let Some(typed) = read_line(socket, hub).await else { return false };
+        if hub.admit(None, Some(&typed)) != Admission::Refused {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = socket.send(Message::Binary(b"\r\nThat is not the password.".to_vec().into())).await;
+    }
+    false
+}
+
+/// A line typed in the page's terminal, not echoed (at most 256 characters kept).
+async fn read_line(socket: &mut WebSocket, hub: &Hub) -> Option<String> {
+    let mut typed = String::new();
+    loop {
+        match tokio::time::timeout(hub.limits.sign_in_timeout, receive(socket)).await {
+            Ok(FromPage::Data(d)) => {
+                for c in d.chars() {
+                    match c {
+                        '\r' | '\n' => return Some(typed),
+                        '\u{7f}' | '\u{8}' => {
+                            typed.pop();
+                        }
+                        c if !c.is_control() && typed.len() < 256 => typed.push(c),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(FromPage::Resize(..) | FromPage::Other) => {}
+            Ok(FromPage::Closed) | Err(_) => return None,
+        }
+    }
+}
+
+async fn session(hub: Arc<Hub>, mut socket: WebSocket, typed: Option<String>, prolific: bool, client: String) {
+    let number = hub.connection_number();
+    // The page says its window's size first.
+    let size = loop {
+        match tokio::time::timeout(HELLO_TIMEOUT, receive(&mut socket)).await {
+            Ok(FromPage::Resize(c, r)) => break (c, r),
+            Ok(FromPage::Data(_) | FromPage::Other) => {}
+            Ok(FromPage::Closed) | Err(_) => return,
+        }
+    };
+    let admission = match &hub.auth {
+        Auth::Password(_) => {
+            if !ask_password(&mut socket, &hub).await {
+                return say(&mut socket, "Wrong password: ask the researcher for the study's password.").await;
+            }
+            match typed.as_deref().map(|t| hub.admit(Some(t), None)) {
+                Some(Admission::As(id)) => Admission::As(id),
+                _ => Admission::AskId,
+            }
+        }
+        _ => hub.admit(typed.as_deref(), None),
+    };
+    let who = match admission {
+        Admission::As(id) => Some(id),
+        Admission::AskId if prolific => {
+            return say(&mut socket, text::SERVE_PROLIFIC_REFUSED).await;
+        }
+        Admission::AskId => None,
+        Admission::Refused => return say(&mut socket, text::SERVE_NEED_INVITATION).await,
+    };
+    let Some(slot) = hub.take_session() else { return say(&mut socket, text::SERVE_FULL).await };
+    let Ok((input, mut output)) = screen::spawn(hub.clone(), Start { who, client, size, connection: number, slot })
+    else {
+        return say(&mut socket, text::SERVE_CANNOT_START).await;
+    };
+    let mut parser = InputParser::new();
+    loop {
+        tokio::select! {
+            out = output.rx.recv() => {
+                let Some(out) = out else { break };
+                let msg = match &out {
+                    Out::Frame(b) => Message::Binary(b.clone().into()),
+                    Out::Redirect(url) => Message::Text(serde_json::json!({ "redirect": url }).to_string().into()),
+                };
+                match tokio::time::timeout(WRITE_TIMEOUT, socket.send(msg)).await {
+                    Ok(Ok(())) => output.written(&out),
+                    _ => return,
+                }
+            }
+            from = receive(&mut socket) => match from {
+                FromPage::Data(d) => {
+                    if !parser.feed(d.as_bytes()).into_iter().all(|ev| input.send(ev)) {
+                        break;
+                    }
+                }
+                FromPage::Resize(c, r) => {
+                    input.send(Event::Resize(c, r));
+                }
+                FromPage::Other => {}
+                FromPage::Closed => return,
+            }
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, host.parse().unwrap());
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, o.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_pages_own_origin_may_open_the_websocket() {
+        assert!(origin_allowed(&headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"), &[]));
+        assert!(origin_allowed(&headers(Some("https://study.example.org"), "study.example.org"), &[]));
+        assert!(!origin_allowed(&headers(Some("http://evil.example"), "127.0.0.1:8080"), &[]));
+        assert!(!origin_allowed(&headers(None, "127.0.0.1:8080"), &[]), "no Origin: not a browser page of ours");
+        let allowed = vec!["https://study.example.org/".to_string()];
+        assert!(origin_allowed(&headers(Some("https://study.example.org"), "127.0.0.1:8080"), &allowed));
+    }
+
+    #[test]
+    fn prolific_ids_must_look_like_ids() {
+        let q: HashMap<String, String> = [
+            ("PROLIFIC_PID".to_string(), "5f0c1e2d3b4a59687766aabb".to_string()),
+            ("STUDY_ID".to_string(), "x y".to_string()),
+        ]
+        .into();
+        assert_eq!(prolific_value(&q, "PROLIFIC_PID").as_deref(), Some("5f0c1e2d3b4a59687766aabb"));
+        assert_eq!(prolific_value(&q, "STUDY_ID"), None);
+        assert_eq!(prolific_value(&q, "SESSION_ID"), None);
+    }
+}
