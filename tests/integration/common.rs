@@ -87,16 +87,24 @@ pub struct Tui {
     writer: Box<dyn Write + Send>,
     /// The screen as a terminal would show it.
     screen: Arc<Mutex<vt100::Parser>>,
+    /// The terminal's controlling side, kept open while the child runs.
+    master: Option<Box<dyn portable_pty::MasterPty + Send>>,
 }
 
 impl Tui {
     pub fn start(dir: &Path, args: &[&str]) -> Self {
-        let pty =
-            native_pty_system().openpty(PtySize { rows: 30, cols: 100, pixel_width: 0, pixel_height: 0 }).unwrap();
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_ualign"));
         cmd.args(args);
         cmd.cwd(dir);
         cmd.env("NO_COLOR", "1");
+        Self::spawn(cmd, (100, 30))
+    }
+
+    /// Any program in a pseudo-terminal of `size` (columns, rows), read as 100×30.
+    pub fn spawn(cmd: CommandBuilder, size: (u16, u16)) -> Self {
+        let pty = native_pty_system()
+            .openpty(PtySize { rows: size.1, cols: size.0, pixel_width: 0, pixel_height: 0 })
+            .unwrap();
         let child = pty.slave.spawn_command(cmd).unwrap();
         let mut reader = pty.master.try_clone_reader().unwrap();
         let screen = Arc::new(Mutex::new(vt100::Parser::new(30, 100, 0)));
@@ -111,8 +119,25 @@ impl Tui {
             }
         });
         let writer = pty.master.take_writer().unwrap();
-        std::mem::forget(pty.master); // keep the terminal open while the child runs
-        Self { child, writer, screen }
+        Self { child, writer, screen, master: Some(pty.master) }
+    }
+
+    /// Changes the terminal's size (the program gets SIGWINCH).
+    pub fn resize(&self, cols: u16, rows: u16) {
+        if let Some(m) = &self.master {
+            let _ = m.resize(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 });
+        }
+    }
+
+    /// Sends raw bytes.
+    pub fn send_bytes(&mut self, b: &[u8]) {
+        let _ = self.writer.write_all(b);
+        let _ = self.writer.flush();
+    }
+
+    /// Whether the program has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     pub fn shown(&self) -> String {

@@ -14,6 +14,7 @@ mod pty;
 mod reference;
 mod render;
 mod report;
+mod serve;
 mod simulate;
 mod store;
 mod study_file;

@@ -1,0 +1,808 @@
+//! `ualign serve` as participants and attackers meet it: the real OpenSSH client in a
+//! pseudo-terminal (one, then 32 at once, through a SIGKILL of the server), the refusals
+//! (commands, sftp, forwarding, agent, wrong codes and passwords, a flood of connections,
+//! absurd windows, random input), and a real headless browser (chromium through
+//! chromedriver's WebDriver protocol) on the browser page.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::CommandBuilder;
+
+use crate::common::{Tui, count, example_for_participants, ualign, wait};
+
+/// A running `ualign serve`, its ports read from what it prints.
+pub struct Server {
+    child: Child,
+    pub ssh: Option<u16>,
+    pub http: Option<u16>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// `ualign serve studies/example.toml` in `dir` with `args` (the doors among them).
+    pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ualign"))
+            .current_dir(dir)
+            .args(["serve", "studies/example.toml"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let into = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                into.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (mut ssh, mut http) = (None, None);
+        let mut printed = String::new();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 {
+                panic!("serve ended before it listened:\n{printed}{}", log.lock().unwrap());
+            }
+            printed.push_str(&line);
+            if let Some(rest) = line.trim().strip_prefix("ssh:") {
+                ssh = rest.split_whitespace().nth(2).and_then(|p| p.parse().ok());
+            }
+            if let Some(rest) = line.trim().strip_prefix("browser: http://127.0.0.1:") {
+                http = rest.split('/').next().and_then(|p| p.parse().ok());
+            }
+            if line.contains("Ctrl-C stops") {
+                break;
+            }
+        }
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        Self { child, ssh, http, log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The OpenSSH client's options for these tests: no config, no known hosts, no agent,
+/// and (unless `-o BatchMode=no` comes first) never a password prompt.
+fn ssh_options(port: u16) -> Vec<String> {
+    [
+        "-F",
+        "/dev/null",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=20",
+        "-e",
+        "none",
+        "-p",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([port.to_string()])
+    .collect()
+}
+
+/// ssh's options, with `before` first: ssh takes the first value of an option it is given.
+fn ssh_args(port: u16, before: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = before.iter().map(|s| s.to_string()).collect();
+    args.extend(ssh_options(port));
+    args.extend(["-o".to_string(), "BatchMode=yes".to_string()]);
+    args
+}
+
+/// `ssh -p PORT user@127.0.0.1 extra…` in a pseudo-terminal of `size`.
+fn ssh_tui(port: u16, user: &str, extra: &[&str], size: (u16, u16)) -> Tui {
+    let mut cmd = CommandBuilder::new("ssh");
+    cmd.args(ssh_args(port, extra));
+    cmd.arg(format!("{user}@127.0.0.1"));
+    cmd.env_remove("SSH_AUTH_SOCK");
+    Tui::spawn(cmd, size)
+}
+
+/// `ssh [before] user@127.0.0.1 [after]` without a terminal: (exit success, stdout, stderr).
+fn ssh_run(port: u16, user: &str, before: &[&str], after: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new("ssh")
+        .args(ssh_args(port, before))
+        .arg(format!("{user}@127.0.0.1"))
+        .args(after)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// `count` invitation codes for the example study: (code, pseudonym).
+fn invite(dir: &Path, count: usize) -> Vec<(String, String)> {
+    let file = dir.join(format!("invites-{}.csv", rand::random::<u32>()));
+    let (ok, _, err) = ualign(
+        dir,
+        &["invite", "studies/example.toml", "--count", &count.to_string(), "--out", file.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (c, p) = l.split_once(',').unwrap();
+            (c.to_string(), p.to_string())
+        })
+        .collect()
+}
+
+/// Welcome, consent and instructions, signed in already (no ID screen).
+fn begin_signed_in(t: &mut Tui) {
+    t.wait_for_text("Press Enter to begin");
+    t.keys("\r");
+    t.wait_for_text("Press y to agree");
+    t.keys("y");
+    t.wait_for_text("Instructions");
+    t.keys("\r");
+}
+
+fn trials_of(db: &Path, p: &str) -> i64 {
+    count(db, &format!("SELECT COUNT(*) FROM trials WHERE participant_id = '{p}'"))
+}
+
+fn answers_of(db: &Path, p: &str) -> i64 {
+    count(
+        db,
+        &format!("SELECT COUNT(*) FROM answers a JOIN trials t ON t.id = a.trial_id WHERE t.participant_id = '{p}'"),
+    )
+}
+
+fn example_server(extra: &[&str]) -> (tempfile::TempDir, PathBuf, Server) {
+    let (dir, db) = example_for_participants();
+    let mut args = vec!["--ssh", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    // Invitations first: `--auth invite` needs some.
+    if !extra.contains(&"--auth") {
+        invite(dir.path(), 1);
+    }
+    let server = Server::start(dir.path(), &args, &[]);
+    (dir, db, server)
+}
+
+#[test]
+fn a_participant_over_real_ssh_goes_from_consent_to_the_completion_code() {
+    let (dir, db, server) = example_server(&[]);
+    let (code, p) = invite(dir.path(), 1).remove(0);
+    let mut t = ssh_tui(server.ssh.unwrap(), &code, &[], (100, 30));
+    begin_signed_in(&mut t);
+    let total = trials_of(&db, &p);
+    assert!(total > 5, "{total}");
+    for position in 0..total {
+        t.answer(&db, &p, position, total);
+    }
+    t.wait_for_text("EXAMPLE-7Q2K");
+    assert_eq!(answers_of(&db, &p), total);
+    assert_eq!(
+        count(&db, &format!("SELECT COUNT(*) FROM participants WHERE id = '{p}' AND completed_at IS NOT NULL")),
+        1
+    );
+    assert_eq!(
+        count(&db, &format!("SELECT COUNT(*) FROM sessions WHERE participant_id = '{p}' AND client LIKE 'ssh 100x30'")),
+        1,
+        "the session records the client's real window"
+    );
+    t.keys("q");
+    wait("ssh to exit", || t.exited());
+    let log = server.log();
+    assert!(log.contains(&format!("{p} completed the study")), "{log}");
+    assert!(!log.contains(&code), "the log never holds what was typed: {log}");
+}
+
+#[test]
+fn the_window_follows_the_clients_terminal() {
+    let (dir, _db, server) = example_server(&[]);
+    let (code, _) = invite(dir.path(), 1).remove(0);
+    let t = ssh_tui(server.ssh.unwrap(), &code, &[], (100, 30));
+    t.wait_for_text("Press Enter to begin");
+    t.resize(40, 12);
+    t.wait_for_text("Please enlarge the window");
+    t.wait_for_text("(40×12 now)");
+    t.resize(100, 30);
+    t.wait_for_text("Press Enter to begin");
+}
+
+#[test]
+fn thirty_two_ssh_sessions_answer_at_once_and_all_resume_after_the_server_is_killed() {
+    const N: usize = 32;
+    const FIRST: i64 = 3;
+    let (dir, db) = example_for_participants();
+    let codes = invite(dir.path(), N);
+    // Every participant from the same address: a lab behind one NAT.
+    let args = ["--ssh", "127.0.0.1:0", "--rate-limit", "1000"];
+    let mut server = Server::start(dir.path(), &args, &[]);
+    let port = server.ssh.unwrap();
+    let run_all = |port: u16, from: i64, to: i64, resuming: bool| -> Vec<Tui> {
+        let handles: Vec<_> = codes
+            .iter()
+            .cloned()
+            .map(|(code, p)| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    let mut t = ssh_tui(port, &code, &[], (100, 30));
+                    if resuming {
+                        t.wait_for_text("Welcome back");
+                        t.keys("\r");
+                    } else {
+                        begin_signed_in(&mut t);
+                    }
+                    let total = trials_of(&db, &p);
+                    for position in from..to {
+                        t.answer(&db, &p, position, total);
+                    }
+                    assert!(!t.shown().contains("Something went wrong"), "{}", t.shown());
+                    t
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    };
+    let first = run_all(port, 0, FIRST, false);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM answers"), N as i64 * FIRST);
+    // The server dies without warning, mid-study.
+    server.kill9();
+    drop(first);
+    let mut server = Server::start(dir.path(), &args, &[]);
+    let again = run_all(server.ssh.unwrap(), FIRST, FIRST + 1, true);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM answers"), N as i64 * (FIRST + 1), "every answer once, none lost");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM (SELECT trial_id FROM answers GROUP BY trial_id HAVING COUNT(*) > 1)"),
+        0
+    );
+    for (_, p) in &codes {
+        assert_eq!(answers_of(&db, p), FIRST + 1, "{p}");
+    }
+    drop(again);
+    assert!(server.alive());
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[test]
+fn commands_sftp_forwarding_and_the_agent_are_refused_and_nothing_runs() {
+    let (dir, _db, server) = example_server(&[]);
+    let (code, _) = invite(dir.path(), 1).remove(0);
+    let port = server.ssh.unwrap();
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let (ok, _, err) = ssh_run(port, &code, &[], &[&touch], &[]);
+    assert!(!ok && err.contains("exec request failed"), "{err}");
+    let (ok, _, err) = ssh_run(port, &code, &["-s"], &["sftp"], &[]);
+    assert!(!ok && err.contains("subsystem request failed"), "{err}");
+    // -W is what -L does for each connection: a direct-tcpip channel.
+    let (ok, _, err) = ssh_run(port, &code, &["-W", "127.0.0.1:22"], &[], &[]);
+    assert!(!ok && err.contains("stdio forwarding failed"), "{err}");
+    let (ok, _, err) =
+        ssh_run(port, &code, &["-N", "-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:22"], &[], &[]);
+    assert!(!ok && err.contains("forwarding failed"), "{err}");
+    assert!(!marker.exists(), "a command ran on the server");
+    // Agent forwarding asked for: the server never opens the agent's channel (a fake
+    // agent with no keys counts the client's own visits), and the study runs as usual.
+    let agent = tempfile::tempdir().unwrap();
+    let sock = agent.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let visits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = visits.clone();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().map_while(Result::ok) {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut head = [0u8; 4];
+                while c.read_exact(&mut head).is_ok() {
+                    let mut msg = vec![0u8; u32::from_be_bytes(head) as usize];
+                    if c.read_exact(&mut msg).is_err() {
+                        break;
+                    }
+                    // Every request gets "no identities" (12) or "failure" (5).
+                    let reply: &[u8] =
+                        if msg.first() == Some(&11) { &[0, 0, 0, 5, 12, 0, 0, 0, 0] } else { &[0, 0, 0, 1, 5] };
+                    let _ = c.write_all(reply);
+                }
+            });
+        }
+    });
+    let mut cmd = CommandBuilder::new("ssh");
+    cmd.args(ssh_args(port, &["-A"]));
+    cmd.arg(format!("{code}@127.0.0.1"));
+    cmd.env("SSH_AUTH_SOCK", sock.to_str().unwrap());
+    let mut t = Tui::spawn(cmd, (100, 30));
+    t.wait_for_text("Press Enter to begin");
+    let before = visits.load(std::sync::atomic::Ordering::SeqCst);
+    t.keys("\r");
+    t.wait_for_text("Press y to agree");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(visits.load(std::sync::atomic::Ordering::SeqCst), before, "the server reached the participant's agent");
+}
+
+#[test]
+fn a_wrong_invitation_or_password_is_turned_away() {
+    let (dir, _db, server) = example_server(&[]);
+    let (ok, _, err) = ssh_run(server.ssh.unwrap(), "aaaa-bbbb-cccc", &["-tt"], &[], &[]);
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    drop(server);
+    // A shared password: given through SSH_ASKPASS as a person would type it.
+    let askpass = dir.path().join("askpass.sh");
+    let with_password = |pw: &str| {
+        std::fs::write(&askpass, format!("#!/bin/sh\necho '{pw}'\n")).unwrap();
+        std::fs::set_permissions(&askpass, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    };
+    let server = Server::start(
+        dir.path(),
+        &["--ssh", "127.0.0.1:0", "--auth", "password"],
+        &[("UALIGN_SERVE_PASSWORD", "correct horse battery")],
+    );
+    let port = server.ssh.unwrap();
+    let env = [("SSH_ASKPASS", askpass.to_str().unwrap()), ("SSH_ASKPASS_REQUIRE", "force"), ("DISPLAY", ":0")];
+    with_password("wrong horse");
+    let (ok, _, err) =
+        ssh_run(port, "someone", &["-o", "BatchMode=no", "-o", "NumberOfPasswordPrompts=1", "-tt"], &[], &env);
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    with_password("correct horse battery");
+    let mut cmd = CommandBuilder::new("ssh");
+    cmd.args(ssh_args(port, &["-o", "BatchMode=no"]));
+    cmd.arg("someone@127.0.0.1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut t = Tui::spawn(cmd, (100, 30));
+    t.wait_for_text("Press Enter to begin");
+    t.keys("\r");
+    t.keys("y");
+    t.wait_for_text("Participant ID");
+    // The user name `someone` is no id: the ID screen asks, and never stores it.
+    assert_eq!(
+        count(&dir.path().join("db/example.sqlite"), "SELECT COUNT(*) FROM participants WHERE id = 'someone'"),
+        0
+    );
+}
+
+#[test]
+fn a_flood_of_connections_is_rate_limited_while_a_real_participant_gets_in() {
+    let (dir, _db, mut server) = example_server(&["--rate-limit", "10"]);
+    let (code, _) = invite(dir.path(), 1).remove(0);
+    let port = server.ssh.unwrap();
+    // 200 connections from 127.0.0.2 as fast as they go: at most the burst hears the server.
+    let greeted = (0..200)
+        .filter(|_| {
+            let s = connect_from("127.0.0.2", port);
+            let Some(mut s) = s else { return false };
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut banner = [0u8; 8];
+            matches!(s.read(&mut banner), Ok(n) if n >= 4 && banner.starts_with(b"SSH-"))
+        })
+        .count();
+    assert!(greeted <= 10, "{greeted} of 200 flooding connections got in");
+    let t = ssh_tui(port, &code, &[], (100, 30));
+    t.wait_for_text("Press Enter to begin");
+    assert!(server.alive());
+    wait("the refusals to be logged", || server.log().contains("too many attempts from one address"));
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the address `source` (std has no
+/// bind-before-connect; libc does it).
+fn connect_from(source: &str, port: u16) -> Option<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0);
+    let addr = |ip: &str, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(ip.parse::<std::net::Ipv4Addr>().unwrap()).to_be() },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    let src = addr(source, 0);
+    let dst = addr("127.0.0.1", port);
+    unsafe {
+        if libc::bind(fd, &src as *const _ as *const libc::sockaddr, len) != 0
+            || libc::connect(fd, &dst as *const _ as *const libc::sockaddr, len) != 0
+        {
+            libc::close(fd);
+            return None;
+        }
+        Some(TcpStream::from_raw_fd(fd))
+    }
+}
+
+#[test]
+fn absurd_windows_and_random_input_never_bring_the_server_down() {
+    let (dir, _db, mut server) = example_server(&[]);
+    let codes = invite(dir.path(), 2);
+    let port = server.ssh.unwrap();
+    let mut t = ssh_tui(port, &codes[0].0, &[], (9999, 9999));
+    wait("the screen to start", || server.log().contains("began (ssh)"));
+    t.resize(1, 1);
+    t.resize(65535, 1);
+    t.resize(0, 0);
+    t.resize(100, 30);
+    let mut rng = rand::rng();
+    for _ in 0..50 {
+        let junk: Vec<u8> = (0..2048).map(|_| rand::Rng::random::<u8>(&mut rng)).collect();
+        t.send_bytes(&junk);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server.alive(), "{}", server.log());
+    // Everyone else is unaffected.
+    let other = ssh_tui(port, &codes[1].0, &[], (100, 30));
+    other.wait_for_text("Press Enter to begin");
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+#[test]
+fn sigterm_tells_connected_participants_their_answers_are_saved() {
+    let (dir, db, mut server) = example_server(&[]);
+    let (code, p) = invite(dir.path(), 1).remove(0);
+    let mut t = ssh_tui(server.ssh.unwrap(), &code, &[], (100, 30));
+    begin_signed_in(&mut t);
+    let total = trials_of(&db, &p);
+    t.answer(&db, &p, 0, total);
+    assert_eq!(server.terminate().code(), Some(0));
+    t.wait_for_text("The study server is stopping. Every answer you confirmed is saved.");
+    t.wait_for_text("invitation code");
+    assert_eq!(answers_of(&db, &p), 1);
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT COUNT(*) FROM sessions WHERE participant_id = '{p}' AND end_reason = 'server stopping'")
+        ),
+        1
+    );
+}
+
+// ---------- the browser ----------
+
+/// A minimal WebDriver client for chromedriver: JSON over HTTP/1.1.
+struct Driver {
+    port: u16,
+    session: String,
+    child: Child,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is needed (Debian: apt-get install chromium chromium-driver; .ci/run installs it)");
+        let mut d = Self { port, session: String::new(), child };
+        wait("chromedriver to listen", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1000,700"]}
+        }}});
+        let v = d.call("POST", "/session", Some(caps));
+        d.session = v["sessionId"].as_str().expect("a WebDriver session").to_string();
+        d
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        // The reply's headers, then exactly its Content-Length (chromedriver keeps the
+        // connection open).
+        let mut r = BufReader::new(s);
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0u8; length];
+        r.read_exact(&mut body).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body)));
+        v["value"].clone()
+    }
+
+    fn session_path(&self, rest: &str) -> String {
+        format!("/session/{}{rest}", self.session)
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", &self.session_path("/url"), Some(serde_json::json!({ "url": url })));
+    }
+
+    fn script(&self, js: &str) -> serde_json::Value {
+        self.call("POST", &self.session_path("/execute/sync"), Some(serde_json::json!({ "script": js, "args": [] })))
+    }
+
+    /// The terminal's text as xterm.js shows it.
+    fn shown(&self) -> String {
+        self.script("const r = document.querySelector('.xterm-rows'); return r ? r.innerText : '';")
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn wait_for_text(&self, needle: &str) {
+        let start = Instant::now();
+        while !self.shown().contains(needle) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "waiting for {needle:?}; the page shows:\n{}",
+                self.shown()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Types into the terminal, as a person at the keyboard.
+    fn keys(&self, text: &str) {
+        let el = self.call(
+            "POST",
+            &self.session_path("/element"),
+            Some(serde_json::json!({"using": "css selector", "value": ".xterm-helper-textarea"})),
+        );
+        let id = el.as_object().and_then(|o| o.values().next()).and_then(|v| v.as_str()).unwrap().to_string();
+        self.call(
+            "POST",
+            &self.session_path(&format!("/element/{id}/value")),
+            Some(serde_json::json!({ "text": text })),
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn screenshot(&self, to: &Path) {
+        use base64_png::decode;
+        let v = self.call("GET", &self.session_path("/screenshot"), None);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(to, decode(v.as_str().unwrap())).unwrap();
+    }
+
+    fn console_errors(&self) -> Vec<String> {
+        let v = self.call("POST", &self.session_path("/se/log"), Some(serde_json::json!({"type": "browser"})));
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|l| l["level"] == "SEVERE")
+                    .map(|l| l["message"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.call("DELETE", &self.session_path(""), None)
+            }));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Base64 of a screenshot, decoded without another crate.
+mod base64_png {
+    pub fn decode(s: &str) -> Vec<u8> {
+        let val = |c: u8| match c {
+            b'A'..=b'Z' => Some(c - b'A'),
+            b'a'..=b'z' => Some(c - b'a' + 26),
+            b'0'..=b'9' => Some(c - b'0' + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        };
+        let bits: Vec<u8> = s.bytes().filter_map(val).collect();
+        bits.chunks(4)
+            .flat_map(|c| {
+                let n = c.iter().fold(0u32, |acc, &v| (acc << 6) | u32::from(v)) << (6 * (4 - c.len()));
+                let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+                bytes[..c.len().saturating_sub(1)].to_vec()
+            })
+            .collect()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Where a test keeps what a person would look at (the browser's screenshot).
+fn artifact(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts").join(name)
+}
+
+#[test]
+fn a_real_browser_shows_the_consent_screen_and_answers_a_trial() {
+    let (dir, db) = example_for_participants();
+    let (code, p) = invite(dir.path(), 1).remove(0);
+    let server = Server::start(dir.path(), &["--http", "127.0.0.1:0"], &[]);
+    let port = server.http.unwrap();
+    let d = Driver::start();
+    d.go(&format!("http://127.0.0.1:{port}/?invite={code}"));
+    d.wait_for_text("Press Enter to begin");
+    d.keys("\u{E007}");
+    d.wait_for_text("Press y to agree");
+    let shot = artifact("serve-browser-consent.png");
+    d.screenshot(&shot);
+    assert!(std::fs::read(&shot).unwrap().starts_with(b"\x89PNG"), "a PNG screenshot");
+    d.keys("y");
+    d.wait_for_text("Instructions");
+    d.keys("\u{E007}");
+    wait("the first trial to be shown", || {
+        count(&db, &format!("SELECT COUNT(*) FROM trials WHERE participant_id = '{p}' AND shown_at IS NOT NULL")) == 1
+    });
+    d.keys("1");
+    d.keys("\u{E007}");
+    wait("the answer to be committed", || answers_of(&db, &p) == 1);
+    assert_eq!(
+        count(&db, &format!("SELECT COUNT(*) FROM sessions WHERE participant_id = '{p}' AND client LIKE 'browser %'")),
+        1
+    );
+    let errors = d.console_errors();
+    assert!(errors.is_empty(), "the page ran without errors (CSP included): {errors:?}");
+}
+
+#[test]
+fn a_prolific_link_records_its_ids_and_the_completion_link_redirects() {
+    // Prolific's completion page, played by a listener of the test's own.
+    let prolific = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let done_url = format!("http://127.0.0.1:{}/done?cc=EXAMPLE", prolific.local_addr().unwrap().port());
+    let dir = crate::common::example_copy_with(|s| {
+        s.replace("min_reading_seconds = 2.0", "min_reading_seconds = 0\nparticipant_id_pattern = \"[0-9a-f]{24}\"")
+            .replace(
+                "completion_code = \"EXAMPLE-7Q2K\"",
+                &format!("completion_code = \"EXAMPLE-7Q2K\"\ncompletion_url = \"{done_url}\""),
+            )
+    });
+    for policy in ["sampled", "greedy"] {
+        let file = format!("studies/example/{policy}.jsonl");
+        let (ok, _, err) =
+            ualign(dir.path(), &["import", "studies/example.toml", "--policy", policy, "--candidates", &file]);
+        assert!(ok, "{err}");
+    }
+    let db = dir.path().join("db/example.sqlite");
+    let server = Server::start(dir.path(), &["--http", "127.0.0.1:0", "--auth", "open"], &[]);
+    let port = server.http.unwrap();
+    let pid = "5f0c1e2d3b4a59687766aabb";
+    let d = Driver::start();
+    d.go(&format!(
+        "http://127.0.0.1:{port}/?PROLIFIC_PID={pid}&STUDY_ID=60aa11bb22cc33dd44ee55ff&SESSION_ID=abc123def456"
+    ));
+    d.wait_for_text("Press Enter to begin");
+    d.keys("\u{E007}");
+    d.keys("y");
+    d.wait_for_text("Instructions");
+    d.keys("\u{E007}");
+    let total = trials_of(&db, pid);
+    assert!(total > 5, "the Prolific id is the participant id ({total} trials)");
+    for position in 0..total {
+        wait("the trial", || {
+            count(
+                &db,
+                &format!(
+                    "SELECT COUNT(*) FROM trials WHERE participant_id = '{pid}' AND position = {position} AND shown_at IS NOT NULL"
+                ),
+            ) == 1
+        });
+        d.keys("1");
+        d.keys("2");
+        d.keys("\u{E007}");
+        wait("the answer", || answers_of(&db, pid) == position + 1);
+        if (position + 1) % 10 == 0 && position + 1 < total {
+            d.wait_for_text("short break");
+            d.keys("\u{E007}");
+        }
+    }
+    d.wait_for_text("EXAMPLE-7Q2K");
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT COUNT(*) FROM sessions WHERE participant_id = '{pid}' AND client LIKE 'browser prolific study=60aa11bb22cc33dd44ee55ff session=abc123def456 %'"
+            )
+        ),
+        1
+    );
+    // The page goes to the completion link by itself.
+    let (mut visit, _) = prolific.accept().unwrap();
+    visit.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut request = String::new();
+    BufReader::new(&visit).read_line(&mut request).unwrap();
+    assert!(request.starts_with("GET /done?cc=EXAMPLE "), "{request}");
+    let _ = visit.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndone");
+    drop(visit);
+    // A Prolific id the study's pattern does not accept is turned away, and nothing stored.
+    d.go(&format!("http://127.0.0.1:{port}/?PROLIFIC_PID=AliceSmith1990"));
+    d.wait_for_text("does not accept the Prolific ID");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM participants WHERE id = 'AliceSmith1990'"), 0);
+}
+
+/// A WebSocket handshake by hand: the status line the server answers.
+fn handshake(port: u16, origin: Option<&str>, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{origin}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line
+}
+
+#[test]
+fn the_websocket_refuses_other_origins_and_only_the_embedded_files_are_served() {
+    let (dir, _db) = example_for_participants();
+    invite(dir.path(), 1);
+    let server = Server::start(dir.path(), &["--http", "127.0.0.1:0"], &[]);
+    let port = server.http.unwrap();
+    assert!(handshake(port, Some("http://evil.example"), "/ws").contains("403"));
+    assert!(handshake(port, None, "/ws").contains("403"), "no Origin: refused");
+    assert!(handshake(port, Some(&format!("http://127.0.0.1:{port}")), "/ws").contains("101"));
+    let get = |path: &str| {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r
+    };
+    let page = get("/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.to_lowercase().contains("content-security-policy: default-src 'none'; script-src 'self';"), "{page}");
+    for path in ["/../Cargo.toml", "/assets/web/xterm.js", "/db/example.sqlite", "/etc/passwd", "/ws/../"] {
+        let r = get(path);
+        assert!(r.starts_with("HTTP/1.1 404") || r.starts_with("HTTP/1.1 400"), "{path}: {r}");
+    }
+}
