@@ -44,9 +44,9 @@ pub struct Cmd {
     /// Participant sessions at once, 1 to 10000
     #[arg(long, default_value = "200", value_parser = values::whole::<usize, 1, 10_000>)]
     max_sessions: usize,
-    /// Minutes without a key press before a session is closed (its answers are saved), 1 to 1440
-    #[arg(long, default_value = "30", value_parser = values::whole::<u64, 1, 1440>)]
-    idle_minutes: u64,
+    /// Minutes without a key press before a session is closed (its answers are saved), 0.05 to 1440
+    #[arg(long, default_value = "30", value_parser = values::minutes)]
+    idle_minutes: f64,
     /// Connection attempts per address per minute (also the burst allowed at once), 1 to 100000
     #[arg(long, default_value = "60", value_parser = values::whole::<u32, 1, 100_000>)]
     rate_limit: u32,
@@ -101,7 +101,7 @@ impl Cmd {
         });
         let limits = Limits {
             max_sessions: self.max_sessions,
-            idle_timeout: Duration::from_secs(self.idle_minutes * 60),
+            idle_timeout: Duration::from_secs_f64(self.idle_minutes * 60.0),
             per_address_per_minute: self.rate_limit,
             ..Limits::default()
         };
@@ -115,7 +115,9 @@ impl Cmd {
             println!("ualign serve: study `{name}`, database {}, --auth {auth_name}", db.display());
             if let Some((addr, fingerprint)) = &at.ssh {
                 let who = if auth_name == "invite" { "CODE" } else { "ID" };
-                println!("  ssh:     ssh -p {} {who}@{}   (host key {fingerprint})", addr.port(), host(addr));
+                // ssh takes an IPv6 address without brackets.
+                let at = host(addr).trim_matches(|c| c == '[' || c == ']').to_string();
+                println!("  ssh:     ssh -p {} {who}@{at}   (host key {fingerprint})", addr.port());
             }
             if let Some(addr) = &at.http {
                 let query = if auth_name == "invite" { "/?invite=CODE" } else { "/" };
@@ -160,5 +162,9 @@ impl Cmd {
 /// How a participant names this machine: the address itself, or for 0.0.0.0 / :: a
 /// placeholder for the machine's name.
 fn host(addr: &SocketAddr) -> String {
-    if addr.ip().is_unspecified() { "THIS-MACHINE".into() } else { addr.ip().to_string() }
+    match addr.ip() {
+        ip if ip.is_unspecified() => "THIS-MACHINE".into(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    }
 }

@@ -59,6 +59,15 @@ pub const MAX_THREADS: u64 = 256;
 /// Candidates one `ualign sample` call may ask for.
 pub const MAX_K: u64 = 10_000;
 
+/// Minutes, possibly fractional, from 0.05 (3 s) to a day.
+pub fn minutes(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number of minutes"))?;
+    if !(0.05..=1440.0).contains(&v) {
+        return Err(format!("{v} minutes is outside 0.05 (3 s) to 1440 (a day)"));
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

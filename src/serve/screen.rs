@@ -272,7 +272,7 @@ fn run(
     let answered = app.answered_this_session;
     let farewell = match why {
         "server stopping" => Some(text::serve_stopping(&hub.reconnect_hint(who.as_deref()))),
-        "idle" => Some(text::serve_idle(hub.limits.idle_timeout.as_secs() / 60, &hub.reconnect_hint(who.as_deref()))),
+        "idle" => Some(text::serve_idle(hub.limits.idle_timeout, &hub.reconnect_hint(who.as_deref()))),
         _ if who.is_some() && app.screen != Screen::Done && app.screen != Screen::Declined => {
             Some(text::serve_saved(answered, &hub.reconnect_hint(who.as_deref())))
         }

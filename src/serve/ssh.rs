@@ -173,13 +173,24 @@ impl Conn {
         session.close(channel)
     }
 
+    /// A shell that cannot start (no terminal, a full study): the participant reads why
+    /// in their own terminal, then the channel closes.
+    fn tell_and_close(&self, channel: ChannelId, session: &mut Session, message: &str) -> Result<(), russh::Error> {
+        session.channel_success(channel)?;
+        let text = format!("{}\r\n", message.replace('\n', "\r\n"));
+        session.data(channel, text.into_bytes())?;
+        session.exit_status_request(channel, 1)?;
+        session.eof(channel)?;
+        session.close(channel)
+    }
+
     /// Starts the participant screens on `channel`, and the task that sends them.
     fn start_screen(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), russh::Error> {
         let Some(size) = self.size else {
-            return self.refuse_channel(channel, session, text::SERVE_NEED_TERMINAL);
+            return self.tell_and_close(channel, session, text::SERVE_NEED_TERMINAL);
         };
         let Some(slot) = self.hub.take_session() else {
-            return self.refuse_channel(channel, session, text::SERVE_FULL);
+            return self.tell_and_close(channel, session, text::SERVE_FULL);
         };
         let who = match &self.admitted {
             Some(Admission::As(id)) => Some(id.clone()),
@@ -187,7 +198,7 @@ impl Conn {
         };
         let start = Start { who, client: "ssh".into(), size, connection: self.number, slot };
         let Ok((input, mut output)) = screen::spawn(self.hub.clone(), start) else {
-            return self.refuse_channel(channel, session, text::SERVE_CANNOT_START);
+            return self.tell_and_close(channel, session, text::SERVE_CANNOT_START);
         };
         session.channel_success(channel)?;
         self.input = Some(input);

@@ -157,9 +157,11 @@ pub fn serve_stopping(reconnect: &str) -> String {
     )
 }
 
-pub fn serve_idle(minutes: u64, reconnect: &str) -> String {
+pub fn serve_idle(after: std::time::Duration, reconnect: &str) -> String {
+    let secs = after.as_secs();
+    let after = if secs >= 120 { format!("{} minutes", secs / 60) } else { format!("{secs} seconds") };
     format!(
-        "This session was closed after {minutes} minute(s) without a key press. Every answer you confirmed is saved.\nTo continue where you left off, {reconnect}"
+        "This session was closed after {after} without a key press. Every answer you confirmed is saved.\nTo continue where you left off, {reconnect}"
     )
 }
 

@@ -314,6 +314,9 @@ fn commands_sftp_forwarding_and_the_agent_are_refused_and_nothing_runs() {
         ssh_run(port, &code, &["-N", "-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:22"], &[], &[]);
     assert!(!ok && err.contains("forwarding failed"), "{err}");
     assert!(!marker.exists(), "a command ran on the server");
+    // No terminal asked for (ssh -T): told how to connect, nothing started.
+    let (ok, out, _) = ssh_run(port, &code, &["-T"], &[], &[]);
+    assert!(!ok && out.contains("runs in a terminal window"), "{out}");
     // Agent forwarding asked for: the server never opens the agent's channel (a fake
     // agent with no keys counts the client's own visits), and the study runs as usual.
     let agent = tempfile::tempdir().unwrap();
@@ -805,4 +808,74 @@ fn the_websocket_refuses_other_origins_and_only_the_embedded_files_are_served() 
         let r = get(path);
         assert!(r.starts_with("HTTP/1.1 404") || r.starts_with("HTTP/1.1 400"), "{path}: {r}");
     }
+}
+
+#[test]
+fn a_full_study_says_so_politely_and_an_idle_session_is_closed_with_its_answers_saved() {
+    let (dir, db, server) = example_server(&["--max-sessions", "1", "--idle-minutes", "0.1"]);
+    let codes = invite(dir.path(), 2);
+    let port = server.ssh.unwrap();
+    let mut first = ssh_tui(port, &codes[0].0, &[], (100, 30));
+    begin_signed_in(&mut first);
+    let total = trials_of(&db, &codes[0].1);
+    first.answer(&db, &codes[0].1, 0, total);
+    let second = ssh_tui(port, &codes[1].0, &[], (100, 30));
+    second.wait_for_text("as many participants as it can take right now");
+    // Six seconds without a key: the first session is closed, its answer kept.
+    first.wait_for_text("without a key press. Every answer you confirmed is saved.");
+    assert_eq!(answers_of(&db, &codes[0].1), 1);
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT COUNT(*) FROM sessions WHERE participant_id = '{}' AND end_reason = 'idle'", codes[0].1)
+        ),
+        1
+    );
+    // Its place is free again.
+    let third = ssh_tui(port, &codes[1].0, &[], (100, 30));
+    third.wait_for_text("Press Enter to begin");
+}
+
+#[test]
+fn a_stalled_client_delays_no_one_else() {
+    let (dir, db, server) = example_server(&[]);
+    let codes = invite(dir.path(), 2);
+    let port = server.ssh.unwrap();
+    let mut stalled = ssh_tui(port, &codes[0].0, &[], (100, 30));
+    stalled.wait_for_text("Press Enter to begin");
+    // The client stops reading (and everything else) mid-session.
+    let pid = stalled.child.process_id().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let mut other = ssh_tui(port, &codes[1].0, &[], (100, 30));
+    begin_signed_in(&mut other);
+    let total = trials_of(&db, &codes[1].1);
+    for position in 0..3 {
+        other.answer(&db, &codes[1].1, position, total);
+    }
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    stalled.keys("\r");
+    stalled.wait_for_text("Press y to agree");
+}
+
+#[test]
+fn the_host_key_is_owner_only_and_kept_across_restarts() {
+    let (dir, _db) = example_for_participants();
+    invite(dir.path(), 1);
+    let fingerprint = |s: &Server| {
+        let _ = s;
+        let key = dir.path().join("db/example.sqlite.ssh-host-key");
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "the host key is readable by its owner only");
+        std::fs::read_to_string(key).unwrap()
+    };
+    let mut first = Server::start(dir.path(), &["--ssh", "127.0.0.1:0"], &[]);
+    let key = fingerprint(&first);
+    assert!(key.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    first.terminate();
+    let second = Server::start(dir.path(), &["--ssh", "127.0.0.1:0"], &[]);
+    assert_eq!(fingerprint(&second), key, "the same host key: participants' ssh does not warn");
+    // And the fingerprint printed is the one the real client sees.
+    let out = Command::new("ssh-keyscan").args(["-p", &second.ssh.unwrap().to_string(), "127.0.0.1"]).output().unwrap();
+    let scanned = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(scanned.contains("ssh-ed25519"), "{scanned}");
 }
