@@ -26,9 +26,13 @@ pub struct Server {
 impl Server {
     /// `ualign serve studies/example.toml` in `dir` with `args` (the doors among them).
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_study(dir, "studies/example.toml", args, env)
+    }
+
+    pub fn start_study(dir: &Path, study: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ualign"))
             .current_dir(dir)
-            .args(["serve", "studies/example.toml"])
+            .args(["serve", study])
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -378,6 +382,26 @@ fn a_wrong_invitation_or_password_is_turned_away() {
     let (ok, _, err) =
         ssh_run(port, "someone", &["-o", "BatchMode=no", "-o", "NumberOfPasswordPrompts=1", "-tt"], &[], &env);
     assert!(!ok && err.contains("Permission denied"), "{err}");
+    drop(server);
+    // Under --auth invite the code may be typed as the password too.
+    let server = Server::start(dir.path(), &["--ssh", "127.0.0.1:0"], &[]);
+    let (code, _) = invite(dir.path(), 1).remove(0);
+    with_password(&code);
+    let mut cmd = CommandBuilder::new("ssh");
+    cmd.args(ssh_args(server.ssh.unwrap(), &["-o", "BatchMode=no"]));
+    cmd.arg("participant@127.0.0.1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let t = Tui::spawn(cmd, (100, 30));
+    t.wait_for_text("Press Enter to begin");
+    drop((t, server));
+    let server = Server::start(
+        dir.path(),
+        &["--ssh", "127.0.0.1:0", "--auth", "password"],
+        &[("UALIGN_SERVE_PASSWORD", "correct horse battery")],
+    );
+    let port = server.ssh.unwrap();
     with_password("correct horse battery");
     let mut cmd = CommandBuilder::new("ssh");
     cmd.args(ssh_args(port, &["-o", "BatchMode=no"]));
@@ -878,4 +902,46 @@ fn the_host_key_is_owner_only_and_kept_across_restarts() {
     let out = Command::new("ssh-keyscan").args(["-p", &second.ssh.unwrap().to_string(), "127.0.0.1"]).output().unwrap();
     let scanned = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(scanned.contains("ssh-ed25519"), "{scanned}");
+}
+
+#[test]
+fn one_engine_worker_fills_the_pools_that_waiting_participants_need() {
+    // The fortune study with nothing generated: each participant's first trial waits for
+    // the server's one engine worker.
+    let dir = tempfile::tempdir().unwrap();
+    let study = crate::common::repo("tests/fixtures/studies/fortune-demo.toml");
+    let db = dir.path().join("fortune.sqlite");
+    let server = Server::start_study(
+        dir.path(),
+        study.to_str().unwrap(),
+        &["--ssh", "127.0.0.1:0", "--auth", "open", "--db", db.to_str().unwrap(), "--threads", "1"],
+        &[],
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM candidates"), 0);
+    let port = server.ssh.unwrap();
+    let screens: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut t = ssh_tui(port, "anyone", &[], (100, 30));
+                t.wait_for_text("Press Enter to begin");
+                t.keys("\r");
+                t.keys("y");
+                t.wait_for_text("Participant ID");
+                t.keys("\r"); // a new pseudonym
+                t.wait_for_text("Write it down");
+                t.keys("\r");
+                t.wait_for_text("Instructions");
+                t.keys("\r");
+                t.wait_for_text("Question 1 of");
+                t
+            })
+        })
+        .collect();
+    for s in screens {
+        let t = s.join().unwrap();
+        assert!(!t.shown().contains("Something went wrong"), "{}", t.shown());
+    }
+    assert!(count(&db, "SELECT COUNT(*) FROM candidates") > 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM participants WHERE id = 'anyone'"), 0, "a user name is no id");
+    assert!(!server.log().contains("engine stopped"), "{}", server.log());
 }
