@@ -57,31 +57,18 @@ impl RateLimiter {
     }
 }
 
-/// A place among the connections still signing in; freed on drop.
-pub struct PendingGuard(Arc<AtomicUsize>);
+/// A place among a bounded number (connections signing in, participant sessions); given
+/// back when dropped.
+pub struct Slot(Arc<AtomicUsize>);
 
-impl PendingGuard {
+impl Slot {
+    /// A place if fewer than `max` are taken.
     pub fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
         take_slot(count, max).then(|| Self(count.clone()))
     }
 }
 
-impl Drop for PendingGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A participant session's place; freed on drop.
-pub struct SessionGuard(Arc<AtomicUsize>);
-
-impl SessionGuard {
-    pub fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
-        take_slot(count, max).then(|| Self(count.clone()))
-    }
-}
-
-impl Drop for SessionGuard {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -157,10 +144,10 @@ mod tests {
     #[test]
     fn slots_are_bounded_and_freed() {
         let n = Arc::new(AtomicUsize::new(0));
-        let a = SessionGuard::take(&n, 2).unwrap();
-        let _b = SessionGuard::take(&n, 2).unwrap();
-        assert!(SessionGuard::take(&n, 2).is_none());
+        let a = Slot::take(&n, 2).unwrap();
+        let _b = Slot::take(&n, 2).unwrap();
+        assert!(Slot::take(&n, 2).is_none());
         drop(a);
-        assert!(SessionGuard::take(&n, 2).is_some());
+        assert!(Slot::take(&n, 2).is_some());
     }
 }

@@ -180,7 +180,7 @@ impl Hub {
 
     /// Whether a connection from `addr` may start now (the per-address rate and the cap
     /// on connections still signing in); the slot is freed when the guard drops.
-    pub fn allow_connection(&self, addr: std::net::IpAddr) -> Result<limits::PendingGuard, limits::Refusal> {
+    pub fn allow_connection(&self, addr: std::net::IpAddr) -> Result<limits::Slot, limits::Refusal> {
         if self.stopping() {
             return Err(limits::Refusal::Stopping);
         }
@@ -188,15 +188,15 @@ impl Hub {
             self.count_refusal(limits::Refusal::RateLimited);
             return Err(limits::Refusal::RateLimited);
         }
-        limits::PendingGuard::take(&self.pending, self.limits.max_pending).ok_or_else(|| {
+        limits::Slot::take(&self.pending, self.limits.max_pending).ok_or_else(|| {
             self.count_refusal(limits::Refusal::TooManyPending);
             limits::Refusal::TooManyPending
         })
     }
 
     /// A participant session's place, if the study is not full.
-    pub fn take_session(&self) -> Option<limits::SessionGuard> {
-        let guard = limits::SessionGuard::take(&self.sessions, self.limits.max_sessions);
+    pub fn take_session(&self) -> Option<limits::Slot> {
+        let guard = limits::Slot::take(&self.sessions, self.limits.max_sessions);
         if guard.is_none() {
             self.count_refusal(limits::Refusal::Full);
         }

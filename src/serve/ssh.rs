@@ -15,7 +15,7 @@ use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{Auth, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty};
 
-use super::limits::PendingGuard;
+use super::limits::Slot;
 use super::screen::{self, Out, ScreenInput, Start};
 use super::{Admission, Hub};
 use crate::tui::input::InputParser;
@@ -125,7 +125,7 @@ struct Conn {
     hub: Arc<Hub>,
     number: u64,
     /// A place among the connections signing in, given back once signed in.
-    pending: Option<PendingGuard>,
+    pending: Option<Slot>,
     signed_in: Arc<std::sync::atomic::AtomicBool>,
     admitted: Option<Admission>,
     channel: Option<ChannelId>,
@@ -135,7 +135,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(hub: Arc<Hub>, _peer: SocketAddr, pending: PendingGuard) -> Self {
+    fn new(hub: Arc<Hub>, _peer: SocketAddr, pending: Slot) -> Self {
         let number = hub.connection_number();
         Self {
             hub,
