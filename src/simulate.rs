@@ -8,7 +8,15 @@
 //! - `pl:S` — one Plackett–Luce model whose log-worths are spread evenly over [0, S];
 //!   every answer is a fresh draw from it;
 //! - `mallows:PHI:C` — a mixture of C Mallows models with dispersion PHI around random
-//!   centres (repeated insertion).
+//!   centres (repeated insertion);
+//! - `plmix:C:S` (or `plmix:C:S:W1,W2,…`) — C latent Plackett–Luce classes, each with
+//!   log-worths spread evenly over [0, S] in its own random order per prompt; a
+//!   participant belongs to one class for every prompt (equal shares, or the weights
+//!   given); every answer is a fresh draw from the class's model.
+//!
+//! [`latent_orders`] writes down the truth behind the answers: per participant and prompt,
+//! an order over the prompt's distinct responses (for a Plackett–Luce participant, one
+//! draw from their model, on a random stream of its own).
 //!
 //! Simulated participants are attentive (they never pick a broken attention-check text)
 //! and never answer "no preference".
@@ -31,6 +39,7 @@ pub enum Population {
     Condorcet(f64),
     PlackettLuce(f64),
     Mallows { phi: f64, centres: usize },
+    PlMix { classes: usize, spread: f64, weights: Vec<f64> },
 }
 
 impl FromStr for Population {
@@ -59,7 +68,34 @@ impl FromStr for Population {
                 }
                 Ok(Population::Mallows { phi, centres: c as usize })
             }
-            _ => Err(format!("unknown population `{s}`; use cyclic, condorcet:P, pl:S or mallows:PHI:C")),
+            "plmix" if parts.len() == 3 || parts.len() == 4 => {
+                let c = num(1, "C")?;
+                if c < 1.0 || c.fract() != 0.0 || c > 100.0 {
+                    return Err(format!("`{s}`: C must be an integer from 1 to 100"));
+                }
+                let classes = c as usize;
+                let spread = num(2, "S")?;
+                let weights = match parts.get(3) {
+                    None => vec![1.0 / classes as f64; classes],
+                    Some(w) => {
+                        let w: Vec<f64> = w
+                            .split(',')
+                            .map(|x| x.trim().parse::<f64>())
+                            .collect::<Result<_, _>>()
+                            .map_err(|_| format!("`{s}`: the weights must be numbers separated by commas"))?;
+                        if w.len() != classes || w.iter().any(|x| !x.is_finite() || *x <= 0.0) {
+                            return Err(format!("`{s}`: give {classes} positive weights"));
+                        }
+                        let z: f64 = w.iter().sum();
+                        w.into_iter().map(|x| x / z).collect()
+                    }
+                };
+                if !spread.is_finite() || spread < 0.0 {
+                    return Err(format!("`{s}`: S must be a number ≥ 0"));
+                }
+                Ok(Population::PlMix { classes, spread, weights })
+            }
+            _ => Err(format!("unknown population `{s}`; use cyclic, condorcet:P, pl:S, mallows:PHI:C or plmix:C:S")),
         }
     }
 }
@@ -122,14 +158,11 @@ fn preference(
                 rest.into_iter().chain(std::iter::once(fixed)).collect()
             })
         }
-        Population::PlackettLuce(spread) => {
-            let mut idx: Vec<usize> = (0..n).collect();
-            idx.shuffle(&mut shared);
-            let mut w = vec![0.0; n];
-            for (rank, &i) in idx.iter().enumerate() {
-                w[i] = if n > 1 { spread * (1.0 - rank as f64 / (n - 1) as f64) } else { 0.0 };
-            }
-            Preference::Worths(w)
+        Population::PlackettLuce(spread) => Preference::Worths(spread_worths(n, *spread, &mut shared)),
+        Population::PlMix { spread, weights, .. } => {
+            let class = class_of(weights, index, participants);
+            let mut c = rng_for(seed, &["plmix", prompt, &class.to_string()]);
+            Preference::Worths(spread_worths(n, *spread, &mut c))
         }
         Population::Mallows { phi, centres } => {
             let centre_of = index % centres;
@@ -139,6 +172,36 @@ fn preference(
             Preference::Order(mallows(&centre, *phi, &mut own))
         }
     }
+}
+
+/// Log-worths spread evenly over [0, `spread`], in a random order.
+fn spread_worths(n: usize, spread: f64, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(rng);
+    let mut w = vec![0.0; n];
+    for (rank, &i) in idx.iter().enumerate() {
+        w[i] = if n > 1 { spread * (1.0 - rank as f64 / (n - 1) as f64) } else { 0.0 };
+    }
+    w
+}
+
+/// The class of participant `index` of `participants` under class `weights`: the classes
+/// take consecutive shares of the participants, so the shares are the weights as closely
+/// as whole participants allow (equal weights: every C-th participant, in turn).
+pub fn class_of(weights: &[f64], index: usize, participants: usize) -> usize {
+    let c = weights.len();
+    if weights.iter().all(|w| (w - weights[0]).abs() < 1e-12) {
+        return index % c.max(1);
+    }
+    let at = (index as f64 + 0.5) / participants.max(1) as f64;
+    let mut cum = 0.0;
+    for (k, w) in weights.iter().enumerate() {
+        cum += w;
+        if at < cum {
+            return k;
+        }
+    }
+    c - 1
 }
 
 /// Orders `items` (text indices) best first under a preference, drawing PL answers from `rng`.
@@ -292,4 +355,57 @@ pub fn simulate_timed(
         }
     }
     Ok(Simulated { answers, commit_ms })
+}
+
+/// One synthetic participant's true order over a prompt's distinct responses.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LatentOrder {
+    pub participant: String,
+    pub prompt: String,
+    /// Candidate ids, best first: for identical texts, the smallest id (as `stats` uses).
+    pub order: Vec<i64>,
+}
+
+/// The truth behind the answers of [`simulate`]'s participants `sim-<seed>-<i>`, i < `n`:
+/// for every prompt with stored candidates, each participant's order over its distinct
+/// responses (a Plackett–Luce participant's is one draw from their model).
+pub fn latent_orders(
+    study: &Study,
+    store: &Store,
+    n: usize,
+    pop: &Population,
+    seed: u64,
+) -> Result<Vec<LatentOrder>, StoreError> {
+    let mut out = Vec::new();
+    for prompt in &study.prompts {
+        let pool = pool_texts(study, store, &prompt.id)?;
+        if pool.is_empty() {
+            continue;
+        }
+        let ids = representatives(study, store, &prompt.id, &pool)?;
+        for i in 0..n {
+            let who = format!("sim-{seed}-{i}");
+            let pref = preference(pop, pool.len(), i, n, seed, &prompt.id, &who);
+            let mut rng = rng_for(seed, &["latent", &prompt.id, &who]);
+            let all: Vec<usize> = (0..pool.len()).collect();
+            let order = rank(&pref, &all, &mut rng).into_iter().map(|t| ids[t]).collect();
+            out.push(LatentOrder { participant: who, prompt: prompt.id.clone(), order });
+        }
+    }
+    Ok(out)
+}
+
+/// The smallest candidate id of each of `pool`'s texts.
+fn representatives(study: &Study, store: &Store, prompt: &str, pool: &[String]) -> Result<Vec<i64>, StoreError> {
+    let mut ids = vec![i64::MAX; pool.len()];
+    for p in &study.policies {
+        for s in store.stored_samples(&p.name, prompt)? {
+            if let Some(c) = store.candidate(&p.name, prompt, s)?
+                && let Ok(t) = pool.binary_search(&c.text)
+            {
+                ids[t] = ids[t].min(c.id);
+            }
+        }
+    }
+    Ok(ids)
 }

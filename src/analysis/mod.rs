@@ -7,6 +7,7 @@ pub mod counterfactual;
 pub mod diversity;
 pub mod equilibria;
 pub mod fk;
+pub mod mixture;
 pub mod quality;
 pub mod ranking;
 pub mod report;

@@ -140,6 +140,44 @@ pub fn mm_flat(
     Err(format!("Plackett–Luce MM did not converge in {max_iter} iterations"))
 }
 
+/// At most `steps` MM updates from `params` over the weighted choices `select` (weights
+/// may be fractional: a latent class's share of each participant), stopping early once
+/// the L1 change is at most `tol`; never an error (an EM's M-step need not converge).
+pub fn mm_improve(
+    mut params: Vec<f64>,
+    data: &FlatChoices,
+    select: &Selection,
+    alpha: f64,
+    steps: usize,
+    tol: f64,
+) -> Vec<f64> {
+    let mut mm = MmStep::new(params.len(), data, select, alpha);
+    let mut next = vec![0.0; params.len()];
+    for _ in 0..steps {
+        mm.step(&params, &mut next);
+        let change: f64 = next.iter().zip(&params).map(|(a, b)| (a - b).abs()).sum();
+        if !change.is_finite() {
+            break;
+        }
+        std::mem::swap(&mut params, &mut next);
+        if change <= tol {
+            break;
+        }
+    }
+    params
+}
+
+/// The log-probability of successive choices under log-worths `theta`.
+pub fn choices_loglik(theta: &[f64], c: &Choices) -> f64 {
+    let mut set: f64 = c.rest.iter().map(|&i| theta[i].exp()).sum();
+    let mut ll = 0.0;
+    for &i in c.ranked.iter().rev() {
+        set += theta[i].exp();
+        ll += theta[i] - set.ln();
+    }
+    ll
+}
+
 /// One MM update θ ↦ F(θ) over a selection of choices, with its buffers.
 struct MmStep<'a> {
     data: &'a FlatChoices,

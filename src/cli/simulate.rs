@@ -13,7 +13,7 @@ pub struct Cmd {
     /// Synthetic participants to add (1 to 1000000)
     #[arg(long, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 1, 1_000_000>)]
     participants: usize,
-    /// cyclic, condorcet:P, pl:S or mallows:PHI:C
+    /// cyclic, condorcet:P, pl:S, mallows:PHI:C or plmix:C:S[:W1,W2,…]
     #[arg(long)]
     population: Population,
     #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = super::values::whole::<u64, 0, { u64::MAX }>)]
@@ -21,6 +21,9 @@ pub struct Cmd {
     /// Write each answer's commit time (ms, waiting for other writers included) to FILE, one a line: for load tests
     #[arg(long, value_name = "FILE")]
     commit_times: Option<std::path::PathBuf>,
+    /// Write the truth behind the answers to FILE (JSONL): per participant and prompt, their order over the prompt's distinct responses
+    #[arg(long, value_name = "FILE")]
+    latent_out: Option<std::path::PathBuf>,
     #[command(flatten)]
     engine: super::EngineArgs,
 }
@@ -34,6 +37,17 @@ impl Cmd {
         if let Some(path) = &self.commit_times {
             let lines: String = done.commit_ms.iter().map(|ms| format!("{ms:.4}\n")).collect();
             std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(path) = &self.latent_out {
+            let orders =
+                crate::simulate::latent_orders(&study, &store, self.participants, &self.population, self.seed)?;
+            let mut lines = String::new();
+            for o in &orders {
+                lines.push_str(&serde_json::to_string(o)?);
+                lines.push('\n');
+            }
+            std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+            println!("{} latent orders written to {}", orders.len(), path.display());
         }
         let ms = |q| done.commit_quantile(q).map_or("-".into(), |v| format!("{v:.2}"));
         println!(

@@ -10,6 +10,7 @@ mod concurrency;
 mod engine;
 mod gguf;
 mod golden;
+mod mixture;
 mod pty;
 mod reference;
 mod render;

@@ -1,0 +1,362 @@
+//! A latent-class Plackett–Luce model of the participants: C classes, each with its own
+//! Plackett–Luce worths over every prompt's distinct responses, and a participant's class
+//! shared across prompts (so every answer a person gives is evidence about the one class
+//! they belong to, which is what lets a handful of picks per person say something).
+//!
+//! The evidence is every choice a participant made: `order` answers (the shown set's
+//! distinct responses in order: successive choices), `pick` answers (top-1 of the shown
+//! set), best_of_k answers (top-1 of the k+1 shown). Identical texts are one response (the
+//! smallest candidate id of a prompt's identical texts stands for them, as everywhere in
+//! ualign). Left out: "no preference", skips, attention checks (a trial with a gold or
+//! broken slot), and a choice among fewer than two distinct responses.
+//!
+//! The fit is EM: the E-step gives each participant's posterior over classes; the M-step
+//! updates the class weights and, class by class and prompt by prompt, the worths by
+//! Hunter's MM on the choices weighted by the posterior (the same prior α as the
+//! per-person fits, so a response never chosen keeps a finite worth). Several seeded
+//! restarts; the best log-likelihood wins, and how many restarts reached it is reported.
+//! C is chosen from 1..=C_max by BIC (−2 log L + parameters × ln participants); ICL (BIC
+//! plus twice the posterior's entropy) is reported beside it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rand::Rng;
+use serde::Serialize;
+
+use super::ranking::{Choices, FlatChoices, mm_improve};
+use crate::schedule::SlotRole;
+use crate::store::{BestOfKAnswer, CandidateRecord, RankAnswer};
+
+/// The prior of every class's MM update (as the per-person fits use).
+pub const ALPHA: f64 = 0.1;
+
+/// MM updates per M-step: a generalised EM (each step raises the objective) converges to
+/// the same point, and a few cheap updates per E-step beat many.
+const MM_STEPS: usize = 3;
+
+/// A prompt's distinct responses: the candidate id that stands for each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptItems {
+    pub prompt: String,
+    pub items: Vec<i64>,
+}
+
+/// Every participant's choices, by prompt.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    pub prompts: Vec<PromptItems>,
+    /// Participant ids, sorted.
+    pub people: Vec<String>,
+    /// (participant index, prompt index, the choices), in participant order.
+    pub choices: Vec<(usize, usize, Choices)>,
+}
+
+impl Evidence {
+    /// The evidence of the stored answers.
+    pub fn from_records(rank: &[RankAnswer], best_of_k: &[BestOfKAnswer], candidates: &[CandidateRecord]) -> Self {
+        // A prompt's identical texts are one response: the smallest id stands for them.
+        let mut stand_for: HashMap<i64, (String, i64)> = HashMap::new();
+        let mut first: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        let mut sorted: Vec<&CandidateRecord> = candidates.iter().collect();
+        sorted.sort_by_key(|c| c.id);
+        for c in &sorted {
+            let rep = *first.entry((c.prompt_id.as_str(), c.text.as_str())).or_insert(c.id);
+            stand_for.insert(c.id, (c.prompt_id.clone(), rep));
+        }
+        let mut prompts: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for ((prompt, _), rep) in &first {
+            prompts.entry(prompt.to_string()).or_default().push(*rep);
+        }
+        prompts.values_mut().for_each(|v| v.sort_unstable());
+        let prompt_index: BTreeMap<&str, usize> = prompts.keys().enumerate().map(|(i, p)| (p.as_str(), i)).collect();
+        // Each answer as (participant, prompt, shown responses best first as far as known,
+        // how many of them were chosen in turn).
+        let mut raw: Vec<(String, usize, Vec<i64>, usize)> = Vec::new();
+        let mut add = |who: &str, shown: &[i64], ranked_slots: &[usize]| {
+            let Some((prompt, _)) = shown.first().and_then(|id| stand_for.get(id)) else { return };
+            let reps: Vec<i64> = shown.iter().filter_map(|id| stand_for.get(id).map(|s| s.1)).collect();
+            if reps.len() != shown.len() {
+                return;
+            }
+            // Chosen in turn (the first copy of a response is where it was ranked), then the rest.
+            let mut order: Vec<i64> = Vec::new();
+            for &s in ranked_slots {
+                if let Some(&r) = reps.get(s)
+                    && !order.contains(&r)
+                {
+                    order.push(r);
+                }
+            }
+            let ranked = order.len();
+            for &r in &reps {
+                if !order.contains(&r) {
+                    order.push(r);
+                }
+            }
+            raw.push((who.to_string(), prompt_index[prompt.as_str()], order, ranked));
+        };
+        for a in rank {
+            match &a.ordering {
+                Some(o) => add(&a.participant, &a.shown, o),
+                None => {
+                    if let Some(c) = a.choice {
+                        add(&a.participant, &a.shown, &[c]);
+                    }
+                }
+            }
+        }
+        for a in best_of_k {
+            let attention = a.slots.iter().any(|s| matches!(s.role, SlotRole::Gold | SlotRole::Broken));
+            if attention || a.no_preference || a.candidate_ids.len() != a.slots.len() {
+                continue;
+            }
+            if let Some(c) = a.choice {
+                add(&a.participant, &a.candidate_ids, &[c]);
+            }
+        }
+        let mut people: Vec<String> = raw.iter().map(|r| r.0.clone()).collect();
+        people.sort();
+        people.dedup();
+        let prompts: Vec<PromptItems> =
+            prompts.into_iter().map(|(prompt, items)| PromptItems { prompt, items }).collect();
+        let mut choices = Vec::new();
+        for (who, pi, order, ranked) in raw {
+            let items = &prompts[pi].items;
+            let idx: Vec<usize> = order.iter().map(|r| items.binary_search(r).unwrap_or(0)).collect();
+            // A full order's last response was chosen over nothing; fewer than two: no choice.
+            let ranked = ranked.min(idx.len().saturating_sub(1));
+            if ranked == 0 {
+                continue;
+            }
+            let person = people.binary_search(&who).unwrap_or(0);
+            choices.push((person, pi, Choices { ranked: idx[..ranked].to_vec(), rest: idx[ranked..].to_vec() }));
+        }
+        choices.sort_by_key(|c| (c.0, c.1));
+        Self { prompts, people, choices }
+    }
+
+    /// Free parameters of a C-class model: C − 1 weights and, per class and prompt, one
+    /// worth per response less one (worths are relative).
+    pub fn parameters(&self, classes: usize) -> usize {
+        let per_class: usize = self.prompts.iter().map(|p| p.items.len().saturating_sub(1)).sum();
+        classes - 1 + classes * per_class
+    }
+}
+
+/// A fitted mixture.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MixtureFit {
+    pub classes: usize,
+    /// Class weights, largest first (classes are numbered by weight).
+    pub weights: Vec<f64>,
+    /// Log-worths (centred) of each class, prompt and response: `worths[c][prompt][item]`.
+    #[serde(skip)]
+    pub worths: Vec<Vec<Vec<f64>>>,
+    /// Each participant's posterior over the classes (in `Evidence::people`'s order).
+    #[serde(skip)]
+    pub posterior: Vec<Vec<f64>>,
+    pub log_likelihood: f64,
+    pub bic: f64,
+    pub icl: f64,
+    pub restarts: usize,
+    /// Restarts whose log-likelihood came within 1e-6 (relative) of the best.
+    pub restarts_agreed: usize,
+    pub em_iterations: usize,
+}
+
+/// Settings of the fit.
+#[derive(Debug, Clone, Copy)]
+pub struct FitOptions {
+    pub restarts: usize,
+    pub max_iter: usize,
+    /// Stop when the log-likelihood improves by less than this (relative).
+    pub tol: f64,
+    pub seed: u64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self { restarts: 8, max_iter: 1000, tol: 1e-9, seed: 0 }
+    }
+}
+
+/// The choices grouped by prompt, for the M-step: each prompt's choices laid out for MM,
+/// and which participant each belongs to.
+struct ByPrompt {
+    flat: Vec<FlatChoices>,
+    owner: Vec<Vec<usize>>,
+}
+
+impl ByPrompt {
+    fn new(e: &Evidence) -> Self {
+        let n = e.prompts.len();
+        let mut lists: Vec<Vec<&Choices>> = vec![Vec::new(); n];
+        let mut owner = vec![Vec::new(); n];
+        for (p, pi, c) in &e.choices {
+            lists[*pi].push(c);
+            owner[*pi].push(*p);
+        }
+        Self { flat: lists.into_iter().map(FlatChoices::new).collect(), owner }
+    }
+}
+
+/// One EM run from random responsibilities.
+fn em_run(e: &Evidence, by: &ByPrompt, classes: usize, rng: &mut impl Rng, opts: &FitOptions) -> MixtureFit {
+    let people = e.people.len();
+    let mut post: Vec<Vec<f64>> = (0..people)
+        .map(|_| {
+            let r: Vec<f64> = (0..classes).map(|_| rng.random::<f64>() + 0.05).collect();
+            let s: f64 = r.iter().sum();
+            r.into_iter().map(|v| v / s).collect()
+        })
+        .collect();
+    let mut worths: Vec<Vec<Vec<f64>>> = vec![e.prompts.iter().map(|p| vec![0.0; p.items.len()]).collect(); classes];
+    let mut weights = vec![1.0 / classes as f64; classes];
+    let mut last = f64::NEG_INFINITY;
+    let mut ll = f64::NEG_INFINITY;
+    let mut iterations = 0;
+    for it in 0..opts.max_iter {
+        iterations = it + 1;
+        m_step(e, by, &post, &mut worths, &mut weights);
+        ll = e_step(e, &worths, &weights, &mut post);
+        if (ll - last).abs() <= opts.tol * ll.abs().max(1.0) {
+            break;
+        }
+        last = ll;
+    }
+    MixtureFit {
+        classes,
+        weights,
+        worths,
+        posterior: post,
+        log_likelihood: ll,
+        bic: 0.0,
+        icl: 0.0,
+        restarts: 1,
+        restarts_agreed: 1,
+        em_iterations: iterations,
+    }
+}
+
+fn m_step(e: &Evidence, by: &ByPrompt, post: &[Vec<f64>], worths: &mut [Vec<Vec<f64>>], weights: &mut [f64]) {
+    let people = post.len().max(1) as f64;
+    for (c, w) in weights.iter_mut().enumerate() {
+        *w = post.iter().map(|p| p[c]).sum::<f64>() / people;
+    }
+    for (c, class) in worths.iter_mut().enumerate() {
+        for (pi, theta) in class.iter_mut().enumerate() {
+            if by.owner[pi].is_empty() {
+                continue;
+            }
+            let select: Vec<(u32, f64)> =
+                by.owner[pi].iter().enumerate().map(|(i, &p)| (i as u32, post[p][c])).collect();
+            let start = std::mem::take(theta);
+            *theta = mm_improve(start, &by.flat[pi], &select, ALPHA, MM_STEPS, 1e-10);
+        }
+    }
+    let _ = e;
+}
+
+/// Posterior of every participant; returns the log-likelihood.
+fn e_step(e: &Evidence, worths: &[Vec<Vec<f64>>], weights: &[f64], post: &mut [Vec<f64>]) -> f64 {
+    let classes = weights.len();
+    let mut logp: Vec<Vec<f64>> = vec![weights.iter().map(|w| w.max(1e-300).ln()).collect(); post.len()];
+    // The worths themselves, once per class and prompt.
+    let exp: Vec<Vec<Vec<f64>>> =
+        worths.iter().map(|class| class.iter().map(|t| t.iter().map(|v| v.exp()).collect()).collect()).collect();
+    for (p, pi, c) in &e.choices {
+        for (k, lp) in logp[*p].iter_mut().enumerate() {
+            *lp += loglik(&worths[k][*pi], &exp[k][*pi], c);
+        }
+    }
+    let mut ll = 0.0;
+    for (row, lp) in post.iter_mut().zip(&logp) {
+        let max = lp.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = lp.iter().map(|v| (v - max).exp()).sum();
+        ll += max + z.ln();
+        for k in 0..classes {
+            row[k] = (lp[k] - max).exp() / z;
+        }
+    }
+    ll
+}
+
+/// The best of `opts.restarts` EM runs with `classes` classes, with BIC and ICL.
+pub fn fit(e: &Evidence, classes: usize, opts: &FitOptions) -> MixtureFit {
+    let by = ByPrompt::new(e);
+    let runs: Vec<MixtureFit> = (0..opts.restarts.max(1))
+        .map(|r| {
+            let mut rng = crate::seed::simulation(opts.seed, &["mixture", &classes.to_string(), &r.to_string()]);
+            em_run(e, &by, classes, &mut rng, opts)
+        })
+        .collect();
+    let best_ll = runs.iter().map(|r| r.log_likelihood).fold(f64::NEG_INFINITY, f64::max);
+    let agreed = runs.iter().filter(|r| (r.log_likelihood - best_ll).abs() <= 1e-6 * best_ll.abs().max(1.0)).count();
+    let restarts = runs.len();
+    let mut best = runs.into_iter().max_by(|a, b| a.log_likelihood.total_cmp(&b.log_likelihood)).expect("one run");
+    sort_classes(&mut best);
+    let n = e.people.len().max(1) as f64;
+    best.bic = -2.0 * best.log_likelihood + e.parameters(classes) as f64 * n.ln();
+    let entropy: f64 = best.posterior.iter().flatten().filter(|&&t| t > 0.0).map(|&t| -t * t.ln()).sum();
+    best.icl = best.bic + 2.0 * entropy;
+    best.restarts = restarts;
+    best.restarts_agreed = agreed;
+    best
+}
+
+/// Numbers the classes by weight, largest first.
+fn sort_classes(f: &mut MixtureFit) {
+    let mut order: Vec<usize> = (0..f.classes).collect();
+    order.sort_by(|&a, &b| f.weights[b].total_cmp(&f.weights[a]).then(a.cmp(&b)));
+    f.weights = order.iter().map(|&c| f.weights[c]).collect();
+    f.worths = order.iter().map(|&c| f.worths[c].clone()).collect();
+    for p in &mut f.posterior {
+        *p = order.iter().map(|&c| p[c]).collect();
+    }
+}
+
+/// Fits 1..=`c_max` classes; returns every fit and the index of the one BIC prefers.
+pub fn select(e: &Evidence, c_max: usize, opts: &FitOptions) -> (Vec<MixtureFit>, usize) {
+    let fits: Vec<MixtureFit> = (1..=c_max.max(1)).map(|c| fit(e, c, opts)).collect();
+    let best = fits.iter().enumerate().min_by(|a, b| a.1.bic.total_cmp(&b.1.bic)).map_or(0, |(i, _)| i);
+    (fits, best)
+}
+
+/// A participant's expected ranking of a prompt's whole pool under the fit: responses by
+/// their expected position, 1 + Σ_c τ_c Σ_j w_cj / (w_ci + w_cj) (exact for a
+/// Plackett–Luce mixture), best first, as candidate ids; with the posterior's certainty
+/// (its largest class probability).
+pub fn expected_ranking(e: &Evidence, f: &MixtureFit, person: usize, prompt: usize) -> (Vec<i64>, f64) {
+    let items = &e.prompts[prompt].items;
+    let tau = &f.posterior[person];
+    let n = items.len();
+    let mut position = vec![1.0; n];
+    for (c, t) in tau.iter().enumerate() {
+        let w: Vec<f64> = f.worths[c][prompt].iter().map(|v| v.exp()).collect();
+        for i in 0..n {
+            for j in 0..n {
+                if i != j {
+                    position[i] += t * w[j] / (w[i] + w[j]);
+                }
+            }
+        }
+    }
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| position[a].total_cmp(&position[b]).then(a.cmp(&b)));
+    (idx.into_iter().map(|i| items[i]).collect(), tau.iter().copied().fold(0.0, f64::max))
+}
+
+/// [`choices_loglik`] with the worths' exponentials computed already.
+fn loglik(theta: &[f64], w: &[f64], c: &Choices) -> f64 {
+    let mut set: f64 = c.rest.iter().map(|&i| w[i]).sum();
+    let mut ll = 0.0;
+    for &i in c.ranked.iter().rev() {
+        set += w[i];
+        ll += theta[i] - set.ln();
+    }
+    ll
+}
+
+#[cfg(test)]
+#[path = "mixture_tests.rs"]
+mod tests;

@@ -1,0 +1,141 @@
+use super::*;
+use rand::seq::SliceRandom;
+
+/// A synthetic population: `classes` Plackett–Luce classes (equal weights; a class is
+/// `person % classes`), log-worths spread evenly over [0, spread] in a random order per
+/// class and prompt; each person makes `picks` top-1 choices of 3 random items per prompt.
+fn population(
+    people: usize,
+    classes: usize,
+    prompts: usize,
+    items: usize,
+    picks: usize,
+    spread: f64,
+    seed: u64,
+) -> (Evidence, Vec<usize>) {
+    let mut rng = crate::seed::simulation(seed, &["test-population"]);
+    let worths: Vec<Vec<Vec<f64>>> = (0..classes)
+        .map(|_| {
+            (0..prompts)
+                .map(|_| {
+                    let mut order: Vec<usize> = (0..items).collect();
+                    order.shuffle(&mut rng);
+                    let mut w = vec![0.0; items];
+                    for (rank, &i) in order.iter().enumerate() {
+                        w[i] = spread * (1.0 - rank as f64 / (items - 1) as f64);
+                    }
+                    w
+                })
+                .collect()
+        })
+        .collect();
+    let mut choices = Vec::new();
+    for p in 0..people {
+        let class = p % classes;
+        for (pi, class_worths) in worths[class].iter().enumerate() {
+            for _ in 0..picks {
+                let mut shown: Vec<usize> = (0..items).collect();
+                shown.shuffle(&mut rng);
+                shown.truncate(3);
+                let w: Vec<f64> = shown.iter().map(|&i| class_worths[i].exp()).collect();
+                let mut u = rng.random::<f64>() * w.iter().sum::<f64>();
+                let mut pick = 2;
+                for (j, x) in w.iter().enumerate() {
+                    if u < *x {
+                        pick = j;
+                        break;
+                    }
+                    u -= x;
+                }
+                let winner = shown.remove(pick);
+                choices.push((p, pi, Choices { ranked: vec![winner], rest: shown }));
+            }
+        }
+    }
+    let e = Evidence {
+        prompts: (0..prompts)
+            .map(|pi| PromptItems { prompt: format!("q{pi}"), items: (0..items as i64).collect() })
+            .collect(),
+        people: (0..people).map(|p| format!("p{p:04}")).collect(),
+        choices,
+    };
+    (e, (0..people).map(|p| p % classes).collect())
+}
+
+fn quick() -> FitOptions {
+    FitOptions { restarts: 3, max_iter: 300, tol: 1e-8, seed: 1 }
+}
+
+#[test]
+fn one_class_is_todays_plackett_luce_fit_of_all_choices() {
+    let (e, _) = population(60, 2, 2, 6, 5, 2.0, 3);
+    let f = fit(&e, 1, &FitOptions { tol: 1e-14, max_iter: 20_000, ..quick() });
+    for pi in 0..2 {
+        let pooled: Vec<Choices> = e.choices.iter().filter(|c| c.1 == pi).map(|c| c.2.clone()).collect();
+        let reference = crate::analysis::ranking::mm_from(vec![0.0; 6], &pooled, ALPHA, 100_000, 1e-12).unwrap();
+        for (a, b) in f.worths[0][pi].iter().zip(&reference) {
+            assert!((a - b).abs() < 1e-6, "{:?} vs {reference:?}", f.worths[0][pi]);
+        }
+    }
+    assert_eq!(f.weights, [1.0]);
+    assert!(f.posterior.iter().all(|p| p == &[1.0]));
+}
+
+#[test]
+fn bic_finds_two_well_separated_classes_and_the_posterior_sorts_people_into_them() {
+    for seed in 0..3 {
+        let (e, truth) = population(200, 2, 3, 6, 6, 3.0, seed);
+        let (fits, best) = select(&e, 3, &quick());
+        assert_eq!(fits[best].classes, 2, "seed {seed}: BIC {:?}", fits.iter().map(|f| f.bic).collect::<Vec<_>>());
+        let f = &fits[best];
+        // Classes are unlabelled: count agreement under the better of the two labellings.
+        let assigned: Vec<usize> = f.posterior.iter().map(|p| if p[0] >= p[1] { 0 } else { 1 }).collect();
+        let same = assigned.iter().zip(&truth).filter(|(a, t)| a == t).count();
+        let agree = same.max(truth.len() - same) as f64 / truth.len() as f64;
+        assert!(agree > 0.9, "seed {seed}: {agree}");
+        assert!((f.weights[0] - 0.5).abs() < 0.1, "{:?}", f.weights);
+        assert!(f.icl >= f.bic);
+        assert!(f.restarts_agreed >= 1 && f.restarts_agreed <= f.restarts);
+    }
+}
+
+#[test]
+fn one_population_is_not_split() {
+    let (e, _) = population(200, 1, 3, 6, 6, 3.0, 11);
+    let (fits, best) = select(&e, 3, &quick());
+    assert_eq!(fits[best].classes, 1, "BIC {:?}", fits.iter().map(|f| f.bic).collect::<Vec<_>>());
+}
+
+#[test]
+fn em_never_lowers_the_likelihood() {
+    let (e, _) = population(80, 2, 2, 5, 4, 2.0, 5);
+    let by = ByPrompt::new(&e);
+    let mut rng = crate::seed::simulation(9, &["em"]);
+    let mut post: Vec<Vec<f64>> = (0..e.people.len())
+        .map(|_| {
+            let a = rng.random::<f64>();
+            vec![a, 1.0 - a]
+        })
+        .collect();
+    let mut worths = vec![e.prompts.iter().map(|p| vec![0.0; p.items.len()]).collect::<Vec<_>>(); 2];
+    let mut weights = vec![0.5, 0.5];
+    let mut last = f64::NEG_INFINITY;
+    for _ in 0..30 {
+        m_step(&e, &by, &post, &mut worths, &mut weights);
+        let ll = e_step(&e, &worths, &weights, &mut post);
+        // The prior makes the objective a posterior, not the likelihood: allow its slack.
+        assert!(ll >= last - 1e-3, "{ll} < {last}");
+        last = ll;
+    }
+}
+
+#[test]
+fn an_expected_ranking_of_one_class_is_its_order_of_worth() {
+    let (e, _) = population(40, 1, 1, 5, 8, 3.0, 2);
+    let f = fit(&e, 1, &quick());
+    let (ranking, certainty) = expected_ranking(&e, &f, 0, 0);
+    let by_worth: Vec<i64> =
+        crate::analysis::ranking::order_by_worth(&f.worths[0][0]).into_iter().map(|i| i as i64).collect();
+    assert_eq!(ranking, by_worth);
+    assert_eq!(certainty, 1.0);
+}
