@@ -159,7 +159,7 @@ pub fn payoffs_up_to(orders: &[Order], x: &[f64], k_max: u32) -> Vec<Vec<f64>> {
 
 /// Gauss–Legendre nodes and weights on [0, 1] (m nodes: exact for polynomials of degree
 /// ≤ 2m − 1), by Newton's method on the Legendre polynomial from the usual cosine guesses.
-fn gauss_legendre(m: usize) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn gauss_legendre(m: usize) -> (Vec<f64>, Vec<f64>) {
     let (mut nodes, mut weights) = (vec![0.0; m], vec![0.0; m]);
     for i in 0..m {
         let mut z = (std::f64::consts::PI * (i as f64 + 0.75) / (m as f64 + 0.5)).cos();
@@ -462,14 +462,19 @@ pub fn margins(orders: &[Order], n: usize) -> Vec<Vec<f64>> {
 /// The maximal lottery (NLHF's policy): p with pᵀM ≥ 0, by linear programming. Among the
 /// optimal lotteries the LP returns a vertex; ties in the margins can make it non-unique.
 pub fn maximal_lottery(orders: &[Order], n: usize) -> Result<Vec<f64>, String> {
+    maximal_lottery_of(&margins(orders, n))
+}
+
+/// The maximal lottery of the majority margins `m` (any population's, such as a model's).
+pub fn maximal_lottery_of(m: &[Vec<f64>]) -> Result<Vec<f64>, String> {
     use microlp::{ComparisonOp, OptimizationDirection, Problem};
-    let m = margins(orders, n);
+    let n = m.len();
     let mut lp = Problem::new(OptimizationDirection::Maximize);
     let p: Vec<_> = (0..n).map(|_| lp.add_var(0.0, (0.0, 1.0))).collect();
     let v = lp.add_var(1.0, (-1.0, 1.0));
     for b in 0..n {
         // Σ_a p_a M[a][b] − v ≥ 0
-        let mut expr: Vec<(microlp::Variable, f64)> = p.iter().zip(&m).map(|(&pa, row)| (pa, row[b])).collect();
+        let mut expr: Vec<(microlp::Variable, f64)> = p.iter().zip(m).map(|(&pa, row)| (pa, row[b])).collect();
         expr.push((v, -1.0));
         lp.add_constraint(expr, ComparisonOp::Ge, 0.0);
     }

@@ -1,0 +1,136 @@
+use super::*;
+use rand::Rng;
+
+fn mixture(n: usize, classes: usize, spread: f64, seed: u64) -> PlPopulation {
+    let mut rng = crate::seed::simulation(seed, &["population-test"]);
+    let mut weights: Vec<f64> = (0..classes).map(|_| rng.random::<f64>() + 0.2).collect();
+    let z: f64 = weights.iter().sum();
+    weights.iter_mut().for_each(|w| *w /= z);
+    let log_worths = (0..classes).map(|_| (0..n).map(|_| spread * (rng.random::<f64>() - 0.5)).collect()).collect();
+    PlPopulation { weights, log_worths }
+}
+
+fn policy(n: usize, seed: u64, zeros: usize) -> Vec<f64> {
+    let mut rng = crate::seed::simulation(seed, &["policy-test"]);
+    let mut x: Vec<f64> = (0..n).map(|i| if i < zeros { 0.0 } else { rng.random::<f64>() }).collect();
+    let z: f64 = x.iter().sum();
+    x.iter_mut().for_each(|v| *v /= z);
+    x
+}
+
+/// u(y; x) by enumeration: E[W^m] = Σ over m-tuples of responses ≠ y of their masses'
+/// product times P(all of them below y) = w_y / (w_y + Σ of their distinct worths).
+fn enumerated(p: &PlPopulation, x: &[f64], k: u32) -> Vec<f64> {
+    let n = x.len();
+    let binom = binomial_table(k as usize);
+    let mut u = vec![0.0; n];
+    for (cw, lw) in p.weights.iter().zip(&p.log_worths) {
+        let w: Vec<f64> = lw.iter().map(|v| v.exp()).collect();
+        for y in 0..n {
+            let others: Vec<usize> = (0..n).filter(|&i| i != y).collect();
+            let mut moment = vec![0.0; k as usize + 1];
+            for (m, slot) in moment.iter_mut().enumerate() {
+                // Every m-tuple of others.
+                let mut idx = vec![0usize; m];
+                loop {
+                    let mass: f64 = idx.iter().map(|&j| x[others[j]]).product();
+                    let mut distinct: Vec<usize> = idx.iter().map(|&j| others[j]).collect();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    let below = w[y] / (w[y] + distinct.iter().map(|&i| w[i]).sum::<f64>());
+                    *slot += mass * below;
+                    // Next tuple.
+                    let mut pos = 0;
+                    while pos < m {
+                        idx[pos] += 1;
+                        if idx[pos] < others.len() {
+                            break;
+                        }
+                        idx[pos] = 0;
+                        pos += 1;
+                    }
+                    if pos == m {
+                        break;
+                    }
+                }
+            }
+            let share: f64 = (0..=k as usize)
+                .map(|j| binom[k as usize][j] * x[y].powi(j as i32) / (j as f64 + 1.0) * moment[k as usize - j])
+                .sum();
+            u[y] += cw * share;
+        }
+    }
+    u
+}
+
+#[test]
+fn payoffs_equal_exact_enumeration() {
+    for seed in 0..4 {
+        let p = mixture(4, 2, 4.0, seed);
+        let x = policy(4, seed, usize::from(seed % 2 == 0));
+        let all = p.payoffs_up_to(&x, 4);
+        for k in 1..=4u32 {
+            let exact = enumerated(&p, &x, k);
+            for (a, b) in all[k as usize - 1].iter().zip(&exact) {
+                assert!((a - b).abs() < 1e-10, "seed {seed} k {k}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn payoffs_match_monte_carlo_over_sampled_rankings_and_sum_to_one_over_k_plus_one() {
+    let p = mixture(7, 3, 3.0, 7);
+    let x = policy(7, 3, 0);
+    let orders = p.sample_orders(200_000, 5);
+    for k in [1u32, 3, 6] {
+        let exact = p.payoffs(&x, k);
+        let sampled = equilibria::payoffs(&orders, &x, k);
+        for (a, b) in exact.iter().zip(&sampled) {
+            assert!((a - b).abs() < 4e-3, "k {k}: {a} vs {b}");
+        }
+        // Under x itself the payoffs average to exactly 1/(k+1).
+        let mean: f64 = exact.iter().zip(&x).map(|(u, w)| u * w).sum();
+        assert!((mean - 1.0 / (k as f64 + 1.0)).abs() < 1e-10, "{mean}");
+    }
+}
+
+#[test]
+fn extreme_worths_and_point_masses_stay_exact() {
+    let p = PlPopulation { weights: vec![1.0], log_worths: vec![vec![12.0, -12.0, 0.0, 8.0]] };
+    for x in [vec![1.0, 0.0, 0.0, 0.0], vec![0.0, 0.0, 1.0, 0.0], vec![0.25; 4]] {
+        for k in 1..=4 {
+            let a = p.payoffs(&x, k);
+            let b = enumerated(&p, &x, k);
+            for (a, b) in a.iter().zip(&b) {
+                assert!((a - b).abs() < 1e-9, "{x:?} k {k}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn margins_are_the_mixtures_pairwise_majorities() {
+    let p = mixture(5, 2, 3.0, 2);
+    let orders = p.sample_orders(100_000, 1);
+    let exact = p.margins();
+    let sampled = equilibria::margins(&orders, 5);
+    for (ra, rb) in exact.iter().zip(&sampled) {
+        for (a, b) in ra.iter().zip(rb) {
+            assert!((a - b).abs() < 0.01, "{a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn the_models_equilibrium_certifies_the_bound() {
+    let p = mixture(6, 3, 4.0, 9);
+    let samples = p.sample_orders(20_000, 3);
+    let start = equilibria::maximal_lottery_of(&p.margins()).unwrap();
+    for k in [1u32, 2, 4] {
+        let ne = p.ne_k(k, start.clone(), &samples);
+        let certified = p.certified_win_rate(&ne, k);
+        let bound = k as f64 / (k as f64 + 1.0);
+        assert!(certified > bound - 1e-6, "k {k}: {certified} < {bound}");
+    }
+}
