@@ -57,8 +57,18 @@ pub struct EquilibriumRow {
     pub certified_win_rate: f64,
     pub gap: f64,
     pub bound: f64,
-    /// Participants whose rankings covered the whole pool.
+    /// Participants whose rankings covered the whole pool (`orders`), or whose choices the
+    /// model was fitted to (`pl_mixture`).
     pub participants: usize,
+    /// `orders`: exact, over the participants' own rankings of the whole pool;
+    /// `pl_mixture`: over the population the latent-class Plackett–Luce model describes.
+    pub method: &'static str,
+    /// For `pl_mixture`: the 95% interval of the certified win rate over a cluster
+    /// bootstrap of participants (the model refitted, this policy re-evaluated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci_low: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci_high: Option<f64>,
 }
 
 /// A prompt that could not be analysed, and why.
@@ -109,13 +119,13 @@ pub fn analyse(
 
 /// A prompt's pool as responses: its distinct texts, in order of their smallest candidate
 /// id, with how many candidates carry each.
-struct Responses {
-    masses: Vec<Mass>,
+pub(crate) struct Responses {
+    pub(crate) masses: Vec<Mass>,
     of_id: HashMap<i64, usize>,
 }
 
 impl Responses {
-    fn of(pool: &[PoolCandidate]) -> Self {
+    pub(crate) fn of(pool: &[PoolCandidate]) -> Self {
         let mut sorted: Vec<&PoolCandidate> = pool.iter().collect();
         sorted.sort_by_key(|c| c.id);
         let mut of_text: HashMap<&str, usize> = HashMap::new();
@@ -160,7 +170,7 @@ impl Responses {
 
     /// Greedy: a point mass on the most common text of the temperature-0 policies'
     /// candidates, if the pool has any.
-    fn greedy(&self, pool: &[PoolCandidate], greedy_policies: &BTreeSet<String>) -> Option<Vec<f64>> {
+    pub(crate) fn greedy(&self, pool: &[PoolCandidate], greedy_policies: &BTreeSet<String>) -> Option<Vec<f64>> {
         let n = self.masses.len();
         let mut counts = vec![0usize; n];
         for c in pool.iter().filter(|c| greedy_policies.contains(&c.policy)) {
@@ -174,7 +184,7 @@ impl Responses {
         })
     }
 
-    fn with(&self, p: &[f64]) -> Vec<Mass> {
+    pub(crate) fn with(&self, p: &[f64]) -> Vec<Mass> {
         self.masses.iter().zip(p).map(|(m, &p)| Mass { p, ..m.clone() }).collect()
     }
 }
@@ -251,6 +261,9 @@ fn certified_rows(
                 gap: (worst - 1.0 / (k as f64 + 1.0)).max(0.0),
                 bound,
                 participants: orders.len(),
+                method: "orders",
+                ci_low: None,
+                ci_high: None,
             });
         };
         row("base", &p.base, at(&base_u));
@@ -278,8 +291,20 @@ pub fn pools(candidates: &[Candidate], policies: &BTreeSet<String>) -> BTreeMap<
     out
 }
 
+/// The rows a summary shows: per prompt, the exact (`orders`) rows where the prompt has
+/// them, else the model's (`pl_mixture`); and whether any of the model's are among them.
+pub fn shown_rows(rows: &[EquilibriumRow]) -> (Vec<&EquilibriumRow>, bool) {
+    let exact: BTreeSet<&str> = rows.iter().filter(|r| r.method == "orders").map(|r| r.prompt.as_str()).collect();
+    let shown: Vec<&EquilibriumRow> =
+        rows.iter().filter(|r| r.method == "orders" || !exact.contains(r.prompt.as_str())).collect();
+    let model = shown.iter().any(|r| r.method != "orders");
+    (shown, model)
+}
+
 /// Mean certified f(k) over the analysed prompts, per (policy, k): the curves of a plot.
-pub fn mean_certified(rows: &[EquilibriumRow]) -> BTreeMap<(&'static str, u32), (f64, usize)> {
+pub fn mean_certified<'a>(
+    rows: impl IntoIterator<Item = &'a EquilibriumRow>,
+) -> BTreeMap<(&'static str, u32), (f64, usize)> {
     let mut acc: BTreeMap<(&'static str, u32), (f64, usize)> = BTreeMap::new();
     for r in rows {
         let e = acc.entry((r.policy, r.k)).or_default();
@@ -303,7 +328,7 @@ mod tests {
     }
 
     fn ranking(p: &str, order: &[i64]) -> Ranking {
-        Ranking { participant: p.into(), prompt: "q".into(), order: order.to_vec(), method: "order" }
+        Ranking { participant: p.into(), prompt: "q".into(), order: order.to_vec(), method: "order", certainty: None }
     }
 
     #[test]

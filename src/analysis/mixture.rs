@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::ranking::{Choices, FlatChoices, mm_improve};
 use crate::schedule::SlotRole;
-use crate::store::{BestOfKAnswer, CandidateRecord, RankAnswer};
+use crate::store::{BestOfKAnswer, Candidate, RankAnswer};
 
 /// The prior of every class's MM update (as the per-person fits use).
 pub const ALPHA: f64 = 0.1;
@@ -39,6 +39,8 @@ const MM_STEPS: usize = 3;
 pub struct PromptItems {
     pub prompt: String,
     pub items: Vec<i64>,
+    /// The text of each response.
+    pub texts: Vec<String>,
 }
 
 /// Every participant's choices, by prompt.
@@ -53,19 +55,19 @@ pub struct Evidence {
 
 impl Evidence {
     /// The evidence of the stored answers.
-    pub fn from_records(rank: &[RankAnswer], best_of_k: &[BestOfKAnswer], candidates: &[CandidateRecord]) -> Self {
+    pub fn from_records(rank: &[RankAnswer], best_of_k: &[BestOfKAnswer], candidates: &[Candidate]) -> Self {
         // A prompt's identical texts are one response: the smallest id stands for them.
         let mut stand_for: HashMap<i64, (String, i64)> = HashMap::new();
         let mut first: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-        let mut sorted: Vec<&CandidateRecord> = candidates.iter().collect();
+        let mut sorted: Vec<&Candidate> = candidates.iter().collect();
         sorted.sort_by_key(|c| c.id);
         for c in &sorted {
             let rep = *first.entry((c.prompt_id.as_str(), c.text.as_str())).or_insert(c.id);
             stand_for.insert(c.id, (c.prompt_id.clone(), rep));
         }
-        let mut prompts: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        for ((prompt, _), rep) in &first {
-            prompts.entry(prompt.to_string()).or_default().push(*rep);
+        let mut prompts: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+        for ((prompt, text), rep) in &first {
+            prompts.entry(prompt.to_string()).or_default().push((*rep, text.to_string()));
         }
         prompts.values_mut().for_each(|v| v.sort_unstable());
         let prompt_index: BTreeMap<&str, usize> = prompts.keys().enumerate().map(|(i, p)| (p.as_str(), i)).collect();
@@ -117,8 +119,13 @@ impl Evidence {
         let mut people: Vec<String> = raw.iter().map(|r| r.0.clone()).collect();
         people.sort();
         people.dedup();
-        let prompts: Vec<PromptItems> =
-            prompts.into_iter().map(|(prompt, items)| PromptItems { prompt, items }).collect();
+        let prompts: Vec<PromptItems> = prompts
+            .into_iter()
+            .map(|(prompt, v)| {
+                let (items, texts) = v.into_iter().unzip();
+                PromptItems { prompt, items, texts }
+            })
+            .collect();
         let mut choices = Vec::new();
         for (who, pi, order, ranked) in raw {
             let items = &prompts[pi].items;
@@ -203,13 +210,25 @@ impl ByPrompt {
 /// One EM run from random responsibilities.
 fn em_run(e: &Evidence, by: &ByPrompt, classes: usize, rng: &mut impl Rng, opts: &FitOptions) -> MixtureFit {
     let people = e.people.len();
-    let mut post: Vec<Vec<f64>> = (0..people)
+    let post: Vec<Vec<f64>> = (0..people)
         .map(|_| {
             let r: Vec<f64> = (0..classes).map(|_| rng.random::<f64>() + 0.05).collect();
             let s: f64 = r.iter().sum();
             r.into_iter().map(|v| v / s).collect()
         })
         .collect();
+    em_from(e, by, post, opts)
+}
+
+/// One EM run from the responsibilities `start` (a bootstrap sample's refit starts from
+/// the full fit's posterior of the people drawn), classes kept in their order.
+pub fn fit_from(e: &Evidence, start: Vec<Vec<f64>>, opts: &FitOptions) -> MixtureFit {
+    let by = ByPrompt::new(e);
+    em_from(e, &by, start, opts)
+}
+
+fn em_from(e: &Evidence, by: &ByPrompt, mut post: Vec<Vec<f64>>, opts: &FitOptions) -> MixtureFit {
+    let classes = post.first().map_or(1, Vec::len);
     let mut worths: Vec<Vec<Vec<f64>>> = vec![e.prompts.iter().map(|p| vec![0.0; p.items.len()]).collect(); classes];
     let mut weights = vec![1.0 / classes as f64; classes];
     let mut last = f64::NEG_INFINITY;

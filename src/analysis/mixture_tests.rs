@@ -54,7 +54,11 @@ fn population(
     }
     let e = Evidence {
         prompts: (0..prompts)
-            .map(|pi| PromptItems { prompt: format!("q{pi}"), items: (0..items as i64).collect() })
+            .map(|pi| PromptItems {
+                prompt: format!("q{pi}"),
+                items: (0..items as i64).collect(),
+                texts: (0..items).map(|i| format!("t{i}")).collect(),
+            })
             .collect(),
         people: (0..people).map(|p| format!("p{p:04}")).collect(),
         choices,

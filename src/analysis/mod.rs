@@ -8,6 +8,7 @@ pub mod diversity;
 pub mod equilibria;
 pub mod fk;
 pub mod mixture;
+pub mod model;
 pub mod population;
 pub mod quality;
 pub mod ranking;

@@ -183,18 +183,36 @@ impl PlPopulation {
     pub fn ne_k(&self, k: u32, start: Vec<f64>, samples: &[Order]) -> Vec<f64> {
         let sampled = equilibria::ne_k_from(samples, start, k, 1e-7, 20_000).distribution;
         let worst = |x: &[f64]| self.payoffs(x, k).into_iter().fold(0.0, f64::max);
-        let mut best = sampled.clone();
-        let mut best_worst = worst(&best);
-        let mut x = sampled;
-        for _ in 0..6 {
-            let Some(next) = self.newton_step(&x, k) else { break };
-            let w = worst(&next);
-            if w + 1e-15 < best_worst {
-                best = next.clone();
-                best_worst = w;
-                x = next;
-            } else {
+        let share = 1.0 / (k as f64 + 1.0);
+        let mut best_worst = worst(&sampled);
+        let mut best = sampled;
+        // Active set: Newton on the support; a response outside it that pays more than the
+        // support joins it (with a little mass); one whose mass Newton drives to 0 leaves.
+        let mut x = best.clone();
+        for _ in 0..24 {
+            if best_worst - share < 1e-12 {
                 break;
+            }
+            let next = self.newton_step(&x, k).filter(|n| worst(n) + 1e-15 < best_worst);
+            match next {
+                Some(n) => {
+                    best_worst = worst(&n);
+                    best = n.clone();
+                    x = n;
+                }
+                None => {
+                    // Stuck on this support: bring in the best-paid response outside it.
+                    let u = self.payoffs(&x, k);
+                    let Some(y) = (0..x.len()).filter(|&i| x[i] <= 1e-12).max_by(|&a, &b| u[a].total_cmp(&u[b])) else {
+                        break;
+                    };
+                    if u[y] <= share + 1e-12 {
+                        break;
+                    }
+                    let mut widened: Vec<f64> = x.iter().map(|v| v * 0.99).collect();
+                    widened[y] += 0.01;
+                    x = widened;
+                }
             }
         }
         best

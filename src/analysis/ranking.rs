@@ -433,8 +433,12 @@ pub struct Ranking {
     pub order: Vec<i64>,
     /// `order`: one full order as given; `pl_order`: several orders combined by a
     /// Plackett–Luce fit (each order broken into successive choices); `pl_top1`: a
-    /// Plackett–Luce fit of favourite picks (Hunter's MM, prior α = 0.1).
+    /// Plackett–Luce fit of favourite picks (Hunter's MM, prior α = 0.1); `pl_mixture`: the
+    /// participant's expected ranking of the whole pool under the latent-class model.
     pub method: &'static str,
+    /// For `pl_mixture`: the posterior probability of the participant's likeliest class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certainty: Option<f64>,
 }
 
 /// What one answered rank trial showed (candidate ids in displayed order) and the answer:
@@ -489,7 +493,7 @@ pub fn rankings_of(groups: &BTreeMap<(String, String), Vec<RankObservation>>) ->
                 .as_ref()
                 .map(|ord| ord.iter().filter_map(|&s| o.shown.get(s).copied()).collect())
                 .unwrap_or_default();
-            out.push(Ranking { participant, prompt, order, method: "order" });
+            out.push(Ranking { participant, prompt, order, method: "order", certainty: None });
             continue;
         }
         let mut items: Vec<i64> = obs.iter().flat_map(|o| o.shown.iter().copied()).collect();
@@ -499,7 +503,13 @@ pub fn rankings_of(groups: &BTreeMap<(String, String), Vec<RankObservation>>) ->
         let data: Vec<Choices> = obs.iter().filter_map(|o| choices(o, index)).collect();
         if let Ok(params) = mm_from(vec![0.0; items.len()], &data, 0.1, 100_000, 1e-9) {
             let order = order_by_worth(&params).into_iter().map(|i| items[i]).collect();
-            out.push(Ranking { participant, prompt, order, method: if all_orders { "pl_order" } else { "pl_top1" } });
+            out.push(Ranking {
+                participant,
+                prompt,
+                order,
+                method: if all_orders { "pl_order" } else { "pl_top1" },
+                certainty: None,
+            });
         }
     }
     out

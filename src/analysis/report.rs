@@ -23,6 +23,8 @@ pub struct Options {
     pub too_fast_ms: u64,
     /// The equilibria are computed for k = 1..=k_max.
     pub k_max: u32,
+    /// The latent-class Plackett–Luce model and its bootstrap.
+    pub model: super::model::ModelOptions,
 }
 
 impl Options {
@@ -38,7 +40,11 @@ impl Options {
             .max()
             .unwrap_or(0)
             .max(8);
-        Self { replicates: 2000, worth_replicates: 200, too_fast_ms: 1500, k_max }
+        let model = super::model::ModelOptions {
+            fit: super::mixture::FitOptions { seed: study.seed, ..Default::default() },
+            ..Default::default()
+        };
+        Self { replicates: 2000, worth_replicates: 200, too_fast_ms: 1500, k_max, model }
     }
 }
 
@@ -61,6 +67,8 @@ pub struct Report {
     pub population: Vec<Worth>,
     pub equilibria: Vec<counterfactual::EquilibriumRow>,
     pub equilibria_skipped: Vec<counterfactual::Skipped>,
+    /// The latent-class Plackett–Luce model behind the `pl_mixture` rows, if any choices.
+    pub population_model: Option<super::model::PopulationModel>,
     pub diversity: Vec<Diversity>,
     pub quality: Quality,
 }
@@ -73,7 +81,8 @@ impl Report {
         let snapshot = store.snapshot().map_err(StoreError::from)?;
         // Every candidate is read once and serves f(k), the pools and diversity.
         let candidates = store.all_candidates()?;
-        let groups = ranking::rank_observations(&store.rank_answers()?);
+        let rank_answers = store.rank_answers()?;
+        let groups = ranking::rank_observations(&rank_answers);
         std::thread::scope(|scope| {
             let rank_work = scope.spawn(|| RankParts::compute(study, &candidates, &groups, opts));
             let best_of_k = store.best_of_k_answers();
@@ -81,7 +90,7 @@ impl Report {
             let counts = store.quality_counts(opts.too_fast_ms);
             let rank = rank_work.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             drop(snapshot);
-            Ok(Self::assemble(study, &candidates, &best_of_k?, progress?, &counts?, rank, opts))
+            Ok(Self::assemble(study, &candidates, (&best_of_k?, &rank_answers), progress?, &counts?, rank, opts))
         })
     }
 
@@ -92,7 +101,7 @@ impl Report {
         Self::assemble(
             study,
             &records.candidates,
-            &records.best_of_k,
+            (&records.best_of_k, &records.rank_answers),
             records.progress.clone(),
             &records.quality,
             rank,
@@ -103,7 +112,7 @@ impl Report {
     fn assemble(
         study: &Study,
         candidates: &[Candidate],
-        best_of_k: &[BestOfKAnswer],
+        (best_of_k, rank_answers): (&[BestOfKAnswer], &[RankAnswer]),
         progress: Progress,
         quality: &QualityCounts,
         rank: RankParts,
@@ -111,7 +120,11 @@ impl Report {
     ) -> Self {
         let texts: HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
         let fk = fk::compute(&fk::observations(best_of_k, &texts), opts.replicates, study.seed);
-        let RankParts { rankings, population, counterfactual, diversity } = rank;
+        let RankParts { mut rankings, population, counterfactual, diversity } = rank;
+        let model = model_analysis(study, candidates, best_of_k, rank_answers, opts);
+        rankings.extend(model.rankings);
+        let mut equilibria = counterfactual.rows;
+        equilibria.extend(model.rows);
         Self {
             study: study.name.clone(),
             convention: fk::CONVENTION,
@@ -119,8 +132,9 @@ impl Report {
             fk,
             rankings,
             population,
-            equilibria: counterfactual.rows,
+            equilibria,
             equilibria_skipped: counterfactual.skipped,
+            population_model: model.model,
             diversity,
             quality: quality::compute(quality, opts.too_fast_ms),
         }
@@ -170,12 +184,7 @@ impl RankParts {
             })
             .flatten()
             .collect();
-        let greedy: BTreeSet<String> = study
-            .policies
-            .iter()
-            .filter(|p| matches!(&p.source, PolicySource::Model { decoding, .. } if decoding.is_greedy()))
-            .map(|p| p.name.clone())
-            .collect();
+        let greedy = greedy_policies(study);
         let ks: Vec<u32> = (1..=opts.k_max).collect();
         let rankings = ranking::rankings_of(groups);
         let (population, counterfactual) = rayon::join(
@@ -191,6 +200,44 @@ impl RankParts {
         );
         Self { rankings, population, counterfactual, diversity: pool_diversity(study, candidates) }
     }
+}
+
+/// The latent-class model over every choice, and its certified policies over each prompt's
+/// pool: the rank blocks' policies' candidates, or where a study has no rank block, those
+/// of its best_of_k blocks.
+fn model_analysis(
+    study: &Study,
+    candidates: &[Candidate],
+    best_of_k: &[BestOfKAnswer],
+    rank_answers: &[RankAnswer],
+    opts: &Options,
+) -> super::model::ModelAnalysis {
+    let (rank, bok): (BTreeSet<String>, BTreeSet<String>) =
+        study.blocks.iter().fold((BTreeSet::new(), BTreeSet::new()), |(mut r, mut b), block| {
+            match &block.design {
+                Design::Rank { policies, .. } => r.extend(policies.iter().cloned()),
+                Design::BestOfK { policy_a, policy_b, .. } => {
+                    b.insert(policy_a.clone());
+                    b.insert(policy_b.clone());
+                }
+            }
+            (r, b)
+        });
+    let pool_policies = if rank.is_empty() { bok } else { rank };
+    let evidence = super::mixture::Evidence::from_records(rank_answers, best_of_k, candidates);
+    let pools = counterfactual::pools(candidates, &pool_policies);
+    let ks: Vec<u32> = (1..=opts.k_max).collect();
+    super::model::analyse(&pools, &evidence, &greedy_policies(study), &ks, &opts.model)
+}
+
+/// The policies decoded at temperature 0.
+fn greedy_policies(study: &Study) -> BTreeSet<String> {
+    study
+        .policies
+        .iter()
+        .filter(|p| matches!(&p.source, PolicySource::Model { decoding, .. } if decoding.is_greedy()))
+        .map(|p| p.name.clone())
+        .collect()
 }
 
 /// Diversity of every (policy, prompt) pool, its texts in sample order.
@@ -224,11 +271,15 @@ pub struct FkChart {
     pub pairs: Vec<(String, String)>,
     /// Mean certified f(k) over prompts per (policy, k).
     pub certified: BTreeMap<(&'static str, u32), (f64, usize)>,
+    /// Whether some of the curves come from the population model (prompts no participant
+    /// ordered whole): the chart says "model-based".
+    pub model_based: bool,
 }
 
 impl FkChart {
     pub fn of(r: &Report) -> Self {
-        let certified = counterfactual::mean_certified(&r.equilibria);
+        let (shown, model_based) = counterfactual::shown_rows(&r.equilibria);
+        let certified = counterfactual::mean_certified(shown);
         let k_max = r.fk.iter().map(|x| x.k).chain(certified.keys().map(|(_, k)| *k)).max().unwrap_or(8).max(2);
         let low =
             r.fk.iter()
@@ -242,7 +293,7 @@ impl FkChart {
                 pairs.push(p);
             }
         }
-        Self { k_max, y_min: ((low - 0.05) * 10.0).floor().max(0.0) / 10.0, pairs, certified }
+        Self { k_max, y_min: ((low - 0.05) * 10.0).floor().max(0.0) / 10.0, pairs, certified, model_based }
     }
 
     /// The mean certified curve of one policy (`ne`, `nlhf`, `base`, `greedy`) as (k, rate).

@@ -141,6 +141,8 @@ where
         }
         let c = COLOURS[3 + i];
         let style = c.stroke_width(2);
+        // Curves from the population model (prompts no one ordered whole) say so.
+        let label = if fk_chart.model_based { format!("{label} (model-based)") } else { label.to_string() };
         chart
             .draw_series(DashedLineSeries::new(pts.clone(), 8, 5, style))
             .map_err(err)?

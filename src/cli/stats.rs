@@ -53,6 +53,12 @@ pub struct AnalysisArgs {
     /// Equilibria for k = 1..=K [default: the study's largest k, at least 8]
     #[arg(long, value_name = "K", allow_negative_numbers = true, value_parser = super::values::whole::<u32, 1, 64>)]
     k_max: Option<u32>,
+    /// Cluster-bootstrap refits of the latent-class model behind the model-based certified rates
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 0, 100_000>)]
+    model_replicates: usize,
+    /// Latent classes tried, 1..=C (the one of least BIC is kept)
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 1, 16>)]
+    max_classes: usize,
 }
 
 impl AnalysisArgs {
@@ -63,6 +69,11 @@ impl AnalysisArgs {
             worth_replicates: self.worth_replicates,
             too_fast_ms: self.too_fast_ms,
             k_max: self.k_max.unwrap_or(d.k_max),
+            model: crate::analysis::model::ModelOptions {
+                replicates: self.model_replicates,
+                c_max: self.max_classes,
+                ..d.model
+            },
         }
     }
 }
@@ -99,42 +110,79 @@ pub(crate) fn render(r: &Report) -> String {
 }
 
 fn render_equilibria(r: &Report) -> String {
+    let exact: Vec<&counterfactual::EquilibriumRow> = r.equilibria.iter().filter(|e| e.method == "orders").collect();
+    let model: Vec<&counterfactual::EquilibriumRow> = r.equilibria.iter().filter(|e| e.method != "orders").collect();
     let mut s =
         String::from("\ncertified f(k) of single-output policies over each prompt's pool (mean over prompts)\n");
-    if r.equilibria.is_empty() {
-        s += "  none yet: this needs participants who ranked a prompt's whole pool\n";
+    if exact.is_empty() {
+        s += "  from whole-pool rankings: none yet (this needs participants who ranked a prompt's whole pool)\n";
     } else {
-        let mean = counterfactual::mean_certified(&r.equilibria);
-        let policies: Vec<&str> =
-            ["base", "greedy", "nlhf", "ne"].into_iter().filter(|p| mean.keys().any(|(q, _)| q == p)).collect();
-        let prompts: std::collections::BTreeSet<&str> = r.equilibria.iter().map(|e| e.prompt.as_str()).collect();
-        s += &format!("  {} prompts; worst-case win rate of k samples against any single response\n", prompts.len());
-        s += &format!("  {:>3} {:>7}", "k", "k/(k+1)");
-        for p in &policies {
-            s += &format!(" {p:>7}");
-        }
-        s += "\n";
-        let ks: std::collections::BTreeSet<u32> = mean.keys().map(|(_, k)| *k).collect();
-        for k in ks {
-            s += &format!("  {k:>3} {:>7.3}", k as f64 / (k as f64 + 1.0));
-            for p in &policies {
-                match mean.get(&(*p, k)) {
-                    Some((v, _)) => s += &format!(" {v:>7.3}"),
-                    None => s += &format!(" {:>7}", "-"),
-                }
-            }
-            s += "\n";
-        }
-        let worst_gap = r.equilibria.iter().filter(|e| e.policy == "ne").map(|e| e.gap).fold(0.0, f64::max);
+        s += "  from the participants' own rankings of whole pools (exact):\n";
+        s += &certified_table(&exact, false);
+        let worst_gap = exact.iter().filter(|e| e.policy == "ne").map(|e| e.gap).fold(0.0, f64::max);
         s += &format!("  NE_k equal-share gap reached: at most {worst_gap:.1e}\n");
+    }
+    if let Some(m) = &r.population_model {
+        s += &format!(
+            "  model-based, from every choice ({} participants, {} choices): latent-class Plackett–Luce, C = {} by BIC (weights {}), {}/{} restarts agreed; 95% intervals from {} bootstrap refits\n",
+            m.participants,
+            m.choices,
+            m.classes,
+            m.weights.iter().map(|w| format!("{w:.2}")).collect::<Vec<_>>().join(", "),
+            m.restarts_agreed,
+            m.restarts,
+            m.bootstrap_replicates
+        );
+        if !model.is_empty() {
+            s += &certified_table(&model, true);
+        }
     }
     if !r.equilibria_skipped.is_empty() {
         s += &format!(
-            "  {} prompts left out, e.g. {}: {}\n",
+            "  {} prompts left out of the exact analysis, e.g. {}: {}\n",
             r.equilibria_skipped.len(),
             r.equilibria_skipped[0].prompt,
             r.equilibria_skipped[0].reason
         );
+    }
+    s
+}
+
+/// Mean certified f(k) per policy and k (with the mean interval for the model's rows).
+fn certified_table(rows: &[&counterfactual::EquilibriumRow], intervals: bool) -> String {
+    let mean = counterfactual::mean_certified(rows.iter().copied());
+    let policies: Vec<&str> =
+        ["base", "greedy", "nlhf", "ne"].into_iter().filter(|p| mean.keys().any(|(q, _)| q == p)).collect();
+    let prompts: std::collections::BTreeSet<&str> = rows.iter().map(|e| e.prompt.as_str()).collect();
+    let mut s = format!("  {} prompts; worst-case win rate of k samples against any single response\n", prompts.len());
+    let width = if intervals { 21 } else { 7 };
+    s += &format!("  {:>3} {:>7}", "k", "k/(k+1)");
+    for p in &policies {
+        s += &format!(" {p:>width$}");
+    }
+    s += "\n";
+    let ks: std::collections::BTreeSet<u32> = mean.keys().map(|(_, k)| *k).collect();
+    for k in ks {
+        s += &format!("  {k:>3} {:>7.3}", k as f64 / (k as f64 + 1.0));
+        for p in &policies {
+            let cell = match mean.get(&(*p, k)) {
+                Some((v, _)) if intervals => {
+                    let of = |f: fn(&counterfactual::EquilibriumRow) -> Option<f64>| {
+                        let v: Vec<f64> =
+                            rows.iter().filter(|e| e.policy == *p && e.k == k).filter_map(|e| f(e)).collect();
+                        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+                    };
+                    match (of(|e| e.ci_low), of(|e| e.ci_high)) {
+                        (Some(lo), Some(hi)) => format!("{v:.3} [{lo:.3}, {hi:.3}]"),
+                        _ => format!("{v:.3}"),
+                    }
+                }
+                Some((v, _)) => format!("{v:.3}"),
+                None => "-".into(),
+            };
+            s += &format!(" {cell:>width$}");
+        }
+        s += "\n";
     }
     s
 }

@@ -101,7 +101,7 @@ fn the_mixture_recovers_a_two_class_population_from_stored_picks() {
     let e = Evidence::from_records(
         &store.rank_answers().unwrap(),
         &store.best_of_k_answers().unwrap(),
-        &store.candidate_records().unwrap(),
+        &store.all_candidates().unwrap(),
     );
     assert_eq!(e.people.len(), 120);
     assert_eq!(e.prompts.len(), 6);

@@ -199,7 +199,8 @@ fn draw_side(f: &mut Frame, area: Rect, r: &Report, chart: &FkChart, theme: Them
         ]));
     }
     lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(text::CERTIFIED, Style::default().add_modifier(Modifier::BOLD))));
+    let title = if chart.model_based { text::CERTIFIED_MODEL } else { text::CERTIFIED };
+    lines.push(Line::from(Span::styled(title, Style::default().add_modifier(Modifier::BOLD))));
     let mean = &chart.certified;
     if mean.is_empty() {
         lines.push(Line::from(text::NO_CERTIFIED));

@@ -53,6 +53,8 @@ pub const NO_FK: &str = " no answered best_of_k trials yet";
 pub const BELOW_BOUND: &str = " <bound";
 pub const NO_INTERVAL: &str = "[  -  ]";
 pub const CERTIFIED: &str = "Certified (pool, mean)";
+/// Some of the certified curves come from the population model.
+pub const CERTIFIED_MODEL: &str = "Certified (pool, mean; model-based)";
 pub const NO_CERTIFIED: &str = " needs rankings of whole pools";
 
 pub fn certified(k: u32, ne: &str, nlhf: &str, base: &str) -> String {

@@ -1,0 +1,287 @@
+//! The model-based counterfactual: where participants did not order whole pools (picks of
+//! a few, best_of_k trials), the latent-class Plackett–Luce model ([`super::mixture`])
+//! fitted to every choice they made stands for the population, and each prompt's
+//! single-output policies are certified over the population it describes
+//! ([`super::population`]): `base`, `greedy`, `nlhf` (the maximal lottery of the model's
+//! pairwise majorities) and `ne` (the model's NE_k), with the certified win rates exact to
+//! the quadrature's ~1e-10. Rows carry `method: "pl_mixture"` and a 95% interval from a
+//! cluster bootstrap over participants: the mixture is refitted to each resample (from
+//! the full fit's posterior of the people drawn) and the full fit's policies are
+//! re-evaluated under it. Per-participant rankings of every pool come from the posterior.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::Rng;
+use serde::Serialize;
+
+use super::counterfactual::{EquilibriumRow, PoolCandidate, Responses};
+use super::equilibria;
+use super::mixture::{self, Evidence, FitOptions, MixtureFit};
+use super::population::PlPopulation;
+use super::ranking::Ranking;
+
+/// What the population model is, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PopulationModel {
+    pub model: &'static str,
+    pub classes: usize,
+    pub weights: Vec<f64>,
+    pub log_likelihood: f64,
+    pub bic: f64,
+    pub icl: f64,
+    pub restarts: usize,
+    pub restarts_agreed: usize,
+    pub participants: usize,
+    pub choices: usize,
+    /// Every number of classes tried, with its fit's figures (C is the one of least BIC).
+    pub compared: Vec<ClassCount>,
+    pub bootstrap_replicates: usize,
+    pub evidence: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassCount {
+    pub classes: usize,
+    pub log_likelihood: f64,
+    pub bic: f64,
+    pub icl: f64,
+}
+
+/// What the evidence is, in words (the report says it).
+pub const EVIDENCE: &str = "order answers (successive choices), pick answers and best_of_k answers (top-1 of the shown); identical texts are one response; no preference, skips and attention checks left out";
+
+#[derive(Debug, Clone, Copy)]
+pub struct ModelOptions {
+    pub c_max: usize,
+    pub fit: FitOptions,
+    pub replicates: usize,
+    /// Rankings drawn from the model per prompt to start NE_k's solver.
+    pub samples: usize,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        Self { c_max: 4, fit: FitOptions::default(), replicates: 100, samples: 20_000 }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ModelAnalysis {
+    pub model: Option<PopulationModel>,
+    pub rows: Vec<EquilibriumRow>,
+    pub rankings: Vec<Ranking>,
+}
+
+/// One prompt's population and policies.
+struct PromptModel<'a> {
+    prompt: &'a str,
+    responses: Responses,
+    /// The evidence's index of the prompt and of each response (by text).
+    prompt_index: usize,
+    items: Vec<usize>,
+    policies: Vec<(&'static str, u32, Vec<f64>)>,
+}
+
+fn population_of(fit: &MixtureFit, pm: &PromptModel) -> PlPopulation {
+    PlPopulation {
+        weights: fit.weights.clone(),
+        log_worths: fit.worths.iter().map(|c| pm.items.iter().map(|&i| c[pm.prompt_index][i]).collect()).collect(),
+    }
+}
+
+/// The model's analysis of every pool (`pools`, as the exact analysis has them).
+pub fn analyse(
+    pools: &BTreeMap<String, Vec<PoolCandidate>>,
+    e: &Evidence,
+    greedy_policies: &BTreeSet<String>,
+    ks: &[u32],
+    opts: &ModelOptions,
+) -> ModelAnalysis {
+    if e.people.is_empty() || e.choices.is_empty() {
+        return ModelAnalysis::default();
+    }
+    let (fits, best) = mixture::select(e, opts.c_max, &opts.fit);
+    let fit = &fits[best];
+    let k_max = ks.iter().copied().max().unwrap_or(1);
+    use rayon::prelude::*;
+    let listed: Vec<(usize, (&String, &Vec<PoolCandidate>))> = pools.iter().enumerate().collect();
+    let prompts: Vec<PromptModel> = listed
+        .into_par_iter()
+        .filter_map(|(n, (prompt, pool))| prompt_model(prompt, pool, e, fit, greedy_policies, ks, opts, n as u64))
+        .collect();
+    let full: Vec<Vec<Vec<f64>>> = prompts.par_iter().map(|pm| certify(&population_of(fit, pm), pm, k_max)).collect();
+    let replicates = bootstrap(e, fit, &prompts, k_max, opts);
+    let mut rows = Vec::new();
+    for (pi, pm) in prompts.iter().enumerate() {
+        for (j, (policy, k, x)) in pm.policies.iter().enumerate() {
+            let rate: f64 = full[pi][j][*k as usize - 1];
+            let draws: Vec<f64> = replicates.iter().map(|r| r[pi][j][*k as usize - 1]).collect();
+            let (ci_low, ci_high) = interval(draws);
+            rows.push(EquilibriumRow {
+                prompt: pm.prompt.to_string(),
+                k: *k,
+                policy,
+                distribution: pm.responses.with(x),
+                certified_win_rate: rate,
+                gap: (1.0 - rate - 1.0 / (*k as f64 + 1.0)).max(0.0),
+                bound: *k as f64 / (*k as f64 + 1.0),
+                participants: e.people.len(),
+                method: "pl_mixture",
+                ci_low,
+                ci_high,
+            });
+        }
+    }
+    let rankings = rankings(e, fit);
+    let model = PopulationModel {
+        model: "latent-class Plackett–Luce (a participant's class shared across prompts)",
+        classes: fit.classes,
+        weights: fit.weights.clone(),
+        log_likelihood: fit.log_likelihood,
+        bic: fit.bic,
+        icl: fit.icl,
+        restarts: fit.restarts,
+        restarts_agreed: fit.restarts_agreed,
+        participants: e.people.len(),
+        choices: e.choices.len(),
+        compared: fits
+            .iter()
+            .map(|f| ClassCount { classes: f.classes, log_likelihood: f.log_likelihood, bic: f.bic, icl: f.icl })
+            .collect(),
+        bootstrap_replicates: replicates.len(),
+        evidence: EVIDENCE,
+    };
+    ModelAnalysis { model: Some(model), rows, rankings }
+}
+
+/// The prompt's responses under the model and its policies at every k.
+#[allow(clippy::too_many_arguments)]
+fn prompt_model<'a>(
+    prompt: &'a str,
+    pool: &[PoolCandidate],
+    e: &Evidence,
+    fit: &MixtureFit,
+    greedy_policies: &BTreeSet<String>,
+    ks: &[u32],
+    opts: &ModelOptions,
+    salt: u64,
+) -> Option<PromptModel<'a>> {
+    let prompt_index = e.prompts.iter().position(|p| p.prompt == prompt)?;
+    let responses = Responses::of(pool);
+    let text_of: BTreeMap<i64, &str> = pool.iter().map(|c| (c.id, c.text.as_str())).collect();
+    let items: Vec<usize> = responses
+        .masses
+        .iter()
+        .map(|m| {
+            let text = text_of[&m.candidate];
+            e.prompts[prompt_index].texts.iter().position(|t| t == text)
+        })
+        .collect::<Option<_>>()?;
+    let mut pm = PromptModel { prompt, responses, prompt_index, items, policies: Vec::new() };
+    let population = population_of(fit, &pm);
+    let total = pool.len() as f64;
+    let base: Vec<f64> = pm.responses.masses.iter().map(|m| m.copies as f64 / total).collect();
+    let greedy = pm.responses.greedy(pool, greedy_policies);
+    let nlhf = equilibria::maximal_lottery_of(&population.margins()).ok()?;
+    let samples = population.sample_orders(opts.samples, opts.fit.seed ^ salt);
+    let mut start = nlhf.clone();
+    for &k in ks {
+        pm.policies.push(("base", k, base.clone()));
+        if let Some(g) = &greedy {
+            pm.policies.push(("greedy", k, g.clone()));
+        }
+        pm.policies.push(("nlhf", k, nlhf.clone()));
+        let ne = population.ne_k(k, start, &samples);
+        start = ne.clone();
+        pm.policies.push(("ne", k, ne));
+    }
+    Some(pm)
+}
+
+/// The certified win rate of each of the prompt's policies under `population`, for every
+/// k up to `k_max` (a policy's own k is what the report reads).
+fn certify(population: &PlPopulation, pm: &PromptModel, k_max: u32) -> Vec<Vec<f64>> {
+    pm.policies
+        .iter()
+        .map(|(_, k, x)| {
+            let upto = if *k == 0 { k_max } else { *k };
+            let u = population.payoffs_up_to(x, upto);
+            let mut out = vec![f64::NAN; k_max as usize];
+            for (j, row) in u.iter().enumerate() {
+                out[j] = 1.0 - row.iter().copied().fold(0.0, f64::max);
+            }
+            out
+        })
+        .collect()
+}
+
+/// Each replicate's certified rates of the full fit's policies: `[replicate][prompt][policy][k−1]`.
+fn bootstrap(
+    e: &Evidence,
+    fit: &MixtureFit,
+    prompts: &[PromptModel],
+    k_max: u32,
+    opts: &ModelOptions,
+) -> Vec<Vec<Vec<Vec<f64>>>> {
+    use rayon::prelude::*;
+    (0..opts.replicates)
+        .into_par_iter()
+        .map(|b| {
+            let mut rng = crate::seed::simulation(opts.fit.seed, &["mixture-bootstrap", &b.to_string()]);
+            let n = e.people.len();
+            let drawn: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+            let (sample, start) = resample(e, fit, &drawn);
+            let refit = mixture::fit_from(&sample, start, &FitOptions { max_iter: 200, tol: 1e-7, ..opts.fit });
+            prompts.iter().map(|pm| certify(&population_of(&refit, pm), pm, k_max)).collect()
+        })
+        .collect()
+}
+
+/// The evidence of the people `drawn` (with repeats, each copy a person of its own), and
+/// the full fit's posterior of each as the refit's start.
+fn resample(e: &Evidence, fit: &MixtureFit, drawn: &[usize]) -> (Evidence, Vec<Vec<f64>>) {
+    let mut by_person: Vec<Vec<usize>> = vec![Vec::new(); e.people.len()];
+    for (i, c) in e.choices.iter().enumerate() {
+        by_person[c.0].push(i);
+    }
+    let mut out = Evidence { prompts: e.prompts.clone(), people: Vec::new(), choices: Vec::new() };
+    let mut start = Vec::with_capacity(drawn.len());
+    for (copy, &p) in drawn.iter().enumerate() {
+        out.people.push(format!("{copy}"));
+        start.push(fit.posterior[p].clone());
+        for &i in &by_person[p] {
+            let (_, pi, c) = &e.choices[i];
+            out.choices.push((copy, *pi, c.clone()));
+        }
+    }
+    (out, start)
+}
+
+/// The 2.5% and 97.5% percentiles, if there are replicates.
+fn interval(mut d: Vec<f64>) -> (Option<f64>, Option<f64>) {
+    d.retain(|v| v.is_finite());
+    if d.is_empty() {
+        return (None, None);
+    }
+    d.sort_by(f64::total_cmp);
+    let at = |q: f64| d[((d.len() - 1) as f64 * q).round() as usize];
+    (Some(at(0.025)), Some(at(0.975)))
+}
+
+/// Every participant's expected ranking of every prompt's whole set of responses.
+fn rankings(e: &Evidence, fit: &MixtureFit) -> Vec<Ranking> {
+    let mut out = Vec::new();
+    for (p, who) in e.people.iter().enumerate() {
+        for (pi, prompt) in e.prompts.iter().enumerate() {
+            let (order, certainty) = mixture::expected_ranking(e, fit, p, pi);
+            out.push(Ranking {
+                participant: who.clone(),
+                prompt: prompt.prompt.clone(),
+                order,
+                method: "pl_mixture",
+                certainty: Some(certainty),
+            });
+        }
+    }
+    out
+}
