@@ -98,11 +98,15 @@ pub(crate) fn render(r: &Report) -> String {
         r.study, p.participants, p.completed, p.answered, p.trials
     );
     s += &render_fk(&r.fk);
+    let model = r.rankings.iter().filter(|k| k.method == "pl_mixture").count();
     s += &format!(
         "\nper-participant rankings: {} (participant, prompt) pairs; population worths for {} candidates; see --json\n",
-        r.rankings.len(),
+        r.rankings.len() - model,
         r.population.len()
     );
+    if model > 0 {
+        s += &format!("  and {model} expected rankings of whole pools from the population model (pl_mixture)\n");
+    }
     s += &render_equilibria(r);
     s += &render_diversity(&r.diversity);
     s += &render_quality(&r.quality);

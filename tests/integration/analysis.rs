@@ -104,8 +104,14 @@ fn a_report_from_records_needs_no_database() {
     let row = &r.fk[0];
     assert_eq!((row.k, row.n, row.wins, row.ties, row.losses, row.participants), (1, 4, 1, 2, 1, 2));
     assert!((row.rate - 0.5).abs() < 1e-12);
-    assert_eq!(r.rankings.len(), 1);
-    assert_eq!(r.rankings[0].order, [2, 1, 3], "the order as given, best first");
-    assert_eq!(r.rankings[0].method, "order");
+    let given: Vec<_> = r.rankings.iter().filter(|k| k.method != "pl_mixture").collect();
+    assert_eq!(given.len(), 1);
+    assert_eq!(given[0].order, [2, 1, 3], "the order as given, best first");
+    assert_eq!(given[0].method, "order");
+    // The population model: both participants' choices; identical texts are one response.
+    let model = r.population_model.as_ref().expect("a model of the choices");
+    assert_eq!(model.participants, 2);
+    let mixture: Vec<_> = r.rankings.iter().filter(|k| k.method == "pl_mixture").collect();
+    assert!(mixture.iter().all(|k| k.order.len() == 2 && k.certainty.is_some()), "{mixture:?}");
     assert_eq!(r.progress.answered, 5);
 }
