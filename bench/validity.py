@@ -78,7 +78,7 @@ def one(population, participants, seed, k_max, replicates):
         on_truth = certified(orders, x, e["k"])
         key = (e["policy"], e["k"])
         claimed, real, covered = out.get(key, (0.0, 0.0, 0))
-        inside = int(e["ci_low"] - 1e-9 <= on_truth <= e["ci_high"] + 1e-9)
+        inside = int("ci_low" in e and e["ci_low"] - 1e-9 <= on_truth <= e["ci_high"] + 1e-9)
         out[key] = (claimed + e["certified_win_rate"], real + on_truth, covered + inside)
     prompts = len({e["prompt"] for e in rows})
     return model, {k: (c / prompts, r / prompts, cov / prompts) for k, (c, r, cov) in out.items()}
