@@ -24,26 +24,19 @@ fn pick_study() -> tempfile::TempDir {
     dir
 }
 
+/// `simulate` of 12 `plmix:3:2` participants (seed 4), the truth to `latent`; its output.
+fn twelve_plmix_participants(dir: &std::path::Path, latent: &std::path::Path) -> String {
+    let args = ["simulate", "studies/example.toml", "--participants", "12", "--population", "plmix:3:2", "--seed", "4"];
+    let (ok, out, err) = ualign(dir, &[&args[..], &["--latent-out", latent.to_str().unwrap()]].concat());
+    assert!(ok, "{err}");
+    out
+}
+
 #[test]
 fn simulate_writes_the_latent_truth_of_a_plmix_population() {
     let dir = pick_study();
     let latent = dir.path().join("latent.jsonl");
-    let (ok, out, err) = ualign(
-        dir.path(),
-        &[
-            "simulate",
-            "studies/example.toml",
-            "--participants",
-            "12",
-            "--population",
-            "plmix:3:2",
-            "--seed",
-            "4",
-            "--latent-out",
-            latent.to_str().unwrap(),
-        ],
-    );
-    assert!(ok, "{err}");
+    let out = twelve_plmix_participants(dir.path(), &latent);
     assert!(out.contains("latent orders written"), "{out}");
     let lines: Vec<serde_json::Value> =
         std::fs::read_to_string(&latent).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -70,22 +63,7 @@ fn simulate_writes_the_latent_truth_of_a_plmix_population() {
     }
     // The same population again: the same truth (it is a function of the seed).
     let again = dir.path().join("again.jsonl");
-    let (ok, _, err) = ualign(
-        dir.path(),
-        &[
-            "simulate",
-            "studies/example.toml",
-            "--participants",
-            "12",
-            "--population",
-            "plmix:3:2",
-            "--seed",
-            "4",
-            "--latent-out",
-            again.to_str().unwrap(),
-        ],
-    );
-    assert!(ok, "{err}");
+    twelve_plmix_participants(dir.path(), &again);
     assert_eq!(std::fs::read_to_string(&latent).unwrap(), std::fs::read_to_string(&again).unwrap());
 }
 
