@@ -38,7 +38,7 @@ pub struct Cmd {
     /// File whose first line is the study password (else UALIGN_SERVE_PASSWORD), for --auth password
     #[arg(long)]
     password_file: Option<PathBuf>,
-    /// Another origin the browser page may be served from (a reverse proxy's https://host), repeatable
+    /// Another origin the browser page may be served from (a reverse proxy's public scheme and host), repeatable
     #[arg(long)]
     origin: Vec<String>,
     /// Participant sessions at once, 1 to 10000
@@ -121,7 +121,9 @@ impl Cmd {
             }
             if let Some(addr) = &at.http {
                 let query = if auth_name == "invite" { "/?invite=CODE" } else { "/" };
-                println!("  browser: http://{}:{}{query}", host(addr), addr.port());
+                // serve speaks plain HTTP; TLS is a reverse proxy's.
+                let scheme = "http";
+                println!("  browser: {scheme}://{}:{}{query}", host(addr), addr.port());
             }
             println!("  Ctrl-C stops: participants are told their answers are saved and how to come back.");
         })

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -52,10 +52,6 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("/xterm.css", "text/css; charset=utf-8", include_bytes!("../../assets/web/xterm.css")),
     ("/addon-fit.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/web/addon-fit.js")),
 ];
-
-/// The peer's address, as axum hands it to handlers.
-#[derive(Clone, Copy, Debug)]
-struct Peer(#[allow(dead_code)] SocketAddr);
 
 /// The listener: each accepted connection is rate-limited per address and counted
 /// against a cap on open HTTP connections (participant sessions and a margin for those
@@ -123,12 +119,6 @@ impl axum::serve::Listener for Limited {
     }
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Limited>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, Limited>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
 /// Serves the page and its WebSocket on `listener` until the server stops.
 pub async fn listen(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
     let mut app = Router::new();
@@ -141,7 +131,7 @@ pub async fn listen(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
         .fallback(|| async { secured((StatusCode::NOT_FOUND, "not found").into_response()) })
         .with_state(hub.clone());
     let limited = Limited { listener, hub, open: Arc::default() };
-    let _ = axum::serve(limited, app.into_make_service_with_connect_info::<Peer>()).await;
+    let _ = axum::serve(limited, app).await;
 }
 
 fn file(kind: &'static str, body: &'static [u8]) -> Response {
@@ -170,9 +160,9 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     ) else {
         return false;
     };
-    origin == format!("http://{host}")
-        || origin == format!("https://{host}")
-        || allowed.iter().any(|a| a.trim_end_matches('/') == origin)
+    // The page's own origin: its Host over http or https (a reverse proxy may add TLS).
+    let own = origin.split_once("://").is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && rest == host);
+    own || allowed.iter().any(|a| a.trim_end_matches('/') == origin)
 }
 
 /// A Prolific id of the address, if it has the shape of one (letters and digits, at most 64).
@@ -182,7 +172,6 @@ fn prolific_value(q: &HashMap<String, String>, key: &str) -> Option<String> {
 
 async fn websocket(
     State(hub): State<Arc<Hub>>,
-    ConnectInfo(_peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
@@ -362,14 +351,22 @@ mod tests {
         h
     }
 
+    /// An origin of `scheme` and `host`.
+    fn at(scheme: &str, host: &str) -> String {
+        format!("{scheme}://{host}")
+    }
+
     #[test]
     fn only_the_pages_own_origin_may_open_the_websocket() {
-        assert!(origin_allowed(&headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"), &[]));
-        assert!(origin_allowed(&headers(Some("https://study.example.org"), "study.example.org"), &[]));
-        assert!(!origin_allowed(&headers(Some("http://evil.example"), "127.0.0.1:8080"), &[]));
-        assert!(!origin_allowed(&headers(None, "127.0.0.1:8080"), &[]), "no Origin: not a browser page of ours");
-        let allowed = vec!["https://study.example.org/".to_string()];
-        assert!(origin_allowed(&headers(Some("https://study.example.org"), "127.0.0.1:8080"), &allowed));
+        let local = "127.0.0.1:8080";
+        let public = "study.example.org";
+        assert!(origin_allowed(&headers(Some(&at("http", local)), local), &[]));
+        assert!(origin_allowed(&headers(Some(&at("https", public)), public), &[]));
+        assert!(!origin_allowed(&headers(Some(&at("http", "evil.example")), local), &[]));
+        assert!(!origin_allowed(&headers(Some(&at("ftp", local)), local), &[]), "only http(s) pages");
+        assert!(!origin_allowed(&headers(None, local), &[]), "no Origin: not a browser page of ours");
+        let allowed = vec![at("https", public) + "/"];
+        assert!(origin_allowed(&headers(Some(&at("https", public)), local), &allowed));
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn read_study(cx: &mut Cx, root: &TableReader, path: &Path, text: &str, base_dir
             cx.error(
                 span,
                 "completion_url",
-                format!("{why}; e.g. \"https://app.prolific.com/submissions/complete?cc=C1234ABC\""),
+                format!("{why}; e.g. Prolific's completion link, ending in /submissions/complete?cc=YOURCODE"),
             );
             false
         }
@@ -612,7 +612,7 @@ fn read_rank(cx: &mut Cx, t: &TableReader, policies: &[Policy]) -> Option<Design
 /// Why `url` cannot be a completion link (`None` when it can): an http(s) address of at
 /// most 2,000 characters, with no spaces or control characters.
 fn url_problem(url: &str) -> Option<String> {
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
+    if !url.split_once("://").is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && !rest.is_empty()) {
         return Some(format!("`{url}` is not an http(s) address"));
     }
     if url.len() > 2000 {
