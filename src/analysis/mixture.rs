@@ -56,21 +56,9 @@ pub struct Evidence {
 impl Evidence {
     /// The evidence of the stored answers.
     pub fn from_records(rank: &[RankAnswer], best_of_k: &[BestOfKAnswer], candidates: &[Candidate]) -> Self {
-        // A prompt's identical texts are one response: the smallest id stands for them.
-        let mut stand_for: HashMap<i64, (String, i64)> = HashMap::new();
-        let mut first: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-        let mut sorted: Vec<&Candidate> = candidates.iter().collect();
-        sorted.sort_by_key(|c| c.id);
-        for c in &sorted {
-            let rep = *first.entry((c.prompt_id.as_str(), c.text.as_str())).or_insert(c.id);
-            stand_for.insert(c.id, (c.prompt_id.clone(), rep));
-        }
-        let mut prompts: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
-        for ((prompt, text), rep) in &first {
-            prompts.entry(prompt.to_string()).or_default().push((*rep, text.to_string()));
-        }
-        prompts.values_mut().for_each(|v| v.sort_unstable());
-        let prompt_index: BTreeMap<&str, usize> = prompts.keys().enumerate().map(|(i, p)| (p.as_str(), i)).collect();
+        let (stand_for, prompts) = responses(candidates);
+        let prompt_index: BTreeMap<&str, usize> =
+            prompts.iter().enumerate().map(|(i, p)| (p.prompt.as_str(), i)).collect();
         // Each answer as (participant, prompt, shown responses best first as far as known,
         // how many of them were chosen in turn).
         let mut raw: Vec<(String, usize, Vec<i64>, usize)> = Vec::new();
@@ -119,13 +107,6 @@ impl Evidence {
         let mut people: Vec<String> = raw.iter().map(|r| r.0.clone()).collect();
         people.sort();
         people.dedup();
-        let prompts: Vec<PromptItems> = prompts
-            .into_iter()
-            .map(|(prompt, v)| {
-                let (items, texts) = v.into_iter().unzip();
-                PromptItems { prompt, items, texts }
-            })
-            .collect();
         let mut choices = Vec::new();
         for (who, pi, order, ranked) in raw {
             let items = &prompts[pi].items;
@@ -148,6 +129,33 @@ impl Evidence {
         let per_class: usize = self.prompts.iter().map(|p| p.items.len().saturating_sub(1)).sum();
         classes - 1 + classes * per_class
     }
+}
+
+/// Each candidate's prompt and the id that stands for its text (a prompt's identical
+/// texts are one response: the smallest id stands for them), and every prompt's
+/// responses in id order.
+fn responses(candidates: &[Candidate]) -> (HashMap<i64, (String, i64)>, Vec<PromptItems>) {
+    let mut stand_for: HashMap<i64, (String, i64)> = HashMap::new();
+    let mut first: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    let mut sorted: Vec<&Candidate> = candidates.iter().collect();
+    sorted.sort_by_key(|c| c.id);
+    for c in &sorted {
+        let rep = *first.entry((c.prompt_id.as_str(), c.text.as_str())).or_insert(c.id);
+        stand_for.insert(c.id, (c.prompt_id.clone(), rep));
+    }
+    let mut prompts: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+    for ((prompt, text), rep) in &first {
+        prompts.entry(prompt.to_string()).or_default().push((*rep, text.to_string()));
+    }
+    prompts.values_mut().for_each(|v| v.sort_unstable());
+    let prompts = prompts
+        .into_iter()
+        .map(|(prompt, v)| {
+            let (items, texts) = v.into_iter().unzip();
+            PromptItems { prompt, items, texts }
+        })
+        .collect();
+    (stand_for, prompts)
 }
 
 /// A fitted mixture.
@@ -236,7 +244,7 @@ fn em_from(e: &Evidence, by: &ByPrompt, mut post: Vec<Vec<f64>>, opts: &FitOptio
     let mut iterations = 0;
     for it in 0..opts.max_iter {
         iterations = it + 1;
-        m_step(e, by, &post, &mut worths, &mut weights);
+        m_step(by, &post, &mut worths, &mut weights);
         ll = e_step(e, &worths, &weights, &mut post);
         if (ll - last).abs() <= opts.tol * ll.abs().max(1.0) {
             break;
@@ -257,7 +265,7 @@ fn em_from(e: &Evidence, by: &ByPrompt, mut post: Vec<Vec<f64>>, opts: &FitOptio
     }
 }
 
-fn m_step(e: &Evidence, by: &ByPrompt, post: &[Vec<f64>], worths: &mut [Vec<Vec<f64>>], weights: &mut [f64]) {
+fn m_step(by: &ByPrompt, post: &[Vec<f64>], worths: &mut [Vec<Vec<f64>>], weights: &mut [f64]) {
     let people = post.len().max(1) as f64;
     for (c, w) in weights.iter_mut().enumerate() {
         *w = post.iter().map(|p| p[c]).sum::<f64>() / people;
@@ -273,7 +281,6 @@ fn m_step(e: &Evidence, by: &ByPrompt, post: &[Vec<f64>], worths: &mut [Vec<Vec<
             *theta = mm_improve(start, &by.flat[pi], &select, ALPHA, MM_STEPS, 1e-10);
         }
     }
-    let _ = e;
 }
 
 /// Posterior of every participant; returns the log-likelihood.

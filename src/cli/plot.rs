@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::analysis::report::{FkChart, Report};
@@ -129,27 +130,7 @@ where
         .map_err(err)?
         .label("k/(k+1), the best guarantee")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLACK.stroke_width(2)));
-    // Certified curves of the pool's policies, dashed, mean over prompts.
-    for (i, (policy, label)) in
-        [("ne", "NE_k certified (mean over prompts)"), ("nlhf", "NLHF^k certified"), ("base", "base pool^k certified")]
-            .into_iter()
-            .enumerate()
-    {
-        let pts = fk_chart.curve(policy);
-        if pts.is_empty() {
-            continue;
-        }
-        let c = COLOURS[3 + i];
-        let style = c.stroke_width(2);
-        // Curves from the population model (prompts no one ordered whole) say so.
-        let label = if fk_chart.model_based { format!("{label} (model-based)") } else { label.to_string() };
-        chart
-            .draw_series(DashedLineSeries::new(pts.clone(), 8, 5, style))
-            .map_err(err)?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
-        chart.draw_series(pts.into_iter().map(move |p| Cross::new(p, 4, style))).map_err(err)?;
-    }
+    draw_certified(&mut chart, &fk_chart).map_err(err)?;
     // Empirical points with 95% cluster-bootstrap intervals, one colour and offset per pair.
     let pairs = &fk_chart.pairs;
     for (i, (a, b)) in pairs.iter().enumerate() {
@@ -178,6 +159,34 @@ where
         .draw()
         .map_err(err)?;
     root.present().map_err(err)?;
+    Ok(())
+}
+
+/// The certified curves of the pool's policies, dashed, mean over prompts (labelled
+/// model-based when the population model made some of them).
+fn draw_certified<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    fk_chart: &FkChart,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    for (i, (policy, label)) in
+        [("ne", "NE_k certified (mean over prompts)"), ("nlhf", "NLHF^k certified"), ("base", "base pool^k certified")]
+            .into_iter()
+            .enumerate()
+    {
+        let pts = fk_chart.curve(policy);
+        if pts.is_empty() {
+            continue;
+        }
+        let c = COLOURS[3 + i];
+        let style = c.stroke_width(2);
+        // Curves from the population model (prompts no one ordered whole) say so.
+        let label = if fk_chart.model_based { format!("{label} (model-based)") } else { label.to_string() };
+        chart
+            .draw_series(DashedLineSeries::new(pts.clone(), 8, 5, style))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+        chart.draw_series(pts.into_iter().map(move |p| Cross::new(p, 4, style)))?;
+    }
     Ok(())
 }
 

@@ -310,16 +310,16 @@ impl Generator {
             .collect()
     }
 
-    /// One forward pass: `ids` is [batch, n] with the same n for every row; returns the
-    /// last position's logits for each row and the new KV cache.
-    fn forward(
-        &mut self,
+    /// The inputs of one forward pass, by name: ids, attention mask, positions and the
+    /// cache branch where the graph has them, then each layer's past key and value.
+    fn inputs(
+        &self,
         ids: Vec<i64>,
         batch: usize,
         past_len: usize,
         past: Vec<DynValue>,
         first: bool,
-    ) -> Result<Step, EngineError> {
+    ) -> Result<Vec<(Cow<'static, str>, DynValue)>, EngineError> {
         let n = ids.len() / batch;
         let err = |e: ort::Error| EngineError::Run(e.to_string());
         let mut inputs: Vec<(Cow<'static, str>, DynValue)> = Vec::with_capacity(4 + past.len());
@@ -353,6 +353,21 @@ impl Generator {
             inputs.push((names[0].clone().into(), k));
             inputs.push((names[1].clone().into(), v));
         }
+        Ok(inputs)
+    }
+
+    /// One forward pass: `ids` is [batch, n] with the same n for every row; returns the
+    /// last position's logits for each row and the new KV cache.
+    fn forward(
+        &mut self,
+        ids: Vec<i64>,
+        batch: usize,
+        past_len: usize,
+        past: Vec<DynValue>,
+        first: bool,
+    ) -> Result<Step, EngineError> {
+        let err = |e: ort::Error| EngineError::Run(e.to_string());
+        let inputs = self.inputs(ids, batch, past_len, past, first)?;
         let t_run = Instant::now();
         let binding;
         let mut outputs = if let Some(bound) = &self.bound {
@@ -382,10 +397,16 @@ impl Generator {
             }
         }
         drop(outputs);
-        let logits = match self.signature.logits_type {
+        Ok(Step { logits: self.last_logits(logits, batch)?, present, run_ms })
+    }
+
+    /// The last position's logits of each row: the output as it is (fp32), or converted
+    /// from fp16.
+    fn last_logits(&self, logits: DynValue, batch: usize) -> Result<Logits, EngineError> {
+        Ok(match self.signature.logits_type {
             KvType::F32 => Logits::InPlace(logits),
             KvType::F16 => {
-                let (shape, data) = logits.try_extract_tensor::<f16>().map_err(err)?;
+                let (shape, data) = logits.try_extract_tensor::<f16>().map_err(|e| EngineError::Run(e.to_string()))?;
                 let (n, v) = (shape[1] as usize, shape[2] as usize);
                 Logits::Converted(
                     (0..batch)
@@ -393,8 +414,7 @@ impl Generator {
                         .collect(),
                 )
             }
-        };
-        Ok(Step { logits, present, run_ms })
+        })
     }
 
     /// Generates one pool: a sample per spec, for one prompt. The prompt is prefilled
