@@ -102,20 +102,19 @@ pub fn analyse(
     }
     let (fits, best) = mixture::select(e, opts.c_max, &opts.fit);
     let fit = &fits[best];
-    let k_max = ks.iter().copied().max().unwrap_or(1);
     use rayon::prelude::*;
     let listed: Vec<(usize, (&String, &Vec<PoolCandidate>))> = pools.iter().enumerate().collect();
     let prompts: Vec<PromptModel> = listed
         .into_par_iter()
         .filter_map(|(n, (prompt, pool))| prompt_model(prompt, pool, e, fit, greedy_policies, ks, opts, n as u64))
         .collect();
-    let full: Vec<Vec<Vec<f64>>> = prompts.par_iter().map(|pm| certify(&population_of(fit, pm), pm, k_max)).collect();
-    let replicates = bootstrap(e, fit, &prompts, k_max, opts);
+    let full: Vec<Vec<f64>> = prompts.par_iter().map(|pm| certify(&population_of(fit, pm), pm)).collect();
+    let replicates = bootstrap(e, fit, &prompts, opts);
     let mut rows = Vec::new();
     for (pi, pm) in prompts.iter().enumerate() {
         for (j, (policy, k, x)) in pm.policies.iter().enumerate() {
-            let rate: f64 = full[pi][j][*k as usize - 1];
-            let draws: Vec<f64> = replicates.iter().map(|r| r[pi][j][*k as usize - 1]).collect();
+            let rate = full[pi][j];
+            let draws: Vec<f64> = replicates.iter().map(|r| r[pi][j]).collect();
             let (ci_low, ci_high) = interval(draws);
             rows.push(EquilibriumRow {
                 prompt: pm.prompt.to_string(),
@@ -198,31 +197,14 @@ fn prompt_model<'a>(
     Some(pm)
 }
 
-/// The certified win rate of each of the prompt's policies under `population`, for every
-/// k up to `k_max` (a policy's own k is what the report reads).
-fn certify(population: &PlPopulation, pm: &PromptModel, k_max: u32) -> Vec<Vec<f64>> {
-    pm.policies
-        .iter()
-        .map(|(_, k, x)| {
-            let upto = if *k == 0 { k_max } else { *k };
-            let u = population.payoffs_up_to(x, upto);
-            let mut out = vec![f64::NAN; k_max as usize];
-            for (j, row) in u.iter().enumerate() {
-                out[j] = 1.0 - row.iter().copied().fold(0.0, f64::max);
-            }
-            out
-        })
-        .collect()
+/// The certified win rate of each of the prompt's policies under `population`, at the
+/// policy's own k.
+fn certify(population: &PlPopulation, pm: &PromptModel) -> Vec<f64> {
+    pm.policies.iter().map(|(_, k, x)| population.certified_win_rate(x, *k)).collect()
 }
 
-/// Each replicate's certified rates of the full fit's policies: `[replicate][prompt][policy][k−1]`.
-fn bootstrap(
-    e: &Evidence,
-    fit: &MixtureFit,
-    prompts: &[PromptModel],
-    k_max: u32,
-    opts: &ModelOptions,
-) -> Vec<Vec<Vec<Vec<f64>>>> {
+/// Each replicate's certified rates of the full fit's policies: `[replicate][prompt][policy]`.
+fn bootstrap(e: &Evidence, fit: &MixtureFit, prompts: &[PromptModel], opts: &ModelOptions) -> Vec<Vec<Vec<f64>>> {
     use rayon::prelude::*;
     (0..opts.replicates)
         .into_par_iter()
@@ -232,7 +214,7 @@ fn bootstrap(
             let drawn: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
             let (sample, start) = resample(e, fit, &drawn);
             let refit = mixture::fit_from(&sample, start, &FitOptions { max_iter: 200, tol: 1e-7, ..opts.fit });
-            prompts.iter().map(|pm| certify(&population_of(&refit, pm), pm, k_max)).collect()
+            prompts.iter().map(|pm| certify(&population_of(&refit, pm), pm)).collect()
         })
         .collect()
 }

@@ -235,7 +235,7 @@ fn run(
         Ok(app) => app,
         Err(e) => {
             hub.log(&format!("#{connection} could not start a screen: {e:#}"));
-            say(&mut writer, false, text::SERVE_CANNOT_START);
+            say(&mut writer, text::SERVE_CANNOT_START);
             return;
         }
     };
@@ -293,7 +293,7 @@ fn run(
 }
 
 /// A message on a screen that cannot start, in the client's own terminal mode.
-fn say(writer: &mut QueueWriter, _clear: bool, message: &str) {
+fn say(writer: &mut QueueWriter, message: &str) {
     let text = format!("{}\r\n", message.replace('\n', "\r\n"));
     writer.send(Out::Frame(text.into_bytes()));
 }

@@ -6,7 +6,6 @@
 //! `password` the password is the study's; under `open` anyone comes in. A user name the
 //! study accepts as a participant id is used as one, anything else gets the ID screen.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,7 +97,7 @@ pub async fn listen(hub: Arc<Hub>, listener: tokio::net::TcpListener, key: Priva
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = Conn::new(hub.clone(), peer, pending);
+        let conn = Conn::new(hub.clone(), pending);
         let (config, deadline) = (config.clone(), hub.limits.sign_in_timeout);
         let signed_in = conn.signed_in.clone();
         tokio::spawn(async move {
@@ -135,7 +134,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(hub: Arc<Hub>, _peer: SocketAddr, pending: Slot) -> Self {
+    fn new(hub: Arc<Hub>, pending: Slot) -> Self {
         let number = hub.connection_number();
         Self {
             hub,
