@@ -129,12 +129,11 @@ impl PoolWorker {
     fn send(&mut self, jobs: Vec<PoolJob>, priority: Priority) -> u64 {
         let id = self.shared.next_request.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let request = Request { id, jobs, priority, reply: self.reply.clone() };
-        let sent = match &*self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(tx) => tx.send(request).is_ok(),
-            None => false,
-        };
-        if !sent {
-            self.shared.set_gone("its thread ended".into());
+        // A send fails only once the worker's body has returned or unwound (it dropped the
+        // receiver); its thread then records why it ended, which `poll` reports: recording
+        // a reason here could hide the real one (a panic's message).
+        if let Some(tx) = &*self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = tx.send(request);
         }
         id
     }
@@ -156,6 +155,11 @@ impl PoolWorker {
     /// Whether the worker may still answer requests.
     pub fn is_alive(&self) -> bool {
         self.shared.gone().is_none()
+    }
+
+    /// Why the worker is gone, once it is.
+    pub fn stopped(&self) -> Option<String> {
+        self.shared.gone()
     }
 }
 

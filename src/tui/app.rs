@@ -430,8 +430,10 @@ impl App {
                 TrialSlot::Failed(text::imported_missing(&imported, &prompt_id))
             }
             Next::Missing { jobs, .. } => match self.worker.as_mut() {
-                Some(w) if w.is_alive() => TrialSlot::Preparing(w.request(jobs)),
-                Some(_) => TrialSlot::Failed(text::ENGINE_STOPPED.into()),
+                Some(w) => match w.stopped() {
+                    None => TrialSlot::Preparing(w.request(jobs)),
+                    Some(why) => TrialSlot::Failed(format!("{} ({why})", text::ENGINE_STOPPED)),
+                },
                 None => TrialSlot::Failed(text::POOLS_MISSING.into()),
             },
         });

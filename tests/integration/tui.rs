@@ -378,13 +378,18 @@ fn long_answers_scroll_by_page_and_jump_to_their_ends() {
 }
 
 /// The demo study (model policies, nothing generated) with a worker whose thread runs `body`.
-fn preparing_with(body: impl FnOnce() + Send + 'static) -> App {
+/// An app at its first trial, whose pools its engine worker (running `body`) must fill;
+/// with `dead_first`, the worker is gone before the participant gets there.
+fn preparing_with(body: impl FnOnce() + Send + 'static, dead_first: bool) -> App {
     use ualign::pools::PoolWorker;
     let dir = tempfile::tempdir().unwrap();
     let (mut s, _) = study::load(&repo("tests/fixtures/studies/fortune-demo.toml")).unwrap();
     s.options.min_reading_ms = 0;
     let (store, _) = Store::open_for_study(&dir.keep().join("demo.sqlite"), &s).unwrap();
     let worker = PoolWorker::spawn_with(move |_requests, _events| body());
+    if dead_first {
+        common::wait("the worker to end", || !worker.is_alive());
+    }
     let mut app = App::new(s, store, None, Some(worker)).unwrap();
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Char('y'));
@@ -405,15 +410,19 @@ fn wait_until_not_preparing(app: &mut App) {
 
 #[test]
 fn a_dead_engine_worker_is_a_failure_not_preparing_for_ever() {
-    let mut app = preparing_with(|| panic!("the engine crashed"));
-    wait_until_not_preparing(&mut app);
-    let Some(TrialSlot::Failed(why)) = &app.trial else { panic!("{:?}", app.trial) };
-    assert!(why.contains("stopped unexpectedly") && why.contains("the engine crashed"), "{why}");
-    // A worker whose thread just ends is noticed too.
-    let mut app = preparing_with(|| {});
-    wait_until_not_preparing(&mut app);
-    let Some(TrialSlot::Failed(why)) = &app.trial else { panic!("{:?}", app.trial) };
-    assert!(why.contains("stopped unexpectedly"), "{why}");
+    // Whether the worker dies while the participant waits or before they get there, the
+    // screen says so, with the reason.
+    for dead_first in [false, true] {
+        let mut app = preparing_with(|| panic!("the engine crashed"), dead_first);
+        wait_until_not_preparing(&mut app);
+        let Some(TrialSlot::Failed(why)) = &app.trial else { panic!("{:?}", app.trial) };
+        assert!(why.contains("stopped unexpectedly") && why.contains("the engine crashed"), "{why}");
+        // A worker whose thread just ends is noticed too.
+        let mut app = preparing_with(|| {}, dead_first);
+        wait_until_not_preparing(&mut app);
+        let Some(TrialSlot::Failed(why)) = &app.trial else { panic!("{:?}", app.trial) };
+        assert!(why.contains("stopped unexpectedly") && why.contains("its thread ended"), "{why}");
+    }
 }
 
 #[test]
