@@ -47,6 +47,8 @@ impl Cmd {
             Some("png") => Format::Png,
             _ => bail!("--out {}: the file name must end in .svg or .png", self.out.display()),
         };
+        // A bad --out is told before the analysis, which can take a while.
+        out_folder(&self.out)?;
         let report = self.report.compute()?;
         write(&report, &self.out, format, self.size)?;
         println!("wrote {}", self.out.display());
@@ -56,13 +58,7 @@ impl Cmd {
 
 /// Writes next to `out` and renames, so a failure never leaves a half-written figure.
 fn write(report: &Report, out: &Path, format: Format, size: (u32, u32)) -> anyhow::Result<()> {
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        bail!("--out {}: folder {} does not exist", out.display(), dir.display());
-    }
+    let dir = out_folder(out)?;
     let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("figure");
     let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("svg");
     let tmp = dir.join(format!(".{name}.partial.{ext}"));
@@ -76,6 +72,18 @@ fn write(report: &Report, out: &Path, format: Format, size: (u32, u32)) -> anyho
         return Err(e.context(format!("drawing {}", out.display())));
     }
     std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))
+}
+
+/// The folder `out` goes in, which must exist.
+fn out_folder(out: &Path) -> anyhow::Result<&Path> {
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!("--out {}: folder {} does not exist", out.display(), dir.display());
+    }
+    Ok(dir)
 }
 
 /// Text is measured (and for PNG rasterised) with DejaVu Sans, shipped in assets/, so no
