@@ -2,8 +2,9 @@
 //! thread (its store calls may wait on SQLite's lock without holding up anyone else),
 //! drawn by ratatui onto a terminal whose output goes to a bounded queue that the
 //! connection's transport drains. A client that cannot keep up (more than
-//! [`MAX_QUEUED_BYTES`] waiting) is dropped; one that sends more input than the screen
-//! can read is dropped too; either way its confirmed answers are already committed.
+//! [`MAX_QUEUED_BYTES`] waiting) is dropped, its confirmed answers already committed;
+//! input beyond what the screen has read ([`MAX_QUEUED_EVENTS`]) is dropped, the
+//! connection kept.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -24,7 +25,8 @@ use crate::tui::{Interactive, draw, text};
 
 /// Output waiting for a slow client, at most; beyond it the client is dropped.
 pub const MAX_QUEUED_BYTES: usize = 1 << 20;
-/// Input events waiting for the screen, at most; beyond it the client is dropped.
+/// Input events waiting for the screen, at most; beyond it further input is dropped (a
+/// paste larger than this loses its tail; the connection stays).
 pub const MAX_QUEUED_EVENTS: usize = 512;
 /// The largest window drawn; a client that claims more gets this much.
 pub const MAX_COLUMNS: u16 = 320;
@@ -68,11 +70,13 @@ pub struct ScreenInput {
 }
 
 impl ScreenInput {
-    /// Passes an event on; `false` when the screen is gone or its input is full (the
-    /// transport then closes the connection).
+    /// Passes an event on; `false` once the screen is gone (the transport then closes the
+    /// connection). Input beyond [`MAX_QUEUED_EVENTS`] waiting events is dropped: a client
+    /// typing or pasting faster than its screen reads loses keys, never the connection,
+    /// and never costs the server more than the bound.
     pub fn send(&self, ev: Event) -> bool {
         self.last_input.store(self.hub.clock_ms(), Ordering::Relaxed);
-        self.events.try_send(ev).is_ok()
+        !matches!(self.events.try_send(ev), Err(std::sync::mpsc::TrySendError::Disconnected(_)))
     }
 }
 

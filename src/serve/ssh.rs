@@ -351,7 +351,7 @@ impl russh::server::Handler for Conn {
         }
         for ev in self.parser.feed(data) {
             if !input.send(ev) {
-                // The screen has ended or cannot keep up with this client's input.
+                // The screen has ended.
                 self.input = None;
                 return session.close(channel);
             }

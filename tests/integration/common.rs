@@ -66,10 +66,15 @@ pub fn example_for_participants() -> (tempfile::TempDir, PathBuf) {
     (dir, db)
 }
 
-pub fn wait(what: &str, mut ok: impl FnMut() -> bool) {
+pub fn wait(what: &str, ok: impl FnMut() -> bool) {
+    wait_within(what, Duration::from_secs(60), ok);
+}
+
+/// As [`wait`], for something slow (a real model's generation on a loaded machine).
+pub fn wait_within(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
-        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -84,7 +89,9 @@ pub fn count(db: &Path, sql: &str) -> i64 {
 /// The real binary in a pseudo-terminal of 100×30.
 pub struct Tui {
     pub child: Box<dyn portable_pty::Child + Send + Sync>,
-    writer: Box<dyn Write + Send>,
+    /// Shared so that a flood can be written from a thread of its own (a write to a
+    /// terminal whose program has exited blocks once its buffer is full).
+    writer: Arc<Mutex<Box<dyn Write + Send>>>,
     /// The screen as a terminal would show it.
     screen: Arc<Mutex<vt100::Parser>>,
     /// The terminal's controlling side, kept open while the child runs.
@@ -119,7 +126,7 @@ impl Tui {
             }
         });
         let writer = pty.master.take_writer().unwrap();
-        Self { child, writer, screen, master: Some(pty.master) }
+        Self { child, writer: Arc::new(Mutex::new(writer)), screen, master: Some(pty.master) }
     }
 
     /// Changes the terminal's size (the program gets SIGWINCH).
@@ -131,8 +138,24 @@ impl Tui {
 
     /// Sends raw bytes.
     pub fn send_bytes(&mut self, b: &[u8]) {
-        let _ = self.writer.write_all(b);
-        let _ = self.writer.flush();
+        let mut w = self.writer.lock().unwrap();
+        let _ = w.write_all(b);
+        let _ = w.flush();
+    }
+
+    /// Sends `chunks` from a thread of its own and waits until they are written or the
+    /// program has exited (after which a write may never return).
+    pub fn flood(&mut self, chunks: Vec<Vec<u8>>) {
+        let writer = self.writer.clone();
+        let sending = std::thread::spawn(move || {
+            for c in chunks {
+                let mut w = writer.lock().unwrap();
+                if w.write_all(&c).and_then(|()| w.flush()).is_err() {
+                    return;
+                }
+            }
+        });
+        wait("the flood to be written or the program to exit", || sending.is_finished() || self.exited());
     }
 
     /// Whether the program has exited.
@@ -145,13 +168,15 @@ impl Tui {
     }
 
     pub fn wait_for_text(&self, needle: &str) {
+        self.wait_for_text_within(needle, Duration::from_secs(60));
+    }
+
+    /// As [`Tui::wait_for_text`], for a screen that waits on something slow (a real
+    /// model's generation on a loaded machine).
+    pub fn wait_for_text_within(&self, needle: &str, limit: Duration) {
         let start = Instant::now();
         while !self.shown().contains(needle) {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "timed out waiting for {needle:?}; the screen shows:\n{}",
-                self.shown()
-            );
+            assert!(start.elapsed() < limit, "timed out waiting for {needle:?}; the screen shows:\n{}", self.shown());
             std::thread::sleep(Duration::from_millis(25));
         }
     }
@@ -164,8 +189,9 @@ impl Tui {
 
     /// Types `s` at once.
     pub fn send(&mut self, s: &str) {
-        self.writer.write_all(s.as_bytes()).unwrap();
-        self.writer.flush().unwrap();
+        let mut w = self.writer.lock().unwrap();
+        w.write_all(s.as_bytes()).unwrap();
+        w.flush().unwrap();
     }
 
     /// Consent, the typed id and the instructions: up to the first trial.
