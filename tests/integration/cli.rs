@@ -374,7 +374,7 @@ fn an_older_database_is_brought_up_to_date_or_read_as_it_is_when_read_only() {
     mode(&db, 0o444);
     // (The folder stays writable: SQLite needs it for the write-ahead log's files.)
     mode(&d.join("db"), 0o777);
-    if let Some((ok, out, err)) = as_unprivileged(d, &["stats", "studies/example.toml"]) {
+    if let Some((ok, out, err)) = as_unprivileged(d, &["stats", "studies/example.toml", "--model-replicates", "2"]) {
         assert!(ok, "{out}{err}");
         let version: i64 = common::sql(&db).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, 1, "a read-only file is not changed");

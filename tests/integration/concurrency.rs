@@ -82,7 +82,19 @@ fn eight_writers_and_two_readers_at_once_lose_nothing_and_see_no_error() {
     let stop = Arc::new(AtomicBool::new(false));
     // Readers: stats and export over and over while the writers write.
     let readers: Vec<_> = [
-        vec!["stats", "studies/example.toml", "--json", "--replicates", "20", "--worth-replicates", "2"],
+        vec![
+            "stats",
+            "studies/example.toml",
+            "--json",
+            "--replicates",
+            "20",
+            "--worth-replicates",
+            "2",
+            "--model-replicates",
+            "2",
+            "--max-classes",
+            "2",
+        ],
         vec!["export", "studies/example.toml", "--format", "jsonl", "--out", "out"],
     ]
     .into_iter()

@@ -172,12 +172,16 @@ fn the_demo_fills_pools_while_the_instructions_are_read_and_shows_the_default_mo
     tui.keys("\r");
     tui.wait_for_text("Instructions");
     // Nobody has asked for a trial yet, and candidates are being stored.
-    wait("candidates generated in the background", || count(&db, "SELECT COUNT(*) FROM candidates") >= 1);
+    // The real model on a machine the other tests load too: generation gets minutes.
+    let slow = std::time::Duration::from_secs(300);
+    common::wait_within("candidates generated in the background", slow, || {
+        count(&db, "SELECT COUNT(*) FROM candidates") >= 1
+    });
     assert_eq!(count(&db, "SELECT COUNT(*) FROM trials WHERE shown_at IS NOT NULL"), 0);
     assert!(tui.shown().contains("Instructions"));
     tui.keys("\r");
-    tui.wait_for_text("Question 1 of 10");
-    tui.wait_for_text("Answer 2");
+    tui.wait_for_text_within("Question 1 of 10", slow);
+    tui.wait_for_text_within("Answer 2", slow);
     let shown: String = rusqlite::Connection::open(&db)
         .unwrap()
         .query_row(
