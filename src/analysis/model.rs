@@ -200,7 +200,24 @@ fn prompt_model<'a>(
 /// The certified win rate of each of the prompt's policies under `population`, at the
 /// policy's own k.
 fn certify(population: &PlPopulation, pm: &PromptModel) -> Vec<f64> {
-    pm.policies.iter().map(|(_, k, x)| population.certified_win_rate(x, *k)).collect()
+    // A policy that is the same distribution at every k (base, greedy, NLHF) is certified
+    // at all its k from one pass (the payoffs of every k come out of the same moments).
+    let mut out = vec![0.0; pm.policies.len()];
+    let mut done = vec![false; pm.policies.len()];
+    for i in 0..pm.policies.len() {
+        if done[i] {
+            continue;
+        }
+        let x = &pm.policies[i].2;
+        let same: Vec<usize> = (i..pm.policies.len()).filter(|&j| !done[j] && &pm.policies[j].2 == x).collect();
+        let k_max = same.iter().map(|&j| pm.policies[j].1).max().unwrap_or(1);
+        let payoffs = population.payoffs_up_to(x, k_max);
+        for j in same {
+            out[j] = 1.0 - payoffs[pm.policies[j].1 as usize - 1].iter().copied().fold(0.0, f64::max);
+            done[j] = true;
+        }
+    }
+    out
 }
 
 /// Each replicate's certified rates of the full fit's policies: `[replicate][prompt][policy]`.

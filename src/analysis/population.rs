@@ -54,17 +54,6 @@ fn nodes() -> Vec<(f64, f64)> {
     out
 }
 
-fn binomial_table(k: usize) -> Vec<Vec<f64>> {
-    let mut c = vec![vec![0.0; k + 1]; k + 1];
-    for n in 0..=k {
-        c[n][0] = 1.0;
-        for j in 1..=n {
-            c[n][j] = c[n - 1][j - 1] + if j < n { c[n - 1][j] } else { 0.0 };
-        }
-    }
-    c
-}
-
 impl PlPopulation {
     pub fn responses(&self) -> usize {
         self.log_worths.first().map_or(0, Vec::len)
@@ -75,10 +64,20 @@ impl PlPopulation {
     pub fn payoffs_up_to(&self, x: &[f64], k_max: u32) -> Vec<Vec<f64>> {
         let kk = k_max as usize;
         let n = x.len();
-        let binom = binomial_table(kk);
         let quadrature = nodes();
-        // Powers x_i^j, j ≤ k_max.
-        let powers: Vec<Vec<f64>> = x.iter().map(|&v| (0..=kk).map(|j| v.powi(j as i32)).collect()).collect();
+        // Moments are kept divided by m! (μ_m = E[W^m] / m!), which takes the binomial
+        // coefficients out of the inner loop: adding xᵢBᵢ to W is then a plain convolution
+        // with xᵢ^j / j!.
+        let factorial: Vec<f64> = (0..=kk)
+            .scan(1.0, |f, j| {
+                if j > 0 {
+                    *f *= j as f64;
+                }
+                Some(*f)
+            })
+            .collect();
+        let scaled: Vec<Vec<f64>> =
+            x.iter().map(|&v| (0..=kk).map(|j| v.powi(j as i32) / factorial[j]).collect()).collect();
         let support: Vec<usize> = (0..n).filter(|&i| x[i] > 0.0).collect();
         let mut u = vec![vec![0.0; n]; kk];
         let mut moments = vec![0.0; kk + 1];
@@ -96,21 +95,20 @@ impl PlPopulation {
                         if q == 0.0 {
                             continue;
                         }
-                        // E[(W + xᵢBᵢ)^m] = E[W^m] + q Σ_{l<m} C(m,l) E[W^l] xᵢ^{m−l}
+                        // μ'_m = μ_m + q Σ_{l<m} μ_l xᵢ^{m−l} / (m−l)!
+                        let p = &scaled[i];
                         for m in (1..=kk).rev() {
-                            let mut add = 0.0;
-                            for l in 0..m {
-                                add += binom[m][l] * moments[l] * powers[i][m - l];
-                            }
+                            let add: f64 = moments[..m].iter().zip(p[1..=m].iter().rev()).map(|(a, b)| a * b).sum();
                             moments[m] += q * add;
                         }
                     }
+                    // Σ_j C(k,j) x_y^j E[W^{k−j}] / (j+1) = k! Σ_j (x_y^j / j!) μ_{k−j} / (j+1)
                     for k in 1..=kk {
                         let mut share = 0.0;
                         for j in 0..=k {
-                            share += binom[k][j] * powers[y][j] / (j as f64 + 1.0) * moments[k - j];
+                            share += scaled[y][j] / (j as f64 + 1.0) * moments[k - j];
                         }
-                        acc[k - 1] += weight * share;
+                        acc[k - 1] += weight * factorial[k] * share;
                     }
                 }
                 for k in 0..kk {

@@ -18,6 +18,17 @@ fn policy(n: usize, seed: u64, zeros: usize) -> Vec<f64> {
     x
 }
 
+fn binomial_table(k: usize) -> Vec<Vec<f64>> {
+    let mut c = vec![vec![0.0; k + 1]; k + 1];
+    for n in 0..=k {
+        c[n][0] = 1.0;
+        for j in 1..=n {
+            c[n][j] = c[n - 1][j - 1] + if j < n { c[n - 1][j] } else { 0.0 };
+        }
+    }
+    c
+}
+
 /// u(y; x) by enumeration: E[W^m] = Σ over m-tuples of responses ≠ y of their masses'
 /// product times P(all of them below y) = w_y / (w_y + Σ of their distinct worths).
 fn enumerated(p: &PlPopulation, x: &[f64], k: u32) -> Vec<f64> {
