@@ -115,3 +115,43 @@ fn a_report_from_records_needs_no_database() {
     assert!(mixture.iter().all(|k| k.order.len() == 2 && k.certainty.is_some()), "{mixture:?}");
     assert_eq!(r.progress.answered, 5);
 }
+
+/// The latent-class model with one class is today's Plackett–Luce fit: on choix's cases
+/// fitted with the model's prior (alpha 0.1), its worths equal choix's `mm_top1`.
+#[test]
+fn a_one_class_mixture_equals_choix() {
+    use ualign::analysis::mixture::{ALPHA, Evidence, FitOptions, PromptItems, fit};
+    use ualign::analysis::ranking::Choices;
+    let mut checked = 0;
+    for (i, case) in fixture("choix_mm_top1.json").as_array().unwrap().iter().enumerate() {
+        if case["alpha"].as_f64().unwrap() != ALPHA {
+            continue;
+        }
+        let n = case["n"].as_u64().unwrap() as usize;
+        let data = case["data"].as_array().unwrap();
+        // Each choice from its own participant, one prompt of n responses.
+        let e = Evidence {
+            prompts: vec![PromptItems {
+                prompt: "p".into(),
+                items: (0..n as i64).collect(),
+                texts: (0..n).map(|j| format!("response {j}")).collect(),
+            }],
+            people: (0..data.len()).map(|p| format!("p{p}")).collect(),
+            choices: data
+                .iter()
+                .enumerate()
+                .map(|(p, d)| {
+                    let ix = |v: &Value| v.as_u64().unwrap() as usize;
+                    let rest = d["losers"].as_array().unwrap().iter().map(ix).collect();
+                    (p, 0, Choices { ranked: vec![ix(&d["winner"])], rest })
+                })
+                .collect(),
+        };
+        let f = fit(&e, 1, &FitOptions { restarts: 2, max_iter: 100_000, tol: 1e-13, seed: 1 });
+        for (g, w) in f.worths[0][0].iter().zip(case["params"].as_array().unwrap()) {
+            assert!((g - w.as_f64().unwrap()).abs() < 1e-6, "case {i}: {:?} vs {}", f.worths[0][0], case["params"]);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "the fixture has cases with the model's prior");
+}
