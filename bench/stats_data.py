@@ -2,9 +2,11 @@
 """Builds the analysis benchmark's study: 50 prompts, a 16-candidate pool per prompt
 (policy `diverse`) and one greedy candidate (policy `greedy`), best_of_k trials with
 k in {1, 2, 4, 8, 16} and a full-pool order trial for every prompt, then answers it with
-500 simulated participants through ualign itself.
+500 simulated participants through ualign itself. With --picks, a pick-of-4 trial per
+prompt replaces the order trial and the population is a 3-class Plackett-Luce mixture
+(the population-model benchmark, bench/mixture_peer.py).
 
-    python3 bench/stats_data.py DIR [--participants 500] [--prompts 50]
+    python3 bench/stats_data.py DIR [--participants 500] [--prompts 50] [--picks]
 """
 import argparse
 import json
@@ -23,6 +25,10 @@ def main():
     ap.add_argument("--participants", type=int, default=500)
     ap.add_argument("--prompts", type=int, default=50)
     ap.add_argument("--ualign", type=Path, default=ROOT / "target/release/ualign")
+    ap.add_argument("--picks", action="store_true",
+                    help="a pick-of-4 trial per prompt instead of the full-pool order (the mixture benchmark)")
+    ap.add_argument("--population", default=None,
+                    help="simulate's population (default mallows:0.6:3; plmix:3:3 with --picks)")
     a = ap.parse_args()
     d = a.dir
     d.mkdir(parents=True, exist_ok=True)
@@ -70,8 +76,8 @@ trials = {n}
 name = "ranking"
 design = "rank"
 policies = ["diverse"]
-m = 16
-mode = "order"
+m = {4 if a.picks else 16}
+mode = "{'pick' if a.picks else 'order'}"
 trials = {n}
 ''')
     db = d / "bench.sqlite"
@@ -81,7 +87,8 @@ trials = {n}
     run("init", "bench.toml")
     run("import", "bench.toml", "--policy", "diverse", "--candidates", "diverse.jsonl")
     run("import", "bench.toml", "--policy", "greedy", "--candidates", "greedy.jsonl")
-    run("simulate", "bench.toml", "--participants", str(a.participants), "--population", "mallows:0.6:3", "--seed", "3")
+    run("simulate", "bench.toml", "--participants", str(a.participants), "--population",
+        a.population or ("plmix:3:3" if a.picks else "mallows:0.6:3"), "--seed", "3")
 
 
 if __name__ == "__main__":
