@@ -316,24 +316,22 @@ fn pick_study(dir: &Path) -> PathBuf {
     path
 }
 
-#[test]
-fn a_pick_only_study_gets_model_based_certified_curves_that_hold_on_the_truth() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    pick_study(d);
+/// The study's pools imported and `participants` of a `plmix:2:4` population answering
+/// it, their latent orders in truth.jsonl.
+fn plmix_answers(d: &Path, study: &str, participants: &str, seed: &str) {
     for args in [
-        &["init", "picks.toml"][..],
-        &["import", "picks.toml", "--policy", "sampled", "--candidates", "example/sampled.jsonl"],
-        &["import", "picks.toml", "--policy", "greedy", "--candidates", "example/greedy.jsonl"],
+        &["init", study][..],
+        &["import", study, "--policy", "sampled", "--candidates", "example/sampled.jsonl"],
+        &["import", study, "--policy", "greedy", "--candidates", "example/greedy.jsonl"],
         &[
             "simulate",
-            "picks.toml",
+            study,
             "--participants",
-            "120",
+            participants,
             "--population",
             "plmix:2:4",
             "--seed",
-            "3",
+            seed,
             "--latent-out",
             "truth.jsonl",
         ],
@@ -341,6 +339,14 @@ fn a_pick_only_study_gets_model_based_certified_curves_that_hold_on_the_truth() 
         let (ok, out, err) = ualign(d, args);
         assert!(ok, "{args:?}: {out}{err}");
     }
+}
+
+#[test]
+fn a_pick_only_study_gets_model_based_certified_curves_that_hold_on_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pick_study(d);
+    plmix_answers(d, "picks.toml", "120", "3");
     let args = [
         "stats",
         "picks.toml",
@@ -380,26 +386,7 @@ fn full_orders_give_the_model_the_equilibria_of_the_exact_analysis() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     full_pool_study(d);
-    for args in [
-        &["init", "full.toml"][..],
-        &["import", "full.toml", "--policy", "sampled", "--candidates", "example/sampled.jsonl"],
-        &["import", "full.toml", "--policy", "greedy", "--candidates", "example/greedy.jsonl"],
-        &[
-            "simulate",
-            "full.toml",
-            "--participants",
-            "200",
-            "--population",
-            "plmix:2:4",
-            "--seed",
-            "5",
-            "--latent-out",
-            "truth.jsonl",
-        ],
-    ] {
-        let (ok, out, err) = ualign(d, args);
-        assert!(ok, "{args:?}: {out}{err}");
-    }
+    plmix_answers(d, "full.toml", "200", "5");
     let (ok, out, err) = ualign(
         d,
         &[
