@@ -342,8 +342,11 @@ fn sort_classes(f: &mut MixtureFit) {
 }
 
 /// Fits 1..=`c_max` classes; returns every fit and the index of the one BIC prefers.
+/// Never more classes than participants: BIC's penalty is parameters × ln N, nothing at
+/// N = 1, so one participant would otherwise get C_max classes, all but one empty.
 pub fn select(e: &Evidence, c_max: usize, opts: &FitOptions) -> (Vec<MixtureFit>, usize) {
-    let fits: Vec<MixtureFit> = (1..=c_max.max(1)).map(|c| fit(e, c, opts)).collect();
+    let c_max = c_max.min(e.people.len()).max(1);
+    let fits: Vec<MixtureFit> = (1..=c_max).map(|c| fit(e, c, opts)).collect();
     let best = fits.iter().enumerate().min_by(|a, b| a.1.bic.total_cmp(&b.1.bic)).map_or(0, |(i, _)| i);
     (fits, best)
 }

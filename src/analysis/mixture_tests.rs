@@ -143,3 +143,13 @@ fn an_expected_ranking_of_one_class_is_its_order_of_worth() {
     assert_eq!(ranking, by_worth);
     assert_eq!(certainty, 1.0);
 }
+
+#[test]
+fn one_participant_is_one_class_and_two_at_most_two() {
+    for people in [1, 2] {
+        let (e, _) = population(people, 2, 3, 5, 6, 3.0, 4);
+        let (fits, best) = select(&e, 4, &quick());
+        assert_eq!(fits.len(), people, "C is tried up to the number of participants");
+        assert!(fits[best].classes <= people);
+    }
+}
