@@ -136,13 +136,6 @@ impl Tui {
         }
     }
 
-    /// Sends raw bytes.
-    pub fn send_bytes(&mut self, b: &[u8]) {
-        let mut w = self.writer.lock().unwrap();
-        let _ = w.write_all(b);
-        let _ = w.flush();
-    }
-
     /// Sends `chunks` from a thread of its own and waits until they are written or the
     /// program has exited (after which a write may never return).
     pub fn flood(&mut self, chunks: Vec<Vec<u8>>) {

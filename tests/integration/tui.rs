@@ -377,9 +377,9 @@ fn long_answers_scroll_by_page_and_jump_to_their_ends() {
     assert!(shown.contains("of 60 lines"), "{shown}");
 }
 
-/// The demo study (model policies, nothing generated) with a worker whose thread runs `body`.
-/// An app at its first trial, whose pools its engine worker (running `body`) must fill;
-/// with `dead_first`, the worker is gone before the participant gets there.
+/// The demo study (model policies, nothing generated) at its first trial, whose pools an
+/// engine worker running `body` must fill; with `dead_first`, the worker is gone before
+/// the participant gets there.
 fn preparing_with(body: impl FnOnce() + Send + 'static, dead_first: bool) -> App {
     use ualign::pools::PoolWorker;
     let dir = tempfile::tempdir().unwrap();
