@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::counterfactual::{EquilibriumRow, PoolCandidate, Responses};
 use super::equilibria;
 use super::mixture::{self, Evidence, FitOptions, MixtureFit};
-use super::population::PlPopulation;
+use super::population::{COARSE_STEP, PlPopulation, Race};
 use super::ranking::Ranking;
 
 /// What the population model is, for the report.
@@ -108,7 +108,7 @@ pub fn analyse(
         .into_par_iter()
         .filter_map(|(n, (prompt, pool))| prompt_model(prompt, pool, e, fit, greedy_policies, ks, opts, n as u64))
         .collect();
-    let full: Vec<Vec<f64>> = prompts.par_iter().map(|pm| certify(&population_of(fit, pm), pm)).collect();
+    let full: Vec<Vec<f64>> = prompts.par_iter().map(|pm| certify(&population_of(fit, pm).race(), pm)).collect();
     let replicates = bootstrap(e, fit, &prompts, opts);
     let mut rows = Vec::new();
     for (pi, pm) in prompts.iter().enumerate() {
@@ -182,7 +182,10 @@ fn prompt_model<'a>(
     let base: Vec<f64> = pm.responses.masses.iter().map(|m| m.copies as f64 / total).collect();
     let greedy = pm.responses.greedy(pool, greedy_policies);
     let nlhf = equilibria::maximal_lottery_of(&population.margins()).ok()?;
-    let samples = population.sample_orders(opts.samples, opts.fit.seed ^ salt);
+    let race = population.race();
+    // Rankings drawn from the model, for the sampled solver where Newton from the previous
+    // k's equilibrium does not reach the value: drawn once, the first time one is needed.
+    let samples = std::cell::OnceCell::new();
     let mut start = nlhf.clone();
     for &k in ks {
         pm.policies.push(("base", k, base.clone()));
@@ -190,7 +193,10 @@ fn prompt_model<'a>(
             pm.policies.push(("greedy", k, g.clone()));
         }
         pm.policies.push(("nlhf", k, nlhf.clone()));
-        let ne = population.ne_k(k, start, &samples);
+        let ne = race.ne_k(k, start, |from| {
+            let orders = samples.get_or_init(|| population.sample_orders(opts.samples, opts.fit.seed ^ salt));
+            equilibria::ne_k_from(orders, from, k, 1e-7, 20_000).distribution
+        });
         start = ne.clone();
         pm.policies.push(("ne", k, ne));
     }
@@ -199,7 +205,7 @@ fn prompt_model<'a>(
 
 /// The certified win rate of each of the prompt's policies under `population`, at the
 /// policy's own k.
-fn certify(population: &PlPopulation, pm: &PromptModel) -> Vec<f64> {
+fn certify(population: &Race, pm: &PromptModel) -> Vec<f64> {
     // A policy that is the same distribution at every k (base, greedy, NLHF) is certified
     // at all its k from one pass (the payoffs of every k come out of the same moments).
     let mut out = vec![0.0; pm.policies.len()];
@@ -230,8 +236,14 @@ fn bootstrap(e: &Evidence, fit: &MixtureFit, prompts: &[PromptModel], opts: &Mod
             let n = e.people.len();
             let drawn: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
             let (sample, start) = resample(e, fit, &drawn);
-            let refit = mixture::fit_from(&sample, start, &FitOptions { max_iter: 200, tol: 1e-7, ..opts.fit });
-            prompts.iter().map(|pm| certify(&population_of(&refit, pm), pm)).collect()
+            let refit = mixture::fit_from(
+                &sample,
+                start,
+                fit.worths.clone(),
+                &FitOptions { max_iter: 200, tol: 1e-7, ..opts.fit },
+            );
+            // Re-certified at the coarse step (~1e-7): far below the spread of the replicates.
+            prompts.iter().map(|pm| certify(&Race::with_step(&population_of(&refit, pm), COARSE_STEP), pm)).collect()
         })
         .collect()
 }

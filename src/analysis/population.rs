@@ -2,18 +2,20 @@
 //! Plackett–Luce model describes, instead of one made of observed orders.
 //!
 //! A Plackett–Luce ranking is a Gumbel race: each response i gets utility log wᵢ + Gᵢ
-//! (independent standard Gumbel noise) and the order is by utility. Given y's utility,
-//! every other response falls below it independently, with probability exp(−wᵢ t) where
-//! t = exp(−U_y) is exponential with rate w_y; with s = w_y t (a unit exponential), that is
-//! qᵢ(s) = exp(−s wᵢ / w_y). So the payoff of y against k samples of x,
+//! (independent standard Gumbel noise) and the order is by utility. With t = e^{−U} for a
+//! utility level U, response i falls below it with probability qᵢ(t) = exp(−wᵢ t),
+//! independently of the others, and y's own t_y = e^{−U_y} is exponential with rate w_y.
+//! So the payoff of y against k samples of x,
 //! u(y; x) = E[Σⱼ C(k,j) x_y^j W^{k−j} / (j+1)] with W = Σ_{i≠y} xᵢ Bᵢ, Bᵢ ~ Bernoulli(qᵢ),
-//! is a one-dimensional integral over s of a polynomial in independent Bernoulli masses:
-//! the moments E[W^m | s] come from a product over the responses (m ≤ k), and the
-//! integral is Gauss–Legendre quadrature in ln s over [−37, 3.7] (outside it the
-//! exponential's mass is below 1e-16), panels narrow where the qᵢ change. A class's
-//! payoffs are averaged with the class weights. Accuracy is checked against exact
-//! enumeration (every E[W^m] is a sum of Gumbel-race probabilities w_y / (w_y + Σ_S wᵢ))
-//! and Monte Carlo over sampled rankings.
+//! is a one-dimensional integral over t of a polynomial in independent Bernoulli masses:
+//! the moments E[W^m | t] (m ≤ k) are coefficients of the generating function
+//! Πᵢ (1 + qᵢ(e^{xᵢz} − 1)). Every response shares the same qᵢ(t) at a node, so one pass of
+//! prefix and suffix products over x's support gives the moments without y for every y
+//! (O(n·k²) per node for all of them). The integral is the trapezoidal rule in σ = ln t,
+//! which converges geometrically for this analytic integrand; a class's payoffs are
+//! averaged with the class weights. Accuracy is checked against exact enumeration (every
+//! E[W^m] is a sum of Gumbel-race probabilities w_y / (w_y + Σ_S wᵢ)) and Monte Carlo over
+//! sampled rankings.
 
 use super::equilibria::{self, Order};
 
@@ -24,109 +26,29 @@ pub struct PlPopulation {
     pub log_worths: Vec<Vec<f64>>,
 }
 
-/// Gauss–Legendre nodes and weights on [a, b], from the unit interval's.
-fn panel(a: f64, b: f64, unit: &(Vec<f64>, Vec<f64>)) -> impl Iterator<Item = (f64, f64)> + '_ {
-    unit.0.iter().zip(&unit.1).map(move |(t, w)| (a + (b - a) * t, (b - a) * w))
-}
-
-/// The quadrature of ∫ f(s) e^{−s} ds over s > 0, as nodes (s, weight · e^{−s} · s) in
-/// σ = ln s: wide panels where the exponential's mass is tiny, narrow ones where the
-/// qᵢ(s) of responses within e^{±12} of each other change.
-fn nodes() -> Vec<(f64, f64)> {
-    let unit12 = equilibria::gauss_legendre(12);
-    let unit8 = equilibria::gauss_legendre(8);
-    let mut out = Vec::new();
-    let mut add = |a: f64, b: f64, unit: &(Vec<f64>, Vec<f64>)| {
-        for (sigma, w) in panel(a, b, unit) {
-            let s = sigma.exp();
-            out.push((s, w * s * (-s).exp()));
-        }
-    };
-    for i in 0..5 {
-        let a = -37.0 + 5.0 * i as f64;
-        add(a, a + 5.0, &unit12);
-    }
-    let mut a = -12.0;
-    while a < 3.75 {
-        add(a, (a + 0.5).min(3.75), &unit8);
-        a += 0.5;
-    }
-    out
-}
-
 impl PlPopulation {
     pub fn responses(&self) -> usize {
         self.log_worths.first().map_or(0, Vec::len)
     }
 
-    /// u(y; x) for every response y and every k in 1..=`k_max` (entry k − 1), exact to the
-    /// quadrature's ~1e-12.
+    /// The population's quadrature tables, shared by every payoff evaluation under it.
+    pub fn race(&self) -> Race {
+        Race::new(self)
+    }
+
+    /// u(y; x) for every response y and every k in 1..=`k_max` (see [`Race::payoffs_up_to`]).
     pub fn payoffs_up_to(&self, x: &[f64], k_max: u32) -> Vec<Vec<f64>> {
-        let kk = k_max as usize;
-        let n = x.len();
-        let quadrature = nodes();
-        // Moments are kept divided by m! (μ_m = E[W^m] / m!), which takes the binomial
-        // coefficients out of the inner loop: adding xᵢBᵢ to W is then a plain convolution
-        // with xᵢ^j / j!.
-        let factorial: Vec<f64> = (0..=kk)
-            .scan(1.0, |f, j| {
-                if j > 0 {
-                    *f *= j as f64;
-                }
-                Some(*f)
-            })
-            .collect();
-        let scaled: Vec<Vec<f64>> =
-            x.iter().map(|&v| (0..=kk).map(|j| v.powi(j as i32) / factorial[j]).collect()).collect();
-        let support: Vec<usize> = (0..n).filter(|&i| x[i] > 0.0).collect();
-        let mut u = vec![vec![0.0; n]; kk];
-        let mut moments = vec![0.0; kk + 1];
-        for (class, log_w) in self.log_worths.iter().enumerate() {
-            let cw = self.weights[class];
-            for y in 0..n {
-                let others: Vec<(usize, f64)> =
-                    support.iter().filter(|&&i| i != y).map(|&i| (i, (log_w[i] - log_w[y]).exp())).collect();
-                let mut acc = vec![0.0; kk];
-                for &(s, weight) in &quadrature {
-                    moments.iter_mut().for_each(|m| *m = 0.0);
-                    moments[0] = 1.0;
-                    for &(i, ratio) in &others {
-                        let q = (-s * ratio).exp();
-                        if q == 0.0 {
-                            continue;
-                        }
-                        // μ'_m = μ_m + q Σ_{l<m} μ_l xᵢ^{m−l} / (m−l)!
-                        let p = &scaled[i];
-                        for m in (1..=kk).rev() {
-                            let add: f64 = moments[..m].iter().zip(p[1..=m].iter().rev()).map(|(a, b)| a * b).sum();
-                            moments[m] += q * add;
-                        }
-                    }
-                    // Σ_j C(k,j) x_y^j E[W^{k−j}] / (j+1) = k! Σ_j (x_y^j / j!) μ_{k−j} / (j+1)
-                    for k in 1..=kk {
-                        let mut share = 0.0;
-                        for j in 0..=k {
-                            share += scaled[y][j] / (j as f64 + 1.0) * moments[k - j];
-                        }
-                        acc[k - 1] += weight * factorial[k] * share;
-                    }
-                }
-                for k in 0..kk {
-                    u[k][y] += cw * acc[k];
-                }
-            }
-        }
-        u
+        self.race().payoffs_up_to(x, k_max)
     }
 
     /// u(y; x) at one k.
     pub fn payoffs(&self, x: &[f64], k: u32) -> Vec<f64> {
-        self.payoffs_up_to(x, k).pop().unwrap_or_default()
+        self.race().payoffs(x, k)
     }
 
     /// 1 − max_y u(y; x): the win rate k samples of x certify against any single response.
     pub fn certified_win_rate(&self, x: &[f64], k: u32) -> f64 {
-        1.0 - self.payoffs(x, k).into_iter().fold(0.0, f64::max)
+        self.race().certified_win_rate(x, k)
     }
 
     /// Majority margins P(a ≻ b) − P(b ≻ a) (exact: P(a ≻ b) = w_a / (w_a + w_b) in a class).
@@ -173,70 +95,239 @@ impl PlPopulation {
         }
         out
     }
+}
 
-    /// A symmetric equilibrium of the (k+1)-player game under the population: solved on
-    /// `samples` rankings drawn from it (the existing solver), then polished by Newton's
-    /// method on its support with the exact payoffs (kept only if it lowers the exact
-    /// largest payoff). The certified rate of what is returned is exact either way.
-    pub fn ne_k(&self, k: u32, start: Vec<f64>, samples: &[Order]) -> Vec<f64> {
-        let sampled = equilibria::ne_k_from(samples, start, k, 1e-7, 20_000).distribution;
+/// Newton's polish stops this close above the value 1/(k+1): far inside the 1e-6 the
+/// certified rates are given to.
+const DONE: f64 = 1e-10;
+
+/// Trapezoid step in σ = ln t. The integrand is analytic in σ within a strip of half-width
+/// nearly π/2 (each factor is exp(−w e^σ)), so the trapezoidal rule's error falls like
+/// about exp(−8.8/h) (measured against enumeration): ~1e-11 at this step.
+pub const STEP: f64 = 0.36;
+/// A coarser step, ~1e-7 (measured likewise), for the bootstrap's re-certifications: an
+/// interval's percentiles move by far more than that from one resample to the next.
+pub const COARSE_STEP: f64 = 0.55;
+/// The lowest node (w ≤ 1 after the shift). Below it every qᵢ is within t·wᵢ < 1e-6 of 1,
+/// so the share there equals the lowest node's to O(t² Σ wᵢ) and the lowest node takes
+/// the weight of every node below it (the trapezoid continued to −∞): the error is
+/// ~n·e^{−30} < 1e-11.
+const SIGMA_LOW: f64 = -15.0;
+/// Above w_y t = 38, y's density e^{−w_y t} is below 3e-17.
+const TOP: f64 = 38.0;
+/// Responses more than this far below a class's best (in log-worth) are given the grid up
+/// to here only (a worth of 0 would need an endless grid).
+const DEPTH: f64 = 80.0;
+
+/// Nodes are processed `LANES` at a time, each lane an independent node: the recursions
+/// are the same for all of them, so the arithmetic runs as vector operations with
+/// independent dependency chains.
+const LANES: usize = 8;
+type Lanes = [f64; LANES];
+
+/// A population's quadrature, ready for any policy: for each class, every node's
+/// probabilities qᵢ(t) = exp(−wᵢ t) that response i falls below utility −ln t, and each
+/// response's weight ω_y = c w_y t e^{−w_y t} · step (the class's weight c times the
+/// density of t for y, in σ), in
+/// blocks of `LANES` nodes (the last block padded with weight 0). These depend on the
+/// population only, so every payoff evaluation under it shares them.
+#[derive(Debug, Clone)]
+pub struct Race {
+    n: usize,
+    classes: Vec<ClassRace>,
+}
+
+#[derive(Debug, Clone)]
+struct ClassRace {
+    /// `blocks × n`, row-major: `q[b * n + i]` is response i's qᵢ at block b's nodes.
+    q: Vec<Lanes>,
+    omega: Vec<Lanes>,
+}
+
+impl Race {
+    pub fn new(p: &PlPopulation) -> Self {
+        Self::with_step(p, STEP)
+    }
+
+    /// The tables at trapezoid step `step` in σ (see [`STEP`], [`COARSE_STEP`]).
+    pub fn with_step(p: &PlPopulation, step: f64) -> Self {
+        let n = p.responses();
+        let classes = p
+            .weights
+            .iter()
+            .zip(&p.log_worths)
+            .filter(|(cw, _)| **cw > 0.0)
+            .map(|(&weight, lw)| {
+                let top = lw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let w: Vec<f64> = lw.iter().map(|l| (l - top).max(-DEPTH).exp()).collect();
+                let w_min = w.iter().copied().fold(1.0, f64::min);
+                let sigma_high = TOP.ln() - w_min.ln();
+                let nodes = ((sigma_high - SIGMA_LOW) / step).ceil() as usize + 1;
+                let blocks = nodes.div_ceil(LANES);
+                let mut q = vec![[1.0; LANES]; blocks * n];
+                let mut omega = vec![[0.0; LANES]; blocks * n];
+                let density = |wi: f64, sigma: f64| {
+                    let t = sigma.exp();
+                    weight * wi * t * (-wi * t).exp() * step
+                };
+                for node in 0..nodes {
+                    let sigma = SIGMA_LOW + step * node as f64;
+                    let (b, lane) = (node / LANES, node % LANES);
+                    for (i, &wi) in w.iter().enumerate() {
+                        q[b * n + i][lane] = (-wi * sigma.exp()).exp();
+                        omega[b * n + i][lane] = density(wi, sigma);
+                        if node == 0 {
+                            // The nodes below, down to where they weigh nothing.
+                            omega[i][0] += (1..)
+                                .map(|j| density(wi, sigma - step * j as f64))
+                                .take_while(|&d| d > 1e-20 * weight)
+                                .sum::<f64>();
+                        }
+                    }
+                }
+                ClassRace { q, omega }
+            })
+            .collect();
+        Self { n, classes }
+    }
+
+    pub fn responses(&self) -> usize {
+        self.n
+    }
+
+    /// u(y; x) for every response y and every k in 1..=`k_max` (entry k − 1), to ~1e-11.
+    pub fn payoffs_up_to(&self, x: &[f64], k_max: u32) -> Vec<Vec<f64>> {
+        self.dispatch(x, k_max, 1)
+    }
+
+    /// The rows of k in `from..=k_max` (those below are left 0).
+    fn dispatch(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has just been seen to support AVX2.
+            return unsafe { self.payoffs_avx2(x, k_max, from) };
+        }
+        self.payoffs_portable(x, k_max, from)
+    }
+
+    /// The same arithmetic compiled for AVX2 (4 lanes a vector instead of SSE2's 2); no
+    /// fused multiply-adds, so the results are bit for bit the portable path's.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn payoffs_avx2(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {
+        self.payoffs_portable(x, k_max, from)
+    }
+
+    #[inline(always)]
+    fn payoffs_portable(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {
+        let kk = k_max as usize;
+        let n = self.n;
+        let tables = Tables::new(x, kk, from);
+        let mut work = Work::new(tables.support.len(), kk + 1);
+        let mut acc = vec![[0.0; LANES]; kk * n];
+        for class in &self.classes {
+            for (q, omega) in class.q.chunks_exact(n).zip(class.omega.chunks_exact(n)) {
+                work.block(&tables, q, omega, n, &mut acc);
+            }
+        }
+        (1..=kk)
+            .map(|k| acc[(k - 1) * n..k * n].iter().map(|v| v.iter().sum::<f64>() * tables.factorial[k]).collect())
+            .collect()
+    }
+
+    /// u(y; x) at one k (the moments are the same work; the shares only at k).
+    pub fn payoffs(&self, x: &[f64], k: u32) -> Vec<f64> {
+        self.dispatch(x, k, k as usize).pop().unwrap_or_default()
+    }
+
+    /// 1 − max_y u(y; x): the win rate k samples of x certify against any single response.
+    pub fn certified_win_rate(&self, x: &[f64], k: u32) -> f64 {
+        1.0 - self.payoffs(x, k).into_iter().fold(0.0, f64::max)
+    }
+
+    /// A symmetric equilibrium of the (k+1)-player game under the population: Newton's
+    /// method on the exact payoffs from `start` (the previous k's equilibrium, or the
+    /// maximal lottery at k = 1, which is NE₁); where that does not reach the value
+    /// 1/(k+1) to 1e-10, `fallback` (a solver on rankings sampled from the population)
+    /// gives another start, and the better of the two is returned. The certified rate of
+    /// what is returned is exact either way.
+    pub fn ne_k(&self, k: u32, start: Vec<f64>, fallback: impl FnOnce(Vec<f64>) -> Vec<f64>) -> Vec<f64> {
+        let share = 1.0 / (k as f64 + 1.0);
+        let (x, worst) = self.polish(start.clone(), k);
+        if worst - share < DONE {
+            return x;
+        }
+        let (y, other) = self.polish(fallback(start), k);
+        if other < worst { y } else { x }
+    }
+
+    /// Newton's method with an active set from `x`: the best point seen and its largest
+    /// payoff. The Jacobian is taken by forward differences once per support and then kept
+    /// up to date by Broyden's rank-one updates (one payoff evaluation a step instead of
+    /// one per response); a step that does not lower the largest payoff gets a fresh
+    /// Jacobian before the support is widened.
+    fn polish(&self, mut x: Vec<f64>, k: u32) -> (Vec<f64>, f64) {
         let worst_of = |u: &[f64]| u.iter().copied().fold(0.0, f64::max);
         let share = 1.0 / (k as f64 + 1.0);
-        let mut u = self.payoffs(&sampled, k);
+        let mut u = self.payoffs(&x, k);
         let mut best_worst = worst_of(&u);
-        let mut best = sampled;
+        let mut best = x.clone();
+        let mut jac: Option<Jacobian> = None;
         // Active set: Newton on the support; a response outside it that pays more than the
         // support joins it (with a little mass); one whose mass Newton drives to 0 leaves.
         // `u` is always the payoffs at `x`, computed once.
-        let mut x = best.clone();
-        for _ in 0..24 {
-            // 1e-10 above the value: far inside the 1e-6 the certified rates are given to.
-            if best_worst - share < 1e-10 {
+        for _ in 0..48 {
+            if best_worst - share < DONE {
                 break;
             }
-            let next = self.newton_step(&x, &u, k).map(|n| {
+            let support: Vec<usize> = (0..x.len()).filter(|&i| x[i] > 1e-12).collect();
+            if jac.as_ref().is_none_or(|j| j.support != support) {
+                jac = self.jacobian(&x, &u, k, support);
+            }
+            let next = jac.as_ref().and_then(|j| j.step(&x, &u)).map(|n| {
                 let un = self.payoffs(&n, k);
                 (n, un)
             });
             match next.filter(|(_, un)| worst_of(un) + 1e-15 < best_worst) {
                 Some((n, un)) => {
+                    if let Some(j) = &mut jac {
+                        j.update(&x, &u, &n, &un);
+                    }
                     best_worst = worst_of(&un);
                     best = n.clone();
                     x = n;
                     u = un;
                 }
+                None if jac.as_ref().is_some_and(|j| !j.fresh) => jac = None,
                 None => {
                     // Stuck on this support: bring in the best-paid response outside it.
+                    jac = None;
                     let Some(y) = (0..x.len()).filter(|&i| x[i] <= 1e-12).max_by(|&a, &b| u[a].total_cmp(&u[b])) else {
                         break;
                     };
                     if u[y] <= share + 1e-12 {
                         break;
                     }
-                    let mut widened: Vec<f64> = x.iter().map(|v| v * 0.99).collect();
-                    widened[y] += 0.01;
+                    let mut widened: Vec<f64> = x.iter().map(|v| v * 0.999).collect();
+                    widened[y] += 0.001;
                     u = self.payoffs(&widened, k);
                     x = widened;
                 }
             }
         }
-        best
+        (best, best_worst)
     }
 
-    /// One Newton step on the equal-payoff equations of `x`'s support (u(y) = v for y in
-    /// the support, Σ x = 1), from the payoffs `u` at `x`, the Jacobian by forward
-    /// differences of the exact payoffs (one evaluation per response of the support; the
-    /// step is only kept if it lowers the exact largest payoff).
-    fn newton_step(&self, x: &[f64], u: &[f64], k: u32) -> Option<Vec<f64>> {
-        let support: Vec<usize> = (0..x.len()).filter(|&i| x[i] > 1e-12).collect();
+    /// The Jacobian of the equal-payoff equations on `support` at `x` (payoffs `u`), by
+    /// forward differences of the exact payoffs (one evaluation per response of the
+    /// support). None for a support of fewer than two.
+    fn jacobian(&self, x: &[f64], u: &[f64], k: u32, support: Vec<usize>) -> Option<Jacobian> {
         let s = support.len();
         if s < 2 {
             return None;
         }
-        let v = support.iter().map(|&i| x[i] * u[i]).sum::<f64>() / support.iter().map(|&i| x[i]).sum::<f64>();
         // Unknowns: x on the support, then v. Equations: u_y(x) − v = 0, Σ x − 1 = 0.
         let mut a = vec![vec![0.0; s + 1]; s + 1];
-        let mut b = vec![0.0; s + 1];
         for (col, &i) in support.iter().enumerate() {
             let h = 1e-7 * x[i].max(1e-3);
             let mut up = x.to_vec();
@@ -246,19 +337,206 @@ impl PlPopulation {
                 a[row][col] = (uu[y] - u[y]) / h;
             }
         }
-        for (row, &y) in support.iter().enumerate() {
-            a[row][s] = -1.0;
-            b[row] = -(u[y] - v);
+        for row in a.iter_mut().take(s) {
+            row[s] = -1.0;
         }
         a[s][..s].iter_mut().for_each(|v| *v = 1.0);
-        b[s] = -(support.iter().map(|&i| x[i]).sum::<f64>() - 1.0);
-        let step = equilibria::solve(a, b)?;
+        Some(Jacobian { support, a, fresh: true })
+    }
+}
+
+/// The Jacobian of the equal-payoff equations F(x, v) = (u_y(x) − v for y in the support,
+/// Σ x − 1) on one support.
+struct Jacobian {
+    support: Vec<usize>,
+    a: Vec<Vec<f64>>,
+    /// Taken by differences at the current point (not yet updated).
+    fresh: bool,
+}
+
+impl Jacobian {
+    /// The unknowns (x on the support, v: the x-weighted mean payoff) and F at a point.
+    fn at(&self, x: &[f64], u: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let mass: f64 = self.support.iter().map(|&i| x[i]).sum();
+        let v = self.support.iter().map(|&i| x[i] * u[i]).sum::<f64>() / mass;
+        let mut z: Vec<f64> = self.support.iter().map(|&i| x[i]).collect();
+        z.push(v);
+        let mut f: Vec<f64> = self.support.iter().map(|&y| u[y] - v).collect();
+        f.push(mass - 1.0);
+        (z, f)
+    }
+
+    /// The Newton step from `x`, as a distribution (masses clipped at 0, renormalised).
+    fn step(&self, x: &[f64], u: &[f64]) -> Option<Vec<f64>> {
+        let (_, f) = self.at(x, u);
+        let step = equilibria::solve(self.a.clone(), f.iter().map(|v| -v).collect())?;
         let mut next = x.to_vec();
-        for (col, &i) in support.iter().enumerate() {
+        for (col, &i) in self.support.iter().enumerate() {
             next[i] = (x[i] + step[col]).max(0.0);
         }
         let z: f64 = next.iter().sum();
         (z > 0.0).then(|| next.iter().map(|v| v / z).collect())
+    }
+
+    /// Broyden's update after a step from `x` to `next`: A += (ΔF − AΔz) Δzᵀ / ‖Δz‖².
+    fn update(&mut self, x: &[f64], u: &[f64], next: &[f64], u_next: &[f64]) {
+        let ((z0, f0), (z1, f1)) = (self.at(x, u), self.at(next, u_next));
+        let dz: Vec<f64> = z1.iter().zip(&z0).map(|(a, b)| a - b).collect();
+        let norm: f64 = dz.iter().map(|v| v * v).sum();
+        if !(norm > 0.0 && norm.is_finite()) {
+            return;
+        }
+        for (row, (a1, a0)) in self.a.iter_mut().zip(f1.iter().zip(&f0)) {
+            let predicted: f64 = row.iter().zip(&dz).map(|(r, d)| r * d).sum();
+            let miss = (a1 - a0) - predicted;
+            for (r, d) in row.iter_mut().zip(&dz) {
+                *r += miss * d / norm;
+            }
+        }
+        self.fresh = false;
+    }
+}
+
+/// What a policy x contributes to every node: its support and each response's x^j / j!.
+struct Tables {
+    factorial: Vec<f64>,
+    /// xᵢ^j / j!: response i's factor of the generating function E[e^{zW}],
+    /// 1 + qᵢ(e^{xᵢz} − 1), has coefficients 1 and qᵢ xᵢ^j / j! (moments are kept divided by
+    /// m!, μ_m = E[W^m] / m!, which takes the binomial coefficients out of the products).
+    scaled: Vec<Vec<f64>>,
+    /// y's own copies: Σ_j x_y^j / (j! (j + 1)) z^j, the tie split among j copies of y.
+    ties: Vec<Vec<f64>>,
+    support: Vec<usize>,
+    outside: Vec<usize>,
+    /// The smallest k whose shares are wanted.
+    from: usize,
+}
+
+impl Tables {
+    fn new(x: &[f64], kk: usize, from: usize) -> Self {
+        let w = kk + 1;
+        let mut factorial = vec![1.0; w];
+        for j in 1..w {
+            factorial[j] = factorial[j - 1] * j as f64;
+        }
+        let scaled: Vec<Vec<f64>> =
+            x.iter().map(|&v| (0..w).map(|j| v.powi(j as i32) / factorial[j]).collect()).collect();
+        let ties = scaled.iter().map(|p| p.iter().enumerate().map(|(j, c)| c / (j as f64 + 1.0)).collect()).collect();
+        let support = (0..x.len()).filter(|&i| x[i] > 0.0).collect();
+        let outside = (0..x.len()).filter(|&i| x[i] <= 0.0).collect();
+        Self { factorial, scaled, ties, support, outside, from: from.max(1) }
+    }
+}
+
+/// Scratch polynomials (coefficients 0..w, lane-wise): prefix and suffix products of the
+/// support's factors, and the product without one response.
+struct Work {
+    w: usize,
+    pre: Vec<Lanes>,
+    suf: Vec<Lanes>,
+    rest: Vec<Lanes>,
+}
+
+impl Work {
+    fn new(s: usize, w: usize) -> Self {
+        Self {
+            w,
+            pre: vec![[0.0; LANES]; (s + 1) * w],
+            suf: vec![[0.0; LANES]; (s + 1) * w],
+            rest: vec![[0.0; LANES]; w],
+        }
+    }
+
+    #[inline(always)]
+    /// Adds one block of nodes' ω-weighted shares to `acc` (`[k − 1][y]`, lane-wise; the
+    /// factor k! is applied at the end).
+    fn block(&mut self, t: &Tables, q: &[Lanes], omega: &[Lanes], n: usize, acc: &mut [Lanes]) {
+        let (w, s) = (self.w, t.support.len());
+        let live = |y: usize| omega[y].iter().any(|&v| v > 0.0);
+        if !(0..n).any(live) {
+            return;
+        }
+        self.pre[..w].fill([0.0; LANES]);
+        self.pre[0] = [1.0; LANES];
+        for (j, &i) in t.support.iter().enumerate() {
+            let (done, next) = self.pre.split_at_mut((j + 1) * w);
+            multiply_factor(&done[j * w..], &mut next[..w], &q[i], &t.scaled[i]);
+        }
+        self.suf[s * w..].fill([0.0; LANES]);
+        self.suf[s * w] = [1.0; LANES];
+        for (j, &i) in t.support.iter().enumerate().rev() {
+            let (head, done) = self.suf.split_at_mut((j + 1) * w);
+            multiply_factor(&done[..w], &mut head[j * w..], &q[i], &t.scaled[i]);
+        }
+        // A response outside the support: x has no copies of it, so its share is P(all k
+        // samples below it), the k-th moment of the whole product.
+        let all = &self.pre[s * w..];
+        for &y in t.outside.iter().filter(|&&y| live(y)) {
+            for k in t.from..w {
+                lanes_add_product(&mut acc[(k - 1) * n + y], &omega[y], &all[k]);
+            }
+        }
+        for (j, &y) in t.support.iter().enumerate().filter(|&(_, &y)| live(y)) {
+            // The moments of W without y: the prefix before y times the suffix after it.
+            let (a, b) = (&self.pre[j * w..(j + 1) * w], &self.suf[(j + 1) * w..(j + 2) * w]);
+            for m in 0..w {
+                self.rest[m] = convolve_at(a, b, m);
+            }
+            let ties = &t.ties[y];
+            for k in t.from..w {
+                let mut share = [0.0; LANES];
+                for (l, &tie) in ties[..=k].iter().enumerate() {
+                    lanes_add_scaled(&mut share, &self.rest[k - l], tie);
+                }
+                lanes_add_product(&mut acc[(k - 1) * n + y], &omega[y], &share);
+            }
+        }
+    }
+}
+
+/// Coefficient m of the product of `a` and `b`, lane-wise.
+#[inline(always)]
+fn convolve_at(a: &[Lanes], b: &[Lanes], m: usize) -> Lanes {
+    let mut out = [0.0; LANES];
+    for l in 0..=m {
+        for lane in 0..LANES {
+            out[lane] += a[l][lane] * b[m - l][lane];
+        }
+    }
+    out
+}
+
+#[inline(always)]
+fn lanes_add_product(acc: &mut Lanes, a: &Lanes, b: &Lanes) {
+    for lane in 0..LANES {
+        acc[lane] += a[lane] * b[lane];
+    }
+}
+
+#[inline(always)]
+fn lanes_add_scaled(acc: &mut Lanes, a: &Lanes, c: f64) {
+    for lane in 0..LANES {
+        acc[lane] += a[lane] * c;
+    }
+}
+
+/// `next` = `prev` times response i's factor 1 + q(e^{xz} − 1) (`scaled`: x^j / j!),
+/// lane-wise, truncated to `next`'s length.
+#[inline(always)]
+fn multiply_factor(prev: &[Lanes], next: &mut [Lanes], q: &Lanes, scaled: &[f64]) {
+    let w = next.len();
+    if q.iter().all(|&v| v == 0.0) {
+        next.copy_from_slice(&prev[..w]);
+        return;
+    }
+    for m in 0..w {
+        let mut add = [0.0; LANES];
+        for l in 0..m {
+            lanes_add_scaled(&mut add, &prev[l], scaled[m - l]);
+        }
+        for lane in 0..LANES {
+            next[m][lane] = prev[m][lane] + q[lane] * add[lane];
+        }
     }
 }
 

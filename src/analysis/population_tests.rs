@@ -139,9 +139,66 @@ fn the_models_equilibrium_certifies_the_bound() {
     let samples = p.sample_orders(20_000, 3);
     let start = equilibria::maximal_lottery_of(&p.margins()).unwrap();
     for k in [1u32, 2, 4] {
-        let ne = p.ne_k(k, start.clone(), &samples);
+        let ne =
+            p.race().ne_k(k, start.clone(), |from| equilibria::ne_k_from(&samples, from, k, 1e-7, 20_000).distribution);
         let certified = p.certified_win_rate(&ne, k);
         let bound = k as f64 / (k as f64 + 1.0);
         assert!(certified > bound - 1e-6, "k {k}: {certified} < {bound}");
+    }
+}
+
+#[test]
+fn payoffs_equal_enumeration_over_wide_spreads_at_both_steps() {
+    // Log-worth spreads from 2 to 31 (the grid grows with the spread), some policies with
+    // responses outside the support, every k up to 5.
+    let (mut fine, mut coarse) = (0.0f64, 0.0f64);
+    for seed in 0..30 {
+        let p = mixture(6, 3, 2.0 + seed as f64, seed);
+        let x = policy(6, seed, (seed % 3) as usize);
+        let (a, b) = (p.race().payoffs_up_to(&x, 5), Race::with_step(&p, COARSE_STEP).payoffs_up_to(&x, 5));
+        for k in 1..=5u32 {
+            let exact = enumerated(&p, &x, k);
+            for y in 0..6 {
+                fine = fine.max((a[k as usize - 1][y] - exact[y]).abs());
+                coarse = coarse.max((b[k as usize - 1][y] - exact[y]).abs());
+            }
+            // One k alone is the same arithmetic as that row of all of them.
+            assert_eq!(p.race().payoffs(&x, k), a[k as usize - 1], "seed {seed} k {k}");
+        }
+    }
+    assert!(fine < 1e-10, "{fine:e}");
+    assert!(coarse < 1e-6, "{coarse:e}");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_avx2_path_is_bit_for_bit_the_portable_one() {
+    let p = mixture(16, 3, 4.0, 11);
+    let race = p.race();
+    for zeros in [0, 7] {
+        let x = policy(16, 5, zeros);
+        assert_eq!(race.payoffs_up_to(&x, 16), race.payoffs_portable(&x, 16, 1));
+    }
+}
+
+#[test]
+fn newton_from_the_previous_k_reaches_the_value_on_pools_of_sixteen() {
+    // As `stats` runs it: NE₁ is the maximal lottery, each NE_k starts from NE_{k−1}; the
+    // sampled solver is only the fallback, so it must rarely be needed.
+    for seed in 0..3 {
+        let p = mixture(16, 3, 4.0, 20 + seed);
+        let race = p.race();
+        let mut start = equilibria::maximal_lottery_of(&p.margins()).unwrap();
+        let mut fallbacks = 0;
+        for k in 1..=16u32 {
+            let ne = race.ne_k(k, start, |from| {
+                fallbacks += 1;
+                from
+            });
+            let gap = k as f64 / (k as f64 + 1.0) - race.certified_win_rate(&ne, k);
+            assert!(gap < 1e-9, "seed {seed} k {k}: gap {gap:e}");
+            start = ne;
+        }
+        assert!(fallbacks <= 1, "seed {seed}: {fallbacks} fallbacks");
     }
 }
