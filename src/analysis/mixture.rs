@@ -225,19 +225,26 @@ fn em_run(e: &Evidence, by: &ByPrompt, classes: usize, rng: &mut impl Rng, opts:
             r.into_iter().map(|v| v / s).collect()
         })
         .collect();
-    em_from(e, by, post, opts)
+    let worths = vec![e.prompts.iter().map(|p| vec![0.0; p.items.len()]).collect(); classes];
+    em_from(e, by, post, worths, opts)
 }
 
-/// One EM run from the responsibilities `start` (a bootstrap sample's refit starts from
-/// the full fit's posterior of the people drawn), classes kept in their order.
-pub fn fit_from(e: &Evidence, start: Vec<Vec<f64>>, opts: &FitOptions) -> MixtureFit {
+/// One EM run from the responsibilities `start` and the log-worths `worths` (a bootstrap
+/// sample's refit starts from the full fit: its posterior of the people drawn and its
+/// worths, the MM updates' starting point), classes kept in their order.
+pub fn fit_from(e: &Evidence, start: Vec<Vec<f64>>, worths: Vec<Vec<Vec<f64>>>, opts: &FitOptions) -> MixtureFit {
     let by = ByPrompt::new(e);
-    em_from(e, &by, start, opts)
+    em_from(e, &by, start, worths, opts)
 }
 
-fn em_from(e: &Evidence, by: &ByPrompt, mut post: Vec<Vec<f64>>, opts: &FitOptions) -> MixtureFit {
+fn em_from(
+    e: &Evidence,
+    by: &ByPrompt,
+    mut post: Vec<Vec<f64>>,
+    mut worths: Vec<Vec<Vec<f64>>>,
+    opts: &FitOptions,
+) -> MixtureFit {
     let classes = post.first().map_or(1, Vec::len);
-    let mut worths: Vec<Vec<Vec<f64>>> = vec![e.prompts.iter().map(|p| vec![0.0; p.items.len()]).collect(); classes];
     let mut weights = vec![1.0 / classes as f64; classes];
     let mut last = f64::NEG_INFINITY;
     let mut ll = f64::NEG_INFINITY;
@@ -309,8 +316,12 @@ fn e_step(e: &Evidence, worths: &[Vec<Vec<f64>>], weights: &[f64], post: &mut [V
 
 /// The best of `opts.restarts` EM runs with `classes` classes, with BIC and ICL.
 pub fn fit(e: &Evidence, classes: usize, opts: &FitOptions) -> MixtureFit {
+    use rayon::prelude::*;
     let by = ByPrompt::new(e);
+    // Restarts are independent (each seeded by its number), so they run in parallel and
+    // the result is the same however many threads there are.
     let runs: Vec<MixtureFit> = (0..opts.restarts.max(1))
+        .into_par_iter()
         .map(|r| {
             let mut rng = crate::seed::simulation(opts.seed, &["mixture", &classes.to_string(), &r.to_string()]);
             em_run(e, &by, classes, &mut rng, opts)
@@ -346,7 +357,8 @@ fn sort_classes(f: &mut MixtureFit) {
 /// N = 1, so one participant would otherwise get C_max classes, all but one empty.
 pub fn select(e: &Evidence, c_max: usize, opts: &FitOptions) -> (Vec<MixtureFit>, usize) {
     let c_max = c_max.min(e.people.len()).max(1);
-    let fits: Vec<MixtureFit> = (1..=c_max).map(|c| fit(e, c, opts)).collect();
+    use rayon::prelude::*;
+    let fits: Vec<MixtureFit> = (1..=c_max).into_par_iter().map(|c| fit(e, c, opts)).collect();
     let best = fits.iter().enumerate().min_by(|a, b| a.1.bic.total_cmp(&b.1.bic)).map_or(0, |(i, _)| i);
     (fits, best)
 }
