@@ -9,7 +9,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::Rng;
 use ualign::analysis::equilibria;
-use ualign::analysis::population::{COARSE_STEP, PlPopulation, Race};
+use ualign::analysis::population::{COARSE, PlPopulation, Race};
 
 fn population() -> PlPopulation {
     let mut rng = ualign::seed::simulation(1, &["bench-population"]);
@@ -27,7 +27,7 @@ fn policy(support: usize) -> Vec<f64> {
 fn bench(c: &mut Criterion) {
     let p = population();
     let race = p.race();
-    let coarse = Race::with_step(&p, COARSE_STEP);
+    let coarse = Race::on(&p, COARSE);
     let orders = p.sample_orders(20_000, 2);
     let (base, ne) = (policy(16), policy(9));
     let mut g = c.benchmark_group("payoffs k<=16, n=16, C=3");

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::counterfactual::{EquilibriumRow, PoolCandidate, Responses};
 use super::equilibria;
 use super::mixture::{self, Evidence, FitOptions, MixtureFit};
-use super::population::{COARSE_STEP, PlPopulation, Race};
+use super::population::{COARSE, PlPopulation, Race};
 use super::ranking::Ranking;
 
 /// What the population model is, for the report.
@@ -217,7 +217,8 @@ fn certify(population: &Race, pm: &PromptModel) -> Vec<f64> {
         let x = &pm.policies[i].2;
         let same: Vec<usize> = (i..pm.policies.len()).filter(|&j| !done[j] && &pm.policies[j].2 == x).collect();
         let k_max = same.iter().map(|&j| pm.policies[j].1).max().unwrap_or(1);
-        let payoffs = population.payoffs_up_to(x, k_max);
+        let k_min = same.iter().map(|&j| pm.policies[j].1).min().unwrap_or(1);
+        let payoffs = population.payoffs_between(x, k_min, k_max);
         for j in same {
             out[j] = 1.0 - payoffs[pm.policies[j].1 as usize - 1].iter().copied().fold(0.0, f64::max);
             done[j] = true;
@@ -240,10 +241,10 @@ fn bootstrap(e: &Evidence, fit: &MixtureFit, prompts: &[PromptModel], opts: &Mod
                 &sample,
                 start,
                 fit.worths.clone(),
-                &FitOptions { max_iter: 200, tol: 1e-7, ..opts.fit },
+                &FitOptions { max_iter: 200, tol: 1e-7, mm_steps: 1, ..opts.fit },
             );
             // Re-certified at the coarse step (~1e-7): far below the spread of the replicates.
-            prompts.iter().map(|pm| certify(&Race::with_step(&population_of(&refit, pm), COARSE_STEP), pm)).collect()
+            prompts.iter().map(|pm| certify(&Race::on(&population_of(&refit, pm), COARSE), pm)).collect()
         })
         .collect()
 }

@@ -101,20 +101,28 @@ impl PlPopulation {
 /// certified rates are given to.
 const DONE: f64 = 1e-10;
 
-/// Trapezoid step in σ = ln t. The integrand is analytic in σ within a strip of half-width
-/// nearly π/2 (each factor is exp(−w e^σ)), so the trapezoidal rule's error falls like
-/// about exp(−8.8/h) (measured against enumeration): ~1e-11 at this step.
-pub const STEP: f64 = 0.36;
-/// A coarser step, ~1e-7 (measured likewise), for the bootstrap's re-certifications: an
+/// Where and how finely the integral over σ = ln t is sampled (w ≤ 1 after each class's
+/// shift to its best response).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grid {
+    /// Trapezoid step in σ. The integrand is analytic in σ within a strip of half-width
+    /// nearly π/2 (each factor is exp(−w e^σ)), so the trapezoidal rule's error falls like
+    /// about exp(−8.8/h) (measured against enumeration).
+    pub step: f64,
+    /// The lowest node. Below it every qᵢ is within t·wᵢ of 1, so the share there equals
+    /// the lowest node's to O(t² Σ wᵢ) and the lowest node takes the weight of every node
+    /// below it (the trapezoid continued to −∞): an error of ~n·e^{2·low}.
+    pub low: f64,
+    /// The highest node is where the least worthy response's density e^{−w t} is e^{−top}.
+    pub top: f64,
+}
+
+/// The certified rates' grid: ~1e-11 (h = 0.36, n·e^{−30} < 1e-11, e^{−38}).
+pub const FINE: Grid = Grid { step: 0.36, low: -15.0, top: 38.0 };
+/// The bootstrap's re-certifications: ~1e-7 (h = 0.55, n·e^{−20} < 1e-7, e^{−20}); an
 /// interval's percentiles move by far more than that from one resample to the next.
-pub const COARSE_STEP: f64 = 0.55;
-/// The lowest node (w ≤ 1 after the shift). Below it every qᵢ is within t·wᵢ < 1e-6 of 1,
-/// so the share there equals the lowest node's to O(t² Σ wᵢ) and the lowest node takes
-/// the weight of every node below it (the trapezoid continued to −∞): the error is
-/// ~n·e^{−30} < 1e-11.
-const SIGMA_LOW: f64 = -15.0;
-/// Above w_y t = 38, y's density e^{−w_y t} is below 3e-17.
-const TOP: f64 = 38.0;
+pub const COARSE: Grid = Grid { step: 0.55, low: -10.0, top: 20.0 };
+
 /// Responses more than this far below a class's best (in log-worth) are given the grid up
 /// to here only (a worth of 0 would need an endless grid).
 const DEPTH: f64 = 80.0;
@@ -146,11 +154,12 @@ struct ClassRace {
 
 impl Race {
     pub fn new(p: &PlPopulation) -> Self {
-        Self::with_step(p, STEP)
+        Self::on(p, FINE)
     }
 
-    /// The tables at trapezoid step `step` in σ (see [`STEP`], [`COARSE_STEP`]).
-    pub fn with_step(p: &PlPopulation, step: f64) -> Self {
+    /// The tables on `grid` (see [`FINE`], [`COARSE`]).
+    pub fn on(p: &PlPopulation, grid: Grid) -> Self {
+        let step = grid.step;
         let n = p.responses();
         let classes = p
             .weights
@@ -161,8 +170,8 @@ impl Race {
                 let top = lw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let w: Vec<f64> = lw.iter().map(|l| (l - top).max(-DEPTH).exp()).collect();
                 let w_min = w.iter().copied().fold(1.0, f64::min);
-                let sigma_high = TOP.ln() - w_min.ln();
-                let nodes = ((sigma_high - SIGMA_LOW) / step).ceil() as usize + 1;
+                let sigma_high = grid.top.ln() - w_min.ln();
+                let nodes = ((sigma_high - grid.low) / step).ceil() as usize + 1;
                 let blocks = nodes.div_ceil(LANES);
                 let mut q = vec![[1.0; LANES]; blocks * n];
                 let mut omega = vec![[0.0; LANES]; blocks * n];
@@ -171,7 +180,7 @@ impl Race {
                     weight * wi * t * (-wi * t).exp() * step
                 };
                 for node in 0..nodes {
-                    let sigma = SIGMA_LOW + step * node as f64;
+                    let sigma = grid.low + step * node as f64;
                     let (b, lane) = (node / LANES, node % LANES);
                     for (i, &wi) in w.iter().enumerate() {
                         q[b * n + i][lane] = (-wi * sigma.exp()).exp();
@@ -200,8 +209,19 @@ impl Race {
         self.dispatch(x, k_max, 1)
     }
 
+    /// The rows of k in `k_min..=k_max` of [`Race::payoffs_up_to`], those below left 0
+    /// (the moments are the same work; the shares are only formed where wanted).
+    pub fn payoffs_between(&self, x: &[f64], k_min: u32, k_max: u32) -> Vec<Vec<f64>> {
+        self.dispatch(x, k_max, k_min as usize)
+    }
+
     /// The rows of k in `from..=k_max` (those below are left 0).
     fn dispatch(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has just been seen to support AVX-512F.
+            return unsafe { self.payoffs_avx512(x, k_max, from) };
+        }
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has just been seen to support AVX2.
@@ -210,8 +230,15 @@ impl Race {
         self.payoffs_portable(x, k_max, from)
     }
 
-    /// The same arithmetic compiled for AVX2 (4 lanes a vector instead of SSE2's 2); no
-    /// fused multiply-adds, so the results are bit for bit the portable path's.
+    /// The same arithmetic compiled for AVX-512 (a block's 8 lanes in one vector instead
+    /// of SSE2's four) or AVX2 (two); no fused multiply-adds, so the results are bit for
+    /// bit the portable path's.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn payoffs_avx512(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {
+        self.payoffs_portable(x, k_max, from)
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn payoffs_avx2(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {

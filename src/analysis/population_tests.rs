@@ -155,7 +155,7 @@ fn payoffs_equal_enumeration_over_wide_spreads_at_both_steps() {
     for seed in 0..30 {
         let p = mixture(6, 3, 2.0 + seed as f64, seed);
         let x = policy(6, seed, (seed % 3) as usize);
-        let (a, b) = (p.race().payoffs_up_to(&x, 5), Race::with_step(&p, COARSE_STEP).payoffs_up_to(&x, 5));
+        let (a, b) = (p.race().payoffs_up_to(&x, 5), Race::on(&p, COARSE).payoffs_up_to(&x, 5));
         for k in 1..=5u32 {
             let exact = enumerated(&p, &x, k);
             for y in 0..6 {
@@ -172,12 +172,21 @@ fn payoffs_equal_enumeration_over_wide_spreads_at_both_steps() {
 
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn the_avx2_path_is_bit_for_bit_the_portable_one() {
+fn the_vector_paths_are_bit_for_bit_the_portable_one() {
     let p = mixture(16, 3, 4.0, 11);
     let race = p.race();
     for zeros in [0, 7] {
         let x = policy(16, 5, zeros);
-        assert_eq!(race.payoffs_up_to(&x, 16), race.payoffs_portable(&x, 16, 1));
+        let portable = race.payoffs_portable(&x, 16, 1);
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: detected just above.
+            assert_eq!(unsafe { race.payoffs_avx2(&x, 16, 1) }, portable);
+        }
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: detected just above.
+            assert_eq!(unsafe { race.payoffs_avx512(&x, 16, 1) }, portable);
+        }
+        assert_eq!(race.payoffs_up_to(&x, 16), portable);
     }
 }
 
