@@ -30,8 +30,8 @@ use crate::store::{BestOfKAnswer, Candidate, RankAnswer};
 /// The prior of every class's MM update (as the per-person fits use).
 pub const ALPHA: f64 = 0.1;
 
-/// MM updates per M-step: a generalised EM (each step raises the objective) converges to
-/// the same point, and a few cheap updates per E-step beat many.
+/// MM updates per M-step from random starts: a generalised EM (each step raises the
+/// objective) converges to the same point, and a few cheap updates per E-step beat many.
 const MM_STEPS: usize = 3;
 
 /// A prompt's distinct responses: the candidate id that stands for each.
@@ -187,11 +187,13 @@ pub struct FitOptions {
     /// Stop when the log-likelihood improves by less than this (relative).
     pub tol: f64,
     pub seed: u64,
+    /// MM updates per M-step (a refit from the full fit's worths needs fewer).
+    pub mm_steps: usize,
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
-        Self { restarts: 8, max_iter: 1000, tol: 1e-9, seed: 0 }
+        Self { restarts: 8, max_iter: 1000, tol: 1e-9, seed: 0, mm_steps: MM_STEPS }
     }
 }
 
@@ -251,7 +253,7 @@ fn em_from(
     let mut iterations = 0;
     for it in 0..opts.max_iter {
         iterations = it + 1;
-        m_step(by, &post, &mut worths, &mut weights);
+        m_step(by, &post, &mut worths, &mut weights, opts.mm_steps);
         ll = e_step(e, &worths, &weights, &mut post);
         if (ll - last).abs() <= opts.tol * ll.abs().max(1.0) {
             break;
@@ -272,7 +274,7 @@ fn em_from(
     }
 }
 
-fn m_step(by: &ByPrompt, post: &[Vec<f64>], worths: &mut [Vec<Vec<f64>>], weights: &mut [f64]) {
+fn m_step(by: &ByPrompt, post: &[Vec<f64>], worths: &mut [Vec<Vec<f64>>], weights: &mut [f64], steps: usize) {
     let people = post.len().max(1) as f64;
     for (c, w) in weights.iter_mut().enumerate() {
         *w = post.iter().map(|p| p[c]).sum::<f64>() / people;
@@ -282,10 +284,17 @@ fn m_step(by: &ByPrompt, post: &[Vec<f64>], worths: &mut [Vec<Vec<f64>>], weight
             if by.owner[pi].is_empty() {
                 continue;
             }
-            let select: Vec<(u32, f64)> =
-                by.owner[pi].iter().enumerate().map(|(i, &p)| (i as u32, post[p][c])).collect();
+            // A choice whose maker is almost surely in another class (posterior < 1e-13)
+            // moves this class's worths by less than rounding: left out, which in a
+            // well-separated mixture is most of every class's choices.
+            let select: Vec<(u32, f64)> = by.owner[pi]
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| (i as u32, post[p][c]))
+                .filter(|&(_, t)| t >= 1e-13)
+                .collect();
             let start = std::mem::take(theta);
-            *theta = mm_improve(start, &by.flat[pi], &select, ALPHA, MM_STEPS, 1e-10);
+            *theta = mm_improve(start, &by.flat[pi], &select, ALPHA, steps.max(1), 1e-10);
         }
     }
 }
@@ -297,9 +306,34 @@ fn e_step(e: &Evidence, worths: &[Vec<Vec<f64>>], weights: &[f64], post: &mut [V
     // The worths themselves, once per class and prompt.
     let exp: Vec<Vec<Vec<f64>>> =
         worths.iter().map(|class| class.iter().map(|t| t.iter().map(|v| v.exp()).collect()).collect()).collect();
-    for (p, pi, c) in &e.choices {
-        for (k, lp) in logp[*p].iter_mut().enumerate() {
-            *lp += loglik(&worths[k][*pi], &exp[k][*pi], c);
+    // log P = Σ θ_chosen − Σ ln(set total): the totals are multiplied together and their
+    // logarithm taken once the product leaves [1e-150, 1e150] (each total is within
+    // e^{±40} of 1, the worths being centred and finite) and at each participant's end,
+    // so a logarithm is taken a few times per participant instead of once per choice.
+    let mut product = vec![1.0; classes];
+    let flush = |lp: &mut [f64], product: &mut [f64]| {
+        for (l, pr) in lp.iter_mut().zip(product.iter_mut()) {
+            *l -= pr.ln();
+            *pr = 1.0;
+        }
+    };
+    for (n, (p, pi, c)) in e.choices.iter().enumerate() {
+        let lp = &mut logp[*p];
+        for (k, (l, pr)) in lp.iter_mut().zip(product.iter_mut()).enumerate() {
+            let (theta, w) = (&worths[k][*pi], &exp[k][*pi]);
+            let mut set: f64 = c.rest.iter().map(|&i| w[i]).sum();
+            for &i in c.ranked.iter().rev() {
+                set += w[i];
+                *l += theta[i];
+                *pr *= set;
+            }
+            if !(1e-150..=1e150).contains(pr) {
+                *l -= pr.ln();
+                *pr = 1.0;
+            }
+        }
+        if e.choices.get(n + 1).is_none_or(|next| next.0 != *p) {
+            flush(lp, &mut product);
         }
     }
     let mut ll = 0.0;
@@ -385,17 +419,6 @@ pub fn expected_ranking(e: &Evidence, f: &MixtureFit, person: usize, prompt: usi
     let mut idx: Vec<usize> = (0..n).collect();
     idx.sort_by(|&a, &b| position[a].total_cmp(&position[b]).then(a.cmp(&b)));
     (idx.into_iter().map(|i| items[i]).collect(), tau.iter().copied().fold(0.0, f64::max))
-}
-
-/// [`choices_loglik`] with the worths' exponentials computed already.
-fn loglik(theta: &[f64], w: &[f64], c: &Choices) -> f64 {
-    let mut set: f64 = c.rest.iter().map(|&i| w[i]).sum();
-    let mut ll = 0.0;
-    for &i in c.ranked.iter().rev() {
-        set += w[i];
-        ll += theta[i] - set.ln();
-    }
-    ll
 }
 
 #[cfg(test)]

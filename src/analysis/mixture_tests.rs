@@ -67,7 +67,7 @@ fn population(
 }
 
 fn quick() -> FitOptions {
-    FitOptions { restarts: 3, max_iter: 300, tol: 1e-8, seed: 1 }
+    FitOptions { restarts: 3, max_iter: 300, tol: 1e-8, seed: 1, ..FitOptions::default() }
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn em_never_lowers_the_likelihood() {
     let mut weights = vec![0.5, 0.5];
     let mut last = f64::NEG_INFINITY;
     for _ in 0..30 {
-        m_step(&by, &post, &mut worths, &mut weights);
+        m_step(&by, &post, &mut worths, &mut weights, MM_STEPS);
         let ll = e_step(&e, &worths, &weights, &mut post);
         // The prior makes the objective a posterior, not the likelihood: allow its slack.
         assert!(ll >= last - 1e-3, "{ll} < {last}");
@@ -152,4 +152,42 @@ fn one_participant_is_one_class_and_two_at_most_two() {
         assert_eq!(fits.len(), people, "C is tried up to the number of participants");
         assert!(fits[best].classes <= people);
     }
+}
+
+#[test]
+fn the_e_step_equals_the_sum_of_every_choices_log_probability() {
+    // Participants with many choices (the running product of set totals must be flushed
+    // before it under- or overflows), full orders as well as picks, worths up to ±30.
+    let (mut e, _) = population(12, 3, 4, 6, 40, 4.0, 21);
+    for (_, _, c) in e.choices.iter_mut().step_by(3) {
+        let mut all = c.ranked.clone();
+        all.append(&mut c.rest);
+        c.ranked = all[..all.len() - 1].to_vec();
+        c.rest = all[all.len() - 1..].to_vec();
+    }
+    let mut rng = crate::seed::simulation(4, &["e-step"]);
+    let worths: Vec<Vec<Vec<f64>>> = (0..3)
+        .map(|_| {
+            e.prompts.iter().map(|p| p.items.iter().map(|_| 60.0 * (rng.random::<f64>() - 0.5)).collect()).collect()
+        })
+        .collect();
+    let weights = vec![0.5, 0.3, 0.2];
+    let mut post = vec![vec![0.0; 3]; e.people.len()];
+    let ll = e_step(&e, &worths, &weights, &mut post);
+    let mut logp: Vec<Vec<f64>> = vec![weights.iter().map(|w: &f64| w.ln()).collect(); e.people.len()];
+    for (p, pi, c) in &e.choices {
+        for k in 0..3 {
+            logp[*p][k] += super::super::ranking::choices_loglik(&worths[k][*pi], c);
+        }
+    }
+    let mut direct = 0.0;
+    for (p, lp) in logp.iter().enumerate() {
+        let max = lp.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = lp.iter().map(|v| (v - max).exp()).sum();
+        direct += max + z.ln();
+        for k in 0..3 {
+            assert!((post[p][k] - (lp[k] - max).exp() / z).abs() < 1e-9, "person {p} class {k}");
+        }
+    }
+    assert!((ll - direct).abs() < 1e-9 * direct.abs(), "{ll} vs {direct}");
 }

@@ -147,7 +147,7 @@ fn a_one_class_mixture_equals_choix() {
                 })
                 .collect(),
         };
-        let f = fit(&e, 1, &FitOptions { restarts: 2, max_iter: 100_000, tol: 1e-13, seed: 1 });
+        let f = fit(&e, 1, &FitOptions { restarts: 2, max_iter: 100_000, tol: 1e-13, seed: 1, ..Default::default() });
         for (g, w) in f.worths[0][0].iter().zip(case["params"].as_array().unwrap()) {
             assert!((g - w.as_f64().unwrap()).abs() < 1e-6, "case {i}: {:?} vs {}", f.worths[0][0], case["params"]);
         }

@@ -83,7 +83,7 @@ fn the_mixture_recovers_a_two_class_population_from_stored_picks() {
     );
     assert_eq!(e.people.len(), 120);
     assert_eq!(e.prompts.len(), 6);
-    let opts = FitOptions { restarts: 4, max_iter: 500, tol: 1e-8, seed: 2 };
+    let opts = FitOptions { restarts: 4, max_iter: 500, tol: 1e-8, seed: 2, ..Default::default() };
     let (fits, best) = mixture::select(&e, 3, &opts);
     assert_eq!(fits[best].classes, 2, "BIC {:?}", fits.iter().map(|f| f.bic).collect::<Vec<_>>());
     let pop: Population = "plmix:2:4".parse().unwrap();
