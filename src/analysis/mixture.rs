@@ -197,29 +197,55 @@ impl Default for FitOptions {
     }
 }
 
-/// The choices grouped by prompt, for the M-step: each prompt's choices laid out for MM,
-/// and which participant each belongs to.
-struct ByPrompt {
+/// The choices grouped by prompt, for the M-step and the E-step: each prompt's choices
+/// laid out for MM, and which participant each belongs to.
+pub struct ByPrompt {
     flat: Vec<FlatChoices>,
     owner: Vec<Vec<usize>>,
+    people: usize,
+    /// `members[prompt][person]`: the indexes of that person's choices in `flat[prompt]`.
+    members: Vec<Vec<Vec<u32>>>,
 }
 
 impl ByPrompt {
-    fn new(e: &Evidence) -> Self {
+    pub fn new(e: &Evidence) -> Self {
         let n = e.prompts.len();
         let mut lists: Vec<Vec<&Choices>> = vec![Vec::new(); n];
         let mut owner = vec![Vec::new(); n];
+        let mut members = vec![vec![Vec::new(); e.people.len()]; n];
         for (p, pi, c) in &e.choices {
+            members[*pi][*p].push(lists[*pi].len() as u32);
             lists[*pi].push(c);
             owner[*pi].push(*p);
         }
-        Self { flat: lists.into_iter().map(FlatChoices::new).collect(), owner }
+        Self { flat: lists.into_iter().map(FlatChoices::new).collect(), owner, people: e.people.len(), members }
+    }
+
+    /// The choices of the people `drawn` (repeats allowed, each copy a participant of its
+    /// own, numbered by position): a bootstrap resample, copied from the flat layout.
+    pub fn resample(&self, drawn: &[usize]) -> Self {
+        let mut owner = Vec::with_capacity(self.flat.len());
+        let mut flat = Vec::with_capacity(self.flat.len());
+        for (pi, of) in self.members.iter().enumerate() {
+            let mut who = Vec::new();
+            let picks: Vec<usize> = drawn
+                .iter()
+                .enumerate()
+                .flat_map(|(copy, &p)| {
+                    who.extend(std::iter::repeat_n(copy, of[p].len()));
+                    of[p].iter().map(|&c| c as usize)
+                })
+                .collect();
+            flat.push(self.flat[pi].select(picks));
+            owner.push(who);
+        }
+        Self { flat, owner, people: drawn.len(), members: Vec::new() }
     }
 }
 
 /// One EM run from random responsibilities.
 fn em_run(e: &Evidence, by: &ByPrompt, classes: usize, rng: &mut impl Rng, opts: &FitOptions) -> MixtureFit {
-    let people = e.people.len();
+    let people = by.people;
     let post: Vec<Vec<f64>> = (0..people)
         .map(|_| {
             let r: Vec<f64> = (0..classes).map(|_| rng.random::<f64>() + 0.05).collect();
@@ -228,24 +254,17 @@ fn em_run(e: &Evidence, by: &ByPrompt, classes: usize, rng: &mut impl Rng, opts:
         })
         .collect();
     let worths = vec![e.prompts.iter().map(|p| vec![0.0; p.items.len()]).collect(); classes];
-    em_from(e, by, post, worths, opts)
+    em_from(by, post, worths, opts)
 }
 
-/// One EM run from the responsibilities `start` and the log-worths `worths` (a bootstrap
-/// sample's refit starts from the full fit: its posterior of the people drawn and its
-/// worths, the MM updates' starting point), classes kept in their order.
-pub fn fit_from(e: &Evidence, start: Vec<Vec<f64>>, worths: Vec<Vec<Vec<f64>>>, opts: &FitOptions) -> MixtureFit {
-    let by = ByPrompt::new(e);
-    em_from(e, &by, start, worths, opts)
+/// One EM run on `by` from the responsibilities `start` and the log-worths `worths` (a
+/// bootstrap resample's refit starts from the full fit: its posterior of the people drawn
+/// and its worths, the MM updates' starting point), classes kept in their order.
+pub fn fit_from(by: &ByPrompt, start: Vec<Vec<f64>>, worths: Vec<Vec<Vec<f64>>>, opts: &FitOptions) -> MixtureFit {
+    em_from(by, start, worths, opts)
 }
 
-fn em_from(
-    e: &Evidence,
-    by: &ByPrompt,
-    mut post: Vec<Vec<f64>>,
-    mut worths: Vec<Vec<Vec<f64>>>,
-    opts: &FitOptions,
-) -> MixtureFit {
+fn em_from(by: &ByPrompt, mut post: Vec<Vec<f64>>, mut worths: Vec<Vec<Vec<f64>>>, opts: &FitOptions) -> MixtureFit {
     let classes = post.first().map_or(1, Vec::len);
     let mut weights = vec![1.0 / classes as f64; classes];
     let mut last = f64::NEG_INFINITY;
@@ -254,7 +273,7 @@ fn em_from(
     for it in 0..opts.max_iter {
         iterations = it + 1;
         m_step(by, &post, &mut worths, &mut weights, opts.mm_steps);
-        ll = e_step(e, &worths, &weights, &mut post);
+        ll = e_step(by, &worths, &weights, &mut post);
         if (ll - last).abs() <= opts.tol * ll.abs().max(1.0) {
             break;
         }
@@ -300,40 +319,36 @@ fn m_step(by: &ByPrompt, post: &[Vec<f64>], worths: &mut [Vec<Vec<f64>>], weight
 }
 
 /// Posterior of every participant; returns the log-likelihood.
-fn e_step(e: &Evidence, worths: &[Vec<Vec<f64>>], weights: &[f64], post: &mut [Vec<f64>]) -> f64 {
+fn e_step(by: &ByPrompt, worths: &[Vec<Vec<f64>>], weights: &[f64], post: &mut [Vec<f64>]) -> f64 {
     let classes = weights.len();
     let mut logp: Vec<Vec<f64>> = vec![weights.iter().map(|w| w.max(1e-300).ln()).collect(); post.len()];
-    // The worths themselves, once per class and prompt.
-    let exp: Vec<Vec<Vec<f64>>> =
-        worths.iter().map(|class| class.iter().map(|t| t.iter().map(|v| v.exp()).collect()).collect()).collect();
-    // log P = Σ θ_chosen − Σ ln(set total): the totals are multiplied together and their
-    // logarithm taken once the product leaves [1e-150, 1e150] (each total is within
-    // e^{±40} of 1, the worths being centred and finite) and at each participant's end,
-    // so a logarithm is taken a few times per participant instead of once per choice.
-    let mut product = vec![1.0; classes];
-    let flush = |lp: &mut [f64], product: &mut [f64]| {
-        for (l, pr) in lp.iter_mut().zip(product.iter_mut()) {
-            *l -= pr.ln();
-            *pr = 1.0;
-        }
-    };
-    for (n, (p, pi, c)) in e.choices.iter().enumerate() {
-        let lp = &mut logp[*p];
-        for (k, (l, pr)) in lp.iter_mut().zip(product.iter_mut()).enumerate() {
-            let (theta, w) = (&worths[k][*pi], &exp[k][*pi]);
-            let mut set: f64 = c.rest.iter().map(|&i| w[i]).sum();
-            for &i in c.ranked.iter().rev() {
-                set += w[i];
-                *l += theta[i];
-                *pr *= set;
-            }
-            if !(1e-150..=1e150).contains(pr) {
-                *l -= pr.ln();
-                *pr = 1.0;
+    // log P = Σ θ_chosen − Σ ln(set total): each participant's and class's set totals are
+    // multiplied together and the logarithm taken once the product leaves [1e-150, 1e150]
+    // (each total is within e^{±40} of 1, the worths being centred and finite) and at the
+    // end, so a logarithm is taken a few times per participant instead of once per choice.
+    let mut product = vec![vec![1.0; classes]; post.len()];
+    for (pi, (flat, owner)) in by.flat.iter().zip(&by.owner).enumerate() {
+        let exp: Vec<Vec<f64>> = worths.iter().map(|class| class[pi].iter().map(|v| v.exp()).collect()).collect();
+        for (c, &p) in owner.iter().enumerate() {
+            let (ranked, rest) = flat.get(c);
+            for (k, (l, pr)) in logp[p].iter_mut().zip(product[p].iter_mut()).enumerate() {
+                let (theta, w) = (&worths[k][pi], &exp[k]);
+                let mut set: f64 = rest.iter().map(|&i| w[i as usize]).sum();
+                for &i in ranked.iter().rev() {
+                    set += w[i as usize];
+                    *l += theta[i as usize];
+                    *pr *= set;
+                }
+                if !(1e-150..=1e150).contains(pr) {
+                    *l -= pr.ln();
+                    *pr = 1.0;
+                }
             }
         }
-        if e.choices.get(n + 1).is_none_or(|next| next.0 != *p) {
-            flush(lp, &mut product);
+    }
+    for (lp, pr) in logp.iter_mut().zip(&product) {
+        for (l, v) in lp.iter_mut().zip(pr) {
+            *l -= v.ln();
         }
     }
     let mut ll = 0.0;

@@ -126,7 +126,7 @@ fn em_never_lowers_the_likelihood() {
     let mut last = f64::NEG_INFINITY;
     for _ in 0..30 {
         m_step(&by, &post, &mut worths, &mut weights, MM_STEPS);
-        let ll = e_step(&e, &worths, &weights, &mut post);
+        let ll = e_step(&by, &worths, &weights, &mut post);
         // The prior makes the objective a posterior, not the likelihood: allow its slack.
         assert!(ll >= last - 1e-3, "{ll} < {last}");
         last = ll;
@@ -173,7 +173,7 @@ fn the_e_step_equals_the_sum_of_every_choices_log_probability() {
         .collect();
     let weights = vec![0.5, 0.3, 0.2];
     let mut post = vec![vec![0.0; 3]; e.people.len()];
-    let ll = e_step(&e, &worths, &weights, &mut post);
+    let ll = e_step(&ByPrompt::new(&e), &worths, &weights, &mut post);
     let mut logp: Vec<Vec<f64>> = vec![weights.iter().map(|w: &f64| w.ln()).collect(); e.people.len()];
     for (p, pi, c) in &e.choices {
         for k in 0..3 {

@@ -230,15 +230,18 @@ fn certify(population: &Race, pm: &PromptModel) -> Vec<f64> {
 /// Each replicate's certified rates of the full fit's policies: `[replicate][prompt][policy]`.
 fn bootstrap(e: &Evidence, fit: &MixtureFit, prompts: &[PromptModel], opts: &ModelOptions) -> Vec<Vec<Vec<f64>>> {
     use rayon::prelude::*;
+    let all = mixture::ByPrompt::new(e);
     (0..opts.replicates)
         .into_par_iter()
         .map(|b| {
             let mut rng = crate::seed::simulation(opts.fit.seed, &["mixture-bootstrap", &b.to_string()]);
             let n = e.people.len();
+            // The people drawn (with repeats, each copy a person of its own), starting from
+            // the full fit's posterior of each.
             let drawn: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
-            let (sample, start) = resample(e, fit, &drawn);
+            let start = drawn.iter().map(|&p| fit.posterior[p].clone()).collect();
             let refit = mixture::fit_from(
-                &sample,
+                &all.resample(&drawn),
                 start,
                 fit.worths.clone(),
                 &FitOptions { max_iter: 200, tol: 1e-7, mm_steps: 1, ..opts.fit },
@@ -247,26 +250,6 @@ fn bootstrap(e: &Evidence, fit: &MixtureFit, prompts: &[PromptModel], opts: &Mod
             prompts.iter().map(|pm| certify(&Race::on(&population_of(&refit, pm), COARSE), pm)).collect()
         })
         .collect()
-}
-
-/// The evidence of the people `drawn` (with repeats, each copy a person of its own), and
-/// the full fit's posterior of each as the refit's start.
-fn resample(e: &Evidence, fit: &MixtureFit, drawn: &[usize]) -> (Evidence, Vec<Vec<f64>>) {
-    let mut by_person: Vec<Vec<usize>> = vec![Vec::new(); e.people.len()];
-    for (i, c) in e.choices.iter().enumerate() {
-        by_person[c.0].push(i);
-    }
-    let mut out = Evidence { prompts: e.prompts.clone(), people: Vec::new(), choices: Vec::new() };
-    let mut start = Vec::with_capacity(drawn.len());
-    for (copy, &p) in drawn.iter().enumerate() {
-        out.people.push(format!("{copy}"));
-        start.push(fit.posterior[p].clone());
-        for &i in &by_person[p] {
-            let (_, pi, c) = &e.choices[i];
-            out.choices.push((copy, *pi, c.clone()));
-        }
-    }
-    (out, start)
 }
 
 /// The 2.5% and 97.5% percentiles, if there are replicates.

@@ -112,6 +112,24 @@ impl FlatChoices {
     pub fn is_empty(&self) -> bool {
         self.ranked.is_empty()
     }
+
+    /// Choice c: the items chosen in turn, and the rest of its set.
+    pub fn get(&self, c: usize) -> (&[u32], &[u32]) {
+        let (a, b) = (self.start[c] as usize, self.start[c + 1] as usize);
+        self.items[a..b].split_at(self.ranked[c] as usize)
+    }
+
+    /// The choices `picks` (repeats allowed), in that order.
+    pub fn select(&self, picks: impl IntoIterator<Item = usize>) -> Self {
+        let mut f = FlatChoices { start: vec![0], ..Default::default() };
+        for c in picks {
+            let (a, b) = (self.start[c] as usize, self.start[c + 1] as usize);
+            f.items.extend_from_slice(&self.items[a..b]);
+            f.start.push(f.items.len() as u32);
+            f.ranked.push(self.ranked[c]);
+        }
+        f
+    }
 }
 
 /// Hunter's MM over the choices `select` (indexes into `data` with counts: a bootstrap
