@@ -13,13 +13,14 @@ attention checks left out), then fits like ualign (src/analysis/mixture.rs): for
 class and prompt with prior 0.1, stop when the log-likelihood's relative change is below
 1e-9 (at most 1000 iterations); C by BIC; then the cluster bootstrap over participants
 that ualign runs: each of `--refits` resamples refitted from the full fit's posterior of
-the people drawn (at most 200 iterations, tolerance 1e-7). Vectorised over every prompt
-and class at once (one padded array of all choices), which is the fastest way NumPy has.
+the people drawn and its worths, one MM update per E-step (at most 200 iterations,
+tolerance 1e-7). Vectorised over every prompt and class at once (one padded array of all
+choices), which is the fastest way NumPy has.
 
 ualign's side is the whole `stats` command (f(k) with its bootstrap, the population
 worths, the mixture, its 200 refits and every refit's certified rates of base, greedy,
 NLHF and NE_k, k = 1..16, at each of the 50 prompts); the peer's is the EM and its refits
-alone. The two must agree: the same evidence, the same C, and the chosen C's best
+alone (`--peer-refits` fewer, as the NumPy refits take minutes at this size). The two must agree: the same evidence, the same C, and the chosen C's best
 log-likelihood within 1e-6 (relative): the same optimum from different random starts (the
 other C are printed: with many classes EM has local optima, and 8 restarts on each side
 need not find the same one).
@@ -171,14 +172,14 @@ def e_step(theta, weights, d):
     return np.exp(logp - m) / z, float((m + np.log(z)).sum())
 
 
-def em_from(d, post, max_iter=1000, tol=1e-9):
+def em_from(d, post, max_iter=1000, tol=1e-9, theta=None, mm_steps=MM_STEPS):
     C = post.shape[1]
-    theta = np.zeros((C, d.n))
+    theta = np.zeros((C, d.n)) if theta is None else theta.copy()
     last, ll, it = -math.inf, -math.inf, 0
     for it in range(1, max_iter + 1):
         weights = post.mean(0)
         t = post[d.owner].T
-        for _ in range(MM_STEPS):
+        for _ in range(mm_steps):
             nxt = mm_step(theta, d, t)
             change = np.abs(nxt - theta).sum(1)
             theta = nxt
@@ -213,7 +214,7 @@ def peer(db, refits, c_max=4, restarts=8):
     by_person = [np.flatnonzero(d.owner == p) for p in range(n_people)]
     for _ in range(refits):
         drawn = rng.integers(0, n_people, n_people)
-        em_from(d.subset(drawn, by_person), post[drawn], max_iter=200, tol=1e-7)
+        em_from(d.subset(drawn, by_person), post[drawn], max_iter=200, tol=1e-7, theta=theta, mm_steps=1)
     return {"classes": chosen + 1, "weights": sorted(weights, reverse=True),
             "compared": [{"classes": i + 1, "log_likelihood": f[0][3], "bic": f[1]} for i, f in enumerate(fits)],
             "participants": n_people, "choices": len(choices)}
@@ -231,6 +232,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--refits", type=int, default=200)
     ap.add_argument("--peer-runs", type=int, default=1)
+    ap.add_argument("--peer-refits", type=int, help="the peer's refits, if fewer (it takes minutes)")
     a = ap.parse_args()
     times = {"ualign stats (everything)": [], "ualign stats, no refits": [], "numpy EM + refits": []}
     # ualign `--runs` times, interleaved with the peer's first run; the peer (minutes) once
@@ -244,7 +246,7 @@ def main():
         times["ualign stats, no refits"].append(time.perf_counter() - t)
         if r < a.peer_runs:
             t = time.perf_counter()
-            mine = peer(a.dir / "bench.sqlite", a.refits)
+            mine = peer(a.dir / "bench.sqlite", a.peer_refits if a.peer_refits is not None else a.refits)
             times["numpy EM + refits"].append(time.perf_counter() - t)
     print(f"{mine['participants']} participants, {mine['choices']} choices; ualign {ours['participants']}, "
           f"{ours['choices']}; C = {ours['classes']} (ualign), {mine['classes']} (numpy)")
