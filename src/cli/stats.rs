@@ -137,6 +137,9 @@ fn render_equilibria(r: &Report) -> String {
             m.restarts,
             m.bootstrap_replicates
         );
+        if m.participants == 1 && m.bootstrap_replicates > 0 {
+            s += "  (one participant: every bootstrap resample is that same person, so the intervals have no width; they say nothing yet about how sure these rates are)\n";
+        }
         if !model.is_empty() {
             s += &certified_table(&model, true);
         }

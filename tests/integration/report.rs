@@ -377,6 +377,30 @@ fn a_pick_only_study_gets_model_based_certified_curves_that_hold_on_the_truth() 
     assert!(out.contains("model-based, from every choice") && out.contains("C = 2 by BIC"), "{out}");
 }
 
+/// One participant (the demo's case): one class, model-based rows with intervals, and the
+/// text says why those intervals have no width.
+#[test]
+fn one_participant_gets_model_based_rows_and_is_told_what_their_intervals_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pick_study(d);
+    plmix_answers(d, "picks.toml", "1", "4");
+    let args = ["stats", "picks.toml", "--replicates", "20", "--k-max", "3", "--model-replicates", "5"];
+    let (ok, out, err) = ualign(d, &args);
+    assert!(ok, "{err}");
+    assert!(out.contains("(1 participants,") && out.contains("C = 1 by BIC"), "{out}");
+    assert!(out.contains("one participant: every bootstrap resample is that same person"), "{out}");
+    let (ok, json, err) = ualign(d, &[&args[..], &["--json"]].concat());
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rows: Vec<&serde_json::Value> =
+        v["equilibria"].as_array().unwrap().iter().filter(|e| e["method"] == "pl_mixture").collect();
+    assert!(rows.iter().any(|r| r["policy"] == "ne") && rows.iter().any(|r| r["policy"] == "nlhf"), "{json}");
+    for r in rows {
+        assert_eq!(r["ci_low"], r["ci_high"], "{r}");
+    }
+}
+
 /// Where every participant ordered whole pools, the model's equilibria are the exact
 /// analysis's within the model's fit: base and NLHF certify nearly the same under the
 /// fitted population as under the stated orders, and the model's NE_k holds on the true
