@@ -222,7 +222,8 @@ impl ByPrompt {
     }
 
     /// The choices of the people `drawn` (repeats allowed, each copy a participant of its
-    /// own, numbered by position): a bootstrap resample, copied from the flat layout.
+    /// own, numbered by position): a bootstrap resample, copied from the flat layout. A
+    /// resample keeps no `members` (it is refitted, never resampled again).
     pub fn resample(&self, drawn: &[usize]) -> Self {
         let mut owner = Vec::with_capacity(self.flat.len());
         let mut flat = Vec::with_capacity(self.flat.len());
@@ -254,17 +255,18 @@ fn em_run(e: &Evidence, by: &ByPrompt, classes: usize, rng: &mut impl Rng, opts:
         })
         .collect();
     let worths = vec![e.prompts.iter().map(|p| vec![0.0; p.items.len()]).collect(); classes];
-    em_from(by, post, worths, opts)
+    fit_from(by, post, worths, opts)
 }
 
 /// One EM run on `by` from the responsibilities `start` and the log-worths `worths` (a
 /// bootstrap resample's refit starts from the full fit: its posterior of the people drawn
 /// and its worths, the MM updates' starting point), classes kept in their order.
-pub fn fit_from(by: &ByPrompt, start: Vec<Vec<f64>>, worths: Vec<Vec<Vec<f64>>>, opts: &FitOptions) -> MixtureFit {
-    em_from(by, start, worths, opts)
-}
-
-fn em_from(by: &ByPrompt, mut post: Vec<Vec<f64>>, mut worths: Vec<Vec<Vec<f64>>>, opts: &FitOptions) -> MixtureFit {
+pub fn fit_from(
+    by: &ByPrompt,
+    mut post: Vec<Vec<f64>>,
+    mut worths: Vec<Vec<Vec<f64>>>,
+    opts: &FitOptions,
+) -> MixtureFit {
     let classes = post.first().map_or(1, Vec::len);
     let mut weights = vec![1.0 / classes as f64; classes];
     let mut last = f64::NEG_INFINITY;

@@ -80,6 +80,8 @@ struct PromptModel<'a> {
     prompt_index: usize,
     items: Vec<usize>,
     policies: Vec<(&'static str, u32, Vec<f64>)>,
+    /// Each policy's certified rate under the full fit.
+    rates: Vec<f64>,
 }
 
 fn population_of(fit: &MixtureFit, pm: &PromptModel) -> PlPopulation {
@@ -108,12 +110,11 @@ pub fn analyse(
         .into_par_iter()
         .filter_map(|(n, (prompt, pool))| prompt_model(prompt, pool, e, fit, greedy_policies, ks, opts, n as u64))
         .collect();
-    let full: Vec<Vec<f64>> = prompts.par_iter().map(|pm| certify(&population_of(fit, pm).race(), pm)).collect();
     let replicates = bootstrap(e, fit, &prompts, opts);
     let mut rows = Vec::new();
     for (pi, pm) in prompts.iter().enumerate() {
         for (j, (policy, k, x)) in pm.policies.iter().enumerate() {
-            let rate = full[pi][j];
+            let rate = pm.rates[j];
             let draws: Vec<f64> = replicates.iter().map(|r| r[pi][j]).collect();
             let (ci_low, ci_high) = interval(draws);
             rows.push(EquilibriumRow {
@@ -176,7 +177,7 @@ fn prompt_model<'a>(
             e.prompts[prompt_index].texts.iter().position(|t| t == text)
         })
         .collect::<Option<_>>()?;
-    let mut pm = PromptModel { prompt, responses, prompt_index, items, policies: Vec::new() };
+    let mut pm = PromptModel { prompt, responses, prompt_index, items, policies: Vec::new(), rates: Vec::new() };
     let population = population_of(fit, &pm);
     let total = pool.len() as f64;
     let base: Vec<f64> = pm.responses.masses.iter().map(|m| m.copies as f64 / total).collect();
@@ -200,6 +201,7 @@ fn prompt_model<'a>(
         start = ne.clone();
         pm.policies.push(("ne", k, ne));
     }
+    pm.rates = certify(&race, &pm);
     Some(pm)
 }
 

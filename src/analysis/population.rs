@@ -31,24 +31,10 @@ impl PlPopulation {
         self.log_worths.first().map_or(0, Vec::len)
     }
 
-    /// The population's quadrature tables, shared by every payoff evaluation under it.
+    /// The population's quadrature tables on the certified rates' grid, shared by every
+    /// payoff evaluation under it (build them once per population, not per evaluation).
     pub fn race(&self) -> Race {
         Race::new(self)
-    }
-
-    /// u(y; x) for every response y and every k in 1..=`k_max` (see [`Race::payoffs_up_to`]).
-    pub fn payoffs_up_to(&self, x: &[f64], k_max: u32) -> Vec<Vec<f64>> {
-        self.race().payoffs_up_to(x, k_max)
-    }
-
-    /// u(y; x) at one k.
-    pub fn payoffs(&self, x: &[f64], k: u32) -> Vec<f64> {
-        self.race().payoffs(x, k)
-    }
-
-    /// 1 − max_y u(y; x): the win rate k samples of x certify against any single response.
-    pub fn certified_win_rate(&self, x: &[f64], k: u32) -> f64 {
-        self.race().certified_win_rate(x, k)
     }
 
     /// Majority margins P(a ≻ b) − P(b ≻ a) (exact: P(a ≻ b) = w_a / (w_a + w_b) in a class).
@@ -180,28 +166,26 @@ impl Race {
                     weight * wi * t * (-wi * t).exp() * step
                 };
                 for node in 0..nodes {
-                    let sigma = grid.low + step * node as f64;
+                    let t = (grid.low + step * node as f64).exp();
                     let (b, lane) = (node / LANES, node % LANES);
                     for (i, &wi) in w.iter().enumerate() {
-                        q[b * n + i][lane] = (-wi * sigma.exp()).exp();
-                        omega[b * n + i][lane] = density(wi, sigma);
-                        if node == 0 {
-                            // The nodes below, down to where they weigh nothing.
-                            omega[i][0] += (1..)
-                                .map(|j| density(wi, sigma - step * j as f64))
-                                .take_while(|&d| d > 1e-20 * weight)
-                                .sum::<f64>();
-                        }
+                        let qi = (-wi * t).exp();
+                        q[b * n + i][lane] = qi;
+                        omega[b * n + i][lane] = weight * wi * t * qi * step;
                     }
+                }
+                // The lowest node takes the weight of the nodes below it, down to where
+                // they weigh nothing.
+                for (i, &wi) in w.iter().enumerate() {
+                    omega[i][0] += (1..)
+                        .map(|j| density(wi, grid.low - step * j as f64))
+                        .take_while(|&d| d > 1e-20 * weight)
+                        .sum::<f64>();
                 }
                 ClassRace { q, omega }
             })
             .collect();
         Self { n, classes }
-    }
-
-    pub fn responses(&self) -> usize {
-        self.n
     }
 
     /// u(y; x) for every response y and every k in 1..=`k_max` (entry k − 1), to ~1e-11.
@@ -474,9 +458,9 @@ impl Work {
         }
     }
 
-    #[inline(always)]
     /// Adds one block of nodes' ω-weighted shares to `acc` (`[k − 1][y]`, lane-wise; the
     /// factor k! is applied at the end).
+    #[inline(always)]
     fn block(&mut self, t: &Tables, q: &[Lanes], omega: &[Lanes], n: usize, acc: &mut [Lanes]) {
         let (w, s) = (self.w, t.support.len());
         let live = |y: usize| omega[y].iter().any(|&v| v > 0.0);

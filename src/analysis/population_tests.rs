@@ -79,7 +79,7 @@ fn payoffs_equal_exact_enumeration() {
     for seed in 0..4 {
         let p = mixture(4, 2, 4.0, seed);
         let x = policy(4, seed, usize::from(seed % 2 == 0));
-        let all = p.payoffs_up_to(&x, 4);
+        let all = p.race().payoffs_up_to(&x, 4);
         for k in 1..=4u32 {
             let exact = enumerated(&p, &x, k);
             for (a, b) in all[k as usize - 1].iter().zip(&exact) {
@@ -95,7 +95,7 @@ fn payoffs_match_monte_carlo_over_sampled_rankings_and_sum_to_one_over_k_plus_on
     let x = policy(7, 3, 0);
     let orders = p.sample_orders(200_000, 5);
     for k in [1u32, 3, 6] {
-        let exact = p.payoffs(&x, k);
+        let exact = p.race().payoffs(&x, k);
         let sampled = equilibria::payoffs(&orders, &x, k);
         for (a, b) in exact.iter().zip(&sampled) {
             assert!((a - b).abs() < 4e-3, "k {k}: {a} vs {b}");
@@ -111,7 +111,7 @@ fn extreme_worths_and_point_masses_stay_exact() {
     let p = PlPopulation { weights: vec![1.0], log_worths: vec![vec![12.0, -12.0, 0.0, 8.0]] };
     for x in [vec![1.0, 0.0, 0.0, 0.0], vec![0.0, 0.0, 1.0, 0.0], vec![0.25; 4]] {
         for k in 1..=4 {
-            let a = p.payoffs(&x, k);
+            let a = p.race().payoffs(&x, k);
             let b = enumerated(&p, &x, k);
             for (a, b) in a.iter().zip(&b) {
                 assert!((a - b).abs() < 1e-9, "{x:?} k {k}: {a} vs {b}");
@@ -141,7 +141,7 @@ fn the_models_equilibrium_certifies_the_bound() {
     for k in [1u32, 2, 4] {
         let ne =
             p.race().ne_k(k, start.clone(), |from| equilibria::ne_k_from(&samples, from, k, 1e-7, 20_000).distribution);
-        let certified = p.certified_win_rate(&ne, k);
+        let certified = p.race().certified_win_rate(&ne, k);
         let bound = k as f64 / (k as f64 + 1.0);
         assert!(certified > bound - 1e-6, "k {k}: {certified} < {bound}");
     }
