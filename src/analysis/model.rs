@@ -242,7 +242,7 @@ fn bootstrap(e: &Evidence, fit: &MixtureFit, prompts: &[PromptModel], opts: &Mod
             // the full fit's posterior of each.
             let drawn: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
             let start = drawn.iter().map(|&p| fit.posterior[p].clone()).collect();
-            let refit = mixture::fit_from(
+            let refit = mixture::refit(
                 &all.resample(&drawn),
                 start,
                 fit.worths.clone(),

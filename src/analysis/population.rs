@@ -103,11 +103,12 @@ pub struct Grid {
     pub top: f64,
 }
 
-/// The certified rates' grid: ~1e-11 (h = 0.36, n·e^{−30} < 1e-11, e^{−38}).
-pub const FINE: Grid = Grid { step: 0.36, low: -15.0, top: 38.0 };
-/// The bootstrap's re-certifications: ~1e-7 (h = 0.55, n·e^{−20} < 1e-7, e^{−20}); an
+/// The certified rates' grid: ~1e-11 (h = 0.36; below the lowest node the share is taken
+/// linear in t, an error ~e^{3·low}; e^{−38}).
+pub const FINE: Grid = Grid { step: 0.36, low: -7.5, top: 38.0 };
+/// The bootstrap's re-certifications: ~2e-7 (h = 0.55, e^{3·low} ~ 1e-6 · 1e-3, e^{−20}); an
 /// interval's percentiles move by far more than that from one resample to the next.
-pub const COARSE: Grid = Grid { step: 0.55, low: -10.0, top: 20.0 };
+pub const COARSE: Grid = Grid { step: 0.55, low: -4.5, top: 20.0 };
 
 /// Responses more than this far below a class's best (in log-worth) are given the grid up
 /// to here only (a worth of 0 would need an endless grid).
@@ -136,6 +137,8 @@ struct ClassRace {
     /// `blocks × n`, row-major: `q[b * n + i]` is response i's qᵢ at block b's nodes.
     q: Vec<Lanes>,
     omega: Vec<Lanes>,
+    /// Each response's weight below the lowest node that goes to its share at t = 0.
+    tail: Vec<f64>,
 }
 
 impl Race {
@@ -156,33 +159,48 @@ impl Race {
                 let top = lw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let w: Vec<f64> = lw.iter().map(|l| (l - top).max(-DEPTH).exp()).collect();
                 let w_min = w.iter().copied().fold(1.0, f64::min);
+                // The share varies on the scale t ~ 1 / Σw at the low end (t → 0).
+                let low = grid.low - w.iter().sum::<f64>().ln();
                 let sigma_high = grid.top.ln() - w_min.ln();
-                let nodes = ((sigma_high - grid.low) / step).ceil() as usize + 1;
+                let nodes = ((sigma_high - low) / step).ceil() as usize + 1;
                 let blocks = nodes.div_ceil(LANES);
                 let mut q = vec![[1.0; LANES]; blocks * n];
                 let mut omega = vec![[0.0; LANES]; blocks * n];
-                let density = |wi: f64, sigma: f64| {
-                    let t = sigma.exp();
-                    weight * wi * t * (-wi * t).exp() * step
-                };
                 for node in 0..nodes {
-                    let t = (grid.low + step * node as f64).exp();
+                    let t = (low + step * node as f64).exp();
                     let (b, lane) = (node / LANES, node % LANES);
                     for (i, &wi) in w.iter().enumerate() {
-                        let qi = (-wi * t).exp();
+                        // Below 1e-20 a factor is 1 and a weight 0 to far below rounding,
+                        // and exact zeros let a block skip them.
+                        let qi = Some((-wi * t).exp()).filter(|&v| v >= 1e-20).unwrap_or(0.0);
                         q[b * n + i][lane] = qi;
                         omega[b * n + i][lane] = weight * wi * t * qi * step;
                     }
                 }
-                // The lowest node takes the weight of the nodes below it, down to where
-                // they weigh nothing.
+                // The nodes below the lowest, down to where they weigh nothing: y's share
+                // there is taken linear in t between its value at t = 0 (known in closed
+                // form) and its value at the lowest node, so node j below (t_j = t₀e^{−jh})
+                // gives the lowest node the part t_j/t₀ of its weight and the share at
+                // t = 0 the rest.
+                // Once w t < 1e-9, e^{−w t} is 1 to that and the rest are geometric series.
+                let shrink = (-step).exp();
+                let mut tail = vec![0.0; n];
                 for (i, &wi) in w.iter().enumerate() {
-                    omega[i][0] += (1..)
-                        .map(|j| density(wi, grid.low - step * j as f64))
-                        .take_while(|&d| d > 1e-20 * weight)
-                        .sum::<f64>();
+                    let (mut t, mut near) = (low.exp() * shrink, shrink);
+                    let (mut at_low, mut at_top) = (0.0, 0.0);
+                    while wi * t > 1e-9 {
+                        let d = weight * wi * t * (-wi * t).exp() * step;
+                        at_low += d * near;
+                        at_top += d * (1.0 - near);
+                        t *= shrink;
+                        near *= shrink;
+                    }
+                    let d = weight * wi * t * step;
+                    let (all, low_part) = (d / (1.0 - shrink), d * near / (1.0 - shrink * shrink));
+                    omega[i][0] += at_low + low_part;
+                    tail[i] = at_top + all - low_part;
                 }
-                ClassRace { q, omega }
+                ClassRace { q, omega, tail }
             })
             .collect();
         Self { n, classes }
@@ -202,12 +220,12 @@ impl Race {
     /// The rows of k in `from..=k_max` (those below are left 0).
     fn dispatch(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx512f") {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has just been seen to support AVX-512F.
             return unsafe { self.payoffs_avx512(x, k_max, from) };
         }
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has just been seen to support AVX2.
             return unsafe { self.payoffs_avx2(x, k_max, from) };
         }
@@ -215,16 +233,17 @@ impl Race {
     }
 
     /// The same arithmetic compiled for AVX-512 (a block's 8 lanes in one vector instead
-    /// of SSE2's four) or AVX2 (two); no fused multiply-adds, so the results are bit for
-    /// bit the portable path's.
+    /// of SSE2's four) or AVX2 (two), with FMA. Every multiply-add is fused on every path
+    /// (`mul_add`, exactly rounded: a library call where the CPU has no FMA), so the
+    /// results are bit for bit the portable path's.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,fma")]
     unsafe fn payoffs_avx512(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {
         self.payoffs_portable(x, k_max, from)
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn payoffs_avx2(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {
         self.payoffs_portable(x, k_max, from)
     }
@@ -241,8 +260,20 @@ impl Race {
                 work.block(&tables, q, omega, n, &mut acc);
             }
         }
+        let from = tables.from;
         (1..=kk)
-            .map(|k| acc[(k - 1) * n..k * n].iter().map(|v| v.iter().sum::<f64>() * tables.factorial[k]).collect())
+            .map(|k| {
+                let row = acc[(k - 1) * n..k * n].iter().map(|v| v.iter().sum::<f64>() * tables.factorial[k]);
+                row.enumerate()
+                    .map(|(y, v)| {
+                        if k < from {
+                            return v;
+                        }
+                        let top = share_at_the_top(x[y], k);
+                        v + self.classes.iter().map(|c| c.tail[y]).sum::<f64>() * top
+                    })
+                    .collect()
+            })
             .collect()
     }
 
@@ -408,6 +439,16 @@ impl Jacobian {
     }
 }
 
+/// y's share where its utility is above every other response's (t = 0): E[1/(J + 1)] for
+/// J ~ Binomial(k, x_y) copies of y among the k samples, (1 − (1 − x_y)^{k+1}) / ((k+1) x_y).
+fn share_at_the_top(x: f64, k: usize) -> f64 {
+    let m = (k + 1) as f64;
+    if x <= 0.0 {
+        return 1.0;
+    }
+    -(m * (-x).ln_1p()).exp_m1() / (m * x)
+}
+
 /// What a policy x contributes to every node: its support and each response's x^j / j!.
 struct Tables {
     factorial: Vec<f64>,
@@ -490,49 +531,110 @@ impl Work {
         for (j, &y) in t.support.iter().enumerate().filter(|&(_, &y)| live(y)) {
             // The moments of W without y: the prefix before y times the suffix after it.
             let (a, b) = (&self.pre[j * w..(j + 1) * w], &self.suf[(j + 1) * w..(j + 2) * w]);
-            for m in 0..w {
-                self.rest[m] = convolve_at(a, b, m);
-            }
-            let ties = &t.ties[y];
+            convolve(a, b, &mut self.rest);
+            // Share k: Σ_l rest[l] ties[k − l] (the same sum whichever k are wanted).
             for k in t.from..w {
-                let mut share = [0.0; LANES];
-                for (l, &tie) in ties[..=k].iter().enumerate() {
-                    lanes_add_scaled(&mut share, &self.rest[k - l], tie);
-                }
+                let share = dot_scaled(&self.rest, &t.ties[y], k, k + 1);
                 lanes_add_product(&mut acc[(k - 1) * n + y], &omega[y], &share);
             }
         }
     }
 }
 
-/// Coefficient m of the product of `a` and `b`, lane-wise.
+// The convolutions here are latency-bound if each coefficient's sum is formed alone
+// (every fused multiply-add waits on the one before), so four coefficients are summed at a
+// time as independent chains, the lane loop innermost (one vector operation each). Every
+// sum still adds its terms in increasing l.
+
+/// `out[m]` = Σ_{l ≤ m} a[l] b[m − l], lane-wise, for m < out.len().
 #[inline(always)]
-fn convolve_at(a: &[Lanes], b: &[Lanes], m: usize) -> Lanes {
-    let mut out = [0.0; LANES];
-    for l in 0..=m {
-        for lane in 0..LANES {
-            out[lane] += a[l][lane] * b[m - l][lane];
+fn convolve(a: &[Lanes], b: &[Lanes], out: &mut [Lanes]) {
+    let len = out.len();
+    let mut m = 0;
+    while m + 4 <= len {
+        let [mut o0, mut o1, mut o2, mut o3] = [[0.0; LANES]; 4];
+        for l in 0..=m {
+            let x = &a[l];
+            o0 = fma(x, &b[m - l], o0);
+            o1 = fma(x, &b[m + 1 - l], o1);
+            o2 = fma(x, &b[m + 2 - l], o2);
+            o3 = fma(x, &b[m + 3 - l], o3);
         }
+        // The ragged end: term l = m + r belongs to coefficients m + r and above.
+        o1 = fma(&a[m + 1], &b[0], o1);
+        o2 = fma(&a[m + 1], &b[1], o2);
+        o3 = fma(&a[m + 1], &b[2], o3);
+        o2 = fma(&a[m + 2], &b[0], o2);
+        o3 = fma(&a[m + 2], &b[1], o3);
+        o3 = fma(&a[m + 3], &b[0], o3);
+        out[m..m + 4].copy_from_slice(&[o0, o1, o2, o3]);
+        m += 4;
     }
-    out
+    for (m, o) in out.iter_mut().enumerate().skip(m) {
+        *o = dot(a, b, m, m + 1);
+    }
+}
+
+/// Σ_{l < len} a[l] b[m − l], lane-wise, for a coefficient alone: four partial sums (over
+/// l mod 4, so that the additions do not wait on each other), added pairwise.
+#[inline(always)]
+fn dot(a: &[Lanes], b: &[Lanes], m: usize, len: usize) -> Lanes {
+    let [mut p0, mut p1, mut p2, mut p3] = [[0.0; LANES]; 4];
+    let mut l = 0;
+    while l + 4 <= len {
+        p0 = fma(&a[l], &b[m - l], p0);
+        p1 = fma(&a[l + 1], &b[m - l - 1], p1);
+        p2 = fma(&a[l + 2], &b[m - l - 2], p2);
+        p3 = fma(&a[l + 3], &b[m - l - 3], p3);
+        l += 4;
+    }
+    for l in l..len {
+        p0 = fma(&a[l], &b[m - l], p0);
+    }
+    sum4(p0, p1, p2, p3)
+}
+
+/// Σ_{l < len} v[l] c[m − l], lane-wise, as [`dot`].
+#[inline(always)]
+fn dot_scaled(v: &[Lanes], c: &[f64], m: usize, len: usize) -> Lanes {
+    let [mut p0, mut p1, mut p2, mut p3] = [[0.0; LANES]; 4];
+    let mut l = 0;
+    while l + 4 <= len {
+        p0 = fma_scaled(&v[l], c[m - l], p0);
+        p1 = fma_scaled(&v[l + 1], c[m - l - 1], p1);
+        p2 = fma_scaled(&v[l + 2], c[m - l - 2], p2);
+        p3 = fma_scaled(&v[l + 3], c[m - l - 3], p3);
+        l += 4;
+    }
+    for l in l..len {
+        p0 = fma_scaled(&v[l], c[m - l], p0);
+    }
+    sum4(p0, p1, p2, p3)
+}
+
+#[inline(always)]
+fn sum4(p0: Lanes, p1: Lanes, p2: Lanes, p3: Lanes) -> Lanes {
+    std::array::from_fn(|lane| (p0[lane] + p1[lane]) + (p2[lane] + p3[lane]))
+}
+
+/// a b + acc, lane-wise, fused (one rounding: the same bits on every path).
+#[inline(always)]
+fn fma(a: &Lanes, b: &Lanes, acc: Lanes) -> Lanes {
+    std::array::from_fn(|lane| a[lane].mul_add(b[lane], acc[lane]))
+}
+
+#[inline(always)]
+fn fma_scaled(a: &Lanes, c: f64, acc: Lanes) -> Lanes {
+    std::array::from_fn(|lane| a[lane].mul_add(c, acc[lane]))
 }
 
 #[inline(always)]
 fn lanes_add_product(acc: &mut Lanes, a: &Lanes, b: &Lanes) {
-    for lane in 0..LANES {
-        acc[lane] += a[lane] * b[lane];
-    }
-}
-
-#[inline(always)]
-fn lanes_add_scaled(acc: &mut Lanes, a: &Lanes, c: f64) {
-    for lane in 0..LANES {
-        acc[lane] += a[lane] * c;
-    }
+    *acc = fma(a, b, *acc);
 }
 
 /// `next` = `prev` times response i's factor 1 + q(e^{xz} − 1) (`scaled`: x^j / j!),
-/// lane-wise, truncated to `next`'s length.
+/// lane-wise, truncated to `next`'s length: next[m] = prev[m] + q Σ_{l<m} prev[l] scaled[m − l].
 #[inline(always)]
 fn multiply_factor(prev: &[Lanes], next: &mut [Lanes], q: &Lanes, scaled: &[f64]) {
     let w = next.len();
@@ -540,14 +642,32 @@ fn multiply_factor(prev: &[Lanes], next: &mut [Lanes], q: &Lanes, scaled: &[f64]
         next.copy_from_slice(&prev[..w]);
         return;
     }
-    for m in 0..w {
-        let mut add = [0.0; LANES];
+    let mut m = 0;
+    while m + 4 <= w {
+        let [mut o0, mut o1, mut o2, mut o3] = [[0.0; LANES]; 4];
         for l in 0..m {
-            lanes_add_scaled(&mut add, &prev[l], scaled[m - l]);
+            let x = &prev[l];
+            o0 = fma_scaled(x, scaled[m - l], o0);
+            o1 = fma_scaled(x, scaled[m + 1 - l], o1);
+            o2 = fma_scaled(x, scaled[m + 2 - l], o2);
+            o3 = fma_scaled(x, scaled[m + 3 - l], o3);
         }
-        for lane in 0..LANES {
-            next[m][lane] = prev[m][lane] + q[lane] * add[lane];
-        }
+        // The ragged end: term l = m + r belongs to coefficients m + r + 1 and above.
+        let (r0, r1, r2) = (&prev[m], &prev[m + 1], &prev[m + 2]);
+        o1 = fma_scaled(r0, scaled[1], o1);
+        o2 = fma_scaled(r0, scaled[2], o2);
+        o3 = fma_scaled(r0, scaled[3], o3);
+        o2 = fma_scaled(r1, scaled[1], o2);
+        o3 = fma_scaled(r1, scaled[2], o3);
+        o3 = fma_scaled(r2, scaled[1], o3);
+        next[m] = fma(q, &o0, prev[m]);
+        next[m + 1] = fma(q, &o1, prev[m + 1]);
+        next[m + 2] = fma(q, &o2, prev[m + 2]);
+        next[m + 3] = fma(q, &o3, prev[m + 3]);
+        m += 4;
+    }
+    for m in m..w {
+        next[m] = fma(q, &dot_scaled(prev, scaled, m, m), prev[m]);
     }
 }
 

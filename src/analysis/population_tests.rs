@@ -178,11 +178,11 @@ fn the_vector_paths_are_bit_for_bit_the_portable_one() {
     for zeros in [0, 7] {
         let x = policy(16, 5, zeros);
         let portable = race.payoffs_portable(&x, 16, 1);
-        if std::is_x86_feature_detected!("avx2") {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: detected just above.
             assert_eq!(unsafe { race.payoffs_avx2(&x, 16, 1) }, portable);
         }
-        if std::is_x86_feature_detected!("avx512f") {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
             // SAFETY: detected just above.
             assert_eq!(unsafe { race.payoffs_avx512(&x, 16, 1) }, portable);
         }
