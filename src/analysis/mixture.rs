@@ -281,18 +281,7 @@ pub fn fit_from(
         }
         last = ll;
     }
-    MixtureFit {
-        classes,
-        weights,
-        worths,
-        posterior: post,
-        log_likelihood: ll,
-        bic: 0.0,
-        icl: 0.0,
-        restarts: 1,
-        restarts_agreed: 1,
-        em_iterations: iterations,
-    }
+    MixtureFit::run(Theta { worths, weights }, post, ll, iterations)
 }
 
 /// A bootstrap resample's refit: EM from the full fit (its worths, and its posterior of
@@ -304,8 +293,8 @@ pub fn fit_from(
 /// worse than θ₂'s, else θ₂; three E-steps a cycle. The class weights are extrapolated as
 /// log-weights. Plain EM converges linearly here (about 0.75 a step): on the study,
 /// with the same E-steps (~12), the refits land 10× closer to their fixed point
-/// (intervals within 2e-5 of the converged ones, against 2e-4). Stops when a cycle raises the log-likelihood by less than `opts.tol`
-/// (relative) or after `opts.max_iter` E-steps.
+/// (intervals within 2e-5 of the converged ones, against 2e-4). Stops when a cycle raises
+/// the log-likelihood by less than `opts.tol` (relative) or after `opts.max_iter` E-steps.
 pub fn refit(by: &ByPrompt, post: Vec<Vec<f64>>, worths: Vec<Vec<Vec<f64>>>, opts: &FitOptions) -> MixtureFit {
     let classes = post.first().map_or(1, Vec::len);
     let mut weights = vec![1.0 / classes as f64; classes];
@@ -348,17 +337,24 @@ pub fn refit(by: &ByPrompt, post: Vec<Vec<f64>>, worths: Vec<Vec<Vec<f64>>>, opt
             break;
         }
     }
-    MixtureFit {
-        classes,
-        weights: theta.weights,
-        worths: theta.worths,
-        posterior: post,
-        log_likelihood: ll,
-        bic: 0.0,
-        icl: 0.0,
-        restarts: 1,
-        restarts_agreed: 1,
-        em_iterations: e_steps,
+    MixtureFit::run(theta, post, ll, e_steps)
+}
+
+impl MixtureFit {
+    /// One EM run's result (BIC, ICL and the restarts are [`fit`]'s to fill in).
+    fn run(theta: Theta, posterior: Vec<Vec<f64>>, log_likelihood: f64, em_iterations: usize) -> Self {
+        Self {
+            classes: theta.weights.len(),
+            weights: theta.weights,
+            worths: theta.worths,
+            posterior,
+            log_likelihood,
+            bic: 0.0,
+            icl: 0.0,
+            restarts: 1,
+            restarts_agreed: 1,
+            em_iterations,
+        }
     }
 }
 

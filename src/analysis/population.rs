@@ -95,19 +95,21 @@ pub struct Grid {
     /// nearly π/2 (each factor is exp(−w e^σ)), so the trapezoidal rule's error falls like
     /// about exp(−8.8/h) (measured against enumeration).
     pub step: f64,
-    /// The lowest node. Below it every qᵢ is within t·wᵢ of 1, so the share there equals
-    /// the lowest node's to O(t² Σ wᵢ) and the lowest node takes the weight of every node
-    /// below it (the trapezoid continued to −∞): an error of ~n·e^{2·low}.
+    /// The lowest node, as σ + ln Σwᵢ (the share varies on the scale t ~ 1/Σwᵢ as t → 0).
+    /// Below it the share is taken linear in t between its closed form at t = 0 and its
+    /// value at the lowest node (the trapezoid continued to −∞ on that line): an error of
+    /// ~e^{3·low}.
     pub low: f64,
     /// The highest node is where the least worthy response's density e^{−w t} is e^{−top}.
     pub top: f64,
 }
 
-/// The certified rates' grid: ~1e-11 (h = 0.36; below the lowest node the share is taken
-/// linear in t, an error ~e^{3·low}; e^{−38}).
+/// The certified rates' grid: ~1e-11 (h = 0.36; the tail below the lowest node, measured,
+/// ~2e-12; e^{−38}).
 pub const FINE: Grid = Grid { step: 0.36, low: -7.5, top: 38.0 };
-/// The bootstrap's re-certifications: ~2e-7 (h = 0.55, e^{3·low} ~ 1e-6 · 1e-3, e^{−20}); an
-/// interval's percentiles move by far more than that from one resample to the next.
+/// The bootstrap's re-certifications: ~2e-7 (h = 0.55; the tail, measured, ~1e-8;
+/// e^{−20}); an interval's percentiles move by far more than that from one resample to the
+/// next.
 pub const COARSE: Grid = Grid { step: 0.55, low: -4.5, top: 20.0 };
 
 /// Responses more than this far below a class's best (in log-worth) are given the grid up
@@ -130,6 +132,9 @@ type Lanes = [f64; LANES];
 pub struct Race {
     n: usize,
     classes: Vec<ClassRace>,
+    /// Each response's weight below the lowest nodes (all classes) that goes to its share
+    /// at t = 0.
+    tail: Vec<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -137,8 +142,6 @@ struct ClassRace {
     /// `blocks × n`, row-major: `q[b * n + i]` is response i's qᵢ at block b's nodes.
     q: Vec<Lanes>,
     omega: Vec<Lanes>,
-    /// Each response's weight below the lowest node that goes to its share at t = 0.
-    tail: Vec<f64>,
 }
 
 impl Race {
@@ -150,6 +153,7 @@ impl Race {
     pub fn on(p: &PlPopulation, grid: Grid) -> Self {
         let step = grid.step;
         let n = p.responses();
+        let mut tail = vec![0.0; n];
         let classes = p
             .weights
             .iter()
@@ -184,7 +188,6 @@ impl Race {
                 // t = 0 the rest.
                 // Once w t < 1e-9, e^{−w t} is 1 to that and the rest are geometric series.
                 let shrink = (-step).exp();
-                let mut tail = vec![0.0; n];
                 for (i, &wi) in w.iter().enumerate() {
                     let (mut t, mut near) = (low.exp() * shrink, shrink);
                     let (mut at_low, mut at_top) = (0.0, 0.0);
@@ -198,12 +201,12 @@ impl Race {
                     let d = weight * wi * t * step;
                     let (all, low_part) = (d / (1.0 - shrink), d * near / (1.0 - shrink * shrink));
                     omega[i][0] += at_low + low_part;
-                    tail[i] = at_top + all - low_part;
+                    tail[i] += at_top + all - low_part;
                 }
-                ClassRace { q, omega, tail }
+                ClassRace { q, omega }
             })
             .collect();
-        Self { n, classes }
+        Self { n, classes, tail }
     }
 
     /// u(y; x) for every response y and every k in 1..=`k_max` (entry k − 1), to ~1e-11.
@@ -221,12 +224,12 @@ impl Race {
     fn dispatch(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has just been seen to support AVX-512F.
+            // SAFETY: the CPU has just been seen to support AVX-512F and FMA.
             return unsafe { self.payoffs_avx512(x, k_max, from) };
         }
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has just been seen to support AVX2.
+            // SAFETY: the CPU has just been seen to support AVX2 and FMA.
             return unsafe { self.payoffs_avx2(x, k_max, from) };
         }
         self.payoffs_portable(x, k_max, from)
@@ -260,19 +263,12 @@ impl Race {
                 work.block(&tables, q, omega, n, &mut acc);
             }
         }
-        let from = tables.from;
+        // The rows below `from` stay 0; the others get the tail's share at t = 0.
         (1..=kk)
             .map(|k| {
                 let row = acc[(k - 1) * n..k * n].iter().map(|v| v.iter().sum::<f64>() * tables.factorial[k]);
-                row.enumerate()
-                    .map(|(y, v)| {
-                        if k < from {
-                            return v;
-                        }
-                        let top = share_at_the_top(x[y], k);
-                        v + self.classes.iter().map(|c| c.tail[y]).sum::<f64>() * top
-                    })
-                    .collect()
+                let tail = (k >= tables.from).then_some(&self.tail);
+                row.enumerate().map(|(y, v)| v + tail.map_or(0.0, |t| t[y] * share_at_the_top(x[y], k))).collect()
             })
             .collect()
     }
