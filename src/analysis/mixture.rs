@@ -23,9 +23,14 @@ use std::collections::{BTreeMap, HashMap};
 use rand::Rng;
 use serde::Serialize;
 
-use super::ranking::{Choices, FlatChoices, mm_improve};
+use super::ranking::{Choices, FlatChoices};
 use crate::schedule::SlotRole;
 use crate::store::{BestOfKAnswer, Candidate, RankAnswer};
+
+mod steps;
+
+pub use steps::MAX_CLASSES;
+use steps::{e_step, m_step};
 
 /// The prior of every class's MM update (as the per-person fits use).
 pub const ALPHA: f64 = 0.1;
@@ -202,7 +207,11 @@ impl Default for FitOptions {
 pub struct ByPrompt {
     flat: Vec<FlatChoices>,
     owner: Vec<Vec<usize>>,
-    people: usize,
+    /// How many times each participant counts: 1, or in a bootstrap resample the times the
+    /// person was drawn.
+    count: Vec<f64>,
+    /// Each participant's index in the evidence.
+    who: Vec<usize>,
     /// `members[prompt][person]`: the indexes of that person's choices in `flat[prompt]`.
     members: Vec<Vec<Vec<u32>>>,
 }
@@ -218,36 +227,55 @@ impl ByPrompt {
             lists[*pi].push(c);
             owner[*pi].push(*p);
         }
-        Self { flat: lists.into_iter().map(FlatChoices::new).collect(), owner, people: e.people.len(), members }
+        Self {
+            flat: lists.into_iter().map(FlatChoices::new).collect(),
+            owner,
+            count: vec![1.0; e.people.len()],
+            who: (0..e.people.len()).collect(),
+            members,
+        }
     }
 
-    /// The choices of the people `drawn` (repeats allowed, each copy a participant of its
-    /// own, numbered by position): a bootstrap resample, copied from the flat layout. A
-    /// resample keeps no `members` (it is refitted, never resampled again).
+    /// The participants here, as indexes in the evidence.
+    pub fn who(&self) -> &[usize] {
+        &self.who
+    }
+
+    /// A bootstrap resample of the people `drawn` (repeats allowed). A person drawn m times
+    /// is here once, counted m times: each copy would have the same choices, hence the
+    /// same posterior at every step, so the copies are fitted as one with weight m (the
+    /// same fit as m separate copies, to rounding, for about 63% of the work). Copied from
+    /// the flat layout, people in increasing order ([`ByPrompt::who`]); a resample keeps
+    /// no `members` (it is refitted, never resampled again).
     pub fn resample(&self, drawn: &[usize]) -> Self {
+        let mut times = vec![0usize; self.count.len()];
+        for &p in drawn {
+            times[p] += 1;
+        }
+        let who: Vec<usize> = (0..times.len()).filter(|&p| times[p] > 0).collect();
         let mut owner = Vec::with_capacity(self.flat.len());
         let mut flat = Vec::with_capacity(self.flat.len());
         for (pi, of) in self.members.iter().enumerate() {
-            let mut who = Vec::new();
-            let picks: Vec<usize> = drawn
+            let mut mine = Vec::new();
+            let picks: Vec<usize> = who
                 .iter()
                 .enumerate()
-                .flat_map(|(copy, &p)| {
-                    who.extend(std::iter::repeat_n(copy, of[p].len()));
+                .flat_map(|(here, &p)| {
+                    mine.extend(std::iter::repeat_n(here, of[p].len()));
                     of[p].iter().map(|&c| c as usize)
                 })
                 .collect();
             flat.push(self.flat[pi].select(picks));
-            owner.push(who);
+            owner.push(mine);
         }
-        Self { flat, owner, people: drawn.len(), members: Vec::new() }
+        let count = who.iter().map(|&p| times[p] as f64).collect();
+        Self { flat, owner, count, who, members: Vec::new() }
     }
 }
 
 /// One EM run from random responsibilities.
 fn em_run(e: &Evidence, by: &ByPrompt, classes: usize, rng: &mut impl Rng, opts: &FitOptions) -> MixtureFit {
-    let people = by.people;
-    let post: Vec<Vec<f64>> = (0..people)
+    let post: Vec<Vec<f64>> = (0..by.who.len())
         .map(|_| {
             let r: Vec<f64> = (0..classes).map(|_| rng.random::<f64>() + 0.05).collect();
             let s: f64 = r.iter().sum();
@@ -259,8 +287,8 @@ fn em_run(e: &Evidence, by: &ByPrompt, classes: usize, rng: &mut impl Rng, opts:
 }
 
 /// One EM run on `by` from the responsibilities `start` and the log-worths `worths` (a
-/// bootstrap resample's refit starts from the full fit: its posterior of the people drawn
-/// and its worths, the MM updates' starting point), classes kept in their order.
+/// bootstrap resample's refit starts from the full fit: its posterior of the people drawn,
+/// [`ByPrompt::who`], and its worths, the MM updates' starting point), classes kept in their order.
 pub fn fit_from(
     by: &ByPrompt,
     mut post: Vec<Vec<f64>>,
@@ -285,7 +313,7 @@ pub fn fit_from(
 }
 
 /// A bootstrap resample's refit: EM from the full fit (its worths, and its posterior of
-/// the people drawn), one MM update per E-step, accelerated by SQUAREM (Varadhan & Roland
+/// the people drawn, [`ByPrompt::who`]), one MM update per E-step, accelerated by SQUAREM (Varadhan & Roland
 /// 2008, scheme S3, with their step-length safeguards): from θ₀, two EM steps θ₁, θ₂ give
 /// r = θ₁ − θ₀ and v = θ₂ − 2θ₁ + θ₀; the extrapolation θ₀ + 2αr + α²v with
 /// α = ‖r‖ / ‖v‖ (at least 1, where α = 1 is θ₂ itself; at most a bound that grows
@@ -413,76 +441,6 @@ fn em_step(by: &ByPrompt, theta: &Theta, post: &[Vec<f64>], mm_steps: usize) -> 
     next
 }
 
-fn m_step(by: &ByPrompt, post: &[Vec<f64>], worths: &mut [Vec<Vec<f64>>], weights: &mut [f64], steps: usize) {
-    let people = post.len().max(1) as f64;
-    for (c, w) in weights.iter_mut().enumerate() {
-        *w = post.iter().map(|p| p[c]).sum::<f64>() / people;
-    }
-    for (c, class) in worths.iter_mut().enumerate() {
-        for (pi, theta) in class.iter_mut().enumerate() {
-            if by.owner[pi].is_empty() {
-                continue;
-            }
-            // A choice whose maker is almost surely in another class (posterior < 1e-13)
-            // moves this class's worths by less than rounding: left out, which in a
-            // well-separated mixture is most of every class's choices.
-            let select: Vec<(u32, f64)> = by.owner[pi]
-                .iter()
-                .enumerate()
-                .map(|(i, &p)| (i as u32, post[p][c]))
-                .filter(|&(_, t)| t >= 1e-13)
-                .collect();
-            let start = std::mem::take(theta);
-            *theta = mm_improve(start, &by.flat[pi], &select, ALPHA, steps.max(1), 1e-10);
-        }
-    }
-}
-
-/// Posterior of every participant; returns the log-likelihood.
-fn e_step(by: &ByPrompt, worths: &[Vec<Vec<f64>>], weights: &[f64], post: &mut [Vec<f64>]) -> f64 {
-    let classes = weights.len();
-    let mut logp: Vec<Vec<f64>> = vec![weights.iter().map(|w| w.max(1e-300).ln()).collect(); post.len()];
-    // log P = Σ θ_chosen − Σ ln(set total): each participant's and class's set totals are
-    // multiplied together and the logarithm taken once the product leaves [1e-150, 1e150]
-    // (each total is within e^{±40} of 1, the worths being centred and finite) and at the
-    // end, so a logarithm is taken a few times per participant instead of once per choice.
-    let mut product = vec![vec![1.0; classes]; post.len()];
-    for (pi, (flat, owner)) in by.flat.iter().zip(&by.owner).enumerate() {
-        let exp: Vec<Vec<f64>> = worths.iter().map(|class| class[pi].iter().map(|v| v.exp()).collect()).collect();
-        for (c, &p) in owner.iter().enumerate() {
-            let (ranked, rest) = flat.get(c);
-            for (k, (l, pr)) in logp[p].iter_mut().zip(product[p].iter_mut()).enumerate() {
-                let (theta, w) = (&worths[k][pi], &exp[k]);
-                let mut set: f64 = rest.iter().map(|&i| w[i as usize]).sum();
-                for &i in ranked.iter().rev() {
-                    set += w[i as usize];
-                    *l += theta[i as usize];
-                    *pr *= set;
-                }
-                if !(1e-150..=1e150).contains(pr) {
-                    *l -= pr.ln();
-                    *pr = 1.0;
-                }
-            }
-        }
-    }
-    for (lp, pr) in logp.iter_mut().zip(&product) {
-        for (l, v) in lp.iter_mut().zip(pr) {
-            *l -= v.ln();
-        }
-    }
-    let mut ll = 0.0;
-    for (row, lp) in post.iter_mut().zip(&logp) {
-        let max = lp.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let z: f64 = lp.iter().map(|v| (v - max).exp()).sum();
-        ll += max + z.ln();
-        for k in 0..classes {
-            row[k] = (lp[k] - max).exp() / z;
-        }
-    }
-    ll
-}
-
 /// The best of `opts.restarts` EM runs with `classes` classes, with BIC and ICL.
 pub fn fit(e: &Evidence, classes: usize, opts: &FitOptions) -> MixtureFit {
     use rayon::prelude::*;
@@ -525,7 +483,7 @@ fn sort_classes(f: &mut MixtureFit) {
 /// Never more classes than participants: BIC's penalty is parameters × ln N, nothing at
 /// N = 1, so one participant would otherwise get C_max classes, all but one empty.
 pub fn select(e: &Evidence, c_max: usize, opts: &FitOptions) -> (Vec<MixtureFit>, usize) {
-    let c_max = c_max.min(e.people.len()).max(1);
+    let c_max = c_max.min(e.people.len()).clamp(1, MAX_CLASSES);
     use rayon::prelude::*;
     let fits: Vec<MixtureFit> = (1..=c_max).into_par_iter().map(|c| fit(e, c, opts)).collect();
     let best = fits.iter().enumerate().min_by(|a, b| a.1.bic.total_cmp(&b.1.bic)).map_or(0, |(i, _)| i);

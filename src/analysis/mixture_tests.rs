@@ -1,4 +1,5 @@
 use super::*;
+use crate::analysis::ranking::mm_improve;
 use rand::seq::SliceRandom;
 
 /// A synthetic population: `classes` Plackett–Luce classes (equal weights; a class is
@@ -201,7 +202,7 @@ fn squarem_refits_reach_plain_ems_fixed_point_in_fewer_e_steps() {
     let mut rng = crate::seed::simulation(3, &["refit"]);
     let drawn: Vec<usize> = (0..e.people.len()).map(|_| rng.random_range(0..e.people.len())).collect();
     let by = all.resample(&drawn);
-    let start: Vec<Vec<f64>> = drawn.iter().map(|&p| full.posterior[p].clone()).collect();
+    let start: Vec<Vec<f64>> = by.who().iter().map(|&p| full.posterior[p].clone()).collect();
     let opts = FitOptions { max_iter: 5000, tol: 1e-13, mm_steps: 1, ..quick() };
     let plain = fit_from(&by, start.clone(), full.worths.clone(), &opts);
     let fast = refit(&by, start, full.worths.clone(), &opts);
@@ -218,4 +219,171 @@ fn squarem_refits_reach_plain_ems_fixed_point_in_fewer_e_steps() {
     assert!(gap < 1e-5, "worths differ by {gap:e}");
     assert!((plain.weights[0] - fast.weights[0]).abs() < 1e-6);
     assert!(fast.em_iterations < plain.em_iterations, "{} vs {}", fast.em_iterations, plain.em_iterations);
+}
+
+// The steps as they were before the classes were fused into one pass (one class, then the
+// next): the fused steps must give the same bits.
+fn class_by_class_m_step(
+    by: &ByPrompt,
+    post: &[Vec<f64>],
+    worths: &mut [Vec<Vec<f64>>],
+    weights: &mut [f64],
+    steps: usize,
+) {
+    let people = post.len().max(1) as f64;
+    for (c, w) in weights.iter_mut().enumerate() {
+        *w = post.iter().map(|p| p[c]).sum::<f64>() / people;
+    }
+    for (c, class) in worths.iter_mut().enumerate() {
+        for (pi, theta) in class.iter_mut().enumerate() {
+            if by.owner[pi].is_empty() {
+                continue;
+            }
+            // A choice whose maker is almost surely in another class (posterior < 1e-13)
+            // moves this class's worths by less than rounding: left out, which in a
+            // well-separated mixture is most of every class's choices.
+            let select: Vec<(u32, f64)> = by.owner[pi]
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| (i as u32, post[p][c]))
+                .filter(|&(_, t)| t >= 1e-13)
+                .collect();
+            let start = std::mem::take(theta);
+            *theta = mm_improve(start, &by.flat[pi], &select, ALPHA, steps.max(1), 1e-10);
+        }
+    }
+}
+
+fn class_by_class_e_step(by: &ByPrompt, worths: &[Vec<Vec<f64>>], weights: &[f64], post: &mut [Vec<f64>]) -> f64 {
+    let classes = weights.len();
+    let mut logp: Vec<Vec<f64>> = vec![weights.iter().map(|w| w.max(1e-300).ln()).collect(); post.len()];
+    // log P = Σ θ_chosen − Σ ln(set total): each participant's and class's set totals are
+    // multiplied together and the logarithm taken once the product leaves [1e-150, 1e150]
+    // (each total is within e^{±40} of 1, the worths being centred and finite) and at the
+    // end, so a logarithm is taken a few times per participant instead of once per choice.
+    let mut product = vec![vec![1.0; classes]; post.len()];
+    for (pi, (flat, owner)) in by.flat.iter().zip(&by.owner).enumerate() {
+        let exp: Vec<Vec<f64>> = worths.iter().map(|class| class[pi].iter().map(|v| v.exp()).collect()).collect();
+        for (c, &p) in owner.iter().enumerate() {
+            let (ranked, rest) = flat.get(c);
+            for (k, (l, pr)) in logp[p].iter_mut().zip(product[p].iter_mut()).enumerate() {
+                let (theta, w) = (&worths[k][pi], &exp[k]);
+                let mut set: f64 = rest.iter().map(|&i| w[i as usize]).sum();
+                for &i in ranked.iter().rev() {
+                    set += w[i as usize];
+                    *l += theta[i as usize];
+                    *pr *= set;
+                }
+                if !(1e-150..=1e150).contains(pr) {
+                    *l -= pr.ln();
+                    *pr = 1.0;
+                }
+            }
+        }
+    }
+    for (lp, pr) in logp.iter_mut().zip(&product) {
+        for (l, v) in lp.iter_mut().zip(pr) {
+            *l -= v.ln();
+        }
+    }
+    let mut ll = 0.0;
+    for (row, lp) in post.iter_mut().zip(&logp) {
+        let max = lp.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = lp.iter().map(|v| (v - max).exp()).sum();
+        ll += max + z.ln();
+        for k in 0..classes {
+            row[k] = (lp[k] - max).exp() / z;
+        }
+    }
+    ll
+}
+
+#[test]
+fn the_fused_steps_give_the_class_by_class_steps_bits() {
+    for classes in [1, 2, 3, 5, 8] {
+        let (mut e, _) = population(30, classes, 3, 6, 5, 3.0, 40 + classes as u64);
+        // Full orders as well as picks, and some choices almost surely another class's.
+        for (_, _, c) in e.choices.iter_mut().step_by(4) {
+            let mut all = c.ranked.clone();
+            all.append(&mut c.rest);
+            c.ranked = all[..all.len() - 1].to_vec();
+            c.rest = all[all.len() - 1..].to_vec();
+        }
+        let by = ByPrompt::new(&e);
+        let mut rng = crate::seed::simulation(7, &["fused", &classes.to_string()]);
+        let start: Vec<Vec<f64>> = (0..e.people.len())
+            .map(|p| {
+                let r: Vec<f64> =
+                    (0..classes).map(|k| if (p + k) % 3 == 0 { 1e-15 } else { rng.random::<f64>() }).collect();
+                let s: f64 = r.iter().sum();
+                r.into_iter().map(|v| v / s).collect()
+            })
+            .collect();
+        let zero = vec![e.prompts.iter().map(|p| vec![0.0; p.items.len()]).collect::<Vec<_>>(); classes];
+        let (mut post, mut worths, mut weights) = (start.clone(), zero.clone(), vec![0.0; classes]);
+        let (mut post_ref, mut worths_ref, mut weights_ref) = (start, zero, vec![0.0; classes]);
+        for it in 0..6 {
+            let steps = if it % 2 == 0 { MM_STEPS } else { 1 };
+            m_step(&by, &post, &mut worths, &mut weights, steps);
+            class_by_class_m_step(&by, &post_ref, &mut worths_ref, &mut weights_ref, steps);
+            assert_eq!(worths, worths_ref, "C = {classes}, iteration {it}: worths");
+            assert_eq!(weights, weights_ref, "C = {classes}, iteration {it}: weights");
+            let ll = e_step(&by, &worths, &weights, &mut post);
+            let ll_ref = class_by_class_e_step(&by, &worths_ref, &weights_ref, &mut post_ref);
+            assert_eq!(ll.to_bits(), ll_ref.to_bits(), "C = {classes}, iteration {it}: log L");
+            assert_eq!(post, post_ref, "C = {classes}, iteration {it}: posterior");
+        }
+    }
+}
+
+#[test]
+fn a_person_drawn_twice_counts_as_two_copies() {
+    // A resample fitted with counts against the same resample as copies, each copy a
+    // participant of its own (the evidence rebuilt with the people repeated).
+    let (e, _) = population(60, 2, 3, 5, 4, 3.0, 8);
+    let full = fit(&e, 2, &quick());
+    let mut rng = crate::seed::simulation(5, &["copies"]);
+    let drawn: Vec<usize> = (0..e.people.len()).map(|_| rng.random_range(0..e.people.len())).collect();
+    let counted = ByPrompt::new(&e).resample(&drawn);
+    assert!(counted.who().len() < drawn.len(), "some are drawn more than once");
+    let mut copies = Evidence { people: Vec::new(), choices: Vec::new(), prompts: e.prompts.clone() };
+    for (copy, &p) in drawn.iter().enumerate() {
+        copies.people.push(format!("copy{copy}"));
+        copies.choices.extend(e.choices.iter().filter(|c| c.0 == p).map(|(_, pi, c)| (copy, *pi, c.clone())));
+    }
+    let opts = FitOptions { max_iter: 40, tol: 0.0, mm_steps: 1, ..quick() };
+    let a = fit_from(
+        &counted,
+        counted.who().iter().map(|&p| full.posterior[p].clone()).collect(),
+        full.worths.clone(),
+        &opts,
+    );
+    let b = fit_from(
+        &ByPrompt::new(&copies),
+        drawn.iter().map(|&p| full.posterior[p].clone()).collect(),
+        full.worths.clone(),
+        &opts,
+    );
+    assert!(
+        (a.log_likelihood - b.log_likelihood).abs() < 1e-9 * b.log_likelihood.abs(),
+        "{} vs {}",
+        a.log_likelihood,
+        b.log_likelihood
+    );
+    for (x, y) in a.weights.iter().zip(&b.weights) {
+        assert!((x - y).abs() < 1e-12, "weights {x} vs {y}");
+    }
+    let gap = a
+        .worths
+        .iter()
+        .flatten()
+        .flatten()
+        .zip(b.worths.iter().flatten().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(gap < 1e-10, "worths differ by {gap:e}");
+    for (here, &p) in counted.who().iter().enumerate() {
+        let copy = drawn.iter().position(|&d| d == p).unwrap();
+        assert!((a.posterior[here][0] - b.posterior[copy][0]).abs() < 1e-10);
+    }
 }

@@ -238,12 +238,13 @@ fn bootstrap(e: &Evidence, fit: &MixtureFit, prompts: &[PromptModel], opts: &Mod
         .map(|b| {
             let mut rng = crate::seed::simulation(opts.fit.seed, &["mixture-bootstrap", &b.to_string()]);
             let n = e.people.len();
-            // The people drawn (with repeats, each copy a person of its own), starting from
-            // the full fit's posterior of each.
+            // The people drawn (with repeats: a person drawn twice counts twice), starting
+            // from the full fit's posterior of each.
             let drawn: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
-            let start = drawn.iter().map(|&p| fit.posterior[p].clone()).collect();
+            let by = all.resample(&drawn);
+            let start = by.who().iter().map(|&p| fit.posterior[p].clone()).collect();
             let refit = mixture::refit(
-                &all.resample(&drawn),
+                &by,
                 start,
                 fit.worths.clone(),
                 &FitOptions { max_iter: 200, tol: 1e-7, mm_steps: 1, ..opts.fit },

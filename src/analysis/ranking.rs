@@ -17,7 +17,7 @@ pub struct Top1 {
     pub losers: Vec<usize>,
 }
 
-fn exp_transform(params: &[f64]) -> Vec<f64> {
+pub(super) fn exp_transform(params: &[f64]) -> Vec<f64> {
     let mean = params.iter().sum::<f64>() / params.len() as f64;
     let w: Vec<f64> = params.iter().map(|p| (p - mean).exp()).collect();
     let s: f64 = w.iter().sum();
