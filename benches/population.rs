@@ -35,6 +35,8 @@ fn bench(c: &mut Criterion) {
     g.bench_function("exact, base (16 responses)", |b| b.iter(|| race.payoffs_up_to(&base, 16)));
     g.bench_function("exact, 9 responses", |b| b.iter(|| race.payoffs_up_to(&ne, 16)));
     g.bench_function("exact at the coarse step, 9 responses", |b| b.iter(|| coarse.payoffs_up_to(&ne, 16)));
+    g.bench_function("coarse step, k = 16 alone, 9 responses", |b| b.iter(|| coarse.payoffs(&ne, 16)));
+    g.bench_function("coarse step, k = 8 alone, 9 responses", |b| b.iter(|| coarse.payoffs(&ne, 8)));
     g.bench_function("peer: 20k sampled rankings, 9 responses", |b| {
         b.iter(|| equilibria::payoffs_up_to(&orders, &ne, 16))
     });

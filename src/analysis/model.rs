@@ -220,9 +220,9 @@ fn certify(population: &Race, pm: &PromptModel) -> Vec<f64> {
         let same: Vec<usize> = (i..pm.policies.len()).filter(|&j| !done[j] && &pm.policies[j].2 == x).collect();
         let k_max = same.iter().map(|&j| pm.policies[j].1).max().unwrap_or(1);
         let k_min = same.iter().map(|&j| pm.policies[j].1).min().unwrap_or(1);
-        let payoffs = population.payoffs_between(x, k_min, k_max);
+        let best = population.best_payoffs_between(x, k_min, k_max);
         for j in same {
-            out[j] = 1.0 - payoffs[pm.policies[j].1 as usize - 1].iter().copied().fold(0.0, f64::max);
+            out[j] = 1.0 - best[pm.policies[j].1 as usize - 1];
             done[j] = true;
         }
     }

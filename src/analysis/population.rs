@@ -211,28 +211,54 @@ impl Race {
 
     /// u(y; x) for every response y and every k in 1..=`k_max` (entry k − 1), to ~1e-11.
     pub fn payoffs_up_to(&self, x: &[f64], k_max: u32) -> Vec<Vec<f64>> {
-        self.dispatch(x, k_max, 1)
+        self.payoffs_between(x, 1, k_max)
     }
 
     /// The rows of k in `k_min..=k_max` of [`Race::payoffs_up_to`], those below left 0
     /// (the moments are the same work; the shares are only formed where wanted).
     pub fn payoffs_between(&self, x: &[f64], k_min: u32, k_max: u32) -> Vec<Vec<f64>> {
-        self.dispatch(x, k_max, k_min as usize)
+        self.evaluate(x, k_max, k_min as usize, |s| {
+            (1..=k_max as usize).map(|k| (0..self.n).map(|y| self.payoff(s, x, k, y)).collect()).collect()
+        })
     }
 
-    /// The rows of k in `from..=k_max` (those below are left 0).
-    fn dispatch(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {
+    /// max_y u(y; x) at each k in `k_min..=k_max` (entry k − 1; those below left 0): what
+    /// a certified rate needs, without the table of every payoff.
+    pub fn best_payoffs_between(&self, x: &[f64], k_min: u32, k_max: u32) -> Vec<f64> {
+        self.evaluate(x, k_max, k_min as usize, |s| {
+            (1..=k_max as usize).map(|k| (0..self.n).map(|y| self.payoff(s, x, k, y)).fold(0.0, f64::max)).collect()
+        })
+    }
+
+    /// The kernel's moments of the rows `from..=k_max` into this thread's buffers (kept
+    /// from call to call: the bootstrap evaluates ~10⁵ policies), then `read` of them.
+    fn evaluate<R>(&self, x: &[f64], k_max: u32, from: usize, read: impl FnOnce(&Scratch) -> R) -> R {
+        SCRATCH.with_borrow_mut(|s| {
+            s.tables.fill(x, k_max as usize, from);
+            self.dispatch(s);
+            read(s)
+        })
+    }
+
+    /// u(y; x) at k from the moments in `s`: the nodes' lanes summed, times k!, and where
+    /// the row is wanted the tail's share at t = 0 (rows below `from` are 0).
+    fn payoff(&self, s: &Scratch, x: &[f64], k: usize, y: usize) -> f64 {
+        let v = s.acc[(k - 1) * self.n + y].iter().sum::<f64>() * s.tables.factorial[k];
+        v + if k >= s.tables.from { self.tail[y] * share_at_the_top(x[y], k) } else { 0.0 }
+    }
+
+    fn dispatch(&self, s: &mut Scratch) {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has just been seen to support AVX-512F and FMA.
-            return unsafe { self.payoffs_avx512(x, k_max, from) };
+            return unsafe { self.moments_avx512(s) };
         }
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has just been seen to support AVX2 and FMA.
-            return unsafe { self.payoffs_avx2(x, k_max, from) };
+            return unsafe { self.moments_avx2(s) };
         }
-        self.payoffs_portable(x, k_max, from)
+        self.moments_portable(s)
     }
 
     /// The same arithmetic compiled for AVX-512 (a block's 8 lanes in one vector instead
@@ -241,41 +267,34 @@ impl Race {
     /// results are bit for bit the portable path's.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,fma")]
-    unsafe fn payoffs_avx512(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {
-        self.payoffs_portable(x, k_max, from)
+    unsafe fn moments_avx512(&self, s: &mut Scratch) {
+        self.moments_portable(s)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn payoffs_avx2(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {
-        self.payoffs_portable(x, k_max, from)
+    unsafe fn moments_avx2(&self, s: &mut Scratch) {
+        self.moments_portable(s)
     }
 
+    /// Every class's blocks of nodes into `s.acc` (`[k − 1][y]`, lane-wise).
     #[inline(always)]
-    fn payoffs_portable(&self, x: &[f64], k_max: u32, from: usize) -> Vec<Vec<f64>> {
-        let kk = k_max as usize;
+    fn moments_portable(&self, s: &mut Scratch) {
         let n = self.n;
-        let tables = Tables::new(x, kk, from);
-        let mut work = Work::new(tables.support.len(), kk + 1);
-        let mut acc = vec![[0.0; LANES]; kk * n];
+        let Scratch { tables, work, acc } = s;
+        work.reset(tables.support.len(), tables.kk + 1);
+        acc.clear();
+        acc.resize(tables.kk * n, [0.0; LANES]);
         for class in &self.classes {
             for (q, omega) in class.q.chunks_exact(n).zip(class.omega.chunks_exact(n)) {
-                work.block(&tables, q, omega, n, &mut acc);
+                work.block(tables, q, omega, n, acc);
             }
         }
-        // The rows below `from` stay 0; the others get the tail's share at t = 0.
-        (1..=kk)
-            .map(|k| {
-                let row = acc[(k - 1) * n..k * n].iter().map(|v| v.iter().sum::<f64>() * tables.factorial[k]);
-                let tail = (k >= tables.from).then_some(&self.tail);
-                row.enumerate().map(|(y, v)| v + tail.map_or(0.0, |t| t[y] * share_at_the_top(x[y], k))).collect()
-            })
-            .collect()
     }
 
     /// u(y; x) at one k (the moments are the same work; the shares only at k).
     pub fn payoffs(&self, x: &[f64], k: u32) -> Vec<f64> {
-        self.dispatch(x, k, k as usize).pop().unwrap_or_default()
+        self.evaluate(x, k, k as usize, |s| (0..self.n).map(|y| self.payoff(s, x, k as usize, y)).collect())
     }
 
     /// 1 − max_y u(y; x): the win rate k samples of x certify against any single response.
@@ -445,15 +464,31 @@ fn share_at_the_top(x: f64, k: usize) -> f64 {
     -(m * (-x).ln_1p()).exp_m1() / (m * x)
 }
 
+/// A payoff evaluation's buffers, one set per thread, reused from call to call.
+#[derive(Default)]
+struct Scratch {
+    tables: Tables,
+    work: Work,
+    acc: Vec<Lanes>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
 /// What a policy x contributes to every node: its support and each response's x^j / j!.
+#[derive(Default)]
 struct Tables {
+    /// The highest k; the polynomials keep its kk + 1 coefficients.
+    kk: usize,
     factorial: Vec<f64>,
-    /// xᵢ^j / j!: response i's factor of the generating function E[e^{zW}],
-    /// 1 + qᵢ(e^{xᵢz} − 1), has coefficients 1 and qᵢ xᵢ^j / j! (moments are kept divided by
-    /// m!, μ_m = E[W^m] / m!, which takes the binomial coefficients out of the products).
-    scaled: Vec<Vec<f64>>,
+    /// xᵢ^j / j! (`[i * (kk + 1) + j]`): response i's factor of the generating function
+    /// E[e^{zW}], 1 + qᵢ(e^{xᵢz} − 1), has coefficients 1 and qᵢ xᵢ^j / j! (moments are
+    /// kept divided by m!, μ_m = E[W^m] / m!, which takes the binomial coefficients out of
+    /// the products).
+    scaled: Vec<f64>,
     /// y's own copies: Σ_j x_y^j / (j! (j + 1)) z^j, the tie split among j copies of y.
-    ties: Vec<Vec<f64>>,
+    ties: Vec<f64>,
     support: Vec<usize>,
     outside: Vec<usize>,
     /// The smallest k whose shares are wanted.
@@ -461,23 +496,39 @@ struct Tables {
 }
 
 impl Tables {
-    fn new(x: &[f64], kk: usize, from: usize) -> Self {
+    fn fill(&mut self, x: &[f64], kk: usize, from: usize) {
         let w = kk + 1;
-        let mut factorial = vec![1.0; w];
+        self.kk = kk;
+        self.factorial.clear();
+        self.factorial.push(1.0);
         for j in 1..w {
-            factorial[j] = factorial[j - 1] * j as f64;
+            self.factorial.push(self.factorial[j - 1] * j as f64);
         }
-        let scaled: Vec<Vec<f64>> =
-            x.iter().map(|&v| (0..w).map(|j| v.powi(j as i32) / factorial[j]).collect()).collect();
-        let ties = scaled.iter().map(|p| p.iter().enumerate().map(|(j, c)| c / (j as f64 + 1.0)).collect()).collect();
-        let support = (0..x.len()).filter(|&i| x[i] > 0.0).collect();
-        let outside = (0..x.len()).filter(|&i| x[i] <= 0.0).collect();
-        Self { factorial, scaled, ties, support, outside, from: from.max(1) }
+        let factorial = &self.factorial;
+        self.scaled.clear();
+        self.scaled.extend(x.iter().flat_map(|&v| (0..w).map(move |j| v.powi(j as i32) / factorial[j])));
+        self.ties.clear();
+        self.ties
+            .extend(self.scaled.chunks_exact(w).flat_map(|p| p.iter().enumerate().map(|(j, c)| c / (j as f64 + 1.0))));
+        self.support.clear();
+        self.support.extend((0..x.len()).filter(|&i| x[i] > 0.0));
+        self.outside.clear();
+        self.outside.extend((0..x.len()).filter(|&i| x[i] <= 0.0));
+        self.from = from.max(1);
+    }
+
+    fn scaled(&self, i: usize) -> &[f64] {
+        &self.scaled[i * (self.kk + 1)..(i + 1) * (self.kk + 1)]
+    }
+
+    fn ties(&self, i: usize) -> &[f64] {
+        &self.ties[i * (self.kk + 1)..(i + 1) * (self.kk + 1)]
     }
 }
 
 /// Scratch polynomials (coefficients 0..w, lane-wise): prefix and suffix products of the
 /// support's factors, and the product without one response.
+#[derive(Default)]
 struct Work {
     w: usize,
     pre: Vec<Lanes>,
@@ -486,13 +537,12 @@ struct Work {
 }
 
 impl Work {
-    fn new(s: usize, w: usize) -> Self {
-        Self {
-            w,
-            pre: vec![[0.0; LANES]; (s + 1) * w],
-            suf: vec![[0.0; LANES]; (s + 1) * w],
-            rest: vec![[0.0; LANES]; w],
-        }
+    /// Room for `s` factors of `w` coefficients (every entry is written before it is read).
+    fn reset(&mut self, s: usize, w: usize) {
+        self.w = w;
+        self.pre.resize((s + 1) * w, [0.0; LANES]);
+        self.suf.resize((s + 1) * w, [0.0; LANES]);
+        self.rest.resize(w, [0.0; LANES]);
     }
 
     /// Adds one block of nodes' ω-weighted shares to `acc` (`[k − 1][y]`, lane-wise; the
@@ -508,13 +558,13 @@ impl Work {
         self.pre[0] = [1.0; LANES];
         for (j, &i) in t.support.iter().enumerate() {
             let (done, next) = self.pre.split_at_mut((j + 1) * w);
-            multiply_factor(&done[j * w..], &mut next[..w], &q[i], &t.scaled[i]);
+            multiply_factor(&done[j * w..], &mut next[..w], &q[i], t.scaled(i));
         }
         self.suf[s * w..].fill([0.0; LANES]);
         self.suf[s * w] = [1.0; LANES];
         for (j, &i) in t.support.iter().enumerate().rev() {
             let (head, done) = self.suf.split_at_mut((j + 1) * w);
-            multiply_factor(&done[..w], &mut head[j * w..], &q[i], &t.scaled[i]);
+            multiply_factor(&done[..w], &mut head[j * w..], &q[i], t.scaled(i));
         }
         // A response outside the support: x has no copies of it, so its share is P(all k
         // samples below it), the k-th moment of the whole product.
@@ -530,7 +580,7 @@ impl Work {
             convolve(a, b, &mut self.rest);
             // Share k: Σ_l rest[l] ties[k − l] (the same sum whichever k are wanted).
             for k in t.from..w {
-                let share = dot_scaled(&self.rest, &t.ties[y], k, k + 1);
+                let share = dot_scaled(&self.rest, t.ties(y), k, k + 1);
                 lanes_add_product(&mut acc[(k - 1) * n + y], &omega[y], &share);
             }
         }

@@ -177,16 +177,31 @@ fn the_vector_paths_are_bit_for_bit_the_portable_one() {
     let race = p.race();
     for zeros in [0, 7] {
         let x = policy(16, 5, zeros);
-        let portable = race.payoffs_portable(&x, 16, 1);
+        let moments = |path: &dyn Fn(&mut Scratch)| {
+            let mut s = Scratch::default();
+            s.tables.fill(&x, 16, 1);
+            path(&mut s);
+            s.acc
+        };
+        let portable = moments(&|s| race.moments_portable(s));
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: detected just above.
-            assert_eq!(unsafe { race.payoffs_avx2(&x, 16, 1) }, portable);
+            assert_eq!(moments(&|s| unsafe { race.moments_avx2(s) }), portable);
         }
         if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
             // SAFETY: detected just above.
-            assert_eq!(unsafe { race.payoffs_avx512(&x, 16, 1) }, portable);
+            assert_eq!(moments(&|s| unsafe { race.moments_avx512(s) }), portable);
         }
-        assert_eq!(race.payoffs_up_to(&x, 16), portable);
+        assert_eq!(moments(&|s| race.dispatch(s)), portable);
+        // The buffers of one evaluation do not leak into the next, and the best payoff of
+        // each k is the largest of its row.
+        let all = race.payoffs_up_to(&x, 16);
+        assert_eq!(race.payoffs_up_to(&policy(16, 6, 3), 4).len(), 4);
+        assert_eq!(race.payoffs_up_to(&x, 16), all);
+        let best = race.best_payoffs_between(&x, 1, 16);
+        for (row, b) in all.iter().zip(&best) {
+            assert_eq!(row.iter().copied().fold(0.0, f64::max), *b);
+        }
     }
 }
 

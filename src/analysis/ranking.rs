@@ -114,6 +114,7 @@ impl FlatChoices {
     }
 
     /// Choice c: the items chosen in turn, and the rest of its set.
+    #[inline]
     pub fn get(&self, c: usize) -> (&[u32], &[u32]) {
         let (a, b) = (self.start[c] as usize, self.start[c + 1] as usize);
         self.items[a..b].split_at(self.ranked[c] as usize)
