@@ -441,7 +441,8 @@ fn em_step(by: &ByPrompt, theta: &Theta, post: &[Vec<f64>], mm_steps: usize) -> 
     next
 }
 
-/// The best of `opts.restarts` EM runs with `classes` classes, with BIC and ICL.
+/// The best of `opts.restarts` EM runs with `classes` classes (1..=[`MAX_CLASSES`]), with
+/// BIC and ICL.
 pub fn fit(e: &Evidence, classes: usize, opts: &FitOptions) -> MixtureFit {
     use rayon::prelude::*;
     let by = ByPrompt::new(e);

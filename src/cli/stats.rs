@@ -57,7 +57,7 @@ pub struct AnalysisArgs {
     #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 0, 100_000>)]
     model_replicates: usize,
     /// Latent classes tried, 1..=C (the one of least BIC is kept)
-    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 1, 16>)]
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 1, { crate::analysis::mixture::MAX_CLASSES as u64 }>)]
     max_classes: usize,
 }
 
