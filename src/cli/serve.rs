@@ -50,6 +50,9 @@ pub struct Cmd {
     /// Connection attempts per address per minute (also the burst allowed at once), 1 to 100000
     #[arg(long, default_value = "60", value_parser = values::whole::<u32, 1, 100_000>)]
     rate_limit: u32,
+    /// Seconds a browser may take to send a request's headers, or keep an idle connection open between requests, 1 to 600
+    #[arg(long, default_value = "20", value_parser = values::whole::<u64, 1, 600>)]
+    request_timeout: u64,
     #[command(flatten)]
     engine: super::EngineArgs,
 }
@@ -103,6 +106,7 @@ impl Cmd {
             max_sessions: self.max_sessions,
             idle_timeout: Duration::from_secs_f64(self.idle_minutes * 60.0),
             per_address_per_minute: self.rate_limit,
+            request_timeout: Duration::from_secs(self.request_timeout),
             ..Limits::default()
         };
         let name = study.name.clone();

@@ -59,6 +59,10 @@ pub struct Limits {
     pub max_pending: usize,
     /// How long a connection may take to sign in.
     pub sign_in_timeout: Duration,
+    /// How long an HTTP client may take to send a request's headers, and may keep an idle
+    /// connection open between requests (a client that trickles or sends nothing would
+    /// otherwise hold one of the open connections' places for ever).
+    pub request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -69,6 +73,7 @@ impl Default for Limits {
             per_address_per_minute: 60,
             max_pending: 64,
             sign_in_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -35,6 +35,9 @@ use crate::tui::text;
 
 /// The largest message a page may send (a paste is cut into several).
 const MAX_MESSAGE: usize = 16 * 1024;
+/// The most a request's head (request line and headers) may take; hyper's smallest
+/// read buffer. The page's requests need a few hundred bytes.
+const MAX_HEAD: usize = 8192;
 /// How long the page has to say its window's size, and a write to wait for the page.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -130,8 +133,23 @@ pub async fn listen(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
         .route("/favicon.ico", get(|| async { secured(StatusCode::NO_CONTENT.into_response()) }))
         .fallback(|| async { secured((StatusCode::NOT_FOUND, "not found").into_response()) })
         .with_state(hub.clone());
-    let limited = Limited { listener, hub, open: Arc::default() };
-    let _ = axum::serve(limited, app).await;
+    let timeout = hub.limits.request_timeout;
+    let mut limited = Limited { listener, hub, open: Arc::default() };
+    loop {
+        let (io, _) = axum::serve::Listener::accept(&mut limited).await;
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            // The headers of every request within `timeout` (also the wait for the next
+            // request on a kept-alive connection), and in at most MAX_HEAD bytes.
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(timeout)
+                .max_buf_size(MAX_HEAD)
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+                .with_upgrades();
+            let _ = connection.await;
+        });
+    }
 }
 
 fn file(kind: &'static str, body: &'static [u8]) -> Response {

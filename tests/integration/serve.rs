@@ -956,3 +956,76 @@ fn one_engine_worker_fills_the_pools_that_waiting_participants_need() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM participants WHERE id = 'anyone'"), 0, "a user name is no id");
     assert!(!server.log().contains("engine stopped"), "{}", server.log());
 }
+
+/// Whether the server closes `s` before `within` (end of stream or a reset), rather than
+/// leaving it open.
+fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn slow_and_silent_http_clients_are_closed_and_give_their_places_back() {
+    let (dir, _db) = example_for_participants();
+    invite(dir.path(), 1);
+    // Open connections are capped at max sessions + 64 waiting to sign in: 65 here.
+    let args = ["--http", "127.0.0.1:0", "--request-timeout", "2", "--max-sessions", "1", "--rate-limit", "1000"];
+    let server = Server::start(dir.path(), &args, &[]);
+    let port = server.http.unwrap();
+    let page = |port: u16| -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+        let mut r = String::new();
+        s.read_to_string(&mut r).ok()?;
+        Some(r)
+    };
+    // A client that connects and says nothing is closed.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(closed_by_server(&mut silent, Duration::from_secs(15)), "a silent client was left open");
+    // One that trickles its headers a byte every 300 ms is closed too: the limit is on
+    // the whole head, not on each byte.
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(15) {
+        if slow.write_all(b"X").is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(closed || closed_by_server(&mut slow, Duration::from_secs(1)), "a trickling client was left open");
+    // A kept-alive connection that asks for nothing more is closed as well.
+    let mut kept = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(kept, "GET /ualign.css HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    assert!(closed_by_server(&mut kept, Duration::from_secs(15)), "an idle kept-alive connection was left open");
+    // A head over 8 KiB is refused.
+    let mut big = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = write!(big, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    let mut reply = String::new();
+    let _ = big.read_to_string(&mut reply);
+    assert!(reply.is_empty() || reply.starts_with("HTTP/1.1 431"), "{reply}");
+    // Every place taken by silent clients: a visitor is turned away until they are closed,
+    // and then served.
+    let hogs: Vec<TcpStream> = (0..65).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = page(port);
+    assert!(refused.as_deref().is_none_or(|r| r.is_empty()), "served past the cap: {refused:?}");
+    for mut h in hogs {
+        assert!(closed_by_server(&mut h, Duration::from_secs(15)), "a silent client was left open");
+    }
+    let served = page(port).unwrap_or_default();
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+}
