@@ -193,6 +193,12 @@ fn the_e_step_equals_the_sum_of_every_choices_log_probability() {
     assert!((ll - direct).abs() < 1e-9 * direct.abs(), "{ll} vs {direct}");
 }
 
+/// The largest difference between two fits' log-worths.
+fn worths_gap(a: &MixtureFit, b: &MixtureFit) -> f64 {
+    let pairs = a.worths.iter().flatten().flatten().zip(b.worths.iter().flatten().flatten());
+    pairs.map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
 #[test]
 fn squarem_refits_reach_plain_ems_fixed_point_in_fewer_e_steps() {
     // A bootstrap resample refitted from the full fit, both ways, to a tight tolerance.
@@ -208,14 +214,7 @@ fn squarem_refits_reach_plain_ems_fixed_point_in_fewer_e_steps() {
     let fast = refit(&by, start, full.worths.clone(), &opts);
     let rel = (plain.log_likelihood - fast.log_likelihood).abs() / plain.log_likelihood.abs();
     assert!(rel < 1e-11, "{} vs {}", plain.log_likelihood, fast.log_likelihood);
-    let gap = plain
-        .worths
-        .iter()
-        .flatten()
-        .flatten()
-        .zip(fast.worths.iter().flatten().flatten())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let gap = worths_gap(&plain, &fast);
     assert!(gap < 1e-5, "worths differ by {gap:e}");
     assert!((plain.weights[0] - fast.weights[0]).abs() < 1e-6);
     assert!(fast.em_iterations < plain.em_iterations, "{} vs {}", fast.em_iterations, plain.em_iterations);
@@ -373,14 +372,7 @@ fn a_person_drawn_twice_counts_as_two_copies() {
     for (x, y) in a.weights.iter().zip(&b.weights) {
         assert!((x - y).abs() < 1e-12, "weights {x} vs {y}");
     }
-    let gap = a
-        .worths
-        .iter()
-        .flatten()
-        .flatten()
-        .zip(b.worths.iter().flatten().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
+    let gap = worths_gap(&a, &b);
     assert!(gap < 1e-10, "worths differ by {gap:e}");
     for (here, &p) in counted.who().iter().enumerate() {
         let copy = drawn.iter().position(|&d| d == p).unwrap();
