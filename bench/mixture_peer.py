@@ -14,9 +14,10 @@ class and prompt with prior 0.1, stop when the log-likelihood's relative change 
 1e-9 (at most 1000 iterations); C by BIC; then the cluster bootstrap over participants
 that ualign runs: each of `--refits` resamples refitted from the full fit's posterior of
 the people drawn and its worths, one MM update per E-step (at most 200 iterations,
-tolerance 1e-7). The peer's refits are plain EM; ualign's (since session 9) are the same
-EM accelerated by SQUAREM, which reaches the same fixed point (the refits are timed, not
-compared: the numbers are compared on the full fit). Vectorised over every prompt and class at once (one padded array of all
+tolerance 1e-7). The peer's refits are plain EM on the copies drawn; ualign's (since
+session 9) are the same EM accelerated by SQUAREM, which reaches the same fixed point, and
+(since session 10) fit a person drawn m times once with weight m, the same fit as m
+copies (the refits are timed, not compared: the numbers are compared on the full fit). Vectorised over every prompt and class at once (one padded array of all
 choices), which is the fastest way NumPy has.
 
 ualign's side is the whole `stats` command (f(k) with its bootstrap, the population
