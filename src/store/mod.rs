@@ -35,6 +35,11 @@ pub enum StoreError {
     )]
     Open { path: PathBuf, source: rusqlite::Error },
     #[error(
+        "cannot read database {} here: its folder {} is read-only for this user, and SQLite reads a database in WAL mode through a small index file it keeps beside it ({why})\n  make the folder writable (chmod u+w {}), or read a copy elsewhere with --db (copy the -wal file too, if there is one); an archive that will never change is read where it is once no one may write the file (chmod a-w {}) and its -wal file, if any, has been merged (open it once where it can be written)",
+        .path.display(), .dir.display(), .dir.display(), .path.display()
+    )]
+    CannotRead { path: PathBuf, dir: PathBuf, why: String },
+    #[error(
         "the folder {} for database {} does not exist (or is not a folder)\n  create it (mkdir -p {}) or choose another path with --db",
         .dir.display(), .path.display(), .dir.display()
     )]
@@ -81,6 +86,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     pub(crate) conn: Connection,
     path: PathBuf,
+    /// Read as an unchanging archive (see [`Store::open_existing`]).
+    archive: bool,
 }
 
 /// What `open_for_study` found.
@@ -145,9 +152,9 @@ pub struct IntegrityCheck {
 }
 
 impl IntegrityCheck {
-    pub fn start(path: &Path) -> Result<Self> {
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+    pub fn start(path: &Path, archive: bool) -> Result<Self> {
+        let conn =
+            connect_reading(path, archive).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         let handle = std::thread::Builder::new()
             .name("ualign-integrity".into())
             .spawn(move || {
@@ -163,6 +170,36 @@ impl IntegrityCheck {
         let report = self.handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         check_report(&self.path, report)
     }
+}
+
+/// A read-only connection; for an archive, opened immutable (SQLite then takes no locks
+/// and needs no `-shm` file, which it could not make in a read-only folder).
+fn connect_reading(path: &Path, archive: bool) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    if !archive {
+        return Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
+    }
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Connection::open_with_flags(uri, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)
+}
+
+/// Whether `path` is an archive to read as it stands: no one may write the file (no write
+/// permission bit at all) and there is no write-ahead log beside it with anything in it.
+fn is_archive(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let no_writer = std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o222 == 0);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    no_writer && std::fs::metadata(&wal).map_or(true, |m| m.len() == 0)
 }
 
 /// Whether the process may write `path` (the kernel's answer, which knows about
@@ -216,9 +253,21 @@ impl Store {
         if for_writing {
             check_writable(path, dir)?;
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
-        let mut store = Self { conn, path: path.to_path_buf() };
-        store.configure()?;
+        let mut store = match Self::connect(path, false) {
+            // A folder SQLite cannot make its index in: an archive is read as it stands,
+            // anything else is refused with what to do.
+            Err(e) if !for_writing && !may_write(dir) => {
+                if !is_archive(path) {
+                    let why = match e {
+                        StoreError::Open { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    };
+                    return Err(StoreError::CannotRead { path: path.to_path_buf(), dir: dir.to_path_buf(), why });
+                }
+                Self::connect(path, true)?
+            }
+            other => other?,
+        };
         if for_writing && store.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
             return Err(StoreError::ReadOnly {
                 path: path.to_path_buf(),
@@ -238,7 +287,7 @@ impl Store {
     /// A private in-memory database, for tests and simulations.
     pub fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory()?;
-        let mut store = Self { conn, path: PathBuf::from(":memory:") };
+        let mut store = Self { conn, path: PathBuf::from(":memory:"), archive: false };
         store.configure()?;
         store.migrate()?;
         Ok(store)
@@ -246,6 +295,15 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A connection to `path` (an archive: read-only and immutable), configured.
+    fn connect(path: &Path, archive: bool) -> Result<Self> {
+        let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+        let conn = if archive { connect_reading(path, true) } else { Connection::open(path) }.map_err(open_err)?;
+        let mut store = Self { conn, path: path.to_path_buf(), archive };
+        store.configure()?;
+        Ok(store)
     }
 
     fn configure(&mut self) -> Result<()> {
@@ -257,9 +315,14 @@ impl Store {
         let first_read = self.conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0));
         check_report(&self.path, first_read.map(|_| vec!["ok".to_string()]))?;
         // Switching a new file to WAL needs a moment alone with it; when several processes
-        // open a new file at once, SQLite may report busy here without waiting.
-        write::retry_busy(|| self.conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)))
+        // open a new file at once, SQLite may report busy here without waiting. An archive
+        // is only read.
+        if !self.archive {
+            write::retry_busy(|| {
+                self.conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
+            })
             .map_err(open_err)?;
+        }
         self.conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
         self.conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
         Ok(())
@@ -365,7 +428,8 @@ impl Store {
     /// before it shows anything it computed.
     pub fn open_existing_for_reading(path: &Path) -> Result<(Self, IntegrityCheck)> {
         let store = Self::open_existing(path)?;
-        Ok((store, IntegrityCheck::start(path)?))
+        let check = IntegrityCheck::start(path, store.archive)?;
+        Ok((store, check))
     }
 
     /// The stored study's (name, hash, source, created_at), if any.

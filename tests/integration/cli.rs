@@ -277,6 +277,49 @@ fn a_read_only_database_or_folder_is_refused_before_anything_happens() {
 }
 
 #[test]
+fn a_database_in_a_read_only_folder_is_read_as_an_archive_or_refused_with_what_to_do() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = example_copy();
+    let d = dir.path();
+    for policy in ["sampled", "greedy"] {
+        let file = format!("studies/example/{policy}.jsonl");
+        assert!(ualign(d, &["import", "studies/example.toml", "--policy", policy, "--candidates", &file]).0);
+    }
+    assert!(ualign(d, &["simulate", "studies/example.toml", "--participants", "6", "--population", "cyclic"]).0);
+    let db = d.join("db/example.sqlite");
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    for p in [d.to_path_buf(), d.join("studies"), d.join("studies/example")] {
+        mode(&p, 0o755);
+    }
+    for f in ["studies/example.toml", "studies/example/prompts.jsonl", "studies/example/sampled.jsonl"] {
+        mode(&d.join(f), 0o644);
+    }
+    // A live database (its owner may write it) in a folder this user cannot write: SQLite
+    // cannot keep its index beside it, and is not told to read it as unchanging.
+    mode(&db, 0o644);
+    mode(&d.join("db"), 0o555);
+    let args = ["stats", "studies/example.toml", "--model-replicates", "0"];
+    let Some((ok, _, err)) = as_unprivileged(d, &args) else {
+        mode(&d.join("db"), 0o755);
+        return;
+    };
+    assert!(!ok, "{err}");
+    assert!(err.contains("cannot read database") && err.contains("its folder db is read-only"), "{err}");
+    assert!(err.contains("chmod u+w db") && err.contains("chmod a-w db/example.sqlite"), "{err}");
+    // No one may write it: an archive, read where it is, integrity check and all.
+    mode(&db, 0o444);
+    let (ok, out, err) = as_unprivileged(d, &args).unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("6 participants (6 finished)"), "{out}");
+    let (ok, _, err) =
+        as_unprivileged(d, &["export", "studies/example.toml", "--out", "/tmp/ualign-archive-export-test"]).unwrap();
+    let _ = std::fs::remove_dir_all("/tmp/ualign-archive-export-test");
+    assert!(ok, "{err}");
+    mode(&d.join("db"), 0o755);
+    mode(&db, 0o644);
+}
+
+#[test]
 fn check_says_a_database_is_sound_or_what_is_wrong() {
     let dir = example_copy();
     let d = dir.path();
