@@ -1,11 +1,11 @@
 //! The server's bounds: connection attempts per address (a token bucket each, in a map of
-//! bounded size), connections still signing in, participant sessions, and the refusals
-//! counted for the log.
+//! bounded size), connections still signing in, participant sessions (all together and
+//! per address), and the refusals counted for the log.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Addresses remembered at most; beyond it, new addresses wait until old ones refill.
@@ -17,6 +17,8 @@ pub enum Refusal {
     RateLimited,
     TooManyPending,
     Full,
+    /// The address already holds as many sessions as one address may.
+    AddressFull,
     Stopping,
 }
 
@@ -74,6 +76,54 @@ impl Drop for Slot {
     }
 }
 
+/// The sessions each address holds (only addresses holding one: at most as many entries
+/// as sessions).
+#[derive(Default)]
+pub struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+/// A session's place in its address's count; given back when dropped.
+pub struct AddressSlot {
+    of: Arc<PerAddress>,
+    addr: IpAddr,
+}
+
+impl PerAddress {
+    /// A place for `addr` if it holds fewer than `max`.
+    pub fn take(this: &Arc<Self>, addr: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut held = this.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.get(&addr).copied().unwrap_or(0);
+        if n >= max {
+            return None;
+        }
+        held.insert(addr, n + 1);
+        Some(AddressSlot { of: this.clone(), addr })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut held = self.of.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.addr);
+            }
+        }
+    }
+}
+
+/// A participant session's places: among all sessions and among its address's.
+pub struct SessionSlot {
+    _total: Slot,
+    _address: AddressSlot,
+}
+
+impl SessionSlot {
+    pub fn new(total: Slot, address: AddressSlot) -> Self {
+        Self { _total: total, _address: address }
+    }
+}
+
 fn take_slot(count: &AtomicUsize, max: usize) -> bool {
     count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1)).is_ok()
 }
@@ -84,6 +134,7 @@ pub struct RefusalCounts {
     rate: u64,
     pending: u64,
     full: u64,
+    address: u64,
 }
 
 impl RefusalCounts {
@@ -92,6 +143,7 @@ impl RefusalCounts {
             Refusal::RateLimited => self.rate += 1,
             Refusal::TooManyPending => self.pending += 1,
             Refusal::Full => self.full += 1,
+            Refusal::AddressFull => self.address += 1,
             Refusal::Stopping => {}
         }
     }
@@ -101,6 +153,10 @@ impl RefusalCounts {
             (self.rate, "too many attempts from one address"),
             (self.pending, "too many connections signing in at once"),
             (self.full, "the study was full"),
+            (
+                self.address,
+                "too many sessions from one address: raise --max-sessions-per-address for a class behind one NAT",
+            ),
         ]
         .iter()
         .filter(|(n, _)| *n > 0)
@@ -139,6 +195,21 @@ mod tests {
         assert!(r.buckets.len() <= MAX_ADDRESSES);
         // A minute later every bucket is full again, so new addresses get in.
         assert!(r.allow("10.9.9.9".parse().unwrap(), t + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn an_address_holds_at_most_its_share_of_sessions_and_gives_them_back() {
+        let held = Arc::new(PerAddress::default());
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let first = PerAddress::take(&held, a, 2).unwrap();
+        let _second = PerAddress::take(&held, a, 2).unwrap();
+        assert!(PerAddress::take(&held, a, 2).is_none());
+        assert!(PerAddress::take(&held, b, 2).is_some(), "another address is not held up");
+        drop(first);
+        let _third = PerAddress::take(&held, a, 2).unwrap();
+        drop(_third);
+        drop(_second);
+        assert!(held.0.lock().unwrap().is_empty(), "an address holding none is forgotten");
     }
 
     #[test]

@@ -51,6 +51,9 @@ impl Auth {
 pub struct Limits {
     /// Participant sessions at once; one more is told, politely, to come back later.
     pub max_sessions: usize,
+    /// Participant sessions from one address at once (so that one address cannot fill
+    /// the study, with `--auth open` or a shared password).
+    pub max_sessions_per_address: usize,
     /// A session with no input for this long is closed (its answers are saved).
     pub idle_timeout: Duration,
     /// Connection attempts per address per minute (also the burst allowed at once).
@@ -69,6 +72,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_sessions: 200,
+            max_sessions_per_address: 32,
             idle_timeout: Duration::from_secs(30 * 60),
             per_address_per_minute: 60,
             max_pending: 64,
@@ -100,6 +104,7 @@ pub struct Hub {
     gate: Mutex<Store>,
     rate: Mutex<limits::RateLimiter>,
     refused: Mutex<limits::RefusalCounts>,
+    per_address: Arc<limits::PerAddress>,
 }
 
 /// How a connection asks to be admitted, before any screen runs.
@@ -139,6 +144,7 @@ impl Hub {
             gate: Mutex::new(gate),
             rate: Mutex::new(rate),
             refused: Mutex::new(limits::RefusalCounts::default()),
+            per_address: Arc::default(),
         })
     }
 
@@ -199,13 +205,19 @@ impl Hub {
         })
     }
 
-    /// A participant session's place, if the study is not full.
-    pub fn take_session(&self) -> Option<limits::Slot> {
-        let guard = limits::Slot::take(&self.sessions, self.limits.max_sessions);
-        if guard.is_none() {
+    /// A participant session's place for a client at `addr`, if the study is not full and
+    /// the address holds fewer than its share.
+    pub fn take_session(&self, addr: std::net::IpAddr) -> Result<limits::SessionSlot, limits::Refusal> {
+        let Some(address) = limits::PerAddress::take(&self.per_address, addr, self.limits.max_sessions_per_address)
+        else {
+            self.count_refusal(limits::Refusal::AddressFull);
+            return Err(limits::Refusal::AddressFull);
+        };
+        let Some(total) = limits::Slot::take(&self.sessions, self.limits.max_sessions) else {
             self.count_refusal(limits::Refusal::Full);
-        }
-        guard
+            return Err(limits::Refusal::Full);
+        };
+        Ok(limits::SessionSlot::new(total, address))
     }
 
     pub fn session_count(&self) -> usize {

@@ -14,7 +14,7 @@ use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{Auth, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty};
 
-use super::limits::Slot;
+use super::limits::{Refusal, Slot};
 use super::screen::{self, Out, ScreenInput, Start};
 use super::{Admission, Hub};
 use crate::tui::input::InputParser;
@@ -97,7 +97,7 @@ pub async fn listen(hub: Arc<Hub>, listener: tokio::net::TcpListener, key: Priva
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = Conn::new(hub.clone(), pending);
+        let conn = Conn::new(hub.clone(), pending, peer.ip());
         let (config, deadline) = (config.clone(), hub.limits.sign_in_timeout);
         let signed_in = conn.signed_in.clone();
         tokio::spawn(async move {
@@ -125,6 +125,7 @@ struct Conn {
     number: u64,
     /// A place among the connections signing in, given back once signed in.
     pending: Option<Slot>,
+    peer: std::net::IpAddr,
     signed_in: Arc<std::sync::atomic::AtomicBool>,
     admitted: Option<Admission>,
     channel: Option<ChannelId>,
@@ -134,12 +135,13 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(hub: Arc<Hub>, pending: Slot) -> Self {
+    fn new(hub: Arc<Hub>, pending: Slot, peer: std::net::IpAddr) -> Self {
         let number = hub.connection_number();
         Self {
             hub,
             number,
             pending: Some(pending),
+            peer,
             signed_in: Default::default(),
             admitted: None,
             channel: None,
@@ -188,8 +190,10 @@ impl Conn {
         let Some(size) = self.size else {
             return self.tell_and_close(channel, session, text::SERVE_NEED_TERMINAL);
         };
-        let Some(slot) = self.hub.take_session() else {
-            return self.tell_and_close(channel, session, text::SERVE_FULL);
+        let slot = match self.hub.take_session(self.peer) {
+            Ok(slot) => slot,
+            Err(Refusal::AddressFull) => return self.tell_and_close(channel, session, text::SERVE_ADDRESS_FULL),
+            Err(_) => return self.tell_and_close(channel, session, text::SERVE_FULL),
         };
         let who = match &self.admitted {
             Some(Admission::As(id)) => Some(id.clone()),

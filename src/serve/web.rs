@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -139,8 +139,8 @@ pub async fn listen(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
     let timeout = hub.limits.request_timeout;
     let mut limited = Limited { listener, hub, open: Arc::default() };
     loop {
-        let (io, _) = axum::serve::Listener::accept(&mut limited).await;
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (io, peer) = axum::serve::Listener::accept(&mut limited).await;
+        let service = hyper_util::service::TowerToHyperService::new(app.clone().layer(Extension(Peer(peer.ip()))));
         tokio::spawn(async move {
             // The headers of every request within `timeout` (also the wait for the next
             // request on a kept-alive connection), and in at most MAX_HEAD bytes.
@@ -191,8 +191,25 @@ fn prolific_value(q: &HashMap<String, String>, key: &str) -> Option<String> {
     q.get(key).filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric())).cloned()
 }
 
+/// The connection's peer address, for the cap on sessions per address.
+#[derive(Clone, Copy)]
+struct Peer(std::net::IpAddr);
+
+/// The participant's address: the peer's, or where the peer is on this machine (a reverse
+/// proxy in front of `--http`, as the README sets up, so that every participant would
+/// otherwise share 127.0.0.1), the last address its X-Forwarded-For names: the one the
+/// proxy itself saw (Caddy sets it; nginx's `$proxy_add_x_forwarded_for` appends it).
+fn client_address(peer: std::net::IpAddr, headers: &HeaderMap) -> std::net::IpAddr {
+    if !peer.is_loopback() {
+        return peer;
+    }
+    let last = headers.get_all("x-forwarded-for").iter().next_back().and_then(|v| v.to_str().ok());
+    last.and_then(|v| v.rsplit(',').next()).and_then(|v| v.trim().parse().ok()).unwrap_or(peer)
+}
+
 async fn websocket(
     State(hub): State<Arc<Hub>>,
+    Extension(Peer(peer)): Extension<Peer>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
@@ -214,10 +231,11 @@ async fn websocket(
         }
     }
     let typed = q.get("invite").cloned().or(prolific.clone());
+    let peer = client_address(peer, &headers);
     let hub2 = hub.clone();
     let upgrade = upgrade.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE);
     upgrade.on_upgrade(move |socket| async move {
-        session(hub2, socket, typed, prolific.is_some(), client).await;
+        session(hub2, socket, peer, typed, prolific.is_some(), client).await;
     })
 }
 
@@ -293,7 +311,14 @@ async fn read_line(socket: &mut WebSocket, hub: &Hub) -> Option<String> {
     }
 }
 
-async fn session(hub: Arc<Hub>, mut socket: WebSocket, typed: Option<String>, prolific: bool, client: String) {
+async fn session(
+    hub: Arc<Hub>,
+    mut socket: WebSocket,
+    peer: std::net::IpAddr,
+    typed: Option<String>,
+    prolific: bool,
+    client: String,
+) {
     let number = hub.connection_number();
     // The page says its window's size first.
     let size = loop {
@@ -323,7 +348,11 @@ async fn session(hub: Arc<Hub>, mut socket: WebSocket, typed: Option<String>, pr
         Admission::AskId => None,
         Admission::Refused => return say(&mut socket, text::SERVE_NEED_INVITATION).await,
     };
-    let Some(slot) = hub.take_session() else { return say(&mut socket, text::SERVE_FULL).await };
+    let slot = match hub.take_session(peer) {
+        Ok(slot) => slot,
+        Err(super::limits::Refusal::AddressFull) => return say(&mut socket, text::SERVE_ADDRESS_FULL).await,
+        Err(_) => return say(&mut socket, text::SERVE_FULL).await,
+    };
     let Ok((input, mut output)) = screen::spawn(hub.clone(), Start { who, client, size, connection: number, slot })
     else {
         return say(&mut socket, text::SERVE_CANNOT_START).await;
@@ -388,6 +417,19 @@ mod tests {
         assert!(!origin_allowed(&headers(None, local), &[]), "no Origin: not a browser page of ours");
         let allowed = vec![at("https", public) + "/"];
         assert!(origin_allowed(&headers(Some(&at("https", public)), local), &allowed));
+    }
+
+    #[test]
+    fn behind_a_proxy_on_this_machine_the_participant_is_the_forwarded_address() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.9, 203.0.113.7"));
+        let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let remote: std::net::IpAddr = "198.51.100.2".parse().unwrap();
+        assert_eq!(client_address(loopback, &h), "203.0.113.7".parse::<std::net::IpAddr>().unwrap(), "the proxy's own");
+        assert_eq!(client_address(remote, &h), remote, "a remote client cannot name another address");
+        assert_eq!(client_address(loopback, &HeaderMap::new()), loopback);
+        h.append("x-forwarded-for", HeaderValue::from_static("not an address"));
+        assert_eq!(client_address(loopback, &h), loopback);
     }
 
     #[test]

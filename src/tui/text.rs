@@ -142,6 +142,7 @@ pub fn answer_title(i: usize) -> String {
 // What a remote participant (`ualign serve`) reads when their connection ends.
 
 pub const SERVE_CANNOT_START: &str = "Sorry: the study cannot start right now (the researcher has been told). Nothing of yours was lost; please try again later.";
+pub const SERVE_ADDRESS_FULL: &str = "Sorry: as many sessions as the study takes from one network are open from yours right now. Please try again in a few minutes.";
 pub const SERVE_FULL: &str =
     "Sorry: the study has as many participants as it can take right now. Please try again in a few minutes.";
 pub const SERVE_NEED_TERMINAL: &str =

@@ -1029,3 +1029,19 @@ fn slow_and_silent_http_clients_are_closed_and_give_their_places_back() {
     let served = page(port).unwrap_or_default();
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
 }
+
+#[test]
+fn one_address_holds_at_most_its_share_of_the_sessions() {
+    let (dir, _db, server) = example_server(&["--max-sessions-per-address", "1"]);
+    let codes = invite(dir.path(), 2);
+    let port = server.ssh.unwrap();
+    let first = ssh_tui(port, &codes[0].0, &[], (100, 30));
+    first.wait_for_text("Press Enter to begin");
+    // Another participant from the same address is told so (the study is not full).
+    let second = ssh_tui(port, &codes[1].0, &[], (100, 30));
+    second.wait_for_text("from one network");
+    // Once the first is gone, the address's place is free again.
+    drop(first);
+    let third = ssh_tui(port, &codes[1].0, &[], (100, 30));
+    third.wait_for_text("Press Enter to begin");
+}
