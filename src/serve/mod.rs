@@ -205,6 +205,17 @@ impl Hub {
         })
     }
 
+    /// Whether `addr` may make a connection attempt now (the per-address rate alone: for
+    /// a participant behind a reverse proxy on this machine, whose connection the
+    /// listener could not tell from the proxy's other ones).
+    pub fn allow_attempt(&self, addr: std::net::IpAddr) -> bool {
+        let allowed = self.rate.lock().unwrap_or_else(|e| e.into_inner()).allow(addr, Instant::now());
+        if !allowed {
+            self.count_refusal(limits::Refusal::RateLimited);
+        }
+        allowed
+    }
+
     /// A participant session's place for a client at `addr`, if the study is not full and
     /// the address holds fewer than its share.
     pub fn take_session(&self, addr: std::net::IpAddr) -> Result<limits::SessionSlot, limits::Refusal> {

@@ -56,7 +56,8 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("/addon-fit.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/web/addon-fit.js")),
 ];
 
-/// The listener: each accepted connection is rate-limited per address and counted
+/// The listener: each accepted connection is rate-limited per address (one from this
+/// machine, a reverse proxy's, at its WebSocket by the address forwarded) and counted
 /// against a cap on open HTTP connections (participant sessions and a margin for those
 /// loading the page).
 struct Limited {
@@ -106,7 +107,16 @@ impl axum::serve::Listener for Limited {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            if self.hub.allow_connection(peer.ip()).is_err() {
+            // A peer on this machine is a reverse proxy in front of the door (or a local
+            // user): every participant behind it would share its one address, so the
+            // per-address rate is applied at the WebSocket instead, to the address the
+            // proxy forwards.
+            let allowed = if peer.ip().is_loopback() {
+                !self.hub.stopping()
+            } else {
+                self.hub.allow_connection(peer.ip()).is_ok()
+            };
+            if !allowed {
                 continue;
             }
             if self.open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < cap).then_some(n + 1)).is_err() {
@@ -231,7 +241,11 @@ async fn websocket(
         }
     }
     let typed = q.get("invite").cloned().or(prolific.clone());
-    let peer = client_address(peer, &headers);
+    let forwarded = client_address(peer, &headers);
+    if forwarded != peer && !hub.allow_attempt(forwarded) {
+        return secured((StatusCode::TOO_MANY_REQUESTS, "too many attempts from one address").into_response());
+    }
+    let peer = forwarded;
     let hub2 = hub.clone();
     let upgrade = upgrade.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE);
     upgrade.on_upgrade(move |socket| async move {

@@ -1045,3 +1045,33 @@ fn one_address_holds_at_most_its_share_of_the_sessions() {
     let third = ssh_tui(port, &codes[1].0, &[], (100, 30));
     third.wait_for_text("Press Enter to begin");
 }
+
+#[test]
+fn behind_a_local_proxy_the_rate_is_per_forwarded_address() {
+    let (dir, _db) = example_for_participants();
+    invite(dir.path(), 1);
+    let server = Server::start(dir.path(), &["--http", "127.0.0.1:0", "--rate-limit", "2"], &[]);
+    let port = server.http.unwrap();
+    let origin = format!("http://127.0.0.1:{port}");
+    let via_proxy = |forwarded: &str| {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\nX-Forwarded-For: {forwarded}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line
+    };
+    // The burst of two for one participant's address, then refused; another address and
+    // the proxy's own page loads are not held up by it.
+    assert!(via_proxy("203.0.113.7").contains("101"));
+    assert!(via_proxy("203.0.113.7").contains("101"));
+    assert!(via_proxy("203.0.113.7").contains("429"));
+    assert!(via_proxy("10.1.1.1, 203.0.113.8").contains("101"));
+    for _ in 0..5 {
+        assert!(handshake(port, Some(&origin), "/ws").contains("101"), "the proxy itself is not rate-limited");
+    }
+}
