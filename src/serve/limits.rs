@@ -115,11 +115,11 @@ impl Drop for AddressSlot {
 /// A participant session's places: among all sessions and among its address's.
 pub struct SessionSlot {
     _total: Slot,
-    _address: AddressSlot,
+    _address: Option<AddressSlot>,
 }
 
 impl SessionSlot {
-    pub fn new(total: Slot, address: AddressSlot) -> Self {
+    pub fn new(total: Slot, address: Option<AddressSlot>) -> Self {
         Self { _total: total, _address: address }
     }
 }

@@ -217,12 +217,19 @@ impl Hub {
     }
 
     /// A participant session's place for a client at `addr`, if the study is not full and
-    /// the address holds fewer than its share.
-    pub fn take_session(&self, addr: std::net::IpAddr) -> Result<limits::SessionSlot, limits::Refusal> {
-        let Some(address) = limits::PerAddress::take(&self.per_address, addr, self.limits.max_sessions_per_address)
-        else {
-            self.count_refusal(limits::Refusal::AddressFull);
-            return Err(limits::Refusal::AddressFull);
+    /// the address holds fewer than its share (`None`: an address not counted, a local
+    /// proxy's that forwards none).
+    pub fn take_session(&self, addr: Option<std::net::IpAddr>) -> Result<limits::SessionSlot, limits::Refusal> {
+        let cap = self.limits.max_sessions_per_address;
+        let address = match addr {
+            Some(a) => match limits::PerAddress::take(&self.per_address, a, cap) {
+                Some(slot) => Some(slot),
+                None => {
+                    self.count_refusal(limits::Refusal::AddressFull);
+                    return Err(limits::Refusal::AddressFull);
+                }
+            },
+            None => None,
         };
         let Some(total) = limits::Slot::take(&self.sessions, self.limits.max_sessions) else {
             self.count_refusal(limits::Refusal::Full);

@@ -190,7 +190,7 @@ impl Conn {
         let Some(size) = self.size else {
             return self.tell_and_close(channel, session, text::SERVE_NEED_TERMINAL);
         };
-        let slot = match self.hub.take_session(self.peer) {
+        let slot = match self.hub.take_session(Some(self.peer)) {
             Ok(slot) => slot,
             Err(Refusal::AddressFull) => return self.tell_and_close(channel, session, text::SERVE_ADDRESS_FULL),
             Err(_) => return self.tell_and_close(channel, session, text::SERVE_FULL),

@@ -245,7 +245,9 @@ async fn websocket(
     if forwarded != peer && !hub.allow_attempt(forwarded) {
         return secured((StatusCode::TOO_MANY_REQUESTS, "too many attempts from one address").into_response());
     }
-    let peer = forwarded;
+    // A local proxy that forwards no address (an nginx without X-Forwarded-For) would put
+    // every participant on one address: its sessions are not counted per address.
+    let peer = (forwarded != peer || !peer.is_loopback()).then_some(forwarded);
     let hub2 = hub.clone();
     let upgrade = upgrade.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE);
     upgrade.on_upgrade(move |socket| async move {
@@ -328,7 +330,7 @@ async fn read_line(socket: &mut WebSocket, hub: &Hub) -> Option<String> {
 async fn session(
     hub: Arc<Hub>,
     mut socket: WebSocket,
-    peer: std::net::IpAddr,
+    peer: Option<std::net::IpAddr>,
     typed: Option<String>,
     prolific: bool,
     client: String,
