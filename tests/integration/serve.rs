@@ -807,12 +807,17 @@ fn a_prolific_link_records_its_ids_and_the_completion_link_redirects() {
 
 /// A WebSocket handshake by hand: the status line the server answers.
 fn handshake(port: u16, origin: Option<&str>, path: &str) -> String {
+    handshake_with(port, origin, path, "")
+}
+
+/// [`handshake`] with `extra` header lines (each ending in CRLF).
+fn handshake_with(port: u16, origin: Option<&str>, path: &str, extra: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{origin}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{origin}{extra}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     .unwrap();
     let mut line = String::new();
@@ -1053,18 +1058,8 @@ fn behind_a_local_proxy_the_rate_is_per_forwarded_address() {
     let server = Server::start(dir.path(), &["--http", "127.0.0.1:0", "--rate-limit", "2"], &[]);
     let port = server.http.unwrap();
     let origin = format!("http://127.0.0.1:{port}");
-    let via_proxy = |forwarded: &str| {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            s,
-            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\nX-Forwarded-For: {forwarded}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        .unwrap();
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).unwrap();
-        line
-    };
+    let via_proxy =
+        |forwarded: &str| handshake_with(port, Some(&origin), "/ws", &format!("X-Forwarded-For: {forwarded}\r\n"));
     // The burst of two for one participant's address, then refused; another address and
     // the proxy's own page loads are not held up by it.
     assert!(via_proxy("203.0.113.7").contains("101"));
