@@ -217,16 +217,14 @@ impl Race {
     /// The rows of k in `k_min..=k_max` of [`Race::payoffs_up_to`], those below left 0
     /// (the moments are the same work; the shares are only formed where wanted).
     pub fn payoffs_between(&self, x: &[f64], k_min: u32, k_max: u32) -> Vec<Vec<f64>> {
-        self.evaluate(x, k_max, k_min as usize, |s| {
-            (1..=k_max as usize).map(|k| (0..self.n).map(|y| self.payoff(s, x, k, y)).collect()).collect()
-        })
+        self.evaluate(x, k_max, k_min as usize, |s| (1..=k_max as usize).map(|k| self.row(s, x, k).collect()).collect())
     }
 
     /// max_y u(y; x) at each k in `k_min..=k_max` (entry k − 1; those below left 0): what
     /// a certified rate needs, without the table of every payoff.
     pub fn best_payoffs_between(&self, x: &[f64], k_min: u32, k_max: u32) -> Vec<f64> {
         self.evaluate(x, k_max, k_min as usize, |s| {
-            (1..=k_max as usize).map(|k| (0..self.n).map(|y| self.payoff(s, x, k, y)).fold(0.0, f64::max)).collect()
+            (1..=k_max as usize).map(|k| self.row(s, x, k).fold(0.0, f64::max)).collect()
         })
     }
 
@@ -240,11 +238,13 @@ impl Race {
         })
     }
 
-    /// u(y; x) at k from the moments in `s`: the nodes' lanes summed, times k!, and where
-    /// the row is wanted the tail's share at t = 0 (rows below `from` are 0).
-    fn payoff(&self, s: &Scratch, x: &[f64], k: usize, y: usize) -> f64 {
-        let v = s.acc[(k - 1) * self.n + y].iter().sum::<f64>() * s.tables.factorial[k];
-        v + if k >= s.tables.from { self.tail[y] * share_at_the_top(x[y], k) } else { 0.0 }
+    /// u(y; x) at k for every y from the moments in `s`: the nodes' lanes summed, times k!,
+    /// and where the row is wanted the tail's share at t = 0 (rows below `from` are 0).
+    fn row<'a>(&'a self, s: &'a Scratch, x: &'a [f64], k: usize) -> impl Iterator<Item = f64> + 'a {
+        (0..self.n).map(move |y| {
+            let v = s.acc[(k - 1) * self.n + y].iter().sum::<f64>() * s.tables.factorial[k];
+            v + if k >= s.tables.from { self.tail[y] * share_at_the_top(x[y], k) } else { 0.0 }
+        })
     }
 
     fn dispatch(&self, s: &mut Scratch) {
@@ -294,12 +294,12 @@ impl Race {
 
     /// u(y; x) at one k (the moments are the same work; the shares only at k).
     pub fn payoffs(&self, x: &[f64], k: u32) -> Vec<f64> {
-        self.evaluate(x, k, k as usize, |s| (0..self.n).map(|y| self.payoff(s, x, k as usize, y)).collect())
+        self.evaluate(x, k, k as usize, |s| self.row(s, x, k as usize).collect())
     }
 
     /// 1 − max_y u(y; x): the win rate k samples of x certify against any single response.
     pub fn certified_win_rate(&self, x: &[f64], k: u32) -> f64 {
-        1.0 - self.payoffs(x, k).into_iter().fold(0.0, f64::max)
+        1.0 - self.best_payoffs_between(x, k, k)[k as usize - 1]
     }
 
     /// A symmetric equilibrium of the (k+1)-player game under the population: Newton's

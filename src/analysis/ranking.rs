@@ -162,6 +162,8 @@ pub fn mm_flat(
 /// At most `steps` MM updates from `params` over the weighted choices `select` (weights
 /// may be fractional: a latent class's share of each participant), stopping early once
 /// the L1 change is at most `tol`; never an error (an EM's M-step need not converge).
+/// Only the tests use it: the class-by-class M-step the fused one is checked against.
+#[cfg(test)]
 pub fn mm_improve(
     mut params: Vec<f64>,
     data: &FlatChoices,

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Extension, Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -150,7 +150,13 @@ pub async fn listen(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
     let mut limited = Limited { listener, hub, open: Arc::default() };
     loop {
         let (io, peer) = axum::serve::Listener::accept(&mut limited).await;
-        let service = hyper_util::service::TowerToHyperService::new(app.clone().layer(Extension(Peer(peer.ip()))));
+        // axum's ConnectInfo, put where its extractor finds it (what axum's own serve does
+        // with `into_make_service_with_connect_info`).
+        let app = hyper_util::service::TowerToHyperService::new(app.clone());
+        let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            hyper::service::Service::call(&app, req)
+        });
         tokio::spawn(async move {
             // The headers of every request within `timeout` (also the wait for the next
             // request on a kept-alive connection), and in at most MAX_HEAD bytes.
@@ -201,25 +207,23 @@ fn prolific_value(q: &HashMap<String, String>, key: &str) -> Option<String> {
     q.get(key).filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric())).cloned()
 }
 
-/// The connection's peer address, for the cap on sessions per address.
-#[derive(Clone, Copy)]
-struct Peer(std::net::IpAddr);
-
-/// The participant's address: the peer's, or where the peer is on this machine (a reverse
-/// proxy in front of `--http`, as the README sets up, so that every participant would
-/// otherwise share 127.0.0.1), the last address its X-Forwarded-For names: the one the
-/// proxy itself saw (Caddy sets it; nginx's `$proxy_add_x_forwarded_for` appends it).
-fn client_address(peer: std::net::IpAddr, headers: &HeaderMap) -> std::net::IpAddr {
+/// The participant's address for the per-address limits: the peer's, or where the peer is
+/// on this machine (a reverse proxy in front of `--http`, as the README sets up, so that
+/// every participant would otherwise share 127.0.0.1), the last address its
+/// X-Forwarded-For names, the one the proxy itself saw (Caddy sets it; nginx's
+/// `$proxy_add_x_forwarded_for` appends it); `None` for a local peer that forwards none,
+/// which is not limited per address.
+fn client_address(peer: std::net::IpAddr, headers: &HeaderMap) -> Option<std::net::IpAddr> {
     if !peer.is_loopback() {
-        return peer;
+        return Some(peer);
     }
-    let last = headers.get_all("x-forwarded-for").iter().next_back().and_then(|v| v.to_str().ok());
-    last.and_then(|v| v.rsplit(',').next()).and_then(|v| v.trim().parse().ok()).unwrap_or(peer)
+    let last = headers.get_all("x-forwarded-for").iter().next_back().and_then(|v| v.to_str().ok())?;
+    last.rsplit(',').next().and_then(|v| v.trim().parse().ok())
 }
 
 async fn websocket(
     State(hub): State<Arc<Hub>>,
-    Extension(Peer(peer)): Extension<Peer>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
@@ -241,13 +245,13 @@ async fn websocket(
         }
     }
     let typed = q.get("invite").cloned().or(prolific.clone());
-    let forwarded = client_address(peer, &headers);
-    if forwarded != peer && !hub.allow_attempt(forwarded) {
+    // A remote peer's rate was counted when it connected; a local proxy's participant's is
+    // counted here.
+    let local = peer.ip().is_loopback();
+    let peer = client_address(peer.ip(), &headers);
+    if local && peer.is_some_and(|a| !hub.allow_attempt(a)) {
         return secured((StatusCode::TOO_MANY_REQUESTS, "too many attempts from one address").into_response());
     }
-    // A local proxy that forwards no address (an nginx without X-Forwarded-For) would put
-    // every participant on one address: its sessions are not counted per address.
-    let peer = (forwarded != peer || !peer.is_loopback()).then_some(forwarded);
     let hub2 = hub.clone();
     let upgrade = upgrade.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE);
     upgrade.on_upgrade(move |socket| async move {
@@ -441,11 +445,11 @@ mod tests {
         h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.9, 203.0.113.7"));
         let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
         let remote: std::net::IpAddr = "198.51.100.2".parse().unwrap();
-        assert_eq!(client_address(loopback, &h), "203.0.113.7".parse::<std::net::IpAddr>().unwrap(), "the proxy's own");
-        assert_eq!(client_address(remote, &h), remote, "a remote client cannot name another address");
-        assert_eq!(client_address(loopback, &HeaderMap::new()), loopback);
+        assert_eq!(client_address(loopback, &h), Some("203.0.113.7".parse().unwrap()), "the proxy's own");
+        assert_eq!(client_address(remote, &h), Some(remote), "a remote client cannot name another address");
+        assert_eq!(client_address(loopback, &HeaderMap::new()), None, "a local peer forwarding none");
         h.append("x-forwarded-for", HeaderValue::from_static("not an address"));
-        assert_eq!(client_address(loopback, &h), loopback);
+        assert_eq!(client_address(loopback, &h), None);
     }
 
     #[test]
