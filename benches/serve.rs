@@ -68,6 +68,7 @@ impl Server {
             .current_dir(dir)
             .args(["serve", "studies/example.toml", "--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .args(["--rate-limit", "100000", "--max-sessions", "10000", "--max-sessions-per-address", "10000"])
+            .args(["--max-pending-per-address", "10000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -47,6 +47,9 @@ pub struct Cmd {
     /// Participant sessions from one address at once (raise it for a class behind one NAT), 1 to 10000
     #[arg(long, default_value = "32", value_parser = values::whole::<usize, 1, 10_000>)]
     max_sessions_per_address: usize,
+    /// Connections signing in from one address at once (raise it for a class behind one NAT), 1 to 10000
+    #[arg(long, default_value = "16", value_parser = values::whole::<usize, 1, 10_000>)]
+    max_pending_per_address: usize,
     /// Minutes without a key press before a session is closed (its answers are saved), 0.05 to 1440
     #[arg(long, default_value = "30", value_parser = values::minutes)]
     idle_minutes: f64,
@@ -108,6 +111,7 @@ impl Cmd {
         let limits = Limits {
             max_sessions: self.max_sessions,
             max_sessions_per_address: self.max_sessions_per_address,
+            max_pending_per_address: self.max_pending_per_address,
             idle_timeout: Duration::from_secs_f64(self.idle_minutes * 60.0),
             per_address_per_minute: self.rate_limit,
             request_timeout: Duration::from_secs(self.request_timeout),

@@ -1,6 +1,6 @@
 //! The server's bounds: connection attempts per address (a token bucket each, in a map of
-//! bounded size), connections still signing in, participant sessions (all together and
-//! per address), and the refusals counted for the log.
+//! bounded size), connections still signing in and participant sessions (each all together
+//! and per address), and the refusals counted for the log.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,6 +19,8 @@ pub enum Refusal {
     Full,
     /// The address already holds as many sessions as one address may.
     AddressFull,
+    /// The address already has as many connections signing in as one address may.
+    AddressPending,
     Stopping,
 }
 
@@ -76,12 +78,12 @@ impl Drop for Slot {
     }
 }
 
-/// The sessions each address holds (only addresses holding one: at most as many entries
-/// as sessions).
+/// The places each address holds (only addresses holding one: at most as many entries
+/// as places).
 #[derive(Default)]
 pub struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
-/// A session's place in its address's count; given back when dropped.
+/// A place in its address's count; given back when dropped.
 pub struct AddressSlot {
     of: Arc<PerAddress>,
     addr: IpAddr,
@@ -112,13 +114,14 @@ impl Drop for AddressSlot {
     }
 }
 
-/// A participant session's places: among all sessions and among its address's.
-pub struct SessionSlot {
+/// A connection's places, among all (signing in, or participant sessions) and among its
+/// address's (none for an address not counted); given back when dropped.
+pub struct Place {
     _total: Slot,
     _address: Option<AddressSlot>,
 }
 
-impl SessionSlot {
+impl Place {
     pub fn new(total: Slot, address: Option<AddressSlot>) -> Self {
         Self { _total: total, _address: address }
     }
@@ -135,6 +138,7 @@ pub struct RefusalCounts {
     pending: u64,
     full: u64,
     address: u64,
+    address_pending: u64,
 }
 
 impl RefusalCounts {
@@ -144,6 +148,7 @@ impl RefusalCounts {
             Refusal::TooManyPending => self.pending += 1,
             Refusal::Full => self.full += 1,
             Refusal::AddressFull => self.address += 1,
+            Refusal::AddressPending => self.address_pending += 1,
             Refusal::Stopping => {}
         }
     }
@@ -156,6 +161,10 @@ impl RefusalCounts {
             (
                 self.address,
                 "too many sessions from one address: raise --max-sessions-per-address for a class behind one NAT",
+            ),
+            (
+                self.address_pending,
+                "too many connections signing in from one address: raise --max-pending-per-address for a class behind one NAT",
             ),
         ]
         .iter()

@@ -60,6 +60,9 @@ pub struct Limits {
     pub per_address_per_minute: u32,
     /// Connections not yet signed in, all addresses together.
     pub max_pending: usize,
+    /// Connections not yet signed in from one address (so that one address cannot keep
+    /// everyone else from signing in).
+    pub max_pending_per_address: usize,
     /// How long a connection may take to sign in.
     pub sign_in_timeout: Duration,
     /// How long an HTTP client may take to send a request's headers, and may keep an idle
@@ -76,6 +79,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30 * 60),
             per_address_per_minute: 60,
             max_pending: 64,
+            max_pending_per_address: 16,
             sign_in_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(20),
         }
@@ -105,6 +109,7 @@ pub struct Hub {
     rate: Mutex<limits::RateLimiter>,
     refused: Mutex<limits::RefusalCounts>,
     per_address: Arc<limits::PerAddress>,
+    pending_per_address: Arc<limits::PerAddress>,
 }
 
 /// How a connection asks to be admitted, before any screen runs.
@@ -145,6 +150,7 @@ impl Hub {
             rate: Mutex::new(rate),
             refused: Mutex::new(limits::RefusalCounts::default()),
             per_address: Arc::default(),
+            pending_per_address: Arc::default(),
         })
     }
 
@@ -189,20 +195,16 @@ impl Hub {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Whether a connection from `addr` may start now (the per-address rate and the cap
-    /// on connections still signing in); the slot is freed when the guard drops.
-    pub fn allow_connection(&self, addr: std::net::IpAddr) -> Result<limits::Slot, limits::Refusal> {
+    /// Whether a connection from `addr` may start now (the per-address rate and the caps
+    /// on connections still signing in); the place is given back when the guard drops.
+    pub fn allow_connection(&self, addr: std::net::IpAddr) -> Result<limits::Place, limits::Refusal> {
         if self.stopping() {
             return Err(limits::Refusal::Stopping);
         }
-        if !self.rate.lock().unwrap_or_else(|e| e.into_inner()).allow(addr, Instant::now()) {
-            self.count_refusal(limits::Refusal::RateLimited);
+        if !self.allow_attempt(addr) {
             return Err(limits::Refusal::RateLimited);
         }
-        limits::Slot::take(&self.pending, self.limits.max_pending).ok_or_else(|| {
-            self.count_refusal(limits::Refusal::TooManyPending);
-            limits::Refusal::TooManyPending
-        })
+        self.take_pending(Some(addr))
     }
 
     /// Whether `addr` may make a connection attempt now (the per-address rate alone: for
@@ -216,26 +218,50 @@ impl Hub {
         allowed
     }
 
+    /// A place among the connections signing in, for a client at `addr` (`None`: an
+    /// address not counted, a local proxy's that forwards none).
+    pub fn take_pending(&self, addr: Option<std::net::IpAddr>) -> Result<limits::Place, limits::Refusal> {
+        let (pending, cap) = (&self.pending, self.limits.max_pending);
+        let per_address = (&self.pending_per_address, self.limits.max_pending_per_address);
+        self.take_place(
+            addr,
+            (pending, cap),
+            per_address,
+            [limits::Refusal::TooManyPending, limits::Refusal::AddressPending],
+        )
+    }
+
     /// A participant session's place for a client at `addr`, if the study is not full and
     /// the address holds fewer than its share (`None`: an address not counted, a local
     /// proxy's that forwards none).
-    pub fn take_session(&self, addr: Option<std::net::IpAddr>) -> Result<limits::SessionSlot, limits::Refusal> {
-        let cap = self.limits.max_sessions_per_address;
-        let address = match addr {
-            Some(a) => match limits::PerAddress::take(&self.per_address, a, cap) {
-                Some(slot) => Some(slot),
-                None => {
-                    self.count_refusal(limits::Refusal::AddressFull);
-                    return Err(limits::Refusal::AddressFull);
-                }
-            },
+    pub fn take_session(&self, addr: Option<std::net::IpAddr>) -> Result<limits::Place, limits::Refusal> {
+        let (sessions, cap) = (&self.sessions, self.limits.max_sessions);
+        let per_address = (&self.per_address, self.limits.max_sessions_per_address);
+        self.take_place(addr, (sessions, cap), per_address, [limits::Refusal::Full, limits::Refusal::AddressFull])
+    }
+
+    /// A place among `total` and among `addr`'s in `per_address`, each under its cap;
+    /// refused (and counted) as `why[0]` when all are taken, `why[1]` when the address's are.
+    fn take_place(
+        &self,
+        addr: Option<std::net::IpAddr>,
+        (total, cap): (&Arc<AtomicUsize>, usize),
+        (per_address, address_cap): (&Arc<limits::PerAddress>, usize),
+        why: [limits::Refusal; 2],
+    ) -> Result<limits::Place, limits::Refusal> {
+        let refuse = |why: limits::Refusal| {
+            self.count_refusal(why);
+            Err(why)
+        };
+        let address = match addr.map(|a| limits::PerAddress::take(per_address, a, address_cap)) {
+            Some(None) => return refuse(why[1]),
+            Some(slot) => slot,
             None => None,
         };
-        let Some(total) = limits::Slot::take(&self.sessions, self.limits.max_sessions) else {
-            self.count_refusal(limits::Refusal::Full);
-            return Err(limits::Refusal::Full);
-        };
-        Ok(limits::SessionSlot::new(total, address))
+        match limits::Slot::take(total, cap) {
+            Some(total) => Ok(limits::Place::new(total, address)),
+            None => refuse(why[0]),
+        }
     }
 
     pub fn session_count(&self) -> usize {

@@ -18,7 +18,7 @@ use ratatui::layout::Rect;
 use ratatui::{TerminalOptions, Viewport};
 
 use super::Hub;
-use super::limits::SessionSlot;
+use super::limits::Place;
 use crate::store::Store;
 use crate::tui::app::{App, Screen};
 use crate::tui::{Interactive, draw, text};
@@ -59,7 +59,7 @@ pub struct Start {
     pub size: (u16, u16),
     /// The connection's number in the log.
     pub connection: u64,
-    pub slot: SessionSlot,
+    pub slot: Place,
 }
 
 /// The transport's side of the input: terminal events for the screen.

@@ -14,7 +14,7 @@ use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{Auth, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty};
 
-use super::limits::{Refusal, Slot};
+use super::limits::{Place, Refusal};
 use super::screen::{self, Out, ScreenInput, Start};
 use super::{Admission, Hub};
 use crate::tui::input::InputParser;
@@ -124,7 +124,7 @@ struct Conn {
     hub: Arc<Hub>,
     number: u64,
     /// A place among the connections signing in, given back once signed in.
-    pending: Option<Slot>,
+    pending: Option<Place>,
     peer: std::net::IpAddr,
     signed_in: Arc<std::sync::atomic::AtomicBool>,
     admitted: Option<Admission>,
@@ -135,7 +135,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(hub: Arc<Hub>, pending: Slot, peer: std::net::IpAddr) -> Self {
+    fn new(hub: Arc<Hub>, pending: Place, peer: std::net::IpAddr) -> Self {
         let number = hub.connection_number();
         Self {
             hub,

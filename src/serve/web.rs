@@ -110,12 +110,9 @@ impl axum::serve::Listener for Limited {
             // A peer on this machine is a reverse proxy in front of the door (or a local
             // user): every participant behind it would share its one address, so the
             // per-address rate is applied at the WebSocket instead, to the address the
-            // proxy forwards.
-            let allowed = if peer.ip().is_loopback() {
-                !self.hub.stopping()
-            } else {
-                self.hub.allow_connection(peer.ip()).is_ok()
-            };
+            // proxy forwards. The places of connections signing in are taken by the
+            // WebSockets, not by the requests for the page's files.
+            let allowed = !self.hub.stopping() && (peer.ip().is_loopback() || self.hub.allow_attempt(peer.ip()));
             if !allowed {
                 continue;
             }
@@ -166,7 +163,14 @@ pub async fn listen(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
                 .max_buf_size(MAX_HEAD)
                 .serve_connection(hyper_util::rt::TokioIo::new(io), service)
                 .with_upgrades();
-            let _ = connection.await;
+            tokio::pin!(connection);
+            // A connection lives as a WebSocket (then the future ends, the socket moved
+            // into it) or for `timeout` of requests: one that keeps asking for files
+            // would otherwise hold its place for ever. Then it ends after its request.
+            if tokio::time::timeout(timeout, connection.as_mut()).await.is_err() {
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(timeout, connection).await;
+            }
         });
     }
 }
@@ -252,11 +256,36 @@ async fn websocket(
     if local && peer.is_some_and(|a| !hub.allow_attempt(a)) {
         return secured((StatusCode::TOO_MANY_REQUESTS, "too many attempts from one address").into_response());
     }
+    // A place among the connections signing in, until the session has its own; refused,
+    // the page's terminal says why.
+    let pending = hub.take_pending(peer);
     let hub2 = hub.clone();
     let upgrade = upgrade.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE);
-    upgrade.on_upgrade(move |socket| async move {
-        session(hub2, socket, peer, typed, prolific.is_some(), client).await;
+    upgrade.on_upgrade(move |mut socket| async move {
+        let why = match pending {
+            Ok(pending) => {
+                let sign_in = SignIn { peer, typed, prolific: prolific.is_some(), client, pending };
+                return session(hub2, socket, sign_in).await;
+            }
+            Err(super::limits::Refusal::AddressPending) => text::SERVE_ADDRESS_BUSY,
+            Err(_) => text::SERVE_BUSY,
+        };
+        say(&mut socket, why).await;
     })
+}
+
+/// What a WebSocket brings to its sign-in.
+struct SignIn {
+    /// The address counted for the per-address limits (none for a local proxy's that
+    /// forwards none).
+    peer: Option<std::net::IpAddr>,
+    /// The invitation code or id of the page's address.
+    typed: Option<String>,
+    prolific: bool,
+    /// How the session is logged.
+    client: String,
+    /// Its place among the connections signing in.
+    pending: super::limits::Place,
 }
 
 /// A message from the page.
@@ -331,48 +360,59 @@ async fn read_line(socket: &mut WebSocket, hub: &Hub) -> Option<String> {
     }
 }
 
-async fn session(
-    hub: Arc<Hub>,
-    mut socket: WebSocket,
-    peer: Option<std::net::IpAddr>,
-    typed: Option<String>,
-    prolific: bool,
-    client: String,
-) {
-    let number = hub.connection_number();
+/// The page's sign-in: its window's size, then (a password study) the password; the id to
+/// start with (none: the ID screen asks) and the size, or what to tell the page (`None`:
+/// it is gone).
+async fn sign_in(
+    hub: &Hub,
+    socket: &mut WebSocket,
+    s: &SignIn,
+) -> Result<(Option<String>, (u16, u16)), Option<&'static str>> {
     // The page says its window's size first.
     let size = loop {
-        match tokio::time::timeout(HELLO_TIMEOUT, receive(&mut socket)).await {
+        match tokio::time::timeout(HELLO_TIMEOUT, receive(socket)).await {
             Ok(FromPage::Resize(c, r)) => break (c, r),
             Ok(FromPage::Data(_) | FromPage::Other) => {}
-            Ok(FromPage::Closed) | Err(_) => return,
+            Ok(FromPage::Closed) | Err(_) => return Err(None),
         }
     };
     let admission = match &hub.auth {
         Auth::Password(_) => {
-            if !ask_password(&mut socket, &hub).await {
-                return say(&mut socket, "Wrong password: ask the researcher for the study's password.").await;
+            if !ask_password(socket, hub).await {
+                return Err(Some("Wrong password: ask the researcher for the study's password."));
             }
-            match typed.as_deref().map(|t| hub.admit(Some(t), None)) {
+            match s.typed.as_deref().map(|t| hub.admit(Some(t), None)) {
                 Some(Admission::As(id)) => Admission::As(id),
                 _ => Admission::AskId,
             }
         }
-        _ => hub.admit(typed.as_deref(), None),
+        _ => hub.admit(s.typed.as_deref(), None),
     };
-    let who = match admission {
-        Admission::As(id) => Some(id),
-        Admission::AskId if prolific => {
-            return say(&mut socket, text::SERVE_PROLIFIC_REFUSED).await;
-        }
-        Admission::AskId => None,
-        Admission::Refused => return say(&mut socket, text::SERVE_NEED_INVITATION).await,
+    match admission {
+        Admission::As(id) => Ok((Some(id), size)),
+        Admission::AskId if s.prolific => Err(Some(text::SERVE_PROLIFIC_REFUSED)),
+        Admission::AskId => Ok((None, size)),
+        Admission::Refused => Err(Some(text::SERVE_NEED_INVITATION)),
+    }
+}
+
+async fn session(hub: Arc<Hub>, mut socket: WebSocket, s: SignIn) {
+    let number = hub.connection_number();
+    // The whole sign-in within the limit (a password study's three tries too).
+    let (who, size) = match tokio::time::timeout(hub.limits.sign_in_timeout, sign_in(&hub, &mut socket, &s)).await {
+        Ok(Ok(signed_in)) => signed_in,
+        Ok(Err(None)) => return,
+        Ok(Err(Some(why))) => return say(&mut socket, why).await,
+        Err(_) => return say(&mut socket, text::SERVE_SIGN_IN_SLOW).await,
     };
-    let slot = match hub.take_session(peer) {
+    let slot = match hub.take_session(s.peer) {
         Ok(slot) => slot,
         Err(super::limits::Refusal::AddressFull) => return say(&mut socket, text::SERVE_ADDRESS_FULL).await,
         Err(_) => return say(&mut socket, text::SERVE_FULL).await,
     };
+    // Signed in: the place among those signing in is someone else's now.
+    drop(s.pending);
+    let client = s.client;
     let Ok((input, mut output)) = screen::spawn(hub.clone(), Start { who, client, size, connection: number, slot })
     else {
         return say(&mut socket, text::SERVE_CANNOT_START).await;

@@ -143,6 +143,10 @@ pub fn answer_title(i: usize) -> String {
 
 pub const SERVE_CANNOT_START: &str = "Sorry: the study cannot start right now (the researcher has been told). Nothing of yours was lost; please try again later.";
 pub const SERVE_ADDRESS_FULL: &str = "Sorry: as many sessions as the study takes from one network are open from yours right now. Please try again in a few minutes.";
+pub const SERVE_BUSY: &str =
+    "Sorry: too many people are signing in to the study at this moment. Please reload the page in a minute.";
+pub const SERVE_ADDRESS_BUSY: &str = "Sorry: too many connections from your network are signing in to the study at this moment. Please reload the page in a minute.";
+pub const SERVE_SIGN_IN_SLOW: &str = "The sign-in took too long. Please reload the page to try again.";
 pub const SERVE_FULL: &str =
     "Sorry: the study has as many participants as it can take right now. Please try again in a few minutes.";
 pub const SERVE_NEED_TERMINAL: &str =

@@ -251,8 +251,8 @@ fn thirty_two_ssh_sessions_answer_at_once_and_all_resume_after_the_server_is_kil
     const FIRST: i64 = 3;
     let (dir, db) = example_for_participants();
     let codes = invite(dir.path(), N);
-    // Every participant from the same address: a lab behind one NAT.
-    let args = ["--ssh", "127.0.0.1:0", "--rate-limit", "1000"];
+    // Every participant from the same address, signing in at once: a lab behind one NAT.
+    let args = ["--ssh", "127.0.0.1:0", "--rate-limit", "1000", "--max-pending-per-address", "32"];
     let mut server = Server::start(dir.path(), &args, &[]);
     let port = server.ssh.unwrap();
     let run_all = |port: u16, from: i64, to: i64, resuming: bool| -> Vec<Tui> {
@@ -812,6 +812,12 @@ fn handshake(port: u16, origin: Option<&str>, path: &str) -> String {
 
 /// [`handshake`] with `extra` header lines (each ending in CRLF).
 fn handshake_with(port: u16, origin: Option<&str>, path: &str, extra: &str) -> String {
+    open_websocket(port, origin, path, extra).0
+}
+
+/// A WebSocket opened by hand: the status line the server answers, and the connection
+/// (past the response's head).
+fn open_websocket(port: u16, origin: Option<&str>, path: &str, extra: &str) -> (String, BufReader<TcpStream>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
@@ -820,9 +826,39 @@ fn handshake_with(port: u16, origin: Option<&str>, path: &str, extra: &str) -> S
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{origin}{extra}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     .unwrap();
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
     let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    line
+    while r.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+        line.clear();
+    }
+    (status, r)
+}
+
+/// A text message from the page, masked as a client's must be (`text` under 126 bytes).
+fn page_message(ws: &mut BufReader<TcpStream>, text: &str) {
+    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    frame.extend(mask);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    ws.get_mut().write_all(&frame).unwrap();
+}
+
+/// What the server sends on `ws` within `within`, as text (frames' headers and all),
+/// until it closes.
+fn server_says(ws: &mut BufReader<TcpStream>, within: Duration) -> String {
+    let end = Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Some(left) = end.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        ws.get_ref().set_read_timeout(Some(left)).unwrap();
+        match ws.read(&mut buf) {
+            Ok(n @ 1..) => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[test]
@@ -1069,4 +1105,85 @@ fn behind_a_local_proxy_the_rate_is_per_forwarded_address() {
     for _ in 0..5 {
         assert!(handshake(port, Some(&origin), "/ws").contains("101"), "the proxy itself is not rate-limited");
     }
+}
+
+/// Whether an SSH connection from `source` hears the server's banner.
+fn ssh_greets(source: &str, port: u16) -> Option<TcpStream> {
+    let mut s = connect_from(source, port)?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut banner = [0u8; 8];
+    matches!(s.read(&mut banner), Ok(n) if n >= 4 && banner.starts_with(b"SSH-")).then_some(s)
+}
+
+#[test]
+fn one_address_cannot_keep_others_from_signing_in_over_ssh() {
+    let (dir, _db) = example_for_participants();
+    let codes = invite(dir.path(), 1);
+    let args = ["--ssh", "127.0.0.1:0", "--rate-limit", "1000", "--max-pending-per-address", "2"];
+    let mut server = Server::start(dir.path(), &args, &[]);
+    let port = server.ssh.unwrap();
+    // Two connections from 127.0.0.2 that never sign in hold its two places...
+    let first = ssh_greets("127.0.0.2", port).expect("the first connection is greeted");
+    let _second = ssh_greets("127.0.0.2", port).expect("the second connection is greeted");
+    assert!(ssh_greets("127.0.0.2", port).is_none(), "a third from the same address is refused");
+    // ...and nobody else's: another address, and a participant, still get in.
+    assert!(ssh_greets("127.0.0.3", port).is_some(), "another address is not held up");
+    let t = ssh_tui(port, &codes[0].0, &[], (100, 30));
+    t.wait_for_text("Press Enter to begin");
+    // A place given back is free again.
+    drop(first);
+    wait("the address's place to be free again", || ssh_greets("127.0.0.2", port).is_some());
+    assert!(server.alive());
+    wait("the refusals to be logged", || server.log().contains("too many connections signing in from one address"));
+}
+
+#[test]
+fn a_browser_holds_a_sign_in_place_only_until_it_signs_in_and_file_requests_hold_none() {
+    let (dir, _db) = example_for_participants();
+    let codes = invite(dir.path(), 1);
+    let args = ["--http", "127.0.0.1:0", "--max-pending-per-address", "2", "--request-timeout", "2"];
+    let server = Server::start(dir.path(), &args, &[]);
+    let port = server.http.unwrap();
+    let origin = format!("http://127.0.0.1:{port}");
+    // Through a reverse proxy on this machine, as the README sets one up.
+    let from = |address: &str, path: &str| {
+        let (status, ws) = open_websocket(port, Some(&origin), path, &format!("X-Forwarded-For: {address}\r\n"));
+        assert!(status.contains("101"), "{status}");
+        ws
+    };
+    let first = from("203.0.113.7", "/ws");
+    let _second = from("203.0.113.7", "/ws");
+    let mut third = from("203.0.113.7", "/ws");
+    let told = server_says(&mut third, Duration::from_secs(10));
+    assert!(told.contains("from your network are signing in"), "{told:?}");
+    let mut other = from("198.51.100.4", "/ws");
+    assert_eq!(server_says(&mut other, Duration::from_millis(500)), "", "another address waits to sign in");
+    // A participant who signs in gives the place back for the next one.
+    drop(first);
+    let mut _signed_in = None;
+    wait("the closed connection's place to be free and the participant to sign in", || {
+        let mut ws = from("203.0.113.7", &format!("/ws?invite={}", codes[0].0));
+        page_message(&mut ws, r#"{"t":"r","c":100,"r":30}"#);
+        let screen = server_says(&mut ws, Duration::from_secs(2));
+        _signed_in = Some(ws);
+        screen.contains("Press Enter to begin")
+    });
+    let mut next = from("203.0.113.7", "/ws");
+    assert_eq!(server_says(&mut next, Duration::from_millis(500)), "", "the signed-in session holds no sign-in place");
+    // A connection that keeps asking for files is closed after the request timeout.
+    let mut files = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    files.set_read_timeout(Some(Duration::from_millis(400))).unwrap();
+    let started = Instant::now();
+    let (mut answered, mut closed) = (String::new(), false);
+    while !closed && started.elapsed() < Duration::from_secs(15) {
+        closed = write!(files, "GET /favicon.ico HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").is_err();
+        let mut buf = [0u8; 4096];
+        match files.read(&mut buf) {
+            Ok(0) => closed = true,
+            Ok(n) => answered.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e) => closed |= !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        }
+    }
+    assert!(answered.starts_with("HTTP/1.1 204"), "{answered:?}");
+    assert!(closed, "a connection asking for a file every 400 ms was kept open for 15 s");
 }
