@@ -1187,3 +1187,25 @@ fn a_browser_holds_a_sign_in_place_only_until_it_signs_in_and_file_requests_hold
     assert!(answered.starts_with("HTTP/1.1 204"), "{answered:?}");
     assert!(closed, "a connection asking for a file every 400 ms was kept open for 15 s");
 }
+
+#[test]
+fn behind_a_local_proxy_one_address_holds_at_most_its_share_of_the_sessions() {
+    let (dir, _db) = example_for_participants();
+    let codes = invite(dir.path(), 3);
+    let server = Server::start(dir.path(), &["--http", "127.0.0.1:0", "--max-sessions-per-address", "1"], &[]);
+    let port = server.http.unwrap();
+    let origin = format!("http://127.0.0.1:{port}");
+    let sign_in = |address: &str, code: &str| {
+        let forwarded = format!("X-Forwarded-For: {address}\r\n");
+        let (status, mut ws) = open_websocket(port, Some(&origin), &format!("/ws?invite={code}"), &forwarded);
+        assert!(status.contains("101"), "{status}");
+        page_message(&mut ws, r#"{"t":"r","c":100,"r":30}"#);
+        (server_says(&mut ws, Duration::from_secs(2)), ws)
+    };
+    let (screen, _first) = sign_in("203.0.113.7", &codes[0].0);
+    assert!(screen.contains("Press Enter to begin"), "{screen:?}");
+    let (screen, _) = sign_in("203.0.113.7", &codes[1].0);
+    assert!(screen.contains("from one network are open from yours"), "{screen:?}");
+    let (screen, _other) = sign_in("198.51.100.4", &codes[2].0);
+    assert!(screen.contains("Press Enter to begin"), "another address is not held up: {screen:?}");
+}
