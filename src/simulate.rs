@@ -338,8 +338,14 @@ pub fn simulate_timed(
                 distinct.sort_unstable();
                 distinct.dedup();
                 let order = rank(pref, &distinct, &mut answer_rng);
-                // Slots best first; identical texts keep their displayed order.
+                // Slots best first. Copies of one text cannot be told apart, so which of
+                // them is chosen is left to chance (keeping the displayed order would put
+                // a bias towards the first slot into the data that `stats` checks for),
+                // from a stream of its own: the answers, by text, stay what they were.
                 let mut slots: Vec<usize> = (0..slot_text.len()).collect();
+                if distinct.len() < slots.len() {
+                    slots.shuffle(&mut rng_for(seed, &["copies", &who, &t.trial_id.to_string()]));
+                }
                 slots.sort_by_key(|&s| order.iter().position(|&x| x == slot_text[s]).unwrap_or(usize::MAX));
                 match t.mode {
                     RankMode::Pick => Answer::Pick(slots[0]),

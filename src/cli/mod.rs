@@ -45,7 +45,7 @@ enum Command {
     Dashboard(dashboard::Cmd),
     /// Draw the f(k) figure (SVG or PNG) for a paper
     Plot(plot::Cmd),
-    /// Synthetic participants (cyclic, condorcet:P, pl:S, mallows:PHI:C) through the real scheduler and store
+    /// Synthetic participants (cyclic, condorcet:P, pl:S, mallows:PHI:C, plmix:C:S) through the real scheduler and store
     Simulate(simulate::Cmd),
     /// Check a study file and report every problem with its location
     Validate(validate::Cmd),

@@ -10,8 +10,14 @@ use ualign::store::Store;
 use ualign::study;
 
 fn example_store(dir: &Path) -> (ualign::study::Study, Store) {
+    store_with_examples_pools(dir, &Path::new(env!("CARGO_MANIFEST_DIR")).join("studies/example.toml"))
+}
+
+/// The study at `path` (the example's policies) in a database in `dir`, with the
+/// example's pools imported.
+fn store_with_examples_pools(dir: &Path, path: &Path) -> (ualign::study::Study, Store) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (s, _) = study::load(&repo.join("studies/example.toml")).unwrap();
+    let (s, _) = study::load(path).unwrap();
     let (mut store, _) = Store::open_for_study(&dir.join("e.sqlite"), &s).unwrap();
     import_candidates(&mut store, &s, "sampled", &repo.join("studies/example/sampled.jsonl"), false).unwrap();
     import_candidates(&mut store, &s, "greedy", &repo.join("studies/example/greedy.jsonl"), false).unwrap();
@@ -106,5 +112,28 @@ fn rankings_follow_the_stored_orders() {
             "pl_order" => assert!(stored.iter().all(|id| r.order.contains(id)), "{r:?}"),
             other => panic!("order blocks give no {other} rankings"),
         }
+    }
+}
+
+#[test]
+fn copies_of_one_text_are_chosen_by_chance_so_simulated_data_shows_no_slot_bias() {
+    // The example's greedy pools are four copies of one text, shown side by side in its
+    // best_of_k and pick trials: a simulated participant who always took the first copy
+    // would fill the data with the first slot's bias that `stats` looks for.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Its ranking block as picks of 3 (an order's first slot is drawn from the same rule,
+    // but picks show it in three times as many answers).
+    let text = std::fs::read_to_string(repo.join("studies/example.toml")).unwrap();
+    let text = text.replace("mode = \"order\"", "mode = \"pick\"").replace("example/prompts", "prompts");
+    std::fs::write(dir.path().join("picks.toml"), text).unwrap();
+    std::fs::copy(repo.join("studies/example/prompts.jsonl"), dir.path().join("prompts.jsonl")).unwrap();
+    let (s, mut store) = store_with_examples_pools(dir.path(), &dir.path().join("picks.toml"));
+    let pop: Population = "plmix:2:2".parse().unwrap();
+    simulate(&s, &mut store, 300, &pop, 3).unwrap();
+    let quality = ualign::analysis::quality::compute(&store.quality_counts(1500).unwrap(), 1500);
+    assert_eq!(quality.position_bias.len(), 3, "{:?}", quality.position_bias);
+    for b in &quality.position_bias {
+        assert!(b.p_value > 0.001, "{} slots: {:?}, p = {}", b.slots, b.counts, b.p_value);
     }
 }
