@@ -362,6 +362,42 @@ mod tests {
     }
 
     #[test]
+    fn copies_of_one_text_are_one_response_and_their_order_means_nothing() {
+        // 6 is a copy of 5 and 8 of 7.
+        let stand_for = |id: i64| match id {
+            6 => 5,
+            8 => 7,
+            id => id,
+        };
+        let o = |shown: &[i64], pick: Option<i64>, ordering: Option<&[usize]>| RankObservation {
+            shown: shown.to_vec(),
+            pick,
+            ordering: ordering.map(<[usize]>::to_vec),
+        };
+        let key = |p: &str| (p.to_string(), "x".to_string());
+        let g = |swap: bool| -> BTreeMap<(String, String), Vec<RankObservation>> {
+            let (a, b) = if swap { (6, 5) } else { (5, 6) };
+            [
+                (key("p1"), vec![o(&[a, 9, b, 7], None, Some(&[2, 3, 1, 0])), o(&[8, 9, 7], Some(8), None)]),
+                (key("p2"), vec![o(&[7, a, b], Some(b), None), o(&[9, 8, a, 7], None, Some(&[0, 1, 2]))]),
+                (key("p3"), vec![o(&[a, 9, 8], Some(9), None)]),
+            ]
+            .into_iter()
+            .collect()
+        };
+        let texts = by_text(&g(false), stand_for);
+        // Shown once where first shown; a text's place in an order is where it first comes.
+        assert_eq!(texts[&key("p1")][0], o(&[5, 9, 7], None, Some(&[0, 2, 1])));
+        assert_eq!(texts[&key("p1")][1], o(&[7, 9], Some(7), None));
+        assert_eq!(texts[&key("p2")][1], o(&[9, 7, 5], None, Some(&[0, 1, 2])));
+        // Which copy stood where, or was picked, changes no worth.
+        let (w, swapped) = (population_worths(&texts, 20, 1), population_worths(&by_text(&g(true), stand_for), 20, 1));
+        assert_eq!(w, swapped);
+        assert_eq!(w.iter().map(|w| w.candidate).collect::<Vec<_>>(), [5, 7, 9]);
+        assert_ne!(population_worths(&g(false), 20, 1), population_worths(&g(true), 20, 1), "copies as items do move");
+    }
+
+    #[test]
     fn nested_choices_give_the_same_fit_as_the_choices_broken_apart() {
         use rand::SeedableRng;
         use rand::seq::SliceRandom;
@@ -485,6 +521,37 @@ pub fn rank_observations(answers: &[RankAnswer]) -> BTreeMap<(String, String), V
     groups
 }
 
+/// The observations with each candidate replaced by the one that stands for its text
+/// (`stand_for`; an id it does not name stands for itself), so that copies of one text are
+/// one response: shown once (where first shown), picked as the text, ordered where the
+/// text first comes.
+pub fn by_text(
+    groups: &BTreeMap<(String, String), Vec<RankObservation>>,
+    stand_for: impl Fn(i64) -> i64,
+) -> BTreeMap<(String, String), Vec<RankObservation>> {
+    let one = |o: &RankObservation| {
+        let texts: Vec<i64> = o.shown.iter().map(|&id| stand_for(id)).collect();
+        let mut shown: Vec<i64> = Vec::with_capacity(texts.len());
+        for &t in &texts {
+            if !shown.contains(&t) {
+                shown.push(t);
+            }
+        }
+        let slot = |t: i64| shown.iter().position(|&x| x == t);
+        let ordering = o.ordering.as_ref().map(|ord| {
+            let mut slots: Vec<usize> = Vec::with_capacity(ord.len());
+            for s in ord.iter().filter_map(|&s| texts.get(s).and_then(|&t| slot(t))) {
+                if !slots.contains(&s) {
+                    slots.push(s);
+                }
+            }
+            slots
+        });
+        RankObservation { pick: o.pick.map(&stand_for), ordering, shown }
+    };
+    groups.iter().map(|(key, obs)| (key.clone(), obs.iter().map(one).collect())).collect()
+}
+
 /// The choices an observation makes (an order of m items: m − 1 nested choices; a pick:
 /// one), as indexes given by `index`.
 pub fn choices(o: &RankObservation, index: impl Fn(i64) -> usize) -> Option<Choices> {
@@ -537,7 +604,8 @@ pub fn rankings_of(groups: &BTreeMap<(String, String), Vec<RankObservation>>) ->
 }
 
 /// A candidate's Plackett–Luce log-worth in the whole population's answers for its prompt
-/// (centred to mean 0 over the candidates shown for that prompt), with a 95% percentile
+/// (centred to mean 0 over the candidates shown for that prompt; given observations
+/// [`by_text`], a response's, named by the smallest id of its text), with a 95% percentile
 /// interval from a bootstrap over participants.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Worth {

@@ -187,8 +187,13 @@ impl RankParts {
         let greedy = greedy_policies(study);
         let ks: Vec<u32> = (1..=opts.k_max).collect();
         let rankings = ranking::rankings_of(groups);
+        // The population's worths are of responses: copies of one text are one, as in
+        // the equilibria and the mixture (fitted as separate items, the copies' order in
+        // a stated ranking, which means nothing, would move every worth of the prompt).
+        let (stand_for, _) = super::mixture::responses(candidates);
+        let texts = ranking::by_text(groups, |id| stand_for.get(&id).map_or(id, |(_, rep)| *rep));
         let (population, counterfactual) = rayon::join(
-            || ranking::population_worths(groups, opts.worth_replicates, study.seed),
+            || ranking::population_worths(&texts, opts.worth_replicates, study.seed),
             || {
                 if rank_policies.is_empty() {
                     Counterfactual::default()

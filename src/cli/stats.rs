@@ -100,7 +100,7 @@ pub(crate) fn render(r: &Report) -> String {
     s += &render_fk(&r.fk);
     let model = r.rankings.iter().filter(|k| k.method == "pl_mixture").count();
     s += &format!(
-        "\nper-participant rankings: {} (participant, prompt) pairs; population worths for {} candidates; see --json\n",
+        "\nper-participant rankings: {} (participant, prompt) pairs; population worths for {} responses; see --json\n",
         r.rankings.len() - model,
         r.population.len()
     );
