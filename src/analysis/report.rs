@@ -186,12 +186,12 @@ impl RankParts {
             .collect();
         let greedy = greedy_policies(study);
         let ks: Vec<u32> = (1..=opts.k_max).collect();
-        let rankings = ranking::rankings_of(groups);
-        // The population's worths are of responses: copies of one text are one, as in
-        // the equilibria and the mixture (fitted as separate items, the copies' order in
-        // a stated ranking, which means nothing, would move every worth of the prompt).
+        // Rankings and worths are of responses: copies of one text are one, as in the
+        // equilibria and the mixture (fitted as separate items, the order a participant
+        // gave to copies, which means nothing, would move every worth of the prompt).
         let (stand_for, _) = super::mixture::responses(candidates);
         let texts = ranking::by_text(groups, |id| stand_for.get(&id).map_or(id, |(_, rep)| *rep));
+        let rankings = ranking::rankings_of(&texts);
         let (population, counterfactual) = rayon::join(
             || ranking::population_worths(&texts, opts.worth_replicates, study.seed),
             || {

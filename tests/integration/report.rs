@@ -488,3 +488,57 @@ fn ne_holds_on_the_truth(rows: &[&serde_json::Value], truth: &Path, tol: f64) {
         assert!(on_truth > bound - tol, "{prompt} k {k}: {on_truth} on the truth, bound {bound}");
     }
 }
+
+#[test]
+fn which_copy_of_a_text_stood_in_a_slot_changes_nothing_in_the_report() {
+    // Copies of one text are one response everywhere: moving copies between the slots
+    // they filled (as if the participant had seen, and chosen, the other copy) must leave
+    // every number of the report as it was. The example's greedy pools are four copies.
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = simulated(dir.path(), 40, &"plmix:2:3".parse().unwrap());
+    let before = serde_json::to_value(Report::compute(&s, &store, &options(&s)).unwrap()).unwrap();
+    let db = store.path().to_path_buf();
+    drop(store);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let of: std::collections::HashMap<i64, (String, String)> = c
+        .prepare("SELECT id, policy, text FROM candidates")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let trials: Vec<(i64, String)> = c
+        .prepare("SELECT id, candidate_ids FROM trials WHERE candidate_ids IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut moved = 0;
+    for (id, shown) in trials {
+        let mut ids: Vec<i64> = serde_json::from_str(&shown).unwrap();
+        // The slots of each policy's copies of one text: their ids rotated by one.
+        let mut copies: std::collections::BTreeMap<&(String, String), Vec<usize>> = Default::default();
+        for (slot, cid) in ids.iter().enumerate() {
+            copies.entry(&of[cid]).or_default().push(slot);
+        }
+        let rotations: Vec<Vec<usize>> = copies.into_values().filter(|slots| slots.len() > 1).collect();
+        for slots in &rotations {
+            let first = ids[slots[0]];
+            for w in slots.windows(2) {
+                ids[w[0]] = ids[w[1]];
+            }
+            ids[*slots.last().unwrap()] = first;
+        }
+        if !rotations.is_empty() {
+            moved += 1;
+            c.execute("UPDATE trials SET candidate_ids = ?1 WHERE id = ?2", (serde_json::to_string(&ids).unwrap(), id))
+                .unwrap();
+        }
+    }
+    drop(c);
+    assert!(moved > 40, "copies were moved in {moved} trials");
+    let store = Store::open_existing(&db).unwrap();
+    let after = serde_json::to_value(Report::compute(&s, &store, &options(&s)).unwrap()).unwrap();
+    assert!(before == after, "the report changed when copies changed places");
+}
