@@ -3,6 +3,9 @@
 //! channel and answers with events tagged with the request they answer.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use super::generate::Models;
 use super::plan::PoolJob;
@@ -51,6 +54,8 @@ struct Shared {
     requests: std::sync::Mutex<Option<std::sync::mpsc::Sender<Request>>>,
     next_request: std::sync::atomic::AtomicU64,
     gone: std::sync::Mutex<Option<String>>,
+    /// Set to stop the worker: the job under way is dropped unfinished.
+    stop: Arc<AtomicBool>,
 }
 
 /// A handle on the engine worker, an OS thread that owns the ONNX Runtime sessions (their
@@ -59,35 +64,42 @@ struct Shared {
 /// worker serves any number of handles ([`PoolWorker::handle`]: each participant session
 /// of `serve` has one), each receiving the answers to its own requests. A worker that dies
 /// says so ([`WorkerEvent::Stopped`]) to every handle, whether it panicked or its thread
-/// just ended.
+/// just ended. The handle that spawned it stops it when dropped ([`PoolWorker::stop`]).
 pub struct PoolWorker {
     shared: std::sync::Arc<Shared>,
     reply: Events,
     events: std::sync::mpsc::Receiver<WorkerEvent>,
     /// Whether [`PoolWorker::poll`] has reported the worker gone.
     reported: bool,
+    /// Whether this handle spawned the worker (and stops it when dropped).
+    owner: bool,
 }
+
+/// How long a dropped worker is waited for (a model being loaded cannot be cancelled).
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 impl PoolWorker {
     pub fn spawn(study: Study, db: PathBuf, ep: EpChoice, threads: Option<usize>) -> Self {
-        Self::spawn_with(move |requests, events| serve(study, db, ep, threads, requests, events))
+        Self::spawn_with(move |requests, events, stop| serve(study, db, ep, threads, requests, events, &stop))
     }
 
-    /// A worker running `body` on its own thread with the request channel and this
-    /// handle's event channel (for events that answer no request); a panic in `body` is
-    /// reported as [`WorkerEvent::Stopped`].
-    pub fn spawn_with(body: impl FnOnce(Requests, Events) + Send + 'static) -> Self {
+    /// A worker running `body` on its own thread with the request channel, this handle's
+    /// event channel (for events that answer no request) and the flag that says to stop;
+    /// a panic in `body` is reported as [`WorkerEvent::Stopped`].
+    pub fn spawn_with(body: impl FnOnce(Requests, Events, Arc<AtomicBool>) + Send + 'static) -> Self {
         let (req_tx, req_rx) = std::sync::mpsc::channel::<Request>();
+        let stop = Arc::new(AtomicBool::new(false));
         let shared = std::sync::Arc::new(Shared {
             requests: std::sync::Mutex::new(Some(req_tx)),
             next_request: std::sync::atomic::AtomicU64::new(0),
             gone: std::sync::Mutex::new(None),
+            stop: stop.clone(),
         });
         let (ev_tx, ev_rx) = std::sync::mpsc::channel();
         let on_thread = shared.clone();
         let events = ev_tx.clone();
         let spawned = std::thread::Builder::new().name("ualign-engine".into()).spawn(move || {
-            let why = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(req_rx, events))) {
+            let why = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(req_rx, events, stop))) {
                 Ok(()) => "its thread ended".to_string(),
                 Err(panic) => panic
                     .downcast_ref::<&str>()
@@ -100,13 +112,32 @@ impl PoolWorker {
         if let Err(e) = spawned {
             shared.set_gone(format!("its thread could not start: {e}"));
         }
-        Self { shared, reply: ev_tx, events: ev_rx, reported: false }
+        Self { shared, reply: ev_tx, events: ev_rx, reported: false, owner: true }
     }
 
     /// Another handle on the same worker, with its own events.
     pub fn handle(&self) -> Self {
         let (reply, events) = std::sync::mpsc::channel();
-        Self { shared: self.shared.clone(), reply, events, reported: false }
+        Self { shared: self.shared.clone(), reply, events, reported: false, owner: false }
+    }
+
+    /// Stops the worker for every handle: the pool under way is dropped unfinished
+    /// (nothing of it is stored: it is generated again when next needed), no request is
+    /// taken any more, and this waits, at most `within`, for its thread to end; whether
+    /// it ended. A process that exited while ONNX Runtime ran on that thread would have
+    /// ONNX Runtime print errors from its half-destroyed state on the way out.
+    pub fn stop(&self, within: Duration) -> bool {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        // A worker waiting for a request sees the channel closed.
+        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let end = Instant::now() + within;
+        while self.shared.gone().is_none() {
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     /// Queues jobs a participant is waiting for; returns the request id that their event
@@ -175,6 +206,14 @@ impl Shared {
     }
 }
 
+impl Drop for PoolWorker {
+    fn drop(&mut self) {
+        if self.owner {
+            self.stop(STOP_WAIT);
+        }
+    }
+}
+
 /// Requests received and not yet answered: the most urgent first, each in arrival order.
 #[derive(Default)]
 struct Queue {
@@ -200,7 +239,15 @@ impl Queue {
 /// The worker's loop: fills the requested pools, a job at a time, the most urgent
 /// request first (one arriving while less urgent work runs goes first from the next job
 /// on), answering each request when its last job is done.
-fn serve(study: Study, db: PathBuf, ep: EpChoice, threads: Option<usize>, requests: Requests, events: Events) {
+fn serve(
+    study: Study,
+    db: PathBuf,
+    ep: EpChoice,
+    threads: Option<usize>,
+    requests: Requests,
+    events: Events,
+    stop: &AtomicBool,
+) {
     let mut models = Models::new(ep, threads);
     let mut store = match Store::open_for_study(&db, &study) {
         Ok((s, _)) => s,
@@ -213,6 +260,9 @@ fn serve(study: Study, db: PathBuf, ep: EpChoice, threads: Option<usize>, reques
     };
     let mut queue = Queue::default();
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         // Wait for work when there is none; take whatever else has arrived.
         if queue.pending.is_empty() {
             match requests.recv() {
@@ -227,7 +277,7 @@ fn serve(study: Study, db: PathBuf, ep: EpChoice, threads: Option<usize>, reques
         let (request, reply) = (*request, reply.clone());
         let result = match jobs.pop_front() {
             None => Ok(true),
-            Some(job) => fill(&study, &mut store, &mut models, job).map(|()| jobs.is_empty()),
+            Some(job) => fill(&study, &mut store, &mut models, job, stop).map(|()| jobs.is_empty()),
         };
         // Notices (a CUDA fallback, a model folder's missing files) are the researcher's:
         // they go to the handle that started the worker.
@@ -247,12 +297,12 @@ fn serve(study: Study, db: PathBuf, ep: EpChoice, threads: Option<usize>, reques
 
 /// One job: the pool's samples still missing (another request, or another process, may
 /// have filled some meanwhile).
-fn fill(study: &Study, store: &mut Store, models: &mut Models, job: PoolJob) -> Result<(), String> {
+fn fill(study: &Study, store: &mut Store, models: &mut Models, job: PoolJob, stop: &AtomicBool) -> Result<(), String> {
     let job = job.still_missing(store).map_err(|e| e.to_string())?;
     if job.missing.is_empty() {
         return Ok(());
     }
-    models.run_job(study, store, &job, None).map(|_| ()).map_err(|e| e.to_string())
+    models.run_job(study, store, &job, Some(stop)).map(|_| ()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -151,17 +151,18 @@ fn a_disk_that_fills_up_mid_study_is_told_in_plain_words_and_nothing_is_lost() {
 /// `ualign demo` in a real terminal on the default model: the pools are being filled in
 /// the background while the participant is still reading the instructions, and the first
 /// question shows SmolLM2's answers.
-#[test]
-fn the_demo_fills_pools_while_the_instructions_are_read_and_shows_the_default_models_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("studies")).unwrap();
+/// `ualign demo` in `dir` (its study pointing at the shipped model), taken by a new
+/// participant to the instructions, with the first candidates stored in the background:
+/// the terminal and the database.
+fn demo_at_the_instructions(dir: &std::path::Path) -> (Tui, std::path::PathBuf) {
+    std::fs::create_dir_all(dir.join("studies")).unwrap();
     let model = common::repo("assets/models/smollm2-135m-instruct");
     let study = std::fs::read_to_string(common::repo("studies/demo.toml"))
         .unwrap()
         .replace("../assets/models/smollm2-135m-instruct", model.to_str().unwrap());
-    std::fs::write(dir.path().join("studies/demo.toml"), study).unwrap();
-    let db = dir.path().join("db/demo-smollm2.sqlite");
-    let mut tui = Tui::start(dir.path(), &["demo", "--study", "studies/demo.toml", "--threads", "2"]);
+    std::fs::write(dir.join("studies/demo.toml"), study).unwrap();
+    let db = dir.join("db/demo-smollm2.sqlite");
+    let mut tui = Tui::start(dir, &["demo", "--study", "studies/demo.toml", "--threads", "2"]);
     tui.wait_for_text("Press Enter to begin");
     tui.keys("\r");
     tui.wait_for_text("SmolLM2-135M-Instruct, a small");
@@ -173,10 +174,20 @@ fn the_demo_fills_pools_while_the_instructions_are_read_and_shows_the_default_mo
     tui.wait_for_text("Instructions");
     // Nobody has asked for a trial yet, and candidates are being stored.
     // The real model on a machine the other tests load too: generation gets minutes.
-    let slow = std::time::Duration::from_secs(300);
-    common::wait_within("candidates generated in the background", slow, || {
+    common::wait_within("candidates generated in the background", SLOW, || {
         count(&db, "SELECT COUNT(*) FROM candidates") >= 1
     });
+    (tui, db)
+}
+
+/// How long the real model may take on a machine the other tests load too.
+const SLOW: std::time::Duration = std::time::Duration::from_secs(300);
+
+#[test]
+fn the_demo_fills_pools_while_the_instructions_are_read_and_shows_the_default_models_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tui, db) = demo_at_the_instructions(dir.path());
+    let slow = SLOW;
     assert_eq!(count(&db, "SELECT COUNT(*) FROM trials WHERE shown_at IS NOT NULL"), 0);
     assert!(tui.shown().contains("Instructions"));
     tui.keys("\r");
@@ -198,4 +209,36 @@ fn the_demo_fills_pools_while_the_instructions_are_read_and_shows_the_default_mo
     assert!(shown.chars().any(char::is_alphabetic), "an answer in words: {shown:?}");
     let screen = tui.shown().split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(screen.contains(&words), "the first answer is on screen: {words:?}\n{}", tui.shown());
+}
+
+/// Quitting while the engine generates in the background: the engine is stopped before
+/// the process ends (ONNX Runtime running on its thread while the process exited printed
+/// its errors under the participant's last screen), and no pool is left half-stored.
+#[test]
+fn quitting_the_demo_while_pools_are_generated_stops_the_engine_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tui, db) = demo_at_the_instructions(dir.path());
+    tui.keys("q");
+    tui.wait_for_text("Quit now?");
+    tui.keys("y");
+    tui.wait_for_text("answer(s) saved for participant");
+    common::wait("the demo to end", || tui.exited());
+    // What it wrote on its way out, read from the terminal too.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let shown = tui.shown();
+    assert!(!shown.contains("onnxruntime") && !shown.contains("[E:"), "{shown}");
+    // Every pool is whole or absent: the sizes stored per policy are the policy's size.
+    let sizes: Vec<(String, i64)> = rusqlite::Connection::open(&db)
+        .unwrap()
+        .prepare("SELECT policy, COUNT(*) FROM candidates GROUP BY policy, prompt_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let (study, _) = ualign::study::load(&dir.path().join("studies/demo.toml")).unwrap();
+    for (policy, n) in sizes {
+        let size = study.policy(&policy).unwrap().pool_size as i64;
+        assert_eq!(n, size, "policy {policy}: a pool of {n} of {size}");
+    }
 }

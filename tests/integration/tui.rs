@@ -257,6 +257,45 @@ fn trial_screens_render() {
     }
 }
 
+/// The worker's owner gone (the participant quit, the server stopped): the pool under way
+/// is dropped unfinished and the drop waits for the engine's thread, so that the process
+/// never exits while ONNX Runtime is running (it printed errors under the participant's
+/// last screen then).
+#[test]
+fn dropping_the_worker_stops_the_engine_before_it_returns_and_leaves_only_whole_pools() {
+    use std::time::Duration;
+    use ualign::engine::EpChoice;
+    use ualign::pools::PoolWorker;
+    let dir = tempfile::tempdir().unwrap();
+    // The default model: a pool takes it long enough to be stopped in the middle.
+    let (s, _) = study::load(&repo("studies/demo.toml")).unwrap();
+    let db = dir.path().join("demo.sqlite");
+    let (store, _) = Store::open_for_study(&db, &s).unwrap();
+    let jobs = ualign::pools::pending_jobs(&s, &store).unwrap();
+    let samples: usize = jobs.iter().map(|j| j.missing.len()).sum();
+    let mut worker = PoolWorker::spawn(s.clone(), db.clone(), EpChoice::Cpu, Some(1));
+    let watcher = worker.handle();
+    worker.request_background(jobs);
+    let stored = || common::count(&db, "SELECT COUNT(*) FROM candidates");
+    common::wait_within("a first pool", Duration::from_secs(300), || stored() > 0);
+    drop(worker);
+    assert!(watcher.stopped().is_some(), "the engine's thread was still running when the drop returned");
+    let at_stop = stored();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(stored(), at_stop, "nothing is stored after the stop");
+    assert!((at_stop as usize) < samples, "stopped part-way: {at_stop} of {samples}");
+    let pools: Vec<(String, i64)> = common::sql(&db)
+        .prepare("SELECT policy, COUNT(*) FROM candidates GROUP BY policy, prompt_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (policy, n) in pools {
+        assert_eq!(n, i64::from(s.policy(&policy).unwrap().pool_size), "policy {policy}: a part of a pool was stored");
+    }
+}
+
 #[test]
 fn missing_pools_are_generated_live_on_the_engine_thread() {
     use std::time::{Duration, Instant};
@@ -386,7 +425,7 @@ fn preparing_with(body: impl FnOnce() + Send + 'static, dead_first: bool) -> App
     let (mut s, _) = study::load(&repo("tests/fixtures/studies/fortune-demo.toml")).unwrap();
     s.options.min_reading_ms = 0;
     let (store, _) = Store::open_for_study(&dir.keep().join("demo.sqlite"), &s).unwrap();
-    let worker = PoolWorker::spawn_with(move |_requests, _events| body());
+    let worker = PoolWorker::spawn_with(move |_requests, _events, _stop| body());
     if dead_first {
         common::wait("the worker to end", || !worker.is_alive());
     }
