@@ -437,6 +437,9 @@ pub fn run(
     if let Some(line) = hub.take_refusals() {
         hub.log(&line);
     }
+    // The engine stopped and waited for (a session thread still holding the hub must not
+    // keep it generating while the process exits).
+    drop(hub.worker.lock().unwrap_or_else(|e| e.into_inner()).take());
     hub.log("stopped");
     drop(_guard);
     runtime.shutdown_timeout(Duration::from_secs(2));
