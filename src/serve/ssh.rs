@@ -177,9 +177,24 @@ impl Conn {
     /// A shell that cannot start (no terminal, a full study): the participant reads why
     /// in their own terminal, then the channel closes.
     fn tell_and_close(&self, channel: ChannelId, session: &mut Session, message: &str) -> Result<(), russh::Error> {
+        self.answer_and_close(channel, session, message, None)
+    }
+
+    /// The request on `channel` taken, `message` sent on its output (or, with `stream`,
+    /// that extended stream: 1 is stderr), exit status 1, and the channel closed.
+    fn answer_and_close(
+        &self,
+        channel: ChannelId,
+        session: &mut Session,
+        message: &str,
+        stream: Option<u32>,
+    ) -> Result<(), russh::Error> {
         session.channel_success(channel)?;
-        let text = format!("{}\r\n", message.replace('\n', "\r\n"));
-        session.data(channel, text.into_bytes())?;
+        let text = format!("{}\r\n", message.replace('\n', "\r\n")).into_bytes();
+        match stream {
+            Some(code) => session.extended_data(channel, code, text)?,
+            None => session.data(channel, text)?,
+        }
         session.exit_status_request(channel, 1)?;
         session.eof(channel)?;
         session.close(channel)
@@ -287,7 +302,9 @@ impl russh::server::Handler for Conn {
         _data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse_channel(channel, session, text::SERVE_ONLY_STUDY)
+        // Nothing runs; taken only so that OpenSSH prints why (it prints nothing but
+        // "exec request failed" for a refused one) and exits with 1.
+        self.answer_and_close(channel, session, text::SERVE_ONLY_STUDY, Some(1))
     }
 
     async fn subsystem_request(

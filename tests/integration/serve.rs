@@ -308,7 +308,7 @@ fn commands_sftp_forwarding_and_the_agent_are_refused_and_nothing_runs() {
     let marker = dir.path().join("ran");
     let touch = format!("touch {}", marker.display());
     let (ok, _, err) = ssh_run(port, &code, &[], &[&touch], &[]);
-    assert!(!ok && err.contains("exec request failed"), "{err}");
+    assert!(!ok && err.contains("Only the study's screens run here"), "told why: {err}");
     let (ok, _, err) = ssh_run(port, &code, &["-s"], &["sftp"], &[]);
     assert!(!ok && err.contains("subsystem request failed"), "{err}");
     // -W is what -L does for each connection: a direct-tcpip channel.
