@@ -235,3 +235,19 @@ pub fn sql(db: &Path) -> Connection {
     c.busy_timeout(Duration::from_secs(10)).unwrap();
     c
 }
+
+/// Asserts that every pool stored in `db` is whole: as many candidates per policy and
+/// prompt as the policy's pool size (a pool is stored at once or not at all).
+pub fn assert_pools_whole(db: &Path, study: &ualign::study::Study) {
+    let pools: Vec<(String, i64)> = sql(db)
+        .prepare("SELECT policy, COUNT(*) FROM candidates GROUP BY policy, prompt_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (policy, n) in pools {
+        let size = i64::from(study.policy(&policy).unwrap().pool_size);
+        assert_eq!(n, size, "policy {policy}: a pool of {n} of {size} was stored");
+    }
+}

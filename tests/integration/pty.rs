@@ -227,18 +227,6 @@ fn quitting_the_demo_while_pools_are_generated_stops_the_engine_first() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let shown = tui.shown();
     assert!(!shown.contains("onnxruntime") && !shown.contains("[E:"), "{shown}");
-    // Every pool is whole or absent: the sizes stored per policy are the policy's size.
-    let sizes: Vec<(String, i64)> = rusqlite::Connection::open(&db)
-        .unwrap()
-        .prepare("SELECT policy, COUNT(*) FROM candidates GROUP BY policy, prompt_id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
     let (study, _) = ualign::study::load(&dir.path().join("studies/demo.toml")).unwrap();
-    for (policy, n) in sizes {
-        let size = study.policy(&policy).unwrap().pool_size as i64;
-        assert_eq!(n, size, "policy {policy}: a pool of {n} of {size}");
-    }
+    common::assert_pools_whole(&db, &study);
 }

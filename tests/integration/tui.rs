@@ -284,16 +284,7 @@ fn dropping_the_worker_stops_the_engine_before_it_returns_and_leaves_only_whole_
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(stored(), at_stop, "nothing is stored after the stop");
     assert!((at_stop as usize) < samples, "stopped part-way: {at_stop} of {samples}");
-    let pools: Vec<(String, i64)> = common::sql(&db)
-        .prepare("SELECT policy, COUNT(*) FROM candidates GROUP BY policy, prompt_id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for (policy, n) in pools {
-        assert_eq!(n, i64::from(s.policy(&policy).unwrap().pool_size), "policy {policy}: a part of a pool was stored");
-    }
+    common::assert_pools_whole(&db, &s);
 }
 
 #[test]
