@@ -124,6 +124,19 @@ pub(crate) struct Responses {
     of_id: HashMap<i64, usize>,
 }
 
+/// Each pool candidate's response (the smallest candidate id of its text in its pool), and
+/// how many responses each prompt's pool has.
+pub fn responses_of(pools: &BTreeMap<String, Vec<PoolCandidate>>) -> (HashMap<i64, i64>, BTreeMap<String, usize>) {
+    let mut stand_for = HashMap::new();
+    let mut count = BTreeMap::new();
+    for (prompt, pool) in pools {
+        let r = Responses::of(pool);
+        stand_for.extend(r.of_id.iter().map(|(&id, &i)| (id, r.masses[i].candidate)));
+        count.insert(prompt.clone(), r.masses.len());
+    }
+    (stand_for, count)
+}
+
 impl Responses {
     pub(crate) fn of(pool: &[PoolCandidate]) -> Self {
         let mut sorted: Vec<&PoolCandidate> = pool.iter().collect();
@@ -211,7 +224,7 @@ fn analyse_prompt(
     }
     if orders.is_empty() {
         return Err(skip(format!(
-            "no participant ranked all {n} distinct responses of the pool ({} candidates); add an order block with m = {} over the rank policies, or more rank trials",
+            "no participant put all {n} distinct responses of the pool ({} candidates) in order in one trial; add an order block with m = {} over the rank policies (the population model stands in meanwhile)",
             pool.len(),
             pool.len().min(16)
         )));

@@ -139,7 +139,7 @@ impl Evidence {
 /// Each candidate's prompt and the id that stands for its text (a prompt's identical
 /// texts are one response: the smallest id stands for them), and every prompt's
 /// responses in id order.
-pub(super) fn responses(candidates: &[Candidate]) -> (HashMap<i64, (String, i64)>, Vec<PromptItems>) {
+fn responses(candidates: &[Candidate]) -> (HashMap<i64, (String, i64)>, Vec<PromptItems>) {
     let mut stand_for: HashMap<i64, (String, i64)> = HashMap::new();
     let mut first: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     let mut sorted: Vec<&Candidate> = candidates.iter().collect();

@@ -186,11 +186,12 @@ impl RankParts {
             .collect();
         let greedy = greedy_policies(study);
         let ks: Vec<u32> = (1..=opts.k_max).collect();
+        let pools = counterfactual::pools(candidates, &rank_policies);
         // Rankings and worths are of responses: copies of one text are one, as in the
         // equilibria and the mixture (fitted as separate items, the order a participant
         // gave to copies, which means nothing, would move every worth of the prompt).
-        let (stand_for, _) = super::mixture::responses(candidates);
-        let texts = ranking::by_text(groups, |id| stand_for.get(&id).map_or(id, |(_, rep)| *rep));
+        let (stand_for, responses) = counterfactual::responses_of(&pools);
+        let texts = ranking::by_text(groups, |id| stand_for.get(&id).copied().unwrap_or(id));
         let rankings = ranking::rankings_of(&texts);
         let (population, counterfactual) = rayon::join(
             || ranking::population_worths(&texts, opts.worth_replicates, study.seed),
@@ -198,13 +199,47 @@ impl RankParts {
                 if rank_policies.is_empty() {
                     Counterfactual::default()
                 } else {
-                    let pools = counterfactual::pools(candidates, &rank_policies);
-                    counterfactual::analyse(&pools, &rankings, &greedy, &ks)
+                    counterfactual::analyse(&pools, &whole_pool_orders(&texts, &responses), &greedy, &ks)
                 }
             },
         );
         Self { rankings, population, counterfactual, diversity: pool_diversity(study, candidates) }
     }
+}
+
+/// What the exact analysis counts: per participant and prompt, their stated orders of a
+/// whole pool (one as given, several combined), and an empty ranking for those who have
+/// none (counted as covering part of the pool). A ranking estimated from picks, or from
+/// orders of parts of a pool, is no participant's ranking of the pool however many
+/// responses it names.
+fn whole_pool_orders(
+    texts: &BTreeMap<(String, String), Vec<ranking::RankObservation>>,
+    responses: &BTreeMap<String, usize>,
+) -> Vec<Ranking> {
+    let whole = |prompt: &str, o: &ranking::RankObservation| {
+        responses.get(prompt).is_some_and(|&n| o.shown.len() == n)
+            && o.ordering.as_ref().is_some_and(|ord| ord.len() == o.shown.len())
+    };
+    let mut stated = BTreeMap::new();
+    let mut rest = Vec::new();
+    for ((participant, prompt), obs) in texts {
+        let orders: Vec<ranking::RankObservation> = obs.iter().filter(|o| whole(prompt, o)).cloned().collect();
+        if orders.is_empty() {
+            let order = Vec::new();
+            rest.push(Ranking {
+                participant: participant.clone(),
+                prompt: prompt.clone(),
+                order,
+                method: "order",
+                certainty: None,
+            });
+        } else {
+            stated.insert((participant.clone(), prompt.clone()), orders);
+        }
+    }
+    let mut out = ranking::rankings_of(&stated);
+    out.extend(rest);
+    out
 }
 
 /// The latent-class model over every choice, and its certified policies over each prompt's

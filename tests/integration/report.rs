@@ -542,3 +542,34 @@ fn which_copy_of_a_text_stood_in_a_slot_changes_nothing_in_the_report() {
     let after = serde_json::to_value(Report::compute(&s, &store, &options(&s)).unwrap()).unwrap();
     assert!(before == after, "the report changed when copies changed places");
 }
+
+#[test]
+fn picks_and_orders_of_parts_of_a_pool_are_no_whole_pool_rankings() {
+    // 24 picks of 3, or orders of 3, per participant name every response of a prompt's
+    // pool between them; a ranking estimated from them is still nobody's ranking of the
+    // pool, so the exact analysis has none and says so, and the model stands in.
+    for mode in ["pick", "order"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = full_pool_study(dir.path());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text
+            .replace("\nm = 8\nmode = \"order\"\ntrials = 3\n", &format!("\nm = 3\nmode = \"{mode}\"\ntrials = 24\n"));
+        assert!(text.contains("trials = 24"));
+        std::fs::write(&path, text).unwrap();
+        let (s, _) = study::load(&path).unwrap();
+        let (mut store, _) = Store::open_for_study(&dir.path().join("parts.sqlite"), &s).unwrap();
+        import_candidates(&mut store, &s, "sampled", &dir.path().join("example/sampled.jsonl"), false).unwrap();
+        import_candidates(&mut store, &s, "greedy", &dir.path().join("example/greedy.jsonl"), false).unwrap();
+        simulate(&s, &mut store, 30, &"plmix:2:3".parse().unwrap(), 5).unwrap();
+        let r = Report::compute(&s, &store, &options(&s)).unwrap();
+        assert!(r.equilibria.iter().all(|e| e.method == "pl_mixture"), "{mode}: exact rows from estimated rankings");
+        assert_eq!(r.equilibria_skipped.len(), s.prompts.len(), "{mode}");
+        for skipped in &r.equilibria_skipped {
+            assert_eq!(skipped.participants_covering, 0, "{mode}: {skipped:?}");
+            assert!(skipped.participants_partial > 0, "{mode}: {skipped:?}");
+        }
+        // Between them, the answers did name every response of the pools.
+        let named = r.rankings.iter().filter(|k| k.method != "pl_mixture" && k.order.len() >= 5).count();
+        assert!(named > 0, "{mode}: no estimated ranking named the pool's responses");
+    }
+}
