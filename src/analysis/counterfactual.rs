@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use super::equilibria::{self, Order};
-use super::ranking::Ranking;
+use super::ranking::{RankObservation, Ranking};
 use crate::store::Candidate;
 
 /// NE_k is solved until the equal-share gap is below this.
@@ -135,6 +135,36 @@ pub fn responses_of(pools: &BTreeMap<String, Vec<PoolCandidate>>) -> (HashMap<i6
         count.insert(prompt.clone(), r.masses.len());
     }
     (stand_for, count)
+}
+
+/// What the exact analysis counts (its input to [`analyse`]), from the observations by
+/// text and each prompt's number of responses ([`responses_of`]): per participant and
+/// prompt, their stated orders of a whole pool (one as given, several combined), and an
+/// empty ranking for those who have none (counted as covering part of the pool). A
+/// ranking estimated from picks, or from orders of parts of a pool, is no participant's
+/// ranking of the pool however many responses it names.
+pub fn stated_orders(
+    texts: &BTreeMap<(String, String), Vec<RankObservation>>,
+    responses: &BTreeMap<String, usize>,
+) -> Vec<Ranking> {
+    let whole = |prompt: &str, o: &RankObservation| {
+        responses.get(prompt).is_some_and(|&n| o.shown.len() == n)
+            && o.ordering.as_ref().is_some_and(|ord| ord.len() == o.shown.len())
+    };
+    let mut stated = BTreeMap::new();
+    let mut rest = Vec::new();
+    for ((participant, prompt), obs) in texts {
+        let orders: Vec<RankObservation> = obs.iter().filter(|o| whole(prompt, o)).cloned().collect();
+        if orders.is_empty() {
+            let (participant, prompt) = (participant.clone(), prompt.clone());
+            rest.push(Ranking { participant, prompt, order: Vec::new(), method: "order", certainty: None });
+        } else {
+            stated.insert((participant.clone(), prompt.clone()), orders);
+        }
+    }
+    let mut out = super::ranking::rankings_of(&stated);
+    out.extend(rest);
+    out
 }
 
 impl Responses {

@@ -199,47 +199,12 @@ impl RankParts {
                 if rank_policies.is_empty() {
                     Counterfactual::default()
                 } else {
-                    counterfactual::analyse(&pools, &whole_pool_orders(&texts, &responses), &greedy, &ks)
+                    counterfactual::analyse(&pools, &counterfactual::stated_orders(&texts, &responses), &greedy, &ks)
                 }
             },
         );
         Self { rankings, population, counterfactual, diversity: pool_diversity(study, candidates) }
     }
-}
-
-/// What the exact analysis counts: per participant and prompt, their stated orders of a
-/// whole pool (one as given, several combined), and an empty ranking for those who have
-/// none (counted as covering part of the pool). A ranking estimated from picks, or from
-/// orders of parts of a pool, is no participant's ranking of the pool however many
-/// responses it names.
-fn whole_pool_orders(
-    texts: &BTreeMap<(String, String), Vec<ranking::RankObservation>>,
-    responses: &BTreeMap<String, usize>,
-) -> Vec<Ranking> {
-    let whole = |prompt: &str, o: &ranking::RankObservation| {
-        responses.get(prompt).is_some_and(|&n| o.shown.len() == n)
-            && o.ordering.as_ref().is_some_and(|ord| ord.len() == o.shown.len())
-    };
-    let mut stated = BTreeMap::new();
-    let mut rest = Vec::new();
-    for ((participant, prompt), obs) in texts {
-        let orders: Vec<ranking::RankObservation> = obs.iter().filter(|o| whole(prompt, o)).cloned().collect();
-        if orders.is_empty() {
-            let order = Vec::new();
-            rest.push(Ranking {
-                participant: participant.clone(),
-                prompt: prompt.clone(),
-                order,
-                method: "order",
-                certainty: None,
-            });
-        } else {
-            stated.insert((participant.clone(), prompt.clone()), orders);
-        }
-    }
-    let mut out = ranking::rankings_of(&stated);
-    out.extend(rest);
-    out
 }
 
 /// The latent-class model over every choice, and its certified policies over each prompt's

@@ -164,7 +164,8 @@ impl Conn {
         }
     }
 
-    /// Ends the channel with a message on the client's terminal.
+    /// Refuses the request on `channel` and ends it (the message on its stderr is for
+    /// clients that show it; OpenSSH says only that the request failed).
     fn refuse_channel(&self, channel: ChannelId, session: &mut Session, message: &str) -> Result<(), russh::Error> {
         session.channel_failure(channel)?;
         let text = format!("{}\r\n", message.replace('\n', "\r\n"));

@@ -187,12 +187,11 @@ const SLOW: std::time::Duration = std::time::Duration::from_secs(300);
 fn the_demo_fills_pools_while_the_instructions_are_read_and_shows_the_default_models_answers() {
     let dir = tempfile::tempdir().unwrap();
     let (mut tui, db) = demo_at_the_instructions(dir.path());
-    let slow = SLOW;
     assert_eq!(count(&db, "SELECT COUNT(*) FROM trials WHERE shown_at IS NOT NULL"), 0);
     assert!(tui.shown().contains("Instructions"));
     tui.keys("\r");
-    tui.wait_for_text_within("Question 1 of 10", slow);
-    tui.wait_for_text_within("Answer 2", slow);
+    tui.wait_for_text_within("Question 1 of 10", SLOW);
+    tui.wait_for_text_within("Answer 2", SLOW);
     let shown: String = rusqlite::Connection::open(&db)
         .unwrap()
         .query_row(
