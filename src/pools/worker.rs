@@ -64,7 +64,7 @@ struct Shared {
 /// worker serves any number of handles ([`PoolWorker::handle`]: each participant session
 /// of `serve` has one), each receiving the answers to its own requests. A worker that dies
 /// says so ([`WorkerEvent::Stopped`]) to every handle, whether it panicked or its thread
-/// just ended. The handle that spawned it stops it when dropped ([`PoolWorker::stop`]).
+/// just ended. The handle that spawned it stops it when dropped (see its `Drop`).
 pub struct PoolWorker {
     shared: std::sync::Arc<Shared>,
     reply: Events,
@@ -121,24 +121,6 @@ impl PoolWorker {
         Self { shared: self.shared.clone(), reply, events, reported: false, owner: false }
     }
 
-    /// Stops the worker for every handle: the pool under way is dropped unfinished
-    /// (nothing of it is stored: it is generated again when next needed), no request is
-    /// taken any more, and this waits, at most `within`, for its thread to end; whether
-    /// it ended. A process that exited while ONNX Runtime ran on that thread would have
-    /// ONNX Runtime print errors from its half-destroyed state on the way out.
-    pub fn stop(&self, within: Duration) -> bool {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        // A worker waiting for a request sees the channel closed.
-        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let end = Instant::now() + within;
-        while self.shared.gone().is_none() {
-            if Instant::now() >= end {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        true
-    }
 
     /// Queues jobs a participant is waiting for; returns the request id that their event
     /// will carry.
@@ -206,10 +188,22 @@ impl Shared {
     }
 }
 
+/// The spawning handle's drop stops the worker for every handle: the pool under way is
+/// dropped unfinished (nothing of it is stored: it is generated again when next needed),
+/// no request is taken any more, and the drop waits, at most [`STOP_WAIT`], for the
+/// thread to end. A process that exited while ONNX Runtime ran on that thread would have
+/// ONNX Runtime print errors from its half-destroyed state on the way out.
 impl Drop for PoolWorker {
     fn drop(&mut self) {
-        if self.owner {
-            self.stop(STOP_WAIT);
+        if !self.owner {
+            return;
+        }
+        self.shared.stop.store(true, Ordering::Relaxed);
+        // A worker waiting for a request sees the channel closed.
+        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let end = Instant::now() + STOP_WAIT;
+        while self.shared.gone().is_none() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
