@@ -121,7 +121,6 @@ impl PoolWorker {
         Self { shared: self.shared.clone(), reply, events, reported: false, owner: false }
     }
 
-
     /// Queues jobs a participant is waiting for; returns the request id that their event
     /// will carry.
     pub fn request(&mut self, jobs: Vec<PoolJob>) -> u64 {

@@ -28,12 +28,24 @@ fn full_pool_study(dir: &Path) -> PathBuf {
 }
 
 fn simulated(dir: &Path, participants: usize, population: &Population) -> (study::Study, Store) {
+    simulated_with(dir, participants, population, 21, |text| text)
+}
+
+/// As [`simulated`], the full-pool study's text edited by `edit`, simulated from `seed`.
+fn simulated_with(
+    dir: &Path,
+    participants: usize,
+    population: &Population,
+    seed: u64,
+    edit: impl FnOnce(String) -> String,
+) -> (study::Study, Store) {
     let path = full_pool_study(dir);
+    std::fs::write(&path, edit(std::fs::read_to_string(&path).unwrap())).unwrap();
     let (s, _) = study::load(&path).unwrap();
     let (mut store, _) = Store::open_for_study(&dir.join("full.sqlite"), &s).unwrap();
     import_candidates(&mut store, &s, "sampled", &dir.join("example/sampled.jsonl"), false).unwrap();
     import_candidates(&mut store, &s, "greedy", &dir.join("example/greedy.jsonl"), false).unwrap();
-    simulate(&s, &mut store, participants, population, 21).unwrap();
+    simulate(&s, &mut store, participants, population, seed).unwrap();
     (s, store)
 }
 
@@ -550,17 +562,12 @@ fn picks_and_orders_of_parts_of_a_pool_are_no_whole_pool_rankings() {
     // pool, so the exact analysis has none and says so, and the model stands in.
     for mode in ["pick", "order"] {
         let dir = tempfile::tempdir().unwrap();
-        let path = full_pool_study(dir.path());
-        let text = std::fs::read_to_string(&path).unwrap();
-        let text = text
-            .replace("\nm = 8\nmode = \"order\"\ntrials = 3\n", &format!("\nm = 3\nmode = \"{mode}\"\ntrials = 24\n"));
-        assert!(text.contains("trials = 24"));
-        std::fs::write(&path, text).unwrap();
-        let (s, _) = study::load(&path).unwrap();
-        let (mut store, _) = Store::open_for_study(&dir.path().join("parts.sqlite"), &s).unwrap();
-        import_candidates(&mut store, &s, "sampled", &dir.path().join("example/sampled.jsonl"), false).unwrap();
-        import_candidates(&mut store, &s, "greedy", &dir.path().join("example/greedy.jsonl"), false).unwrap();
-        simulate(&s, &mut store, 30, &"plmix:2:3".parse().unwrap(), 5).unwrap();
+        let (s, store) = simulated_with(dir.path(), 30, &"plmix:2:3".parse().unwrap(), 5, |text| {
+            let parts = format!("\nm = 3\nmode = \"{mode}\"\ntrials = 24\n");
+            let text = text.replace("\nm = 8\nmode = \"order\"\ntrials = 3\n", &parts);
+            assert!(text.contains("trials = 24"));
+            text
+        });
         let r = Report::compute(&s, &store, &options(&s)).unwrap();
         assert!(r.equilibria.iter().all(|e| e.method == "pl_mixture"), "{mode}: exact rows from estimated rankings");
         assert_eq!(r.equilibria_skipped.len(), s.prompts.len(), "{mode}");
