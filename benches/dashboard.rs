@@ -10,11 +10,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::widgets::{Block, Paragraph};
-use ualign::analysis::report::{Options, Report};
-use ualign::store::Store;
-use ualign::study;
 use ualign::tui::dashboard::{self, Dashboard};
 use ualign::tui::draw::Theme;
+use ualign_core::analysis::report::{Options, Report};
+use ualign_core::store::Store;
+use ualign_core::study;
 
 fn example_report() -> Report {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -29,10 +29,11 @@ fn example_report() -> Report {
     let (s, _) = study::load(&d.join("full.toml")).expect("study loads");
     let (mut store, _) = Store::open_for_study(&d.join("full.sqlite"), &s).expect("store");
     for p in ["sampled", "greedy"] {
-        ualign::pools::import::import_candidates(&mut store, &s, p, &d.join(format!("example/{p}.jsonl")), false)
+        ualign_core::pools::import::import_candidates(&mut store, &s, p, &d.join(format!("example/{p}.jsonl")), false)
             .expect("import");
     }
-    ualign::simulate::simulate(&s, &mut store, 200, &ualign::simulate::Population::Cyclic, 1).expect("simulate");
+    ualign_core::simulate::simulate(&s, &mut store, 200, &ualign_core::simulate::Population::Cyclic, 1)
+        .expect("simulate");
     Report::compute(&s, &store, &Options::for_study(&s)).expect("report")
 }
 

@@ -7,11 +7,11 @@
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ualign::engine::{self, EpChoice, GenOptions, SampleSpec, SamplingParams};
+use ualign_engine::{EpChoice, GenOptions, SampleSpec, SamplingParams};
 
 fn pools(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/fortune-llama");
-    let mut g = engine::load(&dir, EpChoice::Cpu, Some(2)).expect("the default model loads");
+    let mut g = ualign_engine::load(&dir, EpChoice::Cpu, Some(2)).expect("the default model loads");
     let ids = g.encode_prompt("love", true).expect("prompt encodes");
     let opts = GenOptions {
         params: SamplingParams { temperature: 1.0, ..Default::default() },

@@ -8,11 +8,11 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::Rng;
-use ualign::analysis::equilibria;
-use ualign::analysis::population::{COARSE, PlPopulation, Race};
+use ualign_core::analysis::equilibria;
+use ualign_core::analysis::population::{COARSE, PlPopulation, Race};
 
 fn population() -> PlPopulation {
-    let mut rng = ualign::seed::simulation(1, &["bench-population"]);
+    let mut rng = ualign_core::seed::simulation(1, &["bench-population"]);
     let log_worths = (0..3).map(|_| (0..16).map(|_| 3.0 * (rng.random::<f64>() - 0.5)).collect()).collect();
     PlPopulation { weights: vec![0.5, 0.3, 0.2], log_worths }
 }

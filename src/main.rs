@@ -28,7 +28,7 @@ fn one_message(e: &anyhow::Error) -> String {
             msg.push_str(&c);
         }
     }
-    let damaged = e.chain().any(ualign::store::caused_by_damage);
+    let damaged = e.chain().any(ualign_core::store::caused_by_damage);
     if damaged {
         msg.push_str(
             "\n  the study's database file is damaged: stop the study, run `ualign check STUDY`, and restore the file from a backup",

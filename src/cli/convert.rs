@@ -6,8 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::engine;
-
 #[derive(clap::Args)]
 pub struct Cmd {
     /// The GGUF file, or a model folder holding one
@@ -19,7 +17,7 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let written = engine::convert(&self.model, &self.out)
+        let written = ualign_engine::convert(&self.model, &self.out)
             .with_context(|| format!("converting {} into {}", self.model.display(), self.out.display()))?;
         for n in &written.notices {
             eprintln!("notice: {n}");

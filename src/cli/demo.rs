@@ -47,8 +47,8 @@ impl Cmd {
             );
             store.path().to_path_buf()
         };
-        let store = crate::store::Store::open_existing(&db)?;
-        let rows = crate::analysis::report::fk_rows(&study, &store, 2000)?;
+        let store = ualign_core::store::Store::open_existing(&db)?;
+        let rows = ualign_core::analysis::report::fk_rows(&study, &store, 2000)?;
         println!("\n{}", super::stats::render_fk(&rows));
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::export::{Format, read_tables, write_tables};
+use ualign_core::export::{Format, read_tables, write_tables};
 
 #[derive(clap::Args)]
 pub struct Cmd {

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::engine::EngineError;
-use crate::pools::{Models, PoolError, pending_jobs};
+use ualign_core::pools::{Models, PoolError, pending_jobs};
+use ualign_engine::EngineError;
 
 /// Fill every model policy's candidate pools.
 #[derive(clap::Args)]
@@ -31,11 +31,11 @@ impl Cmd {
 /// `simulate` and `demo`. A new database is made only once every model it needs has
 /// loaded, so a mistyped model folder leaves no empty database behind.
 pub(crate) fn open_and_fill(
-    study: &crate::study::Study,
+    study: &ualign_core::study::Study,
     db: Option<&std::path::PathBuf>,
     engine: super::EngineArgs,
     cancel: Option<&AtomicBool>,
-) -> anyhow::Result<crate::store::Store> {
+) -> anyhow::Result<ualign_core::store::Store> {
     let mut models = Models::new(engine.ep.into(), engine.threads);
     if !super::db_path(study, db).exists() {
         models.preload(study)?;
@@ -48,9 +48,9 @@ pub(crate) fn open_and_fill(
 /// Opens (or creates) the study's database for pools filled later, on the engine's own
 /// thread (`demo`): a new database is made only once every model folder it needs opens.
 pub(crate) fn open_checked(
-    study: &crate::study::Study,
+    study: &ualign_core::study::Study,
     db: Option<&std::path::PathBuf>,
-) -> anyhow::Result<crate::store::Store> {
+) -> anyhow::Result<ualign_core::store::Store> {
     if !super::db_path(study, db).exists() {
         Models::check_folders(study)?;
     }
@@ -59,8 +59,8 @@ pub(crate) fn open_checked(
 
 /// Generates every missing pool with a progress bar.
 fn fill(
-    study: &crate::study::Study,
-    store: &mut crate::store::Store,
+    study: &ualign_core::study::Study,
+    store: &mut ualign_core::store::Store,
     models: &mut Models,
     cancel: Option<&AtomicBool>,
 ) -> anyhow::Result<()> {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::pools::import::{read_candidates, store_candidates};
+use ualign_core::pools::import::{read_candidates, store_candidates};
 
 #[derive(clap::Args)]
 pub struct Cmd {

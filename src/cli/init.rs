@@ -1,7 +1,7 @@
 //! `ualign init`: creates (or opens) the study's database and records the study, or says
 //! what is already in it.
 
-use crate::store::Opened;
+use ualign_core::store::Opened;
 
 #[derive(clap::Args)]
 pub struct Cmd {

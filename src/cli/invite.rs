@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::values;
-use crate::study;
+use ualign_core::study;
 
 #[derive(clap::Args)]
 pub struct Cmd {

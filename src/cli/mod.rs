@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::study::{self, Study};
+use ualign_core::study::{self, Study};
 
 #[derive(Parser)]
 #[command(name = "ualign", version, about = "Human user studies of test-time-scaling alignment, in the terminal")]
@@ -104,7 +104,7 @@ pub(crate) struct StudyArgs {
 
 impl StudyArgs {
     /// Loads the study and opens its database, creating it on first use.
-    pub fn open(&self) -> anyhow::Result<(Study, crate::store::Store, crate::store::Opened)> {
+    pub fn open(&self) -> anyhow::Result<(Study, ualign_core::store::Store, ualign_core::store::Opened)> {
         let study = load_study(&self.study)?;
         let (store, opened) = open_store(&study, self.db.as_ref())?;
         Ok((study, store, opened))
@@ -112,23 +112,26 @@ impl StudyArgs {
 
     /// [`Self::open_existing`] for a command that only reads: the database's integrity
     /// check runs beside the work and must be finished before results are shown.
-    pub fn open_for_reading(&self) -> anyhow::Result<(Study, crate::store::Store, crate::store::IntegrityCheck)> {
+    pub fn open_for_reading(
+        &self,
+    ) -> anyhow::Result<(Study, ualign_core::store::Store, ualign_core::store::IntegrityCheck)> {
         let study = load_study(&self.study)?;
-        let (store, check) = crate::store::Store::open_existing_for_reading(&db_path(&study, self.db.as_ref()))?;
+        let (store, check) = ualign_core::store::Store::open_existing_for_reading(&db_path(&study, self.db.as_ref()))?;
         let store = checked_against(store, &study)?;
         Ok((study, store, check))
     }
 
     /// Loads the study and opens its existing database, checked against the study file.
-    pub fn open_existing(&self) -> anyhow::Result<(Study, crate::store::Store)> {
+    pub fn open_existing(&self) -> anyhow::Result<(Study, ualign_core::store::Store)> {
         let study = load_study(&self.study)?;
-        let store = checked_against(crate::store::Store::open_existing(&db_path(&study, self.db.as_ref()))?, &study)?;
+        let store =
+            checked_against(ualign_core::store::Store::open_existing(&db_path(&study, self.db.as_ref()))?, &study)?;
         Ok((study, store))
     }
 }
 
 /// The database, refused if it was made from another study or another version of this one.
-fn checked_against(mut store: crate::store::Store, study: &Study) -> anyhow::Result<crate::store::Store> {
+fn checked_against(mut store: ualign_core::store::Store, study: &Study) -> anyhow::Result<ualign_core::store::Store> {
     store.record_study(study).context("checking the database against the study file")?;
     Ok(store)
 }
@@ -144,7 +147,7 @@ pub(crate) struct EngineArgs {
     pub threads: Option<usize>,
 }
 
-/// `--ep`: the engine's [`EpChoice`](crate::engine::EpChoice) as the command line names it.
+/// `--ep`: the engine's [`EpChoice`](ualign_engine::EpChoice) as the command line names it.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum EpArg {
     Cpu,
@@ -153,7 +156,7 @@ pub(crate) enum EpArg {
     Auto,
 }
 
-impl From<EpArg> for crate::engine::EpChoice {
+impl From<EpArg> for ualign_engine::EpChoice {
     fn from(a: EpArg) -> Self {
         match a {
             EpArg::Cpu => Self::Cpu,
@@ -190,7 +193,7 @@ pub(crate) fn db_path(study: &Study, db: Option<&PathBuf>) -> PathBuf {
 pub(crate) fn open_store(
     study: &Study,
     db: Option<&PathBuf>,
-) -> anyhow::Result<(crate::store::Store, crate::store::Opened)> {
+) -> anyhow::Result<(ualign_core::store::Store, ualign_core::store::Opened)> {
     let path = db_path(study, db);
     if db.is_none()
         && let Some(dir) = path.parent()
@@ -199,6 +202,6 @@ pub(crate) fn open_store(
             format!("cannot create the database folder {}; create it yourself or pass --db PATH", dir.display())
         })?;
     }
-    crate::store::Store::open_for_study(&path, study)
+    ualign_core::store::Store::open_for_study(&path, study)
         .with_context(|| format!("opening the database for study `{}`", study.name))
 }

@@ -9,7 +9,7 @@ use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use crate::analysis::report::{FkChart, Report};
+use ualign_core::analysis::report::{FkChart, Report};
 
 /// Draw the f(k) figure as SVG or PNG
 #[derive(clap::Args)]

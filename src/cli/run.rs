@@ -3,9 +3,9 @@
 
 use std::io::IsTerminal;
 
-use crate::pools::PoolWorker;
-use crate::study::{PolicySource, Study};
 use crate::tui::{self, App};
+use ualign_core::pools::PoolWorker;
+use ualign_core::study::{PolicySource, Study};
 
 /// Run the study for one participant in the terminal.
 #[derive(clap::Args)]
@@ -32,7 +32,7 @@ impl Cmd {
 /// them in the background from the start with `warm_up`, see [`App::warm_up`]).
 pub(crate) fn run_participant(
     study: Study,
-    store: crate::store::Store,
+    store: ualign_core::store::Store,
     participant: Option<String>,
     engine: super::EngineArgs,
     warm_up: bool,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use super::values;
-use crate::engine::{self, GenOptions, SampleSpec, SamplingParams};
+use ualign_engine::{GenOptions, SampleSpec, SamplingParams};
 
 /// Try a model folder without a study: k candidates for one prompt.
 #[derive(clap::Args)]
@@ -71,7 +71,7 @@ fn gen_default(cfg: &Value, key: &str) -> Option<f64> {
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
         let t_load = std::time::Instant::now();
-        let mut g = engine::load(&self.model, self.ep.into(), self.threads)?;
+        let mut g = ualign_engine::load(&self.model, self.ep.into(), self.threads)?;
         let load_ms = t_load.elapsed().as_secs_f64() * 1000.0;
         for n in std::mem::take(&mut g.notices) {
             eprintln!("notice: {n}");
@@ -82,7 +82,7 @@ impl Cmd {
         let opts = self.options(&g.folder.generation)?;
         let ids = g.encode_prompt(&self.prompt, !self.raw)?;
         let specs: Vec<SampleSpec> = (0..self.k)
-            .map(|i| SampleSpec { index: i, seed: engine::sample_seed(self.seed, "sample", "cli", i) })
+            .map(|i| SampleSpec { index: i, seed: ualign_core::seed::sample_seed(self.seed, "sample", "cli", i) })
             .collect();
         let (samples, t) = g.generate(&ids, &specs, &opts, None)?;
         if self.json {
@@ -139,7 +139,7 @@ impl Cmd {
                 .unwrap_or(gen_default(gc, "repetition_penalty").unwrap_or(1.0) as f32),
         };
         let from_file = |key: &str, v: f32, flag: &str| -> anyhow::Result<()> {
-            crate::decoding::limits::check(key, f64::from(v)).map_err(|rule| {
+            ualign_engine::decoding::limits::check(key, f64::from(v)).map_err(|rule| {
                 anyhow::anyhow!("{}: {key} = {v}: {rule}; pass --{flag} to override it", gc_path.display())
             })
         };
@@ -160,7 +160,13 @@ impl Cmd {
     }
 
     /// The timing line of `--json`, with the settings used.
-    fn timing(&self, g: &engine::Generator, opts: &GenOptions, t: &engine::PoolTiming, load_ms: f64) -> Value {
+    fn timing(
+        &self,
+        g: &ualign_engine::Generator,
+        opts: &GenOptions,
+        t: &ualign_engine::PoolTiming,
+        load_ms: f64,
+    ) -> Value {
         let p = &opts.params;
         json!({
             "provider": g.provider.to_string(),

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::values;
-use crate::pools::PoolWorker;
 use crate::serve::{self, Auth, Doors, Hub, Limits};
-use crate::study::PolicySource;
+use ualign_core::pools::PoolWorker;
+use ualign_core::study::PolicySource;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum AuthArg {
@@ -89,7 +89,7 @@ impl Cmd {
             );
             println!("invitations: {made} made, {used} used");
         }
-        let missing = crate::pools::pending_jobs(&study, &store)?;
+        let missing = ualign_core::pools::pending_jobs(&study, &store)?;
         let has_models = study.policies.iter().any(|p| matches!(p.source, PolicySource::Model { .. }));
         let db = store.path().to_path_buf();
         drop(store);

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 
-use crate::simulate::{Population, simulate_timed};
+use ualign_core::simulate::{Population, simulate_timed};
 
 /// Synthetic participants answering through the same scheduler and store as real ones.
 #[derive(clap::Args)]
@@ -40,7 +40,7 @@ impl Cmd {
         }
         if let Some(path) = &self.latent_out {
             let orders =
-                crate::simulate::latent_orders(&study, &store, self.participants, &self.population, self.seed)?;
+                ualign_core::simulate::latent_orders(&study, &store, self.participants, &self.population, self.seed)?;
             let mut lines = String::new();
             for o in &orders {
                 lines.push_str(&serde_json::to_string(o)?);

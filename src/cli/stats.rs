@@ -1,11 +1,11 @@
 //! `ualign stats`: the report of a study's answers as text or JSON; also the report
 //! settings that `plot` and `dashboard` share.
 
-use crate::analysis::counterfactual;
-use crate::analysis::diversity::Diversity;
-use crate::analysis::fk::{self, FkRow};
-use crate::analysis::quality::Quality;
-use crate::analysis::report::{Options, Report};
+use ualign_core::analysis::counterfactual;
+use ualign_core::analysis::diversity::Diversity;
+use ualign_core::analysis::fk::{self, FkRow};
+use ualign_core::analysis::quality::Quality;
+use ualign_core::analysis::report::{Options, Report};
 
 /// Report what the answers so far say: empirical f(k) against k/(k+1), rankings, the
 /// equilibrium policies over each prompt's pool, diversity and data quality.
@@ -57,19 +57,19 @@ pub struct AnalysisArgs {
     #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 0, 100_000>)]
     model_replicates: usize,
     /// Latent classes tried, 1..=C (the one of least BIC is kept)
-    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 1, { crate::analysis::mixture::MAX_CLASSES as u64 }>)]
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 1, { ualign_core::analysis::mixture::MAX_CLASSES as u64 }>)]
     max_classes: usize,
 }
 
 impl AnalysisArgs {
-    pub fn options(&self, study: &crate::study::Study) -> Options {
+    pub fn options(&self, study: &ualign_core::study::Study) -> Options {
         let d = Options::for_study(study);
         Options {
             replicates: self.replicates as usize,
             worth_replicates: self.worth_replicates,
             too_fast_ms: self.too_fast_ms,
             k_max: self.k_max.unwrap_or(d.k_max),
-            model: crate::analysis::model::ModelOptions {
+            model: ualign_core::analysis::model::ModelOptions {
                 replicates: self.model_replicates,
                 c_max: self.max_classes,
                 ..d.model

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::study::{self, Design, PolicySource, StudyError};
+use ualign_core::study::{self, Design, PolicySource, StudyError};
 
 #[derive(clap::Args)]
 pub struct Cmd {

@@ -4,7 +4,7 @@
 //! says it is too large, and each flag's range is stated. Decoding flags follow the same
 //! rules as a study file's decoding settings (`decoding::limits`).
 
-use crate::decoding::limits;
+use ualign_engine::decoding::limits;
 
 /// A whole number from `LO` to `HI`, as any integer type it fits.
 pub fn whole<T: TryFrom<u64>, const LO: u64, const HI: u64>(s: &str) -> Result<T, String> {

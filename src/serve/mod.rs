@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::pools::PoolWorker;
-use crate::store::Store;
-use crate::study::Study;
+use ualign_core::pools::PoolWorker;
+use ualign_core::store::Store;
+use ualign_core::study::Study;
 
 /// Who may take part.
 #[derive(Debug, Clone)]
@@ -157,11 +157,11 @@ impl Hub {
     /// Whether a typed id or code lets its connection in, and as whom. Only reads: an
     /// invitation's first use is recorded when its screen starts.
     pub fn admit(&self, typed: Option<&str>, password: Option<&str>) -> Admission {
-        let typed = typed.map(str::trim).filter(|t| !t.is_empty() && t.len() <= crate::study::MAX_ID_LEN);
+        let typed = typed.map(str::trim).filter(|t| !t.is_empty() && t.len() <= ualign_core::study::MAX_ID_LEN);
         let is_invitation = |t: &str| {
-            crate::study::normal_invitation_code(t).is_some_and(|code| {
+            ualign_core::study::normal_invitation_code(t).is_some_and(|code| {
                 let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
-                gate.invitation_exists(&crate::study::invitation_hash(&code)).unwrap_or(false)
+                gate.invitation_exists(&ualign_core::study::invitation_hash(&code)).unwrap_or(false)
             })
         };
         let accepted = |t: &str| {
@@ -291,8 +291,8 @@ impl Hub {
                 w.poll()
                     .into_iter()
                     .filter_map(|ev| match ev {
-                        crate::pools::WorkerEvent::Notice(n) => Some(n),
-                        crate::pools::WorkerEvent::Stopped(why) => Some(format!("the engine stopped: {why}")),
+                        ualign_core::pools::WorkerEvent::Notice(n) => Some(n),
+                        ualign_core::pools::WorkerEvent::Stopped(why) => Some(format!("the engine stopped: {why}")),
                         _ => None,
                     })
                     .collect()

@@ -19,9 +19,9 @@ use ratatui::{TerminalOptions, Viewport};
 
 use super::Hub;
 use super::limits::Place;
-use crate::store::Store;
 use crate::tui::app::{App, Screen};
 use crate::tui::{Interactive, draw, text};
+use ualign_core::store::Store;
 
 /// Output waiting for a slow client, at most; beyond it the client is dropped.
 pub const MAX_QUEUED_BYTES: usize = 1 << 20;

@@ -15,10 +15,10 @@ use ratatui::layout::{Position, Rect};
 use super::keymap::{self, Action, Context, Scroll};
 use super::layout::{self, Panel};
 use super::text;
-use crate::pools::{PoolWorker, WorkerEvent};
-use crate::session::{Next, PresentedTrial, Session, Submitted};
-use crate::store::{Answer, Store, StoreError};
-use crate::study::{RankMode, Study};
+use ualign_core::pools::{PoolWorker, WorkerEvent};
+use ualign_core::session::{Next, PresentedTrial, Session, Submitted};
+use ualign_core::store::{Answer, Store, StoreError};
+use ualign_core::study::{RankMode, Study};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
@@ -183,12 +183,12 @@ impl App {
     /// use is recorded), or the id itself when the study accepts it or it is already in
     /// the database (a participant enrolled before the study's id rules changed can resume).
     fn admit(&mut self, typed: &str) -> anyhow::Result<Option<String>> {
-        if let Some(code) = crate::study::normal_invitation_code(typed)
-            && let Some(p) = self.store.redeem_invitation(&crate::study::invitation_hash(&code))?
+        if let Some(code) = ualign_core::study::normal_invitation_code(typed)
+            && let Some(p) = self.store.redeem_invitation(&ualign_core::study::invitation_hash(&code))?
         {
             return Ok(Some(p));
         }
-        let known = typed.len() <= crate::study::MAX_ID_LEN && self.store.participant_exists(typed)?;
+        let known = typed.len() <= ualign_core::study::MAX_ID_LEN && self.store.participant_exists(typed)?;
         Ok((self.study.accepts_participant_id(typed) || known).then(|| typed.to_string()))
     }
 
@@ -339,7 +339,7 @@ impl App {
                     if self.study.consent.trim().is_empty() { self.after_consent()? } else { Screen::Consent };
             }
             (Screen::Consent, Action::Yes) => {
-                self.consented_at = Some(crate::store::now());
+                self.consented_at = Some(ualign_core::store::now());
                 self.screen = self.after_consent()?;
             }
             (Screen::Consent, Action::No) => self.screen = Screen::Declined,
@@ -362,7 +362,7 @@ impl App {
             Action::Confirm => {
                 let typed = self.id_input.trim().to_string();
                 if typed.is_empty() {
-                    self.participant = Some(crate::study::new_pseudonym());
+                    self.participant = Some(ualign_core::study::new_pseudonym());
                     self.ensure_session()?;
                     self.screen = Screen::ShowNewId;
                 } else if let Some(id) = self.admit(&typed)? {
@@ -377,7 +377,7 @@ impl App {
             Action::Erase => {
                 self.id_input.pop();
             }
-            Action::Type(c) if self.id_input.len() < crate::study::MAX_ID_LEN => {
+            Action::Type(c) if self.id_input.len() < ualign_core::study::MAX_ID_LEN => {
                 self.id_input.push(c);
                 self.id_error = false;
             }
@@ -404,7 +404,7 @@ impl App {
     /// before it. (`demo` does this; `run` fills only what a participant's trials need.)
     pub fn warm_up(&mut self) -> anyhow::Result<()> {
         if let Some(w) = self.worker.as_mut() {
-            let jobs = crate::pools::pending_jobs_by_prompt(&self.study, &self.store)?;
+            let jobs = ualign_core::pools::pending_jobs_by_prompt(&self.study, &self.store)?;
             if !jobs.is_empty() {
                 w.request_background(jobs);
             }

@@ -8,8 +8,8 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
-use crate::pools::import::import_candidates;
 use crate::tui::draw::{self, Theme};
+use ualign_core::pools::import::import_candidates;
 
 fn key(app: &mut App, code: KeyCode) {
     app.on_key(KeyEvent::new(code, KeyModifiers::NONE)).unwrap();
@@ -23,14 +23,14 @@ fn answers(app: &App) -> i64 {
 fn a_write_that_fails_shows_what_was_saved_and_how_to_resume() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let (mut s, _) = crate::study::load(&repo.join("studies/example.toml")).unwrap();
+    let (mut s, _) = ualign_core::study::load(&repo.join("studies/example.toml")).unwrap();
     let (mut store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
     for policy in ["sampled", "greedy"] {
         let file = repo.join(format!("studies/example/{policy}.jsonl"));
         import_candidates(&mut store, &s, policy, &file, false).unwrap();
     }
     s.options.min_reading_ms = 0;
-    s.options.participant_id_pattern = Some(crate::study::IdPattern::new("p[0-9]+").unwrap());
+    s.options.participant_id_pattern = Some(ualign_core::study::IdPattern::new("p[0-9]+").unwrap());
     let mut app = App::new(s, store, None, None).unwrap();
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Char('y'));

@@ -13,7 +13,7 @@ use super::app::{App, Screen, TrialSlot, TrialState};
 use super::layout::{self, Panel, centered, wrapped_height};
 pub use super::layout::{inert, reflow};
 use super::{keymap, text};
-use crate::study::RankMode;
+use ualign_core::study::RankMode;
 
 /// Colours, or none when NO_COLOR is set.
 #[derive(Clone, Copy)]

@@ -6,7 +6,7 @@
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use unicode_width::UnicodeWidthStr;
 
-use crate::session::PresentedTrial;
+use ualign_core::session::PresentedTrial;
 
 /// Makes candidate text inert: escape sequences and control characters are shown as
 /// visible symbols, never interpreted; tabs become spaces; bidi overrides are dropped.

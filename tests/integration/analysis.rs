@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use serde_json::Value;
-use ualign::analysis::equilibria::{Order, maximal_lottery};
-use ualign::analysis::ranking::{Top1, mm_top1};
+use ualign_core::analysis::equilibria::{Order, maximal_lottery};
+use ualign_core::analysis::ranking::{Top1, mm_top1};
 
 fn fixture(name: &str) -> Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis").join(name);
@@ -50,13 +50,13 @@ fn maximal_lotteries_equal_pref_voting() {
 /// ranking and the counterfactual rows.
 #[test]
 fn a_report_from_records_needs_no_database() {
-    use ualign::analysis::report::{Options, Records, Report};
-    use ualign::schedule::{Slot, SlotRole};
-    use ualign::store::{BestOfKAnswer, Candidate, Progress, QualityCounts, RankAnswer};
+    use ualign_core::analysis::report::{Options, Records, Report};
+    use ualign_core::schedule::{Slot, SlotRole};
+    use ualign_core::store::{BestOfKAnswer, Candidate, Progress, QualityCounts, RankAnswer};
 
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("studies/example.toml")).unwrap();
     let (s, diags) =
-        ualign::study::parse_study(&Path::new(env!("CARGO_MANIFEST_DIR")).join("studies/example.toml"), &text);
+        ualign_core::study::parse_study(&Path::new(env!("CARGO_MANIFEST_DIR")).join("studies/example.toml"), &text);
     assert!(!diags.has_errors());
     let s = s.unwrap();
     let cand = |id: i64, policy: &str, sample: u32, text: &str| Candidate {
@@ -120,8 +120,8 @@ fn a_report_from_records_needs_no_database() {
 /// fitted with the model's prior (alpha 0.1), its worths equal choix's `mm_top1`.
 #[test]
 fn a_one_class_mixture_equals_choix() {
-    use ualign::analysis::mixture::{ALPHA, Evidence, FitOptions, PromptItems, fit};
-    use ualign::analysis::ranking::Choices;
+    use ualign_core::analysis::mixture::{ALPHA, Evidence, FitOptions, PromptItems, fit};
+    use ualign_core::analysis::ranking::Choices;
     let mut checked = 0;
     for (i, case) in fixture("choix_mm_top1.json").as_array().unwrap().iter().enumerate() {
         if case["alpha"].as_f64().unwrap() != ALPHA {

@@ -367,10 +367,10 @@ fn invite_writes_the_codes_once_owner_only_and_stores_only_their_hashes() {
     for row in &rows[1..] {
         let (code, participant) = row.split_once(',').unwrap();
         assert!(
-            ualign::study::normal_invitation_code(code).as_deref() == Some(code)
-                && ualign::study::is_pseudonym(participant)
+            ualign_core::study::normal_invitation_code(code).as_deref() == Some(code)
+                && ualign_core::study::is_pseudonym(participant)
         );
-        let hash = ualign::study::invitation_hash(code);
+        let hash = ualign_core::study::invitation_hash(code);
         let stored: i64 = common::sql(&db)
             .query_row(
                 "SELECT COUNT(*) FROM invitations WHERE code_hash = ?1 AND participant_id = ?2",

@@ -238,7 +238,7 @@ pub fn sql(db: &Path) -> Connection {
 
 /// Asserts that every pool stored in `db` is whole: as many candidates per policy and
 /// prompt as the policy's pool size (a pool is stored at once or not at all).
-pub fn assert_pools_whole(db: &Path, study: &ualign::study::Study) {
+pub fn assert_pools_whole(db: &Path, study: &ualign_core::study::Study) {
     let pools: Vec<(String, i64)> = sql(db)
         .prepare("SELECT policy, COUNT(*) FROM candidates GROUP BY policy, prompt_id")
         .unwrap()

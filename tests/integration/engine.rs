@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use ualign::engine::{self, EpChoice, FinishReason, GenOptions, SampleSpec, SamplingParams};
+use ualign_engine::{EpChoice, FinishReason, GenOptions, SampleSpec, SamplingParams};
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(rel)
@@ -28,7 +28,7 @@ fn greedy_tokens_equal_transformers_generate_for_every_family() {
     let merged = fixture("llama-merged");
     assert!(merged.join("decoder_model_merged.onnx").exists() && !merged.join("model.onnx").exists());
     for (family, cases) in families {
-        let mut g = engine::load(&fixture(family), EpChoice::Cpu, Some(1)).unwrap();
+        let mut g = ualign_engine::load(&fixture(family), EpChoice::Cpu, Some(1)).unwrap();
         for case in cases.as_array().unwrap() {
             let prompt = case["prompt"].as_str().unwrap();
             let ids = g.encode_prompt(prompt, case["chat_template"].as_bool().unwrap()).unwrap();
@@ -45,12 +45,12 @@ fn greedy_tokens_equal_transformers_generate_for_every_family() {
 
 #[test]
 fn k_rows_decoded_together_equal_each_row_alone() {
-    let mut g = engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap();
+    let mut g = ualign_engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap();
     let ids = g.encode_prompt("the quick brown fox", false).unwrap();
     let opts =
         GenOptions { params: SamplingParams { temperature: 1.3, top_k: 50, ..Default::default() }, ..greedy(16) };
     let specs: Vec<SampleSpec> =
-        (0..8).map(|i| SampleSpec { index: i, seed: engine::sample_seed(7, "p", "pol", i) }).collect();
+        (0..8).map(|i| SampleSpec { index: i, seed: ualign_core::seed::sample_seed(7, "p", "pol", i) }).collect();
     let (batch, _) = g.generate(&ids, &specs, &opts, None).unwrap();
     // Different rows finish at different steps (eos = 0 is likely at high temperature), so the
     // batch is compacted along the way; each row must still equal its solo run.
@@ -66,14 +66,14 @@ fn k_rows_decoded_together_equal_each_row_alone() {
 #[test]
 fn samples_do_not_depend_on_thread_count_or_pool_size() {
     let ids = {
-        let g = engine::load(&fixture("qwen3"), EpChoice::Cpu, Some(1)).unwrap();
+        let g = ualign_engine::load(&fixture("qwen3"), EpChoice::Cpu, Some(1)).unwrap();
         g.encode_prompt("a model answers", false).unwrap()
     };
     let opts =
         GenOptions { params: SamplingParams { temperature: 1.0, top_p: 0.9, ..Default::default() }, ..greedy(10) };
-    let spec = |i| SampleSpec { index: i, seed: engine::sample_seed(1, "x", "y", i) };
-    let mut one = engine::load(&fixture("qwen3"), EpChoice::Cpu, Some(1)).unwrap();
-    let mut two = engine::load(&fixture("qwen3"), EpChoice::Cpu, Some(2)).unwrap();
+    let spec = |i| SampleSpec { index: i, seed: ualign_core::seed::sample_seed(1, "x", "y", i) };
+    let mut one = ualign_engine::load(&fixture("qwen3"), EpChoice::Cpu, Some(1)).unwrap();
+    let mut two = ualign_engine::load(&fixture("qwen3"), EpChoice::Cpu, Some(2)).unwrap();
     let (a, _) = one.generate(&ids, &[spec(3)], &opts, None).unwrap();
     let (b, _) = two.generate(&ids, &(0..6).map(spec).collect::<Vec<_>>(), &opts, None).unwrap();
     assert_eq!(a[0].token_ids, b[3].token_ids);
@@ -81,7 +81,7 @@ fn samples_do_not_depend_on_thread_count_or_pool_size() {
 
 #[test]
 fn ignore_eos_decodes_exactly_max_new_tokens_and_timing_is_reported() {
-    let mut g = engine::load(&fixture("gpt2"), EpChoice::Cpu, Some(1)).unwrap();
+    let mut g = ualign_engine::load(&fixture("gpt2"), EpChoice::Cpu, Some(1)).unwrap();
     let ids = g.encode_prompt("k", false).unwrap();
     let opts = GenOptions { ignore_eos: true, ..greedy(20) };
     let specs: Vec<SampleSpec> = (0..4).map(|i| SampleSpec { index: i, seed: i as u64 }).collect();
@@ -94,7 +94,7 @@ fn ignore_eos_decodes_exactly_max_new_tokens_and_timing_is_reported() {
 
 #[test]
 fn stop_strings_end_a_sample_and_are_cut_from_its_text() {
-    let mut g = engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap();
+    let mut g = ualign_engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap();
     let ids = g.encode_prompt("the quick brown fox", false).unwrap();
     let (free, _) = g
         .generate(&ids, &[SampleSpec { index: 0, seed: 0 }], &GenOptions { ignore_eos: true, ..greedy(12) }, None)
@@ -114,36 +114,36 @@ fn stop_strings_end_a_sample_and_are_cut_from_its_text() {
 #[test]
 fn a_wrong_folder_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let e = engine::load(&dir.path().join("nope"), EpChoice::Cpu, None).err().unwrap().to_string();
+    let e = ualign_engine::load(&dir.path().join("nope"), EpChoice::Cpu, None).err().unwrap().to_string();
     assert!(e.contains("no such folder"), "{e}");
-    let e = engine::load(dir.path(), EpChoice::Cpu, None).err().unwrap().to_string();
+    let e = ualign_engine::load(dir.path(), EpChoice::Cpu, None).err().unwrap().to_string();
     assert!(e.contains("model.onnx") && e.contains("missing"), "{e}");
     // Copy a model but leave out the tokenizer.
     for f in ["model.onnx", "config.json"] {
         std::fs::copy(fixture("llama").join(f), dir.path().join(f)).unwrap();
     }
-    let e = engine::load(dir.path(), EpChoice::Cpu, None).err().unwrap().to_string();
+    let e = ualign_engine::load(dir.path(), EpChoice::Cpu, None).err().unwrap().to_string();
     assert!(e.contains("tokenizer.json: missing"), "{e}");
     // A tokenizer from a model with a bigger vocabulary.
     let big = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,"model":{"type":"WordLevel","vocab":VOCAB,"unk_token":"t0"}}"#;
     let vocab: serde_json::Map<String, Value> = (0..1000).map(|i| (format!("t{i}"), Value::from(i))).collect();
     std::fs::write(dir.path().join("tokenizer.json"), big.replace("VOCAB", &Value::Object(vocab).to_string())).unwrap();
-    let e = engine::load(dir.path(), EpChoice::Cpu, None).err().unwrap().to_string();
+    let e = ualign_engine::load(dir.path(), EpChoice::Cpu, None).err().unwrap().to_string();
     assert!(e.contains("do not belong together"), "{e}");
     // A graph without a KV cache.
     std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
-    let e = engine::load(dir.path(), EpChoice::Cpu, None).err().unwrap().to_string();
+    let e = ualign_engine::load(dir.path(), EpChoice::Cpu, None).err().unwrap().to_string();
     assert!(e.contains("config.json: not valid JSON"), "{e}");
 }
 
 #[test]
 fn cuda_is_never_a_silent_fallback() {
-    if engine::cuda_available() {
+    if ualign_engine::cuda_available() {
         return; // a machine with the CUDA provider: nothing to check here
     }
-    let e = engine::load(&fixture("llama"), EpChoice::Cuda, None).err().unwrap().to_string();
+    let e = ualign_engine::load(&fixture("llama"), EpChoice::Cuda, None).err().unwrap().to_string();
     assert!(e.contains("--ep cuda never falls back to CPU"), "{e}");
-    let g = engine::load(&fixture("llama"), EpChoice::Auto, None).unwrap();
+    let g = ualign_engine::load(&fixture("llama"), EpChoice::Auto, None).unwrap();
     assert_eq!(g.provider.name, "cpu");
     assert!(g.provider.fallback.is_some(), "auto says why it fell back");
 }
@@ -152,7 +152,7 @@ fn cuda_is_never_a_silent_fallback() {
 fn kv_cache_decoding_equals_full_recomputation() {
     // Each greedy token from the KV-cache loop must equal the token a fresh prefill of the
     // whole sequence so far predicts (no cache at all).
-    let mut g = engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap();
+    let mut g = ualign_engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap();
     let ids = g.encode_prompt("a model answers with", false).unwrap();
     let opts = GenOptions { ignore_eos: true, ..greedy(10) };
     let (s, _) = g.generate(&ids, &[SampleSpec { index: 0, seed: 0 }], &opts, None).unwrap();
@@ -170,8 +170,8 @@ fn the_io_binding_path_gives_the_same_samples_as_plain_runs() {
     // CUDA sessions run through an I/O binding (KV cache bound to device memory); on the
     // CPU the same path binds host memory, so its logic is checked here without a GPU.
     for family in ["llama", "llama-merged", "gpt2"] {
-        let mut plain = engine::load(&fixture(family), EpChoice::Cpu, Some(1)).unwrap();
-        let mut bound = engine::load(&fixture(family), EpChoice::Cpu, Some(1)).unwrap();
+        let mut plain = ualign_engine::load(&fixture(family), EpChoice::Cpu, Some(1)).unwrap();
+        let mut bound = ualign_engine::load(&fixture(family), EpChoice::Cpu, Some(1)).unwrap();
         assert!(!plain.kv_bound());
         bound.keep_kv_on(ort::memory::AllocationDevice::CPU).unwrap();
         assert!(bound.kv_bound());
@@ -179,7 +179,7 @@ fn the_io_binding_path_gives_the_same_samples_as_plain_runs() {
         let opts =
             GenOptions { params: SamplingParams { temperature: 1.3, top_k: 50, ..Default::default() }, ..greedy(16) };
         let specs: Vec<SampleSpec> =
-            (0..8).map(|i| SampleSpec { index: i, seed: engine::sample_seed(7, "p", "pol", i) }).collect();
+            (0..8).map(|i| SampleSpec { index: i, seed: ualign_core::seed::sample_seed(7, "p", "pol", i) }).collect();
         // Rows finish at different steps, so the bound cache is compacted along the way.
         let (a, _) = plain.generate(&ids, &specs, &opts, None).unwrap();
         let (b, _) = bound.generate(&ids, &specs, &opts, None).unwrap();
@@ -230,7 +230,7 @@ fn padded_vocabulary_folder(cut: usize) -> (tempfile::TempDir, usize) {
 #[test]
 fn ids_the_tokenizer_cannot_decode_are_never_sampled() {
     let (dir, decodable) = padded_vocabulary_folder(16);
-    let mut g = engine::load(dir.path(), EpChoice::Cpu, Some(1)).unwrap();
+    let mut g = ualign_engine::load(dir.path(), EpChoice::Cpu, Some(1)).unwrap();
     assert_eq!(g.signature.vocab, Some(decodable + 16));
     let warning = g.notices.join("\n");
     assert!(warning.contains("decodes 304 token ids") && warning.contains("cover 320"), "{warning}");
@@ -250,7 +250,7 @@ fn ids_the_tokenizer_cannot_decode_are_never_sampled() {
     // Greedy decoding keeps to them too, and the full tokenizer gives no notice.
     let (greedy_samples, _) = g.generate(&ids, &specs[..1], &greedy(24), None).unwrap();
     assert!(greedy_samples[0].token_ids.iter().all(|&t| (t as usize) < decodable));
-    assert!(engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap().notices.is_empty());
+    assert!(ualign_engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap().notices.is_empty());
 }
 
 #[test]
@@ -259,7 +259,7 @@ fn a_folder_without_its_optional_files_says_which_defaults_apply() {
     for f in ["config.json", "tokenizer.json", "model.onnx"] {
         std::fs::copy(fixture("llama").join(f), dir.path().join(f)).unwrap();
     }
-    let g = engine::load(dir.path(), EpChoice::Cpu, Some(1)).unwrap();
+    let g = ualign_engine::load(dir.path(), EpChoice::Cpu, Some(1)).unwrap();
     assert_eq!(g.notices.len(), 2, "{:?}", g.notices);
     assert!(g.notices[0].contains("no generation_config.json") && g.notices[0].contains("top-k 50"));
     assert!(g.notices[1].contains("no tokenizer_config.json") && g.notices[1].contains("raw text"));
@@ -267,16 +267,17 @@ fn a_folder_without_its_optional_files_says_which_defaults_apply() {
 
 #[test]
 fn a_pool_larger_than_a_batch_decodes_in_batches_with_the_same_samples() {
-    let mut g = engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap();
+    let mut g = ualign_engine::load(&fixture("llama"), EpChoice::Cpu, Some(1)).unwrap();
     let ids = g.encode_prompt("the quick brown fox", false).unwrap();
     let opts = GenOptions { params: SamplingParams { temperature: 1.0, ..Default::default() }, ..greedy(6) };
-    let n = engine::MAX_BATCH as u32 + 3;
+    let n = ualign_engine::MAX_BATCH as u32 + 3;
     let specs: Vec<SampleSpec> =
-        (0..n).map(|i| SampleSpec { index: i, seed: engine::sample_seed(1, "p", "q", i) }).collect();
+        (0..n).map(|i| SampleSpec { index: i, seed: ualign_core::seed::sample_seed(1, "p", "q", i) }).collect();
     let (all, timing) = g.generate(&ids, &specs, &opts, None).unwrap();
     assert_eq!(all.len(), n as usize);
     assert_eq!(all.iter().map(|s| s.index).collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
-    for spec in [specs[0], specs[engine::MAX_BATCH - 1], specs[engine::MAX_BATCH], specs[n as usize - 1]] {
+    for spec in [specs[0], specs[ualign_engine::MAX_BATCH - 1], specs[ualign_engine::MAX_BATCH], specs[n as usize - 1]]
+    {
         let (solo, _) = g.generate(&ids, &[spec], &opts, None).unwrap();
         assert_eq!(solo[0].token_ids, all[spec.index as usize].token_ids, "sample {}", spec.index);
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::common;
-use ualign::engine::gguf::{Gguf, GgufError, Meta, TensorType};
+use ualign_engine::gguf::{Gguf, GgufError, Meta, TensorType};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf").join(name)
@@ -88,7 +88,7 @@ fn damaged_files_are_clear_errors_naming_the_file() {
     let t = g.tensor("t.q4_0").unwrap();
     let mut odd = t.clone();
     odd.ty = TensorType::from_code(11);
-    let e = ualign::engine::gguf::quant::dequantize(odd.ty, g.data(t)).unwrap_err();
+    let e = ualign_engine::gguf::quant::dequantize(odd.ty, g.data(t)).unwrap_err();
     assert!(e.contains("Q3_K (GGML type 11) is not supported"), "{e}");
 }
 
@@ -100,7 +100,7 @@ fn reference_values(name: &str) -> Vec<f32> {
 
 #[test]
 fn matrices_repacked_for_matmulnbits_hold_the_reference_values() {
-    use ualign::engine::gguf::linear::Linear;
+    use ualign_engine::gguf::linear::Linear;
     let g = Gguf::open(&fixture("types.gguf")).unwrap();
     let mut nbits = Vec::new();
     for t in &g.tensors {
@@ -141,7 +141,7 @@ fn matrices_repacked_for_matmulnbits_hold_the_reference_values() {
 
 /// The default model's GGUF (provisioned by the build).
 fn default_gguf() -> PathBuf {
-    let folder = ualign::engine::ModelFolder::open(&crate::golden::smollm2()).unwrap();
+    let folder = ualign_engine::ModelFolder::open(&crate::golden::smollm2()).unwrap();
     folder.model.path().to_path_buf()
 }
 
@@ -158,7 +158,7 @@ fn gguf_folder(files: &[(&str, &Path)]) -> tempfile::TempDir {
 #[test]
 fn the_tokenizer_built_from_gguf_metadata_encodes_as_the_fixed_tokenizer_json() {
     let dir = gguf_folder(&[]);
-    let built = ualign::engine::ModelFolder::open(dir.path()).unwrap();
+    let built = ualign_engine::ModelFolder::open(dir.path()).unwrap();
     assert_eq!(built.tokenizer_file, dir.path().join("model.gguf"), "no tokenizer.json: the GGUF's own");
     let fixed = tokenizers::Tokenizer::from_file(crate::golden::smollm2().join("tokenizer.json")).unwrap();
     let texts = [
@@ -186,7 +186,7 @@ fn the_tokenizer_built_from_gguf_metadata_encodes_as_the_fixed_tokenizer_json() 
 fn a_tokenizer_json_of_another_model_is_refused_naming_both_files() {
     let other = common::repo("assets/models/fortune-llama/tokenizer.json");
     let dir = gguf_folder(&[("tokenizer.json", &other)]);
-    let Err(e) = ualign::engine::ModelFolder::open(dir.path()) else { panic!("a foreign tokenizer was accepted") };
+    let Err(e) = ualign_engine::ModelFolder::open(dir.path()) else { panic!("a foreign tokenizer was accepted") };
     let msg = e.to_string();
     assert!(
         msg.contains(&dir.path().join("tokenizer.json").display().to_string())
@@ -202,20 +202,20 @@ fn a_gguf_of_an_architecture_ualign_does_not_build_is_a_clear_error() {
     let at = bytes.windows(13).position(|w| w == b"\x05\x00\x00\x00\x00\x00\x00\x00llama").unwrap();
     bytes[at + 8..at + 13].copy_from_slice(b"bloom");
     let (_d, g) = open_bytes(&bytes);
-    let e = ualign::engine::gguf::decoder::Arch::read(&g.unwrap()).unwrap_err();
+    let e = ualign_engine::gguf::decoder::Arch::read(&g.unwrap()).unwrap_err();
     assert!(
         e.to_string().contains("bad.gguf: architecture `bloom` is not supported (ualign builds llama and qwen2)"),
         "{e}"
     );
     // A llama file without the model's metadata says which key is missing.
     let g = Gguf::open(&fixture("types.gguf")).unwrap();
-    let e = ualign::engine::gguf::decoder::Arch::read(&g).unwrap_err();
+    let e = ualign_engine::gguf::decoder::Arch::read(&g).unwrap_err();
     assert!(e.to_string().contains("types.gguf: no `llama.block_count` in its metadata"), "{e}");
 }
 
 #[test]
 fn tiny_gguf_models_decode_greedily_as_transformers_does() {
-    use ualign::engine::{self, EpChoice, GenOptions, SampleSpec, SamplingParams};
+    use ualign_engine::{EpChoice, GenOptions, SampleSpec, SamplingParams};
     let parity: Value = serde_json::from_str(&std::fs::read_to_string(fixture("parity.json")).unwrap()).unwrap();
     let n = parity["n_new_tokens"].as_u64().unwrap() as u32;
     let opts = GenOptions {
@@ -226,7 +226,7 @@ fn tiny_gguf_models_decode_greedily_as_transformers_does() {
     };
     for (name, cases) in parity["models"].as_object().unwrap() {
         // The file itself, not a folder: its tokenizer and template come from its metadata.
-        let mut g = engine::load(&fixture(&format!("{name}.gguf")), EpChoice::Cpu, Some(2)).unwrap();
+        let mut g = ualign_engine::load(&fixture(&format!("{name}.gguf")), EpChoice::Cpu, Some(2)).unwrap();
         let dequantised: Vec<&String> = g.notices.iter().filter(|n| n.contains("dequantised")).collect();
         if name == "tiny-llama" {
             assert!(
@@ -259,7 +259,7 @@ fn patched(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_missing_tensor_or_an_unknown_type_is_an_error_naming_the_file_and_the_tensor() {
-    use ualign::engine::{self, EpChoice};
+    use ualign_engine::EpChoice;
     let good = std::fs::read(fixture("tiny-llama.gguf")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, bytes: &[u8]| {
@@ -268,7 +268,7 @@ fn a_missing_tensor_or_an_unknown_type_is_an_error_naming_the_file_and_the_tenso
         p
     };
     let missing = write("missing.gguf", &patched(good.clone(), b"blk.1.ffn_down.weight", b"blk.1.ffn_dowX.weight"));
-    let e = engine::load(&missing, EpChoice::Cpu, Some(1)).err().expect("a model without a tensor loaded");
+    let e = ualign_engine::load(&missing, EpChoice::Cpu, Some(1)).err().expect("a model without a tensor loaded");
     let msg = e.to_string();
     assert!(msg.contains("missing.gguf: no tensor `blk.1.ffn_down.weight`, which a `llama` model needs"), "{msg}");
     // attn_v of layer 0 is Q8_0 (code 8); as code 16 (IQ2_XXS) ualign cannot read it.
@@ -282,14 +282,14 @@ fn a_missing_tensor_or_an_unknown_type_is_an_error_naming_the_file_and_the_tenso
     let path = write("unknown.gguf", &unknown);
     let msg = match Gguf::open(&path) {
         Err(e) => e.to_string(),
-        Ok(_) => engine::load(&path, EpChoice::Cpu, Some(1)).err().expect("an unknown type loaded").to_string(),
+        Ok(_) => ualign_engine::load(&path, EpChoice::Cpu, Some(1)).err().expect("an unknown type loaded").to_string(),
     };
     assert!(msg.contains("unknown.gguf") && msg.contains("blk.0.attn_v.weight") && msg.contains("IQ2_XXS"), "{msg}");
 }
 
 #[test]
 fn convert_writes_a_folder_that_runs_as_an_onnx_model_with_the_same_tokens() {
-    use ualign::engine::{self, EpChoice, GenOptions, ModelFile, SampleSpec, SamplingParams};
+    use ualign_engine::{EpChoice, GenOptions, ModelFile, SampleSpec, SamplingParams};
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("tiny-qwen2-onnx");
     let (ok, stdout, err) = common::ualign(
@@ -298,7 +298,7 @@ fn convert_writes_a_folder_that_runs_as_an_onnx_model_with_the_same_tokens() {
     );
     assert!(ok, "{err}");
     assert!(stdout.contains("model.onnx, model.onnx.data, config.json"), "{stdout}");
-    let mut g = engine::load(&dir, EpChoice::Cpu, Some(1)).unwrap();
+    let mut g = ualign_engine::load(&dir, EpChoice::Cpu, Some(1)).unwrap();
     assert!(matches!(g.folder.model, ModelFile::Onnx(_)));
     let parity: Value = serde_json::from_str(&std::fs::read_to_string(fixture("parity.json")).unwrap()).unwrap();
     let case = &parity["models"]["tiny-qwen2"][0];
@@ -313,7 +313,7 @@ fn convert_writes_a_folder_that_runs_as_an_onnx_model_with_the_same_tokens() {
     let (s, _) = g.generate(&ids, &[SampleSpec { index: 0, seed: 0 }], &opts, None).unwrap();
     assert_eq!(s[0].token_ids, want);
     // The converted tokenizer is the one built from the GGUF: same ids for a text.
-    let built = ualign::engine::ModelFolder::open(&fixture("tiny-qwen2.gguf")).unwrap();
+    let built = ualign_engine::ModelFolder::open(&fixture("tiny-qwen2.gguf")).unwrap();
     let text = "A small bakery sells bread in 2019.";
     assert_eq!(
         g.folder.tokenizer.encode(text, false).unwrap().get_ids(),
@@ -336,7 +336,7 @@ fn convert_writes_a_folder_that_runs_as_an_onnx_model_with_the_same_tokens() {
         "search": {"do_sample": false, "top_k": 1, "top_p": 1.0, "temperature": 1.0},
     });
     std::fs::write(genai.join("genai_config.json"), genai_config.to_string()).unwrap();
-    let mut h = engine::load(&genai, EpChoice::Cpu, Some(1)).unwrap();
+    let mut h = ualign_engine::load(&genai, EpChoice::Cpu, Some(1)).unwrap();
     assert_eq!(
         h.folder.generation["do_sample"],
         Value::Bool(false),
@@ -360,7 +360,7 @@ fn weights_that_are_not_provisioned_or_not_the_named_file_are_clear_errors() {
         "version": "0.0.1", "module": "ualign_no_such_module", "member": "x/absent.gguf", "env": "UALIGN_TEST_NO_SUCH_GGUF",
     });
     std::fs::write(dir.path().join("weights.json"), descriptor.to_string()).unwrap();
-    let Err(e) = ualign::engine::ModelFolder::open(dir.path()) else { panic!("absent weights were found") };
+    let Err(e) = ualign_engine::ModelFolder::open(dir.path()) else { panic!("absent weights were found") };
     let msg = e.to_string();
     assert!(
         msg.contains("are not provisioned")

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use ualign::engine::{self, EpChoice, GenOptions, SampleSpec, SamplingParams};
+use ualign_engine::{EpChoice, GenOptions, SampleSpec, SamplingParams};
 
 /// The default model's folder.
 pub fn smollm2() -> std::path::PathBuf {
@@ -18,7 +18,7 @@ pub fn smollm2() -> std::path::PathBuf {
 /// (under `greedy_key`). Returns the loaded model's notices.
 fn check_golden(dir: &Path, prompt_key: &str, greedy_key: &str, threads: usize) -> Vec<String> {
     let golden: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    let mut g = engine::load(dir, EpChoice::Cpu, Some(threads)).unwrap();
+    let mut g = ualign_engine::load(dir, EpChoice::Cpu, Some(threads)).unwrap();
     let opts = GenOptions {
         params: SamplingParams { temperature: 0.0, ..Default::default() },
         max_new_tokens: golden["n_new_tokens"].as_u64().unwrap() as u32,

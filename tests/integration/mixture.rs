@@ -2,9 +2,9 @@
 //! store: `simulate`'s `plmix` population (whose truth `--latent-out` writes down) is
 //! recovered from pick-of-3 and best_of_k answers.
 
-use ualign::analysis::mixture::{self, Evidence, FitOptions};
-use ualign::simulate::{Population, class_of};
-use ualign::store::Store;
+use ualign_core::analysis::mixture::{self, Evidence, FitOptions};
+use ualign_core::simulate::{Population, class_of};
+use ualign_core::store::Store;
 
 use crate::common::{example_copy_with, ualign};
 

@@ -226,6 +226,6 @@ fn quitting_the_demo_while_pools_are_generated_stops_the_engine_first() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let shown = tui.shown();
     assert!(!shown.contains("onnxruntime") && !shown.contains("[E:"), "{shown}");
-    let (study, _) = ualign::study::load(&dir.path().join("studies/demo.toml")).unwrap();
+    let (study, _) = ualign_core::study::load(&dir.path().join("studies/demo.toml")).unwrap();
     common::assert_pools_whole(&db, &study);
 }

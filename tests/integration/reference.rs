@@ -10,7 +10,7 @@ use crate::common;
 use std::path::Path;
 
 use common::{repo, ualign};
-use ualign::study;
+use ualign_core::study;
 
 fn fixture(name: &str) -> std::path::PathBuf {
     repo("tests/fixtures/reference").join(name)
@@ -130,14 +130,14 @@ fn trial_lists_and_sample_seeds_are_unchanged() {
     for file in ["studies/example.toml", "tests/fixtures/studies/fortune-demo.toml"] {
         let (s, _) = study::load(&repo(file)).unwrap();
         for who in ["p-abcdefghjk", "sim-5-3", "e2e01", "5f3e2a1b0c9d8e7f6a5b4c3d"] {
-            let plan = ualign::schedule::plan(&s, who);
+            let plan = ualign_core::schedule::plan(&s, who);
             out.insert(format!("{} {who}", s.name), serde_json::to_value(plan).unwrap());
         }
         let mut seeds = Vec::new();
         for prompt in s.prompts.iter().take(3) {
             for policy in &s.policies {
                 for index in [0, 1, 7] {
-                    seeds.push(ualign::engine::sample_seed(s.seed, &prompt.id, &policy.name, index).to_string());
+                    seeds.push(ualign_core::seed::sample_seed(s.seed, &prompt.id, &policy.name, index).to_string());
                 }
             }
         }

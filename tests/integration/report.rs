@@ -5,12 +5,12 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ualign::analysis::equilibria::{self, Order};
-use ualign::analysis::report::{Options, Report};
-use ualign::pools::import::import_candidates;
-use ualign::simulate::{Population, simulate};
-use ualign::store::Store;
-use ualign::study;
+use ualign_core::analysis::equilibria::{self, Order};
+use ualign_core::analysis::report::{Options, Report};
+use ualign_core::pools::import::import_candidates;
+use ualign_core::simulate::{Population, simulate};
+use ualign_core::store::Store;
+use ualign_core::study;
 
 /// The example study with its rank block ordering all 8 candidates of a prompt's pool, so
 /// every participant's ranking covers the pool.
@@ -52,7 +52,7 @@ fn simulated_with(
 fn options(s: &study::Study) -> Options {
     let d = Options::for_study(s);
     // A small model bootstrap: debug builds are slow, and these tests are about the rest.
-    let model = ualign::analysis::model::ModelOptions { replicates: 3, c_max: 2, samples: 4000, ..d.model };
+    let model = ualign_core::analysis::model::ModelOptions { replicates: 3, c_max: 2, samples: 4000, ..d.model };
     Options { replicates: 200, worth_replicates: 50, model, ..d }
 }
 

@@ -4,18 +4,18 @@ use crate::common;
 
 use std::path::Path;
 
-use ualign::pools::import::import_candidates;
-use ualign::simulate::{Population, simulate};
-use ualign::store::Store;
-use ualign::study;
+use ualign_core::pools::import::import_candidates;
+use ualign_core::simulate::{Population, simulate};
+use ualign_core::store::Store;
+use ualign_core::study;
 
-fn example_store(dir: &Path) -> (ualign::study::Study, Store) {
+fn example_store(dir: &Path) -> (ualign_core::study::Study, Store) {
     store_with_examples_pools(dir, &Path::new(env!("CARGO_MANIFEST_DIR")).join("studies/example.toml"))
 }
 
 /// The study at `path` (the example's policies) in a database in `dir`, with the
 /// example's pools imported.
-fn store_with_examples_pools(dir: &Path, path: &Path) -> (ualign::study::Study, Store) {
+fn store_with_examples_pools(dir: &Path, path: &Path) -> (ualign_core::study::Study, Store) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (s, _) = study::load(path).unwrap();
     let (mut store, _) = Store::open_for_study(&dir.join("e.sqlite"), &s).unwrap();
@@ -32,7 +32,7 @@ fn indifferent_participants_give_k_over_k_plus_one() {
     let (s, mut store) = example_store(dir.path());
     let n = simulate(&s, &mut store, 600, &Population::PlackettLuce(0.0), 11).unwrap();
     assert_eq!(n, 600 * s.trials_per_participant() as usize);
-    let rows = ualign::analysis::report::fk_rows(&s, &store, 500).unwrap();
+    let rows = ualign_core::analysis::report::fk_rows(&s, &store, 500).unwrap();
     assert_eq!(rows.len(), 3);
     for r in rows {
         let se = (r.bound * (1.0 - r.bound) / r.n as f64).sqrt();
@@ -91,7 +91,7 @@ fn rankings_follow_the_stored_orders() {
     let dir = tempfile::tempdir().unwrap();
     let (s, mut store) = example_store(dir.path());
     simulate(&s, &mut store, 30, &Population::Mallows { phi: 0.3, centres: 2 }, 5).unwrap();
-    use ualign::analysis::ranking::{rank_observations, rankings_of};
+    use ualign_core::analysis::ranking::{rank_observations, rankings_of};
     let rankings = rankings_of(&rank_observations(&store.rank_answers().unwrap()));
     assert!(!rankings.is_empty());
     for r in &rankings {
@@ -131,7 +131,7 @@ fn copies_of_one_text_are_chosen_by_chance_so_simulated_data_shows_no_slot_bias(
     let (s, mut store) = store_with_examples_pools(dir.path(), &dir.path().join("picks.toml"));
     let pop: Population = "plmix:2:2".parse().unwrap();
     simulate(&s, &mut store, 300, &pop, 3).unwrap();
-    let quality = ualign::analysis::quality::compute(&store.quality_counts(1500).unwrap(), 1500);
+    let quality = ualign_core::analysis::quality::compute(&store.quality_counts(1500).unwrap(), 1500);
     assert_eq!(quality.position_bias.len(), 3, "{:?}", quality.position_bias);
     for b in &quality.position_bias {
         assert!(b.p_value > 0.001, "{} slots: {:?}, p = {}", b.slots, b.counts, b.p_value);

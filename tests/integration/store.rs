@@ -4,11 +4,11 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 
-use ualign::export::{self, Format};
-use ualign::pools::import::{ImportError, import_candidates};
-use ualign::schedule::{self, SlotRole, TrialKind};
-use ualign::store::{Answer, Opened, Store, StoreError};
-use ualign::study::{self, Study};
+use ualign_core::export::{self, Format};
+use ualign_core::pools::import::{ImportError, import_candidates};
+use ualign_core::schedule::{self, SlotRole, TrialKind};
+use ualign_core::store::{Answer, Opened, Store, StoreError};
+use ualign_core::study::{self, Study};
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -201,8 +201,8 @@ fn answer(store: &mut Store, participant: &str, n: usize) -> Vec<(usize, Answer)
             .collect();
         store.mark_shown(t.id, &ids, None).unwrap();
         let a = match t.plan.mode {
-            ualign::study::RankMode::Pick => Answer::Pick(t.position % t.plan.slots.len()),
-            ualign::study::RankMode::Order => Answer::Order((0..t.plan.slots.len()).rev().collect()),
+            ualign_core::study::RankMode::Pick => Answer::Pick(t.position % t.plan.slots.len()),
+            ualign_core::study::RankMode::Order => Answer::Order((0..t.plan.slots.len()).rev().collect()),
         };
         store.record_answer(t.id, &a, 1000 + t.position as u64, None).unwrap();
         given.push((t.position, a));

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ualign::study::{self, Decoding, Design, PolicySource, RankMode, SamplingParams, Severity, Study};
+use ualign_core::study::{self, Decoding, Design, PolicySource, RankMode, SamplingParams, Severity, Study};
 
 /// Writes `text` as `studies/s.toml` (plus any extra files) in a temp dir and parses it.
 fn parse_in(dir: &Path, text: &str) -> (Option<Study>, Vec<String>) {
@@ -508,7 +508,7 @@ mod never_panics {
             assert!(d.line >= 1 && d.col >= 1, "{d}");
         }
         if let Some(s) = s.filter(|_| !diags.has_errors()) {
-            ualign::schedule::plan(&s, "p-abcdefghjk");
+            ualign_core::schedule::plan(&s, "p-abcdefghjk");
         }
     }
 

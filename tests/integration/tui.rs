@@ -8,11 +8,11 @@ use std::path::Path;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ualign::pools::import::import_candidates;
-use ualign::store::Store;
-use ualign::study::{self, RankMode, Study};
 use ualign::tui::app::{App, Screen, TrialSlot};
 use ualign::tui::draw::{self, Theme};
+use ualign_core::pools::import::import_candidates;
+use ualign_core::store::Store;
+use ualign_core::study::{self, RankMode, Study};
 
 fn repo(rel: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -264,14 +264,14 @@ fn trial_screens_render() {
 #[test]
 fn dropping_the_worker_stops_the_engine_before_it_returns_and_leaves_only_whole_pools() {
     use std::time::Duration;
-    use ualign::engine::EpChoice;
-    use ualign::pools::PoolWorker;
+    use ualign_core::pools::PoolWorker;
+    use ualign_engine::EpChoice;
     let dir = tempfile::tempdir().unwrap();
     // The default model: a pool takes it long enough to be stopped in the middle.
     let (s, _) = study::load(&repo("studies/demo.toml")).unwrap();
     let db = dir.path().join("demo.sqlite");
     let (store, _) = Store::open_for_study(&db, &s).unwrap();
-    let jobs = ualign::pools::pending_jobs(&s, &store).unwrap();
+    let jobs = ualign_core::pools::pending_jobs(&s, &store).unwrap();
     let samples: usize = jobs.iter().map(|j| j.missing.len()).sum();
     let mut worker = PoolWorker::spawn(s.clone(), db.clone(), EpChoice::Cpu, Some(1));
     let watcher = worker.handle();
@@ -290,8 +290,8 @@ fn dropping_the_worker_stops_the_engine_before_it_returns_and_leaves_only_whole_
 #[test]
 fn missing_pools_are_generated_live_on_the_engine_thread() {
     use std::time::{Duration, Instant};
-    use ualign::engine::EpChoice;
-    use ualign::pools::PoolWorker;
+    use ualign_core::pools::PoolWorker;
+    use ualign_engine::EpChoice;
     let dir = tempfile::tempdir().unwrap();
     let (mut s, _) = study::load(&repo("tests/fixtures/studies/fortune-demo.toml")).unwrap();
     s.options.min_reading_ms = 0;
@@ -343,7 +343,7 @@ fn an_answer_given_in_another_window_stands_and_this_one_moves_on() {
     let trial = t.view.trial_id;
     // The same participant answers the same question in a second window first.
     let (mut other, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
-    other.record_answer(trial, &ualign::store::Answer::Pick(0), 1000, None).unwrap();
+    other.record_answer(trial, &ualign_core::store::Answer::Pick(0), 1000, None).unwrap();
     key(&mut app, KeyCode::Char('2'));
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Trial, "{:?}", app.failure);
@@ -411,7 +411,7 @@ fn long_answers_scroll_by_page_and_jump_to_their_ends() {
 /// engine worker running `body` must fill; with `dead_first`, the worker is gone before
 /// the participant gets there.
 fn preparing_with(body: impl FnOnce() + Send + 'static, dead_first: bool) -> App {
-    use ualign::pools::PoolWorker;
+    use ualign_core::pools::PoolWorker;
     let dir = tempfile::tempdir().unwrap();
     let (mut s, _) = study::load(&repo("tests/fixtures/studies/fortune-demo.toml")).unwrap();
     s.options.min_reading_ms = 0;
@@ -458,8 +458,8 @@ fn a_dead_engine_worker_is_a_failure_not_preparing_for_ever() {
 #[test]
 #[allow(clippy::too_many_lines)] // one scenario, start to end
 fn a_study_mixing_model_and_imported_policies_prefetches_without_killing_the_engine() {
-    use ualign::engine::EpChoice;
-    use ualign::pools::{Models, PoolJob, PoolWorker, missing_for_trial};
+    use ualign_core::pools::{Models, PoolJob, PoolWorker, missing_for_trial};
+    use ualign_engine::EpChoice;
     let dir = tempfile::tempdir().unwrap();
     let model = repo("assets/models/fortune-llama");
     let toml = format!(
@@ -505,12 +505,12 @@ trials = 2
     let id = (0..200)
         .map(|i| format!("m{i}"))
         .find(|id| {
-            let plan = ualign::schedule::plan(&s, id);
+            let plan = ualign_core::schedule::plan(&s, id);
             plan[0].prompt_id == "a" && plan[1].prompt_id == "b"
         })
         .unwrap();
     // What the second trial misses: the model's pool for b (a job) and imp's candidate (not one).
-    store.enrol(&id, &ualign::schedule::plan(&s, &id)).unwrap();
+    store.enrol(&id, &ualign_core::schedule::plan(&s, &id)).unwrap();
     let second = &store.trials(&id).unwrap()[1];
     let (jobs, imported) = missing_for_trial(&s, &store, second).unwrap();
     assert_eq!(jobs.iter().map(|j| j.policy.as_str()).collect::<Vec<_>>(), ["model"]);

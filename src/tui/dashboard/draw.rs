@@ -10,8 +10,8 @@ use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, LegendPosition, P
 
 use super::text;
 use super::{Dashboard, MIN_HEIGHT, MIN_WIDTH};
-use crate::analysis::report::{FkChart, Report};
 use crate::tui::draw::Theme;
+use ualign_core::analysis::report::{FkChart, Report};
 
 /// Colours for the pairs of policies (empirical series) and the certified curves.
 const PAIR_COLOURS: [Color; 3] = [Color::Cyan, Color::Yellow, Color::Green];

@@ -19,9 +19,9 @@ mod text;
 pub use draw::draw;
 
 use super::draw::Theme;
-use crate::analysis::report::{Options, Report};
-use crate::store::Store;
-use crate::study::Study;
+use ualign_core::analysis::report::{Options, Report};
+use ualign_core::store::Store;
+use ualign_core::study::Study;
 
 /// Smallest window the dashboard draws into.
 pub const MIN_WIDTH: u16 = 60;

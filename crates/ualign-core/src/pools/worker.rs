@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use super::generate::Models;
 use super::plan::PoolJob;
-use crate::engine::EpChoice;
 use crate::store::Store;
 use crate::study::Study;
+use ualign_engine::EpChoice;
 
 /// Events from the pool worker, tagged with the request id they answer.
 #[derive(Debug)]

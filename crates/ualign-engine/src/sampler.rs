@@ -5,7 +5,7 @@
 //! the bin where the set ends. Each row has its own seeded RNG, so a sample never depends
 //! on which other rows share its batch.
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub use crate::decoding::SamplingParams;
@@ -266,7 +266,9 @@ impl RowSampler {
         let mut seen = prompt.to_vec();
         seen.sort_unstable();
         seen.dedup();
-        Self { rng: crate::seed::sample_rng(seed), seen, scratch: Vec::new(), blocks: Vec::new() }
+        // A sample's tokens come from ChaCha8 seeded with the sample's seed alone, so a
+        // stored sample comes out again whatever else was generated beside it.
+        Self { rng: ChaCha8Rng::seed_from_u64(seed), seen, scratch: Vec::new(), blocks: Vec::new() }
     }
 
     /// Picks the next token; returns it with its log-probability under the raw model.
@@ -342,8 +344,6 @@ impl RowSampler {
 
 #[cfg(test)]
 mod tests {
-    use rand::SeedableRng;
-
     use super::*;
 
     fn dist(logits: &[f32], p: SamplingParams) -> Vec<(u32, f64)> {

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use super::plan::{PoolJob, needed_pools};
-use crate::engine::{self, EngineError, EpChoice, GenOptions, Generator, SampleSpec};
 use crate::store::{NewCandidate, Store, StoreError};
 use crate::study::{Decoding, PolicySource, Study};
+use ualign_engine::{EngineError, EpChoice, GenOptions, Generator, SampleSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -48,7 +48,7 @@ impl Models {
     /// The generator for a folder (loaded on first use) and its model hash.
     pub fn get(&mut self, dir: &PathBuf) -> Result<&mut (Generator, String), EngineError> {
         if !self.loaded.contains_key(dir) {
-            let mut g = engine::load(dir, self.ep, self.threads)?;
+            let mut g = ualign_engine::load(dir, self.ep, self.threads)?;
             self.notices.append(&mut g.notices);
             if let Some(why) = &g.provider.fallback {
                 self.notices
@@ -83,7 +83,7 @@ impl Models {
             if let PolicySource::Model { dir, .. } = &policy.source
                 && needed.contains_key(&policy.name)
             {
-                crate::engine::ModelFolder::open(dir)
+                ualign_engine::ModelFolder::open(dir)
                     .map_err(|source| PoolError::Engine { policy: policy.name.clone(), source })?;
             }
         }
@@ -116,7 +116,10 @@ impl Models {
         let specs: Vec<SampleSpec> = job
             .missing
             .iter()
-            .map(|&index| SampleSpec { index, seed: engine::sample_seed(study.seed, &prompt.id, &policy.name, index) })
+            .map(|&index| SampleSpec {
+                index,
+                seed: crate::seed::sample_seed(study.seed, &prompt.id, &policy.name, index),
+            })
             .collect();
         let (samples, timing) = g.generate(&ids, &specs, &GenOptions::from(decoding), cancel).map_err(engine_err)?;
         let provider = g.provider.to_string();

@@ -367,8 +367,7 @@ impl Store {
 
     /// Makes SQLite refuse every write on this connection (as on a read-only file), for
     /// tests of what a failed write does.
-    #[cfg(test)]
-    pub(crate) fn refuse_writes(&self, refuse: bool) {
+    pub fn refuse_writes(&self, refuse: bool) {
         self.conn.pragma_update(None, "query_only", refuse).expect("query_only is a plain pragma");
     }
 

@@ -33,7 +33,8 @@ pub fn attention_text(candidate_id: u64) -> ChaCha8Rng {
 }
 
 /// The seed of one sample, a function of (study seed, prompt id, policy, sample index)
-/// alone: the same sample comes out whatever k, batch or thread count produced it.
+/// alone: the same sample comes out whatever k, batch or thread count produced it (the
+/// engine draws the sample's tokens from a ChaCha8 generator seeded with it).
 pub fn sample_seed(study_seed: u64, prompt_id: &str, policy: &str, index: u32) -> u64 {
     let mut h = Sha256::new();
     h.update(study_seed.to_le_bytes());
@@ -44,11 +45,6 @@ pub fn sample_seed(study_seed: u64, prompt_id: &str, policy: &str, index: u32) -
     h.update(index.to_le_bytes());
     let d = h.finalize();
     u64::from_le_bytes(d[..8].try_into().unwrap_or([0; 8]))
-}
-
-/// The generator of one sample's tokens.
-pub fn sample_rng(sample_seed: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(sample_seed)
 }
 
 /// A generator of a simulation (`ualign simulate --seed`), named by its parts: the

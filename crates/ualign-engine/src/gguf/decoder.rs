@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::linear::Linear;
 use super::{Gguf, GgufError, TensorInfo};
-use crate::engine::onnx::{Attr, Dim, Graph, proto::dtype};
+use crate::onnx::{Attr, Dim, Graph, proto::dtype};
 
 const MS: &str = "com.microsoft";
 

@@ -2,6 +2,7 @@
 //! sampler and the k-sample loop. No UI and no store here: `fill` in `cli::generate` and
 //! the TUI's worker thread drive it.
 
+pub mod decoding;
 mod generate;
 pub mod gguf;
 mod model;
@@ -17,8 +18,6 @@ pub use generate::{FinishReason, GenOptions, Generator, MAX_BATCH, PoolTiming, S
 pub use model::{KvType, ModelFile, ModelFolder, Signature};
 pub use runtime::{EpChoice, ProviderUsed, Runtime, cuda_available, runtime};
 pub use sampler::SamplingParams;
-
-pub use crate::seed::sample_seed;
 
 use crate::decoding::Decoding;
 

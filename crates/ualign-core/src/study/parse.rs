@@ -336,7 +336,7 @@ fn read_decoding(cx: &mut Cx, policy: &TableReader) -> Decoding {
     };
     let check = |cx: &mut Cx, key: &'static str| -> Option<f64> {
         let (v, span) = t.number(cx, key)?;
-        match crate::decoding::limits::check(key, v) {
+        match ualign_engine::decoding::limits::check(key, v) {
             Ok(()) => Some(v),
             Err(rule) => {
                 cx.error(span, &t.path_of(key), rule);
@@ -363,7 +363,7 @@ fn read_decoding(cx: &mut Cx, policy: &TableReader) -> Decoding {
         }
     }
     if let Some((v, span)) = t.integer(cx, "max_new_tokens") {
-        let range = crate::decoding::limits::MAX_NEW_TOKENS;
+        let range = ualign_engine::decoding::limits::MAX_NEW_TOKENS;
         match u64::try_from(v) {
             Ok(n) if range.contains(&n) => d.max_new_tokens = n as u32,
             _ => cx.error(
