@@ -7,13 +7,13 @@
 use anyhow::Context;
 
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     #[command(flatten)]
     target: super::StudyArgs,
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
         let (study, store) = self.target.open_existing()?;
         let path = store.path().display().to_string();
         store.check_integrity().with_context(|| format!("checking {path}"))?;

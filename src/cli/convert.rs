@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     /// The GGUF file, or a model folder holding one
     model: PathBuf,
     /// The folder to write (created; it must not hold a model already)
@@ -16,7 +16,7 @@ pub struct Cmd {
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
         let written = ualign_engine::convert(&self.model, &self.out)
             .with_context(|| format!("converting {} into {}", self.model.display(), self.out.display()))?;
         for n in &written.notices {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use ualign_core::export::{Format, read_tables, write_tables};
 
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     #[command(flatten)]
     target: super::StudyArgs,
     #[arg(long, value_enum, default_value = "csv")]
@@ -32,7 +32,7 @@ impl From<FormatArg> for Format {
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
         let (_, store, integrity) = self.target.open_for_reading()?;
         let tables = read_tables(&store);
         // Nothing is written from a damaged file, and the damage is what is reported.

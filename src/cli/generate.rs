@@ -12,7 +12,7 @@ use ualign_engine::EngineError;
 
 /// Fill every model policy's candidate pools.
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     #[command(flatten)]
     target: super::StudyArgs,
     #[command(flatten)]
@@ -20,7 +20,7 @@ pub struct Cmd {
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
         let study = super::load_study(&self.target.study)?;
         let cancel = super::cancel_on_ctrl_c();
         open_and_fill(&study, self.target.db.as_ref(), self.engine, Some(&cancel)).map(drop)

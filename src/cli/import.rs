@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use ualign_core::pools::import::{read_candidates, store_candidates};
 
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     #[command(flatten)]
     target: super::StudyArgs,
     /// The imported policy whose pools are filled
@@ -21,7 +21,7 @@ pub struct Cmd {
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
         let study = super::load_study(&self.target.study)?;
         let candidates = read_candidates(&study, &self.policy, &self.candidates)?;
         let (mut store, _) = super::open_store(&study, self.target.db.as_ref())?;

@@ -4,13 +4,13 @@
 use ualign_core::store::Opened;
 
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     #[command(flatten)]
     target: super::StudyArgs,
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
         let (study, store, opened) = self.target.open()?;
         let (participants, trials, answers) = store.counts()?;
         match opened {

@@ -13,7 +13,7 @@ use super::values;
 use ualign_core::study;
 
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     #[command(flatten)]
     target: super::StudyArgs,
     /// How many codes, 1 to 100000
@@ -32,7 +32,7 @@ fn create_new(path: &Path) -> anyhow::Result<std::fs::File> {
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
         let (study, mut store, _) = self.target.open()?;
         let codes: Vec<(String, String)> =
             (0..self.count).map(|_| (study::new_invitation_code(), study::new_pseudonym())).collect();

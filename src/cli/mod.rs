@@ -96,15 +96,15 @@ impl Cli {
 #[derive(clap::Args)]
 pub(crate) struct StudyArgs {
     /// The study file (TOML)
-    pub study: PathBuf,
+    pub(crate) study: PathBuf,
     /// Database file (default: db/<study name>.sqlite)
     #[arg(long)]
-    pub db: Option<PathBuf>,
+    pub(crate) db: Option<PathBuf>,
 }
 
 impl StudyArgs {
     /// Loads the study and opens its database, creating it on first use.
-    pub fn open(&self) -> anyhow::Result<(Study, ualign_core::store::Store, ualign_core::store::Opened)> {
+    pub(crate) fn open(&self) -> anyhow::Result<(Study, ualign_core::store::Store, ualign_core::store::Opened)> {
         let study = load_study(&self.study)?;
         let (store, opened) = open_store(&study, self.db.as_ref())?;
         Ok((study, store, opened))
@@ -112,7 +112,7 @@ impl StudyArgs {
 
     /// [`Self::open_existing`] for a command that only reads: the database's integrity
     /// check runs beside the work and must be finished before results are shown.
-    pub fn open_for_reading(
+    pub(crate) fn open_for_reading(
         &self,
     ) -> anyhow::Result<(Study, ualign_core::store::Store, ualign_core::store::IntegrityCheck)> {
         let study = load_study(&self.study)?;
@@ -122,7 +122,7 @@ impl StudyArgs {
     }
 
     /// Loads the study and opens its existing database, checked against the study file.
-    pub fn open_existing(&self) -> anyhow::Result<(Study, ualign_core::store::Store)> {
+    pub(crate) fn open_existing(&self) -> anyhow::Result<(Study, ualign_core::store::Store)> {
         let study = load_study(&self.study)?;
         let store =
             checked_against(ualign_core::store::Store::open_existing(&db_path(&study, self.db.as_ref()))?, &study)?;
@@ -141,10 +141,10 @@ fn checked_against(mut store: ualign_core::store::Store, study: &Study) -> anyho
 pub(crate) struct EngineArgs {
     /// Execution provider: cpu, cuda (never falls back), or auto (CUDA, else CPU with a notice)
     #[arg(long, value_enum, default_value = "cpu")]
-    pub ep: EpArg,
+    pub(crate) ep: EpArg,
     /// Intra-op threads, 1 to 256 (default: ONNX Runtime's choice)
     #[arg(long, allow_negative_numbers = true, value_parser = values::whole::<usize, 1, { values::MAX_THREADS }>)]
-    pub threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
 }
 
 /// `--ep`: the engine's [`EpChoice`](ualign_engine::EpChoice) as the command line names it.

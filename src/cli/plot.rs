@@ -13,7 +13,7 @@ use ualign_core::analysis::report::{FkChart, Report};
 
 /// Draw the f(k) figure as SVG or PNG
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     #[command(flatten)]
     report: super::stats::ReportArgs,
     /// Output file; its extension (.svg or .png) picks the format
@@ -41,7 +41,7 @@ enum Format {
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
         let format = match self.out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("svg") => Format::Svg,
             Some("png") => Format::Png,

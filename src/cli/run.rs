@@ -9,7 +9,7 @@ use ualign_core::study::{PolicySource, Study};
 
 /// Run the study for one participant in the terminal.
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     #[command(flatten)]
     target: super::StudyArgs,
     /// Participant id (a pseudonym); without it the participant types one or gets a new one
@@ -20,7 +20,7 @@ pub struct Cmd {
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
         // Before the database is opened (or made): without a terminal nothing can happen.
         need_terminal()?;
         let (study, store, _) = self.target.open()?;

@@ -11,7 +11,7 @@ use ualign_engine::{GenOptions, SampleSpec, SamplingParams};
 
 /// Try a model folder without a study: k candidates for one prompt.
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     /// Model folder (config.json, tokenizer.json, tokenizer_config.json, model.onnx)
     model: PathBuf,
     #[arg(long)]
@@ -69,7 +69,7 @@ fn gen_default(cfg: &Value, key: &str) -> Option<f64> {
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
         let t_load = std::time::Instant::now();
         let mut g = ualign_engine::load(&self.model, self.ep.into(), self.threads)?;
         let load_ms = t_load.elapsed().as_secs_f64() * 1000.0;

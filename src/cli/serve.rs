@@ -23,7 +23,7 @@ enum AuthArg {
 }
 
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     #[command(flatten)]
     target: super::StudyArgs,
     /// SSH address to listen on (a bare port means 127.0.0.1:PORT)
@@ -72,7 +72,7 @@ fn address(s: &str) -> Result<SocketAddr, String> {
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.ssh.is_some() || self.http.is_some(),
             "give at least one door: --ssh PORT (participants connect with ssh) and/or --http PORT (a browser page)"

@@ -7,7 +7,7 @@ use ualign_core::simulate::{Population, simulate_timed};
 
 /// Synthetic participants answering through the same scheduler and store as real ones.
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     #[command(flatten)]
     target: super::StudyArgs,
     /// Synthetic participants to add (1 to 1000000)
@@ -29,7 +29,7 @@ pub struct Cmd {
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
         let study = super::load_study(&self.target.study)?;
         let cancel = super::cancel_on_ctrl_c();
         let mut store = super::generate::open_and_fill(&study, self.target.db.as_ref(), self.engine, Some(&cancel))?;

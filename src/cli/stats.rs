@@ -10,7 +10,7 @@ use ualign_core::analysis::report::{Options, Report};
 /// Report what the answers so far say: empirical f(k) against k/(k+1), rankings, the
 /// equilibrium policies over each prompt's pool, diversity and data quality.
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     #[command(flatten)]
     report: ReportArgs,
     /// Machine-readable output (schema in README.md)
@@ -20,16 +20,16 @@ pub struct Cmd {
 
 /// A study's database and the analysis settings: what stats, plot and dashboard read.
 #[derive(clap::Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     #[command(flatten)]
-    pub target: super::StudyArgs,
+    pub(crate) target: super::StudyArgs,
     #[command(flatten)]
-    pub analysis: AnalysisArgs,
+    pub(crate) analysis: AnalysisArgs,
 }
 
 impl ReportArgs {
     /// Opens the study's existing database and computes the report once.
-    pub fn compute(&self) -> anyhow::Result<Report> {
+    pub(crate) fn compute(&self) -> anyhow::Result<Report> {
         let (study, store, integrity) = self.target.open_for_reading()?;
         let report = Report::compute(&study, &store, &self.analysis.options(&study));
         // A damaged file is reported instead of whatever was computed from it.
@@ -40,7 +40,7 @@ impl ReportArgs {
 
 /// Settings of the analysis, shared by stats, plot and dashboard.
 #[derive(clap::Args, Clone)]
-pub struct AnalysisArgs {
+pub(crate) struct AnalysisArgs {
     /// Bootstrap replicates for the f(k) intervals
     #[arg(long, default_value_t = 2000, allow_negative_numbers = true, value_parser = super::values::whole::<u32, 1, 1_000_000>)]
     replicates: u32,
@@ -62,7 +62,7 @@ pub struct AnalysisArgs {
 }
 
 impl AnalysisArgs {
-    pub fn options(&self, study: &ualign_core::study::Study) -> Options {
+    pub(crate) fn options(&self, study: &ualign_core::study::Study) -> Options {
         let d = Options::for_study(study);
         Options {
             replicates: self.replicates as usize,
@@ -79,7 +79,7 @@ impl AnalysisArgs {
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
         let report = self.report.compute()?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);

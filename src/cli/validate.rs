@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use ualign_core::study::{self, Design, PolicySource, StudyError};
 
 #[derive(clap::Args)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     /// The study file (TOML)
     study: PathBuf,
 }
 
 impl Cmd {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let (study, warnings) = match study::load(&self.study) {
             Ok(x) => x,
             Err(StudyError::Invalid(diags)) => {

@@ -7,7 +7,7 @@
 use ualign_engine::decoding::limits;
 
 /// A whole number from `LO` to `HI`, as any integer type it fits.
-pub fn whole<T: TryFrom<u64>, const LO: u64, const HI: u64>(s: &str) -> Result<T, String> {
+pub(crate) fn whole<T: TryFrom<u64>, const LO: u64, const HI: u64>(s: &str) -> Result<T, String> {
     let t = s.trim();
     let range = format!("from {LO} to {HI}");
     let v: i128 = match t.parse() {
@@ -36,31 +36,31 @@ fn decoding(key: &str, s: &str) -> Result<f32, String> {
     Ok(v as f32)
 }
 
-pub fn temperature(s: &str) -> Result<f32, String> {
+pub(crate) fn temperature(s: &str) -> Result<f32, String> {
     decoding("temperature", s)
 }
 
-pub fn top_p(s: &str) -> Result<f32, String> {
+pub(crate) fn top_p(s: &str) -> Result<f32, String> {
     decoding("top_p", s)
 }
 
-pub fn min_p(s: &str) -> Result<f32, String> {
+pub(crate) fn min_p(s: &str) -> Result<f32, String> {
     decoding("min_p", s)
 }
 
-pub fn repetition_penalty(s: &str) -> Result<f32, String> {
+pub(crate) fn repetition_penalty(s: &str) -> Result<f32, String> {
     decoding("repetition_penalty", s)
 }
 
 /// Intra-op threads: ONNX Runtime starts that many threads, so an absurd count hangs the
 /// machine instead of failing.
-pub const MAX_THREADS: u64 = 256;
+pub(crate) const MAX_THREADS: u64 = 256;
 
 /// Candidates one `ualign sample` call may ask for.
-pub const MAX_K: u64 = 10_000;
+pub(crate) const MAX_K: u64 = 10_000;
 
 /// Minutes, possibly fractional, from 0.05 (3 s) to a day.
-pub fn minutes(s: &str) -> Result<f64, String> {
+pub(crate) fn minutes(s: &str) -> Result<f64, String> {
     let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number of minutes"))?;
     if !(0.05..=1440.0).contains(&v) {
         return Err(format!("{v} minutes is outside 0.05 (3 s) to 1440 (a day)"));

@@ -13,7 +13,7 @@ const MAX_ADDRESSES: usize = 10_000;
 
 /// Why a connection was not let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     RateLimited,
     TooManyPending,
     Full,
@@ -25,13 +25,13 @@ pub enum Refusal {
 }
 
 /// A token bucket per address: `per_minute` attempts a minute, as many at once.
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     per_minute: f64,
     buckets: HashMap<IpAddr, (f64, Instant)>,
 }
 
 impl RateLimiter {
-    pub fn new(per_minute: u32) -> Self {
+    pub(crate) fn new(per_minute: u32) -> Self {
         Self { per_minute: f64::from(per_minute.max(1)), buckets: HashMap::new() }
     }
 
@@ -40,7 +40,7 @@ impl RateLimiter {
     }
 
     /// Whether `addr` may make an attempt at `now` (taking a token if so).
-    pub fn allow(&mut self, addr: IpAddr, now: Instant) -> bool {
+    pub(crate) fn allow(&mut self, addr: IpAddr, now: Instant) -> bool {
         if !self.buckets.contains_key(&addr) && self.buckets.len() >= MAX_ADDRESSES {
             // Forget the addresses whose buckets are full again: they are as new.
             let full = self.per_minute;
@@ -63,11 +63,11 @@ impl RateLimiter {
 
 /// A place among a bounded number (connections signing in, participant sessions); given
 /// back when dropped.
-pub struct Slot(Arc<AtomicUsize>);
+pub(crate) struct Slot(Arc<AtomicUsize>);
 
 impl Slot {
     /// A place if fewer than `max` are taken.
-    pub fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+    pub(crate) fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
         take_slot(count, max).then(|| Self(count.clone()))
     }
 }
@@ -81,17 +81,17 @@ impl Drop for Slot {
 /// The places each address holds (only addresses holding one: at most as many entries
 /// as places).
 #[derive(Default)]
-pub struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+pub(crate) struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
 /// A place in its address's count; given back when dropped.
-pub struct AddressSlot {
+pub(crate) struct AddressSlot {
     of: Arc<PerAddress>,
     addr: IpAddr,
 }
 
 impl PerAddress {
     /// A place for `addr` if it holds fewer than `max`.
-    pub fn take(this: &Arc<Self>, addr: IpAddr, max: usize) -> Option<AddressSlot> {
+    pub(crate) fn take(this: &Arc<Self>, addr: IpAddr, max: usize) -> Option<AddressSlot> {
         let mut held = this.0.lock().unwrap_or_else(|e| e.into_inner());
         let n = held.get(&addr).copied().unwrap_or(0);
         if n >= max {
@@ -116,13 +116,13 @@ impl Drop for AddressSlot {
 
 /// A connection's places, among all (signing in, or participant sessions) and among its
 /// address's (none for an address not counted); given back when dropped.
-pub struct Place {
+pub(crate) struct Place {
     _total: Slot,
     _address: Option<AddressSlot>,
 }
 
 impl Place {
-    pub fn new(total: Slot, address: Option<AddressSlot>) -> Self {
+    pub(crate) fn new(total: Slot, address: Option<AddressSlot>) -> Self {
         Self { _total: total, _address: address }
     }
 }
@@ -133,7 +133,7 @@ fn take_slot(count: &AtomicUsize, max: usize) -> bool {
 
 /// Refusals since the log last said.
 #[derive(Default)]
-pub struct RefusalCounts {
+pub(crate) struct RefusalCounts {
     rate: u64,
     pending: u64,
     full: u64,
@@ -142,7 +142,7 @@ pub struct RefusalCounts {
 }
 
 impl RefusalCounts {
-    pub fn add(&mut self, why: Refusal) {
+    pub(crate) fn add(&mut self, why: Refusal) {
         match why {
             Refusal::RateLimited => self.rate += 1,
             Refusal::TooManyPending => self.pending += 1,
@@ -153,7 +153,7 @@ impl RefusalCounts {
         }
     }
 
-    pub fn take_summary(&mut self) -> Option<String> {
+    pub(crate) fn take_summary(&mut self) -> Option<String> {
         let parts: Vec<String> = [
             (self.rate, "too many attempts from one address"),
             (self.pending, "too many connections signing in at once"),

@@ -10,10 +10,10 @@
 //! the session before the next screen, so a connection that drops, a client that is too
 //! slow, or a killed server loses nothing.
 
-pub mod limits;
-pub mod screen;
-pub mod ssh;
-pub mod web;
+pub(crate) mod limits;
+pub(crate) mod screen;
+pub(crate) mod ssh;
+pub(crate) mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,7 +27,7 @@ use ualign_core::study::Study;
 
 /// Who may take part.
 #[derive(Debug, Clone)]
-pub enum Auth {
+pub(crate) enum Auth {
     /// Only `ualign invite` codes (the default).
     Invite,
     /// Anyone who knows the study's one shared password.
@@ -36,39 +36,29 @@ pub enum Auth {
     Open,
 }
 
-impl Auth {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Auth::Invite => "invite",
-            Auth::Password(_) => "password",
-            Auth::Open => "open",
-        }
-    }
-}
-
 /// The server's limits.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Participant sessions at once; one more is told, politely, to come back later.
-    pub max_sessions: usize,
+    pub(crate) max_sessions: usize,
     /// Participant sessions from one address at once (so that one address cannot fill
     /// the study, with `--auth open` or a shared password).
-    pub max_sessions_per_address: usize,
+    pub(crate) max_sessions_per_address: usize,
     /// A session with no input for this long is closed (its answers are saved).
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Connection attempts per address per minute (also the burst allowed at once).
-    pub per_address_per_minute: u32,
+    pub(crate) per_address_per_minute: u32,
     /// Connections not yet signed in, all addresses together.
-    pub max_pending: usize,
+    pub(crate) max_pending: usize,
     /// Connections not yet signed in from one address (so that one address cannot keep
     /// everyone else from signing in).
-    pub max_pending_per_address: usize,
+    pub(crate) max_pending_per_address: usize,
     /// How long a connection may take to sign in.
-    pub sign_in_timeout: Duration,
+    pub(crate) sign_in_timeout: Duration,
     /// How long an HTTP client may take to send a request's headers, and may keep an idle
     /// connection open between requests (a client that trickles or sends nothing would
     /// otherwise hold one of the open connections' places for ever).
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -87,17 +77,17 @@ impl Default for Limits {
 }
 
 /// What the transports share.
-pub struct Hub {
-    pub study: Study,
-    pub db: PathBuf,
-    pub auth: Auth,
-    pub limits: Limits,
+pub(crate) struct Hub {
+    pub(crate) study: Study,
+    pub(crate) db: PathBuf,
+    pub(crate) auth: Auth,
+    pub(crate) limits: Limits,
     /// Where participants connect, for the texts that tell them how to come back.
-    pub ssh_addr: Option<SocketAddr>,
-    pub http_addr: Option<SocketAddr>,
+    pub(crate) ssh_addr: Option<SocketAddr>,
+    pub(crate) http_addr: Option<SocketAddr>,
     /// Origins a browser's WebSocket may come from besides the page's own (a reverse proxy's
     /// public address).
-    pub origins: Vec<String>,
+    pub(crate) origins: Vec<String>,
     sessions: std::sync::Arc<AtomicUsize>,
     pending: std::sync::Arc<AtomicUsize>,
     next_connection: AtomicU64,
@@ -114,7 +104,7 @@ pub struct Hub {
 
 /// How a connection asks to be admitted, before any screen runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// The participant id (or invitation code) the screen starts with.
     As(String),
     /// Admitted without an id: the ID screen asks (open and password studies).
@@ -123,7 +113,7 @@ pub enum Admission {
 }
 
 impl Hub {
-    pub fn new(
+    pub(crate) fn new(
         study: Study,
         db: PathBuf,
         auth: Auth,
@@ -156,7 +146,7 @@ impl Hub {
 
     /// Whether a typed id or code lets its connection in, and as whom. Only reads: an
     /// invitation's first use is recorded when its screen starts.
-    pub fn admit(&self, typed: Option<&str>, password: Option<&str>) -> Admission {
+    pub(crate) fn admit(&self, typed: Option<&str>, password: Option<&str>) -> Admission {
         let typed = typed.map(str::trim).filter(|t| !t.is_empty() && t.len() <= ualign_core::study::MAX_ID_LEN);
         let is_invitation = |t: &str| {
             ualign_core::study::normal_invitation_code(t).is_some_and(|code| {
@@ -191,13 +181,13 @@ impl Hub {
     }
 
     /// A new connection's number, for the log.
-    pub fn connection_number(&self) -> u64 {
+    pub(crate) fn connection_number(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Whether a connection from `addr` may start now (the per-address rate and the caps
     /// on connections still signing in); the place is given back when the guard drops.
-    pub fn allow_connection(&self, addr: std::net::IpAddr) -> Result<limits::Place, limits::Refusal> {
+    pub(crate) fn allow_connection(&self, addr: std::net::IpAddr) -> Result<limits::Place, limits::Refusal> {
         if self.stopping() {
             return Err(limits::Refusal::Stopping);
         }
@@ -210,7 +200,7 @@ impl Hub {
     /// Whether `addr` may make a connection attempt now (the per-address rate alone: for
     /// a participant behind a reverse proxy on this machine, whose connection the
     /// listener could not tell from the proxy's other ones).
-    pub fn allow_attempt(&self, addr: std::net::IpAddr) -> bool {
+    pub(crate) fn allow_attempt(&self, addr: std::net::IpAddr) -> bool {
         let allowed = self.rate.lock().unwrap_or_else(|e| e.into_inner()).allow(addr, Instant::now());
         if !allowed {
             self.count_refusal(limits::Refusal::RateLimited);
@@ -220,7 +210,7 @@ impl Hub {
 
     /// A place among the connections signing in, for a client at `addr` (`None`: an
     /// address not counted, a local proxy's that forwards none).
-    pub fn take_pending(&self, addr: Option<std::net::IpAddr>) -> Result<limits::Place, limits::Refusal> {
+    pub(crate) fn take_pending(&self, addr: Option<std::net::IpAddr>) -> Result<limits::Place, limits::Refusal> {
         let (pending, cap) = (&self.pending, self.limits.max_pending);
         let per_address = (&self.pending_per_address, self.limits.max_pending_per_address);
         self.take_place(
@@ -234,7 +224,7 @@ impl Hub {
     /// A participant session's place for a client at `addr`, if the study is not full and
     /// the address holds fewer than its share (`None`: an address not counted, a local
     /// proxy's that forwards none).
-    pub fn take_session(&self, addr: Option<std::net::IpAddr>) -> Result<limits::Place, limits::Refusal> {
+    pub(crate) fn take_session(&self, addr: Option<std::net::IpAddr>) -> Result<limits::Place, limits::Refusal> {
         let (sessions, cap) = (&self.sessions, self.limits.max_sessions);
         let per_address = (&self.per_address, self.limits.max_sessions_per_address);
         self.take_place(addr, (sessions, cap), per_address, [limits::Refusal::Full, limits::Refusal::AddressFull])
@@ -264,7 +254,7 @@ impl Hub {
         }
     }
 
-    pub fn session_count(&self) -> usize {
+    pub(crate) fn session_count(&self) -> usize {
         self.sessions.load(Ordering::Relaxed)
     }
 
@@ -274,17 +264,17 @@ impl Hub {
 
     /// Refusals since the last call, as one log line (never one line per refusal: a flood
     /// must not flood the log).
-    pub fn take_refusals(&self) -> Option<String> {
+    pub(crate) fn take_refusals(&self) -> Option<String> {
         self.refused.lock().unwrap_or_else(|e| e.into_inner()).take_summary()
     }
 
     /// A handle on the engine worker for one session, if the study has model policies.
-    pub fn worker_handle(&self) -> Option<PoolWorker> {
+    pub(crate) fn worker_handle(&self) -> Option<PoolWorker> {
         self.worker.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(PoolWorker::handle)
     }
 
     /// What the engine told the researcher since the last call.
-    pub fn worker_notices(&self) -> Vec<String> {
+    pub(crate) fn worker_notices(&self) -> Vec<String> {
         let mut w = self.worker.lock().unwrap_or_else(|e| e.into_inner());
         w.as_mut()
             .map(|w| {
@@ -301,21 +291,21 @@ impl Hub {
     }
 
     /// Stop accepting; every screen tells its participant and ends.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
-    pub fn stopping(&self) -> bool {
+    pub(crate) fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
     }
 
     /// Milliseconds since the server started: the clock of idle timeouts.
-    pub fn clock_ms(&self) -> u64 {
+    pub(crate) fn clock_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
     /// How a participant comes back, in words.
-    pub fn reconnect_hint(&self, participant: Option<&str>) -> String {
+    pub(crate) fn reconnect_hint(&self, participant: Option<&str>) -> String {
         let how = match (self.ssh_addr, self.http_addr) {
             (Some(_), Some(_)) => "connect again the way you did (the same link, or ssh with the same ID)",
             (Some(_), None) => "connect again with ssh as before",
@@ -330,7 +320,7 @@ impl Hub {
 
     /// One line of the server's log: the time, the line, the live session count. Never a
     /// participant's typed text: pseudonyms and reasons only.
-    pub fn log(&self, line: &str) {
+    pub(crate) fn log(&self, line: &str) {
         eprintln!("{} {line} [{} session(s)]", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"), self.session_count());
     }
 }
@@ -354,22 +344,22 @@ mod tests {
 
 /// Where the server listens.
 #[derive(Debug, Clone, Default)]
-pub struct Doors {
-    pub ssh: Option<SocketAddr>,
-    pub http: Option<SocketAddr>,
+pub(crate) struct Doors {
+    pub(crate) ssh: Option<SocketAddr>,
+    pub(crate) http: Option<SocketAddr>,
 }
 
 /// What `serve` tells the researcher before the first participant comes.
-pub struct Listening {
-    pub ssh: Option<(SocketAddr, String)>,
-    pub http: Option<SocketAddr>,
+pub(crate) struct Listening {
+    pub(crate) ssh: Option<(SocketAddr, String)>,
+    pub(crate) http: Option<SocketAddr>,
 }
 
 /// Runs the server until `stop` is set (SIGINT/SIGTERM): binds the doors, calls `ready`
 /// with where they are, then logs refusals and the engine's notices until stopped; then
 /// every screen tells its participant that their answers are saved and how to come back,
 /// and the server waits (at most `grace`) for them to close.
-pub fn run(
+pub(crate) fn run(
     mut hub: Hub,
     doors: Doors,
     stop: &AtomicBool,

@@ -24,18 +24,18 @@ use crate::tui::{Interactive, draw, text};
 use ualign_core::store::Store;
 
 /// Output waiting for a slow client, at most; beyond it the client is dropped.
-pub const MAX_QUEUED_BYTES: usize = 1 << 20;
+pub(crate) const MAX_QUEUED_BYTES: usize = 1 << 20;
 /// Input events waiting for the screen, at most; beyond it further input is dropped (a
 /// paste larger than this loses its tail; the connection stays).
-pub const MAX_QUEUED_EVENTS: usize = 512;
+pub(crate) const MAX_QUEUED_EVENTS: usize = 512;
 /// The largest window drawn; a client that claims more gets this much.
-pub const MAX_COLUMNS: u16 = 320;
-pub const MAX_ROWS: u16 = 120;
+pub(crate) const MAX_COLUMNS: u16 = 320;
+pub(crate) const MAX_ROWS: u16 = 120;
 /// How often a screen wakes with nothing to do (the clock, the engine's answers).
 const TICK: Duration = Duration::from_millis(250);
 
 /// A window size as a client reports it, within what a screen draws.
-pub fn clamp_size(columns: u32, rows: u32) -> (u16, u16) {
+pub(crate) fn clamp_size(columns: u32, rows: u32) -> (u16, u16) {
     let c = columns.clamp(1, u32::from(MAX_COLUMNS)) as u16;
     let r = rows.clamp(1, u32::from(MAX_ROWS)) as u16;
     (c, r)
@@ -43,7 +43,7 @@ pub fn clamp_size(columns: u32, rows: u32) -> (u16, u16) {
 
 /// What a screen sends its client.
 #[derive(Debug)]
-pub enum Out {
+pub(crate) enum Out {
     /// Terminal output.
     Frame(Vec<u8>),
     /// The study's completion link: a browser goes there.
@@ -51,19 +51,19 @@ pub enum Out {
 }
 
 /// How a screen starts.
-pub struct Start {
+pub(crate) struct Start {
     /// The id or invitation code the participant signed in with; `None` asks on the ID screen.
-    pub who: Option<String>,
+    pub(crate) who: Option<String>,
     /// How the session is recorded (`ssh`, `browser`, with Prolific's ids).
-    pub client: String,
-    pub size: (u16, u16),
+    pub(crate) client: String,
+    pub(crate) size: (u16, u16),
     /// The connection's number in the log.
-    pub connection: u64,
-    pub slot: Place,
+    pub(crate) connection: u64,
+    pub(crate) slot: Place,
 }
 
 /// The transport's side of the input: terminal events for the screen.
-pub struct ScreenInput {
+pub(crate) struct ScreenInput {
     events: std::sync::mpsc::SyncSender<Event>,
     last_input: Arc<AtomicU64>,
     hub: Arc<Hub>,
@@ -74,21 +74,21 @@ impl ScreenInput {
     /// connection). Input beyond [`MAX_QUEUED_EVENTS`] waiting events is dropped: a client
     /// typing or pasting faster than its screen reads loses keys, never the connection,
     /// and never costs the server more than the bound.
-    pub fn send(&self, ev: Event) -> bool {
+    pub(crate) fn send(&self, ev: Event) -> bool {
         self.last_input.store(self.hub.clock_ms(), Ordering::Relaxed);
         !matches!(self.events.try_send(ev), Err(std::sync::mpsc::TrySendError::Disconnected(_)))
     }
 }
 
 /// The transport's side of the output.
-pub struct ScreenOutput {
-    pub rx: tokio::sync::mpsc::UnboundedReceiver<Out>,
+pub(crate) struct ScreenOutput {
+    pub(crate) rx: tokio::sync::mpsc::UnboundedReceiver<Out>,
     queued: Arc<AtomicUsize>,
 }
 
 impl ScreenOutput {
     /// Tells the screen that `out` has been written to the client.
-    pub fn written(&self, out: &Out) {
+    pub(crate) fn written(&self, out: &Out) {
         if let Out::Frame(b) = out {
             let n = b.len();
             let _ = self.queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(n)));
@@ -145,7 +145,7 @@ impl Write for QueueWriter {
 }
 
 /// Starts a participant's screens on their own thread.
-pub fn spawn(hub: Arc<Hub>, start: Start) -> std::io::Result<(ScreenInput, ScreenOutput)> {
+pub(crate) fn spawn(hub: Arc<Hub>, start: Start) -> std::io::Result<(ScreenInput, ScreenOutput)> {
     let (events_tx, events_rx) = std::sync::mpsc::sync_channel(MAX_QUEUED_EVENTS);
     let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));

@@ -25,7 +25,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The server's host key beside the database (`<db>.ssh-host-key`, owner-only), made on
 /// first start; with its SHA-256 fingerprint as `ssh` shows it.
-pub fn host_key(db: &Path) -> anyhow::Result<(PrivateKey, String)> {
+pub(crate) fn host_key(db: &Path) -> anyhow::Result<(PrivateKey, String)> {
     let path = key_path(db);
     let key = if path.exists() {
         let text = std::fs::read_to_string(&path)
@@ -48,7 +48,7 @@ pub fn host_key(db: &Path) -> anyhow::Result<(PrivateKey, String)> {
     Ok((key, fingerprint))
 }
 
-pub fn key_path(db: &Path) -> std::path::PathBuf {
+pub(crate) fn key_path(db: &Path) -> std::path::PathBuf {
     let mut name = db.as_os_str().to_os_string();
     name.push(".ssh-host-key");
     name.into()
@@ -88,7 +88,7 @@ fn config(hub: &Hub, key: PrivateKey) -> russh::server::Config {
 }
 
 /// Accepts SSH connections on `listener` until the server stops.
-pub async fn listen(hub: Arc<Hub>, listener: tokio::net::TcpListener, key: PrivateKey) {
+pub(crate) async fn listen(hub: Arc<Hub>, listener: tokio::net::TcpListener, key: PrivateKey) {
     let config = Arc::new(config(&hub, key));
     loop {
         let Ok((stream, peer)) = listener.accept().await else { continue };

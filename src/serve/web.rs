@@ -133,7 +133,7 @@ impl axum::serve::Listener for Limited {
 /// is hyper's HTTP/1 with a timer, so that a request's head must arrive whole within the
 /// limits' `request_timeout` (axum's own `serve` sets no timer, and hyper then never
 /// times a head out).
-pub async fn listen(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
+pub(crate) async fn listen(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
     let mut app = Router::new();
     for &(path, kind, body) in FILES {
         app = app.route(path, get(move || async move { file(kind, body) }));

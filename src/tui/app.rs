@@ -41,25 +41,25 @@ pub enum Screen {
 #[derive(Debug, Clone)]
 pub struct Failure {
     /// What went wrong, in plain words.
-    pub what: String,
+    pub(crate) what: String,
     /// Whether the participant's last answer was the write that failed.
-    pub answer_lost: bool,
+    pub(crate) answer_lost: bool,
     /// The error as the store reported it.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// A trial ready to show: the session's presented trial.
-pub type TrialView = PresentedTrial;
+pub(crate) type TrialView = PresentedTrial;
 
 #[derive(Debug)]
 pub struct TrialState {
     pub view: TrialView,
-    pub focus: usize,
-    pub picked: Option<usize>,
+    pub(crate) focus: usize,
+    pub(crate) picked: Option<usize>,
     /// Order mode: slots ranked so far, best first.
-    pub order: Vec<usize>,
+    pub(crate) order: Vec<usize>,
     pub scroll: Vec<u16>,
-    pub shown_at: Instant,
+    pub(crate) shown_at: Instant,
 }
 
 impl TrialState {
@@ -79,12 +79,12 @@ pub enum TrialSlot {
 }
 
 pub struct App {
-    pub study: Study,
+    pub(crate) study: Study,
     store: Store,
     worker: Option<PoolWorker>,
     pub screen: Screen,
     pub participant: Option<String>,
-    pub id_input: String,
+    pub(crate) id_input: String,
     pub id_error: bool,
     consented_at: Option<String>,
     session: Option<Session>,
@@ -92,26 +92,26 @@ pub struct App {
     pub status: Option<(String, Instant)>,
     /// When the last event came: what timed things (the status line, the reading time)
     /// are measured against, so drawing reads no clock.
-    pub now: Instant,
+    pub(crate) now: Instant,
     /// Ticks of the event loop so far (the "preparing" spinner's frame).
-    pub ticks: u64,
-    pub help: bool,
+    pub(crate) ticks: u64,
+    pub(crate) help: bool,
     pub confirm_quit: bool,
     pub quit: bool,
-    pub answered_this_session: usize,
-    pub size: (u16, u16),
+    pub(crate) answered_this_session: usize,
+    pub(crate) size: (u16, u16),
     /// Prefetch request for the trial after the current one.
     prefetch: Option<u64>,
     /// Set when the session cannot go on (see [`Screen::Failed`]).
     pub failure: Option<Failure>,
     /// What the engine told the researcher (a CUDA fallback, a model folder's missing
     /// files): kept off the participant's screen, printed when the session ends.
-    pub researcher_notices: Vec<String>,
+    pub(crate) researcher_notices: Vec<String>,
     /// How the session is recorded in the store (`ualign 0.1.0`, `ssh`, `browser …`); the
     /// window's size is added.
-    pub client: String,
+    pub(crate) client: String,
     /// How the participant comes back (the failure screen says it).
-    pub resume: text::Resume,
+    pub(crate) resume: text::Resume,
 }
 
 impl App {
@@ -173,7 +173,7 @@ impl App {
 
     /// Starts the session of a participant named on the command line, once the window's
     /// size is known.
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         if self.screen == Screen::Resuming {
             self.guard(|app| app.ensure_session());
         }
@@ -233,18 +233,18 @@ impl App {
 
     /// Ends the session in the store (quit, completion, signal, error). Best effort: when
     /// the database cannot be written the session simply stays open in it.
-    pub fn end(&mut self, reason: &str) {
+    pub(crate) fn end(&mut self, reason: &str) {
         if let Some(mut s) = self.session.take() {
             s.finish(&mut self.store, reason);
         }
     }
 
-    pub fn set_status(&mut self, s: impl Into<String>) {
+    pub(crate) fn set_status(&mut self, s: impl Into<String>) {
         self.status = Some((s.into(), self.now));
     }
 
     /// The status line's message while it is fresh (four seconds).
-    pub fn shown_status(&self) -> Option<String> {
+    pub(crate) fn shown_status(&self) -> Option<String> {
         self.status
             .as_ref()
             .filter(|(_, at)| self.now.saturating_duration_since(*at).as_secs() < 4)
@@ -255,7 +255,7 @@ impl App {
         self.size = (w, h);
     }
 
-    pub fn too_small(&self) -> bool {
+    pub(crate) fn too_small(&self) -> bool {
         self.size.0 < text::MIN_WIDTH || self.size.1 < text::MIN_HEIGHT
     }
 
@@ -268,7 +268,7 @@ impl App {
     }
 
     /// A tick of the event loop: the clock moves on, the engine worker may have answered.
-    pub fn on_tick(&mut self) {
+    pub(crate) fn on_tick(&mut self) {
         self.now = Instant::now();
         self.ticks += 1;
         self.guard(|app| app.on_worker_events());
@@ -306,7 +306,7 @@ impl App {
     }
 
     /// Applies what the participant asked for.
-    pub fn update(&mut self, action: Action) -> anyhow::Result<()> {
+    pub(crate) fn update(&mut self, action: Action) -> anyhow::Result<()> {
         match self.context() {
             Context::Failed => self.quit = true,
             Context::ConfirmQuit => match action {
@@ -402,7 +402,7 @@ impl App {
     /// Asks the engine worker to fill every missing pool in the background, prompt by
     /// prompt, while the consent and instructions are read; a trial's own request goes
     /// before it. (`demo` does this; `run` fills only what a participant's trials need.)
-    pub fn warm_up(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn warm_up(&mut self) -> anyhow::Result<()> {
         if let Some(w) = self.worker.as_mut() {
             let jobs = ualign_core::pools::pending_jobs_by_prompt(&self.study, &self.store)?;
             if !jobs.is_empty() {
@@ -414,7 +414,7 @@ impl App {
 
     /// Loads the first unanswered trial (or the completion screen), and asks the worker
     /// for the next trial's pools while this one is read.
-    pub fn next_trial(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn next_trial(&mut self) -> anyhow::Result<()> {
         self.ensure_session()?;
         let Some(session) = self.session.as_mut() else { return Ok(()) };
         let next = session.next(&mut self.store, &self.study)?;
@@ -492,7 +492,7 @@ impl App {
     }
 
     /// Reading time still required before an answer is accepted.
-    pub fn reading_left(&self) -> Duration {
+    pub(crate) fn reading_left(&self) -> Duration {
         match &self.trial {
             Some(TrialSlot::Ready(t)) => Duration::from_millis(self.study.options.min_reading_ms)
                 .saturating_sub(self.now.saturating_duration_since(t.shown_at)),
@@ -589,7 +589,7 @@ impl App {
     }
 
     /// A click focuses and picks the answer under it; the wheel scrolls it.
-    pub fn on_mouse(&mut self, m: MouseEvent) -> anyhow::Result<()> {
+    pub(crate) fn on_mouse(&mut self, m: MouseEvent) -> anyhow::Result<()> {
         self.now = Instant::now();
         if self.screen != Screen::Trial || self.help || self.confirm_quit {
             return Ok(());

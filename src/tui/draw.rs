@@ -22,14 +22,14 @@ pub struct Theme {
 }
 
 impl Theme {
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         Self { color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) }
     }
     fn fg(&self, c: Color) -> Style {
         self.style(c)
     }
     /// A foreground colour, or the plain style under NO_COLOR.
-    pub fn style(&self, c: Color) -> Style {
+    pub(crate) fn style(&self, c: Color) -> Style {
         if self.color { Style::default().fg(c) } else { Style::default() }
     }
 }

@@ -8,13 +8,13 @@
 use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 
 /// The longest escape sequence kept while waiting for its end; a longer one is dropped.
-pub const MAX_PENDING: usize = 64;
+pub(crate) const MAX_PENDING: usize = 64;
 
 const ESC: u8 = 0x1b;
 
 /// A byte-stream parser; feed it chunks as they arrive.
 #[derive(Debug, Default)]
-pub struct InputParser {
+pub(crate) struct InputParser {
     pending: Vec<u8>,
     /// The last byte fed was a carriage return (a following line feed is the same Enter).
     after_cr: bool,
@@ -23,13 +23,13 @@ pub struct InputParser {
 }
 
 impl InputParser {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// The events in `bytes`, with what was left unfinished before. A lone ESC at the
     /// end of a chunk is the Escape key (terminals send a whole sequence at once).
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
         let mut data = std::mem::take(&mut self.pending);
         data.extend_from_slice(bytes);
         let mut out = Vec::new();

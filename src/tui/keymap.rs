@@ -6,7 +6,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 /// What the participant asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Enter: go on, or confirm the answer.
     Confirm,
     /// y (consent, and "quit now?").
@@ -35,7 +35,7 @@ pub enum Action {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scroll {
+pub(crate) enum Scroll {
     PageDown,
     PageUp,
     LineDown,
@@ -46,7 +46,7 @@ pub enum Scroll {
 
 /// Where a key is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Context {
+pub(crate) enum Context {
     /// The failure screen: only quitting is left.
     Failed,
     /// "Quit now?" is asked.
@@ -63,10 +63,10 @@ pub enum Context {
 
 /// One binding: the keys as the help names them, what they do, and which key events they
 /// are.
-pub struct Binding {
-    pub keys: &'static str,
-    pub does: &'static str,
-    pub action: fn(&KeyEvent) -> Option<Action>,
+pub(crate) struct Binding {
+    pub(crate) keys: &'static str,
+    pub(crate) does: &'static str,
+    pub(crate) action: fn(&KeyEvent) -> Option<Action>,
 }
 
 fn code(k: &KeyEvent) -> KeyCode {
@@ -74,7 +74,7 @@ fn code(k: &KeyEvent) -> KeyCode {
 }
 
 /// The trial screen's own keys, in the order the help lists them.
-pub const TRIAL: &[Binding] = &[
+pub(crate) const TRIAL: &[Binding] = &[
     Binding {
         keys: "1–9",
         does: "pick that answer (in ordering questions: give it the next rank)",
@@ -140,14 +140,14 @@ pub const TRIAL: &[Binding] = &[
 ];
 
 /// What the mouse does, for the help.
-pub const MOUSE: (&str, &str) = ("mouse", "click an answer to focus and pick it");
+pub(crate) const MOUSE: (&str, &str) = ("mouse", "click an answer to focus and pick it");
 
 fn ctrl_c(k: &KeyEvent) -> bool {
     k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c')
 }
 
 /// Keys that mean the same on every screen but the ID field.
-pub const GLOBAL: &[Binding] = &[
+pub(crate) const GLOBAL: &[Binding] = &[
     Binding {
         keys: "?",
         does: "show or hide this help",
@@ -161,7 +161,7 @@ pub const GLOBAL: &[Binding] = &[
 ];
 
 /// The help overlay's lines: (keys, what they do).
-pub fn help() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn help() -> Vec<(&'static str, &'static str)> {
     TRIAL.iter().map(|b| (b.keys, b.does)).chain([MOUSE]).chain(GLOBAL.iter().map(|b| (b.keys, b.does))).collect()
 }
 
@@ -170,7 +170,7 @@ fn first(bindings: &[Binding], k: &KeyEvent) -> Option<Action> {
 }
 
 /// What `key` means in `ctx`, if anything.
-pub fn action(ctx: Context, key: &KeyEvent) -> Option<Action> {
+pub(crate) fn action(ctx: Context, key: &KeyEvent) -> Option<Action> {
     let c = code(key);
     match ctx {
         Context::Failed => {

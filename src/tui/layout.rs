@@ -41,7 +41,7 @@ pub fn reflow(s: &str) -> String {
 
 /// Lines a text takes when word-wrapped to `width` (greedy, as ratatui wraps; a word wider
 /// than the line is broken).
-pub fn wrapped_height(s: &str, width: u16) -> u16 {
+pub(crate) fn wrapped_height(s: &str, width: u16) -> u16 {
     let w = width.max(1) as usize;
     let mut total = 0usize;
     for line in s.split('\n') {
@@ -68,7 +68,7 @@ pub fn wrapped_height(s: &str, width: u16) -> u16 {
 }
 
 /// A rectangle of `w`×`h` (at most the area's) in the middle of `area`.
-pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
+pub(crate) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
     Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
@@ -77,30 +77,30 @@ pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
 /// A candidate panel: where it is, and how far its text can scroll.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Panel {
-    pub rect: Rect,
+    pub(crate) rect: Rect,
     /// Text lines the panel shows at once.
     pub visible: u16,
     /// Lines the panel's text takes.
-    pub lines: u16,
+    pub(crate) lines: u16,
     /// The largest useful scroll offset: the text's lines less the visible ones.
     pub max_scroll: u16,
 }
 
 /// The trial screen, top to bottom.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrialLayout {
-    pub progress: Rect,
-    pub prompt: Rect,
-    pub instruction: Rect,
-    pub panels: Vec<Panel>,
-    pub status: Rect,
-    pub hints: Rect,
+pub(crate) struct TrialLayout {
+    pub(crate) progress: Rect,
+    pub(crate) prompt: Rect,
+    pub(crate) instruction: Rect,
+    pub(crate) panels: Vec<Panel>,
+    pub(crate) status: Rect,
+    pub(crate) hints: Rect,
 }
 
 /// Lays out a trial in `area`: the prompt takes the height its text needs (up to a third of
 /// the window), the panels sit side by side when up to five fit at 28 columns or more, and
 /// take the height their text needs (up to what there is).
-pub fn trial(area: Rect, v: &PresentedTrial) -> TrialLayout {
+pub(crate) fn trial(area: Rect, v: &PresentedTrial) -> TrialLayout {
     let prompt_h = (wrapped_height(&inert(&v.prompt), area.width.saturating_sub(2)) + 2).min(area.height / 3).max(3);
     let chunks = Layout::vertical([
         Constraint::Length(1),

@@ -6,10 +6,10 @@
 pub mod app;
 pub mod dashboard;
 pub mod draw;
-pub mod input;
-pub mod keymap;
-pub mod layout;
-pub mod text;
+pub(crate) mod input;
+pub(crate) mod keymap;
+pub(crate) mod layout;
+pub(crate) mod text;
 
 use std::io::Stdout;
 use std::sync::Arc;
@@ -31,12 +31,12 @@ fn restore_terminal() {
 
 /// Puts the terminal in raw, alternate-screen mode and restores it when dropped. A panic
 /// hook restores it too, then chains the previous hook so the message stays readable.
-pub struct TerminalGuard {
-    pub terminal: Terminal<CrosstermBackend<Stdout>>,
+pub(crate) struct TerminalGuard {
+    pub(crate) terminal: Terminal<CrosstermBackend<Stdout>>,
 }
 
 impl TerminalGuard {
-    pub fn new() -> anyhow::Result<Self> {
+    pub(crate) fn new() -> anyhow::Result<Self> {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             restore_terminal();
@@ -56,7 +56,7 @@ impl Drop for TerminalGuard {
 }
 
 /// What the shared event loop drives: the participant app and the researcher's dashboard.
-pub trait Interactive {
+pub(crate) trait Interactive {
     fn draw(&self, f: &mut ratatui::Frame, theme: draw::Theme);
     /// A key, a click or a resize.
     fn on_event(&mut self, ev: Event);
@@ -71,7 +71,7 @@ pub trait Interactive {
 
 /// Runs `ui` in the terminal until it is finished, a SIGTERM or SIGHUP comes, or the
 /// terminal goes away; the terminal is restored on every way out.
-pub fn event_loop(ui: &mut impl Interactive, tick: Duration) -> anyhow::Result<()> {
+pub(crate) fn event_loop(ui: &mut impl Interactive, tick: Duration) -> anyhow::Result<()> {
     let signalled = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         signal_hook::flag::register(sig, signalled.clone())?;
@@ -102,7 +102,7 @@ pub fn event_loop(ui: &mut impl Interactive, tick: Duration) -> anyhow::Result<(
 /// [`Interactive::interrupted`]), or the events end ("terminal closed"). `ui` has been
 /// told the window's size already. The participant screens of `serve` run here too, on a
 /// terminal that writes to the network.
-pub fn drive<B: ratatui::backend::Backend>(
+pub(crate) fn drive<B: ratatui::backend::Backend>(
     ui: &mut impl Interactive,
     terminal: &mut Terminal<B>,
     theme: draw::Theme,
@@ -182,7 +182,7 @@ impl Interactive for App {
 }
 
 /// Runs the participant flow until the participant quits or finishes.
-pub fn run(app: &mut App) -> anyhow::Result<()> {
+pub(crate) fn run(app: &mut App) -> anyhow::Result<()> {
     event_loop(app, Duration::from_millis(100))?;
     match &app.failure {
         // The participant has read the plain account; the researcher gets the whole error.

@@ -11,18 +11,18 @@ use std::time::{Duration, Instant};
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use rusqlite::Connection;
 
-pub fn repo(rel: &str) -> PathBuf {
+pub(crate) fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
 /// Runs the binary in `dir`: (success, stdout, stderr).
-pub fn ualign(dir: &Path, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn ualign(dir: &Path, args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ualign")).current_dir(dir).args(args).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
 /// `ualign` with extra environment variables.
-pub fn ualign_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+pub(crate) fn ualign_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ualign"))
         .current_dir(dir)
         .args(args)
@@ -34,7 +34,7 @@ pub fn ualign_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, Str
 
 /// A copy of the example study in a temp dir (so its db/ is private), its text passed
 /// through `edit`.
-pub fn example_copy_with(edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
+pub(crate) fn example_copy_with(edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let src = repo("studies");
     std::fs::create_dir_all(dir.path().join("studies/example")).unwrap();
@@ -46,13 +46,13 @@ pub fn example_copy_with(edit: impl FnOnce(String) -> String) -> tempfile::TempD
     dir
 }
 
-pub fn example_copy() -> tempfile::TempDir {
+pub(crate) fn example_copy() -> tempfile::TempDir {
     example_copy_with(|s| s)
 }
 
 /// The example study for participants typing ids `e2e` and two digits, answering as fast
 /// as they like, with its pools imported; returns the folder and the database's path.
-pub fn example_for_participants() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn example_for_participants() -> (tempfile::TempDir, PathBuf) {
     let dir = example_copy_with(|s| {
         s.replace("min_reading_seconds = 2.0", "min_reading_seconds = 0\nparticipant_id_pattern = \"e2e[0-9]{2}\"")
     });
@@ -66,12 +66,12 @@ pub fn example_for_participants() -> (tempfile::TempDir, PathBuf) {
     (dir, db)
 }
 
-pub fn wait(what: &str, ok: impl FnMut() -> bool) {
+pub(crate) fn wait(what: &str, ok: impl FnMut() -> bool) {
     wait_within(what, Duration::from_secs(60), ok);
 }
 
 /// As [`wait`], for something slow (a real model's generation on a loaded machine).
-pub fn wait_within(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_within(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
@@ -80,15 +80,15 @@ pub fn wait_within(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 /// One number from the database, read on a connection of its own.
-pub fn count(db: &Path, sql: &str) -> i64 {
+pub(crate) fn count(db: &Path, sql: &str) -> i64 {
     let c = Connection::open(db).unwrap();
     c.busy_timeout(Duration::from_secs(10)).unwrap();
     c.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
 }
 
 /// The real binary in a pseudo-terminal of 100×30.
-pub struct Tui {
-    pub child: Box<dyn portable_pty::Child + Send + Sync>,
+pub(crate) struct Tui {
+    pub(crate) child: Box<dyn portable_pty::Child + Send + Sync>,
     /// Shared so that a flood can be written from a thread of its own (a write to a
     /// terminal whose program has exited blocks once its buffer is full).
     writer: Arc<Mutex<Box<dyn Write + Send>>>,
@@ -99,7 +99,7 @@ pub struct Tui {
 }
 
 impl Tui {
-    pub fn start(dir: &Path, args: &[&str]) -> Self {
+    pub(crate) fn start(dir: &Path, args: &[&str]) -> Self {
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_ualign"));
         cmd.args(args);
         cmd.cwd(dir);
@@ -108,7 +108,7 @@ impl Tui {
     }
 
     /// Any program in a pseudo-terminal of `size` (columns, rows), read as 100×30.
-    pub fn spawn(cmd: CommandBuilder, size: (u16, u16)) -> Self {
+    pub(crate) fn spawn(cmd: CommandBuilder, size: (u16, u16)) -> Self {
         let pty = native_pty_system()
             .openpty(PtySize { rows: size.1, cols: size.0, pixel_width: 0, pixel_height: 0 })
             .unwrap();
@@ -130,7 +130,7 @@ impl Tui {
     }
 
     /// Changes the terminal's size (the program gets SIGWINCH).
-    pub fn resize(&self, cols: u16, rows: u16) {
+    pub(crate) fn resize(&self, cols: u16, rows: u16) {
         if let Some(m) = &self.master {
             let _ = m.resize(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 });
         }
@@ -138,7 +138,7 @@ impl Tui {
 
     /// Sends `chunks` from a thread of its own and waits until they are written or the
     /// program has exited (after which a write may never return).
-    pub fn flood(&mut self, chunks: Vec<Vec<u8>>) {
+    pub(crate) fn flood(&mut self, chunks: Vec<Vec<u8>>) {
         let writer = self.writer.clone();
         let sending = std::thread::spawn(move || {
             for c in chunks {
@@ -152,21 +152,21 @@ impl Tui {
     }
 
     /// Whether the program has exited.
-    pub fn exited(&mut self) -> bool {
+    pub(crate) fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
-    pub fn shown(&self) -> String {
+    pub(crate) fn shown(&self) -> String {
         self.screen.lock().unwrap().screen().contents()
     }
 
-    pub fn wait_for_text(&self, needle: &str) {
+    pub(crate) fn wait_for_text(&self, needle: &str) {
         self.wait_for_text_within(needle, Duration::from_secs(60));
     }
 
     /// As [`Tui::wait_for_text`], for a screen that waits on something slow (a real
     /// model's generation on a loaded machine).
-    pub fn wait_for_text_within(&self, needle: &str, limit: Duration) {
+    pub(crate) fn wait_for_text_within(&self, needle: &str, limit: Duration) {
         let start = Instant::now();
         while !self.shown().contains(needle) {
             assert!(start.elapsed() < limit, "timed out waiting for {needle:?}; the screen shows:\n{}", self.shown());
@@ -175,20 +175,20 @@ impl Tui {
     }
 
     /// Types `s`, then gives the program a moment, as a person would.
-    pub fn keys(&mut self, s: &str) {
+    pub(crate) fn keys(&mut self, s: &str) {
         self.send(s);
         std::thread::sleep(Duration::from_millis(60));
     }
 
     /// Types `s` at once.
-    pub fn send(&mut self, s: &str) {
+    pub(crate) fn send(&mut self, s: &str) {
         let mut w = self.writer.lock().unwrap();
         w.write_all(s.as_bytes()).unwrap();
         w.flush().unwrap();
     }
 
     /// Consent, the typed id and the instructions: up to the first trial.
-    pub fn begin(&mut self, id: &str) {
+    pub(crate) fn begin(&mut self, id: &str) {
         self.wait_for_text("Press Enter to begin");
         self.keys("\r");
         self.wait_for_text("Press y to agree");
@@ -203,7 +203,7 @@ impl Tui {
     /// second answer, or in an ordering trial the order 0, 1, then the rest) once it is
     /// on screen, and waits for the answer to be committed; a break screen after it is
     /// passed too.
-    pub fn answer(&mut self, db: &Path, id: &str, position: i64, total: i64) {
+    pub(crate) fn answer(&mut self, db: &Path, id: &str, position: i64, total: i64) {
         let shown = format!(
             "SELECT COUNT(*) FROM trials WHERE participant_id = '{id}' AND position = {position} AND shown_at IS NOT NULL"
         );
@@ -230,7 +230,7 @@ impl Drop for Tui {
 }
 
 /// A connection of the test's own to a study database, for checking what is stored.
-pub fn sql(db: &Path) -> Connection {
+pub(crate) fn sql(db: &Path) -> Connection {
     let c = Connection::open(db).unwrap();
     c.busy_timeout(Duration::from_secs(10)).unwrap();
     c
@@ -238,7 +238,7 @@ pub fn sql(db: &Path) -> Connection {
 
 /// Asserts that every pool stored in `db` is whole: as many candidates per policy and
 /// prompt as the policy's pool size (a pool is stored at once or not at all).
-pub fn assert_pools_whole(db: &Path, study: &ualign_core::study::Study) {
+pub(crate) fn assert_pools_whole(db: &Path, study: &ualign_core::study::Study) {
     let pools: Vec<(String, i64)> = sql(db)
         .prepare("SELECT policy, COUNT(*) FROM candidates GROUP BY policy, prompt_id")
         .unwrap()

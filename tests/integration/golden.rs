@@ -9,7 +9,7 @@ use serde_json::Value;
 use ualign_engine::{EpChoice, GenOptions, SampleSpec, SamplingParams};
 
 /// The default model's folder.
-pub fn smollm2() -> std::path::PathBuf {
+pub(crate) fn smollm2() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/smollm2-135m-instruct")
 }
 

@@ -16,20 +16,20 @@ use portable_pty::CommandBuilder;
 use crate::common::{Tui, count, example_for_participants, ualign, wait};
 
 /// A running `ualign serve`, its ports read from what it prints.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
-    pub ssh: Option<u16>,
-    pub http: Option<u16>,
+    pub(crate) ssh: Option<u16>,
+    pub(crate) http: Option<u16>,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
     /// `ualign serve studies/example.toml` in `dir` with `args` (the doors among them).
-    pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         Self::start_study(dir, "studies/example.toml", args, env)
     }
 
-    pub fn start_study(dir: &Path, study: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_study(dir: &Path, study: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ualign"))
             .current_dir(dir)
             .args(["serve", study])
@@ -70,21 +70,21 @@ impl Server {
         Self { child, ssh, http, log }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
-    pub fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// SIGTERM, and the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.child.wait().unwrap()
     }
@@ -662,7 +662,7 @@ impl Drop for Driver {
 
 /// Base64 of a screenshot, decoded without another crate.
 mod base64_png {
-    pub fn decode(s: &str) -> Vec<u8> {
+    pub(crate) fn decode(s: &str) -> Vec<u8> {
         let val = |c: u8| match c {
             b'A'..=b'Z' => Some(c - b'A'),
             b'a'..=b'z' => Some(c - b'a' + 26),

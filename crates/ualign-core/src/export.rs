@@ -19,7 +19,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn ext(self) -> &'static str {
+    pub(crate) fn ext(self) -> &'static str {
         match self {
             Format::Csv => "csv",
             Format::Jsonl => "jsonl",
@@ -29,35 +29,35 @@ impl Format {
 
 /// One row of `trials`: a trial joined with its answer; lists in displayed order.
 #[derive(Debug, Default, Serialize)]
-pub struct TrialRow {
-    pub trial_id: i64,
-    pub participant_id: String,
-    pub position: i64,
-    pub block: String,
-    pub kind: String,
-    pub mode: String,
-    pub prompt_id: String,
-    pub k: Option<i64>,
-    pub policy_a: Option<String>,
-    pub policy_b: Option<String>,
-    pub n_slots: usize,
-    pub slot_policies: Vec<String>,
-    pub slot_samples: Vec<u32>,
-    pub slot_roles: Vec<SlotRole>,
-    pub candidate_ids: Option<Vec<i64>>,
-    pub repeat_of_trial_id: Option<i64>,
-    pub session_id: Option<i64>,
-    pub shown_at: Option<String>,
-    pub answered_at: Option<String>,
-    pub response_ms: Option<i64>,
-    pub choice_slot: Option<usize>,
-    pub choice_candidate_id: Option<i64>,
-    pub choice_policy: Option<String>,
-    pub choice_role: Option<SlotRole>,
-    pub ordering_slots: Option<Vec<usize>>,
-    pub ordering_candidate_ids: Option<Vec<Option<i64>>>,
-    pub no_preference: Option<bool>,
-    pub skipped: Option<bool>,
+pub(crate) struct TrialRow {
+    pub(crate) trial_id: i64,
+    pub(crate) participant_id: String,
+    pub(crate) position: i64,
+    pub(crate) block: String,
+    pub(crate) kind: String,
+    pub(crate) mode: String,
+    pub(crate) prompt_id: String,
+    pub(crate) k: Option<i64>,
+    pub(crate) policy_a: Option<String>,
+    pub(crate) policy_b: Option<String>,
+    pub(crate) n_slots: usize,
+    pub(crate) slot_policies: Vec<String>,
+    pub(crate) slot_samples: Vec<u32>,
+    pub(crate) slot_roles: Vec<SlotRole>,
+    pub(crate) candidate_ids: Option<Vec<i64>>,
+    pub(crate) repeat_of_trial_id: Option<i64>,
+    pub(crate) session_id: Option<i64>,
+    pub(crate) shown_at: Option<String>,
+    pub(crate) answered_at: Option<String>,
+    pub(crate) response_ms: Option<i64>,
+    pub(crate) choice_slot: Option<usize>,
+    pub(crate) choice_candidate_id: Option<i64>,
+    pub(crate) choice_policy: Option<String>,
+    pub(crate) choice_role: Option<SlotRole>,
+    pub(crate) ordering_slots: Option<Vec<usize>>,
+    pub(crate) ordering_candidate_ids: Option<Vec<Option<i64>>>,
+    pub(crate) no_preference: Option<bool>,
+    pub(crate) skipped: Option<bool>,
 }
 
 impl From<TrialRecord> for TrialRow {

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 /// The generator behind one block of a participant's trial list (which prompt, samples
 /// and slot order each trial gets): SHA-256 of the study seed, the participant id and the
 /// block's name.
-pub fn trial_list(study_seed: u64, participant: &str, block: &str) -> ChaCha8Rng {
+pub(crate) fn trial_list(study_seed: u64, participant: &str, block: &str) -> ChaCha8Rng {
     let mut h = Sha256::new();
     h.update(study_seed.to_le_bytes());
     h.update(b"\0participant\0");
@@ -23,12 +23,12 @@ pub fn trial_list(study_seed: u64, participant: &str, block: &str) -> ChaCha8Rng
 
 /// The generator that orders a participant's blocks when the study shuffles them (a
 /// "block" name no study file can hold).
-pub fn block_order(study_seed: u64, participant: &str) -> ChaCha8Rng {
+pub(crate) fn block_order(study_seed: u64, participant: &str) -> ChaCha8Rng {
     trial_list(study_seed, participant, "\0block-order")
 }
 
 /// The generator that shuffles a candidate's words into an attention check's broken text.
-pub fn attention_text(candidate_id: u64) -> ChaCha8Rng {
+pub(crate) fn attention_text(candidate_id: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(candidate_id)
 }
 
@@ -60,11 +60,11 @@ pub fn simulation(seed: u64, parts: &[&str]) -> ChaCha8Rng {
 }
 
 /// The seed of the cluster bootstrap behind f(k)'s interval at one k.
-pub fn fk_bootstrap(study_seed: u64, k: u32) -> u64 {
+pub(crate) fn fk_bootstrap(study_seed: u64, k: u32) -> u64 {
     study_seed ^ u64::from(k)
 }
 
 /// The seed of the bootstrap behind the population worths of the prompt at `prompt_index`.
-pub fn worth_bootstrap(study_seed: u64, prompt_index: usize) -> u64 {
+pub(crate) fn worth_bootstrap(study_seed: u64, prompt_index: usize) -> u64 {
     study_seed ^ (0x9e37_79b9 * (prompt_index as u64 + 1))
 }

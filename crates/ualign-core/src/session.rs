@@ -28,13 +28,13 @@ pub struct PresentedTrial {
     /// Position in the participant's list (0-based) and the list's length.
     pub position: usize,
     pub total: usize,
-    pub block: String,
-    pub kind: TrialKind,
+    pub(crate) block: String,
+    pub(crate) kind: TrialKind,
     pub mode: RankMode,
-    pub prompt_id: String,
+    pub(crate) prompt_id: String,
     pub prompt: String,
-    pub slots: Vec<Slot>,
-    pub candidate_ids: Vec<i64>,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) candidate_ids: Vec<i64>,
     /// What each slot shows: the candidate's text, or for an attention check's broken
     /// slot its words shuffled.
     pub texts: Vec<String>,
@@ -83,10 +83,6 @@ impl Session {
         store.enrol(participant, &schedule::plan(study, participant))?;
         let id = client.map(|c| store.start_session(participant, c)).transpose()?;
         Ok(Self { participant: participant.to_string(), id, open: true })
-    }
-
-    pub fn participant(&self) -> &str {
-        &self.participant
     }
 
     /// The first unanswered trial, presented; or what it needs; or the end.

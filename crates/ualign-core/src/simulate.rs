@@ -366,10 +366,10 @@ pub fn simulate_timed(
 /// One synthetic participant's true order over a prompt's distinct responses.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LatentOrder {
-    pub participant: String,
-    pub prompt: String,
+    pub(crate) participant: String,
+    pub(crate) prompt: String,
     /// Candidate ids, best first: for identical texts, the smallest id (as `stats` uses).
-    pub order: Vec<i64>,
+    pub(crate) order: Vec<i64>,
 }
 
 /// The truth behind the answers of [`simulate`]'s participants `sim-<seed>-<i>`, i < `n`:

@@ -55,7 +55,7 @@ pub mod limits {
     pub const MAX_NEW_TOKENS: RangeInclusive<u64> = 1..=8192;
 
     /// The highest temperature accepted: beyond it sampling is uniform noise.
-    pub const MAX_TEMPERATURE: f64 = 100.0;
+    pub(crate) const MAX_TEMPERATURE: f64 = 100.0;
 
     /// Checks one decoding setting; the error says the rule.
     pub fn check(key: &str, v: f64) -> Result<(), String> {

@@ -227,7 +227,7 @@ fn gather<T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + '
 }
 
 impl Generator {
-    pub fn new(folder: ModelFolder, session: Session, provider: ProviderUsed) -> Result<Self, EngineError> {
+    pub(crate) fn new(folder: ModelFolder, session: Session, provider: ProviderUsed) -> Result<Self, EngineError> {
         let signature = Signature::read(&session, folder.model.path(), &folder.config)?;
         let tok_vocab = folder.tokenizer.get_vocab_size(true);
         if let Some(v) = signature.vocab
@@ -578,7 +578,7 @@ impl Generator {
         }
     }
 
-    pub fn decode_text(&self, ids: &[u32]) -> Result<String, EngineError> {
+    pub(crate) fn decode_text(&self, ids: &[u32]) -> Result<String, EngineError> {
         self.folder.tokenizer.decode(ids, true).map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 }

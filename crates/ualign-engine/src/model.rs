@@ -39,7 +39,7 @@ impl ModelFile {
 
 /// The tokenizer and metadata of a model folder (no ONNX session).
 pub struct ModelFolder {
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     pub model: ModelFile,
     pub tokenizer: tokenizers::Tokenizer,
     /// Where the tokenizer came from: the folder's tokenizer.json, or the GGUF.
@@ -49,12 +49,12 @@ pub struct ModelFolder {
     pub eos_token: Option<String>,
     /// Every id that ends a sequence (config.json and generation_config.json together).
     pub eos_ids: Vec<u32>,
-    pub config: Value,
+    pub(crate) config: Value,
     /// generation_config.json's settings (null without one).
     pub generation: Value,
     /// What the user should be told about the folder: which defaults stand in for a
     /// missing optional file.
-    pub notices: Vec<String>,
+    pub(crate) notices: Vec<String>,
 }
 
 pub(super) fn read_json(path: &Path) -> Result<Value, EngineError> {
@@ -383,14 +383,14 @@ pub enum KvType {
 /// What the ONNX graph takes and gives, read from the session.
 #[derive(Debug, Clone)]
 pub struct Signature {
-    pub has_position_ids: bool,
-    pub has_use_cache_branch: bool,
+    pub(crate) has_position_ids: bool,
+    pub(crate) has_use_cache_branch: bool,
     /// Per layer: (past key, past value, present key, present value) names.
-    pub layers: Vec<[String; 4]>,
-    pub kv_type: KvType,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-    pub logits_type: KvType,
+    pub(crate) layers: Vec<[String; 4]>,
+    pub(crate) kv_type: KvType,
+    pub(crate) kv_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) logits_type: KvType,
     /// Vocabulary size of the logits, when the graph states it.
     pub vocab: Option<usize>,
 }
@@ -484,7 +484,7 @@ fn kv_dims(kv_shape: &[i64], config: &Value) -> Option<(usize, usize)> {
 
 impl Signature {
     /// Reads and checks the graph's inputs and outputs against the text-generation-with-past layout.
-    pub fn read(session: &Session, onnx: &Path, config: &Value) -> Result<Self, EngineError> {
+    pub(crate) fn read(session: &Session, onnx: &Path, config: &Value) -> Result<Self, EngineError> {
         let bad = |problem: String| EngineError::Folder { file: onnx.to_path_buf(), problem };
         let inputs: Ports = session.inputs().iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect();
         let outputs: Ports = session.outputs().iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect();

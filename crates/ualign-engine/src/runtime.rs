@@ -15,11 +15,9 @@ use ort::session::builder::GraphOptimizationLevel;
 
 use super::EngineError;
 
-/// Where the loaded library came from, for reports and stored provenance.
+/// The loaded library's ONNX Runtime environment, which every session is built in.
 #[derive(Clone)]
 pub struct Runtime {
-    pub library: PathBuf,
-    pub found_by: &'static str,
     env: ort::environment::Environment,
 }
 
@@ -85,7 +83,7 @@ pub fn runtime() -> Result<&'static Runtime, EngineError> {
                 .and_then(|b| b.with_name("ualign").build().map_err(|e| e.to_string()))
             {
                 Ok(env) => {
-                    return Ok(Runtime { library: path, found_by, env });
+                    return Ok(Runtime { env });
                 }
                 Err(e) => problems.push(format!("{} (from {found_by}): {e}", path.display())),
             }
@@ -99,7 +97,7 @@ pub fn runtime() -> Result<&'static Runtime, EngineError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderUsed {
     pub name: &'static str,
-    pub device: String,
+    pub(crate) device: String,
     /// Set when `auto` fell back to CPU: why.
     pub fallback: Option<String>,
 }
@@ -112,7 +110,7 @@ impl std::fmt::Display for ProviderUsed {
 
 /// What a session is built from: an ONNX file, or a graph built in memory with its
 /// external data (the weights) in memory too.
-pub enum Source<'a> {
+pub(crate) enum Source<'a> {
     File(&'a Path),
     Memory { path: &'a Path, graph: &'a [u8], weights: Arc<[u8]> },
 }
@@ -128,7 +126,7 @@ impl Source<'_> {
 /// Builds a session for `model` on the chosen provider. CUDA is registered with
 /// `error_on_failure`, so it never falls back to CPU silently; `auto` falls back and says so.
 /// TF32 is off on CUDA: a study's samples are computed in full fp32, as on the CPU.
-pub fn session(
+pub(crate) fn session(
     source: Source<'_>,
     ep_choice: EpChoice,
     threads: Option<usize>,

@@ -12,7 +12,7 @@ pub use crate::decoding::SamplingParams;
 
 /// HF `RepetitionPenaltyLogitsProcessor`: every token already in the sequence (prompt
 /// included) has its logit divided by the penalty when positive, multiplied when negative.
-pub fn apply_repetition_penalty(logits: &mut [f32], seen: &[u32], penalty: f32) {
+pub(crate) fn apply_repetition_penalty(logits: &mut [f32], seen: &[u32], penalty: f32) {
     if penalty == 1.0 {
         return;
     }
@@ -24,7 +24,7 @@ pub fn apply_repetition_penalty(logits: &mut [f32], seen: &[u32], penalty: f32) 
 }
 
 /// Index of the largest value; the first one on ties (as `torch.argmax`).
-pub fn argmax(xs: &[f32]) -> usize {
+pub(crate) fn argmax(xs: &[f32]) -> usize {
     let mut best = 0;
     for (i, &x) in xs.iter().enumerate() {
         if x > xs[best] {
@@ -35,15 +35,16 @@ pub fn argmax(xs: &[f32]) -> usize {
 }
 
 /// Log-softmax of one entry, computed stably.
-pub fn log_softmax_at(logits: &[f32], i: usize) -> f64 {
+pub(crate) fn log_softmax_at(logits: &[f32], i: usize) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
     logits[i] as f64 - max - sum.ln()
 }
 
-/// The processed distribution over surviving tokens: (token, probability), for tests and
-/// for sampling. `logits` are already repetition-penalised.
-pub fn warp(logits: &[f32], p: &SamplingParams) -> Vec<(u32, f64)> {
+/// The processed distribution over surviving tokens: (token, probability), for the tests.
+/// `logits` are already repetition-penalised.
+#[cfg(test)]
+fn warp(logits: &[f32], p: &SamplingParams) -> Vec<(u32, f64)> {
     warp_norm(logits, p).0
 }
 
@@ -108,7 +109,7 @@ fn warp_norm(logits: &[f32], p: &SamplingParams) -> (Vec<(u32, f64)>, Option<Nor
 /// polynomial, 2^n put in the exponent bits. Below −87.3 the result is 0 (as e^x
 /// underflows there anyway).
 #[inline]
-pub fn exp_nonpositive(x: f32) -> f32 {
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -253,7 +254,7 @@ fn top_p_head(weights: &[f32], target: f64) -> Vec<(u32, f64)> {
 }
 
 /// One row's sampler: its RNG and the tokens its sequence holds (for the repetition penalty).
-pub struct RowSampler {
+pub(crate) struct RowSampler {
     rng: ChaCha8Rng,
     seen: Vec<u32>,
     scratch: Vec<f32>,
@@ -262,7 +263,7 @@ pub struct RowSampler {
 }
 
 impl RowSampler {
-    pub fn new(seed: u64, prompt: &[u32]) -> Self {
+    pub(crate) fn new(seed: u64, prompt: &[u32]) -> Self {
         let mut seen = prompt.to_vec();
         seen.sort_unstable();
         seen.dedup();
@@ -272,7 +273,7 @@ impl RowSampler {
     }
 
     /// Picks the next token; returns it with its log-probability under the raw model.
-    pub fn next(&mut self, raw_logits: &[f32], p: &SamplingParams) -> (u32, f64) {
+    pub(crate) fn next(&mut self, raw_logits: &[f32], p: &SamplingParams) -> (u32, f64) {
         let penalised: std::borrow::Cow<[f32]> = if p.repetition_penalty == 1.0 {
             std::borrow::Cow::Borrowed(raw_logits)
         } else {

@@ -10,7 +10,7 @@ use super::EngineError;
 
 /// Renders one user message with the generation prompt appended, as transformers'
 /// `apply_chat_template(..., add_generation_prompt=True, tokenize=False)` does.
-pub fn render(
+pub(crate) fn render(
     template: &str,
     user: &str,
     bos: Option<&str>,

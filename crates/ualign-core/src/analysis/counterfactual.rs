@@ -25,16 +25,16 @@ use super::ranking::{RankObservation, Ranking};
 use crate::store::Candidate;
 
 /// NE_k is solved until the equal-share gap is below this.
-pub const NE_TOLERANCE: f64 = 1e-6;
+pub(crate) const NE_TOLERANCE: f64 = 1e-6;
 /// Hedge steps allowed per (prompt, k); the gap reached is reported either way.
-pub const NE_MAX_ITER: usize = 20_000;
+pub(crate) const NE_MAX_ITER: usize = 20_000;
 
 /// A candidate of a prompt's pool.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PoolCandidate {
-    pub id: i64,
-    pub policy: String,
-    pub text: String,
+pub(crate) struct PoolCandidate {
+    pub(crate) id: i64,
+    pub(crate) policy: String,
+    pub(crate) text: String,
 }
 
 /// Mass on one response: `candidate` is its smallest candidate id, `copies` how many pool
@@ -75,20 +75,20 @@ pub struct EquilibriumRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Skipped {
     pub prompt: String,
-    pub responses: usize,
+    pub(crate) responses: usize,
     pub participants_covering: usize,
     pub participants_partial: usize,
     pub reason: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Counterfactual {
-    pub rows: Vec<EquilibriumRow>,
-    pub skipped: Vec<Skipped>,
+pub(crate) struct Counterfactual {
+    pub(crate) rows: Vec<EquilibriumRow>,
+    pub(crate) skipped: Vec<Skipped>,
 }
 
 /// Per prompt and k in `ks`. `greedy_policies`: policies decoded at temperature 0.
-pub fn analyse(
+pub(crate) fn analyse(
     pools: &BTreeMap<String, Vec<PoolCandidate>>,
     rankings: &[Ranking],
     greedy_policies: &BTreeSet<String>,
@@ -126,7 +126,9 @@ pub(crate) struct Responses {
 
 /// Each pool candidate's response (the smallest candidate id of its text in its pool), and
 /// how many responses each prompt's pool has.
-pub fn responses_of(pools: &BTreeMap<String, Vec<PoolCandidate>>) -> (HashMap<i64, i64>, BTreeMap<String, usize>) {
+pub(crate) fn responses_of(
+    pools: &BTreeMap<String, Vec<PoolCandidate>>,
+) -> (HashMap<i64, i64>, BTreeMap<String, usize>) {
     let mut stand_for = HashMap::new();
     let mut count = BTreeMap::new();
     for (prompt, pool) in pools {
@@ -143,7 +145,7 @@ pub fn responses_of(pools: &BTreeMap<String, Vec<PoolCandidate>>) -> (HashMap<i6
 /// empty ranking for those who have none (counted as covering part of the pool). A
 /// ranking estimated from picks, or from orders of parts of a pool, is no participant's
 /// ranking of the pool however many responses it names.
-pub fn stated_orders(
+pub(crate) fn stated_orders(
     texts: &BTreeMap<(String, String), Vec<RankObservation>>,
     responses: &BTreeMap<String, usize>,
 ) -> Vec<Ranking> {
@@ -322,7 +324,7 @@ fn certified_rows(
 }
 
 /// The pools of every prompt: candidates of `policies` (the ones rank blocks draw from).
-pub fn pools(candidates: &[Candidate], policies: &BTreeSet<String>) -> BTreeMap<String, Vec<PoolCandidate>> {
+pub(crate) fn pools(candidates: &[Candidate], policies: &BTreeSet<String>) -> BTreeMap<String, Vec<PoolCandidate>> {
     let mut out: BTreeMap<String, Vec<PoolCandidate>> = BTreeMap::new();
     for c in candidates.iter().filter(|c| policies.contains(&c.policy)) {
         out.entry(c.prompt_id.clone()).or_default().push(PoolCandidate {
@@ -336,7 +338,7 @@ pub fn pools(candidates: &[Candidate], policies: &BTreeSet<String>) -> BTreeMap<
 
 /// The rows a summary shows: per prompt, the exact (`orders`) rows where the prompt has
 /// them, else the model's (`pl_mixture`); and whether any of the model's are among them.
-pub fn shown_rows(rows: &[EquilibriumRow]) -> (Vec<&EquilibriumRow>, bool) {
+pub(crate) fn shown_rows(rows: &[EquilibriumRow]) -> (Vec<&EquilibriumRow>, bool) {
     let exact: BTreeSet<&str> = rows.iter().filter(|r| r.method == "orders").map(|r| r.prompt.as_str()).collect();
     let shown: Vec<&EquilibriumRow> =
         rows.iter().filter(|r| r.method == "orders" || !exact.contains(r.prompt.as_str())).collect();

@@ -9,8 +9,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diversity {
     pub policy: String,
-    pub prompt: String,
-    pub samples: usize,
+    pub(crate) prompt: String,
+    pub(crate) samples: usize,
     pub unique_text_ratio: f64,
     pub distinct_1: f64,
     pub distinct_2: f64,

@@ -108,7 +108,7 @@ impl Shares {
 }
 
 /// u(y; x) for every response y, averaged over participants.
-pub fn payoffs(orders: &[Order], x: &[f64], k: u32) -> Vec<f64> {
+pub(crate) fn payoffs(orders: &[Order], x: &[f64], k: u32) -> Vec<f64> {
     let n = x.len();
     let shares = Shares::new(k);
     let mut u = vec![0.0; n];
@@ -186,11 +186,6 @@ pub(crate) fn gauss_legendre(m: usize) -> (Vec<f64>, Vec<f64>) {
     (nodes, weights)
 }
 
-/// Probability that the favourite of k samples from x beats response y.
-pub fn win_rate_against(orders: &[Order], x: &[f64], k: u32, y: usize) -> f64 {
-    1.0 - payoffs(orders, x, k)[y]
-}
-
 /// The worst case over single responses: 1 − max_y u(y; x).
 pub fn certified_win_rate(orders: &[Order], x: &[f64], k: u32) -> f64 {
     1.0 - payoffs(orders, x, k).into_iter().fold(0.0, f64::max)
@@ -198,11 +193,13 @@ pub fn certified_win_rate(orders: &[Order], x: &[f64], k: u32) -> f64 {
 
 /// A symmetric equilibrium of the (k+1)-player game, with the equal-share gap reached.
 #[derive(Debug, Clone)]
-pub struct Equilibrium {
-    pub distribution: Vec<f64>,
+pub(crate) struct Equilibrium {
+    pub(crate) distribution: Vec<f64>,
     /// max_y u(y; x) − 1/(k+1): zero at an equilibrium.
-    pub gap: f64,
-    pub iterations: usize,
+    pub(crate) gap: f64,
+    /// Hedge steps taken (the tests report it when a gap is too large).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) iterations: usize,
 }
 
 /// NE_k by optimistic Hedge self-play, x ← x · exp(η (2 u_t − u_{t−1})) normalised, which
@@ -210,13 +207,14 @@ pub struct Equilibrium {
 /// reaches machine precision where Hedge would crawl; until the equal-share gap is below
 /// `tol` or `max_iter` Hedge steps. The iterate with the smallest gap is returned (the gap
 /// is reported, never assumed).
-pub fn ne_k(orders: &[Order], n: usize, k: u32, tol: f64, max_iter: usize) -> Equilibrium {
+#[cfg(test)]
+pub(crate) fn ne_k(orders: &[Order], n: usize, k: u32, tol: f64, max_iter: usize) -> Equilibrium {
     ne_k_from(orders, vec![1.0 / n as f64; n], k, tol, max_iter)
 }
 
 /// [`ne_k`] started from `start` (e.g. the equilibrium for k − 1, which is close), mixed
 /// with 1% of the uniform distribution so that no response starts at zero mass.
-pub fn ne_k_from(orders: &[Order], start: Vec<f64>, k: u32, tol: f64, max_iter: usize) -> Equilibrium {
+pub(crate) fn ne_k_from(orders: &[Order], start: Vec<f64>, k: u32, tol: f64, max_iter: usize) -> Equilibrium {
     let n = start.len();
     let target = 1.0 / (k as f64 + 1.0);
     // A good start (the previous k's equilibrium) often has the right support already.
@@ -271,7 +269,8 @@ fn polish_at(it: usize) -> bool {
 }
 
 /// u(y; x) and its Jacobian J[y][z] = ∂u(y; x)/∂x_z, averaged over participants.
-pub fn payoffs_and_jacobian(orders: &[Order], x: &[f64], k: u32) -> (Vec<f64>, Vec<Vec<f64>>) {
+#[cfg(test)]
+fn payoffs_and_jacobian(orders: &[Order], x: &[f64], k: u32) -> (Vec<f64>, Vec<Vec<f64>>) {
     let all: Vec<usize> = (0..x.len()).collect();
     payoffs_and_jacobian_on(orders, x, k, &all)
 }
@@ -280,6 +279,7 @@ pub fn payoffs_and_jacobian(orders: &[Order], x: &[f64], k: u32) -> (Vec<f64>, V
 /// y in S and J[y][z] for y, z in S, indexed by position in `support`. A response with
 /// no mass adds nothing to any W, so the orders can be walked over S alone: O(|S|²) per
 /// participant instead of O(n²), which is what makes Newton on a small support cheap.
+#[cfg(test)]
 fn payoffs_and_jacobian_on(orders: &[Order], x: &[f64], k: u32, support: &[usize]) -> (Vec<f64>, Vec<Vec<f64>>) {
     payoffs_and_jacobian_projected(&Projected::new(orders, x.len(), support), x, k, support)
 }
@@ -438,7 +438,7 @@ pub(crate) fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
 }
 
 /// Majority margins M[a][b] = P(a ≻ b) − P(b ≻ a) over participants.
-pub fn margins(orders: &[Order], n: usize) -> Vec<Vec<f64>> {
+pub(crate) fn margins(orders: &[Order], n: usize) -> Vec<Vec<f64>> {
     let mut m = vec![vec![0.0; n]; n];
     for order in orders {
         let mut rank = vec![usize::MAX; n];
@@ -466,7 +466,7 @@ pub fn maximal_lottery(orders: &[Order], n: usize) -> Result<Vec<f64>, String> {
 }
 
 /// The maximal lottery of the majority margins `m` (any population's, such as a model's).
-pub fn maximal_lottery_of(m: &[Vec<f64>]) -> Result<Vec<f64>, String> {
+pub(crate) fn maximal_lottery_of(m: &[Vec<f64>]) -> Result<Vec<f64>, String> {
     use microlp::{ComparisonOp, OptimizationDirection, Problem};
     let n = m.len();
     let mut lp = Problem::new(OptimizationDirection::Maximize);

@@ -24,13 +24,13 @@ pub const CONVENTION: &str = "identical texts split the win: a chosen text in m 
 /// One answered best_of_k trial.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
-    pub participant: String,
-    pub policy_a: String,
-    pub policy_b: String,
-    pub k: u32,
+    pub(crate) participant: String,
+    pub(crate) policy_a: String,
+    pub(crate) policy_b: String,
+    pub(crate) k: u32,
     /// A's score in [0, 1].
-    pub score: f64,
-    pub no_preference: bool,
+    pub(crate) score: f64,
+    pub(crate) no_preference: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -56,7 +56,7 @@ pub struct FkRow {
 }
 
 /// A's score for a pick among `slots` with `texts` (displayed order).
-pub fn slot_split_score(slots: &[Slot], texts: &[String], choice: usize) -> f64 {
+pub(crate) fn slot_split_score(slots: &[Slot], texts: &[String], choice: usize) -> f64 {
     let chosen = &texts[choice];
     let m = slots.iter().zip(texts).filter(|(s, t)| s.role == SlotRole::A && *t == chosen).count();
     let in_b = slots.iter().zip(texts).any(|(s, t)| s.role == SlotRole::B && t == chosen);
@@ -68,7 +68,7 @@ pub fn slot_split_score(slots: &[Slot], texts: &[String], choice: usize) -> f64 
 }
 
 /// Wilson score interval for `x` successes (may be fractional) out of `n`, at z = 1.96.
-pub fn wilson(x: f64, n: usize) -> (f64, f64) {
+pub(crate) fn wilson(x: f64, n: usize) -> (f64, f64) {
     if n == 0 {
         return (0.0, 1.0);
     }
@@ -82,7 +82,7 @@ pub fn wilson(x: f64, n: usize) -> (f64, f64) {
 }
 
 /// Percentile interval of the rate under resampling participants with replacement.
-pub fn cluster_bootstrap(per_participant: &[(f64, usize)], replicates: usize, seed: u64) -> (f64, f64) {
+pub(crate) fn cluster_bootstrap(per_participant: &[(f64, usize)], replicates: usize, seed: u64) -> (f64, f64) {
     let n_p = per_participant.len();
     if n_p == 0 {
         return (0.0, 1.0);
@@ -156,7 +156,7 @@ pub fn compute(obs: &[Observation], replicates: usize, seed: u64) -> Vec<FkRow> 
 /// slot-split convention, from the texts of the candidates it showed (`texts_by_id`). A
 /// trial whose shown candidates do not match its slots, or that has neither a pick nor
 /// "no preference", is left out.
-pub fn observations(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64, &str>) -> Vec<Observation> {
+pub(crate) fn observations(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64, &str>) -> Vec<Observation> {
     let mut out = Vec::new();
     for a in answers {
         let score = if a.no_preference {

@@ -130,7 +130,7 @@ impl Evidence {
 
     /// Free parameters of a C-class model: C − 1 weights and, per class and prompt, one
     /// worth per response less one (worths are relative).
-    pub fn parameters(&self, classes: usize) -> usize {
+    pub(crate) fn parameters(&self, classes: usize) -> usize {
         let per_class: usize = self.prompts.iter().map(|p| p.items.len().saturating_sub(1)).sum();
         classes - 1 + classes * per_class
     }
@@ -168,20 +168,20 @@ fn responses(candidates: &[Candidate]) -> (HashMap<i64, (String, i64)>, Vec<Prom
 pub struct MixtureFit {
     pub classes: usize,
     /// Class weights, largest first (classes are numbered by weight).
-    pub weights: Vec<f64>,
+    pub(crate) weights: Vec<f64>,
     /// Log-worths (centred) of each class, prompt and response: `worths[c][prompt][item]`.
     #[serde(skip)]
     pub worths: Vec<Vec<Vec<f64>>>,
     /// Each participant's posterior over the classes (in `Evidence::people`'s order).
     #[serde(skip)]
     pub posterior: Vec<Vec<f64>>,
-    pub log_likelihood: f64,
+    pub(crate) log_likelihood: f64,
     pub bic: f64,
-    pub icl: f64,
-    pub restarts: usize,
+    pub(crate) icl: f64,
+    pub(crate) restarts: usize,
     /// Restarts whose log-likelihood came within 1e-6 (relative) of the best.
-    pub restarts_agreed: usize,
-    pub em_iterations: usize,
+    pub(crate) restarts_agreed: usize,
+    pub(crate) em_iterations: usize,
 }
 
 /// Settings of the fit.
@@ -204,7 +204,7 @@ impl Default for FitOptions {
 
 /// The choices grouped by prompt, for the M-step and the E-step: each prompt's choices
 /// laid out for MM, and which participant each belongs to.
-pub struct ByPrompt {
+pub(crate) struct ByPrompt {
     flat: Vec<FlatChoices>,
     owner: Vec<Vec<usize>>,
     /// How many times each participant counts: 1, or in a bootstrap resample the times the
@@ -217,7 +217,7 @@ pub struct ByPrompt {
 }
 
 impl ByPrompt {
-    pub fn new(e: &Evidence) -> Self {
+    pub(crate) fn new(e: &Evidence) -> Self {
         let n = e.prompts.len();
         let mut lists: Vec<Vec<&Choices>> = vec![Vec::new(); n];
         let mut owner = vec![Vec::new(); n];
@@ -237,7 +237,7 @@ impl ByPrompt {
     }
 
     /// The participants here, as indexes in the evidence.
-    pub fn who(&self) -> &[usize] {
+    pub(crate) fn who(&self) -> &[usize] {
         &self.who
     }
 
@@ -247,7 +247,7 @@ impl ByPrompt {
     /// same fit as m separate copies, to rounding, for about 63% of the work). Copied from
     /// the flat layout, people in increasing order ([`ByPrompt::who`]); a resample keeps
     /// no `members` (it is refitted, never resampled again).
-    pub fn resample(&self, drawn: &[usize]) -> Self {
+    pub(crate) fn resample(&self, drawn: &[usize]) -> Self {
         let mut times = vec![0usize; self.count.len()];
         for &p in drawn {
             times[p] += 1;
@@ -289,7 +289,7 @@ fn em_run(e: &Evidence, by: &ByPrompt, classes: usize, rng: &mut impl Rng, opts:
 /// One EM run on `by` from the responsibilities `start` and the log-worths `worths` (a
 /// bootstrap resample's refit starts from the full fit: its posterior of the people drawn,
 /// [`ByPrompt::who`], and its worths, the MM updates' starting point), classes kept in their order.
-pub fn fit_from(
+pub(crate) fn fit_from(
     by: &ByPrompt,
     mut post: Vec<Vec<f64>>,
     mut worths: Vec<Vec<Vec<f64>>>,
@@ -323,7 +323,7 @@ pub fn fit_from(
 /// with the same E-steps (~12), the refits land 10× closer to their fixed point
 /// (intervals within 2e-5 of the converged ones, against 2e-4). Stops when a cycle raises
 /// the log-likelihood by less than `opts.tol` (relative) or after `opts.max_iter` E-steps.
-pub fn refit(by: &ByPrompt, post: Vec<Vec<f64>>, worths: Vec<Vec<Vec<f64>>>, opts: &FitOptions) -> MixtureFit {
+pub(crate) fn refit(by: &ByPrompt, post: Vec<Vec<f64>>, worths: Vec<Vec<Vec<f64>>>, opts: &FitOptions) -> MixtureFit {
     let classes = post.first().map_or(1, Vec::len);
     let mut weights = vec![1.0 / classes as f64; classes];
     let mut theta = Theta { worths, weights: Vec::new() };
@@ -495,7 +495,7 @@ pub fn select(e: &Evidence, c_max: usize, opts: &FitOptions) -> (Vec<MixtureFit>
 /// their expected position, 1 + Σ_c τ_c Σ_j w_cj / (w_ci + w_cj) (exact for a
 /// Plackett–Luce mixture), best first, as candidate ids; with the posterior's certainty
 /// (its largest class probability).
-pub fn expected_ranking(e: &Evidence, f: &MixtureFit, person: usize, prompt: usize) -> (Vec<i64>, f64) {
+pub(crate) fn expected_ranking(e: &Evidence, f: &MixtureFit, person: usize, prompt: usize) -> (Vec<i64>, f64) {
     let items = &e.prompts[prompt].items;
     let tau = &f.posterior[person];
     let n = items.len();

@@ -23,32 +23,32 @@ use super::ranking::Ranking;
 /// What the population model is, for the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PopulationModel {
-    pub model: &'static str,
+    pub(crate) model: &'static str,
     pub classes: usize,
     pub weights: Vec<f64>,
-    pub log_likelihood: f64,
-    pub bic: f64,
-    pub icl: f64,
+    pub(crate) log_likelihood: f64,
+    pub(crate) bic: f64,
+    pub(crate) icl: f64,
     pub restarts: usize,
     pub restarts_agreed: usize,
     pub participants: usize,
     pub choices: usize,
     /// Every number of classes tried, with its fit's figures (C is the one of least BIC).
-    pub compared: Vec<ClassCount>,
+    pub(crate) compared: Vec<ClassCount>,
     pub bootstrap_replicates: usize,
-    pub evidence: &'static str,
+    pub(crate) evidence: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClassCount {
-    pub classes: usize,
-    pub log_likelihood: f64,
-    pub bic: f64,
-    pub icl: f64,
+pub(crate) struct ClassCount {
+    pub(crate) classes: usize,
+    pub(crate) log_likelihood: f64,
+    pub(crate) bic: f64,
+    pub(crate) icl: f64,
 }
 
 /// What the evidence is, in words (the report says it).
-pub const EVIDENCE: &str = "order answers (successive choices), pick answers and best_of_k answers (top-1 of the shown); identical texts are one response; no preference, skips and attention checks left out";
+pub(crate) const EVIDENCE: &str = "order answers (successive choices), pick answers and best_of_k answers (top-1 of the shown); identical texts are one response; no preference, skips and attention checks left out";
 
 #[derive(Debug, Clone, Copy)]
 pub struct ModelOptions {
@@ -66,10 +66,10 @@ impl Default for ModelOptions {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct ModelAnalysis {
-    pub model: Option<PopulationModel>,
-    pub rows: Vec<EquilibriumRow>,
-    pub rankings: Vec<Ranking>,
+pub(crate) struct ModelAnalysis {
+    pub(crate) model: Option<PopulationModel>,
+    pub(crate) rows: Vec<EquilibriumRow>,
+    pub(crate) rankings: Vec<Ranking>,
 }
 
 /// One prompt's population and policies.
@@ -92,7 +92,7 @@ fn population_of(fit: &MixtureFit, pm: &PromptModel) -> PlPopulation {
 }
 
 /// The model's analysis of every pool (`pools`, as the exact analysis has them).
-pub fn analyse(
+pub(crate) fn analyse(
     pools: &BTreeMap<String, Vec<PoolCandidate>>,
     e: &Evidence,
     greedy_policies: &BTreeSet<String>,

@@ -27,7 +27,7 @@ pub struct PlPopulation {
 }
 
 impl PlPopulation {
-    pub fn responses(&self) -> usize {
+    pub(crate) fn responses(&self) -> usize {
         self.log_worths.first().map_or(0, Vec::len)
     }
 
@@ -38,7 +38,7 @@ impl PlPopulation {
     }
 
     /// Majority margins P(a ≻ b) − P(b ≻ a) (exact: P(a ≻ b) = w_a / (w_a + w_b) in a class).
-    pub fn margins(&self) -> Vec<Vec<f64>> {
+    pub(crate) fn margins(&self) -> Vec<Vec<f64>> {
         let n = self.responses();
         let mut m = vec![vec![0.0; n]; n];
         for (cw, lw) in self.weights.iter().zip(&self.log_worths) {
@@ -94,19 +94,19 @@ pub struct Grid {
     /// Trapezoid step in σ. The integrand is analytic in σ within a strip of half-width
     /// nearly π/2 (each factor is exp(−w e^σ)), so the trapezoidal rule's error falls like
     /// about exp(−8.8/h) (measured against enumeration).
-    pub step: f64,
+    pub(crate) step: f64,
     /// The lowest node, as σ + ln Σwᵢ (the share varies on the scale t ~ 1/Σwᵢ as t → 0).
     /// Below it the share is taken linear in t between its closed form at t = 0 and its
     /// value at the lowest node (the trapezoid continued to −∞ on that line): an error of
     /// ~e^{3·low}.
-    pub low: f64,
+    pub(crate) low: f64,
     /// The highest node is where the least worthy response's density e^{−w t} is e^{−top}.
-    pub top: f64,
+    pub(crate) top: f64,
 }
 
 /// The certified rates' grid: ~1e-11 (h = 0.36; the tail below the lowest node, measured,
 /// ~2e-12; e^{−38}).
-pub const FINE: Grid = Grid { step: 0.36, low: -7.5, top: 38.0 };
+pub(crate) const FINE: Grid = Grid { step: 0.36, low: -7.5, top: 38.0 };
 /// The bootstrap's re-certifications: ~2e-7 (h = 0.55; the tail, measured, ~1e-8;
 /// e^{−20}); an interval's percentiles move by far more than that from one resample to the
 /// next.
@@ -145,7 +145,7 @@ struct ClassRace {
 }
 
 impl Race {
-    pub fn new(p: &PlPopulation) -> Self {
+    pub(crate) fn new(p: &PlPopulation) -> Self {
         Self::on(p, FINE)
     }
 
@@ -216,13 +216,13 @@ impl Race {
 
     /// The rows of k in `k_min..=k_max` of [`Race::payoffs_up_to`], those below left 0
     /// (the moments are the same work; the shares are only formed where wanted).
-    pub fn payoffs_between(&self, x: &[f64], k_min: u32, k_max: u32) -> Vec<Vec<f64>> {
+    pub(crate) fn payoffs_between(&self, x: &[f64], k_min: u32, k_max: u32) -> Vec<Vec<f64>> {
         self.evaluate(x, k_max, k_min as usize, |s| (1..=k_max as usize).map(|k| self.row(s, x, k).collect()).collect())
     }
 
     /// max_y u(y; x) at each k in `k_min..=k_max` (entry k − 1; those below left 0): what
     /// a certified rate needs, without the table of every payoff.
-    pub fn best_payoffs_between(&self, x: &[f64], k_min: u32, k_max: u32) -> Vec<f64> {
+    pub(crate) fn best_payoffs_between(&self, x: &[f64], k_min: u32, k_max: u32) -> Vec<f64> {
         self.evaluate(x, k_max, k_min as usize, |s| {
             (1..=k_max as usize).map(|k| self.row(s, x, k).fold(0.0, f64::max)).collect()
         })
@@ -308,7 +308,7 @@ impl Race {
     /// 1/(k+1) to 1e-10, `fallback` (a solver on rankings sampled from the population)
     /// gives another start, and the better of the two is returned. The certified rate of
     /// what is returned is exact either way.
-    pub fn ne_k(&self, k: u32, start: Vec<f64>, fallback: impl FnOnce(Vec<f64>) -> Vec<f64>) -> Vec<f64> {
+    pub(crate) fn ne_k(&self, k: u32, start: Vec<f64>, fallback: impl FnOnce(Vec<f64>) -> Vec<f64>) -> Vec<f64> {
         let share = 1.0 / (k as f64 + 1.0);
         let (x, worst) = self.polish(start.clone(), k);
         if worst - share < DONE {

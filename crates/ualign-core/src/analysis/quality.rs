@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::store::QualityCounts;
 
 /// Regularised upper incomplete gamma Q(a, x) (series for x < a + 1, else continued fraction).
-pub fn gamma_q(a: f64, x: f64) -> f64 {
+pub(crate) fn gamma_q(a: f64, x: f64) -> f64 {
     if x <= 0.0 {
         return 1.0;
     }
@@ -53,7 +53,7 @@ pub fn gamma_q(a: f64, x: f64) -> f64 {
 }
 
 /// ln Γ(x), Lanczos approximation (g = 7, n = 9).
-pub fn ln_gamma(x: f64) -> f64 {
+pub(crate) fn ln_gamma(x: f64) -> f64 {
     const C: [f64; 9] = [
         0.999_999_999_999_809_9,
         676.520_368_121_885_1,
@@ -75,7 +75,7 @@ pub fn ln_gamma(x: f64) -> f64 {
 }
 
 /// P(χ²_df ≥ x).
-pub fn chi2_sf(x: f64, df: f64) -> f64 {
+pub(crate) fn chi2_sf(x: f64, df: f64) -> f64 {
     gamma_q(df / 2.0, x / 2.0)
 }
 
@@ -104,7 +104,7 @@ pub struct Quality {
 }
 
 /// Chi-square statistic of counts against a uniform expectation.
-pub fn position_bias(slots: usize, counts: Vec<usize>) -> PositionBias {
+pub(crate) fn position_bias(slots: usize, counts: Vec<usize>) -> PositionBias {
     let trials: usize = counts.iter().sum();
     let e = trials as f64 / slots as f64;
     let chi: f64 = if trials == 0 { 0.0 } else { counts.iter().map(|&c| (c as f64 - e).powi(2) / e).sum() };

@@ -50,7 +50,7 @@ pub fn mm_top1(n: usize, data: &[Top1], alpha: f64, max_iter: usize, tol: f64) -
 
 /// Hunter's MM over nested choices (the same fixed point as [`mm_top1`] on the choices
 /// broken apart), started from the log-worths `params`: a nearby fit converges in few steps.
-pub fn mm_from<D: std::borrow::Borrow<Choices>>(
+pub(crate) fn mm_from<D: std::borrow::Borrow<Choices>>(
     params: Vec<f64>,
     data: &[D],
     alpha: f64,
@@ -64,15 +64,16 @@ pub fn mm_from<D: std::borrow::Borrow<Choices>>(
 /// Choices, each with the number of times it counts: a bootstrap sample draws some
 /// participants several times and others not at all, and walking each drawn choice once
 /// with its count costs ~63% of walking the draws.
-pub type Selection = [(u32, f64)];
+pub(crate) type Selection = [(u32, f64)];
 
 /// Every one of `n` choices, once.
-pub fn every(n: usize) -> Vec<(u32, f64)> {
+pub(crate) fn every(n: usize) -> Vec<(u32, f64)> {
     (0..n as u32).map(|c| (c, 1.0)).collect()
 }
 
 /// A list of choice indexes with repeats, as counts (in index order).
-pub fn counted(draws: &[u32]) -> Vec<(u32, f64)> {
+#[cfg(test)]
+fn counted(draws: &[u32]) -> Vec<(u32, f64)> {
     let mut sorted = draws.to_vec();
     sorted.sort_unstable();
     let mut out: Vec<(u32, f64)> = Vec::new();
@@ -88,14 +89,14 @@ pub fn counted(draws: &[u32]) -> Vec<(u32, f64)> {
 /// Choices laid out contiguously for the MM loop: choice c covers
 /// `items[start[c]..start[c + 1]]`, of which the first `ranked[c]` were chosen in turn.
 #[derive(Debug, Clone, Default)]
-pub struct FlatChoices {
+pub(crate) struct FlatChoices {
     items: Vec<u32>,
     start: Vec<u32>,
     ranked: Vec<u32>,
 }
 
 impl FlatChoices {
-    pub fn new<'a>(data: impl IntoIterator<Item = &'a Choices>) -> Self {
+    pub(crate) fn new<'a>(data: impl IntoIterator<Item = &'a Choices>) -> Self {
         let mut f = FlatChoices { start: vec![0], ..Default::default() };
         for d in data {
             f.items.extend(d.ranked.iter().chain(&d.rest).map(|&i| i as u32));
@@ -105,23 +106,19 @@ impl FlatChoices {
         f
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ranked.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ranked.is_empty()
     }
 
     /// Choice c: the items chosen in turn, and the rest of its set.
     #[inline]
-    pub fn get(&self, c: usize) -> (&[u32], &[u32]) {
+    pub(crate) fn get(&self, c: usize) -> (&[u32], &[u32]) {
         let (a, b) = (self.start[c] as usize, self.start[c + 1] as usize);
         self.items[a..b].split_at(self.ranked[c] as usize)
     }
 
     /// The choices `picks` (repeats allowed), in that order.
-    pub fn select(&self, picks: impl IntoIterator<Item = usize>) -> Self {
+    pub(crate) fn select(&self, picks: impl IntoIterator<Item = usize>) -> Self {
         let mut f = FlatChoices { start: vec![0], ..Default::default() };
         for c in picks {
             let (a, b) = (self.start[c] as usize, self.start[c + 1] as usize);
@@ -135,7 +132,7 @@ impl FlatChoices {
 
 /// Hunter's MM over the choices `select` (indexes into `data` with counts: a bootstrap
 /// sample is a selection, not a copy).
-pub fn mm_flat(
+pub(crate) fn mm_flat(
     mut params: Vec<f64>,
     data: &FlatChoices,
     select: &Selection,
@@ -164,7 +161,7 @@ pub fn mm_flat(
 /// the L1 change is at most `tol`; never an error (an EM's M-step need not converge).
 /// Only the tests use it: the class-by-class M-step the fused one is checked against.
 #[cfg(test)]
-pub fn mm_improve(
+pub(crate) fn mm_improve(
     mut params: Vec<f64>,
     data: &FlatChoices,
     select: &Selection,
@@ -189,7 +186,8 @@ pub fn mm_improve(
 }
 
 /// The log-probability of successive choices under log-worths `theta`.
-pub fn choices_loglik(theta: &[f64], c: &Choices) -> f64 {
+#[cfg(test)]
+pub(crate) fn choices_loglik(theta: &[f64], c: &Choices) -> f64 {
     let mut set: f64 = c.rest.iter().map(|&i| theta[i].exp()).sum();
     let mut ll = 0.0;
     for &i in c.ranked.iter().rev() {
@@ -320,7 +318,7 @@ impl ChordRefit {
 }
 
 /// Items ordered by worth, best first (ties by index).
-pub fn order_by_worth(params: &[f64]) -> Vec<usize> {
+pub(crate) fn order_by_worth(params: &[f64]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..params.len()).collect();
     idx.sort_by(|&a, &b| params[b].total_cmp(&params[a]).then(a.cmp(&b)));
     idx
@@ -502,9 +500,9 @@ pub struct Ranking {
 /// an ordering of the displayed slots, or the slot picked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankObservation {
-    pub shown: Vec<i64>,
-    pub pick: Option<i64>,
-    pub ordering: Option<Vec<usize>>,
+    pub(crate) shown: Vec<i64>,
+    pub(crate) pick: Option<i64>,
+    pub(crate) ordering: Option<Vec<usize>>,
 }
 
 /// Answered rank trials per (participant, prompt), in trial order.
@@ -525,7 +523,7 @@ pub fn rank_observations(answers: &[RankAnswer]) -> BTreeMap<(String, String), V
 /// (`stand_for`; an id it does not name stands for itself), so that copies of one text are
 /// one response: shown once (where first shown), picked as the text, ordered where the
 /// text first comes.
-pub fn by_text(
+pub(crate) fn by_text(
     groups: &BTreeMap<(String, String), Vec<RankObservation>>,
     stand_for: impl Fn(i64) -> i64,
 ) -> BTreeMap<(String, String), Vec<RankObservation>> {
@@ -554,7 +552,7 @@ pub fn by_text(
 
 /// The choices an observation makes (an order of m items: m − 1 nested choices; a pick:
 /// one), as indexes given by `index`.
-pub fn choices(o: &RankObservation, index: impl Fn(i64) -> usize) -> Option<Choices> {
+pub(crate) fn choices(o: &RankObservation, index: impl Fn(i64) -> usize) -> Option<Choices> {
     match &o.ordering {
         Some(ord) => {
             let mut ranked: Vec<usize> = ord.iter().filter_map(|&s| o.shown.get(s).map(|&id| index(id))).collect();
@@ -610,16 +608,16 @@ pub fn rankings_of(groups: &BTreeMap<(String, String), Vec<RankObservation>>) ->
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Worth {
     pub prompt: String,
-    pub candidate: i64,
+    pub(crate) candidate: i64,
     pub log_worth: f64,
     pub ci_low: f64,
     pub ci_high: f64,
     /// Participants with rank answers for this prompt.
-    pub participants: usize,
+    pub(crate) participants: usize,
 }
 
 /// Population Plackett–Luce worths per prompt (prior α = 0.1), `replicates` bootstrap refits.
-pub fn population_worths(
+pub(crate) fn population_worths(
     groups: &BTreeMap<(String, String), Vec<RankObservation>>,
     replicates: usize,
     seed: u64,

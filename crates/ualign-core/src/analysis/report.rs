@@ -48,7 +48,7 @@ impl Options {
     }
 }
 
-pub use crate::store::Progress;
+pub(crate) use crate::store::Progress;
 
 /// Why a report could not be made: the store could not give what it reads.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +60,7 @@ pub enum AnalysisError {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub study: String,
-    pub convention: &'static str,
+    pub(crate) convention: &'static str,
     pub progress: Progress,
     pub fk: Vec<FkRow>,
     pub rankings: Vec<Ranking>,
@@ -246,7 +246,7 @@ fn greedy_policies(study: &Study) -> BTreeSet<String> {
 }
 
 /// Diversity of every (policy, prompt) pool, its texts in sample order.
-pub fn pool_diversity(study: &Study, candidates: &[Candidate]) -> Vec<Diversity> {
+pub(crate) fn pool_diversity(study: &Study, candidates: &[Candidate]) -> Vec<Diversity> {
     let mut pools: BTreeMap<(&str, &str), Vec<(u32, &str)>> = BTreeMap::new();
     for c in candidates {
         pools.entry((c.policy.as_str(), c.prompt_id.as_str())).or_default().push((c.sample_index, c.text.as_str()));

@@ -46,7 +46,7 @@ impl Models {
     }
 
     /// The generator for a folder (loaded on first use) and its model hash.
-    pub fn get(&mut self, dir: &PathBuf) -> Result<&mut (Generator, String), EngineError> {
+    pub(crate) fn get(&mut self, dir: &PathBuf) -> Result<&mut (Generator, String), EngineError> {
         if !self.loaded.contains_key(dir) {
             let mut g = ualign_engine::load(dir, self.ep, self.threads)?;
             self.notices.append(&mut g.notices);

@@ -69,8 +69,8 @@ pub struct ImportReport {
 /// A checked import file: the rows to store, all valid for the study and policy.
 #[derive(Debug)]
 pub struct Candidates {
-    pub policy: String,
-    pub rows: Vec<NewCandidate>,
+    pub(crate) policy: String,
+    pub(crate) rows: Vec<NewCandidate>,
 }
 
 /// The imported policy named `policy`, or why it cannot take an import.

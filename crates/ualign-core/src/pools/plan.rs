@@ -16,7 +16,7 @@ pub struct PoolJob {
 
 impl PoolJob {
     /// The samples of a pool of `pool_size` that are not stored yet.
-    pub fn whole_pool(store: &Store, policy: &str, prompt_id: &str, pool_size: u32) -> Result<Self, StoreError> {
+    pub(crate) fn whole_pool(store: &Store, policy: &str, prompt_id: &str, pool_size: u32) -> Result<Self, StoreError> {
         let have = store.stored_samples(policy, prompt_id)?;
         Ok(Self {
             policy: policy.to_string(),
@@ -26,7 +26,7 @@ impl PoolJob {
     }
 
     /// This job less what another request or process has stored since it was made.
-    pub fn still_missing(&self, store: &Store) -> Result<Self, StoreError> {
+    pub(crate) fn still_missing(&self, store: &Store) -> Result<Self, StoreError> {
         let have = store.stored_samples(&self.policy, &self.prompt_id)?;
         Ok(Self {
             missing: self.missing.iter().copied().filter(|i| have.binary_search(i).is_err()).collect(),

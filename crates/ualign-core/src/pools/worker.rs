@@ -45,8 +45,8 @@ pub struct Request {
     priority: Priority,
     reply: Events,
 }
-pub type Requests = std::sync::mpsc::Receiver<Request>;
-pub type Events = std::sync::mpsc::Sender<WorkerEvent>;
+pub(crate) type Requests = std::sync::mpsc::Receiver<Request>;
+pub(crate) type Events = std::sync::mpsc::Sender<WorkerEvent>;
 
 /// What every handle of one worker shares: the request channel, the request ids, and why
 /// the worker is gone once it is.

@@ -55,7 +55,7 @@ impl TrialKind {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "best_of_k" => TrialKind::BestOfK,
             "rank" => TrialKind::Rank,
@@ -69,17 +69,17 @@ impl TrialKind {
 /// One trial of a participant's list, before it is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedTrial {
-    pub block: String,
-    pub kind: TrialKind,
+    pub(crate) block: String,
+    pub(crate) kind: TrialKind,
     pub mode: RankMode,
     pub prompt_id: String,
-    pub k: Option<u32>,
-    pub policy_a: Option<String>,
-    pub policy_b: Option<String>,
+    pub(crate) k: Option<u32>,
+    pub(crate) policy_a: Option<String>,
+    pub(crate) policy_b: Option<String>,
     /// Slots in displayed order.
     pub slots: Vec<Slot>,
     /// For a repeat: the position (in the whole list) of the trial it repeats.
-    pub repeat_of: Option<usize>,
+    pub(crate) repeat_of: Option<usize>,
 }
 
 /// The participant's full trial list, in presentation order.
@@ -302,7 +302,7 @@ fn with_repeats(block: &Block, main: Vec<PlannedTrial>, rng: &mut ChaCha8Rng) ->
 /// The deliberately broken text of an attention check: the candidate's words in a
 /// shuffled order (deterministic for the candidate id), never equal to the original when
 /// it has two or more distinct words.
-pub fn broken_text(text: &str, seed: u64) -> String {
+pub(crate) fn broken_text(text: &str, seed: u64) -> String {
     let words: Vec<&str> = text.split_whitespace().collect();
     let mut rng = crate::seed::attention_text(seed);
     let mut shuffled = words.clone();

@@ -79,7 +79,7 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// An open study database. Its connection is the store's own: every query is a method
 /// here, so the schema is known in one place.
@@ -152,7 +152,7 @@ pub struct IntegrityCheck {
 }
 
 impl IntegrityCheck {
-    pub fn start(path: &Path, archive: bool) -> Result<Self> {
+    pub(crate) fn start(path: &Path, archive: bool) -> Result<Self> {
         let conn =
             connect_reading(path, archive).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         let handle = std::thread::Builder::new()
@@ -284,8 +284,9 @@ impl Store {
         Ok(store)
     }
 
-    /// A private in-memory database, for tests and simulations.
-    pub fn open_in_memory() -> Result<Self> {
+    /// A private in-memory database, for tests.
+    #[cfg(test)]
+    pub(crate) fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory()?;
         let mut store = Self { conn, path: PathBuf::from(":memory:"), archive: false };
         store.configure()?;
@@ -336,7 +337,7 @@ impl Store {
     /// A consistent view for a reader: until it is dropped, every query sees the database
     /// as it was at the first one, whatever other processes commit meanwhile (and they are
     /// not held up: under WAL a reader never blocks a writer).
-    pub fn snapshot(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    pub(crate) fn snapshot(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
         self.conn.unchecked_transaction()
     }
 
@@ -449,7 +450,7 @@ impl Store {
 
     /// The day the study was recorded (UTC): what chat templates that print a date see,
     /// so a study's samples are the same whenever its pools are filled.
-    pub fn study_day(&self) -> Result<chrono::NaiveDate> {
+    pub(crate) fn study_day(&self) -> Result<chrono::NaiveDate> {
         let stored = self.stored_study()?.ok_or_else(|| StoreError::NoStudy { path: self.path.clone() })?;
         chrono::DateTime::parse_from_rfc3339(&stored.created_at).map(|t| t.date_naive()).map_err(|e| {
             StoreError::Invalid(format!("the study's recorded time `{}` is unreadable: {e}", stored.created_at))
@@ -520,9 +521,9 @@ impl Store {
 
 #[derive(Debug, Clone)]
 pub struct StoredStudy {
-    pub name: String,
+    pub(crate) name: String,
     pub hash: String,
-    pub source: String,
+    pub(crate) source: String,
     pub path: String,
-    pub created_at: String,
+    pub(crate) created_at: String,
 }

@@ -10,21 +10,21 @@ use crate::study::RankMode;
 
 /// A candidate to be stored (from the engine or an import).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct NewCandidate {
-    pub policy: String,
-    pub prompt_id: String,
-    pub sample_index: u32,
-    pub text: String,
-    pub token_count: Option<u32>,
-    pub finish_reason: Option<String>,
-    pub logprob: Option<f64>,
-    pub seed: Option<u64>,
-    pub settings: Option<String>,
-    pub model_hash: Option<String>,
-    pub provider: Option<String>,
-    pub prefill_ms: Option<f64>,
-    pub decode_ms: Option<f64>,
-    pub meta: Option<String>,
+pub(crate) struct NewCandidate {
+    pub(crate) policy: String,
+    pub(crate) prompt_id: String,
+    pub(crate) sample_index: u32,
+    pub(crate) text: String,
+    pub(crate) token_count: Option<u32>,
+    pub(crate) finish_reason: Option<String>,
+    pub(crate) logprob: Option<f64>,
+    pub(crate) seed: Option<u64>,
+    pub(crate) settings: Option<String>,
+    pub(crate) model_hash: Option<String>,
+    pub(crate) provider: Option<String>,
+    pub(crate) prefill_ms: Option<f64>,
+    pub(crate) decode_ms: Option<f64>,
+    pub(crate) meta: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,7 +57,7 @@ pub enum Answer {
 
 /// What [`Store::import_pools`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImportOutcome {
+pub(crate) enum ImportOutcome {
     /// The rows were stored; `replaced` candidates of the policy were removed first.
     Stored { stored: usize, replaced: usize },
     /// The policy already has candidates and replacing was not asked for.
@@ -102,7 +102,7 @@ impl Store {
     /// another process stored meanwhile (two `generate` runs, or a participant's screen
     /// filling the same pool) is kept as it is: it was drawn with the same seed. Returns
     /// how many rows were new.
-    pub fn insert_candidates(&mut self, rows: &[NewCandidate]) -> Result<usize> {
+    pub(crate) fn insert_candidates(&mut self, rows: &[NewCandidate]) -> Result<usize> {
         let sql = format!("{INSERT_CANDIDATE} ON CONFLICT (policy, prompt_id, sample_index) DO NOTHING");
         self.write("the generated candidates", |tx| insert_rows(tx, &sql, rows))
     }
@@ -110,7 +110,7 @@ impl Store {
     /// Stores an import into `policy`'s pools in one transaction, after checking, inside
     /// it, that the policy has no candidates yet, or with `replace` that none of its
     /// candidates has been shown to anyone (then they are all replaced by `rows`).
-    pub fn import_pools(&mut self, policy: &str, rows: &[NewCandidate], replace: bool) -> Result<ImportOutcome> {
+    pub(crate) fn import_pools(&mut self, policy: &str, rows: &[NewCandidate], replace: bool) -> Result<ImportOutcome> {
         self.write("the imported candidates", |tx| {
             let count: i64 =
                 tx.query_row("SELECT COUNT(*) FROM candidates WHERE policy = ?1", [policy], |r| r.get(0))?;
@@ -138,11 +138,6 @@ impl Store {
             let stored = insert_rows(tx, INSERT_CANDIDATE, rows)?;
             Ok(ImportOutcome::Stored { stored, replaced: count as usize })
         })
-    }
-
-    /// Candidates stored for a policy, in all.
-    pub fn policy_count(&self, policy: &str) -> Result<u32> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM candidates WHERE policy = ?1", [policy], |r| r.get(0))?)
     }
 
     /// Number of stored candidates of a policy for a prompt.
@@ -187,7 +182,7 @@ impl Store {
 
     /// The broken text of an attention check for a candidate, made once and stored (two
     /// processes showing it at once both get the one stored first).
-    pub fn attention_text(&mut self, candidate_id: i64, make: impl FnOnce() -> String) -> Result<String> {
+    pub(crate) fn attention_text(&mut self, candidate_id: i64, make: impl FnOnce() -> String) -> Result<String> {
         let stored = |c: &Connection| {
             c.query_row("SELECT text FROM attention_texts WHERE candidate_id = ?1", [candidate_id], |r| r.get(0))
                 .optional()
@@ -276,7 +271,7 @@ impl Store {
         self.record_consent_at(id, &now())
     }
 
-    pub fn record_consent_at(&mut self, id: &str, at: &str) -> Result<()> {
+    pub(crate) fn record_consent_at(&mut self, id: &str, at: &str) -> Result<()> {
         self.write("the consent", |tx| {
             tx.execute("UPDATE participants SET consent_at = COALESCE(consent_at, ?2) WHERE id = ?1", params![id, at])?;
             Ok(())
@@ -292,7 +287,7 @@ impl Store {
     }
 
     /// Whether the participant has finished their trial list.
-    pub fn is_completed(&self, id: &str) -> Result<bool> {
+    pub(crate) fn is_completed(&self, id: &str) -> Result<bool> {
         Ok(self
             .conn
             .query_row("SELECT completed_at IS NOT NULL FROM participants WHERE id = ?1", [id], |r| r.get(0))
@@ -300,7 +295,7 @@ impl Store {
             .unwrap_or(false))
     }
 
-    pub fn mark_completed(&mut self, id: &str) -> Result<()> {
+    pub(crate) fn mark_completed(&mut self, id: &str) -> Result<()> {
         self.write("the completion", |tx| {
             tx.execute(
                 "UPDATE participants SET completed_at = COALESCE(completed_at, ?2) WHERE id = ?1",
@@ -418,7 +413,7 @@ impl Store {
         Ok(self.trials(participant)?.into_iter().find(|t| !t.answered))
     }
 
-    pub fn start_session(&mut self, participant: &str, client: &str) -> Result<i64> {
+    pub(crate) fn start_session(&mut self, participant: &str, client: &str) -> Result<i64> {
         self.write("the session", |tx| {
             tx.execute(
                 "INSERT INTO sessions (participant_id, started_at, client) VALUES (?1, ?2, ?3)",
@@ -428,7 +423,7 @@ impl Store {
         })
     }
 
-    pub fn end_session(&mut self, session: i64, reason: &str) -> Result<()> {
+    pub(crate) fn end_session(&mut self, session: i64, reason: &str) -> Result<()> {
         self.write("the end of the session", |tx| {
             tx.execute(
                 "UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE id = ?1 AND ended_at IS NULL",

@@ -43,15 +43,15 @@ pub struct RankAnswer {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QualityCounts {
     /// Picks in best_of_k and rank pick trials: (displayed slots, slot picked, answers).
-    pub picks_by_slot: Vec<(usize, usize, usize)>,
+    pub(crate) picks_by_slot: Vec<(usize, usize, usize)>,
     /// Every answer's response time, ascending.
-    pub response_ms: Vec<u64>,
+    pub(crate) response_ms: Vec<u64>,
     /// Per participant with any: (participant, answers under the threshold, answers), most first.
-    pub too_fast: Vec<(String, usize, usize)>,
+    pub(crate) too_fast: Vec<(String, usize, usize)>,
     /// Per participant with attention checks: (participant, failed, checks), most failed first.
-    pub attention: Vec<(String, usize, usize)>,
+    pub(crate) attention: Vec<(String, usize, usize)>,
     /// Per answered repeat with a pick in both: the text picked the first time and the second.
-    pub repeat_picks: Vec<(Option<String>, Option<String>)>,
+    pub(crate) repeat_picks: Vec<(Option<String>, Option<String>)>,
 }
 
 /// Participants enrolled, finished, and answers given out of trials planned.
@@ -69,60 +69,60 @@ pub struct Progress {
 pub struct CandidateRecord {
     #[serde(rename = "candidate_id")]
     pub id: i64,
-    pub policy: String,
+    pub(crate) policy: String,
     pub prompt_id: String,
-    pub sample_index: i64,
+    pub(crate) sample_index: i64,
     pub text: String,
-    pub token_count: Option<i64>,
-    pub finish_reason: Option<String>,
-    pub logprob: Option<f64>,
-    pub seed: Option<i64>,
-    pub model_hash: Option<String>,
-    pub provider: Option<String>,
-    pub prefill_ms: Option<f64>,
-    pub decode_ms: Option<f64>,
-    pub settings: Option<Value>,
-    pub meta: Option<Value>,
-    pub created_at: String,
+    pub(crate) token_count: Option<i64>,
+    pub(crate) finish_reason: Option<String>,
+    pub(crate) logprob: Option<f64>,
+    pub(crate) seed: Option<i64>,
+    pub(crate) model_hash: Option<String>,
+    pub(crate) provider: Option<String>,
+    pub(crate) prefill_ms: Option<f64>,
+    pub(crate) decode_ms: Option<f64>,
+    pub(crate) settings: Option<Value>,
+    pub(crate) meta: Option<Value>,
+    pub(crate) created_at: String,
 }
 
 /// A stored trial joined with its answer, if it has one (the export's `trials`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct TrialRecord {
-    pub id: i64,
-    pub participant: String,
-    pub position: i64,
-    pub block: String,
-    pub kind: String,
-    pub mode: String,
-    pub prompt_id: String,
-    pub k: Option<i64>,
-    pub policy_a: Option<String>,
-    pub policy_b: Option<String>,
-    pub slots: Vec<Slot>,
-    pub candidate_ids: Option<Vec<i64>>,
-    pub repeat_of: Option<i64>,
-    pub session_id: Option<i64>,
-    pub shown_at: Option<String>,
-    pub answered_at: Option<String>,
-    pub response_ms: Option<i64>,
-    pub choice: Option<usize>,
-    pub ordering: Option<Vec<usize>>,
-    pub no_preference: Option<bool>,
-    pub skipped: Option<bool>,
+pub(crate) struct TrialRecord {
+    pub(crate) id: i64,
+    pub(crate) participant: String,
+    pub(crate) position: i64,
+    pub(crate) block: String,
+    pub(crate) kind: String,
+    pub(crate) mode: String,
+    pub(crate) prompt_id: String,
+    pub(crate) k: Option<i64>,
+    pub(crate) policy_a: Option<String>,
+    pub(crate) policy_b: Option<String>,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) candidate_ids: Option<Vec<i64>>,
+    pub(crate) repeat_of: Option<i64>,
+    pub(crate) session_id: Option<i64>,
+    pub(crate) shown_at: Option<String>,
+    pub(crate) answered_at: Option<String>,
+    pub(crate) response_ms: Option<i64>,
+    pub(crate) choice: Option<usize>,
+    pub(crate) ordering: Option<Vec<usize>>,
+    pub(crate) no_preference: Option<bool>,
+    pub(crate) skipped: Option<bool>,
 }
 
 /// A participant with their counts: a row of the export's `participants`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ParticipantRecord {
+pub(crate) struct ParticipantRecord {
     #[serde(rename = "participant_id")]
-    pub id: String,
-    pub created_at: String,
-    pub consent_at: Option<String>,
-    pub completed_at: Option<String>,
-    pub trials: i64,
-    pub answered: i64,
-    pub sessions: i64,
+    pub(crate) id: String,
+    pub(crate) created_at: String,
+    pub(crate) consent_at: Option<String>,
+    pub(crate) completed_at: Option<String>,
+    pub(crate) trials: i64,
+    pub(crate) answered: i64,
+    pub(crate) sessions: i64,
 }
 
 /// Decodes a stored JSON value of row `id` of `table`; a damaged one is an error.
@@ -294,7 +294,7 @@ impl Store {
     }
 
     /// Participants, finished participants, trials and answers.
-    pub fn progress(&self) -> Result<Progress> {
+    pub(crate) fn progress(&self) -> Result<Progress> {
         let (participants, completed): (i64, i64) =
             self.conn.query_row("SELECT COUNT(*), COUNT(completed_at) FROM participants", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -359,7 +359,7 @@ impl Store {
     }
 
     /// Every trial with its answer, by participant and position.
-    pub fn trial_records(&self) -> Result<Vec<TrialRecord>> {
+    pub(crate) fn trial_records(&self) -> Result<Vec<TrialRecord>> {
         type Raw = (TrialRecord, String, Option<String>, Option<i64>, Option<String>);
         collect(
             self,
@@ -411,7 +411,7 @@ impl Store {
     }
 
     /// Every participant with their counts, in the order they joined.
-    pub fn participant_records(&self) -> Result<Vec<ParticipantRecord>> {
+    pub(crate) fn participant_records(&self) -> Result<Vec<ParticipantRecord>> {
         collect(
             self,
             "SELECT p.id, p.created_at, p.consent_at, p.completed_at,

@@ -109,7 +109,7 @@ impl WriteCause {
     }
 
     /// What the researcher should do.
-    pub fn remedy(self, path: &Path) -> String {
+    pub(crate) fn remedy(self, path: &Path) -> String {
         let p = path.display();
         match self {
             WriteCause::Full => format!("free disk space where {p} lives (df -h), then resume"),
@@ -133,11 +133,11 @@ impl WriteCause {
 #[derive(Debug, thiserror::Error)]
 #[error("could not save {what} to {}: {} (SQLite: {sqlite})\n  {}", .path.display(), .cause.plain(), .cause.remedy(.path))]
 pub struct WriteFailure {
-    pub path: PathBuf,
-    pub what: &'static str,
+    pub(crate) path: PathBuf,
+    pub(crate) what: &'static str,
     pub cause: WriteCause,
     /// SQLite's own error, shown in the message (not a separate cause in the chain).
-    pub sqlite: rusqlite::Error,
+    pub(crate) sqlite: rusqlite::Error,
 }
 
 /// Runs `f` in an IMMEDIATE transaction on `conn` and commits it; busy errors SQLite

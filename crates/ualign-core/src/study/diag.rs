@@ -15,12 +15,12 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     pub line: usize,
     pub col: usize,
     /// Field path such as `blocks[1].k[0]`; empty for file-level problems.
-    pub path: String,
-    pub message: String,
+    pub(crate) path: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for Diagnostic {
@@ -37,20 +37,20 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Maps byte offsets of one source text to 1-based line and column (in characters).
-pub struct SourceMap<'a> {
+pub(crate) struct SourceMap<'a> {
     file: PathBuf,
     text: &'a str,
     line_starts: Vec<usize>,
 }
 
 impl<'a> SourceMap<'a> {
-    pub fn new(file: &Path, text: &'a str) -> Self {
+    pub(crate) fn new(file: &Path, text: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         Self { file: file.to_path_buf(), text, line_starts }
     }
 
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
         let start = self.line_starts[line];
@@ -58,7 +58,7 @@ impl<'a> SourceMap<'a> {
         (line + 1, col)
     }
 
-    pub fn diag(&self, severity: Severity, span: Range<usize>, path: &str, message: String) -> Diagnostic {
+    pub(crate) fn diag(&self, severity: Severity, span: Range<usize>, path: &str, message: String) -> Diagnostic {
         let (line, col) = self.line_col(span.start);
         Diagnostic { severity, file: self.file.clone(), line, col, path: path.to_string(), message }
     }
@@ -71,7 +71,7 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
-    pub fn push(&mut self, d: Diagnostic) {
+    pub(crate) fn push(&mut self, d: Diagnostic) {
         self.items.push(d);
     }
 

@@ -7,7 +7,6 @@ mod parse;
 mod participant;
 mod reader;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics, Severity};
@@ -135,15 +134,6 @@ impl RankMode {
     }
 }
 
-impl Design {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Design::BestOfK { .. } => "best_of_k",
-            Design::Rank { .. } => "rank",
-        }
-    }
-}
-
 /// Why a study could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {
@@ -179,7 +169,7 @@ impl Study {
         self.policies.iter().find(|p| p.name == name)
     }
 
-    pub fn prompt(&self, id: &str) -> Option<&Prompt> {
+    pub(crate) fn prompt(&self, id: &str) -> Option<&Prompt> {
         self.prompts.iter().find(|p| p.id == id)
     }
 
@@ -198,15 +188,6 @@ impl Study {
     /// Trials one participant answers, counting attention checks and repeats.
     pub fn trials_per_participant(&self) -> u32 {
         self.blocks.iter().map(|b| b.trials + b.attention_checks + b.repeat_count()).sum()
-    }
-
-    /// Per-block counts by kind, for summaries.
-    pub fn summary(&self) -> BTreeMap<&'static str, usize> {
-        let mut m = BTreeMap::new();
-        for b in &self.blocks {
-            *m.entry(b.design.kind()).or_insert(0) += 1;
-        }
-        m
     }
 }
 

@@ -232,7 +232,7 @@ struct PromptLine {
 
 /// Prompts from a `.jsonl` file (`{"id", "text", "tags"?, "meta"?}` a line) or any other
 /// text file (one prompt a non-empty line, id `L<line number>`).
-pub fn parse_prompt_file(path: &Path, content: &str) -> (Vec<Prompt>, Vec<Diagnostic>) {
+pub(crate) fn parse_prompt_file(path: &Path, content: &str) -> (Vec<Prompt>, Vec<Diagnostic>) {
     let mut out = Vec::new();
     let mut diags = Vec::new();
     let jsonl = path.extension().is_some_and(|e| e == "jsonl");

@@ -74,7 +74,7 @@ impl IdPattern {
         &self.source
     }
 
-    pub fn matches(&self, id: &str) -> bool {
+    pub(crate) fn matches(&self, id: &str) -> bool {
         self.regex.is_match(id)
     }
 }

@@ -11,24 +11,24 @@ use toml::de::{DeTable, DeValue};
 use super::diag::{Diagnostics, Severity, SourceMap};
 
 /// Where diagnostics go while one file is read.
-pub struct Cx<'s> {
-    pub src: &'s SourceMap<'s>,
-    pub diags: Diagnostics,
+pub(crate) struct Cx<'s> {
+    pub(crate) src: &'s SourceMap<'s>,
+    pub(crate) diags: Diagnostics,
 }
 
 impl Cx<'_> {
-    pub fn error(&mut self, span: Range<usize>, path: &str, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, span: Range<usize>, path: &str, message: impl Into<String>) {
         let d = self.src.diag(Severity::Error, span, path, message.into());
         self.diags.push(d);
     }
 
-    pub fn warning(&mut self, span: Range<usize>, path: &str, message: impl Into<String>) {
+    pub(crate) fn warning(&mut self, span: Range<usize>, path: &str, message: impl Into<String>) {
         let d = self.src.diag(Severity::Warning, span, path, message.into());
         self.diags.push(d);
     }
 }
 
-pub type Value<'i> = Spanned<DeValue<'i>>;
+pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
 
 fn type_name(v: &DeValue<'_>) -> &'static str {
     match v {
@@ -42,24 +42,24 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
     }
 }
 
-pub fn join(path: &str, key: &str) -> String {
+pub(crate) fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
 }
 
 /// A table being read: remembers which keys were asked for, so the rest are unknown keys.
-pub struct TableReader<'a, 'i> {
+pub(crate) struct TableReader<'a, 'i> {
     table: &'a DeTable<'i>,
-    pub span: Range<usize>,
-    pub path: String,
+    pub(crate) span: Range<usize>,
+    pub(crate) path: String,
     asked: RefCell<Vec<&'static str>>,
 }
 
 impl<'a, 'i> TableReader<'a, 'i> {
-    pub fn new(table: &'a DeTable<'i>, span: Range<usize>, path: String) -> Self {
+    pub(crate) fn new(table: &'a DeTable<'i>, span: Range<usize>, path: String) -> Self {
         Self { table, span, path, asked: RefCell::new(Vec::new()) }
     }
 
-    pub fn path_of(&self, key: &str) -> String {
+    pub(crate) fn path_of(&self, key: &str) -> String {
         join(&self.path, key)
     }
 
@@ -68,18 +68,18 @@ impl<'a, 'i> TableReader<'a, 'i> {
         self.table.get(key)
     }
 
-    pub fn has(&self, key: &'static str) -> bool {
+    pub(crate) fn has(&self, key: &'static str) -> bool {
         self.asked.borrow_mut().push(key);
         self.table.contains_key(key)
     }
 
     /// Marks keys as known without reading them (keys of a design that could not be told).
-    pub fn allow(&self, keys: &[&'static str]) {
+    pub(crate) fn allow(&self, keys: &[&'static str]) {
         self.asked.borrow_mut().extend_from_slice(keys);
     }
 
     /// Span of a key's value, or of the table itself when the key is absent.
-    pub fn span_of(&self, key: &str) -> Range<usize> {
+    pub(crate) fn span_of(&self, key: &str) -> Range<usize> {
         self.table.get(key).map_or_else(|| self.span.clone(), |v| v.span())
     }
 
@@ -96,7 +96,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
         );
     }
 
-    pub fn string(&self, cx: &mut Cx, key: &'static str) -> Option<String> {
+    pub(crate) fn string(&self, cx: &mut Cx, key: &'static str) -> Option<String> {
         let v = self.get(key)?;
         match v.get_ref() {
             DeValue::String(s) => Some(s.to_string()),
@@ -107,7 +107,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
         }
     }
 
-    pub fn required_string(&self, cx: &mut Cx, key: &'static str) -> Option<String> {
+    pub(crate) fn required_string(&self, cx: &mut Cx, key: &'static str) -> Option<String> {
         if !self.table.contains_key(key) {
             self.asked.borrow_mut().push(key);
             self.missing(cx, key, "a string");
@@ -116,7 +116,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
         self.string(cx, key)
     }
 
-    pub fn integer(&self, cx: &mut Cx, key: &'static str) -> Option<(i64, Range<usize>)> {
+    pub(crate) fn integer(&self, cx: &mut Cx, key: &'static str) -> Option<(i64, Range<usize>)> {
         let v = self.get(key)?;
         match value_integer(v) {
             Some(i) => Some((i, v.span())),
@@ -127,7 +127,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
         }
     }
 
-    pub fn required_integer(&self, cx: &mut Cx, key: &'static str) -> Option<(i64, Range<usize>)> {
+    pub(crate) fn required_integer(&self, cx: &mut Cx, key: &'static str) -> Option<(i64, Range<usize>)> {
         if !self.table.contains_key(key) {
             self.asked.borrow_mut().push(key);
             self.missing(cx, key, "an integer");
@@ -137,7 +137,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
     }
 
     /// A number: floats and integers both accepted.
-    pub fn number(&self, cx: &mut Cx, key: &'static str) -> Option<(f64, Range<usize>)> {
+    pub(crate) fn number(&self, cx: &mut Cx, key: &'static str) -> Option<(f64, Range<usize>)> {
         let v = self.get(key)?;
         let n = match v.get_ref() {
             DeValue::Float(f) => parse_float(f.as_str()),
@@ -153,7 +153,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
         }
     }
 
-    pub fn boolean(&self, cx: &mut Cx, key: &'static str) -> Option<bool> {
+    pub(crate) fn boolean(&self, cx: &mut Cx, key: &'static str) -> Option<bool> {
         let v = self.get(key)?;
         match v.get_ref() {
             DeValue::Boolean(b) => Some(*b),
@@ -165,7 +165,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
     }
 
     /// An array whose elements are handed back with their spans and paths.
-    pub fn array(&self, cx: &mut Cx, key: &'static str) -> Option<Vec<(&'a Value<'i>, String)>> {
+    pub(crate) fn array(&self, cx: &mut Cx, key: &'static str) -> Option<Vec<(&'a Value<'i>, String)>> {
         let v = self.get(key)?;
         match v.get_ref() {
             DeValue::Array(items) => {
@@ -179,7 +179,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
         }
     }
 
-    pub fn string_list(&self, cx: &mut Cx, key: &'static str) -> Option<Vec<(String, Range<usize>)>> {
+    pub(crate) fn string_list(&self, cx: &mut Cx, key: &'static str) -> Option<Vec<(String, Range<usize>)>> {
         let items = self.array(cx, key)?;
         let mut out = Vec::new();
         for (item, path) in items {
@@ -191,7 +191,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
         Some(out)
     }
 
-    pub fn integer_list(&self, cx: &mut Cx, key: &'static str) -> Option<Vec<(i64, Range<usize>, String)>> {
+    pub(crate) fn integer_list(&self, cx: &mut Cx, key: &'static str) -> Option<Vec<(i64, Range<usize>, String)>> {
         let items = self.array(cx, key)?;
         let mut out = Vec::new();
         for (item, path) in items {
@@ -203,7 +203,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
         Some(out)
     }
 
-    pub fn table(&self, cx: &mut Cx, key: &'static str) -> Option<TableReader<'a, 'i>> {
+    pub(crate) fn table(&self, cx: &mut Cx, key: &'static str) -> Option<TableReader<'a, 'i>> {
         let v = self.get(key)?;
         match v.get_ref() {
             DeValue::Table(t) => Some(TableReader::new(t, v.span(), self.path_of(key))),
@@ -215,7 +215,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
     }
 
     /// `[[key]]` entries (an array of tables).
-    pub fn tables(&self, cx: &mut Cx, key: &'static str) -> Vec<TableReader<'a, 'i>> {
+    pub(crate) fn tables(&self, cx: &mut Cx, key: &'static str) -> Vec<TableReader<'a, 'i>> {
         let Some(items) = self.array(cx, key) else {
             return Vec::new();
         };
@@ -230,7 +230,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
     }
 
     /// Reports every key that was never asked for: typos must not pass silently.
-    pub fn finish(self, cx: &mut Cx) {
+    pub(crate) fn finish(self, cx: &mut Cx) {
         let asked = self.asked.borrow().clone();
         for (k, _) in self.table.iter() {
             let name: &str = k.get_ref();

@@ -24,34 +24,34 @@ use crate::onnx::{Attr, Dim, Graph, proto::dtype};
 const MS: &str = "com.microsoft";
 
 /// Positions the rotary caches cover at most (a model's longer context is cut to this).
-pub const MAX_POSITIONS: usize = 32768;
+pub(crate) const MAX_POSITIONS: usize = 32768;
 
 /// The graph builder's version, part of every GGUF model's hash: a change to the graph
 /// that could change a sample changes it.
-pub const GRAPH_VERSION: &str = "ualign-gguf-graph-1";
+pub(crate) const GRAPH_VERSION: &str = "ualign-gguf-graph-1";
 
 /// The architectures the builder handles.
-pub const ARCHITECTURES: &[&str] = &["llama", "qwen2"];
+pub(crate) const ARCHITECTURES: &[&str] = &["llama", "qwen2"];
 
 /// A model's shape, from the GGUF's `{arch}.*` metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Arch {
-    pub name: String,
-    pub layers: usize,
-    pub hidden: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-    pub ffn: usize,
-    pub eps: f32,
-    pub rope_theta: f64,
+    pub(crate) name: String,
+    pub(crate) layers: usize,
+    pub(crate) hidden: usize,
+    pub(crate) heads: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) ffn: usize,
+    pub(crate) eps: f32,
+    pub(crate) rope_theta: f64,
     /// Linear RoPE scaling: positions are divided by this (1 when none).
-    pub rope_scale: f64,
-    pub interleaved: bool,
+    pub(crate) rope_scale: f64,
+    pub(crate) interleaved: bool,
     /// Positions the graph takes: the model's context, at most [`MAX_POSITIONS`].
-    pub positions: usize,
-    pub context: usize,
-    pub vocab: usize,
+    pub(crate) positions: usize,
+    pub(crate) context: usize,
+    pub(crate) vocab: usize,
 }
 
 fn unsupported(g: &Gguf, what: String) -> GgufError {
@@ -132,7 +132,7 @@ impl Arch {
     }
 
     /// The model as a Hugging Face `config.json` says it (what the engine reads from one).
-    pub fn config(&self, g: &Gguf, tied: bool) -> Value {
+    pub(crate) fn config(&self, g: &Gguf, tied: bool) -> Value {
         let id = |k: &str| g.meta(&format!("tokenizer.ggml.{k}")).and_then(|m| m.as_u64());
         let model_type = self.name.as_str();
         json!({
@@ -159,12 +159,12 @@ impl Arch {
 
 /// A built model: its graph, its weights (the graph's external data), its config, and
 /// what the researcher should be told (matrices that had to be dequantised).
-pub struct Built {
-    pub arch: Arch,
-    pub graph: Vec<u8>,
-    pub weights: Vec<u8>,
-    pub config: Value,
-    pub notices: Vec<String>,
+pub(crate) struct Built {
+    pub(crate) arch: Arch,
+    pub(crate) graph: Vec<u8>,
+    pub(crate) weights: Vec<u8>,
+    pub(crate) config: Value,
+    pub(crate) notices: Vec<String>,
 }
 
 /// A weight matrix's initializers in the graph.
@@ -190,7 +190,7 @@ struct Builder<'a> {
 }
 
 /// Builds the graph of the model in `g`.
-pub fn build(g: &Gguf) -> Result<Built, GgufError> {
+pub(crate) fn build(g: &Gguf) -> Result<Built, GgufError> {
     let a = Arch::read(g)?;
     let mut b = Builder {
         g,

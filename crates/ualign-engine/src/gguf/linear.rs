@@ -22,8 +22,8 @@ use super::quant::{self, TensorType, scale_min_k4};
 /// One 4-bit plane of a matrix: `b` [n, k/32, 16] as MatMulNBits packs it, `scales` [n, k/32].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plane {
-    pub b: Vec<u8>,
-    pub scales: Vec<f32>,
+    pub(crate) b: Vec<u8>,
+    pub(crate) scales: Vec<f32>,
 }
 
 /// One weight matrix of `n` outputs over `k` inputs (GGML stores it as `n` rows of `k`).

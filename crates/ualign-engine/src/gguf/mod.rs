@@ -5,7 +5,7 @@
 pub mod decoder;
 pub mod linear;
 pub mod quant;
-pub mod tokenizer;
+pub(crate) mod tokenizer;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -52,7 +52,7 @@ pub enum Meta {
 }
 
 impl Meta {
-    pub fn as_u64(&self) -> Option<u64> {
+    pub(crate) fn as_u64(&self) -> Option<u64> {
         match *self {
             Meta::U8(v) => Some(v.into()),
             Meta::U16(v) => Some(v.into()),
@@ -66,7 +66,7 @@ impl Meta {
         }
     }
 
-    pub fn as_f64(&self) -> Option<f64> {
+    pub(crate) fn as_f64(&self) -> Option<f64> {
         match *self {
             Meta::F32(v) => Some(v.into()),
             Meta::F64(v) => Some(v),
@@ -81,14 +81,14 @@ impl Meta {
         }
     }
 
-    pub fn as_bool(&self) -> Option<bool> {
+    pub(crate) fn as_bool(&self) -> Option<bool> {
         match *self {
             Meta::Bool(b) => Some(b),
             _ => None,
         }
     }
 
-    pub fn as_array(&self) -> Option<&[Meta]> {
+    pub(crate) fn as_array(&self) -> Option<&[Meta]> {
         match self {
             Meta::Array(a) => Some(a),
             _ => None,
@@ -104,16 +104,16 @@ pub struct TensorInfo {
     pub dims: Vec<u64>,
     pub ty: TensorType,
     /// Offset of its data from the start of the data section.
-    pub offset: u64,
+    pub(crate) offset: u64,
 }
 
 impl TensorInfo {
-    pub fn elements(&self) -> u64 {
+    pub(crate) fn elements(&self) -> u64 {
         self.dims.iter().product()
     }
 
     /// Bytes of its data.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         let (block, size) = self.ty.block();
         self.elements() / block as u64 * size as u64
     }
@@ -121,9 +121,9 @@ impl TensorInfo {
 
 /// An open GGUF file.
 pub struct Gguf {
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     pub version: u32,
-    pub metadata: BTreeMap<String, Meta>,
+    pub(crate) metadata: BTreeMap<String, Meta>,
     pub tensors: Vec<TensorInfo>,
     map: memmap2::Mmap,
     data_start: usize,

@@ -71,7 +71,7 @@ impl TensorType {
     }
 
     /// (elements, bytes) of one block.
-    pub fn block(self) -> (usize, usize) {
+    pub(crate) fn block(self) -> (usize, usize) {
         match self {
             Self::F32 => (1, 4),
             Self::F16 | Self::BF16 => (1, 2),
@@ -113,7 +113,7 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
 }
 
 /// The 6-bit scale and min of sub-block `j` of a Q4_K or Q5_K block's 12 scale bytes.
-pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{Gguf, GgufError, Meta};
 
 /// The `tokenizer.ggml.pre` values ualign builds a tokenizer for.
-pub const PRE_TOKENIZERS: &[&str] = &["smollm", "gpt2", "llama-bpe", "qwen2"];
+pub(crate) const PRE_TOKENIZERS: &[&str] = &["smollm", "gpt2", "llama-bpe", "qwen2"];
 
 /// GPT-2's split as a regex over text, before byte-level encoding, with one `\p{N}` rule:
 /// `{1,3}` digits per piece for Llama 3, one for Qwen2.
@@ -55,12 +55,12 @@ fn strings<'a>(g: &'a Gguf, key: &str) -> Result<Vec<&'a str>, GgufError> {
 }
 
 /// The GGUF's vocabulary, in id order.
-pub fn tokens(g: &Gguf) -> Result<Vec<&str>, GgufError> {
+pub(crate) fn tokens(g: &Gguf) -> Result<Vec<&str>, GgufError> {
     strings(g, "tokenizer.ggml.tokens")
 }
 
 /// `tokenizer.json` for the GGUF's tokenizer, or why it cannot be built.
-pub fn tokenizer_json(g: &Gguf) -> Result<Value, GgufError> {
+pub(crate) fn tokenizer_json(g: &Gguf) -> Result<Value, GgufError> {
     let unsupported = |what: String| GgufError::Unsupported {
         path: g.path.clone(),
         what: format!("{what}; put the model's tokenizer.json (and tokenizer_config.json) beside the .gguf file"),
@@ -128,7 +128,7 @@ pub fn tokenizer_json(g: &Gguf) -> Result<Value, GgufError> {
 }
 
 /// A `tokenizer.json` given beside a GGUF must have the GGUF's vocabulary, id for id.
-pub fn check_vocab(tok: &tokenizers::Tokenizer, file: &Path, g: &Gguf) -> Result<(), GgufError> {
+pub(crate) fn check_vocab(tok: &tokenizers::Tokenizer, file: &Path, g: &Gguf) -> Result<(), GgufError> {
     let tokens = tokens(g)?;
     let mismatch = |what: String| GgufError::Invalid {
         path: file.to_path_buf(),

@@ -3,7 +3,7 @@
 //! model is its graph (small) and its weights (one buffer): ONNX Runtime takes both from
 //! memory, and `ualign convert` writes them as `model.onnx` and `model.onnx.data`.
 
-pub mod proto;
+pub(crate) mod proto;
 
 use prost::Message;
 use proto::{
@@ -12,29 +12,27 @@ use proto::{
 };
 
 /// The name the graph gives its external data file.
-pub const WEIGHTS_FILE: &str = "model.onnx.data";
+pub(crate) const WEIGHTS_FILE: &str = "model.onnx.data";
 
 /// Initializers at least this large go to the external data buffer.
 const EXTERNAL_AT: usize = 1024;
 
 /// A dimension of a graph input or output.
 #[derive(Debug, Clone)]
-pub enum Dim {
+pub(crate) enum Dim {
     Fixed(i64),
     Named(&'static str),
 }
 
 /// An attribute of a node.
-pub enum Attr {
+pub(crate) enum Attr {
     Int(i64),
     Float(f32),
-    Str(&'static str),
-    Ints(Vec<i64>),
 }
 
 /// A graph being built.
 #[derive(Default)]
-pub struct Graph {
+pub(crate) struct Graph {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     inputs: Vec<ValueInfoProto>,
@@ -60,16 +58,16 @@ fn value_info(name: &str, elem: i32, dims: &[Dim]) -> ValueInfoProto {
 }
 
 impl Graph {
-    pub fn input(&mut self, name: &str, elem: i32, dims: &[Dim]) {
+    pub(crate) fn input(&mut self, name: &str, elem: i32, dims: &[Dim]) {
         self.inputs.push(value_info(name, elem, dims));
     }
 
-    pub fn output(&mut self, name: &str, elem: i32, dims: &[Dim]) {
+    pub(crate) fn output(&mut self, name: &str, elem: i32, dims: &[Dim]) {
         self.outputs.push(value_info(name, elem, dims));
     }
 
     /// A node with named outputs.
-    pub fn node(&mut self, op: &str, domain: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<(&str, Attr)>) {
+    pub(crate) fn node(&mut self, op: &str, domain: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<(&str, Attr)>) {
         let attribute = attrs
             .into_iter()
             .map(|(name, a)| {
@@ -77,8 +75,6 @@ impl Graph {
                 match a {
                     Attr::Int(v) => (p.i, p.r#type) = (Some(v), attr_type::INT),
                     Attr::Float(v) => (p.f, p.r#type) = (Some(v), attr_type::FLOAT),
-                    Attr::Str(v) => (p.s, p.r#type) = (Some(v.as_bytes().to_vec()), attr_type::STRING),
-                    Attr::Ints(v) => (p.ints, p.r#type) = (v, attr_type::INTS),
                 }
                 p
             })
@@ -94,25 +90,32 @@ impl Graph {
     }
 
     /// A fresh value name after `hint`.
-    pub fn name(&mut self, hint: &str) -> String {
+    pub(crate) fn name(&mut self, hint: &str) -> String {
         self.fresh += 1;
         format!("{hint}_{}", self.fresh)
     }
 
     /// A node of the default domain with one output, named freshly after `hint`.
-    pub fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>, hint: &str) -> String {
+    pub(crate) fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>, hint: &str) -> String {
         self.op_in("", op, inputs, attrs, hint)
     }
 
     /// [`Graph::op`] in `domain` (e.g. `com.microsoft`).
-    pub fn op_in(&mut self, domain: &str, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>, hint: &str) -> String {
+    pub(crate) fn op_in(
+        &mut self,
+        domain: &str,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<(&str, Attr)>,
+        hint: &str,
+    ) -> String {
         let out = self.name(hint);
         self.node(op, domain, inputs, &[&out], attrs);
         out
     }
 
     /// An initializer of `dims` with its little-endian bytes.
-    pub fn initializer(&mut self, name: &str, data_type: i32, dims: &[i64], bytes: &[u8]) -> String {
+    pub(crate) fn initializer(&mut self, name: &str, data_type: i32, dims: &[i64], bytes: &[u8]) -> String {
         let mut t = TensorProto { dims: dims.to_vec(), data_type, name: name.to_string(), ..Default::default() };
         if bytes.len() >= EXTERNAL_AT {
             let offset = self.weights.len().div_ceil(64) * 64;
@@ -132,23 +135,23 @@ impl Graph {
         name.to_string()
     }
 
-    pub fn f32s(&mut self, name: &str, dims: &[i64], v: &[f32]) -> String {
+    pub(crate) fn f32s(&mut self, name: &str, dims: &[i64], v: &[f32]) -> String {
         let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         self.initializer(name, proto::dtype::FLOAT, dims, &bytes)
     }
 
-    pub fn i64s(&mut self, name: &str, dims: &[i64], v: &[i64]) -> String {
+    pub(crate) fn i64s(&mut self, name: &str, dims: &[i64], v: &[i64]) -> String {
         let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         self.initializer(name, proto::dtype::INT64, dims, &bytes)
     }
 
-    pub fn u8s(&mut self, name: &str, dims: &[i64], v: &[u8]) -> String {
+    pub(crate) fn u8s(&mut self, name: &str, dims: &[i64], v: &[u8]) -> String {
         self.initializer(name, proto::dtype::UINT8, dims, v)
     }
 
     /// The model: its serialized graph (weights referenced in [`WEIGHTS_FILE`]) and the
     /// weights' bytes.
-    pub fn finish(self, name: &str, metadata: Vec<(String, String)>) -> (Vec<u8>, Vec<u8>) {
+    pub(crate) fn finish(self, name: &str, metadata: Vec<(String, String)>) -> (Vec<u8>, Vec<u8>) {
         let model = ModelProto {
             ir_version: 10,
             producer_name: "ualign".into(),

@@ -4,153 +4,150 @@
 //! numbers are the schema's.
 
 /// `TensorProto.DataType`.
-pub mod dtype {
-    pub const FLOAT: i32 = 1;
-    pub const UINT8: i32 = 2;
-    pub const INT32: i32 = 6;
-    pub const INT64: i32 = 7;
-    pub const FLOAT16: i32 = 10;
+pub(crate) mod dtype {
+    pub(crate) const FLOAT: i32 = 1;
+    pub(crate) const UINT8: i32 = 2;
+    pub(crate) const INT32: i32 = 6;
+    pub(crate) const INT64: i32 = 7;
 }
 
 /// `AttributeProto.AttributeType`.
-pub mod attr_type {
-    pub const FLOAT: i32 = 1;
-    pub const INT: i32 = 2;
-    pub const STRING: i32 = 3;
-    pub const INTS: i32 = 7;
+pub(crate) mod attr_type {
+    pub(crate) const FLOAT: i32 = 1;
+    pub(crate) const INT: i32 = 2;
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct ModelProto {
+pub(crate) struct ModelProto {
     #[prost(int64, tag = "1")]
-    pub ir_version: i64,
+    pub(crate) ir_version: i64,
     #[prost(string, tag = "2")]
-    pub producer_name: String,
+    pub(crate) producer_name: String,
     #[prost(string, tag = "3")]
-    pub producer_version: String,
+    pub(crate) producer_version: String,
     #[prost(string, tag = "6")]
-    pub doc_string: String,
+    pub(crate) doc_string: String,
     #[prost(message, optional, tag = "7")]
-    pub graph: Option<GraphProto>,
+    pub(crate) graph: Option<GraphProto>,
     #[prost(message, repeated, tag = "8")]
-    pub opset_import: Vec<OperatorSetIdProto>,
+    pub(crate) opset_import: Vec<OperatorSetIdProto>,
     #[prost(message, repeated, tag = "14")]
-    pub metadata_props: Vec<StringStringEntryProto>,
+    pub(crate) metadata_props: Vec<StringStringEntryProto>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct OperatorSetIdProto {
+pub(crate) struct OperatorSetIdProto {
     #[prost(string, tag = "1")]
-    pub domain: String,
+    pub(crate) domain: String,
     #[prost(int64, tag = "2")]
-    pub version: i64,
+    pub(crate) version: i64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct StringStringEntryProto {
+pub(crate) struct StringStringEntryProto {
     #[prost(string, tag = "1")]
-    pub key: String,
+    pub(crate) key: String,
     #[prost(string, tag = "2")]
-    pub value: String,
+    pub(crate) value: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct GraphProto {
+pub(crate) struct GraphProto {
     #[prost(message, repeated, tag = "1")]
-    pub node: Vec<NodeProto>,
+    pub(crate) node: Vec<NodeProto>,
     #[prost(string, tag = "2")]
-    pub name: String,
+    pub(crate) name: String,
     #[prost(message, repeated, tag = "5")]
-    pub initializer: Vec<TensorProto>,
+    pub(crate) initializer: Vec<TensorProto>,
     #[prost(message, repeated, tag = "11")]
-    pub input: Vec<ValueInfoProto>,
+    pub(crate) input: Vec<ValueInfoProto>,
     #[prost(message, repeated, tag = "12")]
-    pub output: Vec<ValueInfoProto>,
+    pub(crate) output: Vec<ValueInfoProto>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct NodeProto {
+pub(crate) struct NodeProto {
     #[prost(string, repeated, tag = "1")]
-    pub input: Vec<String>,
+    pub(crate) input: Vec<String>,
     #[prost(string, repeated, tag = "2")]
-    pub output: Vec<String>,
+    pub(crate) output: Vec<String>,
     #[prost(string, tag = "3")]
-    pub name: String,
+    pub(crate) name: String,
     #[prost(string, tag = "4")]
-    pub op_type: String,
+    pub(crate) op_type: String,
     #[prost(message, repeated, tag = "5")]
-    pub attribute: Vec<AttributeProto>,
+    pub(crate) attribute: Vec<AttributeProto>,
     #[prost(string, tag = "7")]
-    pub domain: String,
+    pub(crate) domain: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct AttributeProto {
+pub(crate) struct AttributeProto {
     #[prost(string, tag = "1")]
-    pub name: String,
+    pub(crate) name: String,
     #[prost(float, optional, tag = "2")]
-    pub f: Option<f32>,
+    pub(crate) f: Option<f32>,
     #[prost(int64, optional, tag = "3")]
-    pub i: Option<i64>,
+    pub(crate) i: Option<i64>,
     #[prost(bytes = "vec", optional, tag = "4")]
-    pub s: Option<Vec<u8>>,
+    pub(crate) s: Option<Vec<u8>>,
     #[prost(int64, repeated, tag = "8")]
-    pub ints: Vec<i64>,
+    pub(crate) ints: Vec<i64>,
     #[prost(int32, tag = "20")]
-    pub r#type: i32,
+    pub(crate) r#type: i32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct TensorProto {
+pub(crate) struct TensorProto {
     #[prost(int64, repeated, tag = "1")]
-    pub dims: Vec<i64>,
+    pub(crate) dims: Vec<i64>,
     #[prost(int32, tag = "2")]
-    pub data_type: i32,
+    pub(crate) data_type: i32,
     #[prost(string, tag = "8")]
-    pub name: String,
+    pub(crate) name: String,
     #[prost(bytes = "vec", tag = "9")]
-    pub raw_data: Vec<u8>,
+    pub(crate) raw_data: Vec<u8>,
     #[prost(message, repeated, tag = "13")]
-    pub external_data: Vec<StringStringEntryProto>,
+    pub(crate) external_data: Vec<StringStringEntryProto>,
     /// 1 = EXTERNAL: the data is in `external_data`'s file, at its offset and length.
     #[prost(int32, tag = "14")]
-    pub data_location: i32,
+    pub(crate) data_location: i32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct ValueInfoProto {
+pub(crate) struct ValueInfoProto {
     #[prost(string, tag = "1")]
-    pub name: String,
+    pub(crate) name: String,
     #[prost(message, optional, tag = "2")]
-    pub r#type: Option<TypeProto>,
+    pub(crate) r#type: Option<TypeProto>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct TypeProto {
+pub(crate) struct TypeProto {
     /// The `tensor_type` member of the schema's `value` oneof (the only one ualign writes).
     #[prost(message, optional, tag = "1")]
-    pub tensor_type: Option<TensorTypeProto>,
+    pub(crate) tensor_type: Option<TensorTypeProto>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct TensorTypeProto {
+pub(crate) struct TensorTypeProto {
     #[prost(int32, tag = "1")]
-    pub elem_type: i32,
+    pub(crate) elem_type: i32,
     #[prost(message, optional, tag = "2")]
-    pub shape: Option<TensorShapeProto>,
+    pub(crate) shape: Option<TensorShapeProto>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct TensorShapeProto {
+pub(crate) struct TensorShapeProto {
     #[prost(message, repeated, tag = "1")]
-    pub dim: Vec<Dimension>,
+    pub(crate) dim: Vec<Dimension>,
 }
 
 /// One dimension: a size, or a named symbolic one (the schema's `value` oneof).
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct Dimension {
+pub(crate) struct Dimension {
     #[prost(int64, optional, tag = "1")]
-    pub dim_value: Option<i64>,
+    pub(crate) dim_value: Option<i64>,
     #[prost(string, optional, tag = "2")]
-    pub dim_param: Option<String>,
+    pub(crate) dim_param: Option<String>,
 }
