@@ -60,12 +60,15 @@ fn the_default_model_folder_is_small_and_names_its_weights() {
         "tokenizer_config.json",
         "golden.json",
         "MODEL_CARD.md",
-        "recipe/derive.py",
-        "recipe/golden.py",
-        "recipe/check.py",
     ] {
         assert!(m.join(f).is_file(), "{f} is missing");
     }
+    // The recipe behind those files lives outside what ships, beside the other model's.
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/models/smollm2-135m-instruct");
+    for f in ["derive.py", "golden.py", "check.py"] {
+        assert!(recipe.join(f).is_file(), "the recipe's {f} is missing");
+    }
+    assert!(!m.join("recipe").exists(), "the recipe belongs in tools/models/, not in the model folder");
     let has_gguf = std::fs::read_dir(&m).unwrap().flatten().any(|e| e.path().extension().is_some_and(|x| x == "gguf"));
     assert!(!has_gguf, "the weights are provisioned, never tracked");
 }

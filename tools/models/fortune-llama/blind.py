@@ -3,12 +3,12 @@
 grammatical English fortunes on the topic") judged by a reader, not by a word list.
 
     # 1. draw samples from several conditions, shuffled together, with the key kept apart
-    python3 blind.py draw --fortunes DIR --out SHEET_DIR --per-topic 4 \\
+    python3 tools/models/fortune-llama/blind.py draw --fortunes DIR --out SHEET_DIR --per-topic 4 \\
         shipped=assets/models/fortune-llama  truncated=assets/models/fortune-llama:min_p=0.1
     # 2. the reader fills the two empty columns of SHEET_DIR/sheet.tsv (y or n) without
     #    opening key.json
     # 3. unblind and count
-    python3 blind.py score SHEET_DIR
+    python3 tools/models/fortune-llama/blind.py score SHEET_DIR
 
 A condition is NAME=MODEL_DIR[:temperature=X][:top_p=X][:min_p=X]; samples are drawn
 through ualign's own engine (target/release/ualign sample) at temperature 1.0 and with the
@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[3]
+ROOT = HERE.parents[2]
 sys.path.insert(0, str(HERE))
 from wordcheck import TOPICS, corpus, draw as draw_samples  # noqa: E402
 

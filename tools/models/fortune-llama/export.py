@@ -4,7 +4,7 @@ the model folder together (one-file fp32 graph, tokenizer files with the chat te
 tokenizer_config.json), then write golden.json and run check.py. Called by build.py; can be
 rerun alone:
 
-    python3 assets/models/fortune-llama/recipe/export.py --hf /tmp/fortune-llama-work/hf
+    python3 tools/models/fortune-llama/export.py --hf /tmp/fortune-llama-work/hf
 """
 import argparse
 import json
@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+MODEL_DIR = HERE.parents[2] / "assets/models/fortune-llama"  # the shipped model folder
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hf", type=Path, required=True, help="trained PyTorch checkpoint folder")
-    ap.add_argument("--out", type=Path, default=HERE.parent)
+    ap.add_argument("--out", type=Path, default=MODEL_DIR)
     ap.add_argument("--work", type=Path, default=Path("/tmp/fortune-llama-work"))
     args = ap.parse_args()
     onnx_dir = args.work / "onnx"

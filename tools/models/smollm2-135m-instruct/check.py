@@ -5,7 +5,7 @@ prompt within 1e-3. It also counts how often MatMulNBits' faster int8 mode
 (accuracy_level 4, not ualign's default) would change a greedy token.
 
   cargo run --release -- convert assets/models/smollm2-135m-instruct --out /tmp/smollm2-onnx
-  python3 recipe/check.py --model /tmp/smollm2-onnx
+  python3 tools/models/smollm2-135m-instruct/check.py --model /tmp/smollm2-onnx
 """
 import argparse
 import json
@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-HERE = Path(__file__).resolve().parent.parent
+MODEL = Path(__file__).resolve().parents[3] / "assets/models/smollm2-135m-instruct"  # the model folder
 
 
 def session(path, threads=2, accuracy_level=None):
@@ -53,7 +53,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, required=True, help="the folder `ualign convert` wrote")
     args = ap.parse_args()
-    golden = json.loads((HERE / "golden.json").read_text())
+    golden = json.loads((MODEL / "golden.json").read_text())
     s = session(args.model / "model.onnx")
     ok = True
     for c in golden["cases"]:

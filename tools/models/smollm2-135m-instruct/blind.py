@@ -4,12 +4,12 @@ sample is grammatical and on topic, against how different the samples are.
 
     # 1. draw samples of several settings through ualign's own engine, shuffled together,
     #    with the key kept apart
-    python3 recipe/blind.py draw --out SHEET_DIR --per-prompt 2 \\
+    python3 tools/models/smollm2-135m-instruct/blind.py draw --out SHEET_DIR --per-prompt 2 \\
         a=temperature=0.7,top_p=0.9  b=temperature=1.0,top_p=0.95  c=temperature=1.0,min_p=0.1
     # 2. the reader fills the two empty columns of SHEET_DIR/sheet.tsv (y or n) without
     #    opening key.json
     # 3. unblind and count
-    python3 recipe/blind.py score SHEET_DIR
+    python3 tools/models/smollm2-135m-instruct/blind.py score SHEET_DIR
 
 What the reader marks, per sample:
   grammatical  y if every sentence is English a native reader would accept (odd or wrong
@@ -31,8 +31,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODEL = HERE.parent
-ROOT = HERE.parents[3]
+ROOT = HERE.parents[2]
+MODEL = ROOT / "assets/models/smollm2-135m-instruct"
 PROMPTS = [
     "Suggest a name for a cosy neighbourhood café.",
     "Write a one-line poem about autumn rain.",
