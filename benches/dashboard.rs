@@ -1,5 +1,5 @@
 //! Dashboard redraw (target: under 16 ms, one frame at 60 Hz) at 160×48 on a report of the
-//! analysis benchmark's size when bench/stats_data.py has built it (UALIGN_BENCH_DB and
+//! analysis benchmark's size when benches/peers/stats_data.py has built it (UALIGN_BENCH_DB and
 //! UALIGN_BENCH_STUDY), else of the example study with 200 simulated participants ranking
 //! whole pools. The peer in the same run is a full-screen Paragraph of the same size: the
 //! floor of any ratatui frame.

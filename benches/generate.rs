@@ -1,7 +1,7 @@
 //! Pool generation on the embedded default model: one pool of k = 8 and of k = 1
 //! candidates × 64 new tokens (eos ignored, so every run does the same work), sampling at
 //! temperature 1, two intra-op threads. The peers (a plain Python onnxruntime KV-cache
-//! loop and onnxruntime-genai) run from bench/peers.py in the same session; see
+//! loop and onnxruntime-genai) run from benches/peers/peers.py in the same session; see
 //! docs/PERFORMANCE.md.
 
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! and `export` running over and over beside them. Reports answers per second, commit
 //! latency (simulate: the answer's write with its wait for the lock; screens: keystroke
 //! to the next question drawn), errors (must be 0) and lost or duplicated answers (must
-//! be 0). Not a test: run it with `bench/stress.sh`, which also runs the SQLite peer.
+//! be 0). Not a test: run it with `benches/stress.sh`, which also runs the SQLite peer.
 //!
 //!   cargo bench --bench stress -- --secs 60 --simulators 16 --screens 16
 

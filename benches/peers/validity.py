@@ -9,8 +9,8 @@ true latent orders with the (k+1)-player game's payoff formula (implemented here
 independently of the Rust code): what the model says a policy certifies, against what it
 certifies on the truth. Then BIC's choice of C over seeds for well-separated classes.
 
-    cargo build --release && python3 bench/validity.py            # 300 participants, 10 seeds
-    python3 bench/validity.py --participants 150 --seeds 3        # quicker
+    cargo build --release && python3 benches/peers/validity.py            # 300 participants, 10 seeds
+    python3 benches/peers/validity.py --participants 150 --seeds 3        # quicker
 """
 
 import argparse
@@ -23,7 +23,7 @@ import tempfile
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "target", "release", "ualign")
 
 

@@ -4,9 +4,9 @@
 k in {1, 2, 4, 8, 16} and a full-pool order trial for every prompt, then answers it with
 500 simulated participants through ualign itself. With --picks, a pick-of-4 trial per
 prompt replaces the order trial and the population is a 3-class Plackett-Luce mixture
-(the population-model benchmark, bench/mixture_peer.py).
+(the population-model benchmark, benches/peers/mixture_peer.py).
 
-    python3 bench/stats_data.py DIR [--participants 500] [--prompts 50] [--picks]
+    python3 benches/peers/stats_data.py DIR [--participants 500] [--prompts 50] [--picks]
 """
 import argparse
 import json
@@ -14,7 +14,7 @@ import random
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORDS = ("quiet bright river stone paper window garden silver morning candle harbor maple "
          "thunder velvet lantern meadow copper whisper orchard compass ember willow").split()
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Analysis benchmark: `ualign stats` against a NumPy/SciPy implementation of the same
-computation, in one run on one machine, on the study built by bench/stats_data.py
+computation, in one run on one machine, on the study built by benches/peers/stats_data.py
 (500 participants x 50 prompts, pools of 16, k = 1..16, 1,000 f(k) bootstrap replicates,
 200 population-worth bootstrap replicates).
 
-    python3 bench/stats_data.py /tmp/sbench          # once: builds the study and its answers
-    python3 bench/stats_peer.py /tmp/sbench [--runs 3]
+    python3 benches/peers/stats_data.py /tmp/sbench          # once: builds the study and its answers
+    python3 benches/peers/stats_peer.py /tmp/sbench [--runs 3]
 
 The peer reads the same SQLite file and computes, like ualign: f(k) per (A, B, k) with the
 slot-split convention and a 1,000-replicate cluster bootstrap over participants; each
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linprog
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 K_MAX = 16
 
 

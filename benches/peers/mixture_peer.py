@@ -2,8 +2,8 @@
 """Population-model benchmark: `ualign stats` against a NumPy implementation of the same
 latent-class Plackett-Luce EM, in one run on one machine, on the pick-only study built by
 
-    python3 bench/stats_data.py /tmp/mbench --picks      # once: 500 x 50, pools of 16
-    python3 bench/mixture_peer.py /tmp/mbench [--runs 3] [--peer-runs 1] [--refits 200]
+    python3 benches/peers/stats_data.py /tmp/mbench --picks      # once: 500 x 50, pools of 16
+    python3 benches/peers/mixture_peer.py /tmp/mbench [--runs 3] [--peer-runs 1] [--refits 200]
 
 The peer reads the same SQLite file and builds the same evidence (identical texts one
 response, the smallest candidate id standing for them; every pick of a rank trial and the
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ALPHA = 0.1
 MM_STEPS = 3
 

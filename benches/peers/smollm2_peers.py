@@ -2,7 +2,7 @@
 """Pool generation on the default model (SmolLM2-135M-Instruct): ualign against its
 peers, in one run on one machine, interleaved.
 
-    python3 bench/smollm2_peers.py --genai-python VENV/bin/python [--runs 5] [--threads 2]
+    python3 benches/peers/smollm2_peers.py --genai-python VENV/bin/python [--runs 5] [--threads 2]
 
 One pool of k candidates x 64 new tokens (eos ignored, so every peer does the same work),
 sampling at temperature 1 with no other filter, prompt = golden.json's first (a chat-
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "assets/models/smollm2-135m-instruct"
 EXE = ROOT / "target/release/ualign"
 N_NEW = 64
@@ -182,7 +182,7 @@ def main():
                         "--threads", str(args.threads)], check=True, capture_output=True)
         first.append((time.perf_counter() - t0) * 1000)
     results["process_start_to_first_token_ms"] = statistics.median(first)
-    (ROOT / "bench/results-smollm2.json").write_text(json.dumps(results, indent=2) + "\n")
+    (ROOT / "benches/peers/results-smollm2.json").write_text(json.dumps(results, indent=2) + "\n")
     names = [n for n in ["ualign", "ort-python", "ort-genai"] if n in results["rows"][0]]
     print("| k | " + " | ".join(f"{n} (ms)" for n in names) + " | ort-genai / ualign | ort-python / ualign | outside run / step |")
     print("|---|" + "---|" * (len(names) + 3))

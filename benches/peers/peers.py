@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Pool-generation benchmark: ualign against its peers, in one run on one machine.
 
-    python3 bench/peers.py [--runs 10] [--threads 2]
+    python3 benches/peers/peers.py [--runs 10] [--threads 2]
 
 Measures one pool of k candidates x 64 new tokens (eos ignored), k in {1, 8}, sampling at
 temperature 1, on the embedded default model, for:
@@ -10,7 +10,7 @@ temperature 1, on the embedded default model, for:
               the prompt batched k times, prefilled, then all rows decoded together
   ort-genai   onnxruntime-genai on the same weights, built by its model builder from the
               PyTorch checkpoint (a batch of k identical prompts; it prefills every row)
-Prints a Markdown table of medians and writes bench/results.json.
+Prints a Markdown table of medians and writes benches/peers/results.json.
 
 onnxruntime-genai's builder needs a newer transformers than the recipe pins: give it its
 own virtual environment with --genai-python (see docs/PERFORMANCE.md).
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "assets/models/fortune-llama"
-sys.path.insert(0, str(MODEL / "recipe"))
+sys.path.insert(0, str(ROOT / "tools/models/fortune-llama"))  # the recipe's ortloop.py
 from ortloop import OrtDecoder  # noqa: E402
 
 N_NEW = 64
@@ -143,7 +143,7 @@ def main():
         row["ualign_outside_run_ms_per_step"] = statistics.median(u.outside)
         row["ualign_decode_step_ms"] = statistics.median(u.step)
         results["rows"].append(row)
-    (ROOT / "bench/results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (ROOT / "benches/peers/results.json").write_text(json.dumps(results, indent=2) + "\n")
     names = [n for n in ["ualign", "ort-python", "ort-genai"] if n in results["rows"][0]]
     print("| k | " + " | ".join(f"{n} (ms)" for n in names) + " | ort-genai / ualign | ort-python / ualign | outside run / step |")
     print("|---|" + "---|" * (len(names) + 3))
