@@ -516,5 +516,4 @@ pub(crate) fn expected_ranking(e: &Evidence, f: &MixtureFit, person: usize, prom
 }
 
 #[cfg(test)]
-#[path = "mixture_tests.rs"]
 mod tests;

@@ -718,5 +718,4 @@ fn multiply_factor(prev: &[Lanes], next: &mut [Lanes], q: &Lanes, scaled: &[f64]
 }
 
 #[cfg(test)]
-#[path = "population_tests.rs"]
 mod tests;
