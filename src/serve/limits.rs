@@ -61,18 +61,18 @@ impl RateLimiter {
     }
 }
 
-/// A place among a bounded number (connections signing in, participant sessions); given
-/// back when dropped.
-pub(crate) struct Slot(Arc<AtomicUsize>);
+/// A place counted among a bounded number (connections signing in, participant sessions);
+/// given back when dropped.
+pub(crate) struct CountedPlace(Arc<AtomicUsize>);
 
-impl Slot {
+impl CountedPlace {
     /// A place if fewer than `max` are taken.
     pub(crate) fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
-        take_slot(count, max).then(|| Self(count.clone()))
+        take_place(count, max).then(|| Self(count.clone()))
     }
 }
 
-impl Drop for Slot {
+impl Drop for CountedPlace {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -84,25 +84,25 @@ impl Drop for Slot {
 pub(crate) struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
 /// A place in its address's count; given back when dropped.
-pub(crate) struct AddressSlot {
+pub(crate) struct AddressPlace {
     of: Arc<PerAddress>,
     addr: IpAddr,
 }
 
 impl PerAddress {
     /// A place for `addr` if it holds fewer than `max`.
-    pub(crate) fn take(this: &Arc<Self>, addr: IpAddr, max: usize) -> Option<AddressSlot> {
+    pub(crate) fn take(this: &Arc<Self>, addr: IpAddr, max: usize) -> Option<AddressPlace> {
         let mut held = this.0.lock().unwrap_or_else(|e| e.into_inner());
         let n = held.get(&addr).copied().unwrap_or(0);
         if n >= max {
             return None;
         }
         held.insert(addr, n + 1);
-        Some(AddressSlot { of: this.clone(), addr })
+        Some(AddressPlace { of: this.clone(), addr })
     }
 }
 
-impl Drop for AddressSlot {
+impl Drop for AddressPlace {
     fn drop(&mut self) {
         let mut held = self.of.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = held.get_mut(&self.addr) {
@@ -117,17 +117,17 @@ impl Drop for AddressSlot {
 /// A connection's places, among all (signing in, or participant sessions) and among its
 /// address's (none for an address not counted); given back when dropped.
 pub(crate) struct Place {
-    _total: Slot,
-    _address: Option<AddressSlot>,
+    _total: CountedPlace,
+    _address: Option<AddressPlace>,
 }
 
 impl Place {
-    pub(crate) fn new(total: Slot, address: Option<AddressSlot>) -> Self {
+    pub(crate) fn new(total: CountedPlace, address: Option<AddressPlace>) -> Self {
         Self { _total: total, _address: address }
     }
 }
 
-fn take_slot(count: &AtomicUsize, max: usize) -> bool {
+fn take_place(count: &AtomicUsize, max: usize) -> bool {
     count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1)).is_ok()
 }
 
@@ -222,12 +222,12 @@ mod tests {
     }
 
     #[test]
-    fn slots_are_bounded_and_freed() {
+    fn places_are_bounded_and_freed() {
         let n = Arc::new(AtomicUsize::new(0));
-        let a = Slot::take(&n, 2).unwrap();
-        let _b = Slot::take(&n, 2).unwrap();
-        assert!(Slot::take(&n, 2).is_none());
+        let a = CountedPlace::take(&n, 2).unwrap();
+        let _b = CountedPlace::take(&n, 2).unwrap();
+        assert!(CountedPlace::take(&n, 2).is_none());
         drop(a);
-        assert!(Slot::take(&n, 2).is_some());
+        assert!(CountedPlace::take(&n, 2).is_some());
     }
 }

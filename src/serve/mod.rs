@@ -245,10 +245,10 @@ impl Hub {
         };
         let address = match addr.map(|a| limits::PerAddress::take(per_address, a, address_cap)) {
             Some(None) => return refuse(why[1]),
-            Some(slot) => slot,
+            Some(place) => place,
             None => None,
         };
-        match limits::Slot::take(total, cap) {
+        match limits::CountedPlace::take(total, cap) {
             Some(total) => Ok(limits::Place::new(total, address)),
             None => refuse(why[0]),
         }

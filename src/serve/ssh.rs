@@ -206,8 +206,8 @@ impl Conn {
         let Some(size) = self.size else {
             return self.tell_and_close(channel, session, text::SERVE_NEED_TERMINAL);
         };
-        let slot = match self.hub.take_session(Some(self.peer)) {
-            Ok(slot) => slot,
+        let place = match self.hub.take_session(Some(self.peer)) {
+            Ok(place) => place,
             Err(Refusal::AddressFull) => return self.tell_and_close(channel, session, text::SERVE_ADDRESS_FULL),
             Err(_) => return self.tell_and_close(channel, session, text::SERVE_FULL),
         };
@@ -215,7 +215,7 @@ impl Conn {
             Some(Admission::As(id)) => Some(id.clone()),
             _ => None,
         };
-        let start = Start { who, client: "ssh".into(), size, connection: self.number, slot };
+        let start = Start { who, client: "ssh".into(), size, connection: self.number, place };
         let Ok((input, mut output)) = screen::spawn(self.hub.clone(), start) else {
             return self.tell_and_close(channel, session, text::SERVE_CANNOT_START);
         };

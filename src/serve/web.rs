@@ -405,15 +405,15 @@ async fn session(hub: Arc<Hub>, mut socket: WebSocket, s: SignIn) {
         Ok(Err(Some(why))) => return say(&mut socket, why).await,
         Err(_) => return say(&mut socket, text::SERVE_SIGN_IN_SLOW).await,
     };
-    let slot = match hub.take_session(s.peer) {
-        Ok(slot) => slot,
+    let place = match hub.take_session(s.peer) {
+        Ok(place) => place,
         Err(super::limits::Refusal::AddressFull) => return say(&mut socket, text::SERVE_ADDRESS_FULL).await,
         Err(_) => return say(&mut socket, text::SERVE_FULL).await,
     };
     // Signed in: the place among those signing in is someone else's now.
     drop(s.pending);
     let client = s.client;
-    let Ok((input, mut output)) = screen::spawn(hub.clone(), Start { who, client, size, connection: number, slot })
+    let Ok((input, mut output)) = screen::spawn(hub.clone(), Start { who, client, size, connection: number, place })
     else {
         return say(&mut socket, text::SERVE_CANNOT_START).await;
     };
