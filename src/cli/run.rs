@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 
-use crate::tui::{self, App};
+use crate::tui::{self, Driver};
 use ualign_core::pools::PoolWorker;
 use ualign_core::study::{PolicySource, Study};
 
@@ -29,7 +29,7 @@ impl Cmd {
 }
 
 /// The participant flow on this terminal, with live generation of missing pools (all of
-/// them in the background from the start with `warm_up`, see [`App::warm_up`]).
+/// them in the background from the start with `warm_up`, see [`Driver::warm_up`]).
 pub(crate) fn run_participant(
     study: Study,
     store: ualign_core::store::Store,
@@ -41,7 +41,7 @@ pub(crate) fn run_participant(
     let has_models = study.policies.iter().any(|p| matches!(p.source, PolicySource::Model { .. }));
     let worker = has_models
         .then(|| PoolWorker::spawn(study.clone(), store.path().to_path_buf(), engine.ep.into(), engine.threads));
-    let mut app = App::new(study, store, participant, worker)?;
+    let mut app = Driver::new(study, store, participant, worker)?;
     if warm_up {
         app.warm_up()?;
     }

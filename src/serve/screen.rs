@@ -19,8 +19,9 @@ use ratatui::{TerminalOptions, Viewport};
 
 use super::Hub;
 use super::limits::Place;
-use crate::tui::app::{App, Screen};
-use crate::tui::{Interactive, draw, text};
+use crate::tui::app::Screen;
+use crate::tui::{Driver, Interactive, draw, text};
+use ualign_core::session::EndReason;
 use ualign_core::store::Store;
 
 /// Output waiting for a slow client, at most; beyond it the client is dropped.
@@ -59,7 +60,7 @@ pub(crate) struct Start {
     pub(crate) size: (u16, u16),
     /// The connection's number in the log.
     pub(crate) connection: u64,
-    pub(crate) slot: Place,
+    pub(crate) place: Place,
 }
 
 /// The transport's side of the input: terminal events for the screen.
@@ -164,10 +165,10 @@ pub(crate) fn spawn(hub: Arc<Hub>, start: Start) -> std::io::Result<(ScreenInput
     Ok((ScreenInput { events: events_tx, last_input, hub }, ScreenOutput { rx: out_rx, queued }))
 }
 
-/// The app with what a remote screen adds: the completion link sent once the completion
-/// screen shows, and the study's completion logged.
+/// The participant's app with what a remote screen adds: the completion link sent once
+/// the completion screen shows, and the study's completion logged.
 struct Remote {
-    app: App,
+    app: Driver,
     connection: u64,
     completed: bool,
     links: tokio::sync::mpsc::UnboundedSender<Out>,
@@ -212,7 +213,7 @@ impl Interactive for WithHub<'_> {
     fn finished(&self) -> bool {
         self.remote.app.finished()
     }
-    fn interrupted(&mut self, why: &str) {
+    fn interrupted(&mut self, why: EndReason) {
         self.remote.app.interrupted(why);
     }
 }
@@ -228,13 +229,13 @@ fn run(
     events: &std::sync::mpsc::Receiver<Event>,
     last_input: &AtomicU64,
 ) {
-    let Start { who, client, size, connection, slot } = start;
-    let _slot = slot;
+    let Start { who, client, size, connection, place } = start;
+    let _place = place;
     let overflowed = writer.overflowed.clone();
     let links = writer.tx.clone();
     let app = Store::open_for_study(&hub.db, &hub.study)
         .map_err(anyhow::Error::from)
-        .and_then(|(store, _)| App::new(hub.study.clone(), store, who, hub.worker_handle()));
+        .and_then(|(store, _)| Driver::new(hub.study.clone(), store, who, hub.worker_handle()));
     let mut app = match app {
         Ok(app) => app,
         Err(e) => {
@@ -259,17 +260,17 @@ fn run(
     let idle_ms = hub.limits.idle_timeout.as_millis() as u64;
     let stop = || {
         if hub.stopping() {
-            Some("server stopping")
+            Some(EndReason::ServerStopping)
         } else if overflowed.load(Ordering::Relaxed) {
-            Some("client too slow")
+            Some(EndReason::ClientTooSlow)
         } else if hub.clock_ms().saturating_sub(last_input.load(Ordering::Relaxed)) > idle_ms {
-            Some("idle")
+            Some(EndReason::Idle)
         } else {
             None
         }
     };
     let result = crate::tui::drive(&mut ui, &mut terminal, draw::Theme { color: true }, events, TICK, &stop);
-    let why = if ui.remote.app.quit { "quit" } else { stop().unwrap_or("disconnected") };
+    let why = if ui.remote.app.quit { "quit" } else { stop().map_or("disconnected", EndReason::as_str) };
     let app = &ui.remote.app;
     let who = app.participant.clone();
     drop(terminal);

@@ -1,8 +1,9 @@
-//! The participant app as a state machine: the keymap turns key events into actions,
-//! [`App::update`] applies them, clicks and ticks and the engine worker's events update
-//! the state too, and drawing reads it. The participant's pass through the study is a
-//! [`Session`] (each answer is committed before the next screen); the app knows nothing of
-//! the terminal, so tests drive it with synthetic keys against a real SQLite database. A write that cannot happen (disk
+//! The participant app as a state machine: [`App::update`] takes an [`Action`] (a key, a
+//! click, a tick, or what the driver found when it carried out an earlier [`Effect`]) and
+//! returns the effects it asks for: read or write the study's database, ask the engine
+//! for pools, end the session. The app holds no store, no engine worker and no error type:
+//! [`super::driver::Driver`] carries its effects out, for the local terminal and for each
+//! remote participant alike, and drawing reads the app. A write that cannot happen (disk
 //! full, read-only or damaged file) is never shown raw: the app moves to the failure
 //! screen, which says what was saved, what was not and how to resume, and the process
 //! then exits non-zero.
@@ -12,12 +13,12 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 
-use super::keymap::{self, Action, Context, Scroll};
+use super::keymap::{self, Command, Context, Scroll};
 use super::layout::{self, Panel};
 use super::text;
-use ualign_core::pools::{PoolWorker, WorkerEvent};
-use ualign_core::session::{Next, PresentedTrial, Session, Submitted};
-use ualign_core::store::{Answer, Store, StoreError};
+use ualign_core::pools::PoolJob;
+use ualign_core::session::{EndReason, Next, PresentedTrial, Submitted};
+use ualign_core::store::Answer;
 use ualign_core::study::{RankMode, Study};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +39,7 @@ pub enum Screen {
 
 /// Why the session cannot go on: what the participant is told, and the full error for
 /// the researcher (printed once the terminal is restored).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// What went wrong, in plain words.
     pub(crate) what: String,
@@ -69,26 +70,100 @@ impl TrialState {
     }
 }
 
-/// What the participant is waiting for on the trial screen.
+/// The trial on the trial screen: ready to answer, waiting for its pools, or why it
+/// cannot be shown.
 #[derive(Debug)]
-pub enum TrialSlot {
+pub enum CurrentTrial {
     Ready(Box<TrialState>),
-    /// The worker is generating missing pools (request id).
+    /// The engine worker is generating missing pools (its request id).
     Preparing(u64),
-    Failed(String),
+    Unavailable(String),
+}
+
+/// Who a typed id (or `--participant`) admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    pub participant: String,
+    /// They have consented before: they resume.
+    pub returning: bool,
+}
+
+/// Why the engine worker could not take a request for pools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoEngine {
+    /// This session has no engine (`run` of a study whose pools are all filled).
+    Absent,
+    /// The worker has stopped, and why.
+    Stopped(String),
+}
+
+/// What the engine worker said about pools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolNews {
+    /// The pools of a request are stored.
+    Ready(u64),
+    /// A request could not be filled.
+    Failed { request: u64, error: String },
+    /// The request for the next trial's pools could not be filled.
+    PrefetchFailed(String),
+    /// The worker stopped.
+    Stopped(String),
+}
+
+/// What happened: the participant's input, the clock, or the outcome of an [`Effect`].
+#[derive(Debug)]
+pub enum Action {
+    /// The window's size is known: the session of a participant named on the command
+    /// line begins (it records the size).
+    Start,
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Resize(u16, u16),
+    /// The event loop's tick: the clock moves on.
+    Tick,
+    /// The outcome of [`Effect::Admit`]: whom the typed id admits, if anyone.
+    Admitted(Option<Admission>),
+    /// The outcome of [`Effect::NextTrial`].
+    Next(Next),
+    /// The outcome of [`Effect::RequestPools`]: the request's id, or why there is none.
+    PoolsRequested(Result<u64, NoEngine>),
+    /// The outcome of [`Effect::Submit`].
+    Submitted(Submitted),
+    /// An effect could not read or write the study's database.
+    Failed(Failure),
+    /// What the engine worker said.
+    Pools(PoolNews),
+}
+
+/// What the app asks its driver to do, in order.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Find whom a typed id admits (an invitation code's pseudonym, a known id, an id the
+    /// study accepts); answered by [`Action::Admitted`].
+    Admit(String),
+    /// Enrol the participant and open their session, unless one is open; with the time
+    /// they consented, if they just did, and the window's size for the session's record.
+    BeginSession { participant: String, consented_at: Option<String>, window: (u16, u16) },
+    /// Present the first unanswered trial; answered by [`Action::Next`].
+    NextTrial,
+    /// Ask the engine for the current trial's pools; answered by [`Action::PoolsRequested`].
+    RequestPools(Vec<PoolJob>),
+    /// Ask the engine, in the background, for the pools of the trials after this one.
+    Prefetch,
+    /// Commit an answer; answered by [`Action::Submitted`] (or [`Action::Failed`]).
+    Submit { trial_id: i64, answer: Answer, response_ms: u64 },
+    /// Close the session in the store (best effort).
+    EndSession(EndReason),
 }
 
 pub struct App {
     pub(crate) study: Study,
-    store: Store,
-    worker: Option<PoolWorker>,
     pub screen: Screen,
     pub participant: Option<String>,
     pub(crate) id_input: String,
     pub id_error: bool,
     consented_at: Option<String>,
-    session: Option<Session>,
-    pub trial: Option<TrialSlot>,
+    pub trial: Option<CurrentTrial>,
     pub status: Option<(String, Instant)>,
     /// When the last event came: what timed things (the status line, the reading time)
     /// are measured against, so drawing reads no clock.
@@ -100,42 +175,26 @@ pub struct App {
     pub quit: bool,
     pub(crate) answered_this_session: usize,
     pub(crate) size: (u16, u16),
-    /// Prefetch request for the trial after the current one.
-    prefetch: Option<u64>,
     /// Set when the session cannot go on (see [`Screen::Failed`]).
     pub failure: Option<Failure>,
-    /// What the engine told the researcher (a CUDA fallback, a model folder's missing
-    /// files): kept off the participant's screen, printed when the session ends.
-    pub(crate) researcher_notices: Vec<String>,
-    /// How the session is recorded in the store (`ualign 0.1.0`, `ssh`, `browser …`); the
-    /// window's size is added.
-    pub(crate) client: String,
     /// How the participant comes back (the failure screen says it).
     pub(crate) resume: text::Resume,
 }
 
 impl App {
-    /// The app on its first screen. With `participant` (`--participant ID`) a returning
-    /// participant goes straight to the welcome-back screen; the id must be one the study
-    /// accepts or one already in the database. Nothing is written until [`App::start`]
-    /// (or the participant's first key), so the session records the real window size.
-    pub fn new(
-        study: Study,
-        store: Store,
-        participant: Option<String>,
-        worker: Option<PoolWorker>,
-    ) -> anyhow::Result<Self> {
-        let study_path = study.path.clone();
+    /// The app on its first screen; a participant admitted on the command line
+    /// (`--participant ID`) who has consented before goes straight to the welcome-back
+    /// screen. Nothing is written until [`Action::Start`] (or the participant's first
+    /// key), so the session records the real window size.
+    pub fn new(study: Study, admitted: Option<Admission>) -> Self {
+        let resume = text::Resume::Command(study.path.clone());
         let mut app = Self {
             study,
-            store,
-            worker,
             screen: Screen::Welcome,
             participant: None,
             id_input: String::new(),
             id_error: false,
             consented_at: None,
-            session: None,
             trial: None,
             status: None,
             now: Instant::now(),
@@ -145,97 +204,75 @@ impl App {
             quit: false,
             answered_this_session: 0,
             size: (80, 24),
-            prefetch: None,
             failure: None,
-            researcher_notices: Vec::new(),
-            client: format!("ualign {}", env!("CARGO_PKG_VERSION")),
-            resume: text::Resume::Command(study_path),
+            resume,
         };
-        if let Some(typed) = participant {
-            let Some(id) = app.admit(&typed)? else {
-                anyhow::bail!(
-                    "participant id `{typed}` is not one this study accepts: neither a ualign pseudonym (p- and 10 letters and digits, as the ID screen gives out){}, nor an invitation code of {}, nor the id of a participant already in it.\n  {}",
-                    match &app.study.options.participant_id_pattern {
-                        Some(p) => format!(", nor an id matching the study's participant_id_pattern `{}`", p.as_str()),
-                        None => String::new(),
-                    },
-                    app.store.path().display(),
-                    "Ids must never be names; set [options] participant_id_pattern in the study for the ids you hand out, or hand out `ualign invite` codes"
-                );
-            };
-            if app.store.consent_at(&id)?.is_some() {
+        if let Some(a) = admitted {
+            if a.returning {
                 app.screen = Screen::Resuming;
             }
-            app.participant = Some(id);
+            app.participant = Some(a.participant);
         }
-        Ok(app)
+        app
     }
 
-    /// Starts the session of a participant named on the command line, once the window's
-    /// size is known.
-    pub(crate) fn start(&mut self) {
-        if self.screen == Screen::Resuming {
-            self.guard(|app| app.ensure_session());
+    /// Applies what happened; returns what the driver is to do about it, in order.
+    pub fn update(&mut self, action: Action) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match action {
+            Action::Start if self.screen == Screen::Resuming => self.begin_session(&mut fx),
+            Action::Start => {}
+            Action::Key(key) => {
+                self.now = Instant::now();
+                if key.kind == KeyEventKind::Press
+                    && let Some(command) = keymap::command(self.context(), &key)
+                {
+                    self.command(command, &mut fx);
+                }
+            }
+            Action::Mouse(m) => self.on_mouse(m),
+            Action::Resize(w, h) => self.size = (w, h),
+            Action::Tick => {
+                self.now = Instant::now();
+                self.ticks += 1;
+            }
+            Action::Admitted(admission) => self.admitted(admission, &mut fx),
+            Action::Next(next) => self.show(next, &mut fx),
+            Action::PoolsRequested(request) => {
+                self.trial = Some(match request {
+                    Ok(id) => CurrentTrial::Preparing(id),
+                    Err(NoEngine::Stopped(why)) => {
+                        CurrentTrial::Unavailable(format!("{} ({why})", text::ENGINE_STOPPED))
+                    }
+                    Err(NoEngine::Absent) => CurrentTrial::Unavailable(text::POOLS_MISSING.into()),
+                });
+                self.screen = Screen::Trial;
+            }
+            Action::Submitted(outcome) => self.submitted(outcome, &mut fx),
+            Action::Failed(failure) => self.fail(failure, &mut fx),
+            Action::Pools(news) => self.pool_news(news, &mut fx),
         }
-    }
-
-    /// The participant a typed id admits: the pseudonym of an invitation code (its first
-    /// use is recorded), or the id itself when the study accepts it or it is already in
-    /// the database (a participant enrolled before the study's id rules changed can resume).
-    fn admit(&mut self, typed: &str) -> anyhow::Result<Option<String>> {
-        if let Some(code) = ualign_core::study::normal_invitation_code(typed)
-            && let Some(p) = self.store.redeem_invitation(&ualign_core::study::invitation_hash(&code))?
-        {
-            return Ok(Some(p));
-        }
-        let known = typed.len() <= ualign_core::study::MAX_ID_LEN && self.store.participant_exists(typed)?;
-        Ok((self.study.accepts_participant_id(typed) || known).then(|| typed.to_string()))
-    }
-
-    /// Runs a step that may touch the store; an error moves the app to the failure screen.
-    fn guard(&mut self, step: impl FnOnce(&mut Self) -> anyhow::Result<()>) {
-        if let Err(e) = step(self) {
-            self.fail(e, false);
-        }
+        fx
     }
 
     /// The failure screen: the session cannot go on.
-    fn fail(&mut self, e: anyhow::Error, answer_lost: bool) {
-        let what = match e.downcast_ref::<StoreError>() {
-            Some(StoreError::Write(w)) => w.cause.plain().to_string(),
-            Some(_) => "the study's database could not be read".to_string(),
-            None => "something unexpected went wrong".to_string(),
-        };
-        self.end("error");
-        self.failure = Some(Failure { what, answer_lost, detail: format!("{e:#}") });
+    fn fail(&mut self, failure: Failure, fx: &mut Vec<Effect>) {
+        fx.push(Effect::EndSession(EndReason::Error));
+        self.failure = Some(failure);
         self.screen = Screen::Failed;
         self.trial = None;
         self.help = false;
         self.confirm_quit = false;
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// Enrols the participant (the stored list is kept if there is one) and starts a
-    /// session, unless one is running.
-    fn ensure_session(&mut self) -> anyhow::Result<()> {
-        let Some(p) = self.participant.clone() else { return Ok(()) };
-        if self.session.is_some() {
-            return Ok(());
-        }
-        let client = format!("{} {}x{}", self.client, self.size.0, self.size.1);
-        let consented = self.consented_at.take();
-        self.session = Some(Session::begin(&mut self.store, &self.study, &p, consented.as_deref(), Some(&client))?);
-        Ok(())
-    }
-
-    /// Ends the session in the store (quit, completion, signal, error). Best effort: when
-    /// the database cannot be written the session simply stays open in it.
-    pub(crate) fn end(&mut self, reason: &str) {
-        if let Some(mut s) = self.session.take() {
-            s.finish(&mut self.store, reason);
+    /// Opens the participant's session (the driver keeps one that is open).
+    fn begin_session(&mut self, fx: &mut Vec<Effect>) {
+        if let Some(p) = &self.participant {
+            fx.push(Effect::BeginSession {
+                participant: p.clone(),
+                consented_at: self.consented_at.take(),
+                window: self.size,
+            });
         }
     }
 
@@ -251,10 +288,6 @@ impl App {
             .map(|(s, _)| s.clone())
     }
 
-    pub fn on_resize(&mut self, w: u16, h: u16) {
-        self.size = (w, h);
-    }
-
     pub(crate) fn too_small(&self) -> bool {
         self.size.0 < text::MIN_WIDTH || self.size.1 < text::MIN_HEIGHT
     }
@@ -262,16 +295,9 @@ impl App {
     /// The candidate panels of the trial on screen, laid out for the window's size.
     pub fn panels(&self) -> Vec<Panel> {
         match &self.trial {
-            Some(TrialSlot::Ready(t)) => layout::trial(Rect::new(0, 0, self.size.0, self.size.1), &t.view).panels,
+            Some(CurrentTrial::Ready(t)) => layout::trial(Rect::new(0, 0, self.size.0, self.size.1), &t.view).panels,
             _ => Vec::new(),
         }
-    }
-
-    /// A tick of the event loop: the clock moves on, the engine worker may have answered.
-    pub(crate) fn on_tick(&mut self) {
-        self.now = Instant::now();
-        self.ticks += 1;
-        self.guard(|app| app.on_worker_events());
     }
 
     /// What keys mean on the screen as it is now.
@@ -292,312 +318,266 @@ impl App {
         }
     }
 
-    /// A key press. Errors of the store never come out of here: they move the app to the
-    /// failure screen (the `Result` is kept for callers that still propagate errors).
-    pub fn on_key(&mut self, key: KeyEvent) -> anyhow::Result<()> {
-        self.now = Instant::now();
-        if key.kind != KeyEventKind::Press {
-            return Ok(());
-        }
-        if let Some(action) = keymap::action(self.context(), &key) {
-            self.guard(|app| app.update(action));
-        }
-        Ok(())
-    }
-
     /// Applies what the participant asked for.
-    pub(crate) fn update(&mut self, action: Action) -> anyhow::Result<()> {
+    fn command(&mut self, command: Command, fx: &mut Vec<Effect>) {
         match self.context() {
             Context::Failed => self.quit = true,
-            Context::ConfirmQuit => match action {
-                Action::Yes => {
-                    self.end("quit");
+            Context::ConfirmQuit => match command {
+                Command::Yes => {
+                    fx.push(Effect::EndSession(EndReason::Quit));
                     self.quit = true;
                 }
                 _ => self.confirm_quit = false,
             },
             Context::Help => self.help = false,
-            _ => match action {
-                Action::Quit if matches!(self.screen, Screen::Done | Screen::Declined) => {
-                    self.end("completed");
+            _ => match command {
+                Command::Quit if matches!(self.screen, Screen::Done | Screen::Declined) => {
+                    fx.push(Effect::EndSession(EndReason::Completed));
                     self.quit = true;
                 }
-                Action::Quit | Action::Back => self.confirm_quit = true,
-                Action::Help => self.help = true,
+                Command::Quit | Command::Back => self.confirm_quit = true,
+                Command::Help => self.help = true,
                 // A window too small to read blocks everything but quitting and the help.
                 _ if self.too_small() => {}
-                _ => self.screen_action(action)?,
+                _ => self.screen_command(command, fx),
             },
         }
-        Ok(())
     }
 
-    fn screen_action(&mut self, action: Action) -> anyhow::Result<()> {
-        match (self.screen, action) {
-            (Screen::Welcome, Action::Confirm) => {
-                self.screen =
-                    if self.study.consent.trim().is_empty() { self.after_consent()? } else { Screen::Consent };
+    fn screen_command(&mut self, command: Command, fx: &mut Vec<Effect>) {
+        match (self.screen, command) {
+            (Screen::Welcome, Command::Confirm) => {
+                if self.study.consent.trim().is_empty() {
+                    self.after_consent(fx);
+                } else {
+                    self.screen = Screen::Consent;
+                }
             }
-            (Screen::Consent, Action::Yes) => {
+            (Screen::Consent, Command::Yes) => {
                 self.consented_at = Some(ualign_core::store::now());
-                self.screen = self.after_consent()?;
+                self.after_consent(fx);
             }
-            (Screen::Consent, Action::No) => self.screen = Screen::Declined,
-            (Screen::EnterId, _) => self.id_action(action)?,
-            (Screen::ShowNewId, Action::Confirm) if !self.study.instructions.trim().is_empty() => {
+            (Screen::Consent, Command::No) => self.screen = Screen::Declined,
+            (Screen::EnterId, _) => self.id_command(command, fx),
+            (Screen::ShowNewId, Command::Confirm) if !self.study.instructions.trim().is_empty() => {
                 self.screen = Screen::Instructions;
             }
-            (Screen::ShowNewId | Screen::Instructions | Screen::Resuming | Screen::Break, Action::Confirm) => {
-                self.next_trial()?;
+            (Screen::ShowNewId | Screen::Instructions | Screen::Resuming | Screen::Break, Command::Confirm) => {
+                self.next_trial(fx);
             }
-            (Screen::Trial, _) => self.trial_action(action)?,
+            (Screen::Trial, _) => self.trial_command(command, fx),
             _ => {}
         }
-        Ok(())
     }
 
     /// The ID screen: typing, and Enter to take the typed id (or a new pseudonym).
-    fn id_action(&mut self, action: Action) -> anyhow::Result<()> {
-        match action {
-            Action::Confirm => {
+    fn id_command(&mut self, command: Command, fx: &mut Vec<Effect>) {
+        match command {
+            Command::Confirm => {
                 let typed = self.id_input.trim().to_string();
                 if typed.is_empty() {
                     self.participant = Some(ualign_core::study::new_pseudonym());
-                    self.ensure_session()?;
+                    self.begin_session(fx);
                     self.screen = Screen::ShowNewId;
-                } else if let Some(id) = self.admit(&typed)? {
-                    let returning = self.store.consent_at(&id)?.is_some();
-                    self.participant = Some(id);
-                    self.ensure_session()?;
-                    self.screen = if returning { Screen::Resuming } else { Screen::Instructions };
                 } else {
-                    self.id_error = true;
+                    fx.push(Effect::Admit(typed));
                 }
             }
-            Action::Erase => {
+            Command::Erase => {
                 self.id_input.pop();
             }
-            Action::Type(c) if self.id_input.len() < ualign_core::study::MAX_ID_LEN => {
+            Command::Type(c) if self.id_input.len() < ualign_core::study::MAX_ID_LEN => {
                 self.id_input.push(c);
                 self.id_error = false;
             }
             _ => {}
         }
-        Ok(())
     }
 
-    fn after_consent(&mut self) -> anyhow::Result<Screen> {
-        if self.participant.is_none() {
-            return Ok(Screen::EnterId);
-        }
-        self.ensure_session()?;
-        if self.study.instructions.trim().is_empty() {
-            self.next_trial()?;
-            Ok(self.screen)
-        } else {
-            Ok(Screen::Instructions)
-        }
-    }
-
-    /// Asks the engine worker to fill every missing pool in the background, prompt by
-    /// prompt, while the consent and instructions are read; a trial's own request goes
-    /// before it. (`demo` does this; `run` fills only what a participant's trials need.)
-    pub(crate) fn warm_up(&mut self) -> anyhow::Result<()> {
-        if let Some(w) = self.worker.as_mut() {
-            let jobs = ualign_core::pools::pending_jobs_by_prompt(&self.study, &self.store)?;
-            if !jobs.is_empty() {
-                w.request_background(jobs);
+    /// The typed id's participant, if it admits one.
+    fn admitted(&mut self, admission: Option<Admission>, fx: &mut Vec<Effect>) {
+        match admission {
+            Some(a) => {
+                self.participant = Some(a.participant);
+                self.begin_session(fx);
+                self.screen = if a.returning { Screen::Resuming } else { Screen::Instructions };
             }
+            None => self.id_error = true,
         }
-        Ok(())
     }
 
-    /// Loads the first unanswered trial (or the completion screen), and asks the worker
-    /// for the next trial's pools while this one is read.
-    pub(crate) fn next_trial(&mut self) -> anyhow::Result<()> {
-        self.ensure_session()?;
-        let Some(session) = self.session.as_mut() else { return Ok(()) };
-        let next = session.next(&mut self.store, &self.study)?;
-        self.trial = Some(match next {
+    fn after_consent(&mut self, fx: &mut Vec<Effect>) {
+        if self.participant.is_none() {
+            self.screen = Screen::EnterId;
+            return;
+        }
+        self.begin_session(fx);
+        if self.study.instructions.trim().is_empty() {
+            self.next_trial(fx);
+        } else {
+            self.screen = Screen::Instructions;
+        }
+    }
+
+    /// Asks for the first unanswered trial (or the completion screen).
+    fn next_trial(&mut self, fx: &mut Vec<Effect>) {
+        self.begin_session(fx);
+        fx.push(Effect::NextTrial);
+    }
+
+    /// Shows what comes next; asks for the pools a trial still needs, and for the next
+    /// trials' while this one is read.
+    fn show(&mut self, next: Next, fx: &mut Vec<Effect>) {
+        match next {
             Next::Done => {
-                self.session = None;
                 self.screen = Screen::Done;
                 self.trial = None;
-                return Ok(());
+                return;
             }
-            Next::Trial(view) => TrialSlot::Ready(Box::new(TrialState::new(view, Instant::now()))),
+            Next::Trial(view) => {
+                self.trial = Some(CurrentTrial::Ready(Box::new(TrialState::new(view, Instant::now()))));
+                fx.push(Effect::Prefetch);
+            }
             Next::Missing { prompt_id, imported, .. } if !imported.is_empty() => {
-                TrialSlot::Failed(text::imported_missing(&imported, &prompt_id))
+                self.trial = Some(CurrentTrial::Unavailable(text::imported_missing(&imported, &prompt_id)));
             }
-            Next::Missing { jobs, .. } => match self.worker.as_mut() {
-                Some(w) => match w.stopped() {
-                    None => TrialSlot::Preparing(w.request(jobs)),
-                    Some(why) => TrialSlot::Failed(format!("{} ({why})", text::ENGINE_STOPPED)),
-                },
-                None => TrialSlot::Failed(text::POOLS_MISSING.into()),
-            },
-        });
+            Next::Missing { jobs, .. } => {
+                self.trial = None;
+                fx.push(Effect::RequestPools(jobs));
+            }
+        }
         self.screen = Screen::Trial;
-        if matches!(self.trial, Some(TrialSlot::Ready(_)))
-            && let (Some(session), Some(w)) = (&self.session, self.worker.as_mut())
-        {
-            let jobs = session.upcoming_jobs(&self.store, &self.study)?;
-            if !jobs.is_empty() {
-                self.prefetch = Some(w.request_prefetch(jobs));
-            }
-        }
-        Ok(())
     }
 
-    /// Worker events: a pool the current trial waits for may now be ready. A worker that
-    /// died fails the trial waiting for it instead of leaving it "preparing" for ever.
-    pub fn on_worker_events(&mut self) -> anyhow::Result<()> {
-        let events = self.worker.as_mut().map(PoolWorker::poll).unwrap_or_default();
-        let waiting = match self.trial {
-            Some(TrialSlot::Preparing(r)) => Some(r),
+    /// The request the trial on screen waits for.
+    fn waiting_for(&self) -> Option<u64> {
+        match self.trial {
+            Some(CurrentTrial::Preparing(r)) => Some(r),
             _ => None,
-        };
-        for ev in events {
-            match ev {
-                WorkerEvent::Done { request } if waiting == Some(request) => self.next_trial()?,
-                WorkerEvent::Done { .. } => {}
-                WorkerEvent::Notice(n) => {
-                    if !self.researcher_notices.contains(&n) {
-                        self.researcher_notices.push(n);
-                    }
-                }
-                WorkerEvent::Failed { request, error } if waiting == Some(request) => {
-                    self.trial = Some(TrialSlot::Failed(error));
-                }
-                WorkerEvent::Failed { request, error } if self.prefetch == Some(request) => {
-                    self.set_status(text::prefetch_failed(&error));
-                }
-                WorkerEvent::Failed { .. } => {}
-                WorkerEvent::Stopped(why) if waiting.is_some() => {
-                    self.trial = Some(TrialSlot::Failed(format!("{} ({why})", text::ENGINE_STOPPED)));
-                }
-                WorkerEvent::Stopped(_) => {}
-            }
         }
-        Ok(())
     }
 
-    /// Whether the engine worker (if any) may still answer requests.
-    pub fn worker_alive(&self) -> Option<bool> {
-        self.worker.as_ref().map(PoolWorker::is_alive)
+    /// A pool the current trial waits for may now be ready. A worker that died fails the
+    /// trial waiting for it instead of leaving it "preparing" for ever.
+    fn pool_news(&mut self, news: PoolNews, fx: &mut Vec<Effect>) {
+        let waiting = self.waiting_for();
+        match news {
+            PoolNews::Ready(request) if waiting == Some(request) => self.next_trial(fx),
+            PoolNews::Failed { request, error } if waiting == Some(request) => {
+                self.trial = Some(CurrentTrial::Unavailable(error));
+            }
+            PoolNews::PrefetchFailed(error) => self.set_status(text::prefetch_failed(&error)),
+            PoolNews::Stopped(why) if waiting.is_some() => {
+                self.trial = Some(CurrentTrial::Unavailable(format!("{} ({why})", text::ENGINE_STOPPED)));
+            }
+            PoolNews::Ready(_) | PoolNews::Failed { .. } | PoolNews::Stopped(_) => {}
+        }
     }
 
     pub fn is_preparing(&self) -> bool {
-        matches!(self.trial, Some(TrialSlot::Preparing(_)))
+        self.waiting_for().is_some()
     }
 
     /// Reading time still required before an answer is accepted.
     pub(crate) fn reading_left(&self) -> Duration {
         match &self.trial {
-            Some(TrialSlot::Ready(t)) => Duration::from_millis(self.study.options.min_reading_ms)
+            Some(CurrentTrial::Ready(t)) => Duration::from_millis(self.study.options.min_reading_ms)
                 .saturating_sub(self.now.saturating_duration_since(t.shown_at)),
             _ => Duration::ZERO,
         }
     }
 
-    /// The trial screen's actions: choosing, moving focus, scrolling, answering.
-    fn trial_action(&mut self, action: Action) -> anyhow::Result<()> {
+    /// The trial screen's commands: choosing, moving focus, scrolling, answering.
+    fn trial_command(&mut self, command: Command, fx: &mut Vec<Effect>) {
         let opts = self.study.options.clone();
         let panels = self.panels();
-        let Some(TrialSlot::Ready(t)) = self.trial.as_mut() else { return Ok(()) };
+        let reading_left = self.reading_left();
+        let Some(CurrentTrial::Ready(t)) = self.trial.as_mut() else { return };
         let n = t.view.texts.len();
-        let answer = match action {
-            Action::Pick(i) if i < n => {
+        let answer = match command {
+            Command::Pick(i) if i < n => {
                 t.focus = i;
                 select(t, i);
                 None
             }
-            Action::PickFocused => {
+            Command::PickFocused => {
                 let i = t.focus;
                 select(t, i);
                 None
             }
-            Action::FocusNext => {
+            Command::FocusNext => {
                 t.focus = (t.focus + 1) % n;
                 None
             }
-            Action::FocusPrev => {
+            Command::FocusPrev => {
                 t.focus = (t.focus + n - 1) % n;
                 None
             }
-            Action::Scroll(how) => {
+            Command::Scroll(how) => {
                 let panel = panels.get(t.focus).copied().unwrap_or_default();
                 t.scroll[t.focus] = scrolled(t.scroll[t.focus], how, &panel);
                 None
             }
-            Action::Undo if t.view.mode == RankMode::Order => {
+            Command::Undo if t.view.mode == RankMode::Order => {
                 t.order.pop();
                 None
             }
-            Action::NoPreference if opts.allow_no_preference => Some(Answer::NoPreference),
-            Action::Skip if opts.allow_skip => Some(Answer::Skip),
-            Action::Confirm => match confirmed(t) {
+            Command::NoPreference if opts.allow_no_preference => Some(Answer::NoPreference),
+            Command::Skip if opts.allow_skip => Some(Answer::Skip),
+            Command::Confirm => match confirmed(t) {
                 Some(a) => Some(a),
                 None => {
                     let mode = t.view.mode;
                     self.set_status(if mode == RankMode::Pick { text::PICK_FIRST } else { text::RANK_ALL_FIRST });
-                    return Ok(());
+                    return;
                 }
             },
             _ => None,
         };
-        if let Some(a) = answer {
-            let left = self.reading_left();
-            if !left.is_zero() {
-                self.set_status(text::reading_wait(left.as_secs() + 1));
-                return Ok(());
-            }
-            self.submit(a)?;
+        let Some(answer) = answer else { return };
+        if !reading_left.is_zero() {
+            self.set_status(text::reading_wait(reading_left.as_secs() + 1));
+            return;
         }
-        Ok(())
+        // Measured now, not at the last event: the time the participant took.
+        let response_ms = t.shown_at.elapsed().as_millis() as u64;
+        fx.push(Effect::Submit { trial_id: t.view.trial_id, answer, response_ms });
     }
 
-    /// Commits the answer; only then moves on. An answer given already in another window
-    /// (the same participant twice) stands, and this window moves on too.
-    fn submit(&mut self, answer: Answer) -> anyhow::Result<()> {
-        let Some(TrialSlot::Ready(t)) = &self.trial else { return Ok(()) };
-        // Measured now, not at the last event: the time the participant took.
-        let ms = t.shown_at.elapsed().as_millis() as u64;
-        let (id, position, total) = (t.view.trial_id, t.view.position, t.view.total);
-        let Some(session) = self.session.as_mut() else { return Ok(()) };
-        match session.submit(&mut self.store, id, &answer, ms) {
-            Ok(Submitted::Saved) => {
+    /// The answer is committed; only now the app moves on. An answer given already in
+    /// another window (the same participant twice) stands, and this window moves on too.
+    fn submitted(&mut self, outcome: Submitted, fx: &mut Vec<Effect>) {
+        let Some(CurrentTrial::Ready(t)) = &self.trial else { return };
+        let answered = t.view.position + 1;
+        let total = t.view.total;
+        match outcome {
+            Submitted::Saved => {
                 self.answered_this_session += 1;
                 self.set_status(text::SAVED);
             }
-            Ok(Submitted::AnsweredElsewhere) => self.set_status(text::ANSWERED_ELSEWHERE),
-            Err(e) => {
-                self.fail(e.into(), true);
-                return Ok(());
-            }
+            Submitted::AnsweredElsewhere => self.set_status(text::ANSWERED_ELSEWHERE),
         }
-        let answered = position + 1;
         if let Some(every) = self.study.options.break_every
             && answered % every as usize == 0
             && answered < total
         {
             self.trial = None;
             self.screen = Screen::Break;
-            return Ok(());
+            return;
         }
-        self.next_trial()
+        self.next_trial(fx);
     }
 
     /// A click focuses and picks the answer under it; the wheel scrolls it.
-    pub(crate) fn on_mouse(&mut self, m: MouseEvent) -> anyhow::Result<()> {
+    fn on_mouse(&mut self, m: MouseEvent) {
         self.now = Instant::now();
         if self.screen != Screen::Trial || self.help || self.confirm_quit {
-            return Ok(());
+            return;
         }
         let panels = self.panels();
-        let Some(TrialSlot::Ready(t)) = self.trial.as_mut() else { return Ok(()) };
+        let Some(CurrentTrial::Ready(t)) = self.trial.as_mut() else { return };
         let Some(i) = panels.iter().position(|p| p.rect.contains(Position { x: m.column, y: m.row })) else {
-            return Ok(());
+            return;
         };
         match m.kind {
             MouseEventKind::Down(MouseButton::Left) => {
@@ -608,7 +588,6 @@ impl App {
             MouseEventKind::ScrollUp => t.scroll[i] = scrolled(t.scroll[i], Scroll::LineUp, &panels[i]),
             _ => {}
         }
-        Ok(())
     }
 }
 
@@ -655,5 +634,88 @@ fn select(t: &mut TrialState, i: usize) {
 }
 
 #[cfg(test)]
-#[path = "app_tests.rs"]
-mod tests;
+mod tests {
+    use std::path::Path;
+
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+
+    use super::*;
+    use crate::tui::draw::{self, Theme};
+
+    fn key(app: &mut App, code: KeyCode) -> Vec<Effect> {
+        app.update(Action::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+    }
+
+    fn example() -> Study {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("studies/example.toml");
+        let (mut s, _) = ualign_core::study::load(&path).unwrap();
+        s.options.participant_id_pattern = Some(ualign_core::study::IdPattern::new("p[0-9]+").unwrap());
+        s
+    }
+
+    #[test]
+    fn the_app_asks_for_what_it_needs_and_holds_no_store() {
+        let mut app = App::new(example(), None);
+        assert!(app.update(Action::Resize(100, 30)).is_empty());
+        assert!(app.update(Action::Start).is_empty(), "nobody to resume yet");
+        assert!(key(&mut app, KeyCode::Enter).is_empty());
+        assert_eq!(app.screen, Screen::Consent);
+        assert!(key(&mut app, KeyCode::Char('y')).is_empty(), "the consent is kept until a session begins");
+        assert_eq!(app.screen, Screen::EnterId);
+        for c in "p11".chars() {
+            key(&mut app, KeyCode::Char(c));
+        }
+        let fx = key(&mut app, KeyCode::Enter);
+        assert!(matches!(&fx[..], [Effect::Admit(id)] if id == "p11"), "{fx:?}");
+        let fx = app.update(Action::Admitted(None));
+        assert!(fx.is_empty() && app.id_error && app.screen == Screen::EnterId);
+        let admitted = Admission { participant: "p11".into(), returning: false };
+        let fx = app.update(Action::Admitted(Some(admitted)));
+        assert!(
+            matches!(&fx[..], [Effect::BeginSession { participant, consented_at: Some(_), window: (100, 30) }] if participant == "p11"),
+            "{fx:?}"
+        );
+        assert_eq!(app.screen, Screen::Instructions);
+        let fx = key(&mut app, KeyCode::Enter);
+        assert!(
+            matches!(&fx[..], [Effect::BeginSession { consented_at: None, .. }, Effect::NextTrial]),
+            "the consent goes with the first session only: {fx:?}"
+        );
+        let fx = app.update(Action::PoolsRequested(Err(NoEngine::Stopped("it crashed".into()))));
+        assert!(fx.is_empty());
+        let Some(CurrentTrial::Unavailable(why)) = &app.trial else { panic!("{:?}", app.trial) };
+        assert!(why.contains("it crashed"), "{why}");
+    }
+
+    #[test]
+    fn a_write_that_fails_shows_what_was_saved_and_how_to_resume() {
+        let admitted = Admission { participant: "p11".into(), returning: true };
+        let mut app = App::new(example(), Some(admitted));
+        assert_eq!(app.screen, Screen::Resuming);
+        assert!(matches!(&app.update(Action::Start)[..], [Effect::BeginSession { .. }]));
+        let failure = Failure {
+            what: "the study's database cannot be written".into(),
+            answer_lost: true,
+            detail: "could not save the answer in db/e.sqlite: attempt to write a readonly database".into(),
+        };
+        let fx = app.update(Action::Failed(failure));
+        assert!(matches!(&fx[..], [Effect::EndSession(EndReason::Error)]), "{fx:?}");
+        assert_eq!(app.screen, Screen::Failed);
+        let mut term = Terminal::new(TestBackend::new(100, 30)).unwrap();
+        term.draw(|f| draw::draw(f, &app, Theme { color: false })).unwrap();
+        let shown = format!("{}", term.backend());
+        for want in
+            ["answer you confirmed before this one is saved", "NOT saved", "--participant p11", "Press q to close"]
+        {
+            assert!(shown.contains(want), "missing {want:?} in:\n{shown}");
+        }
+        assert!(!shown.contains("readonly"), "nothing raw on screen:\n{shown}");
+        // Only quitting is left.
+        assert!(key(&mut app, KeyCode::Char('2')).is_empty());
+        assert_eq!(app.screen, Screen::Failed);
+        key(&mut app, KeyCode::Char('q'));
+        assert!(app.quit);
+    }
+}

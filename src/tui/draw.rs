@@ -9,7 +9,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Gauge, Paragraph, Wrap};
 
-use super::app::{App, Screen, TrialSlot, TrialState};
+use super::app::{App, CurrentTrial, Screen, TrialState};
 use super::layout::{self, Panel, centered, wrapped_height};
 pub use super::layout::{inert, reflow};
 use super::{keymap, text};
@@ -152,13 +152,13 @@ fn draw_help(f: &mut Frame, area: Rect) {
 
 fn draw_trial(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let t = match &app.trial {
-        Some(TrialSlot::Ready(t)) => t,
-        Some(TrialSlot::Preparing(_)) => {
+        Some(CurrentTrial::Ready(t)) => t,
+        Some(CurrentTrial::Preparing(_)) => {
             let body = format!("{} {}", text::spinner(app.ticks), text::PREPARING);
             message(f, area, &app.study.title, &body, text::PREPARING_HINT, theme);
             return;
         }
-        Some(TrialSlot::Failed(e)) => {
+        Some(CurrentTrial::Unavailable(e)) => {
             message(f, area, text::TRIAL_FAILED_TITLE, &text::trial_failed(e), text::QUIT_HINT, theme);
             return;
         }

@@ -1,12 +1,12 @@
-//! Keys → actions. What a key means depends on what the participant sees (a [`Context`]);
+//! Keys → commands. What a key means depends on what the participant sees (a [`Context`]);
 //! the trial screen's bindings are a table that the help overlay is drawn from, so the
 //! keys and their description cannot drift apart.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-/// What the participant asked for.
+/// What the participant asked for with a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
+pub(crate) enum Command {
     /// Enter: go on, or confirm the answer.
     Confirm,
     /// y (consent, and "quit now?").
@@ -66,7 +66,7 @@ pub(crate) enum Context {
 pub(crate) struct Binding {
     pub(crate) keys: &'static str,
     pub(crate) does: &'static str,
-    pub(crate) action: fn(&KeyEvent) -> Option<Action>,
+    pub(crate) command: fn(&KeyEvent) -> Option<Command>,
 }
 
 fn code(k: &KeyEvent) -> KeyCode {
@@ -78,64 +78,64 @@ pub(crate) const TRIAL: &[Binding] = &[
     Binding {
         keys: "1–9",
         does: "pick that answer (in ordering questions: give it the next rank)",
-        action: |k| match code(k) {
-            KeyCode::Char(c @ '1'..='9') => Some(Action::Pick(c as usize - '1' as usize)),
+        command: |k| match code(k) {
+            KeyCode::Char(c @ '1'..='9') => Some(Command::Pick(c as usize - '1' as usize)),
             _ => None,
         },
     },
     Binding {
         keys: "← → ↑ ↓ / Tab",
         does: "move focus between answers",
-        action: |k| match code(k) {
-            KeyCode::Right | KeyCode::Down | KeyCode::Tab => Some(Action::FocusNext),
-            KeyCode::Left | KeyCode::Up | KeyCode::BackTab => Some(Action::FocusPrev),
+        command: |k| match code(k) {
+            KeyCode::Right | KeyCode::Down | KeyCode::Tab => Some(Command::FocusNext),
+            KeyCode::Left | KeyCode::Up | KeyCode::BackTab => Some(Command::FocusPrev),
             _ => None,
         },
     },
     Binding {
         keys: "Space",
         does: "pick the focused answer",
-        action: |k| (code(k) == KeyCode::Char(' ')).then_some(Action::PickFocused),
+        command: |k| (code(k) == KeyCode::Char(' ')).then_some(Command::PickFocused),
     },
     Binding {
         keys: "PgUp PgDn",
         does: "scroll the focused answer by a page",
-        action: |k| match code(k) {
-            KeyCode::PageDown => Some(Action::Scroll(Scroll::PageDown)),
-            KeyCode::PageUp => Some(Action::Scroll(Scroll::PageUp)),
+        command: |k| match code(k) {
+            KeyCode::PageDown => Some(Command::Scroll(Scroll::PageDown)),
+            KeyCode::PageUp => Some(Command::Scroll(Scroll::PageUp)),
             _ => None,
         },
     },
     Binding {
         keys: "j k / Home End",
         does: "scroll it by a line / to its top or end",
-        action: |k| match code(k) {
-            KeyCode::Char('j') => Some(Action::Scroll(Scroll::LineDown)),
-            KeyCode::Char('k') => Some(Action::Scroll(Scroll::LineUp)),
-            KeyCode::Home => Some(Action::Scroll(Scroll::Top)),
-            KeyCode::End => Some(Action::Scroll(Scroll::End)),
+        command: |k| match code(k) {
+            KeyCode::Char('j') => Some(Command::Scroll(Scroll::LineDown)),
+            KeyCode::Char('k') => Some(Command::Scroll(Scroll::LineUp)),
+            KeyCode::Home => Some(Command::Scroll(Scroll::Top)),
+            KeyCode::End => Some(Command::Scroll(Scroll::End)),
             _ => None,
         },
     },
     Binding {
         keys: "Enter",
         does: "confirm your choice",
-        action: |k| (code(k) == KeyCode::Enter).then_some(Action::Confirm),
+        command: |k| (code(k) == KeyCode::Enter).then_some(Command::Confirm),
     },
     Binding {
         keys: "Backspace / u",
         does: "undo the last rank (ordering questions)",
-        action: |k| matches!(code(k), KeyCode::Backspace | KeyCode::Char('u')).then_some(Action::Undo),
+        command: |k| matches!(code(k), KeyCode::Backspace | KeyCode::Char('u')).then_some(Command::Undo),
     },
     Binding {
         keys: "=",
         does: "no preference (when the study allows it)",
-        action: |k| (code(k) == KeyCode::Char('=')).then_some(Action::NoPreference),
+        command: |k| (code(k) == KeyCode::Char('=')).then_some(Command::NoPreference),
     },
     Binding {
         keys: "s",
         does: "skip this question (when the study allows it)",
-        action: |k| (code(k) == KeyCode::Char('s')).then_some(Action::Skip),
+        command: |k| (code(k) == KeyCode::Char('s')).then_some(Command::Skip),
     },
 ];
 
@@ -151,12 +151,12 @@ pub(crate) const GLOBAL: &[Binding] = &[
     Binding {
         keys: "?",
         does: "show or hide this help",
-        action: |k| (code(k) == KeyCode::Char('?')).then_some(Action::Help),
+        command: |k| (code(k) == KeyCode::Char('?')).then_some(Command::Help),
     },
     Binding {
         keys: "q / Ctrl-C",
         does: "quit (asks first; answers are saved)",
-        action: |k| (ctrl_c(k) || code(k) == KeyCode::Char('q')).then_some(Action::Quit),
+        command: |k| (ctrl_c(k) || code(k) == KeyCode::Char('q')).then_some(Command::Quit),
     },
 ];
 
@@ -165,39 +165,39 @@ pub(crate) fn help() -> Vec<(&'static str, &'static str)> {
     TRIAL.iter().map(|b| (b.keys, b.does)).chain([MOUSE]).chain(GLOBAL.iter().map(|b| (b.keys, b.does))).collect()
 }
 
-fn first(bindings: &[Binding], k: &KeyEvent) -> Option<Action> {
-    bindings.iter().find_map(|b| (b.action)(k))
+fn first(bindings: &[Binding], k: &KeyEvent) -> Option<Command> {
+    bindings.iter().find_map(|b| (b.command)(k))
 }
 
 /// What `key` means in `ctx`, if anything.
-pub(crate) fn action(ctx: Context, key: &KeyEvent) -> Option<Action> {
+pub(crate) fn command(ctx: Context, key: &KeyEvent) -> Option<Command> {
     let c = code(key);
     match ctx {
         Context::Failed => {
-            (ctrl_c(key) || matches!(c, KeyCode::Char('q') | KeyCode::Enter | KeyCode::Esc)).then_some(Action::Quit)
+            (ctrl_c(key) || matches!(c, KeyCode::Char('q') | KeyCode::Enter | KeyCode::Esc)).then_some(Command::Quit)
         }
         Context::ConfirmQuit => match c {
-            KeyCode::Char('y' | 'Y') => Some(Action::Yes),
-            _ if ctrl_c(key) => Some(Action::Yes),
-            KeyCode::Char('n' | 'N') | KeyCode::Esc => Some(Action::No),
+            KeyCode::Char('y' | 'Y') => Some(Command::Yes),
+            _ if ctrl_c(key) => Some(Command::Yes),
+            KeyCode::Char('n' | 'N') | KeyCode::Esc => Some(Command::No),
             _ => None,
         },
-        Context::Help => matches!(c, KeyCode::Char('?') | KeyCode::Esc | KeyCode::Enter).then_some(Action::Help),
+        Context::Help => matches!(c, KeyCode::Char('?') | KeyCode::Esc | KeyCode::Enter).then_some(Command::Help),
         Context::Typing => match c {
-            _ if ctrl_c(key) => Some(Action::Quit),
-            KeyCode::Enter => Some(Action::Confirm),
-            KeyCode::Backspace => Some(Action::Erase),
-            KeyCode::Esc => Some(Action::Back),
-            KeyCode::Char(ch) if !ch.is_control() => Some(Action::Type(ch)),
+            _ if ctrl_c(key) => Some(Command::Quit),
+            KeyCode::Enter => Some(Command::Confirm),
+            KeyCode::Backspace => Some(Command::Erase),
+            KeyCode::Esc => Some(Command::Back),
+            KeyCode::Char(ch) if !ch.is_control() => Some(Command::Type(ch)),
             _ => None,
         },
         Context::Consent => first(GLOBAL, key).or(match c {
-            KeyCode::Char('y' | 'Y') => Some(Action::Yes),
-            KeyCode::Char('n' | 'N') => Some(Action::No),
+            KeyCode::Char('y' | 'Y') => Some(Command::Yes),
+            KeyCode::Char('n' | 'N') => Some(Command::No),
             _ => None,
         }),
         Context::Trial => first(GLOBAL, key).or_else(|| first(TRIAL, key)),
-        Context::Screen => first(GLOBAL, key).or((c == KeyCode::Enter).then_some(Action::Confirm)),
+        Context::Screen => first(GLOBAL, key).or((c == KeyCode::Enter).then_some(Command::Confirm)),
     }
 }
 
@@ -213,17 +213,17 @@ mod tests {
     fn every_trial_binding_is_in_the_help_and_does_what_it_says() {
         let help = help();
         assert_eq!(help.len(), TRIAL.len() + 1 + GLOBAL.len());
-        assert_eq!(action(Context::Trial, &key(KeyCode::Char('3'))), Some(Action::Pick(2)));
-        assert_eq!(action(Context::Trial, &key(KeyCode::End)), Some(Action::Scroll(Scroll::End)));
-        assert_eq!(action(Context::Trial, &key(KeyCode::Char('q'))), Some(Action::Quit));
-        assert_eq!(action(Context::Trial, &key(KeyCode::Char('x'))), None);
+        assert_eq!(command(Context::Trial, &key(KeyCode::Char('3'))), Some(Command::Pick(2)));
+        assert_eq!(command(Context::Trial, &key(KeyCode::End)), Some(Command::Scroll(Scroll::End)));
+        assert_eq!(command(Context::Trial, &key(KeyCode::Char('q'))), Some(Command::Quit));
+        assert_eq!(command(Context::Trial, &key(KeyCode::Char('x'))), None);
         // Typing an ID takes q and ? as letters, Ctrl-C still quits.
-        assert_eq!(action(Context::Typing, &key(KeyCode::Char('q'))), Some(Action::Type('q')));
-        assert_eq!(action(Context::Typing, &key(KeyCode::Char('?'))), Some(Action::Type('?')));
+        assert_eq!(command(Context::Typing, &key(KeyCode::Char('q'))), Some(Command::Type('q')));
+        assert_eq!(command(Context::Typing, &key(KeyCode::Char('?'))), Some(Command::Type('?')));
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        assert_eq!(action(Context::Typing, &ctrl_c), Some(Action::Quit));
-        assert_eq!(action(Context::ConfirmQuit, &ctrl_c), Some(Action::Yes));
-        assert_eq!(action(Context::Failed, &key(KeyCode::Enter)), Some(Action::Quit));
-        assert_eq!(action(Context::Failed, &key(KeyCode::Char('1'))), None);
+        assert_eq!(command(Context::Typing, &ctrl_c), Some(Command::Quit));
+        assert_eq!(command(Context::ConfirmQuit, &ctrl_c), Some(Command::Yes));
+        assert_eq!(command(Context::Failed, &key(KeyCode::Enter)), Some(Command::Quit));
+        assert_eq!(command(Context::Failed, &key(KeyCode::Char('1'))), None);
     }
 }

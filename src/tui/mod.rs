@@ -6,6 +6,7 @@
 pub mod app;
 pub mod dashboard;
 pub mod draw;
+pub mod driver;
 pub(crate) mod input;
 pub(crate) mod keymap;
 pub(crate) mod layout;
@@ -23,6 +24,8 @@ use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
 
 pub use app::App;
+pub use driver::Driver;
+use ualign_core::session::EndReason;
 
 fn restore_terminal() {
     let _ = disable_raw_mode();
@@ -65,8 +68,9 @@ pub(crate) trait Interactive {
     /// Called once the window's size is known, before the first frame.
     fn started(&mut self) {}
     fn finished(&self) -> bool;
-    /// The loop ends without the UI asking: "signal", "terminal closed" or "error".
-    fn interrupted(&mut self, _why: &str) {}
+    /// The loop ends without the UI asking: a signal, the terminal gone, an error, or
+    /// what the caller's `stop` said.
+    fn interrupted(&mut self, _why: EndReason) {}
 }
 
 /// Runs `ui` in the terminal until it is finished, a SIGTERM or SIGHUP comes, or the
@@ -91,7 +95,7 @@ pub(crate) fn event_loop(ui: &mut impl Interactive, tick: Duration) -> anyhow::R
             }
         }
     })?;
-    let stop = || signalled.load(Ordering::Relaxed).then_some("signal");
+    let stop = || signalled.load(Ordering::Relaxed).then_some(EndReason::Signal);
     let result = drive(ui, &mut guard.terminal, theme, &rx, tick, &stop);
     drop(guard);
     result
@@ -99,7 +103,7 @@ pub(crate) fn event_loop(ui: &mut impl Interactive, tick: Duration) -> anyhow::R
 
 /// The loop itself, on any terminal: draws, then waits for the next event (or a tick),
 /// until `ui` is finished, `stop` gives a reason (the loop ends with
-/// [`Interactive::interrupted`]), or the events end ("terminal closed"). `ui` has been
+/// [`Interactive::interrupted`]), or the events end (the terminal closed). `ui` has been
 /// told the window's size already. The participant screens of `serve` run here too, on a
 /// terminal that writes to the network.
 pub(crate) fn drive<B: ratatui::backend::Backend>(
@@ -108,7 +112,7 @@ pub(crate) fn drive<B: ratatui::backend::Backend>(
     theme: draw::Theme,
     events: &std::sync::mpsc::Receiver<Event>,
     tick: Duration,
-    stop: &dyn Fn() -> Option<&'static str>,
+    stop: &dyn Fn() -> Option<EndReason>,
 ) -> anyhow::Result<()>
 where
     B::Error: Send + Sync + 'static,
@@ -134,57 +138,22 @@ where
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    ui.interrupted("terminal closed");
+                    ui.interrupted(EndReason::TerminalClosed);
                     return Ok(());
                 }
             }
         }
     })();
     if result.is_err() {
-        ui.interrupted("error");
+        ui.interrupted(EndReason::Error);
     }
     result
 }
 
-impl Interactive for App {
-    fn draw(&self, f: &mut ratatui::Frame, theme: draw::Theme) {
-        draw::draw(f, self, theme);
-    }
-
-    fn on_event(&mut self, ev: Event) {
-        // Errors of the store become the failure screen inside the app.
-        let _ = match ev {
-            Event::Key(k) => self.on_key(k),
-            Event::Mouse(m) => self.on_mouse(m),
-            Event::Resize(w, h) => {
-                self.on_resize(w, h);
-                Ok(())
-            }
-            _ => Ok(()),
-        };
-    }
-
-    fn on_tick(&mut self) {
-        App::on_tick(self);
-    }
-
-    fn started(&mut self) {
-        self.start();
-    }
-
-    fn finished(&self) -> bool {
-        self.quit
-    }
-
-    fn interrupted(&mut self, why: &str) {
-        self.end(why);
-    }
-}
-
 /// Runs the participant flow until the participant quits or finishes.
-pub(crate) fn run(app: &mut App) -> anyhow::Result<()> {
-    event_loop(app, Duration::from_millis(100))?;
-    match &app.failure {
+pub(crate) fn run(participant: &mut Driver) -> anyhow::Result<()> {
+    event_loop(participant, Duration::from_millis(100))?;
+    match &participant.failure {
         // The participant has read the plain account; the researcher gets the whole error.
         Some(f) => Err(anyhow::anyhow!("{}", f.detail)),
         None => Ok(()),

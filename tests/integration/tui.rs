@@ -1,5 +1,5 @@
-//! The participant app without a terminal: key events against a real SQLite store, and
-//! snapshots of every screen through ratatui's TestBackend at 80×24 and 140×40.
+//! The participant app and its driver without a terminal: key events against a real SQLite
+//! store, and snapshots of every screen through ratatui's TestBackend at 80×24 and 140×40.
 
 use crate::common;
 
@@ -8,7 +8,8 @@ use std::path::Path;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ualign::tui::app::{App, Screen, TrialSlot};
+use ualign::tui::Driver;
+use ualign::tui::app::{App, CurrentTrial, Screen};
 use ualign::tui::draw::{self, Theme};
 use ualign_core::pools::import::import_candidates;
 use ualign_core::store::Store;
@@ -30,17 +31,17 @@ fn setup(dir: &Path) -> (Study, Store) {
     (s, store)
 }
 
-fn key(app: &mut App, code: KeyCode) {
-    app.on_key(KeyEvent::new(code, KeyModifiers::NONE)).unwrap();
+fn key(app: &mut Driver, code: KeyCode) {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
 }
 
-fn typed(app: &mut App, s: &str) {
+fn typed(app: &mut Driver, s: &str) {
     for c in s.chars() {
         key(app, KeyCode::Char(c));
     }
 }
 
-fn to_first_trial(app: &mut App, id: &str) {
+fn to_first_trial(app: &mut Driver, id: &str) {
     key(app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Consent);
     key(app, KeyCode::Char('y'));
@@ -62,7 +63,7 @@ fn answers(store: &Store) -> Vec<(i64, Option<i64>, Option<String>, bool)> {
 
 fn mode(app: &App) -> RankMode {
     match &app.trial {
-        Some(TrialSlot::Ready(t)) => t.view.mode,
+        Some(CurrentTrial::Ready(t)) => t.view.mode,
         other => panic!("no trial ready: {other:?}"),
     }
 }
@@ -71,7 +72,7 @@ fn mode(app: &App) -> RankMode {
 fn a_participant_goes_from_consent_to_completion() {
     let dir = tempfile::tempdir().unwrap();
     let (s, store) = setup(dir.path());
-    let mut app = App::new(s, store, None, None).unwrap();
+    let mut app = Driver::new(s, store, None, None).unwrap();
     // A name is refused as a participant id.
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Char('y'));
@@ -130,7 +131,7 @@ fn no_preference_quit_confirmation_and_reading_time() {
     let dir = tempfile::tempdir().unwrap();
     let (mut s, store) = setup(dir.path());
     s.options.min_reading_ms = 60_000;
-    let mut app = App::new(s, store, None, None).unwrap();
+    let mut app = Driver::new(s, store, None, None).unwrap();
     to_first_trial(&mut app, "p07");
     key(&mut app, KeyCode::Char('1'));
     key(&mut app, KeyCode::Enter);
@@ -143,7 +144,7 @@ fn no_preference_quit_confirmation_and_reading_time() {
     assert!(app.confirm_quit);
     key(&mut app, KeyCode::Char('n'));
     assert!(!app.confirm_quit && !app.quit);
-    app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)).unwrap();
+    app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
     assert!(app.confirm_quit);
     key(&mut app, KeyCode::Char('y'));
     assert!(app.quit);
@@ -156,7 +157,7 @@ fn no_preference_quit_confirmation_and_reading_time() {
 fn no_preference_is_recorded_when_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let (s, store) = setup(dir.path());
-    let mut app = App::new(s, store, None, None).unwrap();
+    let mut app = Driver::new(s, store, None, None).unwrap();
     to_first_trial(&mut app, "p08");
     key(&mut app, KeyCode::Char('='));
     assert_eq!(answers(app.store()), vec![(0, None, None, true)]);
@@ -169,16 +170,16 @@ fn no_preference_is_recorded_when_allowed() {
 fn a_returning_participant_resumes_and_a_tiny_window_blocks_input() {
     let dir = tempfile::tempdir().unwrap();
     let (s, store) = setup(dir.path());
-    let mut app = App::new(s.clone(), store, None, None).unwrap();
+    let mut app = Driver::new(s.clone(), store, None, None).unwrap();
     to_first_trial(&mut app, "p09");
     key(&mut app, KeyCode::Char('1'));
     key(&mut app, KeyCode::Enter);
     drop(app);
     let (store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
-    let mut app = App::new(s, store, Some("p09".into()), None).unwrap();
+    let mut app = Driver::new(s, store, Some("p09".into()), None).unwrap();
     assert_eq!(app.screen, Screen::Resuming);
     key(&mut app, KeyCode::Enter);
-    let Some(TrialSlot::Ready(t)) = &app.trial else { panic!() };
+    let Some(CurrentTrial::Ready(t)) = &app.trial else { panic!() };
     assert_eq!(t.view.position, 1, "continues at the second trial");
     app.on_resize(50, 15);
     key(&mut app, KeyCode::Char('1'));
@@ -196,7 +197,7 @@ fn snapshot(app: &App, w: u16, h: u16) -> String {
 fn screens_render() {
     let dir = tempfile::tempdir().unwrap();
     let (s, store) = setup(dir.path());
-    let mut app = App::new(s, store, None, None).unwrap();
+    let mut app = Driver::new(s, store, None, None).unwrap();
     for (w, h) in [(80u16, 24u16), (140, 40)] {
         app.on_resize(w, h);
         let tag = format!("{w}x{h}");
@@ -221,7 +222,7 @@ fn screens_render() {
 fn trial_screens_render() {
     let dir = tempfile::tempdir().unwrap();
     let (s, store) = setup(dir.path());
-    let mut app = App::new(s, store, None, None).unwrap();
+    let mut app = Driver::new(s, store, None, None).unwrap();
     to_first_trial(&mut app, "snap1");
     for (w, h) in [(80u16, 24u16), (140, 40)] {
         app.on_resize(w, h);
@@ -299,7 +300,7 @@ fn missing_pools_are_generated_live_on_the_engine_thread() {
     let db = dir.path().join("demo.sqlite");
     let (store, _) = Store::open_for_study(&db, &s).unwrap();
     let worker = PoolWorker::spawn(s.clone(), db.clone(), EpChoice::Cpu, Some(1));
-    let mut app = App::new(s, store, None, Some(worker)).unwrap();
+    let mut app = Driver::new(s, store, None, Some(worker)).unwrap();
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Char('y'));
     typed(&mut app, "live1");
@@ -310,9 +311,9 @@ fn missing_pools_are_generated_live_on_the_engine_thread() {
     while app.is_preparing() {
         assert!(start.elapsed() < Duration::from_secs(120), "the engine thread never answered");
         std::thread::sleep(Duration::from_millis(20));
-        app.on_worker_events().unwrap();
+        app.on_worker_events();
     }
-    let Some(TrialSlot::Ready(t)) = &app.trial else { panic!("{:?}", app.trial) };
+    let Some(CurrentTrial::Ready(t)) = &app.trial else { panic!("{:?}", app.trial) };
     assert!(t.view.texts.iter().all(|x| !x.is_empty()));
     let first = t.view.position;
     key(&mut app, KeyCode::Char('1'));
@@ -323,9 +324,9 @@ fn missing_pools_are_generated_live_on_the_engine_thread() {
     while app.is_preparing() {
         assert!(start.elapsed() < Duration::from_secs(120));
         std::thread::sleep(Duration::from_millis(20));
-        app.on_worker_events().unwrap();
+        app.on_worker_events();
     }
-    let Some(TrialSlot::Ready(t)) = &app.trial else { panic!("{:?}", app.trial) };
+    let Some(CurrentTrial::Ready(t)) = &app.trial else { panic!("{:?}", app.trial) };
     assert_eq!(t.view.position, first + 1);
     let stored: i64 = common::sql(app.store().path())
         .query_row("SELECT COUNT(*) FROM candidates WHERE provider = 'cpu:cpu'", [], |r| r.get(0))
@@ -337,9 +338,9 @@ fn missing_pools_are_generated_live_on_the_engine_thread() {
 fn an_answer_given_in_another_window_stands_and_this_one_moves_on() {
     let dir = tempfile::tempdir().unwrap();
     let (s, store) = setup(dir.path());
-    let mut app = App::new(s.clone(), store, None, None).unwrap();
+    let mut app = Driver::new(s.clone(), store, None, None).unwrap();
     to_first_trial(&mut app, "p12");
-    let Some(TrialSlot::Ready(t)) = &app.trial else { panic!() };
+    let Some(CurrentTrial::Ready(t)) = &app.trial else { panic!() };
     let trial = t.view.trial_id;
     // The same participant answers the same question in a second window first.
     let (mut other, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
@@ -348,7 +349,7 @@ fn an_answer_given_in_another_window_stands_and_this_one_moves_on() {
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Trial, "{:?}", app.failure);
     assert!(app.status.as_ref().unwrap().0.contains("already answered in another window"));
-    let Some(TrialSlot::Ready(t)) = &app.trial else { panic!() };
+    let Some(CurrentTrial::Ready(t)) = &app.trial else { panic!() };
     assert_eq!(t.view.position, 1);
     assert_eq!(answers(app.store()), vec![(0, Some(0), None, false)], "the first answer stands");
 }
@@ -357,28 +358,28 @@ fn an_answer_given_in_another_window_stands_and_this_one_moves_on() {
 fn ids_that_are_not_the_studys_are_refused_on_the_command_line_too() {
     let dir = tempfile::tempdir().unwrap();
     let (s, store) = setup(dir.path());
-    let err = App::new(s.clone(), store, Some("AliceSmith1990".into()), None).err().unwrap().to_string();
+    let err = Driver::new(s.clone(), store, Some("AliceSmith1990".into()), None).err().unwrap().to_string();
     assert!(err.contains("not one this study accepts") && err.contains("participant_id_pattern"), "{err}");
     let (store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
-    assert!(App::new(s.clone(), store, Some(study::new_pseudonym()), None).is_ok());
+    assert!(Driver::new(s.clone(), store, Some(study::new_pseudonym()), None).is_ok());
     // Without a pattern only pseudonyms pass, and an id already stored may resume.
     let mut strict = s.clone();
     strict.options.participant_id_pattern = None;
     let (mut store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
     store.ensure_participant("e2e77").unwrap();
-    assert!(App::new(strict.clone(), store, Some("e2e77".into()), None).is_ok());
+    assert!(Driver::new(strict.clone(), store, Some("e2e77".into()), None).is_ok());
     let (store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
-    assert!(App::new(strict, store, Some("p42".into()), None).is_err());
+    assert!(Driver::new(strict, store, Some("p42".into()), None).is_err());
 }
 
 #[test]
 fn long_answers_scroll_by_page_and_jump_to_their_ends() {
     let dir = tempfile::tempdir().unwrap();
     let (s, store) = setup(dir.path());
-    let mut app = App::new(s, store, None, None).unwrap();
+    let mut app = Driver::new(s, store, None, None).unwrap();
     to_first_trial(&mut app, "p13");
     let long = (1..=60).map(|i| format!("line {i}")).collect::<Vec<_>>().join("\n");
-    if let Some(TrialSlot::Ready(t)) = &mut app.trial {
+    if let Some(CurrentTrial::Ready(t)) = &mut app.trial {
         t.view.texts[0] = long;
     }
     app.on_resize(80, 24);
@@ -386,7 +387,7 @@ fn long_answers_scroll_by_page_and_jump_to_their_ends() {
     let panel = app.panels()[0];
     assert!(panel.max_scroll > 2 * panel.visible, "{panel:?}");
     let scroll = |app: &App| match &app.trial {
-        Some(TrialSlot::Ready(t)) => t.scroll[0],
+        Some(CurrentTrial::Ready(t)) => t.scroll[0],
         _ => panic!(),
     };
     key(&mut app, KeyCode::PageDown);
@@ -410,7 +411,7 @@ fn long_answers_scroll_by_page_and_jump_to_their_ends() {
 /// The demo study (model policies, nothing generated) at its first trial, whose pools an
 /// engine worker running `body` must fill; with `dead_first`, the worker is gone before
 /// the participant gets there.
-fn preparing_with(body: impl FnOnce() + Send + 'static, dead_first: bool) -> App {
+fn preparing_with(body: impl FnOnce() + Send + 'static, dead_first: bool) -> Driver {
     use ualign_core::pools::PoolWorker;
     let dir = tempfile::tempdir().unwrap();
     let (mut s, _) = study::load(&repo("tests/fixtures/studies/fortune-demo.toml")).unwrap();
@@ -420,7 +421,7 @@ fn preparing_with(body: impl FnOnce() + Send + 'static, dead_first: bool) -> App
     if dead_first {
         common::wait("the worker to end", || !worker.is_alive());
     }
-    let mut app = App::new(s, store, None, Some(worker)).unwrap();
+    let mut app = Driver::new(s, store, None, Some(worker)).unwrap();
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Char('y'));
     key(&mut app, KeyCode::Enter); // a new pseudonym
@@ -429,12 +430,12 @@ fn preparing_with(body: impl FnOnce() + Send + 'static, dead_first: bool) -> App
     app
 }
 
-fn wait_until_not_preparing(app: &mut App) {
+fn wait_until_not_preparing(app: &mut Driver) {
     let start = std::time::Instant::now();
     while app.is_preparing() {
         assert!(start.elapsed() < std::time::Duration::from_secs(30), "still preparing");
         std::thread::sleep(std::time::Duration::from_millis(10));
-        app.on_worker_events().unwrap();
+        app.on_worker_events();
     }
 }
 
@@ -445,12 +446,12 @@ fn a_dead_engine_worker_is_a_failure_not_preparing_for_ever() {
     for dead_first in [false, true] {
         let mut app = preparing_with(|| panic!("the engine crashed"), dead_first);
         wait_until_not_preparing(&mut app);
-        let Some(TrialSlot::Failed(why)) = &app.trial else { panic!("{:?}", app.trial) };
+        let Some(CurrentTrial::Unavailable(why)) = &app.trial else { panic!("{:?}", app.trial) };
         assert!(why.contains("stopped unexpectedly") && why.contains("the engine crashed"), "{why}");
         // A worker whose thread just ends is noticed too.
         let mut app = preparing_with(|| {}, dead_first);
         wait_until_not_preparing(&mut app);
-        let Some(TrialSlot::Failed(why)) = &app.trial else { panic!("{:?}", app.trial) };
+        let Some(CurrentTrial::Unavailable(why)) = &app.trial else { panic!("{:?}", app.trial) };
         assert!(why.contains("stopped unexpectedly") && why.contains("its thread ended"), "{why}");
     }
 }
@@ -521,16 +522,16 @@ trials = 2
     assert!(err.to_string().contains("only `ualign import` fills"), "{err}");
 
     let worker = PoolWorker::spawn(s.clone(), db.clone(), EpChoice::Cpu, Some(1));
-    let mut app = App::new(s, store, None, Some(worker)).unwrap();
+    let mut app = Driver::new(s, store, None, Some(worker)).unwrap();
     key(&mut app, KeyCode::Enter); // welcome (no consent text)
     typed(&mut app, &id);
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Enter); // instructions
     wait_until_not_preparing(&mut app);
-    let Some(TrialSlot::Ready(t)) = &app.trial else { panic!("{:?}", app.trial) };
+    let Some(CurrentTrial::Ready(t)) = &app.trial else { panic!("{:?}", app.trial) };
     assert!(t.view.texts.contains(&"Imported answer.".to_string()));
     // Let the prefetch of the second trial's model pool finish.
-    let count = |app: &App| -> i64 {
+    let count = |app: &Driver| -> i64 {
         common::sql(app.store().path())
             .query_row("SELECT COUNT(*) FROM candidates WHERE policy = 'model' AND prompt_id = 'b'", [], |r| r.get(0))
             .unwrap()
@@ -539,14 +540,14 @@ trials = 2
     while count(&app) < 2 {
         assert!(start.elapsed() < std::time::Duration::from_secs(60), "the prefetch never finished");
         std::thread::sleep(std::time::Duration::from_millis(20));
-        app.on_worker_events().unwrap();
+        app.on_worker_events();
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
-    app.on_worker_events().unwrap();
+    app.on_worker_events();
     assert_eq!(app.worker_alive(), Some(true), "the engine worker survived the prefetch");
     key(&mut app, KeyCode::Char('1'));
     key(&mut app, KeyCode::Enter);
-    let Some(TrialSlot::Failed(why)) = &app.trial else { panic!("{:?}", app.trial) };
+    let Some(CurrentTrial::Unavailable(why)) = &app.trial else { panic!("{:?}", app.trial) };
     assert!(why.contains("imported policy `imp`") && why.contains("ualign import"), "{why}");
 }
 
@@ -557,7 +558,7 @@ fn an_invitation_code_admits_its_pseudonym_typed_or_on_the_command_line() {
     let (code, pseudonym) = (study::new_invitation_code(), study::new_pseudonym());
     store.add_invitations(&[(study::invitation_hash(&code), pseudonym.clone())]).unwrap();
     // Typed on the ID screen, in capitals and without its dashes: the same code.
-    let mut app = App::new(s.clone(), store, None, None).unwrap();
+    let mut app = Driver::new(s.clone(), store, None, None).unwrap();
     to_first_trial(&mut app, &code.replace('-', "").to_uppercase());
     assert_eq!(app.participant.as_deref(), Some(pseudonym.as_str()), "the code's pseudonym, never the code");
     key(&mut app, KeyCode::Char('1'));
@@ -575,11 +576,11 @@ fn an_invitation_code_admits_its_pseudonym_typed_or_on_the_command_line() {
     assert_eq!(ids, vec![pseudonym.clone()]);
     // On the command line the code resumes the same participant.
     let (store, _) = Store::open_for_study(&db, &s).unwrap();
-    let app = App::new(s.clone(), store, Some(code.clone()), None).unwrap();
+    let app = Driver::new(s.clone(), store, Some(code.clone()), None).unwrap();
     assert_eq!(app.participant.as_deref(), Some(pseudonym.as_str()));
     assert_eq!(app.screen, Screen::Resuming);
     // A code of the right shape that was never made is refused like any other id.
     let (store, _) = Store::open_for_study(&db, &s).unwrap();
-    let err = App::new(s, store, Some(study::new_invitation_code()), None).err().unwrap().to_string();
+    let err = Driver::new(s, store, Some(study::new_invitation_code()), None).err().unwrap().to_string();
     assert!(err.contains("not one this study accepts") && err.contains("ualign invite"), "{err}");
 }

@@ -12,6 +12,49 @@ use crate::schedule::{self, Slot, SlotRole, TrialKind};
 use crate::store::{Answer, Store, StoreError, StoredTrial};
 use crate::study::{RankMode, Study};
 
+/// Why a session ended, as `sessions.end_reason` stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Every trial was answered, or the participant left the completion or declined screen.
+    Completed,
+    /// The participant quit (and said yes when asked).
+    Quit,
+    /// Something could not be saved or read.
+    Error,
+    /// SIGTERM or SIGHUP.
+    Signal,
+    /// The terminal, or the remote participant's connection, went away.
+    TerminalClosed,
+    /// `serve` is stopping.
+    ServerStopping,
+    /// A remote client read its screen too slowly.
+    ClientTooSlow,
+    /// A remote participant typed nothing for the idle time.
+    Idle,
+}
+
+impl EndReason {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Completed => "completed",
+            EndReason::Quit => "quit",
+            EndReason::Error => "error",
+            EndReason::Signal => "signal",
+            EndReason::TerminalClosed => "terminal closed",
+            EndReason::ServerStopping => "server stopping",
+            EndReason::ClientTooSlow => "client too slow",
+            EndReason::Idle => "idle",
+        }
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A participant's open session.
 #[derive(Debug)]
 pub struct Session {
@@ -90,7 +133,7 @@ impl Session {
         let trials = store.trials(&self.participant)?;
         let Some(trial) = trials.iter().find(|t| !t.answered) else {
             store.mark_completed(&self.participant)?;
-            self.finish(store, "completed");
+            self.finish(store, EndReason::Completed);
             return Ok(Next::Done);
         };
         let (jobs, imported) = missing_for_trial(study, store, trial)?;
@@ -174,11 +217,11 @@ impl Session {
 
     /// Closes the session with its reason (quit, completed, signal, error). Best effort
     /// and once: when the database cannot be written, the session simply stays open in it.
-    pub fn finish(&mut self, store: &mut Store, reason: &str) {
+    pub fn finish(&mut self, store: &mut Store, reason: EndReason) {
         if std::mem::take(&mut self.open)
             && let Some(id) = self.id
         {
-            let _ = store.end_session(id, reason);
+            let _ = store.end_session(id, reason.as_str());
         }
     }
 }
@@ -192,7 +235,8 @@ mod tests {
 
     /// The example study with its pools imported, in a fresh database.
     fn example(dir: &Path) -> (Study, Store) {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // The workspace's root, where the example study lives.
+        let repo = &Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let (s, _) = crate::study::load(&repo.join("studies/example.toml")).unwrap();
         let (mut store, _) = Store::open_for_study(&dir.join("e.sqlite"), &s).unwrap();
         for policy in ["sampled", "greedy"] {
@@ -223,7 +267,7 @@ mod tests {
         let Next::Trial(again) = session.next(&mut store, &s).unwrap() else { panic!() };
         assert_eq!(again, first);
         assert_eq!(session.submit(&mut store, first.trial_id, &pick_first(&first), 900).unwrap(), Submitted::Saved);
-        session.finish(&mut store, "quit");
+        session.finish(&mut store, EndReason::Quit);
         // A new session for the same participant resumes at the second trial.
         let mut session = Session::begin(&mut store, &s, "p-abcdefghjk", None, Some("t")).unwrap();
         let mut seen = vec![first.position];
@@ -240,6 +284,24 @@ mod tests {
         assert_eq!(seen, (0..11).collect::<Vec<_>>(), "each trial once, in order");
         assert!(store.is_completed("p-abcdefghjk").unwrap());
         assert_eq!(store.consent_at("p-abcdefghjk").unwrap().as_deref(), Some("2026-12-01T10:00:00.000Z"));
+    }
+
+    #[test]
+    fn an_answer_the_database_refuses_is_a_write_failure_and_nothing_is_half_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, mut store) = example(dir.path());
+        let mut session = Session::begin(&mut store, &s, "refused", None, None).unwrap();
+        let Next::Trial(first) = session.next(&mut store, &s).unwrap() else { panic!() };
+        assert_eq!(session.submit(&mut store, first.trial_id, &pick_first(&first), 1).unwrap(), Submitted::Saved);
+        let Next::Trial(second) = session.next(&mut store, &s).unwrap() else { panic!() };
+        // From now on SQLite refuses every write on this connection, as on a read-only file.
+        store.refuse_writes(true);
+        let e = session.submit(&mut store, second.trial_id, &pick_first(&second), 1).unwrap_err();
+        let StoreError::Write(w) = &e else { panic!("{e:?}") };
+        assert!(w.cause.plain().contains("cannot be written"), "{e}");
+        assert!(e.to_string().contains("could not save the answer") && e.to_string().contains("e.sqlite"), "{e}");
+        store.refuse_writes(false);
+        assert_eq!(store.counts().unwrap().2, 1, "the first answer alone is stored");
     }
 
     #[test]
@@ -261,7 +323,8 @@ mod tests {
     #[test]
     fn a_trial_whose_candidates_are_missing_says_which() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // The workspace's root, where the example study lives.
+        let repo = &Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let (s, _) = crate::study::load(&repo.join("studies/example.toml")).unwrap();
         let (mut store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
         let mut session = Session::begin(&mut store, &s, "early", None, None).unwrap();

@@ -368,7 +368,8 @@ impl Store {
 
     /// Makes SQLite refuse every write on this connection (as on a read-only file), for
     /// tests of what a failed write does.
-    pub fn refuse_writes(&self, refuse: bool) {
+    #[cfg(test)]
+    pub(crate) fn refuse_writes(&self, refuse: bool) {
         self.conn.pragma_update(None, "query_only", refuse).expect("query_only is a plain pragma");
     }
 
