@@ -17,10 +17,12 @@ use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynTensorValueType, DynValue, Tensor};
 
-use super::EngineError;
-use super::model::{KvType, ModelFolder, Signature};
-use super::runtime::ProviderUsed;
-use super::sampler::{RowSampler, SamplingParams};
+use crate::decoding::Decoding;
+use crate::error::EngineError;
+use crate::model::{KvType, ModelFolder, Signature};
+use crate::runtime::ProviderUsed;
+use crate::sampler::{RowSampler, SamplingParams};
+use crate::template;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,7 +104,7 @@ pub struct Generator {
     pub notices: Vec<String>,
     /// The day a chat template's `strftime_now` sees: today when loaded; a study's pools
     /// use the day the study was recorded, so its samples never depend on the clock.
-    pub template_day: chrono::NaiveDate,
+    template_day: chrono::NaiveDate,
 }
 
 /// The ids a sample may contain: those the tokenizer can decode, and the end-of-sequence
@@ -580,5 +582,40 @@ impl Generator {
 
     pub(crate) fn decode_text(&self, ids: &[u32]) -> Result<String, EngineError> {
         self.folder.tokenizer.decode(ids, true).map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+}
+
+impl Generator {
+    /// Sets the day a chat template's `strftime_now` sees (see the field's comment).
+    pub fn set_template_day(&mut self, day: chrono::NaiveDate) {
+        self.template_day = day;
+    }
+
+    /// Token ids of a prompt: through the chat template when asked and the folder has one
+    /// (the template writes its own special tokens), else the raw text with the
+    /// tokenizer's own special tokens.
+    pub fn encode_prompt(&self, text: &str, use_template: bool) -> Result<Vec<u32>, EngineError> {
+        let tok = &self.folder.tokenizer;
+        let (input, special) = match (&self.folder.chat_template, use_template) {
+            (Some(t), true) => (
+                template::render(
+                    t,
+                    text,
+                    self.folder.bos_token.as_deref(),
+                    self.folder.eos_token.as_deref(),
+                    self.template_day,
+                )?,
+                false,
+            ),
+            _ => (text.to_string(), true),
+        };
+        let enc = tok.encode(input.as_str(), special).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+}
+
+impl From<&Decoding> for GenOptions {
+    fn from(d: &Decoding) -> Self {
+        GenOptions { params: d.sampling, max_new_tokens: d.max_new_tokens, stop: d.stop.clone(), ignore_eos: false }
     }
 }

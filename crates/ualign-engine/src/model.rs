@@ -15,8 +15,8 @@ use ort::value::{TensorElementType, ValueType};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::EngineError;
-use super::gguf::{self, Gguf, Meta};
+use crate::error::EngineError;
+use crate::gguf::{self, Gguf, Meta};
 
 /// The file a folder's model runs from.
 pub enum ModelFile {

@@ -13,7 +13,7 @@ use ort::ep::{self, ExecutionProvider};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
-use super::EngineError;
+use crate::error::EngineError;
 
 /// The loaded library's ONNX Runtime environment, which every session is built in.
 #[derive(Clone)]

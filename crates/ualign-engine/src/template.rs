@@ -2,11 +2,11 @@
 //! folder's `chat_template` (Jinja, as in `tokenizer_config.json`) with minijinja, with
 //! Python string methods (`.strip()`, `.startswith()`, …) that templates commonly use.
 //! `strftime_now` formats a given day, not the clock: a study's samples must not depend
-//! on the day they were generated (see [`super::Generator::template_day`]).
+//! on the day they were generated (see [`crate::Generator::set_template_day`]).
 
 use minijinja::{Environment, ErrorKind, Value, context};
 
-use super::EngineError;
+use crate::error::EngineError;
 
 /// Renders one user message with the generation prompt appended, as transformers'
 /// `apply_chat_template(..., add_generation_prompt=True, tokenize=False)` does.

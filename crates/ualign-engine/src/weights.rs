@@ -12,7 +12,7 @@ use std::process::Command;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::EngineError;
+use crate::error::EngineError;
 
 /// The descriptor's file name in a model folder.
 pub(crate) const DESCRIPTOR: &str = "weights.json";

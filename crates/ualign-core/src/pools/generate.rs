@@ -111,7 +111,7 @@ impl Models {
         let engine_err = |source| PoolError::Engine { policy: job.policy.clone(), source };
         let day = store.study_day()?;
         let (g, hash) = self.get(dir).map_err(engine_err)?;
-        g.template_day = day;
+        g.set_template_day(day);
         let ids = g.encode_prompt(&prompt.text, decoding.chat_template).map_err(engine_err)?;
         let specs: Vec<SampleSpec> = job
             .missing
