@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use ualign_core::pools::{Models, PoolError, pending_jobs};
+use ualign_core::pools::{Models, PoolError, Progress, pending_jobs};
 use ualign_engine::EngineError;
 
 /// Fill every model policy's candidate pools.
@@ -65,12 +65,12 @@ fn fill(
     cancel: Option<&AtomicBool>,
 ) -> anyhow::Result<()> {
     let jobs = pending_jobs(study, store)?;
-    let total: u64 = jobs.iter().map(|j| j.missing.len() as u64).sum();
-    if total == 0 {
+    let mut progress = Progress::of(&jobs);
+    if progress.candidates == 0 {
         println!("every pool of study `{}` is complete ({})", study.name, store.path().display());
         return Ok(());
     }
-    let bar = ProgressBar::new(total);
+    let bar = ProgressBar::new(progress.candidates);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} candidates {msg} (ETA {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -79,7 +79,6 @@ fn fill(
         bar.println(format!("notice: {n}"));
     }
     let start = Instant::now();
-    let (mut done, mut tokens) = (0u64, 0u64);
     let mut provider = String::new();
     for job in &jobs {
         bar.set_message(format!("· {} / {}", job.policy, job.prompt_id));
@@ -89,37 +88,41 @@ fn fill(
         }
         match result {
             Ok(d) => {
-                done += d.candidates as u64;
-                tokens += d.new_tokens;
+                progress.pool_done(Some(&d));
                 provider = d.provider;
                 let secs = start.elapsed().as_secs_f64().max(1e-9);
-                bar.set_position(done);
+                bar.set_position(progress.candidates_done);
                 bar.set_message(format!(
-                    "· {:.1} cand/s · {:.0} tok/s · {provider}",
-                    done as f64 / secs,
-                    tokens as f64 / secs
+                    "· {}/{} pools · {:.1} cand/s · {:.0} tok/s · {provider}",
+                    progress.pools_done,
+                    progress.pools,
+                    progress.candidates_done as f64 / secs,
+                    progress.tokens as f64 / secs
                 ));
             }
             Err(PoolError::Engine { source: EngineError::Cancelled, .. }) => {
                 bar.abandon();
                 anyhow::bail!(
-                    "interrupted: {done} candidates stored, the unfinished pool was discarded; run `ualign generate` again to continue"
+                    "interrupted: {} candidates stored, the unfinished pool was discarded; run `ualign generate` again to continue",
+                    progress.candidates_done
                 );
             }
-            Err(e) if done == 0 => {
+            Err(e) if progress.candidates_done == 0 => {
                 bar.abandon();
                 return Err(e.into());
             }
             Err(e) => {
                 bar.abandon();
                 return Err(anyhow::Error::new(e).context(format!(
-                    "{done} candidates were stored before this error; run `ualign generate` again once it is fixed"
+                    "{} candidates were stored before this error; run `ualign generate` again once it is fixed",
+                    progress.candidates_done
                 )));
             }
         }
     }
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
+    let (done, tokens) = (progress.candidates_done, progress.tokens);
     println!(
         "generated {done} candidates ({tokens} tokens) in {secs:.1} s: {:.1} candidates/s, {:.0} tokens/s on {provider}",
         done as f64 / secs.max(1e-9),

@@ -16,7 +16,7 @@ use ratatui::layout::{Position, Rect};
 use super::keymap::{self, Command, Context, Scroll};
 use super::layout::{self, Panel};
 use super::text;
-use ualign_core::pools::PoolJob;
+use ualign_core::pools::{PoolJob, Progress};
 use ualign_core::session::{EndReason, Next, PresentedTrial, Submitted};
 use ualign_core::store::Answer;
 use ualign_core::study::{RankMode, Study};
@@ -75,8 +75,12 @@ impl TrialState {
 #[derive(Debug)]
 pub enum CurrentTrial {
     Ready(Box<TrialState>),
-    /// The engine worker is generating missing pools (its request id).
-    Preparing(u64),
+    /// The engine worker is generating missing pools: its request, and how far it has
+    /// come once a pool is done.
+    Preparing {
+        request: u64,
+        progress: Option<Progress>,
+    },
     Unavailable(String),
 }
 
@@ -100,6 +104,8 @@ pub enum NoEngine {
 /// What the engine worker said about pools.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PoolNews {
+    /// A pool of a request is stored, and more are to come.
+    Progress { request: u64, progress: Progress },
     /// The pools of a request are stored.
     Ready(u64),
     /// A request could not be filled.
@@ -240,7 +246,7 @@ impl App {
             Action::Next(next) => self.show(next, &mut fx),
             Action::PoolsRequested(request) => {
                 self.trial = Some(match request {
-                    Ok(id) => CurrentTrial::Preparing(id),
+                    Ok(request) => CurrentTrial::Preparing { request, progress: None },
                     Err(NoEngine::Stopped(why)) => {
                         CurrentTrial::Unavailable(format!("{} ({why})", text::ENGINE_STOPPED))
                     }
@@ -452,7 +458,7 @@ impl App {
     /// The request the trial on screen waits for.
     fn waiting_for(&self) -> Option<u64> {
         match self.trial {
-            Some(CurrentTrial::Preparing(r)) => Some(r),
+            Some(CurrentTrial::Preparing { request, .. }) => Some(request),
             _ => None,
         }
     }
@@ -462,6 +468,9 @@ impl App {
     fn pool_news(&mut self, news: PoolNews, fx: &mut Vec<Effect>) {
         let waiting = self.waiting_for();
         match news {
+            PoolNews::Progress { request, progress } if waiting == Some(request) => {
+                self.trial = Some(CurrentTrial::Preparing { request, progress: Some(progress) });
+            }
             PoolNews::Ready(request) if waiting == Some(request) => self.next_trial(fx),
             PoolNews::Failed { request, error } if waiting == Some(request) => {
                 self.trial = Some(CurrentTrial::Unavailable(error));
@@ -470,7 +479,7 @@ impl App {
             PoolNews::Stopped(why) if waiting.is_some() => {
                 self.trial = Some(CurrentTrial::Unavailable(format!("{} ({why})", text::ENGINE_STOPPED)));
             }
-            PoolNews::Ready(_) | PoolNews::Failed { .. } | PoolNews::Stopped(_) => {}
+            PoolNews::Progress { .. } | PoolNews::Ready(_) | PoolNews::Failed { .. } | PoolNews::Stopped(_) => {}
         }
     }
 
@@ -683,6 +692,17 @@ mod tests {
             matches!(&fx[..], [Effect::BeginSession { consented_at: None, .. }, Effect::NextTrial]),
             "the consent goes with the first session only: {fx:?}"
         );
+        assert!(app.update(Action::PoolsRequested(Ok(5))).is_empty());
+        let progress = Progress { pools_done: 1, pools: 2, candidates_done: 4, candidates: 8, tokens: 120 };
+        app.update(Action::Pools(PoolNews::Progress { request: 6, progress: progress.clone() }));
+        assert!(matches!(app.trial, Some(CurrentTrial::Preparing { request: 5, progress: None })), "another's");
+        app.update(Action::Pools(PoolNews::Progress { request: 5, progress }));
+        let mut term = Terminal::new(TestBackend::new(100, 30)).unwrap();
+        term.draw(|f| draw::draw(f, &app, Theme { color: false })).unwrap();
+        let shown = format!("{}", term.backend()).split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(shown.contains("1 of 2 sets of answers ready · 120 tokens written"), "{shown}");
+        let fx = app.update(Action::Pools(PoolNews::Ready(5)));
+        assert!(matches!(&fx[..], [Effect::BeginSession { .. }, Effect::NextTrial]), "{fx:?}");
         let fx = app.update(Action::PoolsRequested(Err(NoEngine::Stopped("it crashed".into()))));
         assert!(fx.is_empty());
         let Some(CurrentTrial::Unavailable(why)) = &app.trial else { panic!("{:?}", app.trial) };

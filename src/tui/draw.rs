@@ -153,8 +153,11 @@ fn draw_help(f: &mut Frame, area: Rect) {
 fn draw_trial(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let t = match &app.trial {
         Some(CurrentTrial::Ready(t)) => t,
-        Some(CurrentTrial::Preparing(_)) => {
-            let body = format!("{} {}", text::spinner(app.ticks), text::PREPARING);
+        Some(CurrentTrial::Preparing { progress, .. }) => {
+            let mut body = format!("{} {}", text::spinner(app.ticks), text::PREPARING);
+            if let Some(p) = progress {
+                body = format!("{body}\n\n{}", text::preparing_progress(p));
+            }
             message(f, area, &app.study.title, &body, text::PREPARING_HINT, theme);
             return;
         }

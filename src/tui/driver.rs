@@ -211,6 +211,7 @@ impl Driver {
         let events = self.worker.as_mut().map(PoolWorker::poll).unwrap_or_default();
         for ev in events {
             let news = match ev {
+                WorkerEvent::Progress { request, progress } => PoolNews::Progress { request, progress },
                 WorkerEvent::Done { request } => PoolNews::Ready(request),
                 WorkerEvent::Notice(n) => {
                     if !self.researcher_notices.contains(&n) {

@@ -36,6 +36,11 @@ pub(crate) const CONFIRM_QUIT: &str =
     "Quit now? Your answers so far are saved and you can resume later with the same ID.\n\ny: quit · n: keep going";
 pub(crate) const PREPARING: &str = "Preparing the answers for this question…";
 pub(crate) const PREPARING_HINT: &str = "q to quit";
+
+/// The "preparing" screen's progress line, once the engine has filled a pool.
+pub(crate) fn preparing_progress(p: &ualign_core::pools::Progress) -> String {
+    format!("{} of {} sets of answers ready · {} tokens written", p.pools_done, p.pools, p.tokens)
+}
 pub(crate) const TRIAL_FAILED_TITLE: &str = "Something went wrong";
 pub(crate) const CONFIRM_QUIT_TITLE: &str = " Quit? ";
 pub(crate) const HELP_TITLE: &str = " Keys (? to close) ";

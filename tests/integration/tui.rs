@@ -289,6 +289,37 @@ fn dropping_the_worker_stops_the_engine_before_it_returns_and_leaves_only_whole_
 }
 
 #[test]
+fn the_engine_worker_reports_how_far_a_request_has_come_after_each_pool() {
+    use ualign_core::pools::{PoolWorker, Progress, WorkerEvent, pending_jobs};
+    use ualign_engine::EpChoice;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = study::load(&repo("tests/fixtures/studies/fortune-demo.toml")).unwrap();
+    let db = dir.path().join("demo.sqlite");
+    let (store, _) = Store::open_for_study(&db, &s).unwrap();
+    let jobs: Vec<_> = pending_jobs(&s, &store).unwrap().into_iter().take(2).collect();
+    let candidates: u64 = jobs.iter().map(|j| j.missing.len() as u64).sum();
+    let mut worker = PoolWorker::spawn(s.clone(), db.clone(), EpChoice::Cpu, Some(1));
+    let request = worker.request(jobs);
+    let mut seen = Vec::new();
+    common::wait("the request to be filled", || {
+        seen.extend(worker.poll());
+        seen.iter().any(|e| matches!(e, WorkerEvent::Done { .. } | WorkerEvent::Failed { .. }))
+    });
+    let progress: Vec<&Progress> = seen
+        .iter()
+        .filter_map(|e| match e {
+            WorkerEvent::Progress { request: r, progress } if *r == request => Some(progress),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(progress.len(), 1, "one report between the two pools: {seen:?}");
+    let p = progress[0];
+    assert_eq!((p.pools_done, p.pools, p.candidates), (1, 2, candidates), "{p:?}");
+    assert!(p.candidates_done > 0 && p.candidates_done < candidates && p.tokens > 0, "{p:?}");
+    assert!(matches!(seen.last(), Some(WorkerEvent::Done { request: r }) if *r == request), "{seen:?}");
+}
+
+#[test]
 fn missing_pools_are_generated_live_on_the_engine_thread() {
     use std::time::{Duration, Instant};
     use ualign_core::pools::PoolWorker;

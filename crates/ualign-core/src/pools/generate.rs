@@ -32,6 +32,38 @@ pub struct Models {
     notices: Vec<String>,
 }
 
+/// How far a set of pool jobs has come: `generate`'s progress bar and the participant's
+/// "preparing the answers" line both show it (the engine worker reports it after each
+/// pool of a request, [`crate::pools::WorkerEvent::Progress`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Pools filled (or found filled by someone else), of those asked for.
+    pub pools_done: usize,
+    pub pools: usize,
+    /// Candidates stored, of those missing when the jobs were planned.
+    pub candidates_done: u64,
+    pub candidates: u64,
+    /// New tokens generated so far.
+    pub tokens: u64,
+}
+
+impl Progress {
+    /// Nothing done yet of `jobs`.
+    pub fn of(jobs: &[PoolJob]) -> Self {
+        let candidates = jobs.iter().map(|j| j.missing.len() as u64).sum();
+        Self { pools: jobs.len(), candidates, ..Self::default() }
+    }
+
+    /// One more pool done, with what it produced (nothing, when it was found filled).
+    pub fn pool_done(&mut self, done: Option<&PoolDone>) {
+        self.pools_done += 1;
+        if let Some(d) = done {
+            self.candidates_done += d.candidates as u64;
+            self.tokens += d.new_tokens;
+        }
+    }
+}
+
 /// What one finished pool produced, for progress reports.
 #[derive(Debug, Clone)]
 pub struct PoolDone {

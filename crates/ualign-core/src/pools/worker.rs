@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::generate::Models;
+use super::generate::{Models, PoolDone, Progress};
 use super::plan::PoolJob;
 use crate::store::Store;
 use crate::study::Study;
@@ -16,6 +16,11 @@ use ualign_engine::EpChoice;
 /// Events from the pool worker, tagged with the request id they answer.
 #[derive(Debug)]
 pub enum WorkerEvent {
+    /// A pool of a request is done and more are to come.
+    Progress {
+        request: u64,
+        progress: Progress,
+    },
     Done {
         request: u64,
     },
@@ -207,25 +212,41 @@ impl Drop for PoolWorker {
     }
 }
 
+/// A request taken and not yet answered: the jobs still to do, and how far it has come.
+struct Queued {
+    id: u64,
+    jobs: std::collections::VecDeque<PoolJob>,
+    priority: Priority,
+    reply: Events,
+    progress: Progress,
+}
+
 /// Requests received and not yet answered: the most urgent first, each in arrival order.
 #[derive(Default)]
 struct Queue {
-    pending: std::collections::VecDeque<(u64, std::collections::VecDeque<PoolJob>, Priority, Events)>,
+    pending: std::collections::VecDeque<Queued>,
 }
 
 impl Queue {
     fn add(&mut self, r: Request) {
-        self.pending.push_back((r.id, r.jobs.into(), r.priority, r.reply));
+        let progress = Progress::of(&r.jobs);
+        self.pending.push_back(Queued {
+            id: r.id,
+            jobs: r.jobs.into(),
+            priority: r.priority,
+            reply: r.reply,
+            progress,
+        });
     }
 
     /// The request whose job comes next: the first of the most urgent.
-    fn current(&mut self) -> Option<&mut (u64, std::collections::VecDeque<PoolJob>, Priority, Events)> {
-        let urgent = self.pending.iter().map(|r| r.2).min()?;
-        self.pending.iter_mut().find(|r| r.2 == urgent)
+    fn current(&mut self) -> Option<&mut Queued> {
+        let urgent = self.pending.iter().map(|r| r.priority).min()?;
+        self.pending.iter_mut().find(|r| r.priority == urgent)
     }
 
     fn remove(&mut self, id: u64) {
-        self.pending.retain(|r| r.0 != id);
+        self.pending.retain(|r| r.id != id);
     }
 }
 
@@ -266,11 +287,14 @@ fn serve(
         while let Ok(r) = requests.try_recv() {
             queue.add(r);
         }
-        let Some((request, jobs, _, reply)) = queue.current() else { continue };
-        let (request, reply) = (*request, reply.clone());
-        let result = match jobs.pop_front() {
+        let Some(current) = queue.current() else { continue };
+        let (request, reply) = (current.id, current.reply.clone());
+        let result = match current.jobs.pop_front() {
             None => Ok(true),
-            Some(job) => fill(&study, &mut store, &mut models, job, stop).map(|()| jobs.is_empty()),
+            Some(job) => fill(&study, &mut store, &mut models, job, stop).map(|done| {
+                current.progress.pool_done(done.as_ref());
+                current.jobs.is_empty()
+            }),
         };
         // Notices (a CUDA fallback, a model folder's missing files) are the researcher's:
         // they go to the handle that started the worker.
@@ -278,7 +302,10 @@ fn serve(
             let _ = events.send(WorkerEvent::Notice(n));
         }
         let ev = match result {
-            Ok(false) => continue,
+            Ok(false) => {
+                let _ = reply.send(WorkerEvent::Progress { request, progress: current.progress.clone() });
+                continue;
+            }
             Ok(true) => WorkerEvent::Done { request },
             Err(error) => WorkerEvent::Failed { request, error },
         };
@@ -289,13 +316,19 @@ fn serve(
 }
 
 /// One job: the pool's samples still missing (another request, or another process, may
-/// have filled some meanwhile).
-fn fill(study: &Study, store: &mut Store, models: &mut Models, job: PoolJob, stop: &AtomicBool) -> Result<(), String> {
+/// have filled some meanwhile); what it produced, unless it found the pool filled.
+fn fill(
+    study: &Study,
+    store: &mut Store,
+    models: &mut Models,
+    job: PoolJob,
+    stop: &AtomicBool,
+) -> Result<Option<PoolDone>, String> {
     let job = job.still_missing(store).map_err(|e| e.to_string())?;
     if job.missing.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    models.run_job(study, store, &job, Some(stop)).map(|_| ()).map_err(|e| e.to_string())
+    models.run_job(study, store, &job, Some(stop)).map(Some).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -312,19 +345,20 @@ mod tests {
         let req = |id, jobs, priority| Request { id, jobs, priority, reply: tx.clone() };
         let mut q = Queue::default();
         q.add(req(1, vec![job("a"), job("b"), job("c")], Priority::Background));
-        assert_eq!(q.current().map(|r| r.0), Some(1));
+        assert_eq!(q.current().map(|r| r.id), Some(1));
         // The background request has started: its first job is taken.
-        q.current().unwrap().1.pop_front();
+        q.current().unwrap().jobs.pop_front();
         q.add(req(2, vec![job("x")], Priority::Prefetch));
         q.add(req(3, vec![job("y")], Priority::Waiting));
         q.add(req(4, vec![job("z")], Priority::Waiting));
-        assert_eq!(q.current().map(|r| r.0), Some(3), "a waiting participant's request comes first");
+        assert_eq!(q.current().map(|r| r.id), Some(3), "a waiting participant's request comes first");
         q.remove(3);
-        assert_eq!(q.current().map(|r| r.0), Some(4));
+        assert_eq!(q.current().map(|r| r.id), Some(4));
         q.remove(4);
-        assert_eq!(q.current().map(|r| r.0), Some(2), "then the prefetch");
+        assert_eq!(q.current().map(|r| r.id), Some(2), "then the prefetch");
         q.remove(2);
-        let (id, rest, _, _) = q.current().unwrap();
-        assert_eq!((*id, rest.len()), (1, 2), "then the background request resumes where it was");
+        let r = q.current().unwrap();
+        assert_eq!((r.id, r.jobs.len()), (1, 2), "then the background request resumes where it was");
+        assert_eq!((r.progress.pools, r.progress.candidates), (3, 3), "its progress counts every job it came with");
     }
 }
