@@ -130,7 +130,7 @@ pub struct Tables {
 
 /// Reads every table from one snapshot of the store.
 pub fn read_tables(store: &Store) -> Result<Tables, ExportError> {
-    let _snapshot = store.snapshot().map_err(StoreError::from)?;
+    let _snapshot = store.snapshot()?;
     Ok(Tables {
         candidates: table(store.candidate_records()?)?,
         trials: table(store.trial_records()?.into_iter().map(TrialRow::from))?,

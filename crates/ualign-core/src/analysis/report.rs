@@ -78,7 +78,7 @@ impl Report {
     /// rank analyses (the bulk of the work, parallel over prompts) run on another thread
     /// while this one, which owns the database connection, reads the rest.
     pub fn compute(study: &Study, store: &Store, opts: &Options) -> Result<Self, AnalysisError> {
-        let snapshot = store.snapshot().map_err(StoreError::from)?;
+        let snapshot = store.snapshot()?;
         // Every candidate is read once and serves f(k), the pools and diversity.
         let candidates = store.all_candidates()?;
         let rank_answers = store.rank_answers()?;
@@ -153,7 +153,7 @@ pub struct Records {
 
 /// f(k) alone, from the store: what `demo` shows after a participant.
 pub fn fk_rows(study: &Study, store: &Store, replicates: usize) -> Result<Vec<FkRow>, AnalysisError> {
-    let _snapshot = store.snapshot().map_err(StoreError::from)?;
+    let _snapshot = store.snapshot()?;
     let candidates = store.all_candidates()?;
     let texts: HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
     Ok(fk::compute(&fk::observations(&store.best_of_k_answers()?, &texts), replicates, study.seed))

@@ -84,7 +84,7 @@ pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// An open study database. Its connection is the store's own: every query is a method
 /// here, so the schema is known in one place.
 pub struct Store {
-    pub(crate) conn: Connection,
+    conn: Connection,
     path: PathBuf,
     /// Read as an unchanging archive (see [`Store::open_existing`]).
     archive: bool,
@@ -337,8 +337,8 @@ impl Store {
     /// A consistent view for a reader: until it is dropped, every query sees the database
     /// as it was at the first one, whatever other processes commit meanwhile (and they are
     /// not held up: under WAL a reader never blocks a writer).
-    pub(crate) fn snapshot(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-        self.conn.unchecked_transaction()
+    pub(crate) fn snapshot(&self) -> Result<Snapshot<'_>> {
+        Ok(Snapshot { _read: self.conn.unchecked_transaction()? })
     }
 
     /// Rows that break a foreign key (a trial of a participant who is not stored, an
@@ -518,6 +518,12 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A reader's consistent view of the database ([`Store::snapshot`]): held, every query
+/// of the store sees the database as it was at the first one; dropped, it ends.
+pub(crate) struct Snapshot<'a> {
+    _read: rusqlite::Transaction<'a>,
 }
 
 #[derive(Debug, Clone)]
