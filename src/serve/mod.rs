@@ -1,11 +1,11 @@
 //! `ualign serve`: the participant screens for people elsewhere, over SSH and in a
 //! browser terminal, many at once in one process on one database.
 //!
-//! Data flows one way: a transport ([`ssh`], [`web`]) authenticates a connection and turns
-//! its bytes into terminal events; a [`screen`] thread per participant runs the same
+//! Data flows one way: a transport (`ssh`, `web`) authenticates a connection and turns
+//! its bytes into terminal events; a `screen` thread per participant runs the same
 //! participant app as `ualign run` on a terminal that writes to a bounded queue; the
-//! transport sends that queue to the client. Everything shared lives in the [`Hub`]:
-//! the study, who may enter ([`Auth`]), the session count and its limit, the per-address
+//! transport sends that queue to the client. Everything shared lives in the `Hub`:
+//! the study, who may enter (`Auth`), the session count and its limit, the per-address
 //! rate limit, the one engine worker, and the log. Every confirmed answer is committed by
 //! the session before the next screen, so a connection that drops, a client that is too
 //! slow, or a killed server loses nothing.

@@ -1,5 +1,5 @@
 //! One draw function per screen. Drawing only reads the app's state and the layout
-//! computed from it ([`super::layout`]); it writes nothing back and reads no clock (the
+//! computed from it (`super::layout`); it writes nothing back and reads no clock (the
 //! app keeps the time of its last event). Focus and choice are shown by border style and
 //! markers, never by colour alone; `NO_COLOR` turns colour off.
 

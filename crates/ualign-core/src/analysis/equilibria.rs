@@ -125,7 +125,7 @@ pub(crate) fn payoffs(orders: &[Order], x: &[f64], k: u32) -> Vec<f64> {
     u
 }
 
-/// [`payoffs`] for every k in 1..=`k_max` at once (entry k − 1), for a policy that does not
+/// `payoffs` for every k in 1..=`k_max` at once (entry k − 1), for a policy that does not
 /// change with k. s_k(W, a) = ∫₀¹ (W + a t)^k dt is a polynomial of degree k in t, so
 /// Gauss–Legendre quadrature with ⌈(k_max+1)/2⌉ nodes is exact for every k ≤ k_max, and
 /// its terms are all positive (no cancellation, relative error ~k ε): one pass over the

@@ -149,7 +149,7 @@ impl Race {
         Self::on(p, FINE)
     }
 
-    /// The tables on `grid` (see [`FINE`], [`COARSE`]).
+    /// The tables on `grid` (see `FINE`, [`COARSE`]).
     pub fn on(p: &PlPopulation, grid: Grid) -> Self {
         let step = grid.step;
         let n = p.responses();

@@ -603,7 +603,7 @@ pub fn rankings_of(groups: &BTreeMap<(String, String), Vec<RankObservation>>) ->
 
 /// A candidate's Plackett–Luce log-worth in the whole population's answers for its prompt
 /// (centred to mean 0 over the candidates shown for that prompt; given observations
-/// [`by_text`], a response's, named by the smallest id of its text), with a 95% percentile
+/// `by_text`, a response's, named by the smallest id of its text), with a 95% percentile
 /// interval from a bootstrap over participants.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Worth {

@@ -194,7 +194,7 @@ impl Shared {
 
 /// The spawning handle's drop stops the worker for every handle: the pool under way is
 /// dropped unfinished (nothing of it is stored: it is generated again when next needed),
-/// no request is taken any more, and the drop waits, at most [`STOP_WAIT`], for the
+/// no request is taken any more, and the drop waits, at most `STOP_WAIT`, for the
 /// thread to end. A process that exited while ONNX Runtime ran on that thread would have
 /// ONNX Runtime print errors from its half-destroyed state on the way out.
 impl Drop for PoolWorker {

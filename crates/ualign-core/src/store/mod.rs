@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub(crate) use queries::{ImportOutcome, NewCandidate};
 pub use queries::{Answer, Candidate, StoredTrial};
-pub(crate) use records::{ParticipantRecord, TrialRecord};
+pub(crate) use queries::{ImportOutcome, NewCandidate};
 pub use records::{BestOfKAnswer, CandidateRecord, Progress, QualityCounts, RankAnswer};
+pub(crate) use records::{ParticipantRecord, TrialRecord};
 pub use write::{WRITE_WAIT, WriteCause, WriteFailure};
 
 use crate::study::{PolicySource, Study};
