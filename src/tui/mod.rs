@@ -1,7 +1,7 @@
 //! The terminal screens: the participant's (`ualign run`, the interactive part of `ualign
-//! demo`) and the researcher's dashboard, both driven by one event loop. Key → action →
-//! update → draw; a guard restores the terminal on every exit path (normal return, error,
-//! panic, SIGTERM/SIGHUP).
+//! demo`) and the researcher's dashboard, both driven by one event loop. Event → action →
+//! [`App::update`] → effects, which the [`Driver`] carries out → draw; a guard restores the
+//! terminal on every exit path (normal return, error, panic, SIGTERM/SIGHUP).
 
 pub mod app;
 pub mod dashboard;
