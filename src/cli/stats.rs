@@ -272,5 +272,12 @@ fn render_quality(q: &Quality) -> String {
             100.0 * same as f64 / n as f64
         ));
     }
+    if let Some((unseen, n)) = q.confirmed_unseen {
+        s.push_str(&format!(
+            "  answers confirmed before every answer was seen in full: {unseen} of {n} ({:.0}%){}\n",
+            100.0 * unseen as f64 / n.max(1) as f64,
+            if unseen > 0 { " (see seen_in_full in the export)" } else { "" }
+        ));
+    }
     s
 }

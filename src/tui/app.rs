@@ -52,11 +52,33 @@ pub struct Failure {
 /// A trial ready to show: the session's presented trial.
 pub(crate) type TrialView = PresentedTrial;
 
+/// A choice other than an answer, held on screen until Enter confirms it, as a pick is:
+/// one stray key never becomes a stored answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    NoPreference,
+    Skip,
+}
+
+impl Held {
+    fn answer(self) -> Answer {
+        match self {
+            Held::NoPreference => Answer::NoPreference,
+            Held::Skip => Answer::Skip,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct TrialState {
     pub view: TrialView,
     pub(crate) focus: usize,
     pub(crate) picked: Option<usize>,
+    /// "No preference" or "skip", waiting for Enter (a pick or a rank takes its place).
+    pub(crate) held: Option<Held>,
+    /// Per slot: whether its last line has been on screen (it fit whole, or was scrolled
+    /// to its end), in any window size the trial was shown in.
+    pub seen_end: Vec<bool>,
     /// Order mode: slots ranked so far, best first.
     pub(crate) order: Vec<usize>,
     pub scroll: Vec<u16>,
@@ -66,7 +88,16 @@ pub struct TrialState {
 impl TrialState {
     fn new(view: TrialView, shown_at: Instant) -> Self {
         let n = view.texts.len();
-        Self { view, focus: 0, picked: None, order: Vec::new(), scroll: vec![0; n], shown_at }
+        Self {
+            view,
+            focus: 0,
+            picked: None,
+            held: None,
+            seen_end: vec![false; n],
+            order: Vec::new(),
+            scroll: vec![0; n],
+            shown_at,
+        }
     }
 }
 
@@ -156,8 +187,9 @@ pub enum Effect {
     RequestPools(Vec<PoolJob>),
     /// Ask the engine, in the background, for the pools of the trials after this one.
     Prefetch,
-    /// Commit an answer; answered by [`Action::Submitted`] (or [`Action::Failed`]).
-    Submit { trial_id: i64, answer: Answer, response_ms: u64 },
+    /// Commit an answer, with whether every answer of the trial had been seen in full;
+    /// answered by [`Action::Submitted`] (or [`Action::Failed`]).
+    Submit { trial_id: i64, answer: Answer, response_ms: u64, seen_in_full: bool },
     /// Close the session in the store (best effort).
     EndSession(EndReason),
 }
@@ -258,7 +290,21 @@ impl App {
             Action::Failed(failure) => self.fail(failure, &mut fx),
             Action::Pools(news) => self.pool_news(news, &mut fx),
         }
+        self.note_seen();
         fx
+    }
+
+    /// Marks the answers whose last line is on screen now (as the trial is laid out for
+    /// the window): what `seen_in_full` records with the answer.
+    fn note_seen(&mut self) {
+        let panels = self.panels();
+        if let Some(CurrentTrial::Ready(t)) = self.trial.as_mut() {
+            for (i, p) in panels.iter().enumerate() {
+                if t.scroll[i] >= p.max_scroll {
+                    t.seen_end[i] = true;
+                }
+            }
+        }
     }
 
     /// The failure screen: the session cannot go on.
@@ -301,7 +347,9 @@ impl App {
     /// The candidate panels of the trial on screen, laid out for the window's size.
     pub fn panels(&self) -> Vec<Panel> {
         match &self.trial {
-            Some(CurrentTrial::Ready(t)) => layout::trial(Rect::new(0, 0, self.size.0, self.size.1), &t.view).panels,
+            Some(CurrentTrial::Ready(t)) => {
+                layout::trial(Rect::new(0, 0, self.size.0, self.size.1), &t.view.prompt, &t.view.texts).panels
+            }
             _ => Vec::new(),
         }
     }
@@ -503,15 +551,18 @@ impl App {
         let reading_left = self.reading_left();
         let Some(CurrentTrial::Ready(t)) = self.trial.as_mut() else { return };
         let n = t.view.texts.len();
+        let mut chose = false;
         let answer = match command {
             Command::Pick(i) if i < n => {
                 t.focus = i;
                 select(t, i);
+                chose = true;
                 None
             }
             Command::PickFocused => {
                 let i = t.focus;
                 select(t, i);
+                chose = true;
                 None
             }
             Command::FocusNext => {
@@ -527,13 +578,25 @@ impl App {
                 t.scroll[t.focus] = scrolled(t.scroll[t.focus], how, &panel);
                 None
             }
+            Command::Undo if t.held.is_some() => {
+                t.held = None;
+                None
+            }
             Command::Undo if t.view.mode == RankMode::Order => {
                 t.order.pop();
                 None
             }
-            Command::NoPreference if opts.allow_no_preference => Some(Answer::NoPreference),
-            Command::Skip if opts.allow_skip => Some(Answer::Skip),
-            Command::Confirm => match confirmed(t) {
+            Command::NoPreference if opts.allow_no_preference => {
+                hold(t, Held::NoPreference);
+                chose = true;
+                None
+            }
+            Command::Skip if opts.allow_skip => {
+                hold(t, Held::Skip);
+                chose = true;
+                None
+            }
+            Command::Confirm => match t.held.map(Held::answer).or_else(|| confirmed(t)) {
                 Some(a) => Some(a),
                 None => {
                     let mode = t.view.mode;
@@ -543,6 +606,10 @@ impl App {
             },
             _ => None,
         };
+        if chose && is_nudge(&self.status) {
+            // A choice is made: "pick an answer first" no longer applies.
+            self.status = None;
+        }
         let Some(answer) = answer else { return };
         if !reading_left.is_zero() {
             self.set_status(text::reading_wait(reading_left.as_secs() + 1));
@@ -550,7 +617,8 @@ impl App {
         }
         // Measured now, not at the last event: the time the participant took.
         let response_ms = t.shown_at.elapsed().as_millis() as u64;
-        fx.push(Effect::Submit { trial_id: t.view.trial_id, answer, response_ms });
+        let seen_in_full = t.seen_end.iter().all(|&s| s);
+        fx.push(Effect::Submit { trial_id: t.view.trial_id, answer, response_ms, seen_in_full });
     }
 
     /// The answer is committed; only now the app moves on. An answer given already in
@@ -592,6 +660,9 @@ impl App {
             MouseEventKind::Down(MouseButton::Left) => {
                 t.focus = i;
                 select(t, i);
+                if is_nudge(&self.status) {
+                    self.status = None;
+                }
             }
             MouseEventKind::ScrollDown => t.scroll[i] = scrolled(t.scroll[i], Scroll::LineDown, &panels[i]),
             MouseEventKind::ScrollUp => t.scroll[i] = scrolled(t.scroll[i], Scroll::LineUp, &panels[i]),
@@ -631,7 +702,20 @@ fn confirmed(t: &TrialState) -> Option<Answer> {
     }
 }
 
+/// Whether the status line says to choose first (which a choice makes stale).
+fn is_nudge(status: &Option<(String, Instant)>) -> bool {
+    status.as_ref().is_some_and(|(s, _)| s == text::PICK_FIRST || s == text::RANK_ALL_FIRST)
+}
+
+/// Holds "no preference" or "skip" for Enter; in a pick it takes the pick's place (an
+/// order given so far stays, should the participant rank on instead).
+fn hold(t: &mut TrialState, held: Held) {
+    t.held = Some(held);
+    t.picked = None;
+}
+
 fn select(t: &mut TrialState, i: usize) {
+    t.held = None;
     match t.view.mode {
         RankMode::Pick => t.picked = Some(i),
         RankMode::Order => {

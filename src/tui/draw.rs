@@ -9,7 +9,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Gauge, Paragraph, Wrap};
 
-use super::app::{App, CurrentTrial, Screen, TrialState};
+use super::app::{App, CurrentTrial, Held, Screen, TrialState};
 use super::layout::{self, Panel, centered, wrapped_height};
 pub use super::layout::{inert, reflow};
 use super::{keymap, text};
@@ -68,7 +68,12 @@ fn message_screen(app: &App, screen: Screen) -> (String, String, &'static str) {
     let study = &app.study;
     let participant = app.participant.as_deref().unwrap_or("");
     match screen {
-        Screen::Welcome => (study.title.clone(), reflow(&study.description), text::WELCOME_HINT),
+        // The study's description is the researcher's (it may say what the study expects):
+        // participants read the study's own welcome, or ualign's.
+        Screen::Welcome => {
+            let body = if study.welcome.trim().is_empty() { text::WELCOME.to_string() } else { reflow(&study.welcome) };
+            (study.title.clone(), body, text::WELCOME_HINT)
+        }
         Screen::Consent => (text::CONSENT_TITLE.into(), reflow(&study.consent), text::CONSENT_HINT),
         Screen::Declined => (text::CONSENT_TITLE.into(), text::DECLINED.into(), text::QUIT_HINT),
         Screen::ShowNewId => {
@@ -168,7 +173,7 @@ fn draw_trial(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
         None => return,
     };
     let v = &t.view;
-    let l = layout::trial(area, v);
+    let l = layout::trial(area, &v.prompt, &v.texts);
     let done = v.position as f64 / v.total.max(1) as f64;
     f.render_widget(
         Gauge::default()
@@ -183,7 +188,12 @@ fn draw_trial(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
             .block(Block::default().borders(Borders::ALL).title(format!(" {} ", text::PROMPT_TITLE))),
         l.prompt,
     );
-    let instruction = if v.mode == RankMode::Order { text::ORDER_INSTRUCTION } else { text::PICK_INSTRUCTION };
+    let instruction = match (t.held, v.mode) {
+        (Some(Held::NoPreference), _) => text::NO_PREFERENCE_HELD,
+        (Some(Held::Skip), _) => text::SKIP_HELD,
+        (None, RankMode::Order) => text::ORDER_INSTRUCTION,
+        (None, RankMode::Pick) => text::PICK_INSTRUCTION,
+    };
     f.render_widget(Paragraph::new(instruction).style(Style::default().add_modifier(Modifier::ITALIC)), l.instruction);
     for (i, panel) in l.panels.iter().enumerate() {
         draw_panel(f, t, i, panel, theme);
@@ -197,8 +207,13 @@ fn draw_trial(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     f.render_widget(Paragraph::new(status).style(theme.fg(Color::Yellow)), l.status);
     let opts = &app.study.options;
     f.render_widget(
-        Paragraph::new(text::trial_hint(v.mode == RankMode::Order, opts.allow_no_preference, opts.allow_skip))
-            .style(theme.fg(Color::Cyan)),
+        Paragraph::new(text::trial_hint(
+            v.mode == RankMode::Order,
+            v.texts.len(),
+            opts.allow_no_preference,
+            opts.allow_skip,
+        ))
+        .style(theme.fg(Color::Cyan)),
         l.hints,
     );
 }

@@ -156,10 +156,11 @@ impl Driver {
                 }
                 return Ok(None);
             }
-            Effect::Submit { trial_id, answer, response_ms } => {
+            Effect::Submit { trial_id, answer, response_ms, seen_in_full } => {
                 let Some(session) = self.session.as_mut() else { return Ok(None) };
-                let submitted =
-                    session.submit(&mut self.store, trial_id, &answer, response_ms).map_err(|e| failure(e, true))?;
+                let submitted = session
+                    .submit(&mut self.store, trial_id, &answer, response_ms, Some(seen_in_full))
+                    .map_err(|e| failure(e, true))?;
                 Action::Submitted(submitted)
             }
             Effect::EndSession(reason) => {

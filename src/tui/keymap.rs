@@ -25,7 +25,8 @@ pub(crate) enum Command {
     FocusNext,
     FocusPrev,
     Scroll(Scroll),
-    /// Backspace or u in an ordering question: take back the last rank.
+    /// Backspace or u: take back a held "no preference" or "skip", else (in an ordering
+    /// question) the last rank.
     Undo,
     NoPreference,
     Skip,
@@ -124,17 +125,17 @@ pub(crate) const TRIAL: &[Binding] = &[
     },
     Binding {
         keys: "Backspace / u",
-        does: "undo the last rank (ordering questions)",
+        does: "undo the last rank (ordering questions), or take back no preference or skip",
         command: |k| matches!(code(k), KeyCode::Backspace | KeyCode::Char('u')).then_some(Command::Undo),
     },
     Binding {
         keys: "=",
-        does: "no preference (when the study allows it)",
+        does: "no preference (when the study allows it; Enter confirms it)",
         command: |k| (code(k) == KeyCode::Char('=')).then_some(Command::NoPreference),
     },
     Binding {
         keys: "s",
-        does: "skip this question (when the study allows it)",
+        does: "skip this question (when the study allows it; Enter confirms it)",
         command: |k| (code(k) == KeyCode::Char('s')).then_some(Command::Skip),
     },
 ];

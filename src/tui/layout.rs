@@ -3,10 +3,8 @@
 //! clicked, how far a panel can scroll), so nothing is written back while drawing. Also
 //! the text measurement both need, and making candidate text inert.
 
-use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use unicode_width::UnicodeWidthStr;
-
-use ualign_core::session::PresentedTrial;
 
 /// Makes candidate text inert: escape sequences and control characters are shown as
 /// visible symbols, never interpreted; tabs become spaces; bidi overrides are dropped.
@@ -81,7 +79,7 @@ pub struct Panel {
     /// Text lines the panel shows at once.
     pub visible: u16,
     /// Lines the panel's text takes.
-    pub(crate) lines: u16,
+    pub lines: u16,
     /// The largest useful scroll offset: the text's lines less the visible ones.
     pub max_scroll: u16,
 }
@@ -98,10 +96,14 @@ pub(crate) struct TrialLayout {
 }
 
 /// Lays out a trial in `area`: the prompt takes the height its text needs (up to a third of
-/// the window), the panels sit side by side when up to five fit at 28 columns or more, and
-/// take the height their text needs (up to what there is).
-pub(crate) fn trial(area: Rect, v: &PresentedTrial) -> TrialLayout {
-    let prompt_h = (wrapped_height(&inert(&v.prompt), area.width.saturating_sub(2)) + 2).min(area.height / 3).max(3);
+/// the window). The answers sit side by side (up to five, at 28 columns or more each) only
+/// when every one fits whole that way; else they are stacked, each as tall as its text
+/// needs. When the stack cannot show every answer whole, the rows are shared so that no
+/// answer is cut while another has room to spare: the answers that fit within an equal
+/// share are shown whole, and the rest share what is left equally (a layout that padded a
+/// short answer while cutting a long one would favour one policy's answers by their length).
+pub(crate) fn trial(area: Rect, prompt: &str, texts: &[String]) -> TrialLayout {
+    let prompt_h = (wrapped_height(&inert(prompt), area.width.saturating_sub(2)) + 2).min(area.height / 3).max(3);
     let chunks = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(prompt_h),
@@ -111,20 +113,27 @@ pub(crate) fn trial(area: Rect, v: &PresentedTrial) -> TrialLayout {
         Constraint::Length(1),
     ])
     .split(area);
-    let texts: Vec<String> = v.texts.iter().map(|x| inert(x)).collect();
+    let texts: Vec<String> = texts.iter().map(|x| inert(x)).collect();
     let n = texts.len() as u16;
-    let side_by_side = n <= 5 && chunks[3].width / n.max(1) >= 28;
-    let needed = if side_by_side {
-        let inner = (chunks[3].width / n.max(1)).saturating_sub(2);
-        texts.iter().map(|t| wrapped_height(t, inner)).max().unwrap_or(1) + 2
+    let room = chunks[3];
+    let column = room.width / n.max(1);
+    let side_by_side_need = texts.iter().map(|t| wrapped_height(t, column.saturating_sub(2))).max().unwrap_or(1) + 2;
+    let rects: Vec<Rect> = if n <= 5 && column >= 28 && side_by_side_need <= room.height {
+        let row = Rect { height: side_by_side_need, ..room };
+        let count = texts.len().max(1) as u32;
+        Layout::horizontal(vec![Constraint::Ratio(1, count); texts.len()]).split(row).to_vec()
     } else {
-        texts.iter().map(|t| wrapped_height(t, chunks[3].width.saturating_sub(2)).min(6) + 2).sum()
+        let needs: Vec<u16> = texts.iter().map(|t| wrapped_height(t, room.width.saturating_sub(2)) + 2).collect();
+        let mut y = room.y;
+        shared_heights(&needs, room.height)
+            .into_iter()
+            .map(|h| {
+                let r = Rect { y, height: h, ..room };
+                y += h;
+                r
+            })
+            .collect()
     };
-    let area_panels = Rect { height: chunks[3].height.min(needed.max(4)), ..chunks[3] };
-    let dir = if side_by_side { Direction::Horizontal } else { Direction::Vertical };
-    let count = texts.len().max(1) as u32;
-    let rects =
-        Layout::default().direction(dir).constraints(vec![Constraint::Ratio(1, count); texts.len()]).split(area_panels);
     let panels = rects
         .iter()
         .zip(&texts)
@@ -141,5 +150,95 @@ pub(crate) fn trial(area: Rect, v: &PresentedTrial) -> TrialLayout {
         panels,
         status: chunks[4],
         hints: chunks[5],
+    }
+}
+
+/// Heights for stacked panels that need `needs` rows each, in `room` rows: each its need
+/// when all fit; else max–min fair shares: every panel gets its need or the common level,
+/// whichever is less, the level as high as the room allows (rows left by rounding go to
+/// the shortest cut panels), so a cut panel is never shorter than a whole one (but for the
+/// row of rounding that may complete one).
+fn shared_heights(needs: &[u16], room: u16) -> Vec<u16> {
+    if needs.iter().map(|&h| u32::from(h)).sum::<u32>() <= u32::from(room) {
+        return needs.to_vec();
+    }
+    let mut order: Vec<usize> = (0..needs.len()).collect();
+    order.sort_by_key(|&i| needs[i]);
+    let mut heights = vec![0u16; needs.len()];
+    let mut left = room;
+    for (k, &i) in order.iter().enumerate() {
+        let share = left / (needs.len() - k) as u16;
+        if needs[i] <= share {
+            heights[i] = needs[i];
+            left -= needs[i];
+        } else {
+            // This and every taller panel are cut: they share what is left, the rows of
+            // rounding going to the shortest first (where a row may show an answer whole).
+            let cut = &order[k..];
+            let (each, extra) = (left / cut.len() as u16, left % cut.len() as u16);
+            for (m, &j) in cut.iter().enumerate() {
+                heights[j] = (each + u16::from((m as u16) < extra)).min(needs[j]);
+            }
+            break;
+        }
+    }
+    heights
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(n: usize) -> String {
+        (1..=n).map(|i| format!("line {i}")).collect::<Vec<_>>().join("\n")
+    }
+
+    /// No panel is cut while another has rows it does not need.
+    fn fair(l: &TrialLayout) -> bool {
+        let cut = l.panels.iter().any(|p| p.lines > p.visible);
+        let padded = l.panels.iter().any(|p| p.visible > p.lines);
+        !(cut && padded)
+    }
+
+    #[test]
+    fn answers_that_fit_are_shown_whole_and_the_rest_share_the_room() {
+        // The reported case: five answers stacked at 110×34, one of two lines.
+        let texts = [lines(2), lines(1), lines(3), lines(2), lines(1)];
+        let l = trial(Rect::new(0, 0, 110, 34), "Name a coffee shop.", &texts);
+        assert!(l.panels.iter().all(|p| p.max_scroll == 0 && p.visible == p.lines), "{:?}", l.panels);
+        // Too long to fit: the short ones whole, the long ones share the rest equally.
+        let texts = [lines(40), lines(2), lines(30), lines(1)];
+        let area = Rect::new(0, 0, 80, 24);
+        let l = trial(area, "Advice?", &texts);
+        assert!(fair(&l), "{:?}", l.panels);
+        assert_eq!((l.panels[1].visible, l.panels[3].visible), (2, 1), "the short ones whole");
+        assert!(l.panels[0].max_scroll > 0 && l.panels[2].max_scroll > 0);
+        assert!(l.panels[0].visible.abs_diff(l.panels[2].visible) <= 1, "{:?}", l.panels);
+        let used: u16 = l.panels.iter().map(|p| p.rect.height).sum();
+        let room = area.height - 1 - l.prompt.height - 1 - 1 - 1;
+        assert_eq!(used, room, "every row is used");
+        // Side by side only when every answer fits whole so.
+        let l = trial(Rect::new(0, 0, 140, 40), "?", &[lines(3), lines(2)]);
+        assert_eq!(l.panels[0].rect.y, l.panels[1].rect.y, "side by side");
+        let l = trial(Rect::new(0, 0, 140, 40), "?", &[lines(60), lines(2)]);
+        assert!(l.panels[1].rect.y > l.panels[0].rect.y && fair(&l), "stacked: {:?}", l.panels);
+    }
+
+    #[test]
+    fn shared_heights_never_cut_one_panel_while_another_has_room() {
+        for room in 4..60u16 {
+            for needs in [vec![3, 3, 3], vec![40, 3, 12, 5, 3], vec![7, 7], vec![3, 30, 30, 30]] {
+                let h = shared_heights(&needs, room);
+                let total: u32 = h.iter().map(|&x| u32::from(x)).sum();
+                let want: u32 = needs.iter().map(|&x| u32::from(x)).sum();
+                assert_eq!(total, want.min(u32::from(room)), "{needs:?} in {room}: {h:?}");
+                let cut_min = h.iter().zip(&needs).filter(|(h, n)| h < n).map(|(h, _)| *h).min();
+                let whole_max = h.iter().zip(&needs).filter(|(h, n)| h == n).map(|(h, _)| *h).max();
+                // (A row left by rounding may just complete a panel: one row's difference.)
+                if let (Some(c), Some(w)) = (cut_min, whole_max) {
+                    assert!(c + 1 >= w, "a cut panel ({c}) shorter than a whole one ({w}): {needs:?} in {room}: {h:?}");
+                }
+            }
+        }
     }
 }

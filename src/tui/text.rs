@@ -12,6 +12,8 @@ pub(crate) fn too_small(w: u16, h: u16) -> String {
 }
 
 pub(crate) const WELCOME_HINT: &str = "Press Enter to begin · q to quit";
+/// The first screen's text when the study sets no `welcome`.
+pub(crate) const WELCOME: &str = "Welcome, and thank you for taking part. You will read short requests and the answers written to them, and tell us which you prefer.";
 pub(crate) const CONSENT_TITLE: &str = "Consent";
 pub(crate) const CONSENT_HINT: &str = "Press y to agree and continue · n to decline";
 pub(crate) const DECLINED: &str = "You declined. Nothing was recorded. You may close this window.";
@@ -122,18 +124,31 @@ pub(crate) const PICK_INSTRUCTION: &str = "Pick the answer you like best.";
 pub(crate) const ORDER_INSTRUCTION: &str =
     "Order all answers: press the number of your favourite, then the next, and so on.";
 
-pub(crate) fn trial_hint(order: bool, allow_no_pref: bool, allow_skip: bool) -> String {
-    let mut parts = vec![if order { "1–9 rank · Backspace undo" } else { "1–9 pick" }, "Enter confirm"];
+/// The trial screen's key line: the keys that exist on this trial (digits up to its number
+/// of answers, at most 9).
+pub(crate) fn trial_hint(order: bool, answers: usize, allow_no_pref: bool, allow_skip: bool) -> String {
+    let digits = match answers.min(9) {
+        0 | 1 => "1".to_string(),
+        n => format!("1–{n}"),
+    };
+    let mut parts = vec![if order { format!("{digits} rank · Backspace undo") } else { format!("{digits} pick") }];
+    parts.push("Enter confirm".into());
     if allow_no_pref {
-        parts.push("= no preference");
+        parts.push("= no preference".into());
     }
     if allow_skip {
-        parts.push("s skip");
+        parts.push("s skip".into());
     }
-    parts.push("? help");
-    parts.push("q quit");
+    parts.push("? help".into());
+    parts.push("q quit".into());
     parts.join(" · ")
 }
+
+/// The instruction line while "no preference" or "skip" waits for Enter.
+pub(crate) const NO_PREFERENCE_HELD: &str =
+    "No preference: press Enter to confirm it, or pick an answer instead (Backspace takes it back).";
+pub(crate) const SKIP_HELD: &str =
+    "Skip this question: press Enter to confirm it, or pick an answer instead (Backspace takes it back).";
 
 pub(crate) fn progress(i: usize, n: usize) -> String {
     format!("Question {i} of {n}")

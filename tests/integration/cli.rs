@@ -391,10 +391,11 @@ fn invite_writes_the_codes_once_owner_only_and_stores_only_their_hashes() {
     assert!(!ok && err.contains("1 to 100000") || err.contains("at least 1"), "{err}");
 }
 
-/// A database of schema 1 (before invitations): as the version before made it.
+/// A database of schema 1 (before invitations and `seen_in_full`): as the version before made it.
 fn schema_one(db: &Path) {
     let c = common::sql(db);
-    c.execute_batch("DROP TABLE invitations; PRAGMA user_version = 1;").unwrap();
+    c.execute_batch("DROP TABLE invitations; ALTER TABLE answers DROP COLUMN seen_in_full; PRAGMA user_version = 1;")
+        .unwrap();
 }
 
 #[test]
@@ -427,5 +428,5 @@ fn an_older_database_is_brought_up_to_date_or_read_as_it_is_when_read_only() {
     let (ok, _, err) = ualign(d, &["invite", "studies/example.toml", "--count", "1"]);
     assert!(ok, "{err}");
     let version: i64 = common::sql(&db).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }

@@ -34,7 +34,7 @@ fn migrations_from_an_empty_file_and_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.sqlite");
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2, "0001_init and 0002_invitations");
+    assert_eq!(store.schema_version().unwrap(), 3, "0001_init, 0002_invitations and 0003_seen_in_full");
     let mode: String = common::sql(store.path()).pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let fk: i64 = common::sql(store.path()).pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
@@ -43,14 +43,14 @@ fn migrations_from_an_empty_file_and_reopening() {
     // An empty (zero-byte) file is a valid empty database too.
     let empty = dir.path().join("empty.sqlite");
     std::fs::write(&empty, b"").unwrap();
-    assert_eq!(Store::open(&empty).unwrap().schema_version().unwrap(), 2);
+    assert_eq!(Store::open(&empty).unwrap().schema_version().unwrap(), 3);
     // Reopening applies nothing twice.
     let s = example();
     let (_, first) = Store::open_for_study(&path, &s).unwrap();
     assert_eq!(first, Opened::Created);
     let (store, second) = Store::open_for_study(&path, &s).unwrap();
     assert_eq!(second, Opened::Existing);
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     let prompts: i64 = common::sql(store.path()).query_row("SELECT COUNT(*) FROM prompts", [], |r| r.get(0)).unwrap();
     assert_eq!(prompts, 6);
 }
@@ -204,7 +204,7 @@ fn answer(store: &mut Store, participant: &str, n: usize) -> Vec<(usize, Answer)
             ualign_core::study::RankMode::Pick => Answer::Pick(t.position % t.plan.slots.len()),
             ualign_core::study::RankMode::Order => Answer::Order((0..t.plan.slots.len()).rev().collect()),
         };
-        store.record_answer(t.id, &a, 1000 + t.position as u64, None).unwrap();
+        store.record_answer(t.id, &a, 1000 + t.position as u64, None, None).unwrap();
         given.push((t.position, a));
     }
     given
@@ -250,10 +250,10 @@ fn an_answer_is_recorded_once_and_must_fit_the_trial() {
     store.enrol("p", &schedule::plan(&s, "p")).unwrap();
     let t = store.next_trial("p").unwrap().unwrap();
     let n = t.plan.slots.len();
-    assert!(store.record_answer(t.id, &Answer::Pick(n), 5, None).is_err(), "slot out of range");
-    assert!(store.record_answer(t.id, &Answer::Order(vec![0; n]), 5, None).is_err(), "not a permutation");
-    store.record_answer(t.id, &Answer::Pick(0), 5, None).unwrap();
-    let again = store.record_answer(t.id, &Answer::Pick(1), 5, None).unwrap_err();
+    assert!(store.record_answer(t.id, &Answer::Pick(n), 5, None, None).is_err(), "slot out of range");
+    assert!(store.record_answer(t.id, &Answer::Order(vec![0; n]), 5, None, None).is_err(), "not a permutation");
+    store.record_answer(t.id, &Answer::Pick(0), 5, None, None).unwrap();
+    let again = store.record_answer(t.id, &Answer::Pick(1), 5, None, None).unwrap_err();
     assert!(again.to_string().contains("already answered"));
     let choice: i64 = common::sql(store.path())
         .query_row("SELECT choice FROM answers WHERE trial_id = ?1", [t.id], |r| r.get(0))
@@ -309,6 +309,7 @@ const TRIAL_COLUMNS: &[&str] = &[
     "ordering_candidate_ids",
     "no_preference",
     "skipped",
+    "seen_in_full",
 ];
 const PARTICIPANT_COLUMNS: &[&str] =
     &["participant_id", "created_at", "consent_at", "completed_at", "trials", "answered", "sessions"];

@@ -138,6 +138,7 @@ fn no_preference_quit_confirmation_and_reading_time() {
     assert!(answers(app.store()).is_empty(), "Enter is held during the reading time");
     assert!(app.status.as_ref().unwrap().0.contains("you can confirm in"));
     key(&mut app, KeyCode::Char('='));
+    key(&mut app, KeyCode::Enter);
     assert!(answers(app.store()).is_empty(), "no preference waits for the reading time too");
     // q asks first; n keeps going; y quits and ends the session.
     key(&mut app, KeyCode::Char('q'));
@@ -160,10 +161,48 @@ fn no_preference_is_recorded_when_allowed() {
     let mut app = Driver::new(s, store, None, None).unwrap();
     to_first_trial(&mut app, "p08");
     key(&mut app, KeyCode::Char('='));
+    assert!(answers(app.store()).is_empty(), "= alone stores nothing: Enter confirms it, as it confirms a pick");
+    key(&mut app, KeyCode::Enter);
     assert_eq!(answers(app.store()), vec![(0, None, None, true)]);
-    // Skipping is not allowed in the example study: `s` does nothing.
+    // Skipping is not allowed in the example study: `s` does nothing, Enter included.
     key(&mut app, KeyCode::Char('s'));
+    key(&mut app, KeyCode::Enter);
     assert_eq!(answers(app.store()).len(), 1);
+}
+
+#[test]
+fn no_preference_and_skip_are_held_until_enter_and_can_be_taken_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, store) = setup(dir.path());
+    s.options.allow_skip = true;
+    let mut app = Driver::new(s, store, None, None).unwrap();
+    to_first_trial(&mut app, "p18");
+    app.on_resize(110, 34);
+    let n = match &app.trial {
+        Some(CurrentTrial::Ready(t)) => t.view.texts.len(),
+        other => panic!("{other:?}"),
+    };
+    let shown = snapshot(&app, 110, 34);
+    assert!(shown.contains(&format!("1–{n} pick · Enter confirm")) && !shown.contains("1–9"), "{shown}");
+    // Enter with nothing chosen says so; the nudge goes once something is chosen.
+    key(&mut app, KeyCode::Enter);
+    assert!(app.status.as_ref().is_some_and(|(s, _)| s.contains("number of an answer first")));
+    key(&mut app, KeyCode::Char('='));
+    assert!(app.status.is_none(), "the nudge went with the choice");
+    assert!(snapshot(&app, 110, 34).contains("No preference: press Enter to confirm it"));
+    // Backspace takes it back; a pick replaces it; `s` replaces the pick.
+    key(&mut app, KeyCode::Backspace);
+    assert!(!snapshot(&app, 110, 34).contains("No preference:"));
+    key(&mut app, KeyCode::Char('='));
+    key(&mut app, KeyCode::Char('2'));
+    assert!(!snapshot(&app, 110, 34).contains("No preference:"), "the pick took its place");
+    key(&mut app, KeyCode::Char('s'));
+    assert!(snapshot(&app, 110, 34).contains("Skip this question: press Enter"));
+    assert!(answers(app.store()).is_empty(), "nothing is stored before Enter");
+    key(&mut app, KeyCode::Enter);
+    let skipped: bool =
+        common::sql(app.store().path()).query_row("SELECT skipped FROM answers", [], |r| r.get(0)).unwrap();
+    assert!(skipped, "Enter stored the skip, not the pick it replaced");
 }
 
 #[test]
@@ -375,7 +414,7 @@ fn an_answer_given_in_another_window_stands_and_this_one_moves_on() {
     let trial = t.view.trial_id;
     // The same participant answers the same question in a second window first.
     let (mut other, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
-    other.record_answer(trial, &ualign_core::store::Answer::Pick(0), 1000, None).unwrap();
+    other.record_answer(trial, &ualign_core::store::Answer::Pick(0), 1000, None, None).unwrap();
     key(&mut app, KeyCode::Char('2'));
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Trial, "{:?}", app.failure);
@@ -401,6 +440,87 @@ fn ids_that_are_not_the_studys_are_refused_on_the_command_line_too() {
     assert!(Driver::new(strict.clone(), store, Some("e2e77".into()), None).is_ok());
     let (store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
     assert!(Driver::new(strict, store, Some("p42".into()), None).is_err());
+}
+
+/// Puts `texts` in the trial on screen, as if the pools held them (and as if nothing of
+/// the trial had been seen yet).
+fn with_texts(app: &mut Driver, texts: &[String]) {
+    let Some(CurrentTrial::Ready(t)) = &mut app.trial else { panic!("{:?}", app.trial) };
+    for (slot, text) in t.view.texts.iter_mut().zip(texts) {
+        *slot = text.clone();
+    }
+    t.seen_end.fill(false);
+}
+
+fn numbered(lines: usize, word: &str) -> String {
+    (1..=lines).map(|i| format!("{word} {i}")).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn answers_are_shown_whole_when_they_fit_and_share_the_room_when_they_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = setup(dir.path());
+    let mut app = Driver::new(s, store, None, None).unwrap();
+    to_first_trial(&mut app, "p15");
+    // Answers of one and two lines, stacked: all whole, none cut (at 110×34, the screen
+    // that cut a two-line answer while ten rows stood empty).
+    let n = app.panels().len();
+    let mixed: Vec<String> = (0..n).map(|i| numbered(1 + i % 2, &format!("answer{}", i + 1))).collect();
+    with_texts(&mut app, &mixed);
+    for (w, h) in [(110u16, 34u16), (80, 24)] {
+        app.on_resize(w, h);
+        let shown = snapshot(&app, w, h);
+        for p in app.panels() {
+            assert_eq!(p.max_scroll, 0, "{w}x{h}: an answer was cut while they all fit:\n{shown}");
+        }
+        insta::assert_snapshot!(format!("trial_whole_{w}x{h}"), shown);
+    }
+    // One answer far too long for the window: the others stay whole, it takes the rest.
+    let mut long = mixed.clone();
+    long[0] = numbered(60, "long");
+    with_texts(&mut app, &long);
+    for (w, h) in [(110u16, 34u16), (80, 24)] {
+        app.on_resize(w, h);
+        let panels = app.panels();
+        assert!(panels[0].max_scroll > 0);
+        assert!(panels[1..].iter().all(|p| p.max_scroll == 0 && p.visible == p.lines), "{w}x{h}: {panels:?}");
+        insta::assert_snapshot!(format!("trial_one_long_{w}x{h}"), snapshot(&app, w, h));
+    }
+}
+
+#[test]
+fn an_answer_confirmed_before_every_answer_was_read_to_its_end_is_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, store) = setup(dir.path());
+    let mut app = Driver::new(s, store, None, None).unwrap();
+    to_first_trial(&mut app, "p16");
+    app.on_resize(80, 24);
+    let long = numbered(60, "line");
+    // Confirmed with the long answer unread to its end.
+    with_texts(&mut app, std::slice::from_ref(&long));
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Enter);
+    // Every answer fits: seen.
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Enter);
+    // The long one scrolled to its end first (focus is on it): seen.
+    if app.screen == Screen::Break {
+        key(&mut app, KeyCode::Enter);
+    }
+    with_texts(&mut app, std::slice::from_ref(&long));
+    key(&mut app, KeyCode::End);
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Enter);
+    let seen: Vec<Option<bool>> = {
+        let c = common::sql(app.store().path());
+        let mut st = c
+            .prepare("SELECT a.seen_in_full FROM answers a JOIN trials t ON t.id = a.trial_id ORDER BY t.position")
+            .unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(seen, vec![Some(false), Some(true), Some(true)]);
+    let q = ualign_core::analysis::quality::compute(&app.store().quality_counts(300).unwrap(), 300);
+    assert_eq!(q.confirmed_unseen, Some((1, 3)), "stats' data quality counts it");
 }
 
 #[test]

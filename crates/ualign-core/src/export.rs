@@ -58,6 +58,7 @@ pub(crate) struct TrialRow {
     pub(crate) ordering_candidate_ids: Option<Vec<Option<i64>>>,
     pub(crate) no_preference: Option<bool>,
     pub(crate) skipped: Option<bool>,
+    pub(crate) seen_in_full: Option<bool>,
 }
 
 impl From<TrialRecord> for TrialRow {
@@ -93,6 +94,7 @@ impl From<TrialRecord> for TrialRow {
             ordering_candidate_ids: t.ordering.as_ref().map(|o| o.iter().map(|&i| cid_at(i)).collect()),
             no_preference: t.no_preference,
             skipped: t.skipped,
+            seen_in_full: t.seen_in_full,
         }
     }
 }

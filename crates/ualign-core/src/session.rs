@@ -200,15 +200,18 @@ impl Session {
         })
     }
 
-    /// Commits an answer to trial `trial_id` in its own transaction.
+    /// Commits an answer to trial `trial_id` in its own transaction, with whether the
+    /// participant had seen every answer in full (`None` where nothing was shown: a
+    /// simulation).
     pub fn submit(
         &mut self,
         store: &mut Store,
         trial_id: i64,
         answer: &Answer,
         response_ms: u64,
+        seen_in_full: Option<bool>,
     ) -> Result<Submitted, StoreError> {
-        match store.record_answer(trial_id, answer, response_ms, self.id) {
+        match store.record_answer(trial_id, answer, response_ms, seen_in_full, self.id) {
             Ok(()) => Ok(Submitted::Saved),
             Err(StoreError::AlreadyAnswered { .. }) => Ok(Submitted::AnsweredElsewhere),
             Err(e) => Err(e),
@@ -266,7 +269,10 @@ mod tests {
         // Presenting again before an answer shows the same trial.
         let Next::Trial(again) = session.next(&mut store, &s).unwrap() else { panic!() };
         assert_eq!(again, first);
-        assert_eq!(session.submit(&mut store, first.trial_id, &pick_first(&first), 900).unwrap(), Submitted::Saved);
+        assert_eq!(
+            session.submit(&mut store, first.trial_id, &pick_first(&first), 900, None).unwrap(),
+            Submitted::Saved
+        );
         session.finish(&mut store, EndReason::Quit);
         // A new session for the same participant resumes at the second trial.
         let mut session = Session::begin(&mut store, &s, "p-abcdefghjk", None, Some("t")).unwrap();
@@ -275,7 +281,7 @@ mod tests {
             match session.next(&mut store, &s).unwrap() {
                 Next::Trial(t) => {
                     seen.push(t.position);
-                    session.submit(&mut store, t.trial_id, &pick_first(&t), 900).unwrap();
+                    session.submit(&mut store, t.trial_id, &pick_first(&t), 900, None).unwrap();
                 }
                 Next::Done => break,
                 Next::Missing { .. } => panic!("every pool is imported"),
@@ -292,11 +298,11 @@ mod tests {
         let (s, mut store) = example(dir.path());
         let mut session = Session::begin(&mut store, &s, "refused", None, None).unwrap();
         let Next::Trial(first) = session.next(&mut store, &s).unwrap() else { panic!() };
-        assert_eq!(session.submit(&mut store, first.trial_id, &pick_first(&first), 1).unwrap(), Submitted::Saved);
+        assert_eq!(session.submit(&mut store, first.trial_id, &pick_first(&first), 1, None).unwrap(), Submitted::Saved);
         let Next::Trial(second) = session.next(&mut store, &s).unwrap() else { panic!() };
         // From now on SQLite refuses every write on this connection, as on a read-only file.
         store.refuse_writes(true);
-        let e = session.submit(&mut store, second.trial_id, &pick_first(&second), 1).unwrap_err();
+        let e = session.submit(&mut store, second.trial_id, &pick_first(&second), 1, None).unwrap_err();
         let StoreError::Write(w) = &e else { panic!("{e:?}") };
         assert!(w.cause.plain().contains("cannot be written"), "{e}");
         assert!(e.to_string().contains("could not save the answer") && e.to_string().contains("e.sqlite"), "{e}");
@@ -314,8 +320,8 @@ mod tests {
         let Next::Trial(ta) = a.next(&mut store, &s).unwrap() else { panic!() };
         let Next::Trial(tb) = b.next(&mut other, &s).unwrap() else { panic!() };
         assert_eq!(ta.trial_id, tb.trial_id);
-        assert_eq!(a.submit(&mut store, ta.trial_id, &pick_first(&ta), 1).unwrap(), Submitted::Saved);
-        assert_eq!(b.submit(&mut other, tb.trial_id, &pick_first(&tb), 1).unwrap(), Submitted::AnsweredElsewhere);
+        assert_eq!(a.submit(&mut store, ta.trial_id, &pick_first(&ta), 1, None).unwrap(), Submitted::Saved);
+        assert_eq!(b.submit(&mut other, tb.trial_id, &pick_first(&tb), 1, None).unwrap(), Submitted::AnsweredElsewhere);
         let Next::Trial(next) = b.next(&mut other, &s).unwrap() else { panic!() };
         assert_eq!(next.position, 1, "the second window moves on");
     }
@@ -347,7 +353,7 @@ mod tests {
                     let (mut store, _) = Store::open_for_study(&db, &s).unwrap();
                     let mut session = Session::begin(&mut store, &s, &format!("t{i}"), None, Some("thread")).unwrap();
                     while let Next::Trial(t) = session.next(&mut store, &s).unwrap() {
-                        session.submit(&mut store, t.trial_id, &pick_first(&t), 1).unwrap();
+                        session.submit(&mut store, t.trial_id, &pick_first(&t), 1, None).unwrap();
                     }
                 })
             })

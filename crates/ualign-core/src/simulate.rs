@@ -354,7 +354,8 @@ pub fn simulate_timed(
             };
             let started = std::time::Instant::now();
             // The same participant simulated by another process at once: its answer stands.
-            if session.submit(store, t.trial_id, &answer, answer_rng.random_range(800..6000))? == Submitted::Saved {
+            if session.submit(store, t.trial_id, &answer, answer_rng.random_range(800..6000), None)? == Submitted::Saved
+            {
                 answers += 1;
                 commit_ms.push(started.elapsed().as_secs_f64() * 1000.0);
             }

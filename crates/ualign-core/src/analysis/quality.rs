@@ -1,6 +1,7 @@
 //! Data quality: does the displayed position drive choices (chi-square test of choice
 //! frequency by slot against uniform), who answers too fast, who fails attention checks,
-//! and how often a repeated trial gets the same answer.
+//! how often a repeated trial gets the same answer, and how many answers were confirmed
+//! before every answer on screen had been read to its end.
 
 use serde::Serialize;
 
@@ -101,6 +102,11 @@ pub struct Quality {
     pub attention: Vec<(String, usize, usize)>,
     /// Repeated trials answered with the same text, and repeats answered.
     pub repeat_agreement: (usize, usize),
+    /// Answers confirmed before every answer of the trial had been seen in full (a long
+    /// answer not scrolled to its end), of the answers for which the screens recorded it;
+    /// absent when none did (simulated participants, answers stored before schema 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmed_unseen: Option<(usize, usize)>,
 }
 
 /// Chi-square statistic of counts against a uniform expectation.
@@ -130,6 +136,7 @@ pub fn compute(counts: &QualityCounts, too_fast_ms: u64) -> Quality {
         too_fast: counts.too_fast.clone(),
         attention: counts.attention.clone(),
         repeat_agreement: (pairs.iter().filter(|(a, b)| a.is_some() && a == b).count(), pairs.len()),
+        confirmed_unseen: (counts.seen_in_full.1 > 0).then_some(counts.seen_in_full),
     }
 }
 

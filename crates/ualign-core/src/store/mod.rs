@@ -28,6 +28,7 @@ use crate::study::{PolicySource, Study};
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("migrations/0001_init.sql")),
     ("0002_invitations", include_str!("migrations/0002_invitations.sql")),
+    ("0003_seen_in_full", include_str!("migrations/0003_seen_in_full.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -373,6 +374,12 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn refuse_writes(&self, refuse: bool) {
         self.conn.pragma_update(None, "query_only", refuse).expect("query_only is a plain pragma");
+    }
+
+    /// Whether answers record `seen_in_full` (schema 3 on; a read-only file of an older
+    /// schema is read as it is).
+    pub(crate) fn records_seen_in_full(&self) -> Result<bool> {
+        Ok(self.schema_version()? >= 3)
     }
 
     pub fn schema_version(&self) -> Result<i64> {

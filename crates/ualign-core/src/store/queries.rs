@@ -455,6 +455,7 @@ impl Store {
         trial_id: i64,
         answer: &Answer,
         response_ms: u64,
+        seen_in_full: Option<bool>,
         session: Option<i64>,
     ) -> Result<()> {
         let response_ms = i64::try_from(response_ms).unwrap_or(i64::MAX);
@@ -481,9 +482,9 @@ impl Store {
                 }
             };
             let inserted = tx.execute(
-                "INSERT OR IGNORE INTO answers (trial_id, choice, ordering, no_preference, skipped, response_ms, answered_at, session_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![trial_id, choice, ordering, no_pref, skipped, response_ms, now(), session],
+                "INSERT OR IGNORE INTO answers (trial_id, choice, ordering, no_preference, skipped, response_ms, answered_at, session_id, seen_in_full)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![trial_id, choice, ordering, no_pref, skipped, response_ms, now(), session, seen_in_full],
             )?;
             if inserted == 0 {
                 return Err(StoreError::AlreadyAnswered { trial: trial_id });

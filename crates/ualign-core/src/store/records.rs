@@ -52,6 +52,9 @@ pub struct QualityCounts {
     pub(crate) attention: Vec<(String, usize, usize)>,
     /// Per answered repeat with a pick in both: the text picked the first time and the second.
     pub(crate) repeat_picks: Vec<(Option<String>, Option<String>)>,
+    /// Answers confirmed before every answer of their trial had been seen in full, and
+    /// answers for which it was recorded.
+    pub(crate) seen_in_full: (usize, usize),
 }
 
 /// Participants enrolled, finished, and answers given out of trials planned.
@@ -110,6 +113,7 @@ pub(crate) struct TrialRecord {
     pub(crate) ordering: Option<Vec<usize>>,
     pub(crate) no_preference: Option<bool>,
     pub(crate) skipped: Option<bool>,
+    pub(crate) seen_in_full: Option<bool>,
 }
 
 /// A participant with their counts: a row of the export's `participants`.
@@ -290,7 +294,16 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
             as_is,
         )?;
-        Ok(QualityCounts { picks_by_slot, response_ms, too_fast, attention, repeat_picks })
+        let seen_in_full = if self.records_seen_in_full()? {
+            self.conn.query_row(
+                "SELECT COALESCE(SUM(seen_in_full = 0), 0), COUNT(seen_in_full) FROM answers",
+                [],
+                |r| Ok((count(r, 0)?, count(r, 1)?)),
+            )?
+        } else {
+            (0, 0)
+        };
+        Ok(QualityCounts { picks_by_slot, response_ms, too_fast, attention, repeat_picks, seen_in_full })
     }
 
     /// Participants, finished participants, trials and answers.
@@ -361,13 +374,16 @@ impl Store {
     /// Every trial with its answer, by participant and position.
     pub(crate) fn trial_records(&self) -> Result<Vec<TrialRecord>> {
         type Raw = (TrialRecord, String, Option<String>, Option<i64>, Option<String>);
+        let seen = if self.records_seen_in_full()? { "a.seen_in_full" } else { "NULL" };
         collect(
             self,
-            "SELECT t.id, t.participant_id, t.position, t.block, t.kind, t.mode, t.prompt_id, t.k, t.policy_a, t.policy_b,
-                    t.slots, t.candidate_ids, t.repeat_of, t.session_id, t.shown_at, a.answered_at, a.response_ms,
-                    a.choice, a.ordering, a.no_preference, a.skipped
-             FROM trials t LEFT JOIN answers a ON a.trial_id = t.id
-             ORDER BY t.participant_id, t.position",
+            &format!(
+                "SELECT t.id, t.participant_id, t.position, t.block, t.kind, t.mode, t.prompt_id, t.k, t.policy_a, t.policy_b,
+                        t.slots, t.candidate_ids, t.repeat_of, t.session_id, t.shown_at, a.answered_at, a.response_ms,
+                        a.choice, a.ordering, a.no_preference, a.skipped, {seen}
+                 FROM trials t LEFT JOIN answers a ON a.trial_id = t.id
+                 ORDER BY t.participant_id, t.position"
+            ),
             [],
             |r| -> rusqlite::Result<Raw> {
                 Ok((
@@ -393,6 +409,7 @@ impl Store {
                         ordering: None,
                         no_preference: r.get(19)?,
                         skipped: r.get(20)?,
+                        seen_in_full: r.get(21)?,
                     },
                     r.get(10)?,
                     r.get(11)?,

@@ -29,8 +29,13 @@ pub struct Study {
     pub hash: String,
     /// Slug naming the study; its default database is `db/<name>.sqlite`.
     pub name: String,
+    /// The heading of the participant's screens.
     pub title: String,
+    /// The researcher's: what the study is for. Never shown to participants (it may say
+    /// what the study expects to find).
     pub description: String,
+    /// What participants read on the first screen; empty for ualign's own greeting.
+    pub welcome: String,
     pub consent: String,
     pub instructions: String,
     pub completion_message: String,

@@ -55,6 +55,7 @@ fn read_study(cx: &mut Cx, root: &TableReader, path: &Path, text: &str, base_dir
     }
     let title = root.string(cx, "title");
     let description = root.string(cx, "description").unwrap_or_default();
+    let welcome = root.string(cx, "welcome").unwrap_or_default();
     let consent = root.string(cx, "consent").unwrap_or_default();
     let instructions = root.string(cx, "instructions").unwrap_or_default();
     let completion_message =
@@ -98,6 +99,7 @@ fn read_study(cx: &mut Cx, root: &TableReader, path: &Path, text: &str, base_dir
         title: title.unwrap_or_else(|| name.clone()),
         name,
         description,
+        welcome,
         consent,
         instructions,
         completion_message,
