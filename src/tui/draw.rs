@@ -7,7 +7,7 @@ use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Block, BorderType, Borders, Clear, Gauge, Paragraph, Wrap};
+use ratatui::widgets::{Block, BorderType, Borders, Clear, LineGauge, Paragraph, Wrap};
 
 use super::app::{App, CurrentTrial, Held, Screen, TrialState};
 use super::layout::{self, Panel, centered, wrapped_height};
@@ -175,11 +175,15 @@ fn draw_trial(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let v = &t.view;
     let l = layout::trial(area, &v.prompt, &v.texts);
     let done = v.position as f64 / v.total.max(1) as f64;
+    // The question's number stands to the left of the bar, never inside it: a bar drawn
+    // under its label covered the label with block characters once it grew past it.
     f.render_widget(
-        Gauge::default()
+        LineGauge::default()
             .ratio(done.clamp(0.0, 1.0))
-            .label(text::progress(v.position + 1, v.total))
-            .gauge_style(theme.fg(Color::Blue).add_modifier(Modifier::BOLD)),
+            .label(Span::styled(text::progress(v.position + 1, v.total), Style::default().add_modifier(Modifier::BOLD)))
+            .filled_symbol(text::PROGRESS_DONE)
+            .unfilled_symbol(text::PROGRESS_LEFT)
+            .filled_style(theme.fg(Color::Blue)),
         l.progress,
     );
     f.render_widget(

@@ -66,7 +66,7 @@ impl Driver {
             Some(typed) => match admit(&mut store, &study, &typed)? {
                 Some(a) => Some(a),
                 None => anyhow::bail!(
-                    "participant id `{typed}` is not one this study accepts: neither a ualign pseudonym (p- and 10 letters and digits, as the ID screen gives out){}, nor an invitation code of {}, nor the id of a participant already in it.\n  {}",
+                    "participant id `{typed}` is not one this study accepts: neither a ualign pseudonym (p- and 10 lowercase letters and digits, as the ID screen gives out, never 0, 1, i, l or o, which read alike){}, nor an invitation code of {}, nor the id of a participant already in it.\n  {}",
                     match &study.options.participant_id_pattern {
                         Some(p) => format!(", nor an id matching the study's participant_id_pattern `{}`", p.as_str()),
                         None => String::new(),

@@ -150,6 +150,11 @@ pub(crate) const NO_PREFERENCE_HELD: &str =
 pub(crate) const SKIP_HELD: &str =
     "Skip this question: press Enter to confirm it, or pick an answer instead (Backspace takes it back).";
 
+/// The progress bar's symbols for questions answered and questions left (told apart
+/// without colour too).
+pub(crate) const PROGRESS_DONE: &str = "█";
+pub(crate) const PROGRESS_LEFT: &str = "░";
+
 pub(crate) fn progress(i: usize, n: usize) -> String {
     format!("Question {i} of {n}")
 }

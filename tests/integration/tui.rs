@@ -293,7 +293,11 @@ fn trial_screens_render() {
     app.status = None; // "Saved." fades after a few seconds; keep the snapshot independent of timing
     for (w, h) in [(80u16, 24u16), (140, 40)] {
         app.on_resize(w, h);
-        insta::assert_snapshot!(format!("trial_order_{w}x{h}"), snapshot(&app, w, h));
+        let shown = snapshot(&app, w, h);
+        // The question's number stands whole before the bar, never under it.
+        let header = shown.lines().next().unwrap().trim_start_matches('"');
+        assert!(header.starts_with("Question 9 of 11 █"), "{header}");
+        insta::assert_snapshot!(format!("trial_order_{w}x{h}"), shown);
     }
 }
 
@@ -439,7 +443,11 @@ fn ids_that_are_not_the_studys_are_refused_on_the_command_line_too() {
     store.ensure_participant("e2e77").unwrap();
     assert!(Driver::new(strict.clone(), store, Some("e2e77".into()), None).is_ok());
     let (store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
-    assert!(Driver::new(strict, store, Some("p42".into()), None).is_err());
+    assert!(Driver::new(strict.clone(), store, Some("p42".into()), None).is_err());
+    // A pseudonym-like id with letters the alphabet leaves out is told which.
+    let (store, _) = Store::open_for_study(&dir.path().join("e.sqlite"), &s).unwrap();
+    let err = Driver::new(strict, store, Some("p-bars000001".into()), None).err().unwrap().to_string();
+    assert!(err.contains("never 0, 1, i, l or o"), "{err}");
 }
 
 /// Puts `texts` in the trial on screen, as if the pools held them (and as if nothing of
