@@ -30,6 +30,14 @@
     }
   };
   ws.onclose = () => { status.textContent = "Disconnected. Your confirmed answers are saved; reload the page to continue."; };
-  term.onData((d) => send({ t: "d", d: d }));
+  // The server takes WebSocket messages of at most 16 KiB: a large paste goes in pieces of
+  // at most PIECE code points (6 bytes each at worst once JSON-escaped), and the server
+  // drops what its input queue cannot hold, so a huge paste loses its tail, never the
+  // connection.
+  const PIECE = 2048;
+  term.onData((d) => {
+    const points = Array.from(d);
+    for (let i = 0; i < points.length; i += PIECE) send({ t: "d", d: points.slice(i, i + PIECE).join("") });
+  });
   window.addEventListener("resize", resize);
 })();

@@ -692,6 +692,29 @@ fn artifact(name: &str) -> PathBuf {
 }
 
 #[test]
+fn a_browser_paste_larger_than_a_websocket_message_loses_its_tail_not_the_connection() {
+    let (dir, _db) = example_for_participants();
+    let (code, _) = invite(dir.path(), 1).remove(0);
+    let server = Server::start(dir.path(), &["--http", "127.0.0.1:0"], &[]);
+    let port = server.http.unwrap();
+    let d = Driver::start();
+    d.go(&format!("http://127.0.0.1:{port}/?invite={code}"));
+    d.wait_for_text("Press Enter to begin");
+    // 40,000 characters pasted at once, as a clipboard gives them (one onData of the
+    // whole text: a single message would be 2.5 times the server's 16 KiB bound).
+    d.script(
+        "const ta = document.querySelector('.xterm-helper-textarea'); const dt = new DataTransfer(); \
+         dt.setData('text/plain', 'x'.repeat(40000)); \
+         ta.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true })); return 1;",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    d.keys("\u{E007}");
+    d.wait_for_text("Press y to agree");
+    let status = d.script("return document.getElementById('status').textContent;");
+    assert!(status.as_str().is_some_and(|s| s.starts_with("Connected")), "{status}");
+}
+
+#[test]
 fn a_real_browser_shows_the_consent_screen_and_answers_a_trial() {
     let (dir, db) = example_for_participants();
     let (code, p) = invite(dir.path(), 1).remove(0);
