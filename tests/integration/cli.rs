@@ -277,6 +277,26 @@ fn a_read_only_database_or_folder_is_refused_before_anything_happens() {
 }
 
 #[test]
+fn a_database_on_a_read_only_mount_is_said_to_be_on_one() {
+    let dir = example_copy();
+    let d = dir.path();
+    let (ok, _, err) = ualign(d, &["init", "studies/example.toml"]);
+    assert!(ok, "{err}");
+    std::fs::create_dir(d.join("ro")).unwrap();
+    // In a user and mount namespace of its own (util-linux's unshare), `ro` becomes a file
+    // system mounted read-only that holds a copy of the database.
+    let script = format!(
+        "mount -t tmpfs tmpfs ro && cp db/example.sqlite ro/ && mount -o remount,ro ro && exec {} invite studies/example.toml --count 1 --db ro/example.sqlite",
+        env!("CARGO_BIN_EXE_ualign")
+    );
+    let out = std::process::Command::new("unshare").args(["-rm", "sh", "-c", &script]).current_dir(d).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("ro/example.sqlite is on a file system mounted read-only"), "{err}");
+    assert!(err.contains("mount it read-write") && !err.contains("chmod"), "no permission to give: {err}");
+}
+
+#[test]
 fn a_database_in_a_read_only_folder_is_read_as_an_archive_or_refused_with_what_to_do() {
     use std::os::unix::fs::PermissionsExt;
     let dir = example_copy();

@@ -48,7 +48,7 @@ pub enum StoreError {
     )]
     NoFolder { path: PathBuf, dir: PathBuf },
     #[error(
-        "database {} cannot be written: {why}\n  ualign commits every answer as it is given; give write permission ({fix}) or work on a copy with --db",
+        "database {} cannot be written: {why}\n  ualign commits every answer as it is given; {fix}",
         .path.display()
     )]
     ReadOnly { path: PathBuf, why: String, fix: String },
@@ -208,32 +208,54 @@ fn is_archive(path: &Path) -> bool {
 /// Whether the process may write `path` (the kernel's answer, which knows about
 /// ownership, ACLs and read-only mounts, not just the mode bits).
 fn may_write(path: &Path) -> bool {
+    write_refusal(path).is_none()
+}
+
+/// Why this user cannot write `path`, if they cannot: access(2)'s error (EACCES for
+/// permissions, EROFS for a file system mounted read-only).
+fn write_refusal(path: &Path) -> Option<std::io::Error> {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return Some(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
     // SAFETY: `c` is a valid NUL-terminated path; access(2) only reads it.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    let ok = unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 };
+    (!ok).then(std::io::Error::last_os_error)
+}
+
+/// The refusal of a database whose file or folder (`what`) cannot be written, saying what
+/// is actually wrong: a read-only mount is no permission to give.
+fn read_only(path: &Path, what: &Path, refusal: &std::io::Error, permissions: String) -> StoreError {
+    if refusal.raw_os_error() == Some(libc::EROFS) {
+        StoreError::ReadOnly {
+            path: path.to_path_buf(),
+            why: format!("{} is on a file system mounted read-only", what.display()),
+            fix: "mount it read-write, or copy the database to a writable folder and give its path with --db".into(),
+        }
+    } else {
+        StoreError::ReadOnly {
+            path: path.to_path_buf(),
+            why: permissions,
+            fix: format!("give write permission (chmod u+w {}) or work on a copy with --db", what.display()),
+        }
+    }
 }
 
 /// Refuses, before anything is created or shown, a database that could be read but not
 /// written: a read-only file, or a folder where SQLite cannot make its `-wal` and `-shm`
 /// files.
 fn check_writable(path: &Path, dir: &Path) -> Result<()> {
-    if path.exists() && !may_write(path) {
-        return Err(StoreError::ReadOnly {
-            path: path.to_path_buf(),
-            why: "the file is read-only for this user".into(),
-            fix: format!("chmod u+w {}", path.display()),
-        });
+    if path.exists()
+        && let Some(e) = write_refusal(path)
+    {
+        return Err(read_only(path, path, &e, "the file is read-only for this user".into()));
     }
-    if !may_write(dir) {
-        return Err(StoreError::ReadOnly {
-            path: path.to_path_buf(),
-            why: format!(
-                "its folder {} is read-only for this user, and SQLite keeps its write-ahead log beside the database",
-                dir.display()
-            ),
-            fix: format!("chmod u+w {}", dir.display()),
-        });
+    if let Some(e) = write_refusal(dir) {
+        let why = format!(
+            "its folder {} is read-only for this user, and SQLite keeps its write-ahead log beside the database",
+            dir.display()
+        );
+        return Err(read_only(path, dir, &e, why));
     }
     Ok(())
 }
@@ -275,7 +297,7 @@ impl Store {
             return Err(StoreError::ReadOnly {
                 path: path.to_path_buf(),
                 why: "SQLite could open it only for reading".into(),
-                fix: format!("chmod u+w {}", path.display()),
+                fix: format!("give write permission (chmod u+w {}) or work on a copy with --db", path.display()),
             });
         }
         // A read-only file of an older schema is read as it is (what readers read is in
