@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ualign_core::pools::PoolWorker;
+use ualign_core::session::EndReason;
 use ualign_core::store::Store;
 use ualign_core::study::Study;
 
@@ -120,9 +121,11 @@ impl Hub {
         limits: Limits,
         worker: Option<PoolWorker>,
     ) -> anyhow::Result<Self> {
-        let (gate, _) = Store::open_for_study(&db, &study)?;
+        let (mut gate, _) = Store::open_for_study(&db, &study)?;
+        // Sessions a killed server left open would stay open for ever.
+        let abandoned = gate.close_abandoned_sessions(EndReason::ServerStopped.as_str())?;
         let rate = limits::RateLimiter::new(limits.per_address_per_minute);
-        Ok(Self {
+        let hub = Self {
             study,
             db,
             auth,
@@ -141,7 +144,13 @@ impl Hub {
             refused: Mutex::new(limits::RefusalCounts::default()),
             per_address: Arc::default(),
             pending_per_address: Arc::default(),
-        })
+        };
+        if abandoned > 0 {
+            hub.log(&format!(
+                "closed {abandoned} session(s) a server left open when it stopped without closing them (ended: server stopped)"
+            ));
+        }
+        Ok(hub)
     }
 
     /// Whether a typed id or code lets its connection in, and as whom. Only reads: an

@@ -230,7 +230,6 @@ fn run(
     last_input: &AtomicU64,
 ) {
     let Start { who, client, size, connection, place } = start;
-    let _place = place;
     let overflowed = writer.overflowed.clone();
     let links = writer.tx.clone();
     let app = Store::open_for_study(&hub.db, &hub.study)
@@ -270,7 +269,14 @@ fn run(
         }
     };
     let result = crate::tui::drive(&mut ui, &mut terminal, draw::Theme { color: true }, events, TICK, &stop);
-    let why = if ui.remote.app.quit { "quit" } else { stop().map_or("disconnected", EndReason::as_str) };
+    let why = if ui.remote.app.failure.is_some() {
+        // The session ended for it (the participant then closed the failure screen).
+        EndReason::Error.as_str()
+    } else if ui.remote.app.quit {
+        "quit"
+    } else {
+        stop().map_or("disconnected", EndReason::as_str)
+    };
     let app = &ui.remote.app;
     let who = app.participant.clone();
     drop(terminal);
@@ -290,11 +296,16 @@ fn run(
     }
     // The last frame, past the bound: it is small, and the connection closes after it.
     let _ = ui.remote.links.send(Out::Frame(bye));
+    let who = who.as_deref().unwrap_or("(no id yet)");
+    if let Some(f) = &app.failure {
+        // What the participant was told in plain words, and the whole error: the
+        // researcher must see that answers could not be saved.
+        hub.log(&format!("#{connection} {who} could not go on: {} ({})", f.what, f.detail));
+    }
+    // The session's place is given back first, so that the line's count is without it.
+    drop(place);
     let error = result.err().map(|e| format!(" ({e:#})")).unwrap_or_default();
-    hub.log(&format!(
-        "#{connection} {} ended: {why}, {answered} answer(s) saved in this session{error}",
-        who.as_deref().unwrap_or("(no id yet)")
-    ));
+    hub.log(&format!("#{connection} {who} ended: {why}, {answered} answer(s) saved in this session{error}"));
 }
 
 /// A message on a screen that cannot start, in the client's own terminal mode.

@@ -251,3 +251,12 @@ pub(crate) fn assert_pools_whole(db: &Path, study: &ualign_core::study::Study) {
         assert_eq!(n, size, "policy {policy}: a pool of {n} of {size} was stored");
     }
 }
+
+/// Limits the size of every file process `pid` writes (as `ulimit -f` would): from then on
+/// SQLite's writes past the limit fail as on a full disk.
+pub(crate) fn limit_file_size(pid: u32, bytes: u64) {
+    let limit = libc::rlimit { rlim_cur: bytes, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: prlimit only reads `limit`; a null old-limit pointer is allowed.
+    let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}

@@ -96,15 +96,6 @@ fn the_session_records_the_real_window_size() {
     assert!(sizes.len() == 2 && sizes.iter().all(|s| s.ends_with(" 100x30")), "{sizes:?}");
 }
 
-/// Limits the size of every file process `pid` writes (as `ulimit -f` would): from then on
-/// SQLite's writes past the limit fail as on a full disk.
-fn limit_file_size(pid: u32, bytes: u64) {
-    let limit = libc::rlimit { rlim_cur: bytes, rlim_max: libc::RLIM_INFINITY };
-    // SAFETY: prlimit only reads `limit`; a null old-limit pointer is allowed.
-    let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
-    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
-}
-
 #[test]
 fn a_disk_that_fills_up_mid_study_is_told_in_plain_words_and_nothing_is_lost() {
     let (dir, db) = example_for_participants();
@@ -116,7 +107,7 @@ fn a_disk_that_fills_up_mid_study_is_told_in_plain_words_and_nothing_is_lost() {
     wait("trial 3 on screen", || {
         count(&db, "SELECT COUNT(*) FROM trials WHERE position = 2 AND shown_at IS NOT NULL") == 1
     });
-    limit_file_size(tui.child.process_id().unwrap(), 1);
+    common::limit_file_size(tui.child.process_id().unwrap(), 1);
     tui.keys("1");
     tui.keys("\r");
     tui.wait_for_text("the study cannot go on");

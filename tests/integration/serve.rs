@@ -233,6 +233,31 @@ fn a_participant_over_real_ssh_goes_from_consent_to_the_completion_code() {
 }
 
 #[test]
+fn an_answer_that_cannot_be_saved_is_in_the_servers_log_and_the_count_is_without_the_session() {
+    let (dir, db, server) = example_server(&[]);
+    let (code, p) = invite(dir.path(), 1).remove(0);
+    let mut t = ssh_tui(server.ssh.unwrap(), &code, &[], (100, 30));
+    begin_signed_in(&mut t);
+    let total = trials_of(&db, &p);
+    t.answer(&db, &p, 0, total);
+    wait("the second trial to be shown", || {
+        count(&db, &format!("SELECT COUNT(*) FROM trials WHERE participant_id = '{p}' AND shown_at IS NOT NULL")) == 2
+    });
+    // From now on the server cannot grow a file: its disk is as good as full.
+    crate::common::limit_file_size(server.child.id(), 1);
+    t.keys("1");
+    t.keys("\r");
+    t.wait_for_text("NOT saved");
+    t.keys("q");
+    wait("ssh to exit", || t.exited());
+    wait("the session's end in the log", || server.log().contains(&format!("{p} ended")));
+    let log = server.log();
+    assert!(log.contains(&format!("{p} could not go on: ")) && log.contains("could not save the answer"), "{log}");
+    assert!(log.contains(&format!("{p} ended: error, 1 answer(s) saved in this session [0 session(s)]")), "{log}");
+    assert_eq!(answers_of(&db, &p), 1, "the answer before stands");
+}
+
+#[test]
 fn the_window_follows_the_clients_terminal() {
     let (dir, _db, server) = example_server(&[]);
     let (code, _) = invite(dir.path(), 1).remove(0);
@@ -282,10 +307,22 @@ fn thirty_two_ssh_sessions_answer_at_once_and_all_resume_after_the_server_is_kil
     };
     let first = run_all(port, 0, FIRST, false);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM answers"), N as i64 * FIRST);
-    // The server dies without warning, mid-study.
+    // The server dies without warning, mid-study: its sessions stay open in the database
+    // until the next server starts and closes them.
     server.kill9();
     drop(first);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL"), N as i64);
     let mut server = Server::start(dir.path(), &args, &[]);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sessions WHERE end_reason = 'server stopped'"), N as i64);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM sessions s WHERE ended_at < started_at OR ended_at > (SELECT MAX(answered_at) FROM answers)"
+        ),
+        0,
+        "each ends at its last sign of life"
+    );
+    wait("the closed sessions in the log", || server.log().contains(&format!("closed {N} session(s) a server left open")));
     let again = run_all(server.ssh.unwrap(), FIRST, FIRST + 1, true);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM answers"), N as i64 * (FIRST + 1), "every answer once, none lost");
     assert_eq!(

@@ -27,6 +27,8 @@ pub enum EndReason {
     TerminalClosed,
     /// `serve` is stopping.
     ServerStopping,
+    /// The server was killed with the session open (closed when a server starts again).
+    ServerStopped,
     /// A remote client read its screen too slowly.
     ClientTooSlow,
     /// A remote participant typed nothing for the idle time.
@@ -43,6 +45,7 @@ impl EndReason {
             EndReason::Signal => "signal",
             EndReason::TerminalClosed => "terminal closed",
             EndReason::ServerStopping => "server stopping",
+            EndReason::ServerStopped => "server stopped",
             EndReason::ClientTooSlow => "client too slow",
             EndReason::Idle => "idle",
         }

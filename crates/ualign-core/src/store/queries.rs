@@ -433,6 +433,23 @@ impl Store {
         })
     }
 
+    /// Closes the sessions of remote clients (`ssh …`, `browser …`) that were never closed:
+    /// their server was killed. Each is ended for `reason` at its last sign of life (its
+    /// last answer or trial shown, else its start). Returns how many. (`serve` calls it at
+    /// start: one server serves a study database at a time.)
+    pub fn close_abandoned_sessions(&mut self, reason: &str) -> Result<usize> {
+        self.write("the end of sessions left open", |tx| {
+            Ok(tx.execute(
+                "UPDATE sessions SET end_reason = ?1, ended_at = COALESCE(
+                     (SELECT MAX(at) FROM (SELECT a.answered_at AS at FROM answers a WHERE a.session_id = sessions.id
+                                           UNION ALL SELECT t.shown_at FROM trials t WHERE t.session_id = sessions.id)),
+                     started_at)
+                 WHERE ended_at IS NULL AND (client LIKE 'ssh %' OR client LIKE 'browser %')",
+                [reason],
+            )?)
+        })
+    }
+
     /// Records which candidates a trial displays (in displayed order) when first shown; a
     /// trial shown again after a resume keeps its first displayed candidates.
     pub fn mark_shown(&mut self, trial_id: i64, candidate_ids: &[i64], session: Option<i64>) -> Result<()> {
