@@ -317,12 +317,15 @@ fn thirty_two_ssh_sessions_answer_at_once_and_all_resume_after_the_server_is_kil
     assert_eq!(
         count(
             &db,
-            "SELECT COUNT(*) FROM sessions s WHERE ended_at < started_at OR ended_at > (SELECT MAX(answered_at) FROM answers)"
+            "SELECT COUNT(*) FROM sessions WHERE ended_at < started_at OR ended_at > (SELECT MAX(at) FROM
+                 (SELECT MAX(answered_at) AS at FROM answers UNION ALL SELECT MAX(shown_at) FROM trials))"
         ),
         0,
         "each ends at its last sign of life"
     );
-    wait("the closed sessions in the log", || server.log().contains(&format!("closed {N} session(s) a server left open")));
+    wait("the closed sessions in the log", || {
+        server.log().contains(&format!("closed {N} session(s) a server left open"))
+    });
     let again = run_all(server.ssh.unwrap(), FIRST, FIRST + 1, true);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM answers"), N as i64 * (FIRST + 1), "every answer once, none lost");
     assert_eq!(
@@ -922,6 +925,18 @@ fn the_websocket_refuses_other_origins_and_only_the_embedded_files_are_served() 
     assert!(handshake(port, Some("http://evil.example"), "/ws").contains("403"));
     assert!(handshake(port, None, "/ws").contains("403"), "no Origin: refused");
     assert!(handshake(port, Some(&format!("http://127.0.0.1:{port}")), "/ws").contains("101"));
+    // DNS rebinding: a page of the attacker's name, pointed at this machine, whose Origin
+    // and Host agree. Only an address, localhost or an --origin is the page's own.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /ws HTTP/1.1\r\nHost: rebound.example:{port}\r\nOrigin: http://rebound.example:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut status = String::new();
+    BufReader::new(s).read_line(&mut status).unwrap();
+    assert!(status.contains("403"), "{status}");
     let get = |path: &str| {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
