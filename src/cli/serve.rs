@@ -38,7 +38,7 @@ pub(crate) struct Cmd {
     /// File whose first line is the study password (else UALIGN_SERVE_PASSWORD), for --auth password
     #[arg(long)]
     password_file: Option<PathBuf>,
-    /// Another origin the browser page may be served from (a reverse proxy's public scheme and host), repeatable
+    /// Another origin the browser page may be served from, scheme, host and port (a host name participants type, or a reverse proxy's https address; an IP address or localhost needs none), repeatable
     #[arg(long)]
     origin: Vec<String>,
     /// Participant sessions at once, 1 to 10000
@@ -123,6 +123,7 @@ impl Cmd {
         let stop = super::cancel_on_ctrl_c();
         let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone());
         let auth_name = self.auth_name();
+        let origins_given = !self.origin.is_empty();
         serve::run(hub, Doors { ssh: self.ssh, http: self.http }, &stop, Duration::from_secs(10), |at| {
             println!("ualign serve: study `{name}`, database {}, --auth {auth_name}", db.display());
             if let Some((addr, fingerprint)) = &at.ssh {
@@ -136,6 +137,11 @@ impl Cmd {
                 // serve speaks plain HTTP; TLS is a reverse proxy's.
                 let scheme = "http";
                 println!("  browser: {scheme}://{}:{}{query}", host(addr), addr.port());
+                if !origins_given {
+                    println!(
+                        "           (at an IP address or localhost; a host name, or a reverse proxy's https address, needs --origin URL)"
+                    );
+                }
             }
             println!("  Ctrl-C stops: participants are told their answers are saved and how to come back.");
         })

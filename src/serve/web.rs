@@ -192,18 +192,27 @@ fn secured(mut r: Response) -> Response {
     r
 }
 
-/// Whether a WebSocket's `Origin` is the page's own (the `Host` it was asked of, over
-/// http or https) or one the researcher allowed.
-fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    let (Some(origin), Some(host)) = (
-        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
-        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
-    ) else {
+/// Whether a WebSocket's `Origin` is one the page may have, scheme, host and port alike:
+/// one the researcher gave with `--origin` (a reverse proxy's https address, a host name),
+/// or the page as this door serves it, `http://` and the `Host` it was asked of, where
+/// that host is an IP address or `localhost` and the port is the door's (`port`). A host
+/// name is never taken from the request: an attacker's name, pointed at this machine by
+/// DNS, would give its page this door's origin (DNS rebinding).
+fn origin_allowed(headers: &HeaderMap, allowed: &[String], port: Option<u16>) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return false };
+    if allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let (Some(host), Some(port)) = (headers.get(header::HOST).and_then(|v| v.to_str().ok()), port) else {
         return false;
     };
-    // The page's own origin: its Host over http or https (a reverse proxy may add TLS).
-    let own = origin.split_once("://").is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && rest == host);
-    own || allowed.iter().any(|a| a.trim_end_matches('/') == origin)
+    let Some(authority) = origin.strip_prefix("http://").filter(|a| *a == host) else { return false };
+    let (name, at) = match authority.rsplit_once(':') {
+        Some((n, p)) if !p.contains(']') => (n, p.parse::<u16>().ok()),
+        _ => (authority, Some(80)),
+    };
+    let literal = name.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok();
+    at == Some(port) && (literal || name.eq_ignore_ascii_case("localhost"))
 }
 
 /// A Prolific id of the address, if it has the shape of one (letters and digits, at most 64).
@@ -232,7 +241,7 @@ async fn websocket(
     Query(q): Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !origin_allowed(&headers, &hub.origins) {
+    if !origin_allowed(&headers, &hub.origins, hub.http_addr.map(|a| a.port())) {
         return secured((StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response());
     }
     if hub.stopping() {
@@ -468,15 +477,26 @@ mod tests {
 
     #[test]
     fn only_the_pages_own_origin_may_open_the_websocket() {
-        let local = "127.0.0.1:8080";
+        let ok = |origin: &str, host: &str, allowed: &[String]| {
+            origin_allowed(&headers(Some(origin), host), allowed, Some(8080))
+        };
+        for own in ["127.0.0.1:8080", "192.0.2.7:8080", "[::1]:8080", "localhost:8080"] {
+            assert!(ok(&at("http", own), own, &[]), "{own}");
+        }
+        assert!(!ok(&at("http", "evil.example"), "127.0.0.1:8080", &[]));
+        // DNS rebinding: the attacker's name, pointed at this machine, in Origin and Host alike.
+        assert!(!ok(&at("http", "evil.example:8080"), "evil.example:8080", &[]), "a name is never the page's own");
+        assert!(!ok(&at("https", "127.0.0.1:8080"), "127.0.0.1:8080", &[]), "this door serves http only");
+        assert!(!ok(&at("http", "127.0.0.1:9090"), "127.0.0.1:9090", &[]), "another port is another page");
+        assert!(!ok(&at("ftp", "127.0.0.1:8080"), "127.0.0.1:8080", &[]), "only web pages");
+        assert!(!origin_allowed(&headers(None, "127.0.0.1:8080"), &[], Some(8080)), "no Origin: not a page of ours");
+        // A reverse proxy's address is the researcher's to give, scheme included.
         let public = "study.example.org";
-        assert!(origin_allowed(&headers(Some(&at("http", local)), local), &[]));
-        assert!(origin_allowed(&headers(Some(&at("https", public)), public), &[]));
-        assert!(!origin_allowed(&headers(Some(&at("http", "evil.example")), local), &[]));
-        assert!(!origin_allowed(&headers(Some(&at("ftp", local)), local), &[]), "only http(s) pages");
-        assert!(!origin_allowed(&headers(None, local), &[]), "no Origin: not a browser page of ours");
         let allowed = vec![at("https", public) + "/"];
-        assert!(origin_allowed(&headers(Some(&at("https", public)), local), &allowed));
+        assert!(ok(&at("https", public), "127.0.0.1:8080", &allowed));
+        assert!(ok(&at("https", public), public, &allowed));
+        assert!(!ok(&at("http", public), public, &allowed), "the scheme too");
+        assert!(!ok(&at("https", public), public, &[]), "a name needs --origin");
     }
 
     #[test]
