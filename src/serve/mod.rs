@@ -101,6 +101,10 @@ pub(crate) struct Hub {
     refused: Mutex<limits::RefusalCounts>,
     per_address: Arc<limits::PerAddress>,
     pending_per_address: Arc<limits::PerAddress>,
+    /// The screen each participant is running on, by connection number, with the flag
+    /// that tells it to close: a participant who signs in again (a second window, a
+    /// reconnect before the old connection timed out) goes on in the newest window.
+    windows: Mutex<std::collections::HashMap<String, (u64, Arc<AtomicBool>)>>,
 }
 
 /// How a connection asks to be admitted, before any screen runs.
@@ -144,6 +148,7 @@ impl Hub {
             refused: Mutex::new(limits::RefusalCounts::default()),
             per_address: Arc::default(),
             pending_per_address: Arc::default(),
+            windows: Mutex::default(),
         };
         if abandoned > 0 {
             hub.log(&format!(
@@ -260,6 +265,26 @@ impl Hub {
         match limits::CountedPlace::take(total, cap) {
             Some(total) => Ok(limits::Place::new(total, address)),
             None => refuse(why[0]),
+        }
+    }
+
+    /// Connection `connection` now runs `participant`'s screens: the window they had open
+    /// before (if any) is told to close (its flag set), and `closing` is set when this one
+    /// is superseded in turn. Returns the connection number of the window closed.
+    pub(crate) fn claim_window(&self, participant: &str, connection: u64, closing: Arc<AtomicBool>) -> Option<u64> {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let before = windows.insert(participant.to_string(), (connection, closing))?;
+        (before.0 != connection).then(|| {
+            before.1.store(true, Ordering::Relaxed);
+            before.0
+        })
+    }
+
+    /// A window's screens ended: it no longer holds its participant (unless a newer one does).
+    pub(crate) fn release_window(&self, participant: &str, connection: u64) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.get(participant).is_some_and(|(c, _)| *c == connection) {
+            windows.remove(participant);
         }
     }
 

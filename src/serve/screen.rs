@@ -172,10 +172,23 @@ struct Remote {
     connection: u64,
     completed: bool,
     links: tokio::sync::mpsc::UnboundedSender<Out>,
+    /// The participant whose window this is, once known (at sign-in, or when the ID
+    /// screen admits them).
+    claimed: Option<String>,
+    /// Set when the participant signs in in a newer window: this one then closes.
+    superseded: Arc<AtomicBool>,
 }
 
 impl Remote {
     fn after_event(&mut self, hub: &Hub) {
+        if self.claimed.is_none()
+            && let Some(p) = self.app.participant.clone()
+        {
+            if let Some(old) = hub.claim_window(&p, self.connection, self.superseded.clone()) {
+                hub.log(&format!("#{} {p} went on in a new window; #{old} is closed", self.connection));
+            }
+            self.claimed = Some(p);
+        }
         if self.app.screen == Screen::Done && !self.completed {
             self.completed = true;
             hub.log(&format!("#{} {} completed the study", self.connection, self.who()));
@@ -255,11 +268,17 @@ fn run(
         Err(_) => return,
     };
     Interactive::on_event(&mut app, Event::Resize(size.0, size.1));
-    let mut ui = WithHub { remote: Remote { app, connection, completed: false, links }, hub };
+    let superseded = Arc::new(AtomicBool::new(false));
+    let remote = Remote { app, connection, completed: false, links, claimed: None, superseded: superseded.clone() };
+    let mut ui = WithHub { remote, hub };
+    // The participant of a code known at sign-in holds this window from the start.
+    ui.remote.after_event(hub);
     let idle_ms = hub.limits.idle_timeout.as_millis() as u64;
     let stop = || {
         if hub.stopping() {
             Some(EndReason::ServerStopping)
+        } else if superseded.load(Ordering::Relaxed) {
+            Some(EndReason::AnotherWindow)
         } else if overflowed.load(Ordering::Relaxed) {
             Some(EndReason::ClientTooSlow)
         } else if hub.clock_ms().saturating_sub(last_input.load(Ordering::Relaxed)) > idle_ms {
@@ -281,16 +300,8 @@ fn run(
     let who = app.participant.clone();
     drop(terminal);
     let answered = app.answered_this_session;
-    let farewell = match why {
-        "server stopping" => Some(text::serve_stopping(&hub.reconnect_hint(who.as_deref()))),
-        "idle" => Some(text::serve_idle(hub.limits.idle_timeout, &hub.reconnect_hint(who.as_deref()))),
-        _ if who.is_some() && app.screen != Screen::Done && app.screen != Screen::Declined => {
-            Some(text::serve_saved(answered, &hub.reconnect_hint(who.as_deref())))
-        }
-        _ => None,
-    };
     let mut bye = LEAVE.to_vec();
-    if let Some(f) = farewell {
+    if let Some(f) = farewell(hub, why, app) {
         bye.extend_from_slice(f.replace('\n', "\r\n").as_bytes());
         bye.extend_from_slice(b"\r\n");
     }
@@ -302,10 +313,28 @@ fn run(
         // researcher must see that answers could not be saved.
         hub.log(&format!("#{connection} {who} could not go on: {} ({})", f.what, f.detail));
     }
+    if let Some(p) = &ui.remote.claimed {
+        hub.release_window(p, connection);
+    }
     // The session's place is given back first, so that the line's count is without it.
     drop(place);
     let error = result.err().map(|e| format!(" ({e:#})")).unwrap_or_default();
     hub.log(&format!("#{connection} {who} ended: {why}, {answered} answer(s) saved in this session{error}"));
+}
+
+/// What a closing window tells its participant, after the screens have gone: why it
+/// closed, and that (and how) they can come back.
+fn farewell(hub: &Hub, why: &str, app: &Driver) -> Option<String> {
+    let who = app.participant.as_deref();
+    match why {
+        "server stopping" => Some(text::serve_stopping(&hub.reconnect_hint(who))),
+        "idle" => Some(text::serve_idle(hub.limits.idle_timeout, &hub.reconnect_hint(who))),
+        "another window" => Some(text::SERVE_OTHER_WINDOW.to_string()),
+        _ if who.is_some() && app.screen != Screen::Done && app.screen != Screen::Declined => {
+            Some(text::serve_saved(app.answered_this_session, &hub.reconnect_hint(who)))
+        }
+        _ => None,
+    }
 }
 
 /// A message on a screen that cannot start, in the client's own terminal mode.

@@ -198,6 +198,10 @@ pub(crate) fn serve_idle(after: std::time::Duration, reconnect: &str) -> String 
     )
 }
 
+/// The farewell of a window whose participant signed in again elsewhere.
+pub(crate) const SERVE_OTHER_WINDOW: &str =
+    "You went on in another window, so this one is closed. Every answer you confirmed is saved.";
+
 pub(crate) fn serve_saved(answered: usize, reconnect: &str) -> String {
     format!("{answered} answer(s) saved in this session. To continue where you left off, {reconnect}")
 }

@@ -980,6 +980,49 @@ fn a_full_study_says_so_politely_and_an_idle_session_is_closed_with_its_answers_
 }
 
 #[test]
+fn a_participant_who_signs_in_again_goes_on_in_the_new_window_and_the_old_one_closes() {
+    let (dir, db) = example_for_participants();
+    let codes = invite(dir.path(), 2);
+    let server = Server::start(dir.path(), &["--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0"], &[]);
+    // Over ssh: the first window answers a trial; the same code in a second window.
+    let (code, p) = &codes[0];
+    let mut first = ssh_tui(server.ssh.unwrap(), code, &[], (100, 30));
+    begin_signed_in(&mut first);
+    let total = trials_of(&db, p);
+    first.answer(&db, p, 0, total);
+    let mut second = ssh_tui(server.ssh.unwrap(), code, &[], (100, 30));
+    second.wait_for_text("Welcome back");
+    first.wait_for_text("You went on in another window, so this one is closed");
+    wait("the old window to close", || first.exited());
+    second.keys("\r");
+    second.answer(&db, p, 1, total);
+    assert_eq!(answers_of(&db, p), 2, "the new window goes on where the old one stopped");
+    let ended = |reason: &str, who: &str| {
+        count(&db, &format!("SELECT COUNT(*) FROM sessions WHERE participant_id = '{who}' AND end_reason = '{reason}'"))
+    };
+    assert_eq!(ended("another window", p), 1);
+    // In the browser: the same rule at the WebSocket.
+    let (code, p) = &codes[1];
+    let port = server.http.unwrap();
+    let origin = format!("http://127.0.0.1:{port}");
+    let open = || {
+        let (status, mut ws) = open_websocket(port, Some(&origin), &format!("/ws?invite={code}"), "");
+        assert!(status.contains("101"), "{status}");
+        page_message(&mut ws, r#"{"t":"r","c":100,"r":30}"#);
+        ws
+    };
+    let mut old = open();
+    assert!(server_says(&mut old, Duration::from_secs(2)).contains("Press Enter to begin"));
+    let mut new = open();
+    assert!(server_says(&mut new, Duration::from_secs(2)).contains("Press Enter to begin"));
+    let told = server_says(&mut old, Duration::from_secs(5));
+    assert!(told.contains("You went on in another window"), "{told:?}");
+    wait("the log to say so", || server.log().contains(&format!("{p} ended: another window")));
+    let log = server.log();
+    assert!(log.contains(&format!("{p} went on in a new window")), "{log}");
+}
+
+#[test]
 fn a_stalled_client_delays_no_one_else() {
     let (dir, db, server) = example_server(&[]);
     let codes = invite(dir.path(), 2);

@@ -33,6 +33,9 @@ pub enum EndReason {
     ClientTooSlow,
     /// A remote participant typed nothing for the idle time.
     Idle,
+    /// The participant went on in another window (`serve`: the newest window of a
+    /// participant is the one that runs).
+    AnotherWindow,
 }
 
 impl EndReason {
@@ -48,6 +51,7 @@ impl EndReason {
             EndReason::ServerStopped => "server stopped",
             EndReason::ClientTooSlow => "client too slow",
             EndReason::Idle => "idle",
+            EndReason::AnotherWindow => "another window",
         }
     }
 }
