@@ -257,6 +257,8 @@ impl App {
     /// Applies what happened; returns what the driver is to do about it, in order.
     pub fn update(&mut self, action: Action) -> Vec<Effect> {
         let mut fx = Vec::new();
+        // A tick moves the clock alone: nothing on screen that `note_seen` looks at.
+        let ticked = matches!(action, Action::Tick);
         match action {
             Action::Start if self.screen == Screen::Resuming => self.begin_session(&mut fx),
             Action::Start => {}
@@ -290,17 +292,23 @@ impl App {
             Action::Failed(failure) => self.fail(failure, &mut fx),
             Action::Pools(news) => self.pool_news(news, &mut fx),
         }
-        self.note_seen();
+        if !ticked {
+            self.note_seen();
+        }
         fx
     }
 
     /// Marks the answers whose last line is on screen now (as the trial is laid out for
     /// the window): what `seen_in_full` records with the answer.
     fn note_seen(&mut self) {
+        if self.too_small() {
+            // Only "please enlarge" is on screen.
+            return;
+        }
         let panels = self.panels();
         if let Some(CurrentTrial::Ready(t)) = self.trial.as_mut() {
             for (i, p) in panels.iter().enumerate() {
-                if t.scroll[i] >= p.max_scroll {
+                if p.visible > 0 && t.scroll[i] >= p.max_scroll {
                     t.seen_end[i] = true;
                 }
             }
@@ -340,8 +348,15 @@ impl App {
             .map(|(s, _)| s.clone())
     }
 
+    /// Whether the window is too small to read: under the study's minimum, or, on a trial,
+    /// too short for every answer to show a line of text.
     pub(crate) fn too_small(&self) -> bool {
-        self.size.0 < text::MIN_WIDTH || self.size.1 < text::MIN_HEIGHT
+        self.size.0 < text::MIN_WIDTH || self.size.1 < text::MIN_HEIGHT || self.too_short_for_the_trial()
+    }
+
+    /// On a trial whose answers cannot each show a line of text in the window.
+    pub(crate) fn too_short_for_the_trial(&self) -> bool {
+        self.panels().iter().any(|p| p.visible == 0)
     }
 
     /// The candidate panels of the trial on screen, laid out for the window's size.

@@ -37,7 +37,7 @@ impl Theme {
 pub fn draw(f: &mut Frame, app: &App, theme: Theme) {
     let area = f.area();
     if app.too_small() {
-        draw_too_small(f, area);
+        draw_too_small(f, area, app.too_short_for_the_trial());
         return;
     }
     match app.screen {
@@ -101,9 +101,11 @@ fn message_screen(app: &App, screen: Screen) -> (String, String, &'static str) {
     }
 }
 
-fn draw_too_small(f: &mut Frame, area: Rect) {
+fn draw_too_small(f: &mut Frame, area: Rect, crowded: bool) {
     f.render_widget(
-        Paragraph::new(text::too_small(area.width, area.height)).alignment(Alignment::Center).wrap(Wrap { trim: true }),
+        Paragraph::new(text::too_small(area.width, area.height, crowded))
+            .alignment(Alignment::Center)
+            .wrap(Wrap { trim: true }),
         area,
     );
 }

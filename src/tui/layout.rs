@@ -4,7 +4,7 @@
 //! the text measurement both need, and making candidate text inert.
 
 use ratatui::layout::{Constraint, Layout, Rect};
-use unicode_width::UnicodeWidthStr;
+use ratatui::widgets::{Paragraph, Wrap};
 
 /// Makes candidate text inert: escape sequences and control characters are shown as
 /// visible symbols, never interpreted; tabs become spaces; bidi overrides are dropped.
@@ -37,32 +37,12 @@ pub fn reflow(s: &str) -> String {
         .join("\n\n")
 }
 
-/// Lines a text takes when word-wrapped to `width` (greedy, as ratatui wraps; a word wider
-/// than the line is broken).
+/// Lines a text takes when word-wrapped to `width`, as ratatui wraps it when the panels
+/// draw it (its own word wrapper, asked for the count: a hand-made copy of the rules
+/// missed how a word wider than the line is broken).
 pub(crate) fn wrapped_height(s: &str, width: u16) -> u16 {
-    let w = width.max(1) as usize;
-    let mut total = 0usize;
-    for line in s.split('\n') {
-        let mut lines = 1;
-        let mut col = 0usize;
-        for word in line.split(' ') {
-            let ww = word.width();
-            let need = if col == 0 { ww } else { col + 1 + ww };
-            if need <= w {
-                col = need;
-            } else if ww > w {
-                // Break the long word across lines.
-                let rest = if col == 0 { ww } else { ww + col + 1 };
-                lines += (rest - 1) / w;
-                col = rest % w;
-            } else {
-                lines += 1;
-                col = ww;
-            }
-        }
-        total += lines;
-    }
-    total.clamp(1, u16::MAX as usize) as u16
+    let count = Paragraph::new(s).wrap(Wrap { trim: false }).line_count(width.max(1));
+    count.clamp(1, u16::MAX as usize) as u16
 }
 
 /// A rectangle of `w`×`h` (at most the area's) in the middle of `area`.
@@ -103,7 +83,8 @@ pub(crate) struct TrialLayout {
 /// share are shown whole, and the rest share what is left equally (a layout that padded a
 /// short answer while cutting a long one would favour one policy's answers by their length).
 pub(crate) fn trial(area: Rect, prompt: &str, texts: &[String]) -> TrialLayout {
-    let prompt_h = (wrapped_height(&inert(prompt), area.width.saturating_sub(2)) + 2).min(area.height / 3).max(3);
+    let prompt_h =
+        wrapped_height(&inert(prompt), area.width.saturating_sub(2)).saturating_add(2).min(area.height / 3).max(3);
     let chunks = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(prompt_h),
@@ -117,13 +98,15 @@ pub(crate) fn trial(area: Rect, prompt: &str, texts: &[String]) -> TrialLayout {
     let n = texts.len() as u16;
     let room = chunks[3];
     let column = room.width / n.max(1);
-    let side_by_side_need = texts.iter().map(|t| wrapped_height(t, column.saturating_sub(2))).max().unwrap_or(1) + 2;
+    let side_by_side_need =
+        texts.iter().map(|t| wrapped_height(t, column.saturating_sub(2))).max().unwrap_or(1).saturating_add(2);
     let rects: Vec<Rect> = if n <= 5 && column >= 28 && side_by_side_need <= room.height {
         let row = Rect { height: side_by_side_need, ..room };
         let count = texts.len().max(1) as u32;
         Layout::horizontal(vec![Constraint::Ratio(1, count); texts.len()]).split(row).to_vec()
     } else {
-        let needs: Vec<u16> = texts.iter().map(|t| wrapped_height(t, room.width.saturating_sub(2)) + 2).collect();
+        let needs: Vec<u16> =
+            texts.iter().map(|t| wrapped_height(t, room.width.saturating_sub(2)).saturating_add(2)).collect();
         let mut y = room.y;
         shared_heights(&needs, room.height)
             .into_iter()
@@ -222,6 +205,45 @@ mod tests {
         assert_eq!(l.panels[0].rect.y, l.panels[1].rect.y, "side by side");
         let l = trial(Rect::new(0, 0, 140, 40), "?", &[lines(60), lines(2)]);
         assert!(l.panels[1].rect.y > l.panels[0].rect.y && fair(&l), "stacked: {:?}", l.panels);
+    }
+
+    /// The rows ratatui's wrapping (as the panels draw their text) fills at `width`: the
+    /// row of a marker line drawn after the text (blank rows count too).
+    fn rendered_height(text: &str, width: u16) -> u16 {
+        use ratatui::buffer::Buffer;
+        use ratatui::widgets::Widget;
+        let area = Rect::new(0, 0, width, 400);
+        let mut buf = Buffer::empty(area);
+        Paragraph::new(format!("{text}\n#")).wrap(Wrap { trim: false }).render(area, &mut buf);
+        let marker = (0..400).find(|&y| buf[(0, y)].symbol() == "#").expect("the marker is drawn");
+        // A text's last newline ends its last line (as str::lines reads it), opening none.
+        (marker - u16::from(text.ends_with('\n'))).max(1)
+    }
+
+    #[test]
+    fn wrapped_heights_are_the_rows_ratatui_draws() {
+        let long = "a".repeat(20);
+        for (text, width) in [
+            (format!("{long} b"), 10),
+            (format!("x {long} b"), 10),
+            ("one two three four five six seven".to_string(), 9),
+            (format!("{} end", "word ".repeat(30)), 23),
+            ("line 1\nline 2\n\nline 4".to_string(), 40),
+            (long.clone(), 10),
+            (format!("{long}a b c"), 10),
+            (format!("ab {long} cd {long}"), 7),
+            ("a  b   c    d".to_string(), 3),
+            ("ends with a space ".to_string(), 6),
+        ] {
+            assert_eq!(wrapped_height(&text, width), rendered_height(&text, width), "{text:?} at {width}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn wrapped_heights_are_the_rows_ratatui_draws_for_any_text(text in "[ab \n]{0,80}|[a-z]{0,30}( [a-z]{0,30}){0,6}", width in 3u16..30) {
+            proptest::prop_assert_eq!(wrapped_height(&text, width), rendered_height(&text, width), "{:?} at {}", text, width);
+        }
     }
 
     #[test]

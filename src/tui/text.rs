@@ -7,9 +7,15 @@ pub(crate) const MIN_HEIGHT: u16 = 20;
 pub(crate) const TOO_SMALL: &str = "Please enlarge the window";
 pub(crate) const TOO_SMALL_DETAIL: &str = "This study needs a terminal of at least 60 columns and 20 rows.";
 
-pub(crate) fn too_small(w: u16, h: u16) -> String {
-    format!("{TOO_SMALL}\n\n{TOO_SMALL_DETAIL}\n({w}×{h} now)")
+/// The "please enlarge" screen; `crowded`: the window is big enough for the study but too
+/// short for this question's answers to show a line each.
+pub(crate) fn too_small(w: u16, h: u16, crowded: bool) -> String {
+    let detail = if crowded { TOO_SHORT_FOR_THE_ANSWERS } else { TOO_SMALL_DETAIL };
+    format!("{TOO_SMALL}\n\n{detail}\n({w}×{h} now)")
 }
+
+pub(crate) const TOO_SHORT_FOR_THE_ANSWERS: &str =
+    "This question has more answers than the window has rows for: make it taller to see every one.";
 
 pub(crate) const WELCOME_HINT: &str = "Press Enter to begin · q to quit";
 /// The first screen's text when the study sets no `welcome`.

@@ -494,6 +494,13 @@ fn answers_are_shown_whole_when_they_fit_and_share_the_room_when_they_do_not() {
         assert!(panels[1..].iter().all(|p| p.max_scroll == 0 && p.visible == p.lines), "{w}x{h}: {panels:?}");
         insta::assert_snapshot!(format!("trial_one_long_{w}x{h}"), snapshot(&app, w, h));
     }
+    // Too short for five answers to show a line each: "please enlarge", and keys wait.
+    app.on_resize(60, 20);
+    let shown = snapshot(&app, 60, 20);
+    assert!(shown.contains("more answers than the window has rows for"), "{shown}");
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Enter);
+    assert!(answers(app.store()).is_empty(), "nothing is answered unseen");
 }
 
 #[test]
