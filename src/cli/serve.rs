@@ -119,7 +119,12 @@ impl Cmd {
         };
         let name = study.name.clone();
         let mut hub = Hub::new(study, db.clone(), auth, limits, worker)?;
-        hub.origins = self.origin.clone();
+        hub.origins = self
+            .origin
+            .iter()
+            .map(|o| serve::normal_origin(o))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?;
         let stop = super::cancel_on_ctrl_c();
         let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone());
         let auth_name = self.auth_name();

@@ -14,6 +14,7 @@ pub(crate) mod limits;
 pub(crate) mod screen;
 pub(crate) mod ssh;
 pub(crate) mod web;
+pub(crate) use web::normal_origin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -271,13 +272,23 @@ impl Hub {
     /// Connection `connection` now runs `participant`'s screens: the window they had open
     /// before (if any) is told to close (its flag set), and `closing` is set when this one
     /// is superseded in turn. Returns the connection number of the window closed.
+    /// The newest connection wins, by number: a screen that claims late (its store was
+    /// slow to open) after a newer one closes itself, not the newer one.
     pub(crate) fn claim_window(&self, participant: &str, connection: u64, closing: Arc<AtomicBool>) -> Option<u64> {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let before = windows.insert(participant.to_string(), (connection, closing))?;
-        (before.0 != connection).then(|| {
-            before.1.store(true, Ordering::Relaxed);
-            before.0
-        })
+        match windows.get(participant) {
+            Some((newer, _)) if *newer > connection => {
+                closing.store(true, Ordering::Relaxed);
+                None
+            }
+            _ => {
+                let before = windows.insert(participant.to_string(), (connection, closing))?;
+                (before.0 != connection).then(|| {
+                    before.1.store(true, Ordering::Relaxed);
+                    before.0
+                })
+            }
+        }
     }
 
     /// A window's screens ended: it no longer holds its participant (unless a newer one does).

@@ -192,6 +192,22 @@ fn secured(mut r: Response) -> Response {
     r
 }
 
+/// An `--origin` as browsers send one: `scheme://host[:port]`, lowercase, without a
+/// trailing slash or the scheme's default port (a browser never sends `:443`); a path, a
+/// query or another scheme is refused with what an origin is.
+pub(crate) fn normal_origin(given: &str) -> Result<String, String> {
+    let shape = "an origin is a scheme, a host and a port if not the default, with no path: e.g. https://study.example.org or http://lab-pc.example:8080";
+    let bare = given.trim().trim_end_matches('/');
+    let Some((scheme, rest)) = bare.split_once("://") else { return Err(format!("--origin {given}: {shape}")) };
+    let scheme = scheme.to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "http" | "https") || rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err(format!("--origin {given}: {shape}"));
+    }
+    let rest = rest.to_ascii_lowercase();
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    Ok(format!("{scheme}://{}", rest.strip_suffix(default).unwrap_or(&rest)))
+}
+
 /// Whether a WebSocket's `Origin` is one the page may have, scheme, host and port alike:
 /// one the researcher gave with `--origin` (a reverse proxy's https address, a host name),
 /// or the page as this door serves it, `http://` and the `Host` it was asked of, where
@@ -200,7 +216,7 @@ fn secured(mut r: Response) -> Response {
 /// DNS, would give its page this door's origin (DNS rebinding).
 fn origin_allowed(headers: &HeaderMap, allowed: &[String], port: Option<u16>) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return false };
-    if allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
         return true;
     }
     let (Some(host), Some(port)) = (headers.get(header::HOST).and_then(|v| v.to_str().ok()), port) else {
@@ -492,11 +508,25 @@ mod tests {
         assert!(!origin_allowed(&headers(None, "127.0.0.1:8080"), &[], Some(8080)), "no Origin: not a page of ours");
         // A reverse proxy's address is the researcher's to give, scheme included.
         let public = "study.example.org";
-        let allowed = vec![at("https", public) + "/"];
+        let allowed = vec![normal_origin(&(at("HTTPS", "Study.Example.org:443") + "/")).unwrap()];
         assert!(ok(&at("https", public), "127.0.0.1:8080", &allowed));
         assert!(ok(&at("https", public), public, &allowed));
         assert!(!ok(&at("http", public), public, &allowed), "the scheme too");
         assert!(!ok(&at("https", public), public, &[]), "a name needs --origin");
+    }
+
+    #[test]
+    fn an_origin_given_is_taken_as_browsers_send_it_and_a_path_is_refused() {
+        assert_eq!(normal_origin("https://study.example.org/").unwrap(), "https://study.example.org");
+        assert_eq!(normal_origin("HTTPS://Study.Example.org:443").unwrap(), "https://study.example.org");
+        assert_eq!(normal_origin("http://lab-pc.example:80").unwrap(), "http://lab-pc.example");
+        assert_eq!(normal_origin("http://lab-pc.example:8080").unwrap(), "http://lab-pc.example:8080");
+        for bad in
+            ["study.example.org", "ftp://x.example", "https://x.example/study", "https://x.example?a=1", "https://"]
+        {
+            let e = normal_origin(bad).unwrap_err();
+            assert!(e.contains(bad) && e.contains("no path"), "{bad}: {e}");
+        }
     }
 
     #[test]
