@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -131,6 +131,43 @@ fn take_place(count: &AtomicUsize, max: usize) -> bool {
     count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1)).is_ok()
 }
 
+/// The window each participant's screens run in, by connection number, with the flag that
+/// tells it to close: a participant who signs in again (a second window, a reconnect
+/// before the old connection timed out) goes on in the newest connection, and the other
+/// closes, whichever claims first (a screen whose store was slow to open claims late).
+#[derive(Default)]
+pub(crate) struct Windows(Mutex<HashMap<String, (u64, Arc<AtomicBool>)>>);
+
+impl Windows {
+    /// Connection `connection` runs `participant`'s screens unless a newer one does (then
+    /// `closing` is set at once); returns the older connection it closes, if any.
+    pub(crate) fn claim(&self, participant: &str, connection: u64, closing: Arc<AtomicBool>) -> Option<u64> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match held.get(participant) {
+            Some((newer, _)) if *newer > connection => {
+                closing.store(true, Ordering::Relaxed);
+                None
+            }
+            _ => {
+                let (before, flag) = held.insert(participant.to_string(), (connection, closing))?;
+                (before != connection).then(|| {
+                    flag.store(true, Ordering::Relaxed);
+                    before
+                })
+            }
+        }
+    }
+
+    /// Connection `connection`'s screens ended: it holds its participant no more (unless a
+    /// newer one holds them).
+    pub(crate) fn release(&self, participant: &str, connection: u64) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if held.get(participant).is_some_and(|(c, _)| *c == connection) {
+            held.remove(participant);
+        }
+    }
+}
+
 /// Refusals since the log last said.
 #[derive(Default)]
 pub(crate) struct RefusalCounts {
@@ -229,5 +266,25 @@ mod tests {
         assert!(CountedPlace::take(&n, 2).is_none());
         drop(a);
         assert!(CountedPlace::take(&n, 2).is_some());
+    }
+
+    #[test]
+    fn the_newest_connection_holds_the_participant_whichever_claims_first() {
+        let w = Windows::default();
+        let flag = || Arc::new(AtomicBool::new(false));
+        let (one, two, three) = (flag(), flag(), flag());
+        assert_eq!(w.claim("p", 1, one.clone()), None);
+        assert_eq!(w.claim("p", 2, two.clone()), Some(1), "a newer window closes the older");
+        assert!(one.load(Ordering::Relaxed) && !two.load(Ordering::Relaxed));
+        // An older connection claiming late closes itself, not the newer one.
+        let late = flag();
+        assert_eq!(w.claim("p", 0, late.clone()), None);
+        assert!(late.load(Ordering::Relaxed) && !two.load(Ordering::Relaxed));
+        // The old window's end does not release the new one's hold.
+        w.release("p", 1);
+        assert_eq!(w.claim("p", 3, three.clone()), Some(2));
+        w.release("p", 3);
+        assert_eq!(w.claim("p", 4, flag()), None, "released: nobody to close");
+        assert_eq!(w.claim("q", 1, flag()), None, "participants apart");
     }
 }

@@ -102,10 +102,8 @@ pub(crate) struct Hub {
     refused: Mutex<limits::RefusalCounts>,
     per_address: Arc<limits::PerAddress>,
     pending_per_address: Arc<limits::PerAddress>,
-    /// The screen each participant is running on, by connection number, with the flag
-    /// that tells it to close: a participant who signs in again (a second window, a
-    /// reconnect before the old connection timed out) goes on in the newest window.
-    windows: Mutex<std::collections::HashMap<String, (u64, Arc<AtomicBool>)>>,
+    /// The window each participant's screens run in (the newest).
+    windows: limits::Windows,
 }
 
 /// How a connection asks to be admitted, before any screen runs.
@@ -149,7 +147,7 @@ impl Hub {
             refused: Mutex::new(limits::RefusalCounts::default()),
             per_address: Arc::default(),
             pending_per_address: Arc::default(),
-            windows: Mutex::default(),
+            windows: limits::Windows::default(),
         };
         if abandoned > 0 {
             hub.log(&format!(
@@ -269,34 +267,15 @@ impl Hub {
         }
     }
 
-    /// Connection `connection` now runs `participant`'s screens: the window they had open
-    /// before (if any) is told to close (its flag set), and `closing` is set when this one
-    /// is superseded in turn. Returns the connection number of the window closed.
-    /// The newest connection wins, by number: a screen that claims late (its store was
-    /// slow to open) after a newer one closes itself, not the newer one.
+    /// Connection `connection` now runs `participant`'s screens (see [`limits::Windows`]);
+    /// the connection number of the window it closes, if any.
     pub(crate) fn claim_window(&self, participant: &str, connection: u64, closing: Arc<AtomicBool>) -> Option<u64> {
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        match windows.get(participant) {
-            Some((newer, _)) if *newer > connection => {
-                closing.store(true, Ordering::Relaxed);
-                None
-            }
-            _ => {
-                let before = windows.insert(participant.to_string(), (connection, closing))?;
-                (before.0 != connection).then(|| {
-                    before.1.store(true, Ordering::Relaxed);
-                    before.0
-                })
-            }
-        }
+        self.windows.claim(participant, connection, closing)
     }
 
-    /// A window's screens ended: it no longer holds its participant (unless a newer one does).
+    /// A window's screens ended.
     pub(crate) fn release_window(&self, participant: &str, connection: u64) {
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.get(participant).is_some_and(|(c, _)| *c == connection) {
-            windows.remove(participant);
-        }
+        self.windows.release(participant, connection);
     }
 
     pub(crate) fn session_count(&self) -> usize {
