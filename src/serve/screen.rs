@@ -296,29 +296,35 @@ fn run(
     } else {
         stop().map_or("disconnected", EndReason::as_str)
     };
-    let app = &ui.remote.app;
-    let who = app.participant.clone();
     drop(terminal);
-    let answered = app.answered_this_session;
+    close(hub, &ui.remote, why, result.err(), place);
+}
+
+/// After the screens: the farewell as the last frame, the window given back, the place
+/// given back, and the log's lines (a failure with its whole error; the end, counted
+/// without this session).
+fn close(hub: &Hub, remote: &Remote, why: &str, error: Option<anyhow::Error>, place: Place) {
+    let (app, connection) = (&remote.app, remote.connection);
     let mut bye = LEAVE.to_vec();
     if let Some(f) = farewell(hub, why, app) {
         bye.extend_from_slice(f.replace('\n', "\r\n").as_bytes());
         bye.extend_from_slice(b"\r\n");
     }
     // The last frame, past the bound: it is small, and the connection closes after it.
-    let _ = ui.remote.links.send(Out::Frame(bye));
-    let who = who.as_deref().unwrap_or("(no id yet)");
+    let _ = remote.links.send(Out::Frame(bye));
+    let who = app.participant.as_deref().unwrap_or("(no id yet)");
     if let Some(f) = &app.failure {
         // What the participant was told in plain words, and the whole error: the
         // researcher must see that answers could not be saved.
         hub.log(&format!("#{connection} {who} could not go on: {} ({})", f.what, f.detail));
     }
-    if let Some(p) = &ui.remote.claimed {
+    if let Some(p) = &remote.claimed {
         hub.release_window(p, connection);
     }
     // The session's place is given back first, so that the line's count is without it.
     drop(place);
-    let error = result.err().map(|e| format!(" ({e:#})")).unwrap_or_default();
+    let error = error.map(|e| format!(" ({e:#})")).unwrap_or_default();
+    let answered = app.answered_this_session;
     hub.log(&format!("#{connection} {who} ended: {why}, {answered} answer(s) saved in this session{error}"));
 }
 
