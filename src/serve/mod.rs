@@ -167,12 +167,13 @@ impl Hub {
                 gate.invitation_exists(&ualign_core::study::invitation_hash(&code)).unwrap_or(false)
             })
         };
-        let accepted = |t: &str| {
-            self.study.accepts_participant_id(t) || {
-                let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
-                gate.participant_exists(t).unwrap_or(false)
-            }
+        let known = |t: &str| {
+            let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+            gate.participant_exists(t).unwrap_or(false)
         };
+        // A new participant under an id the study accepts; one who began before comes
+        // back with their return code, so their id alone opens the ID screen (it asks).
+        let new = |t: &str| self.study.accepts_participant_id(t) && !known(t);
         match &self.auth {
             Auth::Invite => match (typed, password) {
                 (_, Some(p)) if is_invitation(p) => Admission::As(p.trim().to_string()),
@@ -181,16 +182,27 @@ impl Hub {
             },
             Auth::Password(secret) => match password {
                 Some(p) if constant_time_eq(p.as_bytes(), secret.as_bytes()) => match typed {
-                    Some(t) if is_invitation(t) || accepted(t) => Admission::As(t.to_string()),
+                    Some(t) if is_invitation(t) || new(t) => Admission::As(t.to_string()),
                     _ => Admission::AskId,
                 },
                 _ => Admission::Refused,
             },
             Auth::Open => match typed {
-                Some(t) if is_invitation(t) || accepted(t) => Admission::As(t.to_string()),
+                Some(t) if is_invitation(t) || new(t) => Admission::As(t.to_string()),
                 _ => Admission::AskId,
             },
         }
+    }
+
+    /// Whom a Prolific link's participant id admits (after the password, if any): the id
+    /// when the study accepts it or knows it (a participant coming back through their
+    /// link), else the ID screen, which a Prolific link is refused.
+    pub(crate) fn admit_prolific(&self, pid: &str) -> Admission {
+        let known = {
+            let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+            gate.participant_exists(pid).unwrap_or(false)
+        };
+        if self.study.accepts_participant_id(pid) || known { Admission::As(pid.to_string()) } else { Admission::AskId }
     }
 
     /// A new connection's number, for the log.
@@ -328,17 +340,25 @@ impl Hub {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// How a participant comes back, in words.
-    pub(crate) fn reconnect_hint(&self, participant: Option<&str>) -> String {
+    /// Whether a returning participant proves who they are with a return code (a shared
+    /// password or an open study: anyone may reach the ID screen, so an id is not enough).
+    pub(crate) fn return_codes(&self) -> bool {
+        !matches!(self.auth, Auth::Invite)
+    }
+
+    /// How a participant comes back, in words; `code`, the return code this window gave
+    /// them, is repeated for them to keep.
+    pub(crate) fn reconnect_hint(&self, participant: Option<&str>, code: Option<&str>) -> String {
         let how = match (self.ssh_addr, self.http_addr) {
             (Some(_), Some(_)) => "connect again the way you did (the same link, or ssh with the same ID)",
             (Some(_), None) => "connect again with ssh as before",
             _ => "open the same link again",
         };
-        match (participant, &self.auth) {
-            (_, Auth::Invite) => format!("{how}, with your invitation code."),
-            (Some(p), _) => format!("{how}, and give your participant ID {p}."),
-            (None, _) => format!("{how}."),
+        match (participant, code, &self.auth) {
+            (_, _, Auth::Invite) => format!("{how}, with your invitation code."),
+            (_, Some(code), _) => format!("{how}, and type your return code {code} (not your participant ID)."),
+            (Some(_), None, _) => format!("{how}, and type the return code you were given when you first took part."),
+            (None, None, _) => format!("{how}."),
         }
     }
 

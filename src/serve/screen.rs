@@ -61,6 +61,9 @@ pub(crate) struct Start {
     /// The connection's number in the log.
     pub(crate) connection: u64,
     pub(crate) place: Place,
+    /// The id is vouched for by the link it came in (a Prolific link: Prolific gives each
+    /// participant their own), so they come back the same way and need no return code.
+    pub(crate) vouched: bool,
 }
 
 /// The transport's side of the input: terminal events for the screen.
@@ -242,7 +245,7 @@ fn run(
     events: &std::sync::mpsc::Receiver<Event>,
     last_input: &AtomicU64,
 ) {
-    let Start { who, client, size, connection, place } = start;
+    let Start { who, client, size, connection, place, vouched } = start;
     let overflowed = writer.overflowed.clone();
     let links = writer.tx.clone();
     let app = Store::open_for_study(&hub.db, &hub.study)
@@ -257,7 +260,8 @@ fn run(
         }
     };
     app.client = client;
-    app.resume = text::Resume::Reconnect(hub.reconnect_hint(app.participant.as_deref()));
+    app.return_codes = hub.return_codes() && !vouched;
+    app.resume = text::Resume::Reconnect(hub.reconnect_hint(app.participant.as_deref(), None));
     hub.log(&format!("#{connection} {} began ({})", app.participant.as_deref().unwrap_or("(no id yet)"), app.client));
     writer.buf.extend_from_slice(ENTER);
     let mut terminal = match Terminal::with_options(
@@ -332,12 +336,13 @@ fn close(hub: &Hub, remote: &Remote, why: &str, error: Option<anyhow::Error>, pl
 /// closed, and that (and how) they can come back.
 fn farewell(hub: &Hub, why: &str, app: &Driver) -> Option<String> {
     let who = app.participant.as_deref();
+    let hint = || hub.reconnect_hint(who, app.return_code.as_deref());
     match why {
-        "server stopping" => Some(text::serve_stopping(&hub.reconnect_hint(who))),
-        "idle" => Some(text::serve_idle(hub.limits.idle_timeout, &hub.reconnect_hint(who))),
+        "server stopping" => Some(text::serve_stopping(&hint())),
+        "idle" => Some(text::serve_idle(hub.limits.idle_timeout, &hint())),
         "another window" => Some(text::SERVE_OTHER_WINDOW.to_string()),
         _ if who.is_some() && app.screen != Screen::Done && app.screen != Screen::Declined => {
-            Some(text::serve_saved(app.answered_this_session, &hub.reconnect_hint(who)))
+            Some(text::serve_saved(app.answered_this_session, &hint()))
         }
         _ => None,
     }

@@ -215,7 +215,7 @@ impl Conn {
             Some(Admission::As(id)) => Some(id.clone()),
             _ => None,
         };
-        let start = Start { who, client: "ssh".into(), size, connection: self.number, place };
+        let start = Start { who, client: "ssh".into(), size, connection: self.number, place, vouched: false };
         let Ok((input, mut output)) = screen::spawn(self.hub.clone(), start) else {
             return self.tell_and_close(channel, session, text::SERVE_CANNOT_START);
         };

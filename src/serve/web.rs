@@ -417,6 +417,13 @@ async fn sign_in(
         }
         _ => hub.admit(s.typed.as_deref(), None),
     };
+    // A Prolific link resumes its participant by the id in it: Prolific gives each
+    // participant their own link, so the id there is theirs (typed on the ID screen, an
+    // id of a participant who began before is not enough).
+    let admission = match (admission, s.typed.as_deref()) {
+        (Admission::AskId, Some(pid)) if s.prolific => hub.admit_prolific(pid),
+        (a, _) => a,
+    };
     match admission {
         Admission::As(id) => Ok((Some(id), size)),
         Admission::AskId if s.prolific => Err(Some(text::SERVE_PROLIFIC_REFUSED)),
@@ -442,7 +449,10 @@ async fn session(hub: Arc<Hub>, mut socket: WebSocket, s: SignIn) {
     // Signed in: the place among those signing in is someone else's now.
     drop(s.pending);
     let client = s.client;
-    let Ok((input, mut output)) = screen::spawn(hub.clone(), Start { who, client, size, connection: number, place })
+    // A Prolific link's own id (not an invitation code in it) is the participant's.
+    let vouched = s.prolific && who.as_deref().is_some_and(|w| ualign_core::study::normal_invitation_code(w).is_none());
+    let Ok((input, mut output)) =
+        screen::spawn(hub.clone(), Start { who, client, size, connection: number, place, vouched })
     else {
         return say(&mut socket, text::SERVE_CANNOT_START).await;
     };

@@ -121,6 +121,21 @@ pub struct Admission {
     pub participant: String,
     /// They have consented before: they resume.
     pub returning: bool,
+    /// They came with a code (an invitation or a return code): they proved who they are.
+    pub by_code: bool,
+    /// The id is in the study already (a participant who began before).
+    pub known: bool,
+}
+
+/// Why a typed id admits nobody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdRefused {
+    /// Neither a code, nor an id the study accepts or knows.
+    Unknown,
+    /// The id of a participant who began before, where coming back takes their return
+    /// code (a server with a shared password, or open): the id alone would let anyone
+    /// who saw it answer as them.
+    NeedsCode,
 }
 
 /// Why the engine worker could not take a request for pools.
@@ -158,8 +173,11 @@ pub enum Action {
     Resize(u16, u16),
     /// The event loop's tick: the clock moves on.
     Tick,
-    /// The outcome of [`Effect::Admit`]: whom the typed id admits, if anyone.
-    Admitted(Option<Admission>),
+    /// The outcome of [`Effect::Admit`]: whom the typed id admits, or why nobody.
+    Admitted(Result<Admission, IdRefused>),
+    /// The outcome of [`Effect::BeginSession`] that enrolled a new participant with a
+    /// return code: the code, shown once for them to keep.
+    ReturnCode(String),
     /// The outcome of [`Effect::NextTrial`].
     Next(Next),
     /// The outcome of [`Effect::RequestPools`]: the request's id, or why there is none.
@@ -180,7 +198,9 @@ pub enum Effect {
     Admit(String),
     /// Enrol the participant and open their session, unless one is open; with the time
     /// they consented, if they just did, and the window's size for the session's record.
-    BeginSession { participant: String, consented_at: Option<String>, window: (u16, u16) },
+    /// With `issue_code`, the participant is new and is enrolled with a fresh return
+    /// code (answered by [`Action::ReturnCode`]).
+    BeginSession { participant: String, consented_at: Option<String>, window: (u16, u16), issue_code: bool },
     /// Present the first unanswered trial; answered by [`Action::Next`].
     NextTrial,
     /// Ask the engine for the current trial's pools; answered by [`Action::PoolsRequested`].
@@ -199,7 +219,16 @@ pub struct App {
     pub screen: Screen,
     pub participant: Option<String>,
     pub(crate) id_input: String,
-    pub id_error: bool,
+    pub id_error: Option<IdRefused>,
+    /// A returning participant proves who they are with the return code they were given
+    /// at their first sign-in, never with their id alone (`serve` with a shared password
+    /// or open: others can reach the ID screen). Off for `run`, the researcher's terminal.
+    pub(crate) return_codes: bool,
+    /// The participant on screen is new and came without a code: with return codes on,
+    /// their session begins by giving them one.
+    unproven: bool,
+    /// The return code given in this window, to show until it closes.
+    pub(crate) return_code: Option<String>,
     consented_at: Option<String>,
     pub trial: Option<CurrentTrial>,
     pub status: Option<(String, Instant)>,
@@ -231,7 +260,10 @@ impl App {
             screen: Screen::Welcome,
             participant: None,
             id_input: String::new(),
-            id_error: false,
+            id_error: None,
+            return_codes: false,
+            unproven: false,
+            return_code: None,
             consented_at: None,
             trial: None,
             status: None,
@@ -249,6 +281,7 @@ impl App {
             if a.returning {
                 app.screen = Screen::Resuming;
             }
+            app.unproven = !a.by_code && !a.known;
             app.participant = Some(a.participant);
         }
         app
@@ -277,6 +310,10 @@ impl App {
                 self.ticks += 1;
             }
             Action::Admitted(admission) => self.admitted(admission, &mut fx),
+            Action::ReturnCode(code) => {
+                self.return_code = Some(code);
+                self.unproven = false;
+            }
             Action::Next(next) => self.show(next, &mut fx),
             Action::PoolsRequested(request) => {
                 self.trial = Some(match request {
@@ -332,8 +369,14 @@ impl App {
                 participant: p.clone(),
                 consented_at: self.consented_at.take(),
                 window: self.size,
+                issue_code: self.owes_code(),
             });
         }
+    }
+
+    /// Whether the participant's session is to begin by giving them a return code.
+    fn owes_code(&self) -> bool {
+        self.return_codes && self.unproven
     }
 
     pub(crate) fn set_status(&mut self, s: impl Into<String>) {
@@ -446,6 +489,7 @@ impl App {
                 let typed = self.id_input.trim().to_string();
                 if typed.is_empty() {
                     self.participant = Some(ualign_core::study::new_pseudonym());
+                    self.unproven = true;
                     self.begin_session(fx);
                     self.screen = Screen::ShowNewId;
                 } else {
@@ -457,21 +501,30 @@ impl App {
             }
             Command::Type(c) if self.id_input.len() < ualign_core::study::MAX_ID_LEN => {
                 self.id_input.push(c);
-                self.id_error = false;
+                self.id_error = None;
             }
             _ => {}
         }
     }
 
-    /// The typed id's participant, if it admits one.
-    fn admitted(&mut self, admission: Option<Admission>, fx: &mut Vec<Effect>) {
+    /// The typed id's participant, if it admits one. A new participant given a return
+    /// code reads it first (with their id) on the new-ID screen.
+    fn admitted(&mut self, admission: Result<Admission, IdRefused>, fx: &mut Vec<Effect>) {
         match admission {
-            Some(a) => {
+            Ok(a) => {
+                self.unproven = !a.by_code && !a.known;
                 self.participant = Some(a.participant);
+                let owes_code = self.owes_code();
                 self.begin_session(fx);
-                self.screen = if a.returning { Screen::Resuming } else { Screen::Instructions };
+                self.screen = if a.returning {
+                    Screen::Resuming
+                } else if owes_code {
+                    Screen::ShowNewId
+                } else {
+                    Screen::Instructions
+                };
             }
-            None => self.id_error = true,
+            Err(why) => self.id_error = Some(why),
         }
     }
 
@@ -480,8 +533,11 @@ impl App {
             self.screen = Screen::EnterId;
             return;
         }
+        let owes_code = self.owes_code();
         self.begin_session(fx);
-        if self.study.instructions.trim().is_empty() {
+        if owes_code {
+            self.screen = Screen::ShowNewId;
+        } else if self.study.instructions.trim().is_empty() {
             self.next_trial(fx);
         } else {
             self.screen = Screen::Instructions;
@@ -777,12 +833,12 @@ mod tests {
         }
         let fx = key(&mut app, KeyCode::Enter);
         assert!(matches!(&fx[..], [Effect::Admit(id)] if id == "p11"), "{fx:?}");
-        let fx = app.update(Action::Admitted(None));
-        assert!(fx.is_empty() && app.id_error && app.screen == Screen::EnterId);
-        let admitted = Admission { participant: "p11".into(), returning: false };
-        let fx = app.update(Action::Admitted(Some(admitted)));
+        let fx = app.update(Action::Admitted(Err(IdRefused::Unknown)));
+        assert!(fx.is_empty() && app.id_error == Some(IdRefused::Unknown) && app.screen == Screen::EnterId);
+        let admitted = Admission { participant: "p11".into(), returning: false, by_code: false, known: false };
+        let fx = app.update(Action::Admitted(Ok(admitted)));
         assert!(
-            matches!(&fx[..], [Effect::BeginSession { participant, consented_at: Some(_), window: (100, 30) }] if participant == "p11"),
+            matches!(&fx[..], [Effect::BeginSession { participant, consented_at: Some(_), window: (100, 30), issue_code: false }] if participant == "p11"),
             "{fx:?}"
         );
         assert_eq!(app.screen, Screen::Instructions);
@@ -808,9 +864,53 @@ mod tests {
         assert!(why.contains("it crashed"), "{why}");
     }
 
+    /// Where others can reach the ID screen, a new participant's session begins by giving
+    /// them a return code, shown with their id before anything else; one who came with a
+    /// code, or who began before, is given none.
+    #[test]
+    fn a_new_participant_is_given_a_return_code_where_ids_alone_do_not_resume() {
+        let mut study = example();
+        study.instructions = String::new();
+        for (admitted, owed) in [
+            (None, true),
+            (Some(Admission { participant: "p12".into(), returning: false, by_code: false, known: false }), true),
+            (Some(Admission { participant: "p12".into(), returning: false, by_code: true, known: false }), false),
+            (Some(Admission { participant: "p12".into(), returning: false, by_code: false, known: true }), false),
+        ] {
+            let mut app = App::new(study.clone(), admitted.clone());
+            app.return_codes = true;
+            app.update(Action::Resize(100, 30));
+            key(&mut app, KeyCode::Enter);
+            let mut fx = key(&mut app, KeyCode::Char('y'));
+            if admitted.is_none() {
+                assert_eq!(app.screen, Screen::EnterId);
+                fx = key(&mut app, KeyCode::Enter);
+            }
+            assert!(
+                matches!(fx.first(), Some(Effect::BeginSession { issue_code, .. }) if *issue_code == owed),
+                "{admitted:?}: {fx:?}"
+            );
+            if !owed {
+                assert!(matches!(fx.last(), Some(Effect::NextTrial)), "straight to the questions: {fx:?}");
+                continue;
+            }
+            assert_eq!(app.screen, Screen::ShowNewId, "{admitted:?}");
+            assert!(app.update(Action::ReturnCode("k7q2-m9xp-4hta".into())).is_empty());
+            let mut term = Terminal::new(TestBackend::new(100, 30)).unwrap();
+            term.draw(|f| draw::draw(f, &app, Theme { color: false })).unwrap();
+            let shown = format!("{}", term.backend());
+            assert!(shown.contains("k7q2-m9xp-4hta") && shown.contains("return code"), "{shown}");
+            let fx = key(&mut app, KeyCode::Enter);
+            assert!(
+                matches!(&fx[..], [Effect::BeginSession { issue_code: false, .. }, Effect::NextTrial]),
+                "the code is given once: {fx:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_write_that_fails_shows_what_was_saved_and_how_to_resume() {
-        let admitted = Admission { participant: "p11".into(), returning: true };
+        let admitted = Admission { participant: "p11".into(), returning: true, by_code: false, known: true };
         let mut app = App::new(example(), Some(admitted));
         assert_eq!(app.screen, Screen::Resuming);
         assert!(matches!(&app.update(Action::Start)[..], [Effect::BeginSession { .. }]));

@@ -9,7 +9,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, LineGauge, Paragraph, Wrap};
 
-use super::app::{App, CurrentTrial, Held, Screen, TrialState};
+use super::app::{App, CurrentTrial, Held, IdRefused, Screen, TrialState};
 use super::layout::{self, Panel, centered, wrapped_height};
 pub use super::layout::{inert, reflow};
 use super::{keymap, text};
@@ -76,9 +76,10 @@ fn message_screen(app: &App, screen: Screen) -> (String, String, &'static str) {
         }
         Screen::Consent => (text::CONSENT_TITLE.into(), reflow(&study.consent), text::CONSENT_HINT),
         Screen::Declined => (text::CONSENT_TITLE.into(), text::DECLINED.into(), text::QUIT_HINT),
-        Screen::ShowNewId => {
-            (text::ID_TITLE.into(), format!("{}\n\n    {participant}", text::ID_NEW), text::CONTINUE_HINT)
-        }
+        Screen::ShowNewId => match &app.return_code {
+            Some(code) => (text::ID_TITLE.into(), text::new_id_with_code(participant, code), text::CONTINUE_HINT),
+            None => (text::ID_TITLE.into(), format!("{}\n\n    {participant}", text::ID_NEW), text::CONTINUE_HINT),
+        },
         Screen::Instructions => (text::INSTRUCTIONS_TITLE.into(), reflow(&study.instructions), text::CONTINUE_HINT),
         Screen::Resuming => (study.title.clone(), format!("{}\n\n{participant}", text::RESUMING), text::CONTINUE_HINT),
         Screen::Break => (text::BREAK_TITLE.into(), text::BREAK_TEXT.into(), text::CONTINUE_HINT),
@@ -128,9 +129,12 @@ fn message(f: &mut Frame, area: Rect, title: &str, body: &str, hint: &str, theme
 }
 
 fn draw_enter_id(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
-    let mut body = format!("{}\n\n  > {}█", text::ID_PROMPT, app.id_input);
-    if app.id_error {
-        body.push_str(&format!("\n\n{}", text::ID_INVALID));
+    let prompt = if app.return_codes { text::ID_PROMPT_CODES } else { text::ID_PROMPT };
+    let mut body = format!("{prompt}\n\n  > {}█", app.id_input);
+    match app.id_error {
+        Some(IdRefused::Unknown) => body.push_str(&format!("\n\n{}", text::ID_INVALID)),
+        Some(IdRefused::NeedsCode) => body.push_str(&format!("\n\n{}", text::ID_NEEDS_CODE)),
+        None => {}
     }
     message(f, area, text::ID_TITLE, &body, text::ID_HINT, theme);
 }

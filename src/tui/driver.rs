@@ -11,7 +11,7 @@ use std::ops::{Deref, DerefMut};
 
 use ratatui::crossterm::event::{Event, KeyEvent};
 
-use super::app::{Action, Admission, App, Effect, Failure, NoEngine, PoolNews};
+use super::app::{Action, Admission, App, Effect, Failure, IdRefused, NoEngine, PoolNews};
 use super::{Interactive, draw};
 use ualign_core::pools::{PoolWorker, WorkerEvent};
 use ualign_core::session::{EndReason, Next, Session};
@@ -63,9 +63,9 @@ impl Driver {
     ) -> anyhow::Result<Self> {
         let admitted = match participant {
             None => None,
-            Some(typed) => match admit(&mut store, &study, &typed)? {
-                Some(a) => Some(a),
-                None => anyhow::bail!(
+            Some(typed) => match admit(&mut store, &study, &typed, false)? {
+                Ok(a) => Some(a),
+                Err(_) => anyhow::bail!(
                     "participant id `{typed}` is not one this study accepts: neither a ualign pseudonym (p- and 10 lowercase letters and digits, as the ID screen gives out, never 0, 1, i, l or o, which read alike){}, nor an invitation code of {}, nor the id of a participant already in it.\n  {}",
                     match &study.options.participant_id_pattern {
                         Some(p) => format!(", nor an id matching the study's participant_id_pattern `{}`", p.as_str()),
@@ -115,9 +115,13 @@ impl Driver {
     fn carry_out(&mut self, effect: Effect) -> Result<Option<Action>, Failure> {
         let read = |e: StoreError| failure(e, false);
         let outcome = match effect {
-            Effect::Admit(typed) => Action::Admitted(admit(&mut self.store, &self.app.study, &typed).map_err(read)?),
-            Effect::BeginSession { participant, consented_at, window } => {
+            Effect::Admit(typed) => {
+                let codes = self.app.return_codes;
+                Action::Admitted(admit(&mut self.store, &self.app.study, &typed, codes).map_err(read)?)
+            }
+            Effect::BeginSession { participant, consented_at, window, issue_code } => {
                 if self.session.is_none() {
+                    let code = if issue_code { Some(self.enroll_with_code(&participant)?) } else { None };
                     let client = format!("{} {}x{}", self.client, window.0, window.1);
                     let s = Session::begin(
                         &mut self.store,
@@ -128,6 +132,9 @@ impl Driver {
                     )
                     .map_err(read)?;
                     self.session = Some(s);
+                    if let Some(code) = code {
+                        return Ok(Some(Action::ReturnCode(code)));
+                    }
                 }
                 return Ok(None);
             }
@@ -169,6 +176,25 @@ impl Driver {
             }
         };
         Ok(Some(outcome))
+    }
+
+    /// Enrols a new participant with a fresh return code, and gives the code. Refused
+    /// when the id was taken meanwhile (two windows typed the same new id at once: the
+    /// first one in keeps it).
+    fn enroll_with_code(&mut self, participant: &str) -> Result<String, Failure> {
+        let code = ualign_core::study::new_invitation_code();
+        let hash = ualign_core::study::invitation_hash(&code);
+        match self.store.enroll_with_return_code(participant, &hash) {
+            Ok(true) => Ok(code),
+            Ok(false) => Err(Failure {
+                what: format!("the participant ID {participant} was taken on another connection a moment ago"),
+                answer_lost: false,
+                detail: format!(
+                    "two connections began as the new participant {participant} at once; the later one was refused"
+                ),
+            }),
+            Err(e) => Err(failure(e, false)),
+        }
     }
 
     /// Ends the session in the store (quit, completion, signal, error). Best effort: when
@@ -236,22 +262,33 @@ impl Driver {
     }
 }
 
-/// The participant a typed id admits: the pseudonym of an invitation code (its first use
-/// is recorded), or the id itself when the study accepts it or it is already in the
-/// database (a participant enrolled before the study's id rules changed can resume); and
-/// whether they consented before.
-fn admit(store: &mut Store, study: &Study, typed: &str) -> Result<Option<Admission>, StoreError> {
-    let mut participant = None;
-    if let Some(code) = ualign_core::study::normal_invitation_code(typed) {
-        participant = store.redeem_invitation(&ualign_core::study::invitation_hash(&code))?;
+/// The participant a typed id admits: the pseudonym of an invitation or return code (its
+/// first use is recorded), or the id itself when the study accepts it or it is already in
+/// the database (a participant enrolled before the study's id rules changed can resume);
+/// and whether they consented before. With `return_codes`, the id of a participant who
+/// began before admits nobody: they come back with their code.
+fn admit(
+    store: &mut Store,
+    study: &Study,
+    typed: &str,
+    return_codes: bool,
+) -> Result<Result<Admission, IdRefused>, StoreError> {
+    if let Some(code) = ualign_core::study::normal_invitation_code(typed)
+        && let Some(participant) = store.redeem_invitation(&ualign_core::study::invitation_hash(&code))?
+    {
+        let returning = store.consent_at(&participant)?.is_some();
+        let known = store.participant_exists(&participant)?;
+        return Ok(Ok(Admission { participant, returning, by_code: true, known }));
     }
-    if participant.is_none() {
-        let known = typed.len() <= ualign_core::study::MAX_ID_LEN && store.participant_exists(typed)?;
-        participant = (study.accepts_participant_id(typed) || known).then(|| typed.to_string());
+    let known = typed.len() <= ualign_core::study::MAX_ID_LEN && store.participant_exists(typed)?;
+    if known && return_codes {
+        return Ok(Err(IdRefused::NeedsCode));
     }
-    let Some(participant) = participant else { return Ok(None) };
-    let returning = store.consent_at(&participant)?.is_some();
-    Ok(Some(Admission { participant, returning }))
+    if !(study.accepts_participant_id(typed) || known) {
+        return Ok(Err(IdRefused::Unknown));
+    }
+    let returning = store.consent_at(typed)?.is_some();
+    Ok(Ok(Admission { participant: typed.to_string(), returning, by_code: false, known }))
 }
 
 /// What the participant is told of a store error, and the whole error for the researcher.

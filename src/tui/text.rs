@@ -27,9 +27,19 @@ pub(crate) const ID_TITLE: &str = "Participant ID";
 pub(crate) const ID_PROMPT: &str =
     "Type the participant ID you were given, then Enter.\nLeave it empty and press Enter to get a new anonymous ID.";
 pub(crate) const ID_INVALID: &str = "This study does not know that ID. Type the ID you were given exactly (never your name), or leave it empty for a new anonymous ID.";
+/// The ID screen where a returning participant proves who they are (`serve` with a shared
+/// password, or open).
+pub(crate) const ID_PROMPT_CODES: &str = "New here? Press Enter to get an anonymous participant ID (or type the ID you were given).\nComing back? Type the return code you were shown when you first took part, then Enter.";
+pub(crate) const ID_NEEDS_CODE: &str = "That ID has taken part before. To continue as them, type the return code shown when they first signed in (three groups of four letters and digits). Lost it? Ask the researcher for a new one.";
 pub(crate) const ID_HINT: &str = "Enter to continue · Esc to quit";
 pub(crate) const ID_NEW: &str =
     "Your anonymous participant ID is shown below. Write it down: you need it to resume later.";
+/// The new-ID screen of a participant given a return code.
+pub(crate) fn new_id_with_code(participant: &str, code: &str) -> String {
+    format!(
+        "Your anonymous participant ID:\n\n    {participant}\n\nYour return code:\n\n    {code}\n\nWrite the return code down. To continue another time, you type it instead of an ID: it proves the answers are yours, and nobody else can use it. Keep it to yourself."
+    )
+}
 pub(crate) const INSTRUCTIONS_TITLE: &str = "Instructions";
 pub(crate) const CONTINUE_HINT: &str = "Press Enter to continue";
 pub(crate) const RESUMING: &str = "Welcome back. You will continue where you left off.";

@@ -461,6 +461,137 @@ fn a_wrong_invitation_or_password_is_turned_away() {
     );
 }
 
+/// The words on screen after `label`, up to the end of its line.
+fn shown_after(t: &Tui, label: &str) -> String {
+    let shown = t.shown();
+    let rest = &shown[shown.find(label).unwrap_or_else(|| panic!("no {label:?} in:\n{shown}")) + label.len()..];
+    rest.split_whitespace().find(|w| !w.starts_with('│')).unwrap().to_string()
+}
+
+/// A `--auth password` server over ssh, and an askpass script that types its password.
+fn password_server(dir: &Path) -> (Server, PathBuf) {
+    let server = Server::start(
+        dir,
+        &["--ssh", "127.0.0.1:0", "--auth", "password"],
+        &[("UALIGN_SERVE_PASSWORD", "correct horse battery")],
+    );
+    let askpass = dir.join("askpass.sh");
+    std::fs::write(&askpass, "#!/bin/sh\necho 'correct horse battery'\n").unwrap();
+    std::fs::set_permissions(&askpass, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    (server, askpass)
+}
+
+/// Welcome, consent, and a new id on the ID screen: up to the id and return code shown.
+fn begin_new(t: &mut Tui) {
+    t.wait_for_text("Press Enter to begin");
+    t.keys("\r");
+    t.wait_for_text("Press y to agree");
+    t.keys("y");
+    t.wait_for_text("Participant ID");
+    t.keys("\r");
+    t.wait_for_text("Your return code");
+}
+
+/// `ssh user@` a password server, the password typed by `askpass`.
+fn ssh_with_password(port: u16, user: &str, askpass: &Path) -> Tui {
+    let mut cmd = CommandBuilder::new("ssh");
+    cmd.args(ssh_args(port, &["-o", "BatchMode=no"]));
+    cmd.arg(format!("{user}@127.0.0.1"));
+    for (k, v) in [("SSH_ASKPASS", askpass.to_str().unwrap()), ("SSH_ASKPASS_REQUIRE", "force"), ("DISPLAY", ":0")] {
+        cmd.env(k, v);
+    }
+    Tui::spawn(cmd, (100, 30))
+}
+
+#[test]
+fn with_a_shared_password_a_participant_comes_back_with_their_return_code_never_their_id_alone() {
+    let (dir, db) = example_for_participants();
+    let (server, askpass) = password_server(dir.path());
+    let port = server.ssh.unwrap();
+    let signed_in = |user: &str| ssh_with_password(port, user, &askpass);
+    let welcome = |t: &mut Tui| {
+        t.wait_for_text("Press Enter to begin");
+        t.keys("\r");
+    };
+    // A new participant is given an id and a return code, and answers a question.
+    let mut first = signed_in("someone");
+    begin_new(&mut first);
+    let p = shown_after(&first, "Your anonymous participant ID:");
+    let code = shown_after(&first, "Your return code:");
+    assert!(p.starts_with("p-") && code.len() == 14, "{p} {code}");
+    first.keys("\r");
+    first.wait_for_text("Instructions");
+    first.keys("\r");
+    let total = trials_of(&db, &p);
+    first.answer(&db, &p, 0, total);
+    first.keys("q");
+    first.keys("y");
+    wait("the first window to close", || first.exited());
+    assert!(
+        first.shown().contains(&format!("type your return code {code}")),
+        "the farewell repeats it:\n{}",
+        first.shown()
+    );
+    assert_eq!(answers_of(&db, &p), 1);
+    // Someone else with the password who saw the pseudonym cannot become them: not as
+    // the ssh user name, not typed on the ID screen.
+    let mut other = signed_in(&p);
+    welcome(&mut other);
+    other.wait_for_text("Press y to agree");
+    other.keys("y");
+    other.wait_for_text("Participant ID");
+    assert!(other.shown().contains("return code"), "the ID screen says how to come back:\n{}", other.shown());
+    other.keys(&format!("{p}\r"));
+    other.wait_for_text("That ID has taken part before");
+    assert!(!other.shown().contains("Welcome back"));
+    drop(other);
+    assert_eq!(
+        count(&db, &format!("SELECT COUNT(*) FROM sessions WHERE participant_id = '{p}'")),
+        1,
+        "no session began as them"
+    );
+    // Their return code, typed on the ID screen, resumes them where they stopped.
+    let mut back = signed_in("someone");
+    welcome(&mut back);
+    back.wait_for_text("Press y to agree");
+    back.keys("y");
+    back.wait_for_text("Participant ID");
+    back.keys(&format!("{}\r", code.to_uppercase().replace('-', " ")));
+    back.wait_for_text("Welcome back");
+    back.keys("\r");
+    back.answer(&db, &p, 1, total);
+    assert_eq!(answers_of(&db, &p), 2);
+    drop(back);
+    // Or given as the ssh user name.
+    let again = signed_in(&code);
+    again.wait_for_text("Welcome back");
+    drop(again);
+    let log = server.log();
+    assert!(!log.contains(&code), "the log never holds a code: {log}");
+}
+
+#[test]
+fn a_return_code_the_researcher_makes_anew_replaces_the_lost_one() {
+    let (dir, _db) = example_for_participants();
+    let (server, askpass) = password_server(dir.path());
+    let port = server.ssh.unwrap();
+    let mut first = ssh_with_password(port, "someone", &askpass);
+    begin_new(&mut first);
+    let p = shown_after(&first, "Your anonymous participant ID:");
+    let code = shown_after(&first, "Your return code:");
+    drop(first);
+    let (ok, fresh, err) = ualign(dir.path(), &["invite", "studies/example.toml", "--participant", &p]);
+    assert!(ok, "{err}");
+    let fresh = fresh.lines().nth(1).and_then(|l| l.split_once(',')).map(|(c, _)| c.to_string()).unwrap();
+    let old = ssh_with_password(port, &code, &askpass);
+    old.wait_for_text("Press Enter to begin");
+    assert!(!old.shown().contains("Welcome back"), "the old code admits nobody");
+    let new = ssh_with_password(port, &fresh, &askpass);
+    new.wait_for_text("Welcome back");
+    let (ok, _, err) = ualign(dir.path(), &["invite", "studies/example.toml", "--participant", "p-nobodyhere"]);
+    assert!(!ok && err.contains("has no participant `p-nobodyhere`"), "{err}");
+}
+
 #[test]
 fn a_flood_of_connections_is_rate_limited_while_a_real_participant_gets_in() {
     let (dir, _db, mut server) = example_server(&["--rate-limit", "10"]);
@@ -1090,7 +1221,7 @@ fn one_engine_worker_fills_the_pools_that_waiting_participants_need() {
                 t.keys("y");
                 t.wait_for_text("Participant ID");
                 t.keys("\r"); // a new pseudonym
-                t.wait_for_text("Write it down");
+                t.wait_for_text("Your return code");
                 t.keys("\r");
                 t.wait_for_text("Instructions");
                 t.keys("\r");

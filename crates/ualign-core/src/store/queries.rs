@@ -231,6 +231,52 @@ impl Store {
         })
     }
 
+    /// Enrols a new participant together with their return code (an invitation, by its
+    /// hash, already used: the participant has it on screen), in one transaction. False,
+    /// and nothing stored, when the id is in the study already (another connection took
+    /// it a moment before).
+    pub fn enroll_with_return_code(&mut self, participant: &str, code_hash: &str) -> Result<bool> {
+        self.write("the participant and their return code", |tx| {
+            let at = now();
+            let taken: i64 = tx.query_row(
+                "SELECT (SELECT COUNT(*) FROM participants WHERE id = ?1) + (SELECT COUNT(*) FROM invitations WHERE participant_id = ?1)",
+                [participant],
+                |r| r.get(0),
+            )?;
+            if taken > 0 {
+                return Ok(false);
+            }
+            tx.execute("INSERT INTO participants (id, created_at) VALUES (?1, ?2)", params![participant, at])?;
+            tx.execute(
+                "INSERT INTO invitations (code_hash, participant_id, created_at, used_at) VALUES (?1, ?2, ?3, ?3)",
+                params![code_hash, participant, at],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// A new return code (by its hash) for a participant of the study, or one invited:
+    /// their earlier code, if any, stops admitting them. False, and nothing stored, when
+    /// the study has no such participant.
+    pub fn replace_return_code(&mut self, participant: &str, code_hash: &str) -> Result<bool> {
+        self.write("the return code", |tx| {
+            let known: i64 = tx.query_row(
+                "SELECT (SELECT COUNT(*) FROM participants WHERE id = ?1) + (SELECT COUNT(*) FROM invitations WHERE participant_id = ?1)",
+                [participant],
+                |r| r.get(0),
+            )?;
+            if known == 0 {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM invitations WHERE participant_id = ?1", [participant])?;
+            tx.execute(
+                "INSERT INTO invitations (code_hash, participant_id, created_at) VALUES (?1, ?2, ?3)",
+                params![code_hash, participant, now()],
+            )?;
+            Ok(true)
+        })
+    }
+
     /// The pseudonym an invitation code (by its hash) admits, recording its first use.
     pub fn redeem_invitation(&mut self, code_hash: &str) -> Result<Option<String>> {
         self.write("the invitation", |tx| {
