@@ -68,6 +68,7 @@ fn fill(
     let mut progress = Progress::of(&jobs);
     if progress.candidates == 0 {
         println!("every pool of study `{}` is complete ({})", study.name, store.path().display());
+        report_cuts(study, store)?;
         return Ok(());
     }
     let bar = ProgressBar::new(progress.candidates);
@@ -128,5 +129,36 @@ fn fill(
         done as f64 / secs.max(1e-9),
         tokens as f64 / secs.max(1e-9)
     );
+    report_cuts(study, store)
+}
+
+/// Says, per policy, how many candidates stopped at their length limit and what
+/// participants will see of them (the study's `on_length`).
+fn report_cuts(study: &ualign_core::study::Study, store: &ualign_core::store::Store) -> anyhow::Result<()> {
+    for line in cut_lines(study, &store.length_cuts()?) {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// The lines of [`report_cuts`], for the counts `(policy, cut, candidates)`.
+pub(crate) fn cut_lines(study: &ualign_core::study::Study, counts: &[(String, i64, i64)]) -> Vec<String> {
+    use ualign_core::study::{OnLength, PolicySource};
+    let mut lines = Vec::new();
+    for (name, cut, total) in counts {
+        let Some(policy) = study.policy(name).filter(|_| *cut > 0) else { continue };
+        let limit = match &policy.source {
+            PolicySource::Model { decoding, .. } => format!("max_new_tokens = {}", decoding.max_new_tokens),
+            PolicySource::Imported => "the length limit of the lines imported".to_string(),
+        };
+        let shown = match policy.on_length {
+            OnLength::Keep => {
+                "participants see them cut mid-sentence, which can bias picks against long answers: raise max_new_tokens, or set on_length = \"trim\" (end at the last sentence) or \"mark\" (say it was cut) on the policy"
+            }
+            OnLength::Trim => "participants see each up to its last sentence end (on_length = \"trim\")",
+            OnLength::Mark => "participants see each with a line saying it was cut off (on_length = \"mark\")",
+        };
+        lines.push(format!("policy `{name}`: {cut} of {total} candidates stopped at {limit}; {shown}"));
+    }
+    lines
 }

@@ -65,6 +65,7 @@ fn a_report_from_records_needs_no_database() {
         prompt_id: "cafe".into(),
         sample_index: sample,
         text: text.into(),
+        cut: false,
     };
     let candidates =
         vec![cand(1, "sampled", 0, "Bay Brew"), cand(2, "sampled", 1, "Bean There"), cand(3, "greedy", 0, "Bay Brew")];

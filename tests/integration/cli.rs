@@ -450,3 +450,67 @@ fn an_older_database_is_brought_up_to_date_or_read_as_it_is_when_read_only() {
     let version: i64 = common::sql(&db).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, 3);
 }
+
+/// A pool whose answers reach `max_new_tokens`: `generate` says how many were cut and what
+/// participants see, and the study's `on_length` decides it (the stored text stays as the
+/// model wrote it).
+#[test]
+fn generate_reports_answers_cut_at_their_limit_and_on_length_decides_what_is_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::repo("assets/models/fortune-llama");
+    let policy = |name: &str, on_length: &str| {
+        format!(
+            "[[policies]]\nname = \"{name}\"\nsource = \"model\"\nmodel = \"{}\"\npool_size = 2\n{on_length}\n[policies.decoding]\ntemperature = 0.8\nmax_new_tokens = 6\n",
+            model.display()
+        )
+    };
+    let study = format!(
+        "name = \"cut\"\nseed = 7\n[[prompts]]\nid = \"a\"\ntext = \"love\"\n[[prompts]]\nid = \"b\"\ntext = \"work\"\n{}{}{}[[blocks]]\nname = \"r\"\ndesign = \"rank\"\nm = 6\ntrials = 2\n",
+        policy("kept", ""),
+        policy("marked", "on_length = \"mark\""),
+        policy("trimmed", "on_length = \"trim\"")
+    );
+    std::fs::write(dir.path().join("cut.toml"), study).unwrap();
+    let (ok, out, err) = ualign(dir.path(), &["generate", "cut.toml", "--threads", "1"]);
+    assert!(ok, "{err}");
+    let db = dir.path().join("db/cut.sqlite");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let cut = |p: &str| -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM candidates WHERE policy = ?1 AND finish_reason = 'length'", [p], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    assert!(cut("kept") > 0 && cut("marked") > 0, "6 tokens cut fortunes short");
+    assert!(
+        out.contains(&format!(
+            "policy `kept`: {} of 4 candidates stopped at max_new_tokens = 6; participants see them cut mid-sentence",
+            cut("kept")
+        )),
+        "{out}"
+    );
+    assert!(out.contains("policy `marked`") && out.contains("with a line saying it was cut off"), "{out}");
+    // What a participant is shown.
+    let (study, _) = ualign_core::study::load(&dir.path().join("cut.toml")).unwrap();
+    let (mut store, _) = ualign_core::store::Store::open_for_study(&db, &study).unwrap();
+    let mut session = ualign_core::session::Session::begin(&mut store, &study, "p-abcdefghjk", None, None).unwrap();
+    let ualign_core::session::Next::Trial(view) = session.next(&mut store, &study).unwrap() else { panic!() };
+    assert_eq!(view.texts.len(), 6);
+    for (id, shown) in view.candidate_ids.iter().zip(&view.texts) {
+        let (policy, text, reason): (String, String, Option<String>) = conn
+            .query_row("SELECT policy, text, finish_reason FROM candidates WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        let cut = reason.as_deref() == Some("length");
+        let want = match (policy.as_str(), cut) {
+            (_, false) | ("kept", true) => text.clone(),
+            ("marked", true) => format!("{}\n{}", text.trim_end(), ualign_core::study::CUT_MARK),
+            _ => ualign_core::study::shown_text(&text, true, ualign_core::study::OnLength::Trim),
+        };
+        assert_eq!(shown, &want, "{policy} ({reason:?})");
+        if policy == "trimmed" && cut {
+            assert!(shown.len() < text.len() || shown.ends_with(ualign_core::study::CUT_MARK), "{shown:?} of {text:?}");
+        }
+    }
+}

@@ -84,9 +84,10 @@ pub struct PresentedTrial {
     pub(crate) prompt_id: String,
     pub prompt: String,
     pub(crate) slots: Vec<Slot>,
-    pub(crate) candidate_ids: Vec<i64>,
-    /// What each slot shows: the candidate's text, or for an attention check's broken
-    /// slot its words shuffled.
+    /// The stored candidate of each slot.
+    pub candidate_ids: Vec<i64>,
+    /// What each slot shows: the candidate's text (as the policy's `on_length` shows one
+    /// cut off at its limit), or for an attention check's broken slot its words shuffled.
     pub texts: Vec<String>,
 }
 
@@ -182,11 +183,14 @@ impl Session {
                     slot.sample, slot.policy, t.plan.prompt_id
                 ))
             })?;
+            // What the study shows of an answer cut off at its length limit.
+            let on_length = study.policy(&slot.policy).map(|p| p.on_length).unwrap_or_default();
+            let shown = crate::study::shown_text(&c.text, c.cut, on_length);
             let text = if slot.role == SlotRole::Broken {
-                let source = c.text.clone();
+                let source = shown;
                 store.attention_text(c.id, || schedule::broken_text(&source, c.id as u64))?
             } else {
-                c.text
+                shown
             };
             ids.push(c.id);
             texts.push(text);

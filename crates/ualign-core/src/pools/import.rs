@@ -102,13 +102,16 @@ fn read_text(file: &Path) -> Result<String, ImportError> {
     })
 }
 
-/// One line of an import file as read: the three fields ualign uses (checked below, so a
-/// wrong one is named), and every other field, kept as metadata.
+/// One line of an import file as read: the fields ualign uses (checked below, so a wrong
+/// one is named), and every other field, kept as metadata.
 #[derive(Debug, serde::Deserialize)]
 struct ImportLine {
     prompt_id: Option<Value>,
     text: Option<Value>,
     sample_index: Option<Value>,
+    /// As an OpenAI-compatible server says it: "length" marks an answer cut off at its
+    /// limit (what the policy's `on_length` applies to).
+    finish_reason: Option<Value>,
     #[serde(flatten)]
     meta: Map<String, Value>,
 }
@@ -118,6 +121,7 @@ struct Checked {
     prompt_id: String,
     text: String,
     sample_index: Option<u64>,
+    finish_reason: Option<String>,
     meta: Map<String, Value>,
 }
 
@@ -138,7 +142,16 @@ impl ImportLine {
             None => None,
             Some(v) => Some(v.as_u64().ok_or_else(|| format!("{at}: `sample_index` must be a non-negative integer"))?),
         };
-        Ok(Checked { prompt_id, text, sample_index, meta: self.meta })
+        let finish_reason = match self.finish_reason {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 32 => Some(s),
+            Some(_) => {
+                return Err(format!(
+                    "{at}: `finish_reason` must be a short string such as \"stop\" or \"length\" (an answer cut off at its limit)"
+                ));
+            }
+        };
+        Ok(Checked { prompt_id, text, sample_index, finish_reason, meta: self.meta })
     }
 }
 
@@ -174,6 +187,7 @@ fn parse_line(
         policy: pool.name.clone(),
         prompt_id: l.prompt_id.clone(),
         text: l.text,
+        finish_reason: l.finish_reason,
         provider: Some("imported".into()),
         meta: (!l.meta.is_empty()).then(|| Value::Object(l.meta).to_string()),
         ..Default::default()

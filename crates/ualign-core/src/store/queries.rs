@@ -34,6 +34,8 @@ pub struct Candidate {
     pub prompt_id: String,
     pub sample_index: u32,
     pub text: String,
+    /// It stopped at its length limit (`finish_reason = "length"`).
+    pub cut: bool,
 }
 
 /// A trial as stored, with its answer if it has one.
@@ -162,18 +164,28 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, policy, prompt_id, sample_index, text FROM candidates WHERE policy = ?1 AND prompt_id = ?2 AND sample_index = ?3",
+                "SELECT id, policy, prompt_id, sample_index, text, finish_reason = 'length' FROM candidates WHERE policy = ?1 AND prompt_id = ?2 AND sample_index = ?3",
                 params![policy, prompt_id, sample],
                 candidate_row,
             )
             .optional()?)
     }
 
+    /// Per policy with candidates: (policy, candidates that stopped at their length limit,
+    /// candidates), by policy name.
+    pub fn length_cuts(&self) -> Result<Vec<(String, i64, i64)>> {
+        let mut st = self.conn.prepare(
+            "SELECT policy, SUM(finish_reason = 'length'), COUNT(*) FROM candidates GROUP BY policy ORDER BY policy",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn candidate_by_id(&self, id: i64) -> Result<Option<Candidate>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, policy, prompt_id, sample_index, text FROM candidates WHERE id = ?1",
+                "SELECT id, policy, prompt_id, sample_index, text, finish_reason = 'length' FROM candidates WHERE id = ?1",
                 [id],
                 candidate_row,
             )
@@ -572,5 +584,12 @@ fn is_permutation(o: &[usize], n: usize) -> bool {
 }
 
 pub(super) fn candidate_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
-    Ok(Candidate { id: r.get(0)?, policy: r.get(1)?, prompt_id: r.get(2)?, sample_index: r.get(3)?, text: r.get(4)? })
+    Ok(Candidate {
+        id: r.get(0)?,
+        policy: r.get(1)?,
+        prompt_id: r.get(2)?,
+        sample_index: r.get(3)?,
+        text: r.get(4)?,
+        cut: r.get::<_, Option<bool>>(5)?.unwrap_or(false),
+    })
 }

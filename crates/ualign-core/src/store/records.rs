@@ -180,7 +180,7 @@ impl Store {
     pub fn all_candidates(&self) -> Result<Vec<Candidate>> {
         collect(
             self,
-            "SELECT id, policy, prompt_id, sample_index, text FROM candidates ORDER BY id",
+            "SELECT id, policy, prompt_id, sample_index, text, finish_reason = 'length' FROM candidates ORDER BY id",
             [],
             super::queries::candidate_row,
             as_is,

@@ -91,6 +91,81 @@ pub struct Policy {
     /// Candidates per prompt in this policy's pool.
     pub pool_size: u32,
     pub source: PolicySource,
+    /// What participants see of a candidate that stopped at its length limit.
+    pub on_length: OnLength,
+}
+
+/// What participants see of a candidate cut off at its length limit (`finish_reason =
+/// "length"`: `max_new_tokens` of a model policy, or an imported line's). The candidate is
+/// stored as written either way; what is shown is a function of it and of this rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnLength {
+    /// As written, cut mid-sentence where it was cut.
+    #[default]
+    Keep,
+    /// Up to its last sentence end (`.`, `!`, `?`, `…` before a space or the end, or a
+    /// line break); marked as `Mark` when it has none.
+    Trim,
+    /// As written, with a last line saying it was cut off at the length limit.
+    Mark,
+}
+
+impl OnLength {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnLength::Keep => "keep",
+            OnLength::Trim => "trim",
+            OnLength::Mark => "mark",
+        }
+    }
+}
+
+/// The line `OnLength::Mark` adds to a cut answer.
+pub const CUT_MARK: &str = "[… cut off here: the answer reached its length limit]";
+
+/// What participants see of `text`, a candidate that stopped at its length limit when
+/// `cut`, under the rule `on_length`.
+pub fn shown_text(text: &str, cut: bool, on_length: OnLength) -> String {
+    let mark = |t: &str| format!("{}\n{CUT_MARK}", t.trim_end());
+    match (cut, on_length) {
+        (false, _) | (true, OnLength::Keep) => text.to_string(),
+        (true, OnLength::Mark) => mark(text),
+        (true, OnLength::Trim) => match last_sentence_end(text) {
+            Some(end) => text[..end].trim_end().to_string(),
+            None => mark(text),
+        },
+    }
+}
+
+/// The byte just past the last sentence end of `text` (`.`, `!`, `?` or `…`, with any
+/// closing quotes or brackets, before whitespace; or a line break), if any with words
+/// before it. A period after a lone number ("1. ", a list's marker) ends nothing.
+fn last_sentence_end(text: &str) -> Option<usize> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut best = None;
+    for (i, &(at, c)) in chars.iter().enumerate() {
+        let next = chars.get(i + 1).map(|&(_, n)| n);
+        let end = at + c.len_utf8();
+        match c {
+            '\n' if !text[..at].trim().is_empty() => best = Some(at),
+            '.' | '!' | '?' | '…' => {
+                let mut j = i + 1;
+                while chars.get(j).is_some_and(|&(_, q)| matches!(q, '"' | '\'' | ')' | ']' | '”' | '’' | '*')) {
+                    j += 1;
+                }
+                let close = chars.get(j).map_or(text.len(), |&(b, _)| b);
+                let word_before = text[..at].rsplit(char::is_whitespace).next().unwrap_or("");
+                let list_marker =
+                    c == '.' && !word_before.is_empty() && word_before.chars().all(|d| d.is_ascii_digit());
+                let followed = chars.get(j).is_none_or(|&(_, n)| n.is_whitespace());
+                if followed && !list_marker && !text[..at].trim().is_empty() && next != Some('.') {
+                    best = Some(close.max(end));
+                }
+            }
+            _ => {}
+        }
+    }
+    best
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -201,5 +276,30 @@ impl Block {
     /// last two (a repeat always comes at least two trials after its original).
     pub fn repeat_count(&self) -> u32 {
         ((f64::from(self.trials) * self.repeat_fraction).round() as u32).min(self.trials.saturating_sub(2))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_answer_is_trimmed_to_its_last_sentence_or_marked() {
+        let trim = |t: &str| shown_text(t, true, OnLength::Trim);
+        assert_eq!(trim("It rains. Take a coat and"), "It rains.");
+        assert_eq!(trim("Is it? \"Yes!\" she said and"), "Is it? \"Yes!\"");
+        assert_eq!(trim("Wait... then go\nand"), "Wait... then go");
+        assert_eq!(trim("1. Plant beans\n2. Water"), "1. Plant beans");
+        assert_eq!(trim("3.5 litres of water and"), format!("3.5 litres of water and\n{CUT_MARK}"));
+        assert_eq!(trim("1. Plant"), format!("1. Plant\n{CUT_MARK}"), "a list marker ends no sentence");
+        assert_eq!(trim("Done."), "Done.");
+        assert_eq!(shown_text("It rains. Take a", false, OnLength::Trim), "It rains. Take a", "only cut answers");
+        assert_eq!(shown_text("It rains. Take a", true, OnLength::Keep), "It rains. Take a");
+        assert_eq!(shown_text("It rains. Take a ", true, OnLength::Mark), format!("It rains. Take a\n{CUT_MARK}"));
+        // Never a panic on any text, and never longer than the text and its mark.
+        for t in ["", " ", ".", "\n", "…", "é.", "a.\u{301} b", "!!", "x\n\n"] {
+            let s = trim(t);
+            assert!(s.len() <= t.len() + CUT_MARK.len() + 1, "{t:?} -> {s:?}");
+        }
     }
 }

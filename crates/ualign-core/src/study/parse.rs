@@ -10,7 +10,7 @@ use toml::de::DeTable;
 
 use super::diag::{Diagnostic, Diagnostics, Severity, SourceMap};
 use super::reader::{Cx, TableReader};
-use super::{Block, Decoding, Design, Policy, PolicySource, Prompt, RankMode, Study, StudyOptions};
+use super::{Block, Decoding, Design, OnLength, Policy, PolicySource, Prompt, RankMode, Study, StudyOptions};
 
 /// Parses a study from its text. Returns the study when it could be built (it may still
 /// carry errors in the diagnostics; callers must check `has_errors`).
@@ -323,8 +323,23 @@ fn read_policies(cx: &mut Cx, root: &TableReader, base_dir: &Path) -> Vec<Policy
             }
             None => None,
         };
+        let on_length = match t.string(cx, "on_length").as_deref() {
+            None | Some("keep") => OnLength::Keep,
+            Some("trim") => OnLength::Trim,
+            Some("mark") => OnLength::Mark,
+            Some(other) => {
+                cx.error(
+                    t.span_of("on_length"),
+                    &t.path_of("on_length"),
+                    format!(
+                        "unknown on_length `{other}`; use \"keep\" (as written), \"trim\" (up to the last sentence end) or \"mark\" (a line saying it was cut)"
+                    ),
+                );
+                OnLength::Keep
+            }
+        };
         if let (Some(name), Some(source)) = (name, src) {
-            out.push(Policy { name, pool_size, source });
+            out.push(Policy { name, pool_size, source, on_length });
         }
         t.finish(cx);
     }
