@@ -11,7 +11,7 @@ pub(crate) struct Cmd {
 
 impl Cmd {
     pub(crate) fn run(self) -> anyhow::Result<()> {
-        let (study, store, opened) = self.target.open()?;
+        let (study, store, opened) = self.target.create()?;
         let (participants, trials, answers) = store.counts()?;
         match opened {
             Opened::Created => println!("created {} for study `{}`", store.path().display(), study.name),

@@ -103,10 +103,17 @@ pub(crate) struct StudyArgs {
 }
 
 impl StudyArgs {
-    /// Loads the study and opens its database, creating it on first use.
+    /// Loads the study and opens its database (see [`open_store`]: a `--db` must hold it).
     pub(crate) fn open(&self) -> anyhow::Result<(Study, ualign_core::store::Store, ualign_core::store::Opened)> {
         let study = load_study(&self.study)?;
         let (store, opened) = open_store(&study, self.db.as_ref())?;
+        Ok((study, store, opened))
+    }
+
+    /// Loads the study and opens its database, making it if it does not exist (`init`).
+    pub(crate) fn create(&self) -> anyhow::Result<(Study, ualign_core::store::Store, ualign_core::store::Opened)> {
+        let study = load_study(&self.study)?;
+        let (store, opened) = create_store(&study, self.db.as_ref())?;
         Ok((study, store, opened))
     }
 
@@ -188,9 +195,51 @@ pub(crate) fn db_path(study: &Study, db: Option<&PathBuf>) -> PathBuf {
     db.cloned().unwrap_or_else(|| study.default_db_path())
 }
 
-/// Opens (creating on first use) the study's database for writing. Only the default
-/// folder `db/` is created; a `--db` path must be in a folder that exists.
+/// Opens the study's database for writing: at its default path (`db/<name>.sqlite`) it
+/// is made on first use; a `--db` path must hold the study already (made by `init`), so
+/// that a mistyped one is refused and nothing is created.
 pub(crate) fn open_store(
+    study: &Study,
+    db: Option<&PathBuf>,
+) -> anyhow::Result<(ualign_core::store::Store, ualign_core::store::Opened)> {
+    match db {
+        None => create_store(study, None),
+        Some(path) => match ualign_core::store::Store::open_made_for_study(path, study) {
+            Ok(store) => Ok((store, ualign_core::store::Opened::Existing)),
+            Err(e @ ualign_core::store::StoreError::NoStudy { .. }) => {
+                Err(anyhow::Error::new(e).context(match similar_database(path) {
+                    Some(like) => format!(
+                        "no database of study `{}` at {}; did you mean {}?",
+                        study.name,
+                        path.display(),
+                        like.display()
+                    ),
+                    None => format!("no database of study `{}` at {}", study.name, path.display()),
+                }))
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!("opening the database for study `{}`", study.name))),
+        },
+    }
+}
+
+/// A database beside `path` whose name is a few edits from its name (`weekend.sqlite`
+/// for a typed `weeknd.sqlite`).
+fn similar_database(path: &Path) -> Option<PathBuf> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name()?.to_str()?;
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n != name && (n.ends_with(".sqlite") || n.ends_with(".db")))
+        .collect();
+    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+    ualign_core::study::closest(name, &known).map(|n| dir.join(n))
+}
+
+/// Opens the study's database for writing, making it if it does not exist (`init`, and
+/// every command at the study's default path). Only the default folder `db/` is
+/// created; a `--db` path must be in a folder that exists.
+pub(crate) fn create_store(
     study: &Study,
     db: Option<&PathBuf>,
 ) -> anyhow::Result<(ualign_core::store::Store, ualign_core::store::Opened)> {

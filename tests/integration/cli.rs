@@ -53,7 +53,7 @@ fn export_of_a_missing_database_says_to_init() {
     let dir = example_copy();
     let (ok, _, err) = ualign(dir.path(), &["export", "studies/example.toml", "--out", "o"]);
     assert!(!ok);
-    assert!(err.contains("run `ualign init STUDY` first"), "{err}");
+    assert!(err.contains("holds no study (there is no such file)") && err.contains("`ualign init STUDY"), "{err}");
 }
 
 /// The settings line of `sample --json` on a model folder.
@@ -189,6 +189,51 @@ fn a_database_in_a_missing_folder_or_a_broken_model_leaves_nothing_behind() {
         &["empty.jsonl holds no candidates"],
     );
     assert!(!d.join("db").exists(), "no empty database was left: {:?}", std::fs::read_dir(d.join("db")).ok());
+}
+
+/// A mistyped `--db`: every command but `init` refuses a file that is missing or holds no
+/// study, names the one it was probably meant to be, and makes (or changes) nothing.
+#[test]
+fn a_mistyped_db_is_refused_by_every_command_but_init_and_nothing_is_made() {
+    let dir = example_copy();
+    let d = dir.path();
+    std::fs::create_dir(d.join("db")).unwrap();
+    let (ok, _, err) = ualign(d, &["init", "studies/example.toml", "--db", "db/weekend.sqlite"]);
+    assert!(ok, "{err}");
+    let mistyped = [
+        vec!["invite", "studies/example.toml", "--count", "1"],
+        vec!["generate", "studies/example.toml"],
+        vec!["import", "studies/example.toml", "--policy", "sampled", "--candidates", "studies/example/sampled.jsonl"],
+        vec!["simulate", "studies/example.toml", "--participants", "1", "--population", "cyclic"],
+        vec!["serve", "studies/example.toml", "--ssh", "127.0.0.1:0"],
+        vec!["stats", "studies/example.toml"],
+        vec!["export", "studies/example.toml", "--format", "csv", "--out", "out"],
+        vec!["check", "studies/example.toml"],
+        vec!["dashboard", "studies/example.toml"],
+    ];
+    for args in &mistyped {
+        let mut with_db = args.clone();
+        with_db.extend(["--db", "db/weeknd.sqlite"]);
+        let err = refused(d, &with_db, &["db/weeknd.sqlite"]);
+        assert!(err.contains("holds no study"), "{}: {err}", args[0]);
+        if !["stats", "export", "check", "dashboard"].contains(&args[0]) {
+            assert!(err.contains("did you mean db/weekend.sqlite?"), "{}: {err}", args[0]);
+        }
+        assert!(!d.join("db/weeknd.sqlite").exists(), "{} made a database", args[0]);
+    }
+    // A file that holds no study (empty, or another program's SQLite database) is left
+    // as it was.
+    std::fs::write(d.join("db/empty.sqlite"), "").unwrap();
+    let other = d.join("db/other.sqlite");
+    rusqlite::Connection::open(&other).unwrap().execute_batch("CREATE TABLE notes (x TEXT);").unwrap();
+    let before = std::fs::read(&other).unwrap();
+    for db in ["db/empty.sqlite", "db/other.sqlite"] {
+        refused(d, &["generate", "studies/example.toml", "--db", db], &["holds no study"]);
+        refused(d, &["stats", "studies/example.toml", "--db", db], &["holds no study"]);
+    }
+    assert_eq!(std::fs::read(d.join("db/empty.sqlite")).unwrap().len(), 0);
+    assert_eq!(std::fs::read(&other).unwrap(), before, "another program's database is not given ualign's tables");
+    assert!(!d.join("out").exists());
 }
 
 #[test]

@@ -84,6 +84,8 @@ fn reference_study(dir: &Path) {
         std::fs::copy(repo("studies/example").join(f), dir.join("example").join(f)).unwrap();
     }
     std::fs::write(dir.join("full.toml"), text).unwrap();
+    let (ok, _, err) = ualign(dir, &["init", "full.toml", "--db", "full.sqlite"]);
+    assert!(ok, "{err}");
     for policy in ["sampled", "greedy"] {
         let file = format!("example/{policy}.jsonl");
         let (ok, _, err) =

@@ -1204,6 +1204,8 @@ fn one_engine_worker_fills_the_pools_that_waiting_participants_need() {
     let dir = tempfile::tempdir().unwrap();
     let study = crate::common::repo("tests/fixtures/studies/fortune-demo.toml");
     let db = dir.path().join("fortune.sqlite");
+    let (ok, _, err) = ualign(dir.path(), &["init", study.to_str().unwrap(), "--db", db.to_str().unwrap()]);
+    assert!(ok, "{err}");
     let server = Server::start_study(
         dir.path(),
         study.to_str().unwrap(),

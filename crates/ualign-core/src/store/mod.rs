@@ -68,7 +68,12 @@ pub enum StoreError {
         "study file {study_path} has changed since database {path} was created from it\n  (recorded {recorded_at}, hash {stored_hash:.12}…; the file now hashes to {new_hash:.12}…).\n  Answers collected under one version of a study must never be mixed with another.\n  Either restore the study file as it was (its text is stored: `ualign export` writes it to study.toml),\n  or give the changed study a new `name` or a new database with --db PATH"
     )]
     StudyChanged { path: PathBuf, study_path: PathBuf, recorded_at: String, stored_hash: String, new_hash: String },
-    #[error("database {path} holds no study yet; run `ualign init STUDY` first")]
+    #[error(
+        "{} holds no study{}: check the path (a mistyped one would be a new, empty study), or make the database with `ualign init STUDY{}`",
+        path.display(),
+        if path.exists() { "" } else { " (there is no such file)" },
+        path.to_str().map(|p| format!(" --db {p}")).unwrap_or_default()
+    )]
     NoStudy { path: PathBuf },
     /// The trial was answered already (a double key press, or the same participant in a
     /// second window): the first answer stands.
@@ -203,6 +208,24 @@ fn is_archive(path: &Path) -> bool {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     no_writer && std::fs::metadata(&wal).map_or(true, |m| m.len() == 0)
+}
+
+/// Whether the file at `path` holds a recorded study, read without changing it (an empty
+/// file, or another program's SQLite database, would otherwise be given ualign's tables).
+/// A file that cannot be read this way counts as holding one: opening it says what is
+/// wrong with it.
+fn holds_study(path: &Path) -> bool {
+    let Ok(conn) = connect_reading(path, is_archive(path)) else { return true };
+    let found = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'study')",
+        [],
+        |r| r.get::<_, bool>(0),
+    );
+    match found {
+        Ok(false) => false,
+        Ok(true) => conn.query_row("SELECT COUNT(*) FROM study", [], |r| r.get::<_, i64>(0)).map_or(true, |n| n > 0),
+        Err(_) => true,
+    }
 }
 
 /// Whether the process may write `path` (the kernel's answer, which knows about
@@ -445,7 +468,7 @@ impl Store {
     /// (analysis, export). The full integrity check is the caller's: see
     /// [`Store::open_existing_for_reading`] and [`Store::check_integrity`].
     pub fn open_existing(path: &Path) -> Result<Self> {
-        if !path.exists() {
+        if !path.exists() || !holds_study(path) {
             return Err(StoreError::NoStudy { path: path.to_path_buf() });
         }
         let store = Self::open_with(path, false)?;
@@ -453,6 +476,16 @@ impl Store {
             return Err(StoreError::NoStudy { path: path.to_path_buf() });
         }
         Ok(store)
+    }
+
+    /// Opens for writing a database that must already hold this study: refused, with
+    /// nothing created or changed, when the file is missing or holds no study (a
+    /// mistyped `--db` must not become a new, empty study: only `init` makes one).
+    pub fn open_made_for_study(path: &Path, study: &Study) -> Result<Self> {
+        if !path.exists() || !holds_study(path) {
+            return Err(StoreError::NoStudy { path: path.to_path_buf() });
+        }
+        Ok(Self::open_for_study(path, study)?.0)
     }
 
     /// [`Store::open_existing`] with SQLite's full integrity check running beside the

@@ -175,7 +175,7 @@ impl Store {
     /// candidates), by policy name.
     pub fn length_cuts(&self) -> Result<Vec<(String, i64, i64)>> {
         let mut st = self.conn.prepare(
-            "SELECT policy, SUM(finish_reason = 'length'), COUNT(*) FROM candidates GROUP BY policy ORDER BY policy",
+            "SELECT policy, COALESCE(SUM(finish_reason IS 'length'), 0), COUNT(*) FROM candidates GROUP BY policy ORDER BY policy",
         )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -226,13 +226,11 @@ impl Store {
         self.write("the invitations", |tx| {
             let at = now();
             for (hash, participant) in invitations {
-                let taken: i64 = tx.query_row(
-                    "SELECT (SELECT COUNT(*) FROM participants WHERE id = ?1) + (SELECT COUNT(*) FROM invitations WHERE participant_id = ?1)",
-                    [participant],
-                    |r| r.get(0),
-                )?;
+                let taken = enrolled_or_invited(tx, participant)?;
                 if taken > 0 {
-                    return Err(StoreError::Invalid(format!("pseudonym {participant} is taken; run the command again")));
+                    return Err(StoreError::Invalid(format!(
+                        "pseudonym {participant} is taken; run the command again"
+                    )));
                 }
                 tx.execute(
                     "INSERT INTO invitations (code_hash, participant_id, created_at) VALUES (?1, ?2, ?3)",
@@ -250,11 +248,7 @@ impl Store {
     pub fn enroll_with_return_code(&mut self, participant: &str, code_hash: &str) -> Result<bool> {
         self.write("the participant and their return code", |tx| {
             let at = now();
-            let taken: i64 = tx.query_row(
-                "SELECT (SELECT COUNT(*) FROM participants WHERE id = ?1) + (SELECT COUNT(*) FROM invitations WHERE participant_id = ?1)",
-                [participant],
-                |r| r.get(0),
-            )?;
+            let taken = enrolled_or_invited(tx, participant)?;
             if taken > 0 {
                 return Ok(false);
             }
@@ -272,11 +266,7 @@ impl Store {
     /// the study has no such participant.
     pub fn replace_return_code(&mut self, participant: &str, code_hash: &str) -> Result<bool> {
         self.write("the return code", |tx| {
-            let known: i64 = tx.query_row(
-                "SELECT (SELECT COUNT(*) FROM participants WHERE id = ?1) + (SELECT COUNT(*) FROM invitations WHERE participant_id = ?1)",
-                [participant],
-                |r| r.get(0),
-            )?;
+            let known = enrolled_or_invited(tx, participant)?;
             if known == 0 {
                 return Ok(false);
             }
@@ -581,6 +571,15 @@ impl Store {
 fn is_permutation(o: &[usize], n: usize) -> bool {
     let mut seen = vec![false; n];
     o.len() == n && o.iter().all(|&i| i < n && !std::mem::replace(&mut seen[i], true))
+}
+
+/// How many of the participants and invitations hold `participant` (0: the id is free).
+fn enrolled_or_invited(tx: &rusqlite::Transaction<'_>, participant: &str) -> rusqlite::Result<i64> {
+    tx.query_row(
+        "SELECT (SELECT COUNT(*) FROM participants WHERE id = ?1) + (SELECT COUNT(*) FROM invitations WHERE participant_id = ?1)",
+        [participant],
+        |r| r.get(0),
+    )
 }
 
 pub(super) fn candidate_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {

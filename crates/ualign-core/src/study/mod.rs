@@ -15,6 +15,7 @@ pub use parse::parse_study;
 pub use participant::{
     IdPattern, MAX_ID_LEN, invitation_hash, is_pseudonym, new_invitation_code, new_pseudonym, normal_invitation_code,
 };
+pub use reader::closest;
 pub use ualign_engine::decoding::{Decoding, SamplingParams, limits};
 
 /// A validated study. Paths inside it are resolved against the study file's folder.

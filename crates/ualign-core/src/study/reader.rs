@@ -269,7 +269,9 @@ fn parse_float(s: &str) -> Option<f64> {
     s.replace('_', "").parse().ok()
 }
 
-fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+/// The one of `known` that `name` is most likely a typo of (a few edits, or a prefix), if
+/// any: the "did you mean" of every message that names a key, a policy or a file.
+pub fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
     known
         .iter()
         .map(|k| {
