@@ -323,27 +323,32 @@ fn read_policies(cx: &mut Cx, root: &TableReader, base_dir: &Path) -> Vec<Policy
             }
             None => None,
         };
-        let on_length = match t.string(cx, "on_length").as_deref() {
-            None | Some("keep") => OnLength::Keep,
-            Some("trim") => OnLength::Trim,
-            Some("mark") => OnLength::Mark,
-            Some(other) => {
-                cx.error(
-                    t.span_of("on_length"),
-                    &t.path_of("on_length"),
-                    format!(
-                        "unknown on_length `{other}`; use \"keep\" (as written), \"trim\" (up to the last sentence end) or \"mark\" (a line saying it was cut)"
-                    ),
-                );
-                OnLength::Keep
-            }
-        };
+        let on_length = read_on_length(cx, &t);
         if let (Some(name), Some(source)) = (name, src) {
             out.push(Policy { name, pool_size, source, on_length });
         }
         t.finish(cx);
     }
     out
+}
+
+/// A policy's `on_length` (what participants see of a candidate cut off at its limit).
+fn read_on_length(cx: &mut Cx, t: &TableReader) -> OnLength {
+    match t.string(cx, "on_length").as_deref() {
+        None | Some("keep") => OnLength::Keep,
+        Some("trim") => OnLength::Trim,
+        Some("mark") => OnLength::Mark,
+        Some(other) => {
+            cx.error(
+                t.span_of("on_length"),
+                &t.path_of("on_length"),
+                format!(
+                    "unknown on_length `{other}`; use \"keep\" (as written), \"trim\" (up to the last sentence end) or \"mark\" (a line saying it was cut)"
+                ),
+            );
+            OnLength::Keep
+        }
+    }
 }
 
 fn read_decoding(cx: &mut Cx, policy: &TableReader) -> Decoding {
