@@ -276,7 +276,14 @@ fn bad_09_k_larger_than_pool() {
 #[test]
 fn bad_10_unknown_policy_in_block() {
     let text = MINIMAL_TAIL.replace("policy_b = \"a\"", "policy_b = \"zz\"");
-    check(&format!("name = \"x\"{text}"), &["15:12: blocks[0].policy_b: no policy is named `zz`; policies: a"]);
+    check(&format!("name = \"x\"{text}"), &["15:12: blocks[0].policy_b: no policy is named `zz` (policies: a)"]);
+    // A typo of a policy's name is named.
+    let renamed = MINIMAL_TAIL.replace("name = \"a\"", "name = \"sampled\"").replace("\"a\"", "\"sampled\"");
+    let text = renamed.replacen("policy_b = \"sampled\"", "policy_b = \"sampeld\"", 1);
+    check(
+        &format!("name = \"x\"{text}"),
+        &["15:12: blocks[0].policy_b: no policy is named `sampeld` ~ did you mean `sampled`?"],
+    );
 }
 
 #[test]

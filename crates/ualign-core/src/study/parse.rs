@@ -535,10 +535,11 @@ fn policy_ref(cx: &mut Cx, t: &TableReader, key: &'static str, policies: &[Polic
         Some(name)
     } else {
         let known: Vec<&str> = policies.iter().map(|p| p.name.as_str()).collect();
+        let hint = super::closest(&name, &known).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default();
         cx.error(
             t.span_of(key),
             &t.path_of(key),
-            format!("no policy is named `{name}`; policies: {}", known.join(", ")),
+            format!("no policy is named `{name}`{hint} (policies: {})", known.join(", ")),
         );
         None
     }

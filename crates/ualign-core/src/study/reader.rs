@@ -278,7 +278,7 @@ pub fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
             let prefix = k.len() >= 4 && (name.starts_with(k) || k.starts_with(name));
             (if prefix { 1 } else { strsim::levenshtein(name, k) }, *k)
         })
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3) && *d < k.len())
         .min()
         .map(|(_, k)| k)
 }
