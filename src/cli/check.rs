@@ -14,9 +14,12 @@ pub(crate) struct Cmd {
 
 impl Cmd {
     pub(crate) fn run(self) -> anyhow::Result<()> {
-        let (study, store) = self.target.open_existing()?;
+        // The database is checked whatever the study file now says: it is what a crash,
+        // a full disk or a bad copy may have damaged.
+        let (store, integrity) = super::open_stored_for_reading(&self.target)?;
         let path = store.path().display().to_string();
-        store.check_integrity().with_context(|| format!("checking {path}"))?;
+        integrity.finish().with_context(|| format!("checking {path}"))?;
+        let name = store.stored_study()?.map(|s| s.name).unwrap_or_default();
         let problems = store.foreign_key_problems()?;
         if !problems.is_empty() {
             anyhow::bail!(
@@ -27,8 +30,7 @@ impl Cmd {
         }
         let (participants, trials, answers) = store.counts()?;
         println!(
-            "{path}: sound (SQLite's integrity and foreign-key checks pass); study `{}`: {participants} participants, {trials} trials, {answers} answers",
-            study.name
+            "{path}: sound (SQLite's integrity and foreign-key checks pass); study `{name}`: {participants} participants, {trials} trials, {answers} answers"
         );
         Ok(())
     }

@@ -33,7 +33,8 @@ impl From<FormatArg> for Format {
 
 impl Cmd {
     pub(crate) fn run(self) -> anyhow::Result<()> {
-        let (_, store, integrity) = self.target.open_for_reading()?;
+        // Only what is stored is written, so a study file edited since is no obstacle.
+        let (store, integrity) = super::open_stored_for_reading(&self.target)?;
         let tables = read_tables(&store);
         // Nothing is written from a damaged file, and the damage is what is reported.
         integrity.finish()?;

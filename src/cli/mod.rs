@@ -10,6 +10,7 @@ mod import;
 mod init;
 mod invite;
 mod plot;
+mod restore;
 mod run;
 mod sample;
 mod serve;
@@ -59,6 +60,8 @@ enum Command {
     Generate(generate::Cmd),
     /// Try a model folder without a study: k candidates for one prompt
     Sample(sample::Cmd),
+    /// Write the study text stored in the database back to the study file (the edited file is kept)
+    Restore(restore::Cmd),
     /// Check that a study's database is sound (SQLite's full integrity and foreign-key checks)
     Check(check::Cmd),
     /// Write the ONNX model ualign builds from a GGUF file as a model folder
@@ -84,6 +87,7 @@ impl Cli {
             Command::Export(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Generate(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Sample(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Restore(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Check(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Convert(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Invite(c) => c.run().map(|()| ExitCode::SUCCESS),
@@ -140,7 +144,61 @@ impl StudyArgs {
 /// The database, refused if it was made from another study or another version of this one.
 fn checked_against(mut store: ualign_core::store::Store, study: &Study) -> anyhow::Result<ualign_core::store::Store> {
     store.record_study(study).context("checking the database against the study file")?;
+    note_if_reworded(&store, study)?;
     Ok(store)
+}
+
+/// A study file that opened its database but is not byte for byte the stored text
+/// differs only in comments and layout: said once, since the stored text is the record.
+fn note_if_reworded(store: &ualign_core::store::Store, study: &Study) -> anyhow::Result<()> {
+    if store.study_text_differs(study)? {
+        eprintln!(
+            "note: {} differs from the study text stored in {} only in comments or layout; the stored text stays the study's record (`ualign restore {}` writes it back)",
+            study.path.display(),
+            store.path().display(),
+            study.path.display()
+        );
+    }
+    Ok(())
+}
+
+/// For a command that reads only what the database stores (`check`, `export`): the study
+/// file names the database, and if the file now means something else (or does not load)
+/// that is said, not refused, so a researcher can always inspect and recover what is
+/// stored. Without `--db` the file must load far enough to name its database.
+pub(crate) fn open_stored_for_reading(
+    args: &StudyArgs,
+) -> anyhow::Result<(ualign_core::store::Store, ualign_core::store::IntegrityCheck)> {
+    let (study, path) = match (study::load(&args.study), args.db.as_ref()) {
+        (Ok((study, _)), db) => {
+            let path = db_path(&study, db);
+            (Some(study), path)
+        }
+        (Err(e), Some(db)) => {
+            eprintln!("note: {} does not load, so the database is read as it stands:\n{e}", args.study.display());
+            (None, db.clone())
+        }
+        (Err(e), None) => {
+            return Err(anyhow::Error::new(e)
+                .context("the study file does not load, so its database is unknown: pass it with --db PATH"));
+        }
+    };
+    let (store, check) = ualign_core::store::Store::open_existing_for_reading(&path)?;
+    if let Some(study) = study {
+        let changes = store.study_changes(&study)?;
+        if changes.is_empty() {
+            note_if_reworded(&store, &study)?;
+        } else {
+            eprintln!(
+                "note: {} has changed in meaning since {} was made from it:\n  {}\n  what follows is the database's own study; `ualign restore {}` writes its text back to the file",
+                study.path.display(),
+                path.display(),
+                changes.join("\n  "),
+                study.path.display()
+            );
+        }
+    }
+    Ok((store, check))
 }
 
 /// Where generation runs: shared by every subcommand that may generate pools.
@@ -205,7 +263,10 @@ pub(crate) fn open_store(
     match db {
         None => create_store(study, None),
         Some(path) => match ualign_core::store::Store::open_made_for_study(path, study) {
-            Ok(store) => Ok((store, ualign_core::store::Opened::Existing)),
+            Ok(store) => {
+                note_if_reworded(&store, study)?;
+                Ok((store, ualign_core::store::Opened::Existing))
+            }
             Err(e @ ualign_core::store::StoreError::NoStudy { .. }) => {
                 Err(anyhow::Error::new(e).context(match similar_database(path) {
                     Some(like) => format!(
@@ -251,6 +312,8 @@ pub(crate) fn create_store(
             format!("cannot create the database folder {}; create it yourself or pass --db PATH", dir.display())
         })?;
     }
-    ualign_core::store::Store::open_for_study(&path, study)
-        .with_context(|| format!("opening the database for study `{}`", study.name))
+    let (store, opened) = ualign_core::store::Store::open_for_study(&path, study)
+        .with_context(|| format!("opening the database for study `{}`", study.name))?;
+    note_if_reworded(&store, study)?;
+    Ok((store, opened))
 }

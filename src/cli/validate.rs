@@ -10,6 +10,9 @@ use ualign_core::study::{self, Design, PolicySource, StudyError};
 pub(crate) struct Cmd {
     /// The study file (TOML)
     study: PathBuf,
+    /// Also check the file against this database (default: the study's own database, when it exists)
+    #[arg(long)]
+    db: Option<PathBuf>,
 }
 
 impl Cmd {
@@ -55,7 +58,38 @@ impl Cmd {
             );
         }
         println!("  trials per participant: {}", study.trials_per_participant());
-        println!("  database:  {}", study.default_db_path().display());
+        self.against_database(&study)
+    }
+
+    /// Whether the study's database still holds this study: a file edited in meaning
+    /// after `init` is valid as a study, but every command on its database refuses it.
+    fn against_database(&self, study: &study::Study) -> anyhow::Result<ExitCode> {
+        let path = self.db.clone().unwrap_or_else(|| study.default_db_path());
+        if self.db.is_none() && !path.exists() {
+            println!("  database:  {} (not made yet: `ualign init {}`)", path.display(), self.study.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        let store = ualign_core::store::Store::open_existing(&path)?;
+        let changes = store.study_changes(study)?;
+        if !changes.is_empty() {
+            println!("  database:  {} holds another version of this study", path.display());
+            eprintln!(
+                "{} has changed in meaning since {} was made from it:\n  {}\n  every command on that database refuses this file: `ualign restore {}{}` puts the stored version back (your edit is kept beside it),\n  or give the changed study a new `name`, or a new database with `ualign init {} --db NEW.sqlite`",
+                self.study.display(),
+                path.display(),
+                changes.join("\n  "),
+                self.study.display(),
+                self.db.as_ref().map(|d| format!(" --db {}", d.display())).unwrap_or_default(),
+                self.study.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        let note = if store.study_text_differs(study)? {
+            " (the file differs from the stored text only in comments or layout)"
+        } else {
+            ""
+        };
+        println!("  database:  {} holds this study{note}", path.display());
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -237,6 +237,60 @@ fn a_mistyped_db_is_refused_by_every_command_but_init_and_nothing_is_made() {
 }
 
 #[test]
+fn an_edited_study_file_is_told_apart_checked_and_restored() {
+    let dir = example_copy();
+    let d = dir.path();
+    let file = d.join("studies/example.toml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let (ok, _, err) = ualign(d, &["init", "studies/example.toml"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = ualign(d, &["validate", "studies/example.toml"]);
+    assert!(ok && out.contains("database:  db/example.sqlite holds this study\n"), "{out}");
+
+    // A comment and a blank line: the same study, said so, and every command works.
+    std::fs::write(&file, format!("# my pilot, run 2\n\n{original}")).unwrap();
+    let (ok, out, _) = ualign(d, &["validate", "studies/example.toml"]);
+    assert!(ok && out.contains("holds this study (the file differs from the stored text only in comments"), "{out}");
+    let (ok, _, err) = ualign(
+        d,
+        &["import", "studies/example.toml", "--policy", "sampled", "--candidates", "studies/example/sampled.jsonl"],
+    );
+    assert!(ok && err.contains("only in comments or layout"), "{err}");
+
+    // A change of meaning: validate fails naming it, work is refused, check and export
+    // still run on what is stored, and restore puts the stored text back, keeping the edit.
+    let edited = original.replace("seed = 7", "seed = 8");
+    std::fs::write(&file, &edited).unwrap();
+    let (ok, _, err) = ualign(d, &["validate", "studies/example.toml"]);
+    assert!(!ok && err.contains("has changed in meaning") && err.contains("seed: 7 → 8"), "{err}");
+    let err = refused(d, &["stats", "studies/example.toml"], &["seed: 7 → 8", "ualign restore studies/example.toml"]);
+    assert!(!err.contains("ualign export"), "the advice is one that can be followed: {err}");
+    let (ok, out, err) = ualign(d, &["check", "studies/example.toml"]);
+    assert!(ok && out.contains("sound") && err.contains("seed: 7 → 8"), "{out}{err}");
+    let (ok, _, err) = ualign(d, &["export", "studies/example.toml", "--out", "out"]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read_to_string(d.join("out/study.toml")).unwrap(), original, "export writes the stored text");
+    let (ok, out, err) = ualign(d, &["restore", "studies/example.toml"]);
+    assert!(ok && out.contains("kept as studies/example.toml.edited"), "{out}{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    assert_eq!(std::fs::read_to_string(d.join("studies/example.toml.edited")).unwrap(), edited);
+    let (ok, out, _) = ualign(d, &["restore", "studies/example.toml"]);
+    assert!(ok && out.contains("nothing written"), "{out}");
+
+    // A file broken past reading still finds its database by its name, or by --db; a
+    // second restore keeps the first edit.
+    std::fs::write(&file, "name = \"example\"\n[[blocks]\n").unwrap();
+    let (ok, _, err) = ualign(d, &["check", "studies/example.toml", "--db", "db/example.sqlite"]);
+    assert!(ok && err.contains("does not load"), "{err}");
+    let (ok, out, err) = ualign(d, &["restore", "studies/example.toml"]);
+    assert!(ok && out.contains("kept as studies/example.toml.edited.2"), "{out}{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    assert_eq!(std::fs::read_to_string(d.join("studies/example.toml.edited")).unwrap(), edited);
+    let (ok, _, _) = ualign(d, &["stats", "studies/example.toml"]);
+    assert!(ok);
+}
+
+#[test]
 fn importing_twice_needs_replace_and_a_bom_is_fine() {
     let dir = example_copy();
     let d = dir.path();

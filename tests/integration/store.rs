@@ -83,14 +83,29 @@ fn a_changed_study_file_is_refused_with_an_explanation() {
     let s = example();
     let db = dir.path().join("e.sqlite");
     Store::open_for_study(&db, &s).unwrap();
-    let mut changed = s.clone();
-    changed.source.push_str("\n# edited\n");
-    changed.hash = "f".repeat(64);
+    // A comment is not a change of study: it opens, and the stored text stays as it was.
+    let mut commented = s.clone();
+    commented.source.push_str("\n# edited\n");
+    commented.hash = "f".repeat(64);
+    let (store, opened) = Store::open_for_study(&db, &commented).unwrap();
+    assert_eq!(opened, Opened::Existing);
+    assert!(store.study_text_differs(&commented).unwrap() && !store.study_text_differs(&s).unwrap());
+    drop(store);
+    let mut changed = commented.clone();
+    changed.source = changed.source.replacen("seed = ", "seed = 1", 1);
+    assert_ne!(changed.source, commented.source, "the example sets a seed");
     let err = Store::open_for_study(&db, &changed).err().unwrap();
     let msg = err.to_string();
     assert!(matches!(err, StoreError::StudyChanged { .. }));
-    assert!(msg.contains("has changed since database"), "{msg}");
-    assert!(msg.contains("never be mixed"), "{msg}");
+    assert!(msg.contains("has changed in meaning since database"), "{msg}");
+    assert!(msg.contains("\n  seed: "), "the change is named: {msg}");
+    assert!(msg.contains("never be mixed") && msg.contains("ualign restore"), "{msg}");
+    // A prompt changed under an unchanged text (a prompts file) is a change too.
+    let mut reprompted = s.clone();
+    reprompted.prompts[0].text.push('!');
+    reprompted.hash = "e".repeat(64);
+    let err = Store::open_for_study(&db, &reprompted).err().unwrap();
+    assert!(err.to_string().contains("text changed"), "{err}");
     let mut other = s.clone();
     other.name = "another".into();
     let err = Store::open_for_study(&db, &other).err().unwrap();

@@ -22,7 +22,7 @@ pub use records::{BestOfKAnswer, CandidateRecord, Progress, QualityCounts, RankA
 pub(crate) use records::{ParticipantRecord, TrialRecord};
 pub use write::{WRITE_WAIT, WriteCause, WriteFailure};
 
-use crate::study::{PolicySource, Study};
+use crate::study::{PolicySource, Prompt, Study};
 
 /// Schema migrations, applied in order; the position in this list is the schema version.
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -65,9 +65,12 @@ pub enum StoreError {
     )]
     OtherStudy { path: PathBuf, stored: String, given: String },
     #[error(
-        "study file {study_path} has changed since database {path} was created from it\n  (recorded {recorded_at}, hash {stored_hash:.12}…; the file now hashes to {new_hash:.12}…).\n  Answers collected under one version of a study must never be mixed with another.\n  Either restore the study file as it was (its text is stored: `ualign export` writes it to study.toml),\n  or give the changed study a new `name` or a new database with --db PATH"
+        "study file {study_path} has changed in meaning since database {path} was created from it (recorded {recorded_at}):\n  {}{}\n  Answers collected under one version of a study must never be mixed with another.\n  Either put the stored version back with `ualign restore {study_path}{}` (your edited file is kept beside it),\n  or give the changed study a new `name`, or a new database with `ualign init {study_path} --db NEW.sqlite`",
+        changes.iter().take(8).cloned().collect::<Vec<_>>().join("\n  "),
+        if changes.len() > 8 { format!("\n  … and {} more", changes.len() - 8) } else { String::new() },
+        path.to_str().map(|p| format!(" --db {p}")).unwrap_or_default()
     )]
-    StudyChanged { path: PathBuf, study_path: PathBuf, recorded_at: String, stored_hash: String, new_hash: String },
+    StudyChanged { path: PathBuf, study_path: PathBuf, recorded_at: String, changes: Vec<String> },
     #[error(
         "{} holds no study{}: check the path (a mistyped one would be a new, empty study), or make the database with `ualign init STUDY{}`",
         path.display(),
@@ -513,6 +516,27 @@ impl Store {
             .optional()?)
     }
 
+    /// The prompts as recorded with the study, in the study's order.
+    pub fn stored_prompts(&self) -> Result<Vec<Prompt>> {
+        let mut q = self.conn.prepare("SELECT id, text, tags FROM prompts ORDER BY rowid")?;
+        let rows = q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, text, tags) = row?;
+            let tags = serde_json::from_str(&tags).map_err(|e| {
+                StoreError::Invalid(format!("prompt {id} has unreadable tags ({e}); run `ualign check`"))
+            })?;
+            out.push(Prompt { id, text, tags });
+        }
+        Ok(out)
+    }
+
+    /// Whether the study file differs from the stored text only in comments and layout
+    /// (it opened, so it means the same): worth a note, since the stored text is the record.
+    pub fn study_text_differs(&self, study: &Study) -> Result<bool> {
+        Ok(self.stored_study()?.is_some_and(|s| s.hash != study.hash))
+    }
+
     /// The day the study was recorded (UTC): what chat templates that print a date see,
     /// so a study's samples are the same whenever its pools are filled.
     pub(crate) fn study_day(&self) -> Result<chrono::NaiveDate> {
@@ -571,16 +595,42 @@ impl Store {
                 given: study.name.clone(),
             });
         }
-        if stored.hash != study.hash {
+        let changes = self.changes_from(&stored, study)?;
+        if !changes.is_empty() {
             return Err(StoreError::StudyChanged {
                 path: self.path.clone(),
                 study_path: study.path.clone(),
                 recorded_at: stored.created_at,
-                stored_hash: stored.hash,
-                new_hash: study.hash.clone(),
+                changes,
             });
         }
         Ok(())
+    }
+
+    /// How the study file differs in meaning from the study this database holds (empty:
+    /// the same study, perhaps with other comments or layout), for the commands that read
+    /// the stored study whatever the file says (`check`, `export`, `validate --db`).
+    /// A database of another study is refused.
+    pub fn study_changes(&self, study: &Study) -> Result<Vec<String>> {
+        let stored = self.stored_study()?.ok_or_else(|| StoreError::NoStudy { path: self.path.clone() })?;
+        if stored.name != study.name {
+            return Err(StoreError::OtherStudy {
+                path: self.path.clone(),
+                stored: stored.name,
+                given: study.name.clone(),
+            });
+        }
+        self.changes_from(&stored, study)
+    }
+
+    fn changes_from(&self, stored: &StoredStudy, study: &Study) -> Result<Vec<String>> {
+        if stored.hash == study.hash {
+            return Ok(Vec::new());
+        }
+        // Comments and layout are not a change of study; the stored text stays its record.
+        let mut changes = crate::study::meaning_changes(&stored.source, &study.source);
+        changes.extend(crate::study::prompt_changes(&self.stored_prompts()?, &study.prompts));
+        Ok(changes)
     }
 }
 
@@ -592,9 +642,9 @@ pub(crate) struct Snapshot<'a> {
 
 #[derive(Debug, Clone)]
 pub struct StoredStudy {
-    pub(crate) name: String,
+    pub name: String,
     pub hash: String,
-    pub(crate) source: String,
+    pub source: String,
     pub path: String,
-    pub(crate) created_at: String,
+    pub created_at: String,
 }

@@ -2,6 +2,7 @@
 //! on what (prompts), how (blocks of trials) and what participants are told. `load` reads
 //! it into a typed, validated [`Study`], reporting every problem with its location.
 
+mod compare;
 mod diag;
 mod parse;
 mod participant;
@@ -9,6 +10,7 @@ mod reader;
 
 use std::path::{Path, PathBuf};
 
+pub use compare::{declared_name, meaning_changes, prompt_changes};
 pub use diag::{Diagnostic, Diagnostics, Severity};
 
 pub use parse::parse_study;
@@ -235,6 +237,18 @@ fn render(diags: &[Diagnostic]) -> String {
 }
 
 /// Reads and validates a study file. Warnings are returned beside the study.
+/// Where a study's database is made when no `--db` is given: `db/<name>.sqlite` beside
+/// the `studies/` folder that holds the file, else under the working folder.
+pub fn default_db_path(study_path: &Path, name: &str) -> PathBuf {
+    let dir = study_path.parent().unwrap_or(Path::new("."));
+    let root = if dir.file_name().is_some_and(|n| n == "studies") {
+        dir.parent().unwrap_or(Path::new(".")).to_path_buf()
+    } else {
+        PathBuf::from(".")
+    };
+    root.join("db").join(format!("{name}.sqlite"))
+}
+
 pub fn load(path: &Path) -> Result<(Study, Vec<Diagnostic>), StudyError> {
     let source =
         std::fs::read_to_string(path).map_err(|source| StudyError::Read { path: path.to_path_buf(), source })?;
@@ -257,13 +271,7 @@ impl Study {
     /// Default database path: `db/<name>.sqlite` beside the `studies/` folder holding the
     /// study file (or in the current folder's `db/` when the file lives elsewhere).
     pub fn default_db_path(&self) -> PathBuf {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let root = if dir.file_name().is_some_and(|n| n == "studies") {
-            dir.parent().unwrap_or(Path::new(".")).to_path_buf()
-        } else {
-            PathBuf::from(".")
-        };
-        root.join("db").join(format!("{}.sqlite", self.name))
+        default_db_path(&self.path, &self.name)
     }
 
     /// Trials one participant answers, counting attention checks and repeats.
