@@ -412,6 +412,28 @@ trials = 1
 }
 
 #[test]
+fn bad_18b_a_policy_without_model_is_one_error_not_two() {
+    // The block names the policy: its only error is the missing model, said with what to write.
+    let text = MINIMAL_TAIL.replace("source = \"imported\"", "source = \"model\"");
+    check(&format!("name = \"x\"{text}"), &["6:1: policies[0].model: missing ~ `model = \"default\"`"]);
+}
+
+#[test]
+fn the_embedded_default_model_has_a_name() {
+    for name in ["default", "smollm2-135m-instruct"] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = MINIMAL_TAIL.replace("source = \"imported\"", &format!("source = \"model\"\nmodel = \"{name}\""));
+        let path = dir.path().join("studies/s.toml");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let (s, diags) = study::parse_study(&path, &format!("name = \"x\"{text}"));
+        assert!(diags.items.is_empty(), "{name}: {:?}", diags.items);
+        let PolicySource::Model { dir: m, .. } = &s.unwrap().policies[0].source else { panic!("a model policy") };
+        assert_eq!(m, &ualign_engine::default_model_dir(), "{name}");
+        assert!(m.join("weights.json").is_file() && m.join("tokenizer.json").is_file(), "{}", m.display());
+    }
+}
+
+#[test]
 fn bad_19_no_blocks_and_no_policies() {
     check(
         "name = \"x\"\n[[prompts]]\nid = \"p\"\ntext = \"t\"\n",
@@ -469,6 +491,7 @@ fn missing_model_folder_is_a_warning_not_an_error() {
     let w: Vec<String> = diags.warnings().map(|d| d.to_string()).collect();
     assert_eq!(w.len(), 1);
     assert!(w[0].contains("model folder") && w[0].contains("does not exist"), "{}", w[0]);
+    assert!(w[0].contains("`model = \"default\"`"), "the embedded model's name is offered: {}", w[0]);
 }
 
 #[test]

@@ -36,6 +36,16 @@ pub use model::{KvType, ModelFile, ModelFolder, Signature};
 pub use runtime::{EpChoice, ProviderUsed, Runtime, cuda_available, runtime};
 pub use sampler::SamplingParams;
 
+/// The names a study may give its `model` for the embedded default model: SmolLM2-135M-
+/// Instruct, whose folder (`assets/models/smollm2-135m-instruct`) ships with ualign and
+/// whose GGUF the build provisions.
+pub const DEFAULT_MODEL_NAMES: [&str; 2] = ["default", "smollm2-135m-instruct"];
+
+/// The embedded default model's folder (see [`DEFAULT_MODEL_NAMES`]).
+pub fn default_model_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/models/smollm2-135m-instruct").components().collect()
+}
+
 /// Loads a model folder on the chosen execution provider. A GGUF model's graph is built
 /// in memory first.
 pub fn load(dir: &Path, ep: EpChoice, threads: Option<usize>) -> Result<Generator, EngineError> {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use toml::de::DeTable;
@@ -297,19 +297,8 @@ fn read_policies(cx: &mut Cx, root: &TableReader, base_dir: &Path) -> Vec<Policy
         }
         let src = match source.as_deref() {
             Some("model") => {
-                let dir = t.required_string(cx, "model").map(|m| base_dir.join(m));
+                let dir = model_dir(cx, &t, base_dir);
                 let decoding = read_decoding(cx, &t);
-                // A model folder, or a GGUF file.
-                if let Some(d) = &dir
-                    && !d.is_dir()
-                    && !d.is_file()
-                {
-                    cx.warning(
-                        t.span_of("model"),
-                        &t.path_of("model"),
-                        format!("model folder {} does not exist yet; `ualign generate` needs it", d.display()),
-                    );
-                }
                 dir.map(|dir| PolicySource::Model { dir, decoding })
             }
             Some("imported") => Some(PolicySource::Imported),
@@ -324,12 +313,44 @@ fn read_policies(cx: &mut Cx, root: &TableReader, base_dir: &Path) -> Vec<Policy
             None => None,
         };
         let on_length = read_on_length(cx, &t);
-        if let (Some(name), Some(source)) = (name, src) {
-            out.push(Policy { name, pool_size, source, on_length });
+        // A policy whose source is in error (reported above) is still known by name, so
+        // the blocks naming it draw no second, misleading error.
+        if let Some(name) = name {
+            out.push(Policy { name, pool_size, source: src.unwrap_or(PolicySource::Imported), on_length });
         }
         t.finish(cx);
     }
     out
+}
+
+/// A model policy's `model`: a model folder or GGUF file relative to the study file, or a
+/// name of the embedded default model (`"default"`), when no such path exists.
+fn model_dir(cx: &mut Cx, t: &TableReader, base_dir: &Path) -> Option<PathBuf> {
+    if !t.has("model") {
+        cx.error(
+            t.span.start..t.span.start,
+            &t.path_of("model"),
+            "missing: a model policy needs `model`, a model folder or GGUF file relative to the study file, or `model = \"default\"` for the embedded SmolLM2-135M-Instruct",
+        );
+        return None;
+    }
+    let m = t.string(cx, "model")?;
+    let dir = base_dir.join(&m);
+    if dir.exists() {
+        return Some(dir);
+    }
+    if ualign_engine::DEFAULT_MODEL_NAMES.contains(&m.as_str()) {
+        return Some(ualign_engine::default_model_dir());
+    }
+    cx.warning(
+        t.span_of("model"),
+        &t.path_of("model"),
+        format!(
+            "model folder {} does not exist (yet): give a model folder or GGUF file relative to the study file, or `model = \"default\"` for the embedded SmolLM2-135M-Instruct; `ualign generate` needs it",
+            dir.display()
+        ),
+    );
+    Some(dir)
 }
 
 /// A policy's `on_length` (what participants see of a candidate cut off at its limit).
