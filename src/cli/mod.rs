@@ -86,7 +86,7 @@ impl Cli {
             Command::Import(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Export(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Generate(c) => c.run().map(|()| ExitCode::SUCCESS),
-            Command::Sample(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Sample(c) => c.run(),
             Command::Restore(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Check(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Convert(c) => c.run().map(|()| ExitCode::SUCCESS),

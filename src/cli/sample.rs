@@ -1,9 +1,13 @@
 //! `ualign sample`: tries a model folder without a study: k candidates for one prompt, with
-//! the folder's own generation settings as transformers reads them unless flags say
-//! otherwise, and the timing of the run.
+//! the settings a study's policy has when it leaves them out (so what is tried is what a
+//! study gets), or the folder's generation_config.json as transformers reads it with
+//! `--generation-config`; and the timing of the run. With `--study`, it makes one of a
+//! study's stored candidates again and says whether it is the same.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
+use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::values;
@@ -12,30 +16,52 @@ use ualign_engine::{GenOptions, SampleSpec, SamplingParams};
 /// Try a model folder without a study: k candidates for one prompt.
 #[derive(clap::Args)]
 pub(crate) struct Cmd {
-    /// Model folder (config.json, tokenizer.json, tokenizer_config.json, model.onnx)
-    model: PathBuf,
+    /// Model folder (config.json, tokenizer.json, tokenizer_config.json, model.onnx), a
+    /// GGUF file, or `default` for the embedded SmolLM2-135M-Instruct
+    #[arg(required_unless_present = "study")]
+    model: Option<PathBuf>,
+    /// The prompt's text; with --study, the prompt's id
     #[arg(long)]
     prompt: String,
     /// Number of candidates (1 to 10000)
     #[arg(short, default_value_t = 4, allow_negative_numbers = true, value_parser = values::whole::<u32, 1, { values::MAX_K }>)]
     k: u32,
-    /// 1 to 8192. Default: generation_config.json, else 64
+    /// Make one stored candidate of a study again (with --policy, --prompt ID, --index I),
+    /// from its policy's model and settings and the study's seed, and compare it with the
+    /// stored one
+    #[arg(long, requires_all = ["policy", "index"], conflicts_with_all = SETTINGS)]
+    study: Option<PathBuf>,
+    /// With --study: the policy
+    #[arg(long, requires = "study")]
+    policy: Option<String>,
+    /// With --study: the candidate's sample_index (0 up, as `export` writes it)
+    #[arg(long, requires = "study", allow_negative_numbers = true, value_parser = values::whole::<u32, 0, { u32::MAX as u64 }>)]
+    index: Option<u32>,
+    /// With --study: the database (default: db/<study name>.sqlite)
+    #[arg(long, requires = "study")]
+    db: Option<PathBuf>,
+    /// Settings left out come from the folder's generation_config.json, read as
+    /// transformers reads it (top-k 50 where the file does not set top_k), instead of a
+    /// study's defaults
+    #[arg(long)]
+    generation_config: bool,
+    /// 1 to 8192. Default: 64 (or generation_config.json's)
     #[arg(long, allow_negative_numbers = true, value_parser = values::whole::<u32, 1, 8192>)]
     max_new_tokens: Option<u32>,
-    /// 0 is greedy, at most 100. Default: generation_config.json, else 1.0
+    /// 0 is greedy, at most 100. Default: 1.0 (or generation_config.json's)
     #[arg(long, allow_negative_numbers = true, value_parser = values::temperature)]
     temperature: Option<f32>,
-    /// In (0, 1]. Default: generation_config.json, else 1.0 (off)
+    /// In (0, 1]. Default: 1.0, off (or generation_config.json's)
     #[arg(long, allow_negative_numbers = true, value_parser = values::top_p)]
     top_p: Option<f32>,
-    /// 0 is off. Default: generation_config.json, else 50 (transformers' default, which
-    /// applies whenever a model's generation_config.json does not set top_k)
+    /// 0 is off. Default: 0, as in a study (with --generation-config: the file's, else 50,
+    /// transformers' default whenever a model's generation_config.json does not set top_k)
     #[arg(long, allow_negative_numbers = true, value_parser = values::whole::<u32, 0, { u32::MAX as u64 }>)]
     top_k: Option<u32>,
-    /// In [0, 1]. Default: generation_config.json, else 0 (off)
+    /// In [0, 1]. Default: 0, off (or generation_config.json's)
     #[arg(long, allow_negative_numbers = true, value_parser = values::min_p)]
     min_p: Option<f32>,
-    /// Positive. Default: generation_config.json, else 1.0 (off)
+    /// Positive. Default: 1.0, off (or generation_config.json's)
     #[arg(long, allow_negative_numbers = true, value_parser = values::repetition_penalty)]
     repetition_penalty: Option<f32>,
     /// Stop strings (repeat the flag for several)
@@ -59,6 +85,22 @@ pub(crate) struct Cmd {
     json: bool,
 }
 
+/// The flags a study's policy sets itself, refused beside `--study`.
+const SETTINGS: [&str; 12] = [
+    "model",
+    "k",
+    "generation_config",
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "stop",
+    "raw",
+    "ignore_eos",
+];
+
 /// `GenerationConfig.top_k` when the file leaves it out: sampling a Hugging Face model with
 /// its own settings keeps the 50 most likely tokens unless its generation_config.json says
 /// otherwise, so `sample` does too.
@@ -69,9 +111,13 @@ fn gen_default(cfg: &Value, key: &str) -> Option<f64> {
 }
 
 impl Cmd {
-    pub(crate) fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        if let Some(study) = &self.study {
+            return self.reproduce(study);
+        }
+        let model = self.model_dir();
         let t_load = std::time::Instant::now();
-        let mut g = ualign_engine::load(&self.model, self.ep.into(), self.threads)?;
+        let mut g = ualign_engine::load(&model, self.ep.into(), self.threads)?;
         let load_ms = t_load.elapsed().as_secs_f64() * 1000.0;
         for n in std::mem::take(&mut g.notices) {
             eprintln!("notice: {n}");
@@ -79,7 +125,7 @@ impl Cmd {
         if let Some(why) = &g.provider.fallback {
             eprintln!("notice: CUDA is not available ({}); running on CPU", why.lines().next().unwrap_or(why));
         }
-        let opts = self.options(&g.folder.generation)?;
+        let opts = self.options(&model, &g.folder.generation)?;
         let ids = g.encode_prompt(&self.prompt, !self.raw)?;
         let specs: Vec<SampleSpec> = (0..self.k)
             .map(|i| SampleSpec { index: i, seed: ualign_core::seed::sample_seed(self.seed, "sample", "cli", i) })
@@ -115,15 +161,123 @@ impl Cmd {
                 t.decode_tokens_per_s()
             );
         }
-        Ok(())
+        Ok(ExitCode::SUCCESS)
     }
 
-    /// The settings: each flag, else the folder's generation_config.json as transformers
-    /// reads it, else transformers' defaults; what the file gives is held to the same
-    /// rules as the flags.
-    fn options(&self, gc: &Value) -> anyhow::Result<GenOptions> {
-        let gc_path = if self.model.is_dir() { self.model.clone() } else { self.model.with_file_name("") }
-            .join("generation_config.json");
+    /// `--study`: one stored candidate made again, compared with the stored one (exit 1
+    /// when they differ, with what may explain it).
+    fn reproduce(&self, study_path: &std::path::Path) -> anyhow::Result<ExitCode> {
+        let (policy, index) = (self.policy.clone().unwrap_or_default(), self.index.unwrap_or_default());
+        let target = super::StudyArgs { study: study_path.to_path_buf(), db: self.db.clone() };
+        let study = super::load_study(study_path)?;
+        let Some(p) = study.policy(&policy) else {
+            let known: Vec<&str> = study.policies.iter().map(|p| p.name.as_str()).collect();
+            let hint = ualign_core::study::closest(&policy, &known)
+                .map(|c| format!("did you mean `{c}`? "))
+                .unwrap_or_default();
+            anyhow::bail!("the study has no policy `{policy}`; {hint}(policies: {})", known.join(", "));
+        };
+        if study.prompt(&self.prompt).is_none() {
+            let known: Vec<&str> = study.prompts.iter().map(|p| p.id.as_str()).collect();
+            let hint = ualign_core::study::closest(&self.prompt, &known)
+                .map(|c| format!("; did you mean `{c}`?"))
+                .unwrap_or_default();
+            anyhow::bail!("with --study, --prompt is a prompt's id: the study has no prompt `{}`{hint}", self.prompt);
+        }
+        if !matches!(p.source, ualign_core::study::PolicySource::Model { .. }) {
+            anyhow::bail!(
+                "policy `{policy}` is imported: ualign did not make its candidates, so it cannot make them again"
+            );
+        }
+        if index >= p.pool_size {
+            anyhow::bail!(
+                "--index {index} is not in policy `{policy}`'s pools: they hold samples 0 to {}",
+                p.pool_size - 1
+            );
+        }
+        let db = super::db_path(&study, self.db.as_ref());
+        let store = if self.db.is_some() || db.exists() { Some(target.open_existing()?.1) } else { None };
+        // The chat template's date is the study's recorded day; a study with no database yet has today.
+        let day = match &store {
+            Some(s) => s.study_day()?,
+            None => chrono::Utc::now().date_naive(),
+        };
+        let mut models = ualign_core::pools::Models::new(self.ep.into(), self.threads);
+        let made = models.sample(&study, &policy, &self.prompt, &[index], day, None)?;
+        for n in models.take_notices() {
+            eprintln!("notice: {n}");
+        }
+        let s = made.samples.into_iter().next().context("the engine made no sample")?;
+        let stored = match &store {
+            Some(st) => st.candidate(&policy, &self.prompt, index)?.map(|c| -> anyhow::Result<_> {
+                let (hash, _) = st.candidate_provenance(c.id)?;
+                Ok((c, hash))
+            }),
+            None => None,
+        }
+        .transpose()?;
+        let same = stored.as_ref().map(|(c, _)| c.text == s.text);
+        if self.json {
+            println!(
+                "{}",
+                json!({"policy": policy, "prompt": self.prompt, "index": s.index, "text": s.text, "token_ids": s.token_ids,
+                       "finish_reason": s.finish_reason, "logprob": s.logprob, "seed": s.seed, "model_hash": made.model_hash,
+                       "stored_candidate": stored.as_ref().map(|(c, _)| c.id), "same_as_stored": same})
+            );
+        } else {
+            println!("{}", s.text);
+        }
+        let what = format!("policy `{policy}`, prompt `{}`, sample {index}", self.prompt);
+        match (stored, same) {
+            (Some((c, _)), Some(true)) => eprintln!("{what}: the same text as stored candidate {}", c.id),
+            (Some((c, hash)), _) => {
+                let why = match hash {
+                    Some(h) if h != made.model_hash => {
+                        format!("it was made with model {h:.12}…, the folder now holds {:.12}…", made.model_hash)
+                    }
+                    Some(_) => format!(
+                        "the model is the same ({:.12}…); the provider or machine may differ (stored candidates record theirs: `ualign export`)",
+                        made.model_hash
+                    ),
+                    None => "it was imported, not made here".into(),
+                };
+                eprintln!("{what}: DIFFERS from stored candidate {}: {why}", c.id);
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => eprintln!("{what}: not stored yet; `ualign generate` will store this text"),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// The model folder: the path given, or the embedded default's for `default`.
+    fn model_dir(&self) -> PathBuf {
+        let m = self.model.clone().unwrap_or_default();
+        match m.to_str() {
+            Some(name) if !m.exists() && ualign_engine::DEFAULT_MODEL_NAMES.contains(&name) => {
+                ualign_engine::default_model_dir()
+            }
+            _ => m,
+        }
+    }
+
+    /// The settings: each flag, else a study's defaults; with `--generation-config`, each
+    /// flag, else the folder's generation_config.json as transformers reads it, else
+    /// transformers' defaults, what the file gives held to the same rules as the flags.
+    fn options(&self, model: &std::path::Path, gc: &Value) -> anyhow::Result<GenOptions> {
+        if !self.generation_config {
+            let d = ualign_engine::decoding::Decoding::default();
+            let params = SamplingParams {
+                temperature: self.temperature.unwrap_or(d.sampling.temperature),
+                top_k: self.top_k.unwrap_or(d.sampling.top_k),
+                top_p: self.top_p.unwrap_or(d.sampling.top_p),
+                min_p: self.min_p.unwrap_or(d.sampling.min_p),
+                repetition_penalty: self.repetition_penalty.unwrap_or(d.sampling.repetition_penalty),
+            };
+            let max_new_tokens = self.max_new_tokens.unwrap_or(d.max_new_tokens);
+            return Ok(GenOptions { params, max_new_tokens, stop: self.stop.clone(), ignore_eos: self.ignore_eos });
+        }
+        let gc_path =
+            if model.is_dir() { model.to_path_buf() } else { model.with_file_name("") }.join("generation_config.json");
         let greedy_default = gc.get("do_sample").and_then(Value::as_bool) == Some(false);
         let params = SamplingParams {
             temperature: self.temperature.unwrap_or(if greedy_default {

@@ -69,10 +69,20 @@ fn sample_settings(model: &Path, extra: &[&str]) -> serde_json::Value {
 }
 
 #[test]
-fn sample_takes_its_defaults_as_transformers_reads_generation_config() {
+fn sample_takes_a_studys_defaults_or_as_transformers_reads_generation_config() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/fortune-llama");
-    // The default model's own file: temperature 1, min-p 0.1, top-k off.
+    // Left out, a setting is what a study's policy gets when it leaves it out, whatever
+    // the folder's file says (min-p 0.1 there): what is tried is what a study samples.
+    let d = ualign_core::study::Decoding::default();
     let s = sample_settings(&shipped, &[]);
+    assert_eq!(
+        (s["temperature"].as_f64(), s["top_k"].as_u64(), s["top_p"].as_f64(), s["min_p"].as_f64()),
+        (Some(f64::from(d.sampling.temperature)), Some(0), Some(1.0), Some(0.0)),
+        "{s}"
+    );
+    assert_eq!(d.sampling.top_k, 0);
+    // With --generation-config, the model's own file: temperature 1, min-p 0.1, top-k off.
+    let s = sample_settings(&shipped, &["--generation-config"]);
     assert_eq!((s["temperature"].as_f64(), s["top_k"].as_u64(), s["top_p"].as_f64()), (Some(1.0), Some(0), Some(1.0)));
     assert!((s["min_p"].as_f64().unwrap() - 0.1).abs() < 1e-6, "{s}");
     // A copy whose generation_config.json leaves top_k and min_p out: transformers' top-k 50,
@@ -82,12 +92,87 @@ fn sample_takes_its_defaults_as_transformers_reads_generation_config() {
         std::fs::copy(shipped.join(f), dir.path().join(f)).unwrap();
     }
     std::fs::write(dir.path().join("generation_config.json"), r#"{"do_sample": true, "top_p": 0.9}"#).unwrap();
-    let s = sample_settings(dir.path(), &[]);
+    let s = sample_settings(dir.path(), &["--generation-config"]);
     assert_eq!((s["top_k"].as_u64(), s["min_p"].as_f64()), (Some(50), Some(0.0)), "{s}");
     assert!((s["top_p"].as_f64().unwrap() - 0.9).abs() < 1e-6, "{s}");
-    let s = sample_settings(dir.path(), &["--top-k", "0", "--min-p", "0.05"]);
+    let s = sample_settings(dir.path(), &["--generation-config", "--top-k", "0", "--min-p", "0.05"]);
     assert_eq!(s["top_k"].as_u64(), Some(0), "{s}");
     assert!((s["min_p"].as_f64().unwrap() - 0.05).abs() < 1e-6, "{s}");
+    let s = sample_settings(dir.path(), &[]);
+    assert_eq!((s["top_k"].as_u64(), s["top_p"].as_f64()), (Some(0), Some(1.0)), "{s}");
+}
+
+#[test]
+fn sample_makes_a_stored_candidate_again_and_says_whether_it_is_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = common::repo("assets/models/fortune-llama");
+    let study = format!(
+        "name = \"again\"\nseed = 11\n[[prompts]]\nid = \"love\"\ntext = \"love\"\n[[prompts]]\nid = \"work\"\ntext = \"work\"\n[[policies]]\nname = \"hot\"\nsource = \"model\"\nmodel = \"{}\"\npool_size = 3\n[policies.decoding]\ntemperature = 1.2\ntop_p = 0.95\nmax_new_tokens = 12\n[[blocks]]\nname = \"r\"\ndesign = \"rank\"\nm = 3\ntrials = 2\n",
+        model.display()
+    );
+    std::fs::write(d.join("again.toml"), study).unwrap();
+    let again = |index: &str| {
+        ualign(
+            d,
+            &["sample", "--study", "again.toml", "--policy", "hot", "--prompt", "work", "--index", index, "--json"],
+        )
+    };
+    // Before generate: what it will be.
+    let (ok, out, err) = again("2");
+    assert!(ok && err.contains("not stored yet"), "{err}");
+    let before: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let (ok, _, err) = ualign(d, &["generate", "again.toml", "--threads", "1"]);
+    assert!(ok, "{err}");
+    let conn = rusqlite::Connection::open(d.join("db/again.sqlite")).unwrap();
+    let stored = |i: u32| -> (i64, String) {
+        conn.query_row(
+            "SELECT id, text FROM candidates WHERE policy = 'hot' AND prompt_id = 'work' AND sample_index = ?1",
+            [i],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    let texts: Vec<String> = (0..3).map(|i| stored(i).1).collect();
+    assert!(texts[0] != texts[1] || texts[1] != texts[2], "sampled at 1.2: {texts:?}");
+    for i in 0..3u32 {
+        let (ok, out, err) = again(&i.to_string());
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["text"].as_str(), Some(texts[i as usize].as_str()), "sample {i}");
+        assert_eq!((v["same_as_stored"].as_bool(), v["stored_candidate"].as_i64()), (Some(true), Some(stored(i).0)));
+        assert!(err.contains("the same text as stored candidate"), "{err}");
+    }
+    assert_eq!(before["text"].as_str(), Some(texts[2].as_str()), "the text made before generate is the one stored");
+    // A stored text that is not what the model makes is called out, with a failing exit.
+    conn.execute(
+        "UPDATE candidates SET text = 'edited' WHERE policy = 'hot' AND prompt_id = 'work' AND sample_index = 1",
+        [],
+    )
+    .unwrap();
+    let (ok, _, err) = again("1");
+    assert!(!ok && err.contains("DIFFERS from stored candidate") && err.contains("the model is the same"), "{err}");
+    // Mistakes are named.
+    refused(
+        d,
+        &["sample", "--study", "again.toml", "--policy", "hott", "--prompt", "work", "--index", "0"],
+        &["did you mean `hot`?"],
+    );
+    refused(
+        d,
+        &["sample", "--study", "again.toml", "--policy", "hot", "--prompt", "wrk", "--index", "0"],
+        &["did you mean `work`?"],
+    );
+    refused(
+        d,
+        &["sample", "--study", "again.toml", "--policy", "hot", "--prompt", "work", "--index", "3"],
+        &["samples 0 to 2"],
+    );
+    refused(
+        d,
+        &["sample", "--study", "again.toml", "--policy", "hot", "--prompt", "work", "--index", "0", "--top-k", "5"],
+        &["cannot be used with"],
+    );
 }
 
 /// Asserts a failed command whose message holds every one of `want`, once.

@@ -135,27 +135,11 @@ impl Models {
         job: &PoolJob,
         cancel: Option<&AtomicBool>,
     ) -> Result<PoolDone, PoolError> {
-        let policy = study.policy(&job.policy).ok_or_else(|| PoolError::NotAModel(job.policy.clone()))?;
-        let PolicySource::Model { dir, decoding } = &policy.source else {
-            return Err(PoolError::NotAModel(job.policy.clone()));
-        };
-        let prompt = study.prompt(&job.prompt_id).ok_or_else(|| PoolError::NoPrompt(job.prompt_id.clone()))?;
-        let engine_err = |source| PoolError::Engine { policy: job.policy.clone(), source };
         let day = store.study_day()?;
-        let (g, hash) = self.get(dir).map_err(engine_err)?;
-        g.set_template_day(day);
-        let ids = g.encode_prompt(&prompt.text, decoding.chat_template).map_err(engine_err)?;
-        let specs: Vec<SampleSpec> = job
-            .missing
-            .iter()
-            .map(|&index| SampleSpec {
-                index,
-                seed: crate::seed::sample_seed(study.seed, &prompt.id, &policy.name, index),
-            })
-            .collect();
-        let (samples, timing) = g.generate(&ids, &specs, &GenOptions::from(decoding), cancel).map_err(engine_err)?;
-        let provider = g.provider.to_string();
-        let settings = settings_json(decoding);
+        let made = self.sample(study, &job.policy, &job.prompt_id, &job.missing, day, cancel)?;
+        let (samples, timing, hash, decoding) = (made.samples, made.timing, made.model_hash, made.decoding);
+        let provider = made.provider;
+        let settings = settings_json(&decoding);
         let rows: Vec<NewCandidate> = samples
             .into_iter()
             .map(|s| NewCandidate {
@@ -177,6 +161,57 @@ impl Models {
             .collect();
         store.insert_candidates(&rows)?;
         Ok(PoolDone { candidates: rows.len(), new_tokens: timing.new_tokens + rows.len() as u64, provider })
+    }
+}
+
+/// Samples of one pool, as [`Models::sample`] makes them.
+pub struct Made {
+    pub samples: Vec<ualign_engine::Sample>,
+    pub timing: ualign_engine::PoolTiming,
+    pub model_hash: String,
+    pub provider: String,
+    pub decoding: Decoding,
+}
+
+impl Models {
+    /// The samples `indices` of a policy's pool for a prompt: the policy's model and
+    /// settings, each sample's seed from the study's seed, and the chat template dated
+    /// `day` (the study's recorded day). What `generate` stores, and what `ualign sample
+    /// --study` makes again to reproduce one stored candidate (rows decoded together
+    /// equal each row decoded alone, so one sample needs no others).
+    pub fn sample(
+        &mut self,
+        study: &Study,
+        policy: &str,
+        prompt_id: &str,
+        indices: &[u32],
+        day: chrono::NaiveDate,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Made, PoolError> {
+        let policy = study.policy(policy).ok_or_else(|| PoolError::NotAModel(policy.to_string()))?;
+        let PolicySource::Model { dir, decoding } = &policy.source else {
+            return Err(PoolError::NotAModel(policy.name.clone()));
+        };
+        let prompt = study.prompt(prompt_id).ok_or_else(|| PoolError::NoPrompt(prompt_id.to_string()))?;
+        let engine_err = |source| PoolError::Engine { policy: policy.name.clone(), source };
+        let (g, hash) = self.get(dir).map_err(engine_err)?;
+        g.set_template_day(day);
+        let ids = g.encode_prompt(&prompt.text, decoding.chat_template).map_err(engine_err)?;
+        let specs: Vec<SampleSpec> = indices
+            .iter()
+            .map(|&index| SampleSpec {
+                index,
+                seed: crate::seed::sample_seed(study.seed, &prompt.id, &policy.name, index),
+            })
+            .collect();
+        let (samples, timing) = g.generate(&ids, &specs, &GenOptions::from(decoding), cancel).map_err(engine_err)?;
+        Ok(Made {
+            samples,
+            timing,
+            model_hash: hash.clone(),
+            provider: g.provider.to_string(),
+            decoding: decoding.clone(),
+        })
     }
 }
 

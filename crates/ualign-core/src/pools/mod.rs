@@ -10,6 +10,6 @@ pub mod import;
 mod plan;
 mod worker;
 
-pub use generate::{Models, PoolDone, PoolError, Progress};
+pub use generate::{Made, Models, PoolDone, PoolError, Progress};
 pub use plan::{PoolJob, missing_for_trial, needed_pools, pending_jobs, pending_jobs_by_prompt};
 pub use worker::{PoolWorker, Priority, WorkerEvent};

@@ -539,7 +539,7 @@ impl Store {
 
     /// The day the study was recorded (UTC): what chat templates that print a date see,
     /// so a study's samples are the same whenever its pools are filled.
-    pub(crate) fn study_day(&self) -> Result<chrono::NaiveDate> {
+    pub fn study_day(&self) -> Result<chrono::NaiveDate> {
         let stored = self.stored_study()?.ok_or_else(|| StoreError::NoStudy { path: self.path.clone() })?;
         chrono::DateTime::parse_from_rfc3339(&stored.created_at).map(|t| t.date_naive()).map_err(|e| {
             StoreError::Invalid(format!("the study's recorded time `{}` is unreadable: {e}", stored.created_at))

@@ -181,6 +181,13 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The model hash and settings (JSON) a candidate was made with, where it was made here.
+    pub fn candidate_provenance(&self, id: i64) -> Result<(Option<String>, Option<String>)> {
+        Ok(self.conn.query_row("SELECT model_hash, settings FROM candidates WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?)
+    }
+
     pub fn candidate_by_id(&self, id: i64) -> Result<Option<Candidate>> {
         Ok(self
             .conn

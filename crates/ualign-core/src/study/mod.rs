@@ -264,7 +264,7 @@ impl Study {
         self.policies.iter().find(|p| p.name == name)
     }
 
-    pub(crate) fn prompt(&self, id: &str) -> Option<&Prompt> {
+    pub fn prompt(&self, id: &str) -> Option<&Prompt> {
         self.prompts.iter().find(|p| p.id == id)
     }
 
