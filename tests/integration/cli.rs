@@ -234,7 +234,7 @@ fn a_model_folders_bad_generation_config_is_named() {
     let m = dir.path().to_str().unwrap();
     let err = refused(
         dir.path(),
-        &["sample", m, "--prompt", "x"],
+        &["sample", m, "--prompt", "x", "--generation-config"],
         &["generation_config.json", "temperature = -2", "--temperature"],
     );
     assert!(err.contains("out of range"), "{err}");

@@ -40,7 +40,7 @@ design = "best_of_k"
 policy_a = "a"
 policy_b = "a"
 k = [1, 2]
-trials = 4
+trials = 1
 "#;
 
 #[test]
@@ -347,7 +347,7 @@ trials = 1
 
 #[test]
 fn bad_15_unknown_prompt_and_tag_in_block() {
-    let text = MINIMAL_TAIL.replace("trials = 4", "trials = 4\nprompts = [\"p1\", \"nope\"]\ntags = [\"missing\"]");
+    let text = MINIMAL_TAIL.replace("trials = 1", "trials = 1\nprompts = [\"p1\", \"nope\"]\ntags = [\"missing\"]");
     check(
         &format!("name = \"x\"{text}"),
         &[
@@ -458,7 +458,7 @@ fn bad_20_options_out_of_range_and_unknown() {
 
 #[test]
 fn bad_21_repeat_fraction_and_trials() {
-    let text = MINIMAL_TAIL.replace("trials = 4", "trials = 0\nrepeat_fraction = 1.5");
+    let text = MINIMAL_TAIL.replace("trials = 1", "trials = 0\nrepeat_fraction = 1.5");
     check(
         &format!("name = \"x\"{text}"),
         &[
@@ -470,7 +470,7 @@ fn bad_21_repeat_fraction_and_trials() {
 
 #[test]
 fn bad_22_key_of_the_other_design_is_unknown() {
-    let text = MINIMAL_TAIL.replace("trials = 4", "trials = 4\nmode = \"order\"");
+    let text = MINIMAL_TAIL.replace("trials = 1", "trials = 1\nmode = \"order\"");
     check(&format!("name = \"x\"{text}"), &["18:1: blocks[0].mode: unknown key `mode`"]);
 }
 
@@ -492,6 +492,43 @@ fn missing_model_folder_is_a_warning_not_an_error() {
     assert_eq!(w.len(), 1);
     assert!(w[0].contains("model folder") && w[0].contains("does not exist"), "{}", w[0]);
     assert!(w[0].contains("`model = \"default\"`"), "the embedded model's name is offered: {}", w[0]);
+}
+
+/// The warnings of `text`, read as `studies/s.toml`.
+fn warnings(text: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, diags) = study::parse_study(&dir.path().join("studies/s.toml"), text);
+    diags.warnings().map(|d| d.to_string()).collect()
+}
+
+#[test]
+fn validate_says_when_a_block_must_show_prompts_again() {
+    // The issue's study: 4 prompts, 6 trials, a pool of 4 against a one-answer import.
+    let four = (1..=4).map(|i| format!("[[prompts]]\nid = \"p{i}\"\ntext = \"t{i}\"\n")).collect::<String>();
+    let study = |trials: u32, pool_a: u32, pool_b: u32| {
+        format!(
+            "name = \"x\"\n{four}[[policies]]\nname = \"a\"\nsource = \"imported\"\npool_size = {pool_a}\n\
+             [[policies]]\nname = \"b\"\nsource = \"imported\"\npool_size = {pool_b}\n\
+             [[blocks]]\nname = \"bk\"\ndesign = \"best_of_k\"\npolicy_a = \"a\"\npolicy_b = \"b\"\nk = [1, 2]\ntrials = {trials}\n"
+        )
+    };
+    assert!(warnings(&study(4, 4, 1)).is_empty(), "one showing per prompt: {:?}", warnings(&study(4, 4, 1)));
+    let w = warnings(&study(6, 4, 1));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("blocks[0].trials") && w[0].contains("6 trials over 4 prompts"), "{}", w[0]);
+    assert!(w[0].contains("2 of each participant's trials show a prompt already seen"), "{}", w[0]);
+    assert!(w[0].contains("`b`'s pool of 1 (up to 2 needed)") && !w[0].contains("`a`'s"), "{}", w[0]);
+    assert!(w[0].contains("set trials = 4"), "{}", w[0]);
+    // Pools large enough: the prompt comes back with other candidates.
+    let w = warnings(&study(6, 4, 2));
+    assert!(w[0].contains("candidates not yet shown") && !w[0].contains("same candidates"), "{}", w[0]);
+    // A rank block over pools too small for three showings of m = 3.
+    let rank = study(12, 2, 2).replace(
+        "design = \"best_of_k\"\npolicy_a = \"a\"\npolicy_b = \"b\"\nk = [1, 2]",
+        "design = \"rank\"\npolicies = [\"a\", \"b\"]\nm = 3",
+    );
+    let w = warnings(&rank);
+    assert!(w[0].contains("the pools' 4 candidates (up to 9 needed)"), "{}", w[0]);
 }
 
 #[test]

@@ -5,13 +5,23 @@
 //! each position of the single-output candidate and each prompt recur in rotation, with
 //! rotation offsets drawn per participant, so counts are even across participants too.
 //! The list is stored at enrolment; resuming reads the next unanswered trial from the store.
+//!
+//! Within a block, a participant meets the same candidate again only when the study asks
+//! (`repeat_fraction`) or its pools leave no other: a prompt shown twice (more trials than
+//! prompts) is shown with samples the participant has not yet seen for it first, in
+//! another round of the block's prompts, never in the trial right after.
 
 use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashMap;
+
 use crate::study::{Block, Design, RankMode, Study};
+
+/// The samples of each (prompt, policy) already in a participant's list.
+type Seen = HashMap<(String, String), Vec<u32>>;
 
 /// What a displayed slot shows: sample `sample` of `policy`'s pool for the trial's prompt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,9 +100,12 @@ pub fn plan(study: &Study, participant: &str) -> Vec<PlannedTrial> {
     }
     let mut out = Vec::new();
     for block in blocks {
+        // Within a block, where a prompt recurs; each block is its own task, drawing from
+        // its pools as if the others were not there.
+        let mut seen = Seen::new();
         let mut rng = crate::seed::trial_list(study.seed, participant, &block.name);
         let start = out.len();
-        let trials = plan_block(study, block, &mut rng);
+        let trials = plan_block(study, block, &mut seen, &mut rng);
         out.extend(trials.into_iter().map(|mut t| {
             t.repeat_of = t.repeat_of.map(|p| p + start);
             t
@@ -111,32 +124,54 @@ fn rotation<T: Clone>(items: &[T], n: usize, rng: &mut ChaCha8Rng) -> Vec<T> {
     (0..n).map(|i| items[(i + off) % items.len()].clone()).collect()
 }
 
-fn distinct_samples(pool: u32, n: u32, exclude: &[u32], rng: &mut ChaCha8Rng) -> Vec<u32> {
+/// `n` distinct samples of a pool of `pool`, none of `exclude` where the pool allows
+/// (else they are allowed again), those not in `seen` first; the chosen are added to `seen`.
+fn distinct_samples(pool: u32, n: u32, exclude: &[u32], seen: &mut Vec<u32>, rng: &mut ChaCha8Rng) -> Vec<u32> {
     let mut all: Vec<u32> = (0..pool).filter(|s| !exclude.contains(s)).collect();
     if (all.len() as u32) < n {
         // Not enough samples beside the excluded ones: allow them again.
         all = (0..pool).collect();
     }
     all.shuffle(rng);
+    // Unseen first, each part in random order.
+    all.sort_by_key(|s| seen.contains(s));
     all.truncate(n as usize);
+    seen.extend(all.iter().copied().filter(|s| !seen.contains(s)).collect::<Vec<_>>());
     all
+}
+
+/// Shuffles a block's trials within rounds of `round` (the number of its prompts: trial i
+/// shows prompt i mod round, so a round shows each prompt once), keeping rounds in order
+/// and the two trials where rounds meet on different prompts: a prompt that recurs comes
+/// back a round later, not in the next trial.
+fn shuffle_in_rounds(trials: &mut [PlannedTrial], round: usize, rng: &mut ChaCha8Rng) {
+    let round = round.max(1);
+    let mut prev: Option<String> = None;
+    for chunk in trials.chunks_mut(round) {
+        chunk.shuffle(rng);
+        if chunk.len() > 1 && prev.as_ref() == Some(&chunk[0].prompt_id) {
+            let other = rng.random_range(1..chunk.len());
+            chunk.swap(0, other);
+        }
+        prev = chunk.last().map(|t| t.prompt_id.clone());
+    }
 }
 
 /// One block's trials: its design's trials in random order, attention checks among them,
 /// repeats after their originals. The draws come in this order from `rng` (a stored
 /// study's lists depend on it).
-fn plan_block(study: &Study, block: &Block, rng: &mut ChaCha8Rng) -> Vec<PlannedTrial> {
+fn plan_block(study: &Study, block: &Block, seen: &mut Seen, rng: &mut ChaCha8Rng) -> Vec<PlannedTrial> {
     let n = block.trials as usize;
     let mut prompts = block.prompts.clone();
     prompts.shuffle(rng);
     let prompt_seq = rotation(&prompts, n, rng);
     let mut main: Vec<PlannedTrial> = match &block.design {
         Design::BestOfK { policy_a, policy_b, k } => {
-            best_of_k_trials(study, block, policy_a, policy_b, k, &prompt_seq, rng)
+            best_of_k_trials(study, block, (policy_a, policy_b), k, &prompt_seq, seen, rng)
         }
-        Design::Rank { policies, m, mode } => rank_trials(study, block, policies, *m, *mode, &prompt_seq, rng),
+        Design::Rank { policies, m, mode } => rank_trials(study, block, policies, (*m, *mode), &prompt_seq, seen, rng),
     };
-    main.shuffle(rng);
+    shuffle_in_rounds(&mut main, prompts.len(), rng);
     add_attention_checks(study, block, &prompts, &mut main, rng);
     with_repeats(block, main, rng)
 }
@@ -149,10 +184,10 @@ fn pool_of(study: &Study, name: &str) -> u32 {
 fn best_of_k_trials(
     study: &Study,
     block: &Block,
-    policy_a: &str,
-    policy_b: &str,
+    (policy_a, policy_b): (&str, &str),
     k: &[u32],
     prompt_seq: &[String],
+    seen: &mut Seen,
     rng: &mut ChaCha8Rng,
 ) -> Vec<PlannedTrial> {
     let ks = rotation(k, prompt_seq.len(), rng);
@@ -164,9 +199,11 @@ fn best_of_k_trials(
             let entry = next_pos.iter_mut().find(|(kk, _)| *kk == k).expect("k drawn from the block's list");
             let b_pos = (entry.1 % (k + 1)) as usize;
             entry.1 += 1;
-            let a_samples = distinct_samples(pool_of(study, policy_a), k, &[], rng);
+            let seen_a = seen.entry((prompt.clone(), policy_a.to_string())).or_default();
+            let a_samples = distinct_samples(pool_of(study, policy_a), k, &[], seen_a, rng);
             let exclude = if policy_a == policy_b { a_samples.clone() } else { Vec::new() };
-            let b_sample = distinct_samples(pool_of(study, policy_b), 1, &exclude, rng)[0];
+            let seen_b = seen.entry((prompt.clone(), policy_b.to_string())).or_default();
+            let b_sample = distinct_samples(pool_of(study, policy_b), 1, &exclude, seen_b, rng)[0];
             let mut slots: Vec<Slot> = a_samples
                 .into_iter()
                 .map(|s| Slot { policy: policy_a.to_string(), sample: s, role: SlotRole::A })
@@ -192,9 +229,9 @@ fn rank_trials(
     study: &Study,
     block: &Block,
     policies: &[String],
-    m: u32,
-    mode: RankMode,
+    (m, mode): (u32, RankMode),
     prompt_seq: &[String],
+    seen: &mut Seen,
     rng: &mut ChaCha8Rng,
 ) -> Vec<PlannedTrial> {
     let pool: Vec<(String, u32)> =
@@ -202,7 +239,21 @@ fn rank_trials(
     prompt_seq
         .iter()
         .map(|prompt| {
-            let mut chosen: Vec<(String, u32)> = pool.choose_multiple(rng, m as usize).cloned().collect();
+            let was_seen = |(p, s): &(String, u32), seen: &Seen| {
+                seen.get(&(prompt.clone(), p.clone())).is_some_and(|v| v.contains(s))
+            };
+            // Unseen candidates first, each part in random order.
+            let mut order: Vec<(String, u32)> = pool.clone();
+            order.shuffle(rng);
+            order.sort_by_key(|c| was_seen(c, seen));
+            order.truncate(m as usize);
+            let mut chosen = order;
+            for (p, s) in &chosen {
+                let v = seen.entry((prompt.clone(), p.clone())).or_default();
+                if !v.contains(s) {
+                    v.push(*s);
+                }
+            }
             chosen.shuffle(rng);
             PlannedTrial {
                 block: block.name.clone(),
@@ -237,7 +288,7 @@ fn add_attention_checks(
     };
     for _ in 0..block.attention_checks {
         let prompt = prompts[rng.random_range(0..prompts.len())].clone();
-        let samples = distinct_samples(pool_of(study, &gold_policy), 2, &[], rng);
+        let samples = distinct_samples(pool_of(study, &gold_policy), 2, &[], &mut Vec::new(), rng);
         let broken_sample = *samples.last().unwrap_or(&0);
         let mut slots = vec![
             Slot { policy: gold_policy.clone(), sample: samples[0], role: SlotRole::Gold },

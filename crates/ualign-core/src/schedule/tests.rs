@@ -160,6 +160,82 @@ fn within_a_participant_k_values_rotate() {
     }
 }
 
+/// The researcher-journey study: 4 prompts, 6 best_of_k trials (k = 1, 2, 4 from a pool
+/// of 4 against a one-answer policy), a rank block of 6 trials of 3 from 4 + 1.
+fn more_trials_than_prompts() -> Study {
+    let mut text = String::from("name = \"t\"\nseed = 5\n");
+    for i in 0..4 {
+        text.push_str(&format!("[[prompts]]\nid = \"p{i}\"\ntext = \"prompt {i}\"\n"));
+    }
+    text.push_str(
+        r#"
+[[policies]]
+name = "sampled"
+source = "imported"
+pool_size = 4
+[[policies]]
+name = "one"
+source = "imported"
+pool_size = 1
+[[blocks]]
+name = "scaling"
+design = "best_of_k"
+policy_a = "sampled"
+policy_b = "one"
+k = [1, 2, 4]
+trials = 6
+[[blocks]]
+name = "ranking"
+design = "rank"
+policies = ["sampled", "one"]
+m = 2
+trials = 8
+"#,
+    );
+    study(&text)
+}
+
+#[test]
+fn a_prompt_shown_again_comes_with_other_candidates_where_the_pool_has_them() {
+    let s = more_trials_than_prompts();
+    for pid in 0..300 {
+        let list = plan(&s, &format!("r{pid}"));
+        for block in ["scaling", "ranking"] {
+            let main: Vec<&PlannedTrial> = list
+                .iter()
+                .filter(|t| t.block == block && matches!(t.kind, TrialKind::BestOfK | TrialKind::Rank))
+                .collect();
+            // Never the same prompt twice in a row.
+            for w in main.windows(2) {
+                assert_ne!(w[0].prompt_id, w[1].prompt_id, "{pid} {block}: back to back");
+            }
+            // Each candidate of a prompt is met again only when the pool has no unseen one.
+            let mut by_prompt: BTreeMap<&str, Vec<&PlannedTrial>> = BTreeMap::new();
+            for t in &main {
+                by_prompt.entry(t.prompt_id.as_str()).or_default().push(t);
+            }
+            for (prompt, trials) in by_prompt {
+                let mut seen: HashSet<(String, u32)> = HashSet::new();
+                for t in trials {
+                    let pool: Vec<(String, u32)> = t.slots.iter().map(|sl| (sl.policy.clone(), sl.sample)).collect();
+                    // The policy with several samples: its slots, and its samples not yet seen.
+                    let sampled = |c: &&(String, u32)| c.0 == "sampled" || block == "ranking";
+                    let shown: Vec<&(String, u32)> = pool.iter().filter(sampled).collect();
+                    let again = shown.iter().filter(|c| seen.contains(**c)).count();
+                    let total = if block == "scaling" { 4 } else { 5 };
+                    let unseen = total - seen.iter().filter(sampled).count();
+                    assert_eq!(
+                        again,
+                        shown.len().saturating_sub(unseen),
+                        "{pid} {block} {prompt}: {pool:?} after {seen:?}"
+                    );
+                    seen.extend(pool);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn shuffled_blocks_change_order_between_participants() {
     let mut s = balanced_study();

@@ -500,12 +500,65 @@ fn read_blocks(cx: &mut Cx, root: &TableReader, prompts: &[Prompt], policies: &[
                 None
             }
         };
+        if let (Some(trials), Some(design)) = (trials, &design)
+            && let Some(message) = repeat_notice(trials, block_prompts.len(), design, policies)
+        {
+            cx.warning(t.span_of("trials"), &t.path_of("trials"), message);
+        }
         t.finish(cx);
         if let (Some(name), Some(trials), Some(design)) = (name, trials, design) {
             out.push(Block { name, trials, prompts: block_prompts, design, attention_checks, repeat_fraction });
         }
     }
     out
+}
+
+/// What a participant meets again when a block has more trials than prompts: each prompt
+/// recurs a round later, with candidates not yet shown for it while its pools have them.
+/// None when every prompt is shown once at most.
+fn repeat_notice(trials: u32, prompts: usize, design: &Design, policies: &[Policy]) -> Option<String> {
+    let prompts = prompts as u32;
+    if prompts == 0 || trials <= prompts {
+        return None;
+    }
+    let times = trials.div_ceil(prompts);
+    let again = trials - prompts;
+    let pool = |name: &str| policies.iter().find(|p| p.name == name).map_or(0, |p| p.pool_size);
+    // Candidates a prompt needs for `times` showings, and what its pools hold.
+    let short: Vec<String> = match design {
+        Design::BestOfK { policy_a, policy_b, k } => {
+            let k_max = k.iter().copied().max().unwrap_or(1);
+            if policy_a == policy_b {
+                let need = times * (k_max + 1);
+                (pool(policy_a) < need)
+                    .then(|| format!("`{policy_a}`'s pool of {} (up to {need} needed)", pool(policy_a)))
+                    .into_iter()
+                    .collect()
+            } else {
+                [(policy_a, times * k_max), (policy_b, times)]
+                    .into_iter()
+                    .filter(|(p, need)| pool(p) < *need)
+                    .map(|(p, need)| format!("`{p}`'s pool of {} (up to {need} needed)", pool(p)))
+                    .collect()
+            }
+        }
+        Design::Rank { policies: names, m, .. } => {
+            let have: u32 = names.iter().map(|p| pool(p)).sum();
+            let need = times * m;
+            (have < need).then(|| format!("the pools' {have} candidates (up to {need} needed)")).into_iter().collect()
+        }
+    };
+    let candidates = if short.is_empty() {
+        "each time with candidates not yet shown for it".to_string()
+    } else {
+        format!(
+            "with some of the same candidates again, since a prompt shown {times} times outgrows {}",
+            short.join(" and ")
+        )
+    };
+    Some(format!(
+        "{trials} trials over {prompts} prompts: {again} of each participant's trials show a prompt already seen (each prompt up to {times} times, a round of the other prompts apart), {candidates}; add prompts, or set trials = {prompts} to show each prompt once"
+    ))
 }
 
 /// Keys of either design: not reported as unknown when the design itself is unreadable.
