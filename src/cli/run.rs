@@ -56,12 +56,19 @@ pub(crate) fn run_participant(
             Some(f) if f.answer_lost => "; the last answer was not saved",
             _ => "",
         };
-        let _ = writeln!(
-            std::io::stdout(),
-            "{} answer(s) saved for participant {p} in {}{last}; run again with --participant {p} to resume.",
-            app.answered_this_session,
-            app.store().path().display()
-        );
+        let db = app.store().path().display();
+        let n = app.answered_this_session;
+        let _ = if app.screen == crate::tui::app::Screen::Done {
+            writeln!(
+                std::io::stdout(),
+                "participant {p} has completed the study in {db} ({n} answer(s) saved in this session)."
+            )
+        } else {
+            writeln!(
+                std::io::stdout(),
+                "{n} answer(s) saved for participant {p} in {db}{last}; run again with --participant {p} to resume."
+            )
+        };
     }
     result
 }

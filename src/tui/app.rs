@@ -125,6 +125,9 @@ pub struct Admission {
     pub by_code: bool,
     /// The id is in the study already (a participant who began before).
     pub known: bool,
+    /// They finished the study before: they see its completion screen again, not a
+    /// welcome back to trials that are not there.
+    pub finished: bool,
 }
 
 /// Why a typed id admits nobody.
@@ -246,6 +249,9 @@ pub struct App {
     pub failure: Option<Failure>,
     /// How the participant comes back (the failure screen says it).
     pub(crate) resume: text::Resume,
+    /// The participant finished the study in an earlier session (the completion screen
+    /// says so).
+    pub(crate) finished_before: bool,
 }
 
 impl App {
@@ -276,9 +282,13 @@ impl App {
             size: (80, 24),
             failure: None,
             resume,
+            finished_before: false,
         };
         if let Some(a) = admitted {
-            if a.returning {
+            if a.finished {
+                app.finished_before = true;
+                app.screen = Screen::Done;
+            } else if a.returning {
                 app.screen = Screen::Resuming;
             }
             app.unproven = !a.by_code && !a.known;
@@ -514,6 +524,11 @@ impl App {
             Ok(a) => {
                 self.unproven = !a.by_code && !a.known;
                 self.participant = Some(a.participant);
+                if a.finished {
+                    self.finished_before = true;
+                    self.screen = Screen::Done;
+                    return;
+                }
                 let owes_code = self.owes_code();
                 self.begin_session(fx);
                 self.screen = if a.returning {
@@ -835,7 +850,8 @@ mod tests {
         assert!(matches!(&fx[..], [Effect::Admit(id)] if id == "p11"), "{fx:?}");
         let fx = app.update(Action::Admitted(Err(IdRefused::Unknown)));
         assert!(fx.is_empty() && app.id_error == Some(IdRefused::Unknown) && app.screen == Screen::EnterId);
-        let admitted = Admission { participant: "p11".into(), returning: false, by_code: false, known: false };
+        let admitted =
+            Admission { participant: "p11".into(), returning: false, by_code: false, known: false, finished: false };
         let fx = app.update(Action::Admitted(Ok(admitted)));
         assert!(
             matches!(&fx[..], [Effect::BeginSession { participant, consented_at: Some(_), window: (100, 30), issue_code: false }] if participant == "p11"),
@@ -873,9 +889,36 @@ mod tests {
         study.instructions = String::new();
         for (admitted, owed) in [
             (None, true),
-            (Some(Admission { participant: "p12".into(), returning: false, by_code: false, known: false }), true),
-            (Some(Admission { participant: "p12".into(), returning: false, by_code: true, known: false }), false),
-            (Some(Admission { participant: "p12".into(), returning: false, by_code: false, known: true }), false),
+            (
+                Some(Admission {
+                    participant: "p12".into(),
+                    returning: false,
+                    by_code: false,
+                    known: false,
+                    finished: false,
+                }),
+                true,
+            ),
+            (
+                Some(Admission {
+                    participant: "p12".into(),
+                    returning: false,
+                    by_code: true,
+                    known: false,
+                    finished: false,
+                }),
+                false,
+            ),
+            (
+                Some(Admission {
+                    participant: "p12".into(),
+                    returning: false,
+                    by_code: false,
+                    known: true,
+                    finished: false,
+                }),
+                false,
+            ),
         ] {
             let mut app = App::new(study.clone(), admitted.clone());
             app.return_codes = true;
@@ -910,7 +953,8 @@ mod tests {
 
     #[test]
     fn a_write_that_fails_shows_what_was_saved_and_how_to_resume() {
-        let admitted = Admission { participant: "p11".into(), returning: true, by_code: false, known: true };
+        let admitted =
+            Admission { participant: "p11".into(), returning: true, by_code: false, known: true, finished: false };
         let mut app = App::new(example(), Some(admitted));
         assert_eq!(app.screen, Screen::Resuming);
         assert!(matches!(&app.update(Action::Start)[..], [Effect::BeginSession { .. }]));

@@ -85,6 +85,9 @@ fn message_screen(app: &App, screen: Screen) -> (String, String, &'static str) {
         Screen::Break => (text::BREAK_TITLE.into(), text::BREAK_TEXT.into(), text::CONTINUE_HINT),
         Screen::Done => {
             let mut body = reflow(&study.completion_message);
+            if app.finished_before {
+                body = format!("{}\n\n{body}", text::DONE_BEFORE);
+            }
             if !study.completion_code.is_empty() {
                 body.push_str(&format!("\n\n{}\n\n    {}", text::DONE_CODE, study.completion_code));
             }

@@ -278,7 +278,8 @@ fn admit(
     {
         let returning = store.consent_at(&participant)?.is_some();
         let known = store.participant_exists(&participant)?;
-        return Ok(Ok(Admission { participant, returning, by_code: true, known }));
+        let finished = store.is_completed(&participant)?;
+        return Ok(Ok(Admission { participant, returning, by_code: true, known, finished }));
     }
     let known = typed.len() <= ualign_core::study::MAX_ID_LEN && store.participant_exists(typed)?;
     if known && return_codes {
@@ -288,7 +289,8 @@ fn admit(
         return Ok(Err(IdRefused::Unknown));
     }
     let returning = store.consent_at(typed)?.is_some();
-    Ok(Ok(Admission { participant: typed.to_string(), returning, by_code: false, known }))
+    let finished = known && store.is_completed(typed)?;
+    Ok(Ok(Admission { participant: typed.to_string(), returning, by_code: false, known, finished }))
 }
 
 /// What the participant is told of a store error, and the whole error for the researcher.

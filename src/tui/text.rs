@@ -47,6 +47,7 @@ pub(crate) const BREAK_TITLE: &str = "Time for a short break";
 pub(crate) const BREAK_TEXT: &str =
     "Your answers so far are saved. Stretch, look away from the screen, and press Enter when ready.";
 pub(crate) const DONE_TITLE: &str = "All done";
+pub(crate) const DONE_BEFORE: &str = "You have already finished this study: there is nothing more to answer.";
 pub(crate) const DONE_CODE: &str = "Your completion code:";
 pub(crate) const DONE_URL: &str = "To finish, open this address (in a browser it opens by itself):";
 pub(crate) const QUIT_HINT: &str = "Press q to close.";

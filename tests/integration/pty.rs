@@ -37,6 +37,18 @@ fn answer_three_kill_resume_and_finish() {
     tui.keys("q");
     let status = tui.child.wait().unwrap();
     assert!(status.success());
+    tui.wait_for_text("participant e2e01 has completed the study");
+    assert!(!tui.shown().contains("to resume"), "nothing to resume:\n{}", tui.shown());
+
+    // Coming back after the end: the completion screen again, not a welcome back to
+    // trials that are not there, and no new session.
+    let mut tui = Tui::start(dir.path(), &["run", "studies/example.toml", "--participant", "e2e01"]);
+    tui.wait_for_text("already finished this study");
+    tui.wait_for_text("EXAMPLE-7Q2K");
+    assert!(!tui.shown().contains("Welcome back"), "{}", tui.shown());
+    tui.keys("q");
+    assert!(tui.child.wait().unwrap().success());
+    tui.wait_for_text("has completed the study");
 
     let c = Connection::open(&db).unwrap();
     let mut st = c

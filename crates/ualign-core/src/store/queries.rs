@@ -342,7 +342,7 @@ impl Store {
     }
 
     /// Whether the participant has finished their trial list.
-    pub(crate) fn is_completed(&self, id: &str) -> Result<bool> {
+    pub fn is_completed(&self, id: &str) -> Result<bool> {
         Ok(self
             .conn
             .query_row("SELECT completed_at IS NOT NULL FROM participants WHERE id = ?1", [id], |r| r.get(0))
