@@ -57,6 +57,16 @@ pub(crate) fn open_checked(
     Ok(super::open_store(study, db)?.0)
 }
 
+/// The command that goes on filling this study's pools in this database: `--db` is named
+/// unless it is the study's default.
+pub(crate) fn again(study: &ualign_core::study::Study, store: &ualign_core::store::Store) -> String {
+    let mut cmd = format!("ualign generate {}", super::shell_word(&study.path.display().to_string()));
+    if store.path() != study.default_db_path() {
+        cmd.push_str(&format!(" --db {}", super::shell_word(&store.path().display().to_string())));
+    }
+    cmd
+}
+
 /// Generates every missing pool with a progress bar.
 fn fill(
     study: &ualign_core::study::Study,
@@ -104,8 +114,10 @@ fn fill(
             Err(PoolError::Engine { source: EngineError::Cancelled, .. }) => {
                 bar.abandon();
                 anyhow::bail!(
-                    "interrupted: {} candidates stored, the unfinished pool was discarded; run `ualign generate` again to continue",
-                    progress.candidates_done
+                    "interrupted: {} candidates stored in {}, the unfinished pool was discarded; run `{}` to continue",
+                    progress.candidates_done,
+                    store.path().display(),
+                    again(study, store)
                 );
             }
             Err(e) if progress.candidates_done == 0 => {
@@ -115,8 +127,10 @@ fn fill(
             Err(e) => {
                 bar.abandon();
                 return Err(anyhow::Error::new(e).context(format!(
-                    "{} candidates were stored before this error; run `ualign generate` again once it is fixed",
-                    progress.candidates_done
+                    "{} candidates were stored in {} before this error; run `{}` once it is fixed",
+                    progress.candidates_done,
+                    store.path().display(),
+                    again(study, store)
                 )));
             }
         }

@@ -317,3 +317,9 @@ pub(crate) fn create_store(
     note_if_reworded(&store, study)?;
     Ok((store, opened))
 }
+
+/// `word` as a POSIX shell reads it back (quoted only where it needs to be), for the
+/// commands the CLI tells the researcher to run.
+pub(crate) fn shell_word(word: &str) -> String {
+    shlex::try_quote(word).map_or_else(|_| word.to_string(), |q| q.into_owned())
+}

@@ -92,14 +92,14 @@ impl Cmd {
         let missing = ualign_core::pools::pending_jobs(&study, &store)?;
         let has_models = study.policies.iter().any(|p| matches!(p.source, PolicySource::Model { .. }));
         let db = store.path().to_path_buf();
-        drop(store);
         if !missing.is_empty() {
             println!(
-                "pools: {} still to generate; they are generated as participants need them, the waiting participants' first (run `ualign generate {}` beforehand so that nobody waits)",
+                "pools: {} still to generate; they are generated as participants need them, the waiting participants' first (run `{}` beforehand so that nobody waits)",
                 missing.len(),
-                self.target.study.display()
+                super::generate::again(&study, &store)
             );
         }
+        drop(store);
         let worker = has_models.then(|| {
             let mut w = PoolWorker::spawn(study.clone(), db.clone(), self.engine.ep.into(), self.engine.threads);
             // Between participants' requests the engine fills what is left.

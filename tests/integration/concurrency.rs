@@ -224,3 +224,36 @@ trials = 2
     assert_eq!(count(&db, "SELECT COUNT(*) FROM candidates"), 8, "each sample stored once");
     assert_eq!(count(&db, "SELECT COUNT(*) FROM study"), 1);
 }
+
+#[test]
+fn ctrl_c_during_generate_keeps_whole_pools_and_names_the_database_to_go_on_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::repo("assets/models/fortune-llama");
+    // Enough pools that the interrupt comes long before the end.
+    let prompts: String =
+        (0..300).map(|i| format!("[[prompts]]\nid = \"p{i}\"\ntext = \"tell me about {i}\"\n")).collect();
+    let study = format!(
+        "name = \"cut\"\nseed = 1\n{prompts}[[policies]]\nname = \"m\"\nsource = \"model\"\nmodel = \"{}\"\npool_size = 4\n\
+         [policies.decoding]\nmax_new_tokens = 48\n[[blocks]]\nname = \"r\"\ndesign = \"rank\"\nm = 2\ntrials = 2\n",
+        model.display()
+    );
+    std::fs::write(dir.path().join("my study.toml"), study).unwrap();
+    std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
+    let (ok, _, err) = common::ualign(dir.path(), &["init", "my study.toml", "--db", "elsewhere/cut 2.sqlite"]);
+    assert!(ok, "{err}");
+    let db = dir.path().join("elsewhere/cut 2.sqlite");
+    let child = spawn(dir.path(), &["generate", "my study.toml", "--db", "elsewhere/cut 2.sqlite", "--threads", "1"]);
+    common::wait("a first pool", || count(&db, "SELECT COUNT(*) FROM candidates") >= 4);
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an interrupted generate fails: {err}");
+    assert!(err.contains("interrupted:") && err.contains("the unfinished pool was discarded"), "{err}");
+    assert!(
+        err.contains("run `ualign generate 'my study.toml' --db 'elsewhere/cut 2.sqlite'` to continue"),
+        "the command to go on names the database it filled, quoted for the shell: {err}"
+    );
+    let stored = count(&db, "SELECT COUNT(*) FROM candidates");
+    assert!(stored % 4 == 0 && stored < 1200, "whole pools only, not all of them: {stored}");
+    assert!(!dir.path().join("db").exists(), "no database at the default path");
+}
