@@ -253,7 +253,8 @@ fn dashboard_draws_the_report_and_says_when_the_window_is_too_small() {
     for want in [
         "ualign dashboard",
         "30 enrolled, 30 finished",
-        "sampled/greedy k=4",
+        "sampled vs greedy",
+        "k=4  n=60   0.80 [0.68,0.88]",
         "NE_k",
         "k/(k+1)",
         "Data quality",
@@ -262,6 +263,29 @@ fn dashboard_draws_the_report_and_says_when_the_window_is_too_small() {
         assert!(text.contains(want), "{want:?} missing from\n{text}");
     }
     insta::assert_snapshot!("dashboard_140x40", text);
+    // In the windows participants' researchers have, the side panel is whole: it was cut
+    // at 110 columns ("0 participan").
+    for (w, h) in [(110, 34), (80, 24)] {
+        let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).unwrap();
+        t.draw(|f| dashboard::draw(f, &d, Theme { color: false })).unwrap();
+        let text = screen(&t);
+        let side: String = text
+            .lines()
+            .filter_map(|l| l.rfind('│').and_then(|end| l[..end].rfind('│').map(|start| l[start + 3..end].trim_end())))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let side = side.split_whitespace().collect::<Vec<_>>().join(" ");
+        for want in [
+            "30 enrolled, 30 finished",
+            "too fast (<1500 ms): 25 participants",
+            "k=4 n=60 0.80 [0.68,0.88]",
+            "failed attention: 0 of 30",
+            "repeats agree: 30 of 30",
+        ] {
+            assert!(side.contains(want), "{w}×{h}: {want:?} missing from the side panel {side:?}\n{text}");
+        }
+        insta::assert_snapshot!(format!("dashboard_{w}x{h}"), text);
+    }
     let mut small = ratatui::Terminal::new(ratatui::backend::TestBackend::new(50, 12)).unwrap();
     small.draw(|f| dashboard::draw(f, &d, Theme { color: false })).unwrap();
     assert!(screen(&small).contains("at least 60×18"), "{}", screen(&small));

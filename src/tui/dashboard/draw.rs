@@ -52,11 +52,22 @@ pub fn draw(f: &mut Frame, d: &Dashboard, theme: Theme) {
     let Some(r) = &d.report else {
         return;
     };
-    let side = (body.width / 3).clamp(34, 56);
-    let [chart_area, side_area] = Layout::horizontal([Constraint::Min(0), Constraint::Length(side)]).areas(body);
     let chart = FkChart::of(r);
+    // The side panel is as wide as its widest line (borders included), so nothing in it
+    // is cut, but never more than half the window; a line longer than that wraps.
+    let widest = side_lines(r, &chart, theme, 0).iter().map(Line::width).max().unwrap_or(0);
+    let side = (widest as u16 + 2).clamp(34, (body.width / 2).max(34));
+    let [chart_area, side_area] = Layout::horizontal([Constraint::Min(0), Constraint::Length(side)]).areas(body);
     draw_chart(f, chart_area, r, &chart, theme);
-    draw_side(f, side_area, r, &chart, theme);
+    let mut lines = side_lines(r, &chart, theme, side_area.width.saturating_sub(4) as usize);
+    if lines.len() > side_area.height.saturating_sub(2) as usize {
+        // A short window: the sections go without the blank lines between them.
+        lines.retain(|l| l.width() > 0);
+    }
+    f.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(Block::bordered().title(text::SIDE_TITLE)),
+        side_area,
+    );
 }
 
 /// The chart's series: k/(k+1), the certified curves, the observed points per pair of
@@ -160,7 +171,14 @@ fn draw_chart(f: &mut Frame, area: Rect, r: &Report, chart: &FkChart, theme: The
     let y_labels: Vec<Span> =
         [y_min, (y_min + 1.0) / 2.0, 1.0].into_iter().map(|y| Span::raw(format!("{y:.2}"))).collect();
     let widget = Chart::new(datasets)
-        .block(Block::bordered().title(text::CHART_TITLE))
+        .block(Block::bordered().title(
+            // The whole title, or (in a narrow window) its first words rather than a cut one.
+            if area.width as usize >= text::CHART_TITLE.chars().count() + 2 {
+                text::CHART_TITLE
+            } else {
+                text::CHART_TITLE_SHORT
+            },
+        ))
         .x_axis(Axis::default().title(text::X_AXIS).bounds([0.5, k_max as f64 + 0.5]).labels(x_labels))
         .y_axis(Axis::default().title(text::Y_AXIS).bounds([y_min, 1.0]).labels(y_labels))
         .legend_position(Some(LegendPosition::BottomRight))
@@ -168,33 +186,34 @@ fn draw_chart(f: &mut Frame, area: Rect, r: &Report, chart: &FkChart, theme: The
     f.render_widget(widget, area);
 }
 
-fn draw_side(f: &mut Frame, area: Rect, r: &Report, chart: &FkChart, theme: Theme) {
+/// The side panel's lines: progress (its bar `bar_width` wide), the f(k) table, the
+/// certified values and the data-quality flags.
+fn side_lines(r: &Report, chart: &FkChart, theme: Theme, bar_width: usize) -> Vec<Line<'static>> {
     let p = &r.progress;
     let pct = if p.trials > 0 { 100.0 * p.answered as f64 / p.trials as f64 } else { 0.0 };
     let mut lines = vec![
         Line::from(Span::styled(text::PARTICIPANTS, Style::default().add_modifier(Modifier::BOLD))),
         Line::from(text::enrolled(p.participants, p.completed)),
         Line::from(text::answered(p.answered, p.trials, pct)),
-        Line::from(bar(pct / 100.0, area.width.saturating_sub(4) as usize)),
+        Line::from(bar(pct / 100.0, bar_width)),
         Line::from(""),
         Line::from(Span::styled(text::FK_OBSERVED, Style::default().add_modifier(Modifier::BOLD))),
     ];
     if r.fk.is_empty() {
         lines.push(Line::from(text::NO_FK));
     }
+    // Rows grouped under their pair of policies, so a row fits a narrow panel.
+    let mut pair: Option<(&str, &str)> = None;
     for x in &r.fk {
+        if pair != Some((&x.policy_a, &x.policy_b)) {
+            pair = Some((&x.policy_a, &x.policy_b));
+            lines.push(Line::from(format!(" {}", text::pair(&x.policy_a, &x.policy_b))));
+        }
         let ci =
             if x.ci_low.is_finite() { format!("[{:.2},{:.2}]", x.ci_low, x.ci_high) } else { text::NO_INTERVAL.into() };
         let below = x.ci_high.is_finite() && x.ci_high < x.bound;
         lines.push(Line::from(vec![
-            Span::raw(format!(
-                " {}/{} k={:<2} n={:<4} {:.2} {ci}",
-                short(&x.policy_a),
-                short(&x.policy_b),
-                x.k,
-                x.n,
-                x.rate
-            )),
+            Span::raw(format!("   k={:<2} n={:<4} {:.2} {ci}", x.k, x.n, x.rate)),
             Span::styled(if below { text::BELOW_BOUND } else { "" }, theme.style(Color::Yellow)),
         ]));
     }
@@ -229,15 +248,11 @@ fn draw_side(f: &mut Frame, area: Rect, r: &Report, chart: &FkChart, theme: Them
     if n > 0 {
         lines.push(Line::from(text::repeats(same, n)));
     }
-    f.render_widget(Paragraph::new(lines).block(Block::bordered().title(text::SIDE_TITLE)), area);
+    lines
 }
 
 fn flagged(line: String, flag: bool, theme: Theme) -> Line<'static> {
     Line::from(vec![Span::raw(line), Span::styled(if flag { text::FLAG } else { "" }, theme.style(Color::Yellow))])
-}
-
-fn short(s: &str) -> String {
-    if s.chars().count() <= 8 { s.to_string() } else { s.chars().take(7).chain(['…']).collect() }
 }
 
 fn bar(frac: f64, width: usize) -> String {

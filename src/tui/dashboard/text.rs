@@ -26,7 +26,8 @@ pub(crate) fn database(db: &str) -> String {
 }
 
 pub(crate) const KEYS: &str = " q quit · r recompute now · refreshes by itself when answers arrive";
-pub(crate) const CHART_TITLE: &str = " f(k): observed (dots, 95% CI bars) · k/(k+1) · certified over the pools ";
+pub(crate) const CHART_TITLE: &str = " f(k): observed (95% CI) · k/(k+1) · certified ";
+pub(crate) const CHART_TITLE_SHORT: &str = " f(k) ";
 pub(crate) const X_AXIS: &str = "k";
 pub(crate) const Y_AXIS: &str = "win rate";
 pub(crate) const BOUND: &str = "k/(k+1)";
