@@ -49,23 +49,24 @@ impl Cmd {
         };
         // A bad --out is told before the analysis, which can take a while.
         out_folder(&self.out)?;
-        let report = self.report.compute()?;
-        write(&report, &self.out, format, self.size)?;
+        let (study, report) = self.report.compute_with_study()?;
+        let title = if study.title.trim().is_empty() { study.name.clone() } else { study.title.clone() };
+        write(&report, &title, &self.out, format, self.size)?;
         println!("wrote {}", self.out.display());
         Ok(())
     }
 }
 
 /// Writes next to `out` and renames, so a failure never leaves a half-written figure.
-fn write(report: &Report, out: &Path, format: Format, size: (u32, u32)) -> anyhow::Result<()> {
+fn write(report: &Report, title: &str, out: &Path, format: Format, size: (u32, u32)) -> anyhow::Result<()> {
     let dir = out_folder(out)?;
     let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("figure");
     let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("svg");
     let tmp = dir.join(format!(".{name}.partial.{ext}"));
     register_font()?;
     let drawn = match format {
-        Format::Svg => draw(SVGBackend::new(&tmp, size).into_drawing_area(), report),
-        Format::Png => draw(BitMapBackend::new(&tmp, size).into_drawing_area(), report),
+        Format::Svg => draw(SVGBackend::new(&tmp, size).into_drawing_area(), report, title),
+        Format::Png => draw(BitMapBackend::new(&tmp, size).into_drawing_area(), report, title),
     };
     if let Err(e) = drawn {
         let _ = std::fs::remove_file(&tmp);
@@ -104,7 +105,11 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(86, 180, 233),
 ];
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, report: &Report) -> anyhow::Result<()>
+/// The bound k/(k+1): a wide grey band under everything, so the certified NEₖ curve (on
+/// it by construction for whole pools) is seen on it rather than hidden.
+const BOUND: RGBColor = RGBColor(190, 190, 190);
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, report: &Report, title: &str) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -113,7 +118,7 @@ where
     let fk_chart = FkChart::of(report);
     let (k_max, y_min) = (fk_chart.k_max, fk_chart.y_min);
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Win rate of k samples: {}", report.study), ("sans-serif", 26))
+        .caption(title, ("sans-serif", 26))
         .margin(20)
         .x_label_area_size(50)
         .y_label_area_size(64)
@@ -134,10 +139,10 @@ where
     let bound: Vec<(f64, f64)> =
         (0..=200).map(|i| 1.0 + (k_max as f64 - 1.0) * i as f64 / 200.0).map(|k| (k, k / (k + 1.0))).collect();
     chart
-        .draw_series(LineSeries::new(bound, BLACK.stroke_width(2)))
+        .draw_series(LineSeries::new(bound, BOUND.stroke_width(7)))
         .map_err(err)?
         .label("k/(k+1), the best guarantee")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLACK.stroke_width(2)));
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BOUND.stroke_width(7)));
     draw_certified(&mut chart, &fk_chart).map_err(err)?;
     // Empirical points with 95% cluster-bootstrap intervals, one colour and offset per pair.
     let pairs = &fk_chart.pairs;
@@ -155,8 +160,18 @@ where
         chart
             .draw_series(rows.iter().map(|r| Circle::new((r.k as f64 + dx, r.rate), 5, c.filled())))
             .map_err(err)?
-            .label(format!("{a} (best of k) vs {b}: observed, 95% CI"))
+            .label(format!("{a} (best of k) vs {b}: observed, 95% CI, n trials"))
             .legend(move |(x, y)| Circle::new((x + 12, y), 5, c.filled()));
+        // How many trials each point rests on, beside it.
+        chart
+            .draw_series(rows.iter().map(|r| {
+                Text::new(
+                    format!("n={}", r.n),
+                    (r.k as f64 + dx + 0.06, r.rate),
+                    ("sans-serif", 13).into_font().color(&c),
+                )
+            }))
+            .map_err(err)?;
     }
     chart
         .configure_series_labels()
@@ -176,10 +191,13 @@ fn draw_certified<DB: DrawingBackend>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     fk_chart: &FkChart,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    for (i, (policy, label)) in
-        [("ne", "NE_k certified (mean over prompts)"), ("nlhf", "NLHF^k certified"), ("base", "base pool^k certified")]
-            .into_iter()
-            .enumerate()
+    for (i, (policy, label)) in [
+        ("ne", "NE\u{2096} certified (mean over prompts)"),
+        ("nlhf", "NLHF\u{1d4f} certified"),
+        ("base", "base pool\u{1d4f} certified"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let pts = fk_chart.curve(policy);
         if pts.is_empty() {

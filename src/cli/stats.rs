@@ -30,11 +30,16 @@ pub(crate) struct ReportArgs {
 impl ReportArgs {
     /// Opens the study's existing database and computes the report once.
     pub(crate) fn compute(&self) -> anyhow::Result<Report> {
+        Ok(self.compute_with_study()?.1)
+    }
+
+    /// The report, and the study it is of (its title heads a figure).
+    pub(crate) fn compute_with_study(&self) -> anyhow::Result<(ualign_core::study::Study, Report)> {
         let (study, store, integrity) = self.target.open_for_reading()?;
         let report = Report::compute(&study, &store, &self.analysis.options(&study));
         // A damaged file is reported instead of whatever was computed from it.
         integrity.finish()?;
-        Ok(report?)
+        Ok((study, report?))
     }
 }
 

@@ -207,7 +207,8 @@ fn stats_json_schema_and_plots_from_the_binary() {
     );
     assert!(ok, "{err}");
     let svg = std::fs::read_to_string(d.join("fk.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("k/(k+1)") && svg.contains("NE_k certified"));
+    assert!(svg.starts_with("<svg") && svg.contains("k/(k+1)") && svg.contains("NE\u{2096} certified"));
+    figure_with_the_default_k_max(d, &quick);
     let (ok, _, err) = ualign(
         d,
         &[
@@ -225,6 +226,32 @@ fn stats_json_schema_and_plots_from_the_binary() {
     assert!(!ok && err.contains(".svg or .png"), "{err}");
     let (ok, _, err) = ualign(d, &["plot", "full.toml", "--out", "nowhere/fk.svg"]);
     assert!(!ok && err.contains("does not exist"), "{err}");
+}
+
+/// With the default --k-max (8, beyond the observed k = 1, 2, 4): the axis stops at the
+/// observed k, the study's title heads it, each point says its n, and the labels use the
+/// font's sub- and superscripts.
+fn figure_with_the_default_k_max(d: &Path, quick: &[&str]) {
+    let (ok, _, err) =
+        ualign(d, &[&["plot", "full.toml", "--out", "fk8.svg", "--replicates", "100"][..], quick].concat());
+    assert!(ok, "{err}");
+    let svg = std::fs::read_to_string(d.join("fk8.svg")).unwrap();
+    let texts: Vec<String> = svg
+        .split("</text>")
+        .filter_map(|t| t.rsplit_once('>').map(|(_, x)| x.trim().to_string()))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let has = |t: &str| texts.iter().any(|x| x == t);
+    assert!(has("Which answer do you prefer?") && !texts.iter().any(|t| t.contains("example")), "{texts:?}");
+    assert!(has("4") && !has("5") && !has("8"), "the x axis ends at the largest observed k: {texts:?}");
+    assert_eq!(texts.iter().filter(|t| *t == "n=60").count(), 3, "{texts:?}");
+    for label in ["NE\u{2096} certified (mean over prompts)", "NLHF\u{1d4f} certified", "base pool\u{1d4f} certified"] {
+        assert!(has(label), "{label:?} not in {texts:?}");
+    }
+    // The bound is a wide grey band drawn first, so NEₖ (on it by construction) shows on it.
+    let bound = svg.find(r##"stroke="#BEBEBE" stroke-width="7""##).expect("the bound's band");
+    let ne = svg.find(r##"stroke="#CC79A7""##).expect("the NE curve");
+    assert!(bound < ne, "the NE curve is drawn over the bound, not under it");
 }
 
 fn screen(t: &ratatui::Terminal<ratatui::backend::TestBackend>) -> String {

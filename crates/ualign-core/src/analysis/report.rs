@@ -285,11 +285,13 @@ impl FkChart {
     pub fn of(r: &Report) -> Self {
         let (shown, model_based) = counterfactual::shown_rows(&r.equilibria);
         let certified = counterfactual::mean_certified(shown);
-        let k_max = r.fk.iter().map(|x| x.k).chain(certified.keys().map(|(_, k)| *k)).max().unwrap_or(8).max(2);
+        // The axis covers the k observed; without observations, the certified curves'.
+        let observed = r.fk.iter().map(|x| x.k).max();
+        let k_max = observed.or_else(|| certified.keys().map(|(_, k)| *k).max()).unwrap_or(8).max(2);
         let low =
             r.fk.iter()
                 .map(|x| if x.ci_low.is_finite() { x.ci_low } else { x.rate })
-                .chain(certified.values().map(|(v, _)| *v))
+                .chain(certified.iter().filter(|((_, k), _)| *k <= k_max).map(|(_, (v, _))| *v))
                 .fold(0.5f64, f64::min);
         let mut pairs: Vec<(String, String)> = Vec::new();
         for x in &r.fk {
@@ -301,9 +303,14 @@ impl FkChart {
         Self { k_max, y_min: ((low - 0.05) * 10.0).floor().max(0.0) / 10.0, pairs, certified, model_based }
     }
 
-    /// The mean certified curve of one policy (`ne`, `nlhf`, `base`, `greedy`) as (k, rate).
+    /// The mean certified curve of one policy (`ne`, `nlhf`, `base`, `greedy`) as (k, rate),
+    /// within the axis (k ≤ `k_max`).
     pub fn curve(&self, policy: &str) -> Vec<(f64, f64)> {
-        self.certified.iter().filter(|((p, _), _)| *p == policy).map(|((_, k), (v, _))| (*k as f64, *v)).collect()
+        self.certified
+            .iter()
+            .filter(|((p, k), _)| *p == policy && *k <= self.k_max)
+            .map(|((_, k), (v, _))| (*k as f64, *v))
+            .collect()
     }
 
     /// The f(k) rows of pair `i`.
