@@ -24,6 +24,8 @@ fn answer_three_kill_resume_and_finish() {
     tui.child.kill().unwrap();
     tui.child.wait().unwrap();
     assert_eq!(count(&db, "SELECT COUNT(*) FROM answers"), 3);
+    // Time away before resuming: in answered_at − shown_at, not in response_ms (README).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
 
     let mut tui = Tui::start(dir.path(), &["run", "studies/example.toml", "--participant", "e2e01"]);
     tui.wait_for_text("Welcome back");
@@ -76,6 +78,15 @@ fn answer_three_kill_resume_and_finish() {
             assert_eq!(*choice, Some(1));
         }
     }
+    let (response, elapsed): (i64, f64) = c
+        .query_row(
+            "SELECT a.response_ms, (julianday(a.answered_at) - julianday(t.shown_at)) * 86400000.0
+             FROM trials t JOIN answers a ON a.trial_id = t.id WHERE t.position = 3",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(elapsed >= 1500.0 && (response as f64) < elapsed - 1000.0, "response {response} ms, elapsed {elapsed} ms");
     let sessions = count(&db, "SELECT COUNT(*) FROM sessions WHERE participant_id = 'e2e01'");
     assert_eq!(sessions, 2);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM sessions WHERE end_reason = 'completed'"), 1);
