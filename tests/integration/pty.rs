@@ -216,9 +216,21 @@ fn the_demo_fills_pools_while_the_instructions_are_read_and_shows_the_default_mo
         )
         .unwrap();
     // The answer's own line breaks are the screen's too, so the words are looked for within
-    // its first line (a few words fit the box's width, so wrapping does not split them).
+    // its first line, and only as far as its first 24 characters: they fit on the box's first
+    // row, so wrapping cannot split them (a sampled answer may open with one word longer than
+    // the box, which the screen breaks mid-word).
     let first_line = shown.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let words = first_line.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    let mut words = String::new();
+    for word in first_line.split_whitespace() {
+        let joined = if words.is_empty() { word.to_string() } else { format!("{words} {word}") };
+        if joined.chars().count() > 24 {
+            if words.is_empty() {
+                words = word.chars().take(24).collect();
+            }
+            break;
+        }
+        words = joined;
+    }
     assert!(shown.chars().any(char::is_alphabetic), "an answer in words: {shown:?}");
     let screen = tui.shown().split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(screen.contains(&words), "the first answer is on screen: {words:?}\n{}", tui.shown());
