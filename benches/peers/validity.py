@@ -7,10 +7,12 @@ scheduler and store; `simulate --latent-out` writes the truth behind their answe
 model's policies (`stats --json`, method pl_mixture) are then evaluated exactly on the
 true latent orders with the (k+1)-player game's payoff formula (implemented here
 independently of the Rust code): what the model says a policy certifies, against what it
-certifies on the truth. Then BIC's choice of C over seeds for well-separated classes.
+certifies on the truth. Then BIC's choice of C over seeds for well-separated classes, and
+for a cyclic population of five classes (where a search that stops at four misleads).
 
     cargo build --release && python3 benches/peers/validity.py            # 300 participants, 10 seeds
     python3 benches/peers/validity.py --participants 150 --seeds 3        # quicker
+    UALIGN_BIN=target/debug/ualign python3 benches/peers/validity.py     # another build
 """
 
 import argparse
@@ -24,7 +26,7 @@ import tempfile
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "ualign")
+BIN = os.environ.get("UALIGN_BIN", os.path.join(ROOT, "target", "release", "ualign"))
 
 
 def study(dir):
@@ -94,9 +96,11 @@ def main():
     if not os.path.exists(BIN):
         sys.exit("build first: cargo build --release")
     print(f"{args.participants} simulated participants, pick-of-3 and best_of_k answers, 6 prompts of 5–8 responses")
-    for population in ["plmix:2:4", "plmix:3:3", "mallows:0.6:3", "condorcet:0.7"]:
+    for population in ["plmix:2:4", "plmix:3:3", "mallows:0.6:3", "condorcet:0.7", "cyclic"]:
         model, rows = one(population, args.participants, 1, args.k_max, args.replicates)
-        print(f"\n{population}: C = {model['classes']} (weights {', '.join(f'{w:.2f}' for w in model['weights'])})")
+        search = model["class_search"]
+        print(f"\n{population}: C = {model['classes']} (weights {', '.join(f'{w:.2f}' for w in model['weights'])}); "
+              f"{search['fitted']} fitted, limit {search['limit']}, stopped at the limit: {search['stopped_at_limit']}")
         print("  k  k/(k+1) | policy: certified by the model → on the true orders (CI covers the truth, share of prompts)")
         for k in range(1, args.k_max + 1):
             cells = []
@@ -107,6 +111,12 @@ def main():
             print(f"  {k}  {k / (k + 1):.3f}   | " + " · ".join(cells))
     picked = [one("plmix:2:4", args.participants, s, 2, 0)[0]["classes"] for s in range(args.seeds)]
     print(f"\nplmix:2:4, BIC's C over {args.seeds} seeds: {picked} ({picked.count(2)} of {args.seeds} are 2)")
+    # The issue's case: 100 participants of a cyclic population (five rotations of one order).
+    cyclic = [one("cyclic", 100, s, 2, 0)[0] for s in range(args.seeds)]
+    chosen = [m["classes"] for m in cyclic]
+    at_limit = sum(m["class_search"]["stopped_at_limit"] for m in cyclic)
+    print(f"cyclic, 100 participants, BIC's C over {args.seeds} seeds: {chosen} ({chosen.count(5)} of {args.seeds} are 5; "
+          f"{at_limit} stopped at the search's limit)")
 
 
 if __name__ == "__main__":

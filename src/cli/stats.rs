@@ -61,9 +61,9 @@ pub(crate) struct AnalysisArgs {
     /// Cluster-bootstrap refits of the latent-class model behind the model-based certified rates
     #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 0, 100_000>)]
     model_replicates: usize,
-    /// Latent classes tried, 1..=C (the one of least BIC is kept)
-    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 1, { ualign_core::analysis::mixture::MAX_CLASSES as u64 }>)]
-    max_classes: usize,
+    /// The most latent classes tried [default: as many as it takes for BIC to turn, up to 16]
+    #[arg(long, value_name = "C", allow_negative_numbers = true, value_parser = super::values::whole::<usize, 1, { ualign_core::analysis::mixture::MAX_CLASSES as u64 }>)]
+    max_classes: Option<usize>,
 }
 
 impl AnalysisArgs {
@@ -76,7 +76,8 @@ impl AnalysisArgs {
             k_max: self.k_max.unwrap_or(d.k_max),
             model: ualign_core::analysis::model::ModelOptions {
                 replicates: self.model_replicates,
-                c_max: self.max_classes,
+                c_first: self.max_classes.map_or(d.model.c_first, |c| c.min(d.model.c_first)),
+                c_max: self.max_classes.unwrap_or(d.model.c_max),
                 ..d.model
             },
         }
@@ -142,6 +143,19 @@ fn render_equilibria(r: &Report) -> String {
             m.restarts,
             m.bootstrap_replicates
         );
+        let cs = &m.class_search;
+        if cs.stopped_at_limit && cs.limit > 1 {
+            s += &format!(
+                "  WARNING: BIC was still falling at C = {}, the most classes this search could fit ({}): the population may have more classes than the model has, and its rates and intervals can be wrong; {}\n",
+                m.classes,
+                if cs.limit == m.participants { "one per participant" } else { "--max-classes" },
+                if cs.limit == m.participants {
+                    "more participants are needed"
+                } else {
+                    "rerun with a larger --max-classes (up to 16)"
+                }
+            );
+        }
         if m.participants == 1 && m.bootstrap_replicates > 0 {
             s += "  (one participant: every bootstrap resample is that same person, so the intervals have no width; they say nothing yet about how sure these rates are)\n";
         }

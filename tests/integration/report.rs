@@ -440,6 +440,110 @@ fn a_pick_only_study_gets_model_based_certified_curves_that_hold_on_the_truth() 
     assert!(out.contains("model-based, from every choice") && out.contains("C = 2 by BIC"), "{out}");
 }
 
+/// Most classes' orders of each prompt's responses (by their fitted worths) are within two
+/// swaps (0.8 of the pairs in order) of a true order.
+fn orders_within_two_swaps_of_the_truth(classes: &[serde_json::Value], truth_file: &Path) {
+    // Each prompt's true orders (one per class) against the orders of the fitted worths.
+    let mut truth: std::collections::BTreeMap<String, std::collections::BTreeSet<Vec<i64>>> = Default::default();
+    for line in std::fs::read_to_string(truth_file).unwrap().lines() {
+        let t: serde_json::Value = serde_json::from_str(line).unwrap();
+        let order = t["order"].as_array().unwrap().iter().map(|c| c.as_i64().unwrap()).collect();
+        truth.entry(t["prompt"].as_str().unwrap().to_string()).or_default().insert(order);
+    }
+    let (mut recovered, mut all) = (0, 0);
+    for class in classes {
+        for p in class["prompts"].as_array().unwrap() {
+            let ids: Vec<i64> = p["candidates"].as_array().unwrap().iter().map(|c| c.as_i64().unwrap()).collect();
+            let w: Vec<f64> = p["log_worths"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            assert!(w.iter().sum::<f64>().abs() < 1e-9, "centred: {w:?}");
+            let mut order: Vec<usize> = (0..ids.len()).collect();
+            order.sort_by(|&a, &b| w[b].total_cmp(&w[a]));
+            let order: Vec<i64> = order.into_iter().map(|i| ids[i]).collect();
+            // The share of pairs this class orders as the nearest true order does.
+            let rank = |o: &Vec<i64>, id: i64| o.iter().position(|&c| c == id).unwrap();
+            let agreement = truth[p["prompt"].as_str().unwrap()]
+                .iter()
+                .map(|t| {
+                    let (mut same, mut pairs) = (0, 0);
+                    for a in 0..order.len() {
+                        for b in a + 1..order.len() {
+                            pairs += 1;
+                            same += usize::from(rank(t, order[a]) < rank(t, order[b]));
+                        }
+                    }
+                    same as f64 / pairs as f64
+                })
+                .fold(0.0, f64::max);
+            all += 1;
+            recovered += usize::from(agreement >= 0.8);
+        }
+    }
+    // Five responses ordered from 80 picks of three per class and prompt: most orders
+    // come out whole or within two swaps of a true one (0.8 of the pairs in order).
+    assert!(recovered * 10 >= all * 9, "{recovered} of {all} class orders are within two swaps of true ones");
+}
+
+/// A cyclic population (five classes, each a rotation of one order) in a pick-only study:
+/// the search for C goes past its first four fits until BIC turns and finds the five, each
+/// class's worths (in the JSON, for audit) order the responses as one of the true orders;
+/// a search held to fewer classes says, in text and JSON, that it stopped at its limit.
+#[test]
+fn the_class_search_goes_on_until_bic_turns_and_says_when_it_stopped_at_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pick_study(d);
+    for args in [
+        &["init", "picks.toml"][..],
+        &["import", "picks.toml", "--policy", "sampled", "--candidates", "example/sampled.jsonl"],
+        &["import", "picks.toml", "--policy", "greedy", "--candidates", "example/greedy.jsonl"],
+        &[
+            "simulate",
+            "picks.toml",
+            "--participants",
+            "100",
+            "--population",
+            "cyclic",
+            "--seed",
+            "1",
+            "--latent-out",
+            "truth.jsonl",
+        ],
+    ] {
+        let (ok, out, err) = ualign(d, args);
+        assert!(ok, "{args:?}: {out}{err}");
+    }
+    let args = ["stats", "picks.toml", "--replicates", "20", "--k-max", "2", "--model-replicates", "2"];
+    let (ok, json, err) = ualign(d, &[&args[..], &["--json"]].concat());
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let model = &v["population_model"];
+    assert_eq!(model["classes"], 5, "{model}");
+    assert_eq!(model["class_search"], serde_json::json!({"limit": 16, "fitted": 6, "stopped_at_limit": false}));
+    let classes = model["class_worths"].as_array().unwrap();
+    assert_eq!(classes.len(), 5);
+    let weights: f64 = classes.iter().map(|c| c["weight"].as_f64().unwrap()).sum();
+    assert!((weights - 1.0).abs() < 1e-9, "{weights}");
+    orders_within_two_swaps_of_the_truth(classes, &d.join("truth.jsonl"));
+    let (ok, text, err) = ualign(d, &args);
+    assert!(ok, "{err}");
+    assert!(text.contains("C = 5 by BIC") && !text.contains("WARNING"), "{text}");
+    // Held to three classes, it says so.
+    let held = [&args[..], &["--max-classes", "3"]].concat();
+    let (ok, json, err) = ualign(d, &[&held[..], &["--json"]].concat());
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v["population_model"]["class_search"],
+        serde_json::json!({"limit": 3, "fitted": 3, "stopped_at_limit": true})
+    );
+    let (ok, text, err) = ualign(d, &held);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("WARNING: BIC was still falling at C = 3") && text.contains("larger --max-classes"),
+        "{text}"
+    );
+}
+
 /// One participant (the demo's case): one class, model-based rows with intervals, and the
 /// text says why those intervals have no width.
 #[test]

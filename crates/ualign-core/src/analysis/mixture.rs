@@ -15,8 +15,10 @@
 //! Hunter's MM on the choices weighted by the posterior (the same prior α as the
 //! per-person fits, so a response never chosen keeps a finite worth). Several seeded
 //! restarts; the best log-likelihood wins, and how many restarts reached it is reported.
-//! C is chosen from 1..=C_max by BIC (−2 log L + parameters × ln participants); ICL (BIC
-//! plus twice the posterior's entropy) is reported beside it.
+//! C is chosen by BIC (−2 log L + parameters × ln participants), searched until it turns:
+//! 1..=C_first are fitted at once, then one more class at a time while the largest so far
+//! is the best, up to a limit; a choice at the limit is said to be one ([`ClassSearch`]).
+//! ICL (BIC plus twice the posterior's entropy) is reported beside it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -478,6 +480,44 @@ fn sort_classes(f: &mut MixtureFit) {
     for p in &mut f.posterior {
         *p = order.iter().map(|&c| p[c]).collect();
     }
+}
+
+/// How the number of classes was searched, for the report: whether BIC turned (a larger
+/// C was fitted and was worse) or the search stopped at its limit while BIC still fell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ClassSearch {
+    /// The most classes the search could fit: `--max-classes`, the participants, or
+    /// [`MAX_CLASSES`], whichever is least.
+    pub limit: usize,
+    /// The most classes it fitted.
+    pub fitted: usize,
+    /// The chosen C is the largest fitted and no larger one was tried: BIC may go on
+    /// falling beyond it.
+    pub stopped_at_limit: bool,
+}
+
+/// Fits 1..=`first` classes (at once), then `first`+1, `first`+2, … one at a time while
+/// the largest fitted is the one BIC prefers, never more than `limit` (nor participants,
+/// nor [`MAX_CLASSES`]); returns every fit, the index of the one BIC prefers, and how the
+/// search ended.
+pub fn select_until_turn(
+    e: &Evidence,
+    first: usize,
+    limit: usize,
+    opts: &FitOptions,
+) -> (Vec<MixtureFit>, usize, ClassSearch) {
+    let limit = limit.min(e.people.len()).clamp(1, MAX_CLASSES);
+    let (mut fits, mut best) = select(e, first.min(limit), opts);
+    while best + 1 == fits.len() && fits.len() < limit {
+        let next = fit(e, fits.len() + 1, opts);
+        let better = next.bic < fits[best].bic;
+        fits.push(next);
+        if better {
+            best = fits.len() - 1;
+        }
+    }
+    let search = ClassSearch { limit, fitted: fits.len(), stopped_at_limit: best + 1 == fits.len() };
+    (fits, best, search)
 }
 
 /// Fits 1..=`c_max` classes; returns every fit and the index of the one BIC prefers.

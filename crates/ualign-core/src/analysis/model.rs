@@ -35,8 +35,29 @@ pub struct PopulationModel {
     pub choices: usize,
     /// Every number of classes tried, with its fit's figures (C is the one of least BIC).
     pub(crate) compared: Vec<ClassCount>,
+    /// How far the search for C went, and whether it stopped at its limit.
+    pub class_search: mixture::ClassSearch,
+    /// Each class's Plackett–Luce log-worths (per prompt and response), largest weight
+    /// first, so that a fit can be audited.
+    pub class_worths: Vec<ClassWorths>,
     pub bootstrap_replicates: usize,
     pub(crate) evidence: &'static str,
+}
+
+/// One class of the fit: its weight and its log-worths.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassWorths {
+    pub weight: f64,
+    pub prompts: Vec<PromptWorths>,
+}
+
+/// A class's log-worths on one prompt's distinct responses (each by the candidate id
+/// that stands for its text), normalised to mean 0.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromptWorths {
+    pub prompt: String,
+    pub candidates: Vec<i64>,
+    pub log_worths: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -52,6 +73,9 @@ pub(crate) const EVIDENCE: &str = "order answers (successive choices), pick answ
 
 #[derive(Debug, Clone, Copy)]
 pub struct ModelOptions {
+    /// Classes fitted at once before the search goes on one at a time.
+    pub c_first: usize,
+    /// The most classes the search fits (see [`mixture::select_until_turn`]).
     pub c_max: usize,
     pub fit: FitOptions,
     pub replicates: usize,
@@ -61,7 +85,7 @@ pub struct ModelOptions {
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        Self { c_max: 4, fit: FitOptions::default(), replicates: 100, samples: 20_000 }
+        Self { c_first: 4, c_max: mixture::MAX_CLASSES, fit: FitOptions::default(), replicates: 100, samples: 20_000 }
     }
 }
 
@@ -102,7 +126,7 @@ pub(crate) fn analyse(
     if e.people.is_empty() || e.choices.is_empty() {
         return ModelAnalysis::default();
     }
-    let (fits, best) = mixture::select(e, opts.c_max, &opts.fit);
+    let (fits, best, search) = mixture::select_until_turn(e, opts.c_first, opts.c_max, &opts.fit);
     let fit = &fits[best];
     use rayon::prelude::*;
     let listed: Vec<(usize, (&String, &Vec<PoolCandidate>))> = pools.iter().enumerate().collect();
@@ -148,10 +172,36 @@ pub(crate) fn analyse(
             .iter()
             .map(|f| ClassCount { classes: f.classes, log_likelihood: f.log_likelihood, bic: f.bic, icl: f.icl })
             .collect(),
+        class_search: search,
+        class_worths: class_worths(e, fit),
         bootstrap_replicates: replicates.len(),
         evidence: EVIDENCE,
     };
     ModelAnalysis { model: Some(model), rows, rankings }
+}
+
+/// Each class's weight and log-worths, centred per prompt (worths are defined up to a
+/// constant factor per class and prompt).
+fn class_worths(e: &Evidence, fit: &MixtureFit) -> Vec<ClassWorths> {
+    (0..fit.classes)
+        .map(|c| ClassWorths {
+            weight: fit.weights[c],
+            prompts: e
+                .prompts
+                .iter()
+                .enumerate()
+                .map(|(pi, p)| {
+                    let w = &fit.worths[c][pi];
+                    let mean = w.iter().sum::<f64>() / w.len().max(1) as f64;
+                    PromptWorths {
+                        prompt: p.prompt.clone(),
+                        candidates: p.items.clone(),
+                        log_worths: w.iter().map(|v| v - mean).collect(),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// The prompt's responses under the model and its policies at every k.

@@ -105,6 +105,25 @@ fn bic_finds_two_well_separated_classes_and_the_posterior_sorts_people_into_them
 }
 
 #[test]
+fn the_search_goes_past_its_first_classes_until_bic_turns_and_says_when_it_stopped_at_its_limit() {
+    // Six well-separated classes: fitting 1..=4 at once, BIC would stop at 4 (the old
+    // --max-classes default), still falling.
+    let (e, _) = population(480, 6, 3, 6, 6, 4.0, 5);
+    let (fits, best, search) = select_until_turn(&e, 4, MAX_CLASSES, &quick());
+    let bic: Vec<f64> = fits.iter().map(|f| f.bic).collect();
+    assert_eq!(fits[best].classes, 6, "BIC {bic:?}");
+    assert_eq!(search, ClassSearch { limit: MAX_CLASSES, fitted: 7, stopped_at_limit: false }, "BIC {bic:?}");
+    assert!(bic[6] >= bic[5], "it stopped because BIC turned: {bic:?}");
+    // Held to 4 classes, it says it stopped there.
+    let (fits, best, search) = select_until_turn(&e, 4, 4, &quick());
+    assert_eq!((fits[best].classes, search), (4, ClassSearch { limit: 4, fitted: 4, stopped_at_limit: true }));
+    // One class found at once: nothing more is fitted than one beyond it.
+    let (one, _) = population(200, 1, 3, 6, 6, 3.0, 11);
+    let (fits, best, search) = select_until_turn(&one, 1, MAX_CLASSES, &quick());
+    assert_eq!((fits[best].classes, search.fitted, search.stopped_at_limit), (1, 2, false));
+}
+
+#[test]
 fn one_population_is_not_split() {
     let (e, _) = population(200, 1, 3, 6, 6, 3.0, 11);
     let (fits, best) = select(&e, 3, &quick());
