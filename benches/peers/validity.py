@@ -26,7 +26,7 @@ import tempfile
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("UALIGN_BIN", os.path.join(ROOT, "target", "release", "ualign"))
+BIN = os.path.abspath(os.environ.get("UALIGN_BIN", os.path.join(ROOT, "target", "release", "ualign")))
 
 
 def study(dir):
@@ -36,6 +36,7 @@ def study(dir):
     text = text.replace("min_reading_seconds = 2.0", "min_reading_seconds = 0")
     text = text.replace('m = 3\nmode = "order"\ntrials = 3', 'm = 3\nmode = "pick"\ntrials = 24')
     open(os.path.join(dir, "studies", "example.toml"), "w").write(text)
+    run(dir, "init", "studies/example.toml")
     for p in ["sampled", "greedy"]:
         run(dir, "import", "studies/example.toml", "--policy", p, "--candidates", f"studies/example/{p}.jsonl")
 

@@ -231,16 +231,19 @@ pub(crate) fn render_fk(rows: &[FkRow]) -> String {
             r.n,
             r.participants,
             r.rate,
-            // One participant gives no spread to resample: no cluster interval.
+            // Too few participants to resample: no cluster interval (the note says why).
             if r.ci_low.is_finite() {
                 format!("[{:.3}, {:.3}]", r.ci_low, r.ci_high)
             } else {
-                "- (1 participant)".into()
+                "- (too few)".into()
             },
             r.wilson_low,
             r.wilson_high,
             r.bound
         ));
+    }
+    if let Some(note) = rows.iter().find_map(|r| r.ci_note) {
+        s.push_str(&format!("(no cluster interval: {note})\n"));
     }
     s.push_str(&format!("({})\n", fk::CONVENTION));
     s

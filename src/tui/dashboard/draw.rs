@@ -217,6 +217,9 @@ fn side_lines(r: &Report, chart: &FkChart, theme: Theme, bar_width: usize) -> Ve
             Span::styled(if below { text::BELOW_BOUND } else { "" }, theme.style(Color::Yellow)),
         ]));
     }
+    if r.fk.iter().any(|x| x.ci_note.is_some()) {
+        lines.push(Line::from(text::no_interval_until(ualign_core::analysis::fk::MIN_CLUSTER_PARTICIPANTS)));
+    }
     lines.push(Line::from(""));
     let title = if chart.model_based { text::CERTIFIED_MODEL } else { text::CERTIFIED };
     lines.push(Line::from(Span::styled(title, Style::default().add_modifier(Modifier::BOLD))));

@@ -53,6 +53,10 @@ pub(crate) const FK_OBSERVED: &str = "f(k) observed";
 pub(crate) const NO_FK: &str = " no answered best_of_k trials yet";
 pub(crate) const BELOW_BOUND: &str = " <bound";
 pub(crate) const NO_INTERVAL: &str = "[  -  ]";
+/// Under the f(k) rows when some have no interval yet (too few participants).
+pub(crate) fn no_interval_until(participants: usize) -> String {
+    format!(" {NO_INTERVAL}: interval from {participants} participants")
+}
 pub(crate) const CERTIFIED: &str = "Certified (pool, mean)";
 /// Some of the certified curves come from the population model.
 pub(crate) const CERTIFIED_MODEL: &str = "Certified (pool, mean; model-based)";
