@@ -219,12 +219,22 @@ pub(crate) fn render_fk(rows: &[FkRow]) -> String {
         return "no answered best_of_k trials yet\n".into();
     }
     let mut s = format!(
-        "empirical f(k): how often the favourite among k candidates of A and one of B was A's\n{:<12} {:<12} {:>3} {:>5} {:>5} {:>7}  {:<17} {:<17} {:>7}\n",
-        "policy A", "policy B", "k", "n", "part.", "rate", "95% CI (cluster)", "95% CI (Wilson)", "k/(k+1)"
+        "empirical f(k): how often the favourite among k candidates of A and one of B was A's\n{:<12} {:<12} {:>3} {:>5} {:>5} {:>7}  {:<17} {:<17} {:>7}  {:<23} {}\n",
+        "policy A",
+        "policy B",
+        "k",
+        "n",
+        "part.",
+        "rate",
+        "95% CI (cluster)",
+        "95% CI (Wilson)",
+        "k/(k+1)",
+        "anytime 95% (finished)",
+        "excludes"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<12} {:<12} {:>3} {:>5} {:>5} {:>7.3}  {:<17} [{:.3}, {:.3}]    {:>7.3}\n",
+            "{:<12} {:<12} {:>3} {:>5} {:>5} {:>7.3}  {:<17} [{:.3}, {:.3}]    {:>7.3}  {:<23} {}\n",
             r.policy_a,
             r.policy_b,
             r.k,
@@ -232,21 +242,42 @@ pub(crate) fn render_fk(rows: &[FkRow]) -> String {
             r.participants,
             r.rate,
             // Too few participants to resample: no cluster interval (the note says why).
-            if r.ci_low.is_finite() {
-                format!("[{:.3}, {:.3}]", r.ci_low, r.ci_high)
-            } else {
-                "- (too few)".into()
-            },
+            if r.ci_low.is_finite() { format!("[{:.3}, {:.3}]", r.ci_low, r.ci_high) } else { "- (too few)".into() },
             r.wilson_low,
             r.wilson_high,
-            r.bound
+            r.bound,
+            if r.cs_low.is_finite() {
+                format!("[{:.3}, {:.3}] {}", r.cs_low, r.cs_high, r.cs_participants)
+            } else {
+                "- (none finished)".into()
+            },
+            sequence_excludes(r),
         ));
     }
     if let Some(note) = rows.iter().find_map(|r| r.ci_note) {
         s.push_str(&format!("(no cluster interval: {note})\n"));
     }
     s.push_str(&format!("({})\n", fk::CONVENTION));
+    s.push_str(fk::SEQUENCE_NOTE);
+    s.push('\n');
     s
+}
+
+/// What a row's confidence sequence rules out: 1/2 and k/(k+1), from above or below.
+fn sequence_excludes(r: &FkRow) -> String {
+    if !r.cs_low.is_finite() {
+        return String::new();
+    }
+    let mut out = Vec::new();
+    for (value, name) in [(0.5, "1/2".to_string()), (r.bound, format!("{}/{}", r.k, r.k + 1))] {
+        if r.cs_low > value {
+            out.push(format!(">{name}"));
+        } else if r.cs_high < value {
+            out.push(format!("<{name}"));
+        }
+    }
+    out.dedup();
+    out.join(" ")
 }
 
 fn render_diversity(rows: &[Diversity]) -> String {

@@ -1,6 +1,7 @@
 //! Analysis against independent reference implementations (fixtures made by
-//! tests/fixtures/analysis/make_fixtures.py): choix's Plackett–Luce MM and pref_voting's
-//! maximal lotteries.
+//! tests/fixtures/analysis/make_fixtures.py and make_confseq_fixture.py): choix's
+//! Plackett–Luce MM, pref_voting's maximal lotteries and confseq's betting confidence
+//! sequences.
 
 use std::path::Path;
 
@@ -11,6 +12,30 @@ use ualign_core::analysis::ranking::{Top1, mm_top1};
 fn fixture(name: &str) -> Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis").join(name);
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// The betting confidence sequence equals the authors' `confseq.betting.betting_cs`
+/// (running intersection) at every time of every case, both alphas, to 1e-12.
+#[test]
+fn betting_confidence_sequences_equal_confseq() {
+    use ualign_core::analysis::confseq::betting_cs_path;
+    let f = fixture("confseq_betting.json");
+    let mut total = 0usize;
+    for (i, case) in f["cases"].as_array().unwrap().iter().enumerate() {
+        let floats =
+            |k: &str| -> Vec<f64> { case[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+        let path = betting_cs_path(&floats("x"), case["alpha"].as_f64().unwrap());
+        for (t, ((lo, hi), (want_lo, want_hi))) in
+            path.iter().zip(floats("low").into_iter().zip(floats("high"))).enumerate()
+        {
+            total += 1;
+            let d = (lo - want_lo).abs().max((hi - want_hi).abs());
+            assert!(d < 1e-12, "case {i}, t = {t}: ({lo}, {hi}) against confseq's ({want_lo}, {want_hi})");
+        }
+        assert_eq!(path.len(), case["x"].as_array().unwrap().len());
+        total += path.len();
+    }
+    assert!(total > 1000, "{total} bounds compared");
 }
 
 #[test]
@@ -97,6 +122,7 @@ fn a_report_from_records_needs_no_database() {
         candidates,
         best_of_k,
         rank_answers,
+        finished: vec![],
         quality: QualityCounts::default(),
         progress: Progress { participants: 2, completed: 0, answered: 5, trials: 22 },
     };

@@ -55,14 +55,19 @@ pub fn draw(f: &mut Frame, d: &Dashboard, theme: Theme) {
     let chart = FkChart::of(r);
     // The side panel is as wide as its widest line (borders included), so nothing in it
     // is cut, but never more than half the window; a line longer than that wraps.
-    let widest = side_lines(r, &chart, theme, 0).iter().map(Line::width).max().unwrap_or(0);
-    let side = (widest as u16 + 2).clamp(34, (body.width / 2).max(34));
+    // Where the f(k) rows with both intervals do not fit, they keep the anytime-valid
+    // sequence (the one to watch live) and leave the fixed-N interval to the chart's bars.
+    let widest = |compact| side_lines(r, &chart, theme, 0, compact).iter().map(Line::width).max().unwrap_or(0);
+    let most = (body.width / 2).max(34);
+    let compact = widest(false) as u16 + 2 > most;
+    let side = (widest(compact) as u16 + 2).clamp(34, most);
     let [chart_area, side_area] = Layout::horizontal([Constraint::Min(0), Constraint::Length(side)]).areas(body);
     draw_chart(f, chart_area, r, &chart, theme);
-    let mut lines = side_lines(r, &chart, theme, side_area.width.saturating_sub(4) as usize);
+    let mut lines = side_lines(r, &chart, theme, side_area.width.saturating_sub(4) as usize, compact);
     if lines.len() > side_area.height.saturating_sub(2) as usize {
-        // A short window: the sections go without the blank lines between them.
-        lines.retain(|l| l.width() > 0);
+        // A short window: the sections go without the blank lines between them, and the
+        // f(k) rows without the legend of their sequences (README and `stats` explain it).
+        lines.retain(|l| l.width() > 0 && l.to_string() != text::SEQUENCE_LEGEND);
     }
     f.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: false }).block(Block::bordered().title(text::SIDE_TITLE)),
@@ -188,7 +193,7 @@ fn draw_chart(f: &mut Frame, area: Rect, r: &Report, chart: &FkChart, theme: The
 
 /// The side panel's lines: progress (its bar `bar_width` wide), the f(k) table, the
 /// certified values and the data-quality flags.
-fn side_lines(r: &Report, chart: &FkChart, theme: Theme, bar_width: usize) -> Vec<Line<'static>> {
+fn side_lines(r: &Report, chart: &FkChart, theme: Theme, bar_width: usize, compact: bool) -> Vec<Line<'static>> {
     let p = &r.progress;
     let pct = if p.trials > 0 { 100.0 * p.answered as f64 / p.trials as f64 } else { 0.0 };
     let mut lines = vec![
@@ -212,13 +217,25 @@ fn side_lines(r: &Report, chart: &FkChart, theme: Theme, bar_width: usize) -> Ve
         let ci =
             if x.ci_low.is_finite() { format!("[{:.2},{:.2}]", x.ci_low, x.ci_high) } else { text::NO_INTERVAL.into() };
         let below = x.ci_high.is_finite() && x.ci_high < x.bound;
+        let cs = if x.cs_low.is_finite() { text::sequence(x.cs_low, x.cs_high) } else { text::NO_SEQUENCE.into() };
+        // The sequence may be stopped on: say when it shows A beating one answer of B.
+        let above_half = x.cs_low.is_finite() && x.cs_low > 0.5;
         lines.push(Line::from(vec![
-            Span::raw(format!("   k={:<2} n={:<4} {:.2} {ci}", x.k, x.n, x.rate)),
+            Span::raw(if compact {
+                // One space in, so that a row with its ">1/2" still fits 80 columns.
+                format!(" k={:<2} n={:<4} {:.2} {cs}", x.k, x.n, x.rate)
+            } else {
+                format!("   k={:<2} n={:<4} {:.2} {ci} {cs}", x.k, x.n, x.rate)
+            }),
             Span::styled(if below { text::BELOW_BOUND } else { "" }, theme.style(Color::Yellow)),
+            Span::styled(if above_half { text::ABOVE_HALF } else { "" }, theme.style(Color::Green)),
         ]));
     }
     if r.fk.iter().any(|x| x.ci_note.is_some()) {
         lines.push(Line::from(text::no_interval_until(ualign_core::analysis::fk::MIN_CLUSTER_PARTICIPANTS)));
+    }
+    if !r.fk.is_empty() {
+        lines.push(Line::from(text::SEQUENCE_LEGEND));
     }
     lines.push(Line::from(""));
     let title = if chart.model_based { text::CERTIFIED_MODEL } else { text::CERTIFIED };

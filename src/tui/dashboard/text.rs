@@ -53,6 +53,13 @@ pub(crate) const FK_OBSERVED: &str = "f(k) observed";
 pub(crate) const NO_FK: &str = " no answered best_of_k trials yet";
 pub(crate) const BELOW_BOUND: &str = " <bound";
 pub(crate) const NO_INTERVAL: &str = "[  -  ]";
+/// A row's anytime-valid confidence sequence.
+pub(crate) fn sequence(low: f64, high: f64) -> String {
+    format!("any[{low:.2},{high:.2}]")
+}
+pub(crate) const NO_SEQUENCE: &str = "any[  -  ]";
+pub(crate) const ABOVE_HALF: &str = " >1/2";
+pub(crate) const SEQUENCE_LEGEND: &str = " any[ ]: anytime 95%, may stop on it";
 /// Under the f(k) rows when some have no interval yet (too few participants).
 pub(crate) fn no_interval_until(participants: usize) -> String {
     format!(" {NO_INTERVAL}: interval from {participants} participants")

@@ -13,6 +13,13 @@
 //! reason in [`FkRow::ci_note`]: a percentile bootstrap over a handful of people is often
 //! far too narrow (at 5 participants it covered the truth in 60% of rows, and a row where
 //! all of them scored alike got a zero-width interval).
+//!
+//! For a study watched while it runs, each row also has an anytime-valid confidence
+//! sequence ([`confseq`]) of the participant-mean score: the fixed-N intervals above are
+//! valid only when the number of participants was fixed in advance, and looking after
+//! every participant and stopping at the first interval that excludes 1/2 inflates their
+//! error; the sequence's is not. Its unit is a finished participant's mean score in the
+//! row (equal to the rate when every participant answers the row's trials alike).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,6 +27,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::confseq;
 use crate::schedule::{Slot, SlotRole};
 use crate::store::BestOfKAnswer;
 
@@ -66,6 +74,14 @@ pub struct FkRow {
     pub ci_note: Option<&'static str>,
     pub wilson_low: f64,
     pub wilson_high: f64,
+    /// The anytime-valid 95% confidence sequence of the participant-mean score (each
+    /// finished participant's mean score in this row, in the order they finished): valid
+    /// at every look, so a study watched live may stop once it excludes 1/2 or k/(k+1).
+    /// NaN (null in JSON) before any participant in the row has finished.
+    pub cs_low: f64,
+    pub cs_high: f64,
+    /// Finished participants in the sequence.
+    pub cs_participants: usize,
     pub bound: f64,
 }
 
@@ -121,8 +137,16 @@ pub(crate) fn cluster_bootstrap(per_participant: &[(f64, usize)], replicates: us
     (q(0.025), q(0.975))
 }
 
-/// f(k) rows, sorted by (A, B, k).
-pub fn compute(obs: &[Observation], replicates: usize, seed: u64) -> Vec<FkRow> {
+/// What the "anytime" column is, under the text table.
+pub const SEQUENCE_NOTE: &str = "(anytime 95%: a betting confidence sequence (Waudby-Smith & Ramdas 2023) of the mean score of finished participants, in the order they finished; valid however often it is looked at, so a study may stop once it excludes 1/2 or k/(k+1); the fixed-N intervals are valid only at a number of participants fixed in advance)";
+
+/// The confidence sequences' level: 95%.
+pub const CS_ALPHA: f64 = 0.05;
+
+/// f(k) rows, sorted by (A, B, k). `finished`: finished participants' ids in the order
+/// they finished, for the confidence sequences (participants still answering, and those
+/// who left, are in the rate and the intervals but not in the sequence).
+pub fn compute(obs: &[Observation], finished: &[String], replicates: usize, seed: u64) -> Vec<FkRow> {
     let mut groups: BTreeMap<(String, String, u32), Vec<&Observation>> = BTreeMap::new();
     for o in obs {
         groups.entry((o.policy_a.clone(), o.policy_b.clone(), o.k)).or_default().push(o);
@@ -147,6 +171,11 @@ pub fn compute(obs: &[Observation], replicates: usize, seed: u64) -> Vec<FkRow> 
                 cluster_bootstrap(&per, replicates, crate::seed::fk_bootstrap(seed, k))
             };
             let (wilson_low, wilson_high) = wilson(total, n);
+            // Finished participants' mean scores, in the order they finished.
+            let means: Vec<f64> =
+                finished.iter().filter_map(|p| by_p.get(p.as_str())).map(|&(s, n)| s / n as f64).collect();
+            let (cs_low, cs_high) =
+                if means.is_empty() { (f64::NAN, f64::NAN) } else { confseq::betting_cs(&means, CS_ALPHA) };
             FkRow {
                 policy_a: a,
                 policy_b: b,
@@ -162,6 +191,9 @@ pub fn compute(obs: &[Observation], replicates: usize, seed: u64) -> Vec<FkRow> 
                 ci_note,
                 wilson_low,
                 wilson_high,
+                cs_low,
+                cs_high,
+                cs_participants: means.len(),
                 bound: f64::from(k) / f64::from(k + 1),
             }
         })
@@ -253,7 +285,7 @@ mod tests {
             score,
             no_preference: false,
         };
-        let rows = compute(&[o("p1", 1, 1.0), o("p1", 1, 0.0), o("p2", 1, 0.5), o("p2", 2, 1.0)], 500, 3);
+        let rows = compute(&[o("p1", 1, 1.0), o("p1", 1, 0.0), o("p2", 1, 0.5), o("p2", 2, 1.0)], &[], 500, 3);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].n, rows[0].wins, rows[0].ties, rows[0].losses, rows[0].participants), (3, 1, 1, 1, 2));
         assert!((rows[0].rate - 0.5).abs() < 1e-12);
@@ -273,16 +305,45 @@ mod tests {
         };
         // 5 participants who all lost: a percentile bootstrap would say [0, 0].
         let few: Vec<_> = (0..5).flat_map(|p| [o(p, 0.0), o(p, 0.0)]).collect();
-        let r = &compute(&few, 500, 1)[0];
+        let r = &compute(&few, &[], 500, 1)[0];
         assert!(r.ci_low.is_nan() && r.ci_high.is_nan());
         assert_eq!(r.ci_note, Some(TOO_FEW_FOR_CLUSTER));
         // The Wilson interval is still given, and is not zero-width.
         assert!(r.wilson_high > 0.1, "{}", r.wilson_high);
         // From MIN_CLUSTER_PARTICIPANTS on, the interval is back and the note is gone.
-        let enough: Vec<_> =
-            (0..MIN_CLUSTER_PARTICIPANTS).flat_map(|p| [o(p, (p % 2) as f64), o(p, 1.0)]).collect();
-        let r = &compute(&enough, 500, 1)[0];
+        let enough: Vec<_> = (0..MIN_CLUSTER_PARTICIPANTS).flat_map(|p| [o(p, (p % 2) as f64), o(p, 1.0)]).collect();
+        let r = &compute(&enough, &[], 500, 1)[0];
         assert!(r.ci_low.is_finite() && r.ci_low < r.rate && r.rate < r.ci_high);
         assert_eq!(r.ci_note, None);
+    }
+
+    #[test]
+    fn the_sequence_takes_finished_participants_in_the_order_they_finished() {
+        let o = |p: &str, score| Observation {
+            participant: p.into(),
+            policy_a: "a".into(),
+            policy_b: "b".into(),
+            k: 2,
+            score,
+            no_preference: false,
+        };
+        let obs: Vec<_> =
+            (0..60).flat_map(|i| [o(&format!("p{i}"), 1.0), o(&format!("p{i}"), (i % 3) as f64 / 2.0)]).collect();
+        let order = |ids: &mut dyn Iterator<Item = usize>| ids.map(|i| format!("p{i}")).collect::<Vec<_>>();
+        let all = compute(&obs, &order(&mut (0..60)), 100, 1);
+        let means: Vec<f64> = (0..60).map(|i| (1.0 + (i % 3) as f64 / 2.0) / 2.0).collect();
+        let want = confseq::betting_cs(&means, CS_ALPHA);
+        assert_eq!((all[0].cs_low, all[0].cs_high, all[0].cs_participants), (want.0, want.1, 60));
+        assert!(all[0].cs_low < all[0].rate && all[0].rate < all[0].cs_high);
+        // Who has not finished is not in the sequence (but is in the rate).
+        let some = compute(&obs, &order(&mut (0..30)), 100, 1);
+        assert_eq!((some[0].cs_participants, some[0].participants), (30, 60));
+        assert_eq!((some[0].cs_low, some[0].cs_high), confseq::betting_cs(&means[..30], CS_ALPHA));
+        // Nobody finished: no sequence.
+        let none = compute(&obs, &[], 100, 1);
+        assert!(none[0].cs_low.is_nan() && none[0].cs_participants == 0);
+        // An id that finished but never answered this row adds nothing.
+        let extra = compute(&obs, &[order(&mut (0..30)), vec!["nobody".into()]].concat(), 100, 1);
+        assert_eq!(extra[0].cs_participants, 30);
     }
 }

@@ -86,11 +86,20 @@ impl Report {
         std::thread::scope(|scope| {
             let rank_work = scope.spawn(|| RankParts::compute(study, &candidates, &groups, opts));
             let best_of_k = store.best_of_k_answers();
+            let finished = store.finish_order();
             let progress = store.progress();
             let counts = store.quality_counts(opts.too_fast_ms);
             let rank = rank_work.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             drop(snapshot);
-            Ok(Self::assemble(study, &candidates, (&best_of_k?, &rank_answers), progress?, &counts?, rank, opts))
+            Ok(Self::assemble(
+                study,
+                &candidates,
+                (&best_of_k?, &rank_answers, &finished?),
+                progress?,
+                &counts?,
+                rank,
+                opts,
+            ))
         })
     }
 
@@ -101,7 +110,7 @@ impl Report {
         Self::assemble(
             study,
             &records.candidates,
-            (&records.best_of_k, &records.rank_answers),
+            (&records.best_of_k, &records.rank_answers, &records.finished),
             records.progress.clone(),
             &records.quality,
             rank,
@@ -112,14 +121,15 @@ impl Report {
     fn assemble(
         study: &Study,
         candidates: &[Candidate],
-        (best_of_k, rank_answers): (&[BestOfKAnswer], &[RankAnswer]),
+        // The answers, and who finished in which order.
+        (best_of_k, rank_answers, finished): (&[BestOfKAnswer], &[RankAnswer], &[String]),
         progress: Progress,
         quality: &QualityCounts,
         rank: RankParts,
         opts: &Options,
     ) -> Self {
         let texts: HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
-        let fk = fk::compute(&fk::observations(best_of_k, &texts), opts.replicates, study.seed);
+        let fk = fk::compute(&fk::observations(best_of_k, &texts), finished, opts.replicates, study.seed);
         let RankParts { mut rankings, population, counterfactual, diversity } = rank;
         let model = model_analysis(study, candidates, best_of_k, rank_answers, opts);
         rankings.extend(model.rankings);
@@ -147,6 +157,8 @@ pub struct Records {
     pub candidates: Vec<Candidate>,
     pub best_of_k: Vec<BestOfKAnswer>,
     pub rank_answers: Vec<RankAnswer>,
+    /// Finished participants in the order they finished (the confidence sequences' order).
+    pub finished: Vec<String>,
     pub quality: QualityCounts,
     pub progress: Progress,
 }
@@ -156,7 +168,12 @@ pub fn fk_rows(study: &Study, store: &Store, replicates: usize) -> Result<Vec<Fk
     let _snapshot = store.snapshot()?;
     let candidates = store.all_candidates()?;
     let texts: HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
-    Ok(fk::compute(&fk::observations(&store.best_of_k_answers()?, &texts), replicates, study.seed))
+    Ok(fk::compute(
+        &fk::observations(&store.best_of_k_answers()?, &texts),
+        &store.finish_order()?,
+        replicates,
+        study.seed,
+    ))
 }
 
 /// The analyses of rank trials: per-participant rankings, population worths, the

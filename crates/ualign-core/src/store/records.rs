@@ -306,6 +306,16 @@ impl Store {
         Ok(QualityCounts { picks_by_slot, response_ms, too_fast, attention, repeat_picks, seen_in_full })
     }
 
+    /// Finished participants' ids in the order they finished (ties by enrolment): the
+    /// order in which they enter f(k)'s confidence sequences.
+    pub fn finish_order(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM participants WHERE completed_at IS NOT NULL ORDER BY completed_at, rowid")?;
+        let ids = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(ids)
+    }
+
     /// Participants, finished participants, trials and answers.
     pub(crate) fn progress(&self) -> Result<Progress> {
         let (participants, completed): (i64, i64) =
