@@ -1,6 +1,7 @@
 //! `ualign stats`: the report of a study's answers as text or JSON; also the report
 //! settings that `plot` and `dashboard` share.
 
+use ualign_core::analysis::agreement::Agreement;
 use ualign_core::analysis::counterfactual;
 use ualign_core::analysis::diversity::Diversity;
 use ualign_core::analysis::fk::{self, FkRow};
@@ -115,7 +116,59 @@ pub(crate) fn render(r: &Report) -> String {
     }
     s += &render_equilibria(r);
     s += &render_diversity(&r.diversity);
+    s += &render_agreement(&r.agreement);
     s += &render_quality(&r.quality);
+    s
+}
+
+/// Prompts shown one by one; beyond, the least agreed on and a summary.
+const AGREEMENT_ROWS: usize = 12;
+
+fn render_agreement(rows: &[Agreement]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "\nagreement between participants, per prompt (α: Krippendorff's over pairwise preferences; W: Kendall's over orders of the whole pool)\n{:<16} {:>12} {:>6} {:>7} {:<17} {:>6} {:>7} {:>9}\n",
+        "prompt", "participants", "pairs", "alpha", "95% interval", "W", "orders", "W p-value"
+    );
+    let num = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |x| format!("{x:.prec$}"));
+    let mut shown: Vec<&Agreement> = rows.iter().collect();
+    if rows.len() > AGREEMENT_ROWS {
+        shown.sort_by(|a, b| a.alpha.unwrap_or(f64::INFINITY).total_cmp(&b.alpha.unwrap_or(f64::INFINITY)));
+        shown.truncate(AGREEMENT_ROWS / 2);
+    }
+    for r in &shown {
+        let interval = match (r.alpha_low, r.alpha_high) {
+            (Some(lo), Some(hi)) => format!("[{lo:.3}, {hi:.3}]"),
+            _ if r.alpha.is_some() => "- (too few)".to_string(),
+            _ => "-".to_string(),
+        };
+        s.push_str(&format!(
+            "{:<16} {:>12} {:>6} {:>7} {:<17} {:>6} {:>7} {:>9}\n",
+            r.prompt,
+            r.participants,
+            r.pairs,
+            num(r.alpha, 3),
+            interval,
+            num(r.kendall_w, 3),
+            r.w_raters,
+            num(r.w_p_value, 4)
+        ));
+    }
+    if rows.len() > AGREEMENT_ROWS {
+        let mut alphas: Vec<f64> = rows.iter().filter_map(|r| r.alpha).collect();
+        alphas.sort_by(f64::total_cmp);
+        let median = if alphas.is_empty() { "-".to_string() } else { format!("{:.3}", alphas[alphas.len() / 2]) };
+        s.push_str(&format!(
+            "  (the {} least agreed on of {} prompts; median α {median}; every prompt in --json)\n",
+            shown.len(),
+            rows.len()
+        ));
+    }
+    s.push_str(
+        "  (α = 1: any two participants who ranked a pair agree; 0: as often as chance; below 0: opposed, as groups with opposite tastes are. Where participants disagree, one answer cannot please them all: that is where k > 1 candidates matter. Interval: 95% bootstrap over participants, from 20.)\n",
+    );
     s
 }
 

@@ -1,7 +1,8 @@
 //! Analysis against independent reference implementations (fixtures made by
-//! tests/fixtures/analysis/make_fixtures.py and make_confseq_fixture.py): choix's
-//! Plackett–Luce MM, pref_voting's maximal lotteries and confseq's betting confidence
-//! sequences.
+//! tests/fixtures/analysis/make_fixtures.py, make_confseq_fixture.py and
+//! make_agreement_fixture.py): choix's Plackett–Luce MM, pref_voting's maximal lotteries,
+//! confseq's betting confidence sequences, the krippendorff package's α and SciPy's
+//! Friedman test.
 
 use std::path::Path;
 
@@ -12,6 +13,46 @@ use ualign_core::analysis::ranking::{Top1, mm_top1};
 fn fixture(name: &str) -> Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis").join(name);
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// Krippendorff's α of pairwise preferences equals the `krippendorff` package's on the
+/// mirrored reliability data, and Kendall's W and its p-value equal SciPy's Friedman test.
+#[test]
+fn agreement_equals_krippendorff_and_scipy() {
+    use ualign_core::analysis::agreement::{PairValues, kendall_w, pairwise_alpha};
+    let f = fixture("agreement.json");
+    let cases = f["alpha"].as_array().unwrap();
+    assert!(cases.len() >= 7);
+    for (i, case) in cases.iter().enumerate() {
+        let coders: Vec<PairValues> = case["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                c.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| ((v[0].as_i64().unwrap(), v[1].as_i64().unwrap()), v[2].as_bool().unwrap()))
+                    .collect()
+            })
+            .collect();
+        let (alpha, pairs) = pairwise_alpha(&coders);
+        let want = case["alpha"].as_f64().unwrap();
+        assert!((alpha.unwrap() - want).abs() < 1e-12, "case {i}: α {alpha:?} against krippendorff's {want}");
+        assert_eq!(pairs as u64, case["pairable"].as_u64().unwrap(), "case {i}");
+    }
+    for (i, case) in f["w"].as_array().unwrap().iter().enumerate() {
+        let orders: Vec<Vec<i64>> = case["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect())
+            .collect();
+        let (w, p) = kendall_w(&orders).unwrap();
+        let (want_w, want_p) = (case["w"].as_f64().unwrap(), case["p"].as_f64().unwrap());
+        assert!((w - want_w).abs() < 1e-12, "case {i}: W {w} against {want_w}");
+        assert!((p - want_p).abs() < 1e-9 * want_p.max(1e-300) + 1e-14, "case {i}: p {p} against {want_p}");
+    }
 }
 
 /// The betting confidence sequence equals the authors' `confseq.betting.betting_cs`

@@ -68,3 +68,13 @@ pub(crate) fn fk_bootstrap(study_seed: u64, k: u32) -> u64 {
 pub(crate) fn worth_bootstrap(study_seed: u64, prompt_index: usize) -> u64 {
     study_seed ^ (0x9e37_79b9 * (prompt_index as u64 + 1))
 }
+
+/// The seed of the bootstrap behind the agreement (Krippendorff's α) of a prompt.
+pub(crate) fn agreement_bootstrap(study_seed: u64, prompt: &str) -> u64 {
+    let mut h = Sha256::new();
+    h.update(study_seed.to_le_bytes());
+    h.update(b"\0agreement\0");
+    h.update(prompt.as_bytes());
+    let d = h.finalize();
+    u64::from_le_bytes(d[..8].try_into().unwrap_or([0; 8]))
+}

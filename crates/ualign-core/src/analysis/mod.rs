@@ -3,6 +3,7 @@
 //! and equilibria, maximal lotteries, Plackett–Luce rankings, diversity of pools, and data
 //! quality (position bias, speed, attention, consistency).
 
+pub mod agreement;
 pub mod confseq;
 pub mod counterfactual;
 pub mod diversity;

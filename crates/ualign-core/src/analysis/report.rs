@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use super::agreement;
 use super::counterfactual::{self, Counterfactual};
 use super::diversity::{self, Diversity};
 use super::fk::{self, FkRow};
@@ -70,6 +71,8 @@ pub struct Report {
     /// The latent-class Plackett–Luce model behind the `pl_mixture` rows, if any choices.
     pub population_model: Option<super::model::PopulationModel>,
     pub diversity: Vec<Diversity>,
+    /// Per prompt, how much participants agree.
+    pub agreement: Vec<agreement::Agreement>,
     pub quality: Quality,
 }
 
@@ -130,7 +133,7 @@ impl Report {
     ) -> Self {
         let texts: HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
         let fk = fk::compute(&fk::observations(best_of_k, &texts), finished, opts.replicates, study.seed);
-        let RankParts { mut rankings, population, counterfactual, diversity } = rank;
+        let RankParts { mut rankings, population, counterfactual, diversity, whole_orders } = rank;
         let model = model_analysis(study, candidates, best_of_k, rank_answers, opts);
         rankings.extend(model.rankings);
         let mut equilibria = counterfactual.rows;
@@ -146,6 +149,14 @@ impl Report {
             equilibria_skipped: counterfactual.skipped,
             population_model: model.model,
             diversity,
+            agreement: agreement::compute(
+                candidates,
+                rank_answers,
+                best_of_k,
+                &whole_orders,
+                opts.worth_replicates,
+                study.seed,
+            ),
             quality: quality::compute(quality, opts.too_fast_ms),
         }
     }
@@ -183,6 +194,8 @@ struct RankParts {
     population: Vec<Worth>,
     counterfactual: Counterfactual,
     diversity: Vec<Diversity>,
+    /// Per prompt, the stated orders of its whole pool (Kendall's W is over these).
+    whole_orders: BTreeMap<String, Vec<Vec<i64>>>,
 }
 
 impl RankParts {
@@ -210,17 +223,22 @@ impl RankParts {
         let (stand_for, responses) = counterfactual::responses_of(&pools);
         let texts = ranking::by_text(groups, |id| stand_for.get(&id).copied().unwrap_or(id));
         let rankings = ranking::rankings_of(&texts);
+        let stated = counterfactual::stated_orders(&texts, &responses);
         let (population, counterfactual) = rayon::join(
             || ranking::population_worths(&texts, opts.worth_replicates, study.seed),
             || {
                 if rank_policies.is_empty() {
                     Counterfactual::default()
                 } else {
-                    counterfactual::analyse(&pools, &counterfactual::stated_orders(&texts, &responses), &greedy, &ks)
+                    counterfactual::analyse(&pools, &stated, &greedy, &ks)
                 }
             },
         );
-        Self { rankings, population, counterfactual, diversity: pool_diversity(study, candidates) }
+        let mut whole_orders: BTreeMap<String, Vec<Vec<i64>>> = BTreeMap::new();
+        for r in stated.into_iter().filter(|r| !r.order.is_empty()) {
+            whole_orders.entry(r.prompt).or_default().push(r.order);
+        }
+        Self { rankings, population, counterfactual, diversity: pool_diversity(study, candidates), whole_orders }
     }
 }
 
