@@ -241,9 +241,8 @@ fn bootstrap(coders: &[PairValues], replicates: usize, seed: u64) -> (Option<f64
     if stats.len() < replicates.max(1) / 2 {
         return (None, None);
     }
-    stats.sort_by(f64::total_cmp);
-    let q = |p: f64| stats[((p * (stats.len() - 1) as f64).round() as usize).min(stats.len() - 1)];
-    (Some(q(0.025)), Some(q(0.975)))
+    let (low, high) = super::fk::percentile_95(&mut stats);
+    (Some(low), Some(high))
 }
 
 /// Kendall's W and the Friedman test's p-value, over orders (best first) of one set of

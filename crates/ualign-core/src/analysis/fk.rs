@@ -132,8 +132,14 @@ pub(crate) fn cluster_bootstrap(per_participant: &[(f64, usize)], replicates: us
             if n == 0 { 0.0 } else { s / n as f64 }
         })
         .collect();
-    rates.sort_by(f64::total_cmp);
-    let q = |p: f64| rates[((p * (replicates - 1) as f64).round() as usize).min(replicates - 1)];
+    percentile_95(&mut rates)
+}
+
+/// The 2.5% and 97.5% points of bootstrap statistics (sorted here; `stats` not empty).
+pub(crate) fn percentile_95(stats: &mut [f64]) -> (f64, f64) {
+    stats.sort_by(f64::total_cmp);
+    let last = stats.len() - 1;
+    let q = |p: f64| stats[((p * last as f64).round() as usize).min(last)];
     (q(0.025), q(0.975))
 }
 
