@@ -204,6 +204,17 @@ fn draw_certified<DB: DrawingBackend>(
             continue;
         }
         let c = COLOURS[3 + i];
+        // NE_k certifies k/(k+1) on the answers it was solved on by construction; the band
+        // is where it stands on the population (its mean 95% interval over prompts).
+        let band = fk_chart.band(policy);
+        if policy == "ne" && !band.is_empty() {
+            let outline: Vec<(f64, f64)> =
+                band.iter().map(|&(k, lo, _)| (k, lo)).chain(band.iter().rev().map(|&(k, _, hi)| (k, hi))).collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(outline, c.mix(0.25).filled())))?
+                .label("NE\u{2096} on the population, 95% (solved per resample)")
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 24, y + 5)], c.mix(0.25).filled()));
+        }
         let style = c.stroke_width(2);
         // Curves from the population model (prompts no one ordered whole) say so.
         let label = if fk_chart.model_based { format!("{label} (model-based)") } else { label.to_string() };

@@ -53,6 +53,9 @@ pub(crate) struct AnalysisArgs {
     /// Bootstrap replicates for the population Plackett–Luce worths
     #[arg(long, default_value_t = 200, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 0, 100_000>)]
     worth_replicates: usize,
+    /// Participant-bootstrap replicates of the exact equilibrium rows (from whole-pool orders)
+    #[arg(long, default_value_t = 200, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 0, 100_000>)]
+    orders_replicates: usize,
     /// Answers faster than this (ms) are flagged
     #[arg(long, default_value_t = 1500, allow_negative_numbers = true, value_parser = super::values::whole::<u64, 0, 3_600_000>)]
     too_fast_ms: u64,
@@ -73,6 +76,7 @@ impl AnalysisArgs {
         Options {
             replicates: self.replicates as usize,
             worth_replicates: self.worth_replicates,
+            orders_replicates: self.orders_replicates,
             too_fast_ms: self.too_fast_ms,
             k_max: self.k_max.unwrap_or(d.k_max),
             model: ualign_core::analysis::model::ModelOptions {
@@ -180,10 +184,14 @@ fn render_equilibria(r: &Report) -> String {
     if exact.is_empty() {
         s += "  from whole-pool rankings: none yet (this needs participants who ranked a prompt's whole pool)\n";
     } else {
-        s += "  from the participants' own rankings of whole pools (exact):\n";
-        s += &certified_table(&exact, false);
+        s += "  from the participants' own rankings of whole pools (exact over them):\n";
+        let intervals = exact.iter().any(|e| e.ci_low.is_some());
+        s += &certified_table(&exact, intervals);
         let worst_gap = exact.iter().filter(|e| e.policy == "ne").map(|e| e.gap).fold(0.0, f64::max);
         s += &format!("  NE_k equal-share gap reached: at most {worst_gap:.1e}\n");
+        if intervals {
+            s += &population_note(&exact, "participant bootstrap");
+        }
     }
     if let Some(m) = &r.population_model {
         s += &format!(
@@ -214,6 +222,7 @@ fn render_equilibria(r: &Report) -> String {
         }
         if !model.is_empty() {
             s += &certified_table(&model, true);
+            s += &population_note(&model, "cluster bootstrap of the model's fit");
         }
     }
     if !r.equilibria_skipped.is_empty() {
@@ -227,7 +236,22 @@ fn render_equilibria(r: &Report) -> String {
     s
 }
 
-/// Mean certified f(k) per policy and k (with the mean interval for the model's rows).
+/// What the intervals of an equilibrium table are, and how much an equilibrium solved on
+/// the answers overstates its rate on the population (NE_k at the largest k).
+fn population_note(rows: &[&counterfactual::EquilibriumRow], how: &str) -> String {
+    let k = rows.iter().filter(|e| e.policy == "ne").map(|e| e.k).max().unwrap_or(0);
+    let optimism: Vec<f64> = rows.iter().filter(|e| e.policy == "ne" && e.k == k).filter_map(|e| e.optimism).collect();
+    let mut s = format!(
+        "  [intervals]: 95% for the rate on the population the participants stand for ({how}, NLHF and NE_k re-solved on every resample); a policy solved on these answers certifies less on the population than on them, so an interval need not contain its point estimate and NE_k's lies below k/(k+1)"
+    );
+    if !optimism.is_empty() {
+        let mean = optimism.iter().sum::<f64>() / optimism.len() as f64;
+        s += &format!(" (NE_{k}: {mean:.3} less, on average over the bootstrap; `optimism` in --json)");
+    }
+    s + "\n"
+}
+
+/// Mean certified f(k) per policy and k (with the mean interval where rows have one).
 fn certified_table(rows: &[&counterfactual::EquilibriumRow], intervals: bool) -> String {
     let mean = counterfactual::mean_certified(rows.iter().copied());
     let policies: Vec<&str> =

@@ -594,11 +594,38 @@ fn full_orders_give_the_model_the_equilibria_of_the_exact_analysis() {
             "2",
             "--max-classes",
             "3",
+            "--orders-replicates",
+            "40",
         ],
     );
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let rows = v["equilibria"].as_array().unwrap();
+    // Both analyses' intervals are for the population: with NE_k re-solved on every
+    // resample and judged on the full sample (or fit), whose NE_k it is not, NE_k's interval
+    // lies at or below k/(k+1); for the exact rows from k = 2 it reaches below (the
+    // equilibrium of one sample of orders is seldom quite that of another, though a few
+    // resamples may keep the full sample's support, so the upper end may touch the bound).
+    let mut mixed_rows = 0;
+    for e in rows.iter().filter(|e| e["policy"] == "ne") {
+        let (k, lo, hi, optimism) = (
+            e["k"].as_f64().unwrap(),
+            e["ci_low"].as_f64().unwrap(),
+            e["ci_high"].as_f64().unwrap(),
+            e["optimism"].as_f64().unwrap(),
+        );
+        let bound = k / (k + 1.0);
+        assert!(hi <= bound + 1e-6 && optimism >= -1e-6, "{e}");
+        // A response everyone ranks first is every resample's equilibrium too: such a pure
+        // NE_k is certain, and only a mixed one carries sampling error.
+        let mixed =
+            e["distribution"].as_array().unwrap().iter().filter(|c| c["p"].as_f64().unwrap() > 1e-9).count() > 1;
+        if e["method"] == "orders" && k >= 2.0 && mixed {
+            assert!(lo < bound - 1e-3 && optimism > 1e-4, "{e}");
+            mixed_rows += 1;
+        }
+    }
+    assert!(mixed_rows >= 2, "{mixed_rows} exact rows with a mixed NE_k");
     let of = |method: &str| -> std::collections::BTreeMap<(String, u64, String), f64> {
         rows.iter()
             .filter(|e| e["method"] == method)

@@ -28,6 +28,9 @@ use crate::store::Candidate;
 pub(crate) const NE_TOLERANCE: f64 = 1e-6;
 /// Hedge steps allowed per (prompt, k); the gap reached is reported either way.
 pub(crate) const NE_MAX_ITER: usize = 20_000;
+/// Hedge steps allowed per (prompt, k) on a bootstrap resample, started from the full
+/// sample's equilibrium (Newton on the support nearly always finishes first).
+const RESAMPLE_MAX_ITER: usize = 2_000;
 
 /// A candidate of a prompt's pool.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,12 +66,50 @@ pub struct EquilibriumRow {
     /// `orders`: exact, over the participants' own rankings of the whole pool;
     /// `pl_mixture`: over the population the latent-class Plackett–Luce model describes.
     pub method: &'static str,
-    /// For `pl_mixture`: the 95% interval of the certified win rate over a cluster
-    /// bootstrap of participants (the model refitted, this policy re-evaluated).
+    /// A 95% interval for the rate this policy certifies on the population the
+    /// participants stand for (not on their own answers, where an equilibrium solved on
+    /// them certifies its bound by construction): from a bootstrap over participants of
+    /// the whole analysis, the policy re-solved on each resample (`HeldOut`). Absent
+    /// with fewer than 2 participants (or no replicates).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ci_low: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ci_high: Option<f64>,
+    /// How much the rate on the analysed answers overstates the rate on the population,
+    /// on average over the bootstrap (a policy optimal for its own data is worse on new
+    /// data): `certified_win_rate − optimism` is the bias-corrected estimate. Near 0 for
+    /// the fixed policies (base, greedy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimism: Option<f64>,
+}
+
+/// A row's interval from its bootstrap errors e_b = (the rate the analysis of resample b
+/// reports for its own policy) − (that policy's rate under the full sample, which plays
+/// the population in the bootstrap's world). The bootstrap's error stands for the
+/// error of the real analysis against the real population, so the interval is
+/// [rate − q97.5(e), rate − q2.5(e)] (the basic bootstrap of the whole procedure, which
+/// for NE_k, whose own rate is k/(k+1) on every resample, is the percentile interval of
+/// the re-solved equilibria's rates under the full sample), and `optimism` is mean(e).
+pub(crate) struct HeldOut {
+    pub(crate) low: Option<f64>,
+    pub(crate) high: Option<f64>,
+    pub(crate) optimism: Option<f64>,
+}
+
+impl HeldOut {
+    pub(crate) fn of(rate: f64, mut errors: Vec<f64>) -> Self {
+        errors.retain(|v| v.is_finite());
+        if errors.is_empty() {
+            return Self { low: None, high: None, optimism: None };
+        }
+        let optimism = errors.iter().sum::<f64>() / errors.len() as f64;
+        let (lo, hi) = super::fk::percentile_95(&mut errors);
+        Self {
+            low: Some((rate - hi).clamp(0.0, 1.0)),
+            high: Some((rate - lo).clamp(0.0, 1.0)),
+            optimism: Some(optimism),
+        }
+    }
 }
 
 /// A prompt that could not be analysed, and why.
@@ -87,12 +128,20 @@ pub(crate) struct Counterfactual {
     pub(crate) skipped: Vec<Skipped>,
 }
 
+/// The participant bootstrap of the exact rows: how many resamples, from which seed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resampling {
+    pub(crate) replicates: usize,
+    pub(crate) seed: u64,
+}
+
 /// Per prompt and k in `ks`. `greedy_policies`: policies decoded at temperature 0.
 pub(crate) fn analyse(
     pools: &BTreeMap<String, Vec<PoolCandidate>>,
     rankings: &[Ranking],
     greedy_policies: &BTreeSet<String>,
     ks: &[u32],
+    resampling: Resampling,
 ) -> Counterfactual {
     let mut by_prompt: HashMap<&str, Vec<&Ranking>> = HashMap::new();
     for r in rankings {
@@ -104,7 +153,7 @@ pub(crate) fn analyse(
         .par_iter()
         .map(|(prompt, pool)| {
             let ranked = by_prompt.get(prompt.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            analyse_prompt(prompt, pool, ranked, greedy_policies, ks)
+            analyse_prompt(prompt, pool, ranked, greedy_policies, ks, resampling)
         })
         .collect();
     let mut out = Counterfactual::default();
@@ -240,6 +289,7 @@ fn analyse_prompt(
     rankings: &[&Ranking],
     greedy_policies: &BTreeSet<String>,
     ks: &[u32],
+    resampling: Resampling,
 ) -> Result<Vec<EquilibriumRow>, Skipped> {
     let responses = Responses::of(pool);
     let n = responses.masses.len();
@@ -266,7 +316,81 @@ fn analyse_prompt(
     let greedy = responses.greedy(pool, greedy_policies);
     let nlhf = equilibria::maximal_lottery(&orders, n).map_err(skip)?;
     let policies = Policies { base, greedy, nlhf };
-    Ok(certified_rows(prompt, &responses, &orders, &policies, ks))
+    let mut rows = certified_rows(prompt, &responses, &orders, &policies, ks);
+    if orders.len() >= 2 {
+        let replicates = resample_rows(prompt, &orders, &policies, &rows, resampling);
+        for (j, row) in rows.iter_mut().enumerate() {
+            let held_out = HeldOut::of(row.certified_win_rate, replicates.iter().map(|r| r[j]).collect());
+            (row.ci_low, row.ci_high, row.optimism) = (held_out.low, held_out.high, held_out.optimism);
+        }
+    }
+    Ok(rows)
+}
+
+/// Each replicate's error of every row (in the rows' order), `[replicate][row]`: the
+/// prompt's analysis repeated on a resample of its participants' orders (NLHF and every
+/// NE_k re-solved on it, NE_k from the full sample's), the rate it certifies there less
+/// the rate its policy certifies over the full sample (see [`HeldOut`]).
+fn resample_rows(
+    prompt: &str,
+    orders: &[Order],
+    p: &Policies,
+    rows: &[EquilibriumRow],
+    resampling: Resampling,
+) -> Vec<Vec<f64>> {
+    use rand::Rng;
+    let n = p.base.len();
+    let k_max = rows.iter().map(|r| r.k).max().unwrap_or(1);
+    let worst = |u: &[f64]| u.iter().copied().fold(0.0, f64::max);
+    (0..resampling.replicates)
+        .map(|b| {
+            let mut rng = crate::seed::simulation(resampling.seed, &["orders-bootstrap", prompt, &b.to_string()]);
+            let drawn: Vec<Order> =
+                (0..orders.len()).map(|_| orders[rng.random_range(0..orders.len())].clone()).collect();
+            let nlhf = equilibria::maximal_lottery(&drawn, n).unwrap_or_else(|_| p.nlhf.clone());
+            // Fixed policies: their rate on the resample less their rate on the sample.
+            let own = |x: &[f64]| equilibria::payoffs_up_to(&drawn, x, k_max);
+            let (base, greedy, nlhf_own) = (own(&p.base), p.greedy.as_deref().map(own), own(&nlhf));
+            let nlhf_held = equilibria::payoffs_up_to(orders, &nlhf, k_max);
+            // NE_1 is the maximal lottery; NE_k from the full sample's, or where that does
+            // not reach the value, from the resample's NE_(k−1), as the full analysis goes.
+            let mut previous = nlhf.clone();
+            rows.iter()
+                .map(|row| {
+                    let k = row.k as usize;
+                    let (own, held) = match row.policy {
+                        "base" => (worst(&base[k - 1]), 1.0 - row.certified_win_rate),
+                        "greedy" => {
+                            (greedy.as_ref().map_or(f64::NAN, |g| worst(&g[k - 1])), 1.0 - row.certified_win_rate)
+                        }
+                        "nlhf" => (worst(&nlhf_own[k - 1]), worst(&nlhf_held[k - 1])),
+                        _ if k == 1 => (worst(&nlhf_own[0]), worst(&nlhf_held[0])),
+                        _ => {
+                            let start: Vec<f64> = row.distribution.iter().map(|m| m.p).collect();
+                            let mut ne = equilibria::ne_k_from(&drawn, start, row.k, NE_TOLERANCE, RESAMPLE_MAX_ITER);
+                            if ne.gap > NE_TOLERANCE {
+                                let other = equilibria::ne_k_from(
+                                    &drawn,
+                                    previous.clone(),
+                                    row.k,
+                                    NE_TOLERANCE,
+                                    RESAMPLE_MAX_ITER,
+                                );
+                                if other.gap < ne.gap {
+                                    ne = other;
+                                }
+                            }
+                            let held = equilibria::payoffs(orders, &ne.distribution, row.k);
+                            previous = ne.distribution;
+                            (ne.gap + 1.0 / (row.k as f64 + 1.0), worst(&held))
+                        }
+                    };
+                    // Certified rates are 1 − the largest payoff: own rate − held-out rate.
+                    held - own
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The fixed single-output policies of a prompt's pool.
@@ -309,6 +433,7 @@ fn certified_rows(
                 method: "orders",
                 ci_low: None,
                 ci_high: None,
+                optimism: None,
             });
         };
         row("base", &p.base, at(&base_u));
@@ -386,7 +511,7 @@ mod tests {
         let rankings =
             vec![ranking("1", &[1, 3, 4]), ranking("2", &[3, 4, 2]), ranking("3", &[4, 1, 3]), ranking("4", &[3, 1])];
         let greedy = BTreeSet::from(["greedy".to_string()]);
-        let cf = analyse(&pools, &rankings, &greedy, &[1, 2, 4]);
+        let cf = analyse(&pools, &rankings, &greedy, &[1, 2, 4], Resampling { replicates: 20, seed: 7 });
         assert!(cf.skipped.is_empty());
         let get = |policy: &str, k: u32| cf.rows.iter().find(|r| r.policy == policy && r.k == k).unwrap();
         for k in [1, 2, 4] {
@@ -416,7 +541,8 @@ mod tests {
     #[test]
     fn prompts_without_covering_participants_are_reported() {
         let pools = BTreeMap::from([("q".to_string(), pool(&["a", "b", "c"], "s", 1))]);
-        let cf = analyse(&pools, &[ranking("1", &[1, 2])], &BTreeSet::new(), &[1]);
+        let cf =
+            analyse(&pools, &[ranking("1", &[1, 2])], &BTreeSet::new(), &[1], Resampling { replicates: 20, seed: 7 });
         assert!(cf.rows.is_empty());
         assert_eq!(cf.skipped.len(), 1);
         assert_eq!(cf.skipped[0].participants_partial, 1);

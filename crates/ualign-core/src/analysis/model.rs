@@ -4,17 +4,21 @@
 //! single-output policies are certified over the population it describes
 //! ([`super::population`]): `base`, `greedy`, `nlhf` (the maximal lottery of the model's
 //! pairwise majorities) and `ne` (the model's NE_k), with the certified win rates exact to
-//! the quadrature's ~1e-10. Rows carry `method: "pl_mixture"` and a 95% interval from a
-//! cluster bootstrap over participants: the mixture is refitted to each resample (from
-//! the full fit's posterior of the people drawn) and the full fit's policies are
-//! re-evaluated under it. Per-participant rankings of every pool come from the posterior.
+//! the quadrature's ~1e-10 *under the fitted model*. Rows carry `method: "pl_mixture"`
+//! and a 95% interval for the rate of the row's policy on the population, from a cluster
+//! bootstrap over participants of the whole analysis: the mixture is refitted to each
+//! resample (from the full fit's posterior of the people drawn), NLHF and NE_k are
+//! re-solved on the refit, and each replicate's error (the rate under the refit less the
+//! refit's policy's rate under the full fit) is taken off the full fit's rate
+//! (`counterfactual::HeldOut`). Per-participant rankings of every pool come
+//! from the posterior.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rand::Rng;
 use serde::Serialize;
 
-use super::counterfactual::{EquilibriumRow, PoolCandidate, Responses};
+use super::counterfactual::{self, EquilibriumRow, PoolCandidate, Responses};
 use super::equilibria;
 use super::mixture::{self, Evidence, FitOptions, MixtureFit};
 use super::population::{COARSE, PlPopulation, Race};
@@ -96,6 +100,14 @@ pub(crate) struct ModelAnalysis {
     pub(crate) rankings: Vec<Ranking>,
 }
 
+/// A policy of a prompt: its name, its k and its distribution over the responses.
+type Policy = (&'static str, u32, Vec<f64>);
+
+/// How close a bootstrap refit's NE_k comes to its value 1/(k+1) of the largest payoff:
+/// far below the spread of the replicates (~1e-2), at a fraction of the full fit's Newton
+/// steps.
+const REFIT_DONE: f64 = 1e-8;
+
 /// One prompt's population and policies.
 struct PromptModel<'a> {
     prompt: &'a str,
@@ -103,7 +115,7 @@ struct PromptModel<'a> {
     /// The evidence's index of the prompt and of each response (by text).
     prompt_index: usize,
     items: Vec<usize>,
-    policies: Vec<(&'static str, u32, Vec<f64>)>,
+    policies: Vec<Policy>,
     /// Each policy's certified rate under the full fit.
     rates: Vec<f64>,
 }
@@ -139,8 +151,8 @@ pub(crate) fn analyse(
     for (pi, pm) in prompts.iter().enumerate() {
         for (j, (policy, k, x)) in pm.policies.iter().enumerate() {
             let rate = pm.rates[j];
-            let draws: Vec<f64> = replicates.iter().map(|r| r[pi][j]).collect();
-            let (ci_low, ci_high) = interval(draws);
+            let errors: Vec<f64> = replicates.iter().map(|r| r[pi][j]).collect();
+            let held_out = counterfactual::HeldOut::of(rate, errors);
             rows.push(EquilibriumRow {
                 prompt: pm.prompt.to_string(),
                 k: *k,
@@ -151,8 +163,9 @@ pub(crate) fn analyse(
                 bound: *k as f64 / (*k as f64 + 1.0),
                 participants: e.people.len(),
                 method: "pl_mixture",
-                ci_low,
-                ci_high,
+                ci_low: held_out.low,
+                ci_high: held_out.high,
+                optimism: held_out.optimism,
             });
         }
     }
@@ -251,38 +264,79 @@ fn prompt_model<'a>(
         start = ne.clone();
         pm.policies.push(("ne", k, ne));
     }
-    pm.rates = certify(&race, &pm);
+    pm.rates = certify(&race, &pm.policies);
     Some(pm)
 }
 
 /// The certified win rate of each of the prompt's policies under `population`, at the
 /// policy's own k.
-fn certify(population: &Race, pm: &PromptModel) -> Vec<f64> {
+fn certify(population: &Race, policies: &[Policy]) -> Vec<f64> {
     // A policy that is the same distribution at every k (base, greedy, NLHF) is certified
     // at all its k from one pass (the payoffs of every k come out of the same moments).
-    let mut out = vec![0.0; pm.policies.len()];
-    let mut done = vec![false; pm.policies.len()];
-    for i in 0..pm.policies.len() {
+    let mut out = vec![0.0; policies.len()];
+    let mut done = vec![false; policies.len()];
+    for i in 0..policies.len() {
         if done[i] {
             continue;
         }
-        let x = &pm.policies[i].2;
-        let same: Vec<usize> = (i..pm.policies.len()).filter(|&j| !done[j] && &pm.policies[j].2 == x).collect();
-        let k_max = same.iter().map(|&j| pm.policies[j].1).max().unwrap_or(1);
-        let k_min = same.iter().map(|&j| pm.policies[j].1).min().unwrap_or(1);
+        let x = &policies[i].2;
+        let same: Vec<usize> = (i..policies.len()).filter(|&j| !done[j] && &policies[j].2 == x).collect();
+        let k_max = same.iter().map(|&j| policies[j].1).max().unwrap_or(1);
+        let k_min = same.iter().map(|&j| policies[j].1).min().unwrap_or(1);
         let best = population.best_payoffs_between(x, k_min, k_max);
         for j in same {
-            out[j] = 1.0 - best[pm.policies[j].1 as usize - 1];
+            out[j] = 1.0 - best[policies[j].1 as usize - 1];
             done[j] = true;
         }
     }
     out
 }
 
-/// Each replicate's certified rates of the full fit's policies: `[replicate][prompt][policy]`.
+/// A prompt's policies as the full fit solved them, re-solved under `population` (a
+/// bootstrap refit): NLHF as its maximal lottery (which is also NE_1), each NE_k by
+/// Newton from the full fit's NE_k and, where that does not reach the value, from the
+/// refit's NE_(k−1) as the full fit's solver goes; the fixed policies (base, greedy) as
+/// they are. A policy the refit cannot solve (an LP failure, never seen) stays the full
+/// fit's.
+fn resolved(pm: &PromptModel, population: &PlPopulation, race: &Race) -> Vec<Policy> {
+    let nlhf = equilibria::maximal_lottery_of(&population.margins()).ok();
+    let mut previous = nlhf.clone();
+    pm.policies
+        .iter()
+        .map(|(policy, k, x)| {
+            let x = match *policy {
+                "nlhf" => nlhf.clone().unwrap_or_else(|| x.clone()),
+                "ne" => {
+                    let share = 1.0 / (*k as f64 + 1.0);
+                    let (first, worst) = race.ne_k_near(*k, x.clone(), REFIT_DONE);
+                    let ne = match previous.take() {
+                        Some(from) if worst - share > REFIT_DONE => {
+                            let (other, other_worst) = race.ne_k_near(*k, from, REFIT_DONE);
+                            if other_worst < worst { other } else { first }
+                        }
+                        _ => first,
+                    };
+                    previous = Some(ne.clone());
+                    ne
+                }
+                _ => x.clone(),
+            };
+            (*policy, *k, x)
+        })
+        .collect()
+}
+
+/// Each replicate's error of every policy, `[replicate][prompt][policy]`: the whole
+/// analysis repeated on a resample of participants (the model refitted, NLHF and NE_k
+/// re-solved on the refit), and the certified rate it reports (under the refit) less the
+/// rate its policy certifies under the full fit, which stands in the bootstrap's world for
+/// the population. The full fit's rate less these errors is the rate of its own policy on
+/// the population ([`counterfactual::HeldOut`]): a policy optimal for its own fit is
+/// worse on the population than its fit says, and these errors measure by how much.
 fn bootstrap(e: &Evidence, fit: &MixtureFit, prompts: &[PromptModel], opts: &ModelOptions) -> Vec<Vec<Vec<f64>>> {
     use rayon::prelude::*;
     let all = mixture::ByPrompt::new(e);
+    let full: Vec<Race> = prompts.iter().map(|pm| Race::on(&population_of(fit, pm), COARSE)).collect();
     (0..opts.replicates)
         .into_par_iter()
         .map(|b| {
@@ -299,21 +353,21 @@ fn bootstrap(e: &Evidence, fit: &MixtureFit, prompts: &[PromptModel], opts: &Mod
                 fit.worths.clone(),
                 &FitOptions { max_iter: 200, tol: 1e-7, mm_steps: 1, ..opts.fit },
             );
-            // Re-certified at the coarse step (~1e-7): far below the spread of the replicates.
-            prompts.iter().map(|pm| certify(&Race::on(&population_of(&refit, pm), COARSE), pm)).collect()
+            // Certified at the coarse step (~1e-7): far below the spread of the replicates.
+            prompts
+                .iter()
+                .zip(&full)
+                .map(|(pm, full)| {
+                    let population = population_of(&refit, pm);
+                    let race = Race::on(&population, COARSE);
+                    let policies = resolved(pm, &population, &race);
+                    let own = certify(&race, &policies);
+                    let held_out = certify(full, &policies);
+                    own.iter().zip(&held_out).map(|(a, b)| a - b).collect()
+                })
+                .collect()
         })
         .collect()
-}
-
-/// The 2.5% and 97.5% percentiles, if there are replicates.
-fn interval(mut d: Vec<f64>) -> (Option<f64>, Option<f64>) {
-    d.retain(|v| v.is_finite());
-    if d.is_empty() {
-        return (None, None);
-    }
-    d.sort_by(f64::total_cmp);
-    let at = |q: f64| d[((d.len() - 1) as f64 * q).round() as usize];
-    (Some(at(0.025)), Some(at(0.975)))
 }
 
 /// Every participant's expected ranking of every prompt's whole set of responses.

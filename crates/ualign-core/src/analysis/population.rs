@@ -310,12 +310,19 @@ impl Race {
     /// what is returned is exact either way.
     pub(crate) fn ne_k(&self, k: u32, start: Vec<f64>, fallback: impl FnOnce(Vec<f64>) -> Vec<f64>) -> Vec<f64> {
         let share = 1.0 / (k as f64 + 1.0);
-        let (x, worst) = self.polish(start.clone(), k);
+        let (x, worst) = self.polish(start.clone(), k, DONE);
         if worst - share < DONE {
             return x;
         }
-        let (y, other) = self.polish(fallback(start), k);
+        let (y, other) = self.polish(fallback(start), k, DONE);
         if other < worst { y } else { x }
+    }
+
+    /// NE_k near `start` (a bootstrap refit's, from the full fit's equilibrium): Newton
+    /// until the largest payoff is within `done` of 1/(k+1), or the best point it reached;
+    /// with that point's largest payoff.
+    pub(crate) fn ne_k_near(&self, k: u32, start: Vec<f64>, done: f64) -> (Vec<f64>, f64) {
+        self.polish(start, k, done)
     }
 
     /// Newton's method with an active set from `x`: the best point seen and its largest
@@ -323,7 +330,7 @@ impl Race {
     /// up to date by Broyden's rank-one updates (one payoff evaluation a step instead of
     /// one per response); a step that does not lower the largest payoff gets a fresh
     /// Jacobian before the support is widened.
-    fn polish(&self, mut x: Vec<f64>, k: u32) -> (Vec<f64>, f64) {
+    fn polish(&self, mut x: Vec<f64>, k: u32, done: f64) -> (Vec<f64>, f64) {
         let worst_of = |u: &[f64]| u.iter().copied().fold(0.0, f64::max);
         let share = 1.0 / (k as f64 + 1.0);
         let mut u = self.payoffs(&x, k);
@@ -334,7 +341,7 @@ impl Race {
         // support joins it (with a little mass); one whose mass Newton drives to 0 leaves.
         // `u` is always the payoffs at `x`, computed once.
         for _ in 0..48 {
-            if best_worst - share < DONE {
+            if best_worst - share < done {
                 break;
             }
             let support: Vec<usize> = (0..x.len()).filter(|&i| x[i] > 1e-12).collect();

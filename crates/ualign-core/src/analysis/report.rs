@@ -21,6 +21,9 @@ pub struct Options {
     pub replicates: usize,
     /// Bootstrap replicates for the population Plackett–Luce worths (each is a refit).
     pub worth_replicates: usize,
+    /// Participant-bootstrap replicates of the exact (`orders`) equilibrium rows (each
+    /// re-solves NLHF and every NE_k).
+    pub orders_replicates: usize,
     pub too_fast_ms: u64,
     /// The equilibria are computed for k = 1..=k_max.
     pub k_max: u32,
@@ -45,7 +48,7 @@ impl Options {
             fit: super::mixture::FitOptions { seed: study.seed, ..Default::default() },
             ..Default::default()
         };
-        Self { replicates: 2000, worth_replicates: 200, too_fast_ms: 1500, k_max, model }
+        Self { replicates: 2000, worth_replicates: 200, orders_replicates: 200, too_fast_ms: 1500, k_max, model }
     }
 }
 
@@ -230,7 +233,9 @@ impl RankParts {
                 if rank_policies.is_empty() {
                     Counterfactual::default()
                 } else {
-                    counterfactual::analyse(&pools, &stated, &greedy, &ks)
+                    let resampling =
+                        counterfactual::Resampling { replicates: opts.orders_replicates, seed: study.seed };
+                    counterfactual::analyse(&pools, &stated, &greedy, &ks, resampling)
                 }
             },
         );
@@ -300,6 +305,22 @@ pub(crate) fn pool_diversity(study: &Study, candidates: &[Candidate]) -> Vec<Div
     out
 }
 
+/// Mean interval over the rows of each (policy, k) that all have one.
+fn mean_intervals(rows: &[&counterfactual::EquilibriumRow]) -> BTreeMap<(&'static str, u32), (f64, f64)> {
+    let mut acc: BTreeMap<(&'static str, u32), (f64, f64, usize, bool)> = BTreeMap::new();
+    for r in rows {
+        let e = acc.entry((r.policy, r.k)).or_insert((0.0, 0.0, 0, true));
+        match (r.ci_low, r.ci_high) {
+            (Some(lo), Some(hi)) => (e.0, e.1, e.2) = (e.0 + lo, e.1 + hi, e.2 + 1),
+            _ => e.3 = false,
+        }
+    }
+    acc.into_iter()
+        .filter(|(_, e)| e.3 && e.2 > 0)
+        .map(|(key, e)| (key, (e.0 / e.2 as f64, e.1 / e.2 as f64)))
+        .collect()
+}
+
 /// What an f(k) chart of a report shows, computed once for `plot` and `dashboard`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FkChart {
@@ -311,6 +332,9 @@ pub struct FkChart {
     pub pairs: Vec<(String, String)>,
     /// Mean certified f(k) over prompts per (policy, k).
     pub certified: BTreeMap<(&'static str, u32), (f64, usize)>,
+    /// Mean 95% interval over prompts per (policy, k) of the rate on the population (rows
+    /// with an interval only): where NE_k, k/(k+1) on the answers, stands on new people.
+    pub population: BTreeMap<(&'static str, u32), (f64, f64)>,
     /// Whether some of the curves come from the population model (prompts no participant
     /// ordered whole): the chart says "model-based".
     pub model_based: bool,
@@ -319,6 +343,7 @@ pub struct FkChart {
 impl FkChart {
     pub fn of(r: &Report) -> Self {
         let (shown, model_based) = counterfactual::shown_rows(&r.equilibria);
+        let population = mean_intervals(&shown);
         let certified = counterfactual::mean_certified(shown);
         // The axis covers the k observed; without observations, the certified curves'.
         let observed = r.fk.iter().map(|x| x.k).max();
@@ -327,6 +352,7 @@ impl FkChart {
             r.fk.iter()
                 .map(|x| if x.ci_low.is_finite() { x.ci_low } else { x.rate })
                 .chain(certified.iter().filter(|((_, k), _)| *k <= k_max).map(|(_, (v, _))| *v))
+                .chain(population.iter().filter(|((p, k), _)| *p == "ne" && *k <= k_max).map(|(_, (lo, _))| *lo))
                 .fold(0.5f64, f64::min);
         let mut pairs: Vec<(String, String)> = Vec::new();
         for x in &r.fk {
@@ -335,7 +361,16 @@ impl FkChart {
                 pairs.push(p);
             }
         }
-        Self { k_max, y_min: ((low - 0.05) * 10.0).floor().max(0.0) / 10.0, pairs, certified, model_based }
+        Self { k_max, y_min: ((low - 0.05) * 10.0).floor().max(0.0) / 10.0, pairs, certified, population, model_based }
+    }
+
+    /// The mean population interval of one policy as (k, low, high), within the axis.
+    pub fn band(&self, policy: &str) -> Vec<(f64, f64, f64)> {
+        self.population
+            .iter()
+            .filter(|((p, k), _)| *p == policy && *k <= self.k_max)
+            .map(|((_, k), (lo, hi))| (*k as f64, *lo, *hi))
+            .collect()
     }
 
     /// The mean certified curve of one policy (`ne`, `nlhf`, `base`, `greedy`) as (k, rate),
