@@ -170,31 +170,7 @@ impl Cmd {
         let (policy, index) = (self.policy.clone().unwrap_or_default(), self.index.unwrap_or_default());
         let target = super::StudyArgs { study: study_path.to_path_buf(), db: self.db.clone() };
         let study = super::load_study(study_path)?;
-        let Some(p) = study.policy(&policy) else {
-            let known: Vec<&str> = study.policies.iter().map(|p| p.name.as_str()).collect();
-            let hint = ualign_core::study::closest(&policy, &known)
-                .map(|c| format!("did you mean `{c}`? "))
-                .unwrap_or_default();
-            anyhow::bail!("the study has no policy `{policy}`; {hint}(policies: {})", known.join(", "));
-        };
-        if study.prompt(&self.prompt).is_none() {
-            let known: Vec<&str> = study.prompts.iter().map(|p| p.id.as_str()).collect();
-            let hint = ualign_core::study::closest(&self.prompt, &known)
-                .map(|c| format!("; did you mean `{c}`?"))
-                .unwrap_or_default();
-            anyhow::bail!("with --study, --prompt is a prompt's id: the study has no prompt `{}`{hint}", self.prompt);
-        }
-        if !matches!(p.source, ualign_core::study::PolicySource::Model { .. }) {
-            anyhow::bail!(
-                "policy `{policy}` is imported: ualign did not make its candidates, so it cannot make them again"
-            );
-        }
-        if index >= p.pool_size {
-            anyhow::bail!(
-                "--index {index} is not in policy `{policy}`'s pools: they hold samples 0 to {}",
-                p.pool_size - 1
-            );
-        }
+        self.check_reproducible(&study, &policy, index)?;
         let db = super::db_path(&study, self.db.as_ref());
         let store = if self.db.is_some() || db.exists() { Some(target.open_existing()?.1) } else { None };
         // The chat template's date is the study's recorded day; a study with no database yet has today.
@@ -247,6 +223,37 @@ impl Cmd {
             _ => eprintln!("{what}: not stored yet; `ualign generate` will store this text"),
         }
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// That `--policy`, `--prompt` and `--index` name a candidate the study's own model
+    /// made, or why not (with the closest name where one was mistyped).
+    fn check_reproducible(&self, study: &ualign_core::study::Study, policy: &str, index: u32) -> anyhow::Result<()> {
+        let Some(p) = study.policy(policy) else {
+            let known: Vec<&str> = study.policies.iter().map(|p| p.name.as_str()).collect();
+            let hint = ualign_core::study::closest(policy, &known)
+                .map(|c| format!("did you mean `{c}`? "))
+                .unwrap_or_default();
+            anyhow::bail!("the study has no policy `{policy}`; {hint}(policies: {})", known.join(", "));
+        };
+        if study.prompt(&self.prompt).is_none() {
+            let known: Vec<&str> = study.prompts.iter().map(|p| p.id.as_str()).collect();
+            let hint = ualign_core::study::closest(&self.prompt, &known)
+                .map(|c| format!("; did you mean `{c}`?"))
+                .unwrap_or_default();
+            anyhow::bail!("with --study, --prompt is a prompt's id: the study has no prompt `{}`{hint}", self.prompt);
+        }
+        if !matches!(p.source, ualign_core::study::PolicySource::Model { .. }) {
+            anyhow::bail!(
+                "policy `{policy}` is imported: ualign did not make its candidates, so it cannot make them again"
+            );
+        }
+        if index >= p.pool_size {
+            anyhow::bail!(
+                "--index {index} is not in policy `{policy}`'s pools: they hold samples 0 to {}",
+                p.pool_size - 1
+            );
+        }
+        Ok(())
     }
 
     /// The model folder: the path given, or the embedded default's for `default`.

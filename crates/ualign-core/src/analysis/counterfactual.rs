@@ -367,19 +367,7 @@ fn resample_rows(
                         _ if k == 1 => (worst(&nlhf_own[0]), worst(&nlhf_held[0])),
                         _ => {
                             let start: Vec<f64> = row.distribution.iter().map(|m| m.p).collect();
-                            let mut ne = equilibria::ne_k_from(&drawn, start, row.k, NE_TOLERANCE, RESAMPLE_MAX_ITER);
-                            if ne.gap > NE_TOLERANCE {
-                                let other = equilibria::ne_k_from(
-                                    &drawn,
-                                    previous.clone(),
-                                    row.k,
-                                    NE_TOLERANCE,
-                                    RESAMPLE_MAX_ITER,
-                                );
-                                if other.gap < ne.gap {
-                                    ne = other;
-                                }
-                            }
+                            let ne = resolve_ne(&drawn, start, &previous, row.k);
                             let held = equilibria::payoffs(orders, &ne.distribution, row.k);
                             previous = ne.distribution;
                             (ne.gap + 1.0 / (row.k as f64 + 1.0), worst(&held))
@@ -391,6 +379,17 @@ fn resample_rows(
                 .collect()
         })
         .collect()
+}
+
+/// NE_k of a resample's orders, from the full sample's NE_k and, where that does not
+/// reach the value, from the resample's NE_(k−1) (`previous`), whichever comes closer.
+fn resolve_ne(drawn: &[Order], start: Vec<f64>, previous: &[f64], k: u32) -> equilibria::Equilibrium {
+    let ne = equilibria::ne_k_from(drawn, start, k, NE_TOLERANCE, RESAMPLE_MAX_ITER);
+    if ne.gap <= NE_TOLERANCE {
+        return ne;
+    }
+    let other = equilibria::ne_k_from(drawn, previous.to_vec(), k, NE_TOLERANCE, RESAMPLE_MAX_ITER);
+    if other.gap < ne.gap { other } else { ne }
 }
 
 /// The fixed single-output policies of a prompt's pool.

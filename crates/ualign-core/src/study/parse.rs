@@ -449,39 +449,7 @@ fn read_blocks(cx: &mut Cx, root: &TableReader, prompts: &[Prompt], policies: &[
         {
             cx.error(t.span_of("name"), &t.path_of("name"), format!("duplicate block name `{n}`"));
         }
-        let trials = match t.required_integer(cx, "trials") {
-            Some((n, _)) if (1..=10_000).contains(&n) => Some(n as u32),
-            Some((n, span)) => {
-                cx.error(span, &t.path_of("trials"), format!("{n} is not a positive integer (at most 10000)"));
-                None
-            }
-            None => None,
-        };
-        let attention_checks = match t.integer(cx, "attention_checks") {
-            Some((n, span)) if trials.is_some_and(|tr| n > i64::from(tr)) => {
-                let tr = trials.unwrap_or(0);
-                cx.error(
-                    span,
-                    &t.path_of("attention_checks"),
-                    format!("{n} attention checks but only {tr} trials: a block cannot check attention more often than it asks real questions; use at most {tr}"),
-                );
-                0
-            }
-            Some((n, _)) if (0..=1000).contains(&n) => n as u32,
-            Some((n, span)) => {
-                cx.error(span, &t.path_of("attention_checks"), format!("{n} is not a count from 0 to 1000"));
-                0
-            }
-            None => 0,
-        };
-        let repeat_fraction = match t.number(cx, "repeat_fraction") {
-            Some((f, _)) if (0.0..=1.0).contains(&f) => f,
-            Some((f, span)) => {
-                cx.error(span, &t.path_of("repeat_fraction"), format!("{f} is not a fraction in [0, 1]"));
-                0.0
-            }
-            None => 0.0,
-        };
+        let (trials, attention_checks, repeat_fraction) = read_counts(cx, &t);
         let block_prompts = select_prompts(cx, &t, prompts, &all_tags);
         let design = match t.required_string(cx, "design").as_deref() {
             Some("best_of_k") => read_best_of_k(cx, &t, policies),
@@ -511,6 +479,45 @@ fn read_blocks(cx: &mut Cx, root: &TableReader, prompts: &[Prompt], policies: &[
         }
     }
     out
+}
+
+/// A block's `trials`, `attention_checks` (0 when absent; never more than the trials) and
+/// `repeat_fraction` (0 when absent), each checked against its range.
+fn read_counts(cx: &mut Cx, t: &TableReader) -> (Option<u32>, u32, f64) {
+    let trials = match t.required_integer(cx, "trials") {
+        Some((n, _)) if (1..=10_000).contains(&n) => Some(n as u32),
+        Some((n, span)) => {
+            cx.error(span, &t.path_of("trials"), format!("{n} is not a positive integer (at most 10000)"));
+            None
+        }
+        None => None,
+    };
+    let attention_checks = match t.integer(cx, "attention_checks") {
+        Some((n, span)) if trials.is_some_and(|tr| n > i64::from(tr)) => {
+            let tr = trials.unwrap_or(0);
+            cx.error(
+                span,
+                &t.path_of("attention_checks"),
+                format!("{n} attention checks but only {tr} trials: a block cannot check attention more often than it asks real questions; use at most {tr}"),
+            );
+            0
+        }
+        Some((n, _)) if (0..=1000).contains(&n) => n as u32,
+        Some((n, span)) => {
+            cx.error(span, &t.path_of("attention_checks"), format!("{n} is not a count from 0 to 1000"));
+            0
+        }
+        None => 0,
+    };
+    let repeat_fraction = match t.number(cx, "repeat_fraction") {
+        Some((f, _)) if (0.0..=1.0).contains(&f) => f,
+        Some((f, span)) => {
+            cx.error(span, &t.path_of("repeat_fraction"), format!("{f} is not a fraction in [0, 1]"));
+            0.0
+        }
+        None => 0.0,
+    };
+    (trials, attention_checks, repeat_fraction)
 }
 
 /// What a participant meets again when a block has more trials than prompts: each prompt
