@@ -254,6 +254,7 @@ fn population_note(rows: &[&counterfactual::EquilibriumRow], how: &str) -> Strin
 /// Mean certified f(k) per policy and k (with the mean interval where rows have one).
 fn certified_table(rows: &[&counterfactual::EquilibriumRow], intervals: bool) -> String {
     let mean = counterfactual::mean_certified(rows.iter().copied());
+    let population = counterfactual::mean_intervals(rows);
     let policies: Vec<&str> =
         ["base", "greedy", "nlhf", "ne"].into_iter().filter(|p| mean.keys().any(|(q, _)| q == p)).collect();
     let prompts: std::collections::BTreeSet<&str> = rows.iter().map(|e| e.prompt.as_str()).collect();
@@ -269,17 +270,10 @@ fn certified_table(rows: &[&counterfactual::EquilibriumRow], intervals: bool) ->
         s += &format!("  {k:>3} {:>7.3}", k as f64 / (k as f64 + 1.0));
         for p in &policies {
             let cell = match mean.get(&(*p, k)) {
-                Some((v, _)) if intervals => {
-                    let of = |f: fn(&counterfactual::EquilibriumRow) -> Option<f64>| {
-                        let v: Vec<f64> =
-                            rows.iter().filter(|e| e.policy == *p && e.k == k).filter_map(|e| f(e)).collect();
-                        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-                    };
-                    match (of(|e| e.ci_low), of(|e| e.ci_high)) {
-                        (Some(lo), Some(hi)) => format!("{v:.3} [{lo:.3}, {hi:.3}]"),
-                        _ => format!("{v:.3}"),
-                    }
-                }
+                Some((v, _)) if intervals => match population.get(&(*p, k)) {
+                    Some((lo, hi)) => format!("{v:.3} [{lo:.3}, {hi:.3}]"),
+                    None => format!("{v:.3}"),
+                },
                 Some((v, _)) => format!("{v:.3}"),
                 None => "-".into(),
             };

@@ -470,6 +470,23 @@ pub(crate) fn shown_rows(rows: &[EquilibriumRow]) -> (Vec<&EquilibriumRow>, bool
     (shown, model)
 }
 
+/// Mean 95% interval over the prompts per (policy, k), where every row of the (policy, k)
+/// has one (a mean over some prompts would not be the curve's).
+pub fn mean_intervals(rows: &[&EquilibriumRow]) -> BTreeMap<(&'static str, u32), (f64, f64)> {
+    let mut acc: BTreeMap<(&'static str, u32), (f64, f64, usize, bool)> = BTreeMap::new();
+    for r in rows {
+        let e = acc.entry((r.policy, r.k)).or_insert((0.0, 0.0, 0, true));
+        match (r.ci_low, r.ci_high) {
+            (Some(lo), Some(hi)) => (e.0, e.1, e.2) = (e.0 + lo, e.1 + hi, e.2 + 1),
+            _ => e.3 = false,
+        }
+    }
+    acc.into_iter()
+        .filter(|(_, e)| e.3 && e.2 > 0)
+        .map(|(key, e)| (key, (e.0 / e.2 as f64, e.1 / e.2 as f64)))
+        .collect()
+}
+
 /// Mean certified f(k) over the analysed prompts, per (policy, k): the curves of a plot.
 pub fn mean_certified<'a>(
     rows: impl IntoIterator<Item = &'a EquilibriumRow>,

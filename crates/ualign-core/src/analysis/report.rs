@@ -305,22 +305,6 @@ pub(crate) fn pool_diversity(study: &Study, candidates: &[Candidate]) -> Vec<Div
     out
 }
 
-/// Mean interval over the rows of each (policy, k) that all have one.
-fn mean_intervals(rows: &[&counterfactual::EquilibriumRow]) -> BTreeMap<(&'static str, u32), (f64, f64)> {
-    let mut acc: BTreeMap<(&'static str, u32), (f64, f64, usize, bool)> = BTreeMap::new();
-    for r in rows {
-        let e = acc.entry((r.policy, r.k)).or_insert((0.0, 0.0, 0, true));
-        match (r.ci_low, r.ci_high) {
-            (Some(lo), Some(hi)) => (e.0, e.1, e.2) = (e.0 + lo, e.1 + hi, e.2 + 1),
-            _ => e.3 = false,
-        }
-    }
-    acc.into_iter()
-        .filter(|(_, e)| e.3 && e.2 > 0)
-        .map(|(key, e)| (key, (e.0 / e.2 as f64, e.1 / e.2 as f64)))
-        .collect()
-}
-
 /// What an f(k) chart of a report shows, computed once for `plot` and `dashboard`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FkChart {
@@ -343,7 +327,7 @@ pub struct FkChart {
 impl FkChart {
     pub fn of(r: &Report) -> Self {
         let (shown, model_based) = counterfactual::shown_rows(&r.equilibria);
-        let population = mean_intervals(&shown);
+        let population = counterfactual::mean_intervals(&shown);
         let certified = counterfactual::mean_certified(shown);
         // The axis covers the k observed; without observations, the certified curves'.
         let observed = r.fk.iter().map(|x| x.k).max();
