@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 
-use ualign_core::simulate::{Population, simulate_timed};
+use ualign_core::simulate::{Answering, Population, simulate_answering};
 
 /// Synthetic participants answering through the same scheduler and store as real ones.
 #[derive(clap::Args)]
@@ -18,6 +18,12 @@ pub(crate) struct Cmd {
     population: Population,
     #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = super::values::whole::<u64, 0, { u64::MAX }>)]
     seed: u64,
+    /// β: a shown text's log-worth gains β·(length/mean length − 1), so participants favour longer (β > 0) or shorter texts (pl and plmix populations)
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = super::values::finite)]
+    length_bias: f64,
+    /// ν ≥ 0: participants answer "no preference" on pick trials with Davidson's probability ν·e^(mean worth) / (Σ e^worth + ν·e^(mean worth)) (pl and plmix populations)
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = super::values::non_negative)]
+    no_preference: f64,
     /// Write each answer's commit time (ms, waiting for other writers included) to FILE, one a line: for load tests
     #[arg(long, value_name = "FILE")]
     commit_times: Option<std::path::PathBuf>,
@@ -31,9 +37,12 @@ pub(crate) struct Cmd {
 impl Cmd {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         let study = super::load_study(&self.target.study)?;
+        let answering = Answering { length_bias: self.length_bias, no_preference: self.no_preference };
+        // Before the database is opened (and perhaps made): nothing to undo.
+        answering.check(&study, &self.population)?;
         let cancel = super::cancel_on_ctrl_c();
         let mut store = super::generate::open_and_fill(&study, self.target.db.as_ref(), self.engine, Some(&cancel))?;
-        let done = simulate_timed(&study, &mut store, self.participants, &self.population, self.seed)?;
+        let done = simulate_answering(&study, &mut store, (self.participants, &self.population, answering), self.seed)?;
         if let Some(path) = &self.commit_times {
             let lines: String = done.commit_ms.iter().map(|ms| format!("{ms:.4}\n")).collect();
             std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;

@@ -5,6 +5,7 @@ use ualign_core::analysis::agreement::Agreement;
 use ualign_core::analysis::counterfactual;
 use ualign_core::analysis::diversity::Diversity;
 use ualign_core::analysis::fk::{self, FkRow};
+use ualign_core::analysis::length::{self, LengthControl};
 use ualign_core::analysis::quality::Quality;
 use ualign_core::analysis::report::{Options, Report};
 
@@ -109,6 +110,7 @@ pub(crate) fn render(r: &Report) -> String {
         r.study, p.participants, p.completed, p.answered, p.trials
     );
     s += &render_fk(&r.fk);
+    s += &render_length(&r.fk);
     let model = r.rankings.iter().filter(|k| k.method == "pl_mixture").count();
     s += &format!(
         "\nper-participant rankings: {} (participant, prompt) pairs; population worths for {} responses; see --json\n",
@@ -330,6 +332,62 @@ pub(crate) fn render_fk(rows: &[FkRow]) -> String {
     }
     s.push_str(&format!("({})\n", fk::CONVENTION));
     s.push_str(fk::SEQUENCE_NOTE);
+    s.push('\n');
+    s
+}
+
+/// The length control and the no-preference model of the f(k) rows.
+pub(crate) fn render_length(rows: &[FkRow]) -> String {
+    let fitted: Vec<(&FkRow, &LengthControl)> =
+        rows.iter().filter_map(|r| Some((r, r.length_control.as_ref()?))).collect();
+    if fitted.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "\nlength control and \"no preference\" (a conditional logit per row: A's advantage, the pull of length, Davidson's ν)\n{:<12} {:<12} {:>3} {:>7}  {:<24} {:<22} {:>5} {:>8}  {:<19}\n",
+        "policy A", "policy B", "k", "rate", "lengths equal (95%)", "length β (95%)", "A/B", "no pref.", "ν (95%)"
+    );
+    let interval = |v: f64, lo: f64, hi: f64| {
+        if !v.is_finite() {
+            "-".to_string()
+        } else if lo.is_finite() {
+            format!("{v:.3} [{lo:.3}, {hi:.3}]")
+        } else {
+            format!("{v:.3} (no interval)")
+        }
+    };
+    for (r, lc) in &fitted {
+        s.push_str(&format!(
+            "{:<12} {:<12} {:>3} {:>7.3}  {:<24} {:<22} {:>5.2} {:>8.3}  {:<19}\n",
+            r.policy_a,
+            r.policy_b,
+            r.k,
+            r.rate,
+            interval(lc.rate, lc.low, lc.high),
+            interval(lc.length_coef, lc.length_coef_low, lc.length_coef_high),
+            lc.length_ratio,
+            lc.no_preference_share,
+            if lc.no_preference_share > 0.0 {
+                interval(lc.nu, lc.nu_low, lc.nu_high)
+            } else {
+                "0 (never answered)".into()
+            },
+        ));
+    }
+    let mut notes: Vec<&str> = Vec::new();
+    for (r, lc) in &fitted {
+        if let Some(note) = &lc.note {
+            if lc.effect.is_some() {
+                s.push_str(&format!("  {} vs {} at k = {}: {note}\n", r.policy_a, r.policy_b, r.k));
+            } else if !notes.contains(&note.as_str()) {
+                notes.push(note);
+            }
+        }
+    }
+    for note in notes {
+        s.push_str(&format!("  ({note})\n"));
+    }
+    s.push_str(length::NOTE);
     s.push('\n');
     s
 }

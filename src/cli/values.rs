@@ -68,6 +68,22 @@ pub(crate) fn minutes(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Any finite number.
+pub(crate) fn finite(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a finite number")),
+    }
+}
+
+/// A finite number ≥ 0.
+pub(crate) fn non_negative(s: &str) -> Result<f64, String> {
+    match finite(s)? {
+        v if v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is below 0; give a number ≥ 0")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

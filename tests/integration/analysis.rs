@@ -138,6 +138,7 @@ fn a_report_from_records_needs_no_database() {
     let slot = |policy: &str, sample, role| Slot { policy: policy.into(), sample, role };
     let k1 = |who: &str, ids: Vec<i64>, choice| BestOfKAnswer {
         participant: who.into(),
+        prompt_id: "cafe".into(),
         policy_a: "sampled".into(),
         policy_b: "greedy".into(),
         k: 1,

@@ -764,3 +764,158 @@ fn picks_and_orders_of_parts_of_a_pool_are_no_whole_pool_rankings() {
         assert!(named > 0, "{mode}: no estimated ranking named the pool's responses");
     }
 }
+
+/// A best_of_k study of 24 prompts whose policy A ("long") writes 12–30 words and B
+/// ("short") 3–8, pools of 6.
+fn length_study(d: &Path) {
+    let words = ["river", "stone", "paper", "window", "garden", "candle", "harbor", "maple"];
+    let (mut prompts, mut long, mut short) = (String::new(), String::new(), String::new());
+    for p in 0..24 {
+        prompts += &format!("{{\"id\": \"p{p}\", \"text\": \"Prompt {p}.\"}}\n");
+        for i in 0..6 {
+            let text = |n: usize| (0..n).map(|j| words[(p * 7 + i * 3 + j) % 8]).collect::<Vec<_>>().join(" ");
+            let line = |t: String| format!("{{\"prompt_id\": \"p{p}\", \"text\": \"{t}\", \"sample_index\": {i}}}\n");
+            long += &line(format!("long {i}: {}", text(12 + (p + 3 * i) % 19)));
+            short += &line(format!("short {i}: {}", text(3 + (p + i) % 6)));
+        }
+    }
+    for (name, text) in [("prompts.jsonl", prompts), ("long.jsonl", long), ("short.jsonl", short)] {
+        std::fs::write(d.join(name), text).unwrap();
+    }
+    let study = r#"name = "length"
+title = "Length"
+seed = 3
+consent = "Synthetic participants."
+instructions = "Synthetic participants."
+completion_code = "LEN"
+prompts_file = "prompts.jsonl"
+
+[[policies]]
+name = "long"
+source = "imported"
+pool_size = 6
+
+[[policies]]
+name = "short"
+source = "imported"
+pool_size = 6
+
+[[blocks]]
+name = "scaling"
+design = "best_of_k"
+policy_a = "long"
+policy_b = "short"
+k = [1, 2]
+trials = 24
+attention_checks = 0
+repeat_fraction = 0.0
+"#;
+    std::fs::write(d.join("length.toml"), study).unwrap();
+}
+
+/// Participants who care for length alone (pl:0: no text better than another otherwise):
+/// f(1) is well above 1/2, and the length control says length is why.
+#[test]
+fn a_row_won_by_length_alone_is_flagged_in_stats_and_the_dashboard() {
+    use ualign::tui::dashboard::{self, Dashboard};
+    use ualign::tui::draw::Theme;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    length_study(d);
+    for args in [
+        &["init", "length.toml"][..],
+        &["import", "length.toml", "--policy", "long", "--candidates", "long.jsonl"],
+        &["import", "length.toml", "--policy", "short", "--candidates", "short.jsonl"],
+        &["simulate", "length.toml", "--participants", "80", "--population", "pl:0", "--length-bias", "2"],
+        &[
+            "simulate",
+            "length.toml",
+            "--participants",
+            "10",
+            "--population",
+            "pl:0",
+            "--no-preference",
+            "2",
+            "--seed",
+            "1",
+        ],
+    ] {
+        let (ok, out, err) = ualign(d, &[args, &["--db", "l.sqlite"]].concat());
+        assert!(ok, "{args:?}: {out}{err}");
+    }
+    let quick = ["--db", "l.sqlite", "--replicates", "200", "--model-replicates", "0"];
+    let (ok, json, err) = ualign(d, &[&["stats", "length.toml", "--json"][..], &quick].concat());
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let k1 = v["fk"].as_array().unwrap().iter().find(|r| r["k"] == 1).unwrap();
+    let lc = &k1["length_control"];
+    assert!(k1["ci_low"].as_f64().unwrap() > 0.5, "{k1}");
+    assert!(lc["low"].as_f64().unwrap() < 0.5 && 0.5 < lc["high"].as_f64().unwrap(), "{lc}");
+    assert!(lc["length_coef_low"].as_f64().unwrap() > 0.5 && lc["length_ratio"].as_f64().unwrap() > 2.0, "{lc}");
+    assert_eq!(lc["effect"], "explains", "{lc}");
+    assert!(lc["note"].as_str().unwrap().starts_with("length explains the effect"), "{lc}");
+    // Ten participants answered "no preference" at times: ν is fitted in every row.
+    for r in v["fk"].as_array().unwrap() {
+        let lc = &r["length_control"];
+        assert!(lc["nu"].as_f64().unwrap() > 0.0 && lc["no_preference_share"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let (ok, text, err) = ualign(d, &[&["stats", "length.toml"][..], &quick].concat());
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("length control and \"no preference\"") && text.contains("at k = 1: length explains"),
+        "{text}"
+    );
+    // The dashboard flags it among the data-quality lines.
+    let (s, _) = study::load(&d.join("length.toml")).unwrap();
+    let (store, _) = Store::open_for_study(&d.join("l.sqlite"), &s).unwrap();
+    let report = Report::compute(&s, &store, &options(&s)).unwrap();
+    let dash = Dashboard { study: s.name.clone(), db: "l.sqlite".into(), report: Some(report), ..Default::default() };
+    let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(140, 40)).unwrap();
+    t.draw(|f| dashboard::draw(f, &dash, Theme { color: false })).unwrap();
+    assert!(screen(&t).contains("length explains f(k) at k=1"), "{}", screen(&t));
+}
+
+#[test]
+fn simulated_length_bias_and_ties_need_worths_and_sane_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    full_pool_study(d);
+    for args in [
+        &["init", "full.toml"][..],
+        &["import", "full.toml", "--policy", "sampled", "--candidates", "example/sampled.jsonl"],
+        &["import", "full.toml", "--policy", "greedy", "--candidates", "example/greedy.jsonl"],
+    ] {
+        let (ok, out, err) = ualign(d, &[args, &["--db", "full.sqlite"]].concat());
+        assert!(ok, "{args:?}: {out}{err}");
+    }
+    for (args, want) in [
+        (&["--population", "cyclic", "--length-bias", "1"][..], "needs a Plackett–Luce population"),
+        (&["--population", "pl:1", "--no-preference", "-1"], "below 0"),
+        (&["--population", "pl:1", "--length-bias", "inf"], "not a finite number"),
+    ] {
+        let (ok, out, err) =
+            ualign(d, &[&["simulate", "full.toml", "--db", "full.sqlite", "--participants", "2"][..], args].concat());
+        assert!(!ok && err.contains(want), "{args:?}: {out}{err}");
+    }
+    // A study that does not offer "no preference" cannot have it simulated.
+    let text = std::fs::read_to_string(d.join("full.toml"))
+        .unwrap()
+        .replace("allow_no_preference = true", "allow_no_preference = false");
+    std::fs::write(d.join("nopref.toml"), text).unwrap();
+    let (ok, out, err) = ualign(
+        d,
+        &[
+            "simulate",
+            "nopref.toml",
+            "--db",
+            "n.sqlite",
+            "--participants",
+            "2",
+            "--population",
+            "pl:1",
+            "--no-preference",
+            "1",
+        ],
+    );
+    assert!(!ok && err.contains("does not offer"), "{out}{err}");
+}

@@ -18,8 +18,12 @@
 //! an order over the prompt's distinct responses (for a Plackett–Luce participant, one
 //! draw from their model, on a random stream of its own).
 //!
-//! Simulated participants are attentive (they never pick a broken attention-check text)
-//! and never answer "no preference".
+//! Simulated participants are attentive (they never pick a broken attention-check text).
+//! By default they never answer "no preference" and do not care how long a text is;
+//! [`Answering`] gives a Plackett–Luce population both, as the length control of
+//! `stats` models them: a text's log-worth gains β·(ℓ/mean ℓ − 1) over the distinct texts
+//! shown, and a pick trial is answered "no preference" with probability ∝ ν·exp(mean
+//! log-worth shown) (Davidson's tie model).
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -242,6 +246,43 @@ pub enum SimulateError {
         .policies.join(", ")
     )]
     Missing { participant: String, trial: usize, policies: Vec<String>, prompt: String },
+    #[error(
+        "a length bias or a no-preference rate needs a Plackett–Luce population (pl:S or plmix:C:S), whose answers are drawn from worths; `{0}` gives orders"
+    )]
+    NeedsWorths(String),
+    #[error(
+        "the study does not offer \"no preference\" (allow_no_preference = false), so simulated participants cannot answer it; drop --no-preference"
+    )]
+    NoPreferenceNotOffered,
+}
+
+/// How simulated participants answer beyond their population's preference.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Answering {
+    /// β: a text's log-worth gains β·(ℓ/mean ℓ − 1), ℓ its length in characters, the mean
+    /// over the distinct texts shown.
+    pub length_bias: f64,
+    /// ν ≥ 0: Davidson's tendency to answer "no preference" on pick trials.
+    pub no_preference: f64,
+}
+
+impl Answering {
+    /// Whether participants of `pop` can answer `study` so.
+    pub fn check(&self, study: &Study, pop: &Population) -> Result<(), SimulateError> {
+        if *self != Answering::default() && !matches!(pop, Population::PlackettLuce(_) | Population::PlMix { .. }) {
+            let name = match pop {
+                Population::Cyclic => "cyclic",
+                Population::Condorcet(_) => "condorcet",
+                Population::Mallows { .. } => "mallows",
+                Population::PlackettLuce(_) | Population::PlMix { .. } => "pl",
+            };
+            return Err(SimulateError::NeedsWorths(name.to_string()));
+        }
+        if self.no_preference > 0.0 && !study.options.allow_no_preference {
+            return Err(SimulateError::NoPreferenceNotOffered);
+        }
+        Ok(())
+    }
 }
 
 /// The distinct texts of a prompt's pools, sorted: what preferences are over.
@@ -296,6 +337,17 @@ pub fn simulate_timed(
     pop: &Population,
     seed: u64,
 ) -> Result<Simulated, SimulateError> {
+    simulate_answering(study, store, (n, pop, Answering::default()), seed)
+}
+
+/// [`simulate_timed`] with participants who answer as `answering` says.
+pub fn simulate_answering(
+    study: &Study,
+    store: &mut Store,
+    (n, pop, answering): (usize, &Population, Answering),
+    seed: u64,
+) -> Result<Simulated, SimulateError> {
+    answering.check(study, pop)?;
     // Distinct texts of each prompt's pools, in a fixed order: what preferences are over.
     let mut texts: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut answers = 0;
@@ -337,6 +389,17 @@ pub fn simulate_timed(
                 let mut distinct = slot_text.clone();
                 distinct.sort_unstable();
                 distinct.dedup();
+                let shown_pref = answering_worths(pref, pool, &distinct, answering);
+                let pref = shown_pref.as_ref().unwrap_or(pref);
+                if t.mode == RankMode::Pick && ties(pref, &distinct, answering.no_preference, &mut answer_rng) {
+                    let started = std::time::Instant::now();
+                    let ms = answer_rng.random_range(800..6000);
+                    if session.submit(store, t.trial_id, &Answer::NoPreference, ms, None)? == Submitted::Saved {
+                        answers += 1;
+                        commit_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    continue;
+                }
                 let order = rank(pref, &distinct, &mut answer_rng);
                 // Slots best first. Copies of one text cannot be told apart, so which of
                 // them is chosen is left to chance (keeping the displayed order would put
@@ -362,6 +425,39 @@ pub fn simulate_timed(
         }
     }
     Ok(Simulated { answers, commit_ms })
+}
+
+/// The worths a participant answers a trial showing `distinct` (pool indices) by: their
+/// own with the length bias added; none where nothing changes.
+fn answering_worths(pref: &Preference, pool: &[String], distinct: &[usize], a: Answering) -> Option<Preference> {
+    let Preference::Worths(w) = pref else { return None };
+    if a.length_bias == 0.0 {
+        return None;
+    }
+    let len = |i: usize| pool[i].chars().count() as f64;
+    let mean = distinct.iter().map(|&i| len(i)).sum::<f64>() / distinct.len().max(1) as f64;
+    let mut w = w.clone();
+    for &i in distinct {
+        if mean > 0.0 {
+            w[i] += a.length_bias * (len(i) / mean - 1.0);
+        }
+    }
+    Some(Preference::Worths(w))
+}
+
+/// Whether a pick trial showing `distinct` is answered "no preference": with probability
+/// ν·exp(mean η) / (Σ exp η + ν·exp(mean η)), η the shown log-worths. Draws only if ν > 0.
+fn ties(pref: &Preference, distinct: &[usize], nu: f64, rng: &mut ChaCha8Rng) -> bool {
+    let Preference::Worths(w) = pref else { return false };
+    if nu <= 0.0 || distinct.is_empty() {
+        return false;
+    }
+    let eta: Vec<f64> = distinct.iter().map(|&i| w[i]).collect();
+    let top = eta.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mean = eta.iter().sum::<f64>() / eta.len() as f64;
+    let picks: f64 = eta.iter().map(|e| (e - top).exp()).sum();
+    let tie = nu * (mean - top).exp();
+    rng.random::<f64>() < tie / (picks + tie)
 }
 
 /// One synthetic participant's true order over a prompt's distinct responses.

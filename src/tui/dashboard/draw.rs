@@ -11,6 +11,7 @@ use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, LegendPosition, P
 use super::text;
 use super::{Dashboard, MIN_HEIGHT, MIN_WIDTH};
 use crate::tui::draw::Theme;
+use ualign_core::analysis::length::LengthEffect;
 use ualign_core::analysis::report::{FkChart, Report};
 
 /// Colours for the pairs of policies (empirical series) and the certified curves.
@@ -267,6 +268,25 @@ fn side_lines(r: &Report, chart: &FkChart, theme: Theme, bar_width: usize, compa
     let (same, n) = q.repeat_agreement;
     if n > 0 {
         lines.push(Line::from(text::repeats(same, n)));
+    }
+    lines.extend(length_lines(r, theme));
+    lines
+}
+
+/// The rows whose f(k) length explains or moves (the length control's verdict), flagged.
+fn length_lines(r: &Report, theme: Theme) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    for effect in [LengthEffect::Explains, LengthEffect::Moves] {
+        let mut ks: Vec<u32> =
+            r.fk.iter()
+                .filter(|x| x.length_control.as_ref().and_then(|l| l.effect) == Some(effect))
+                .map(|x| x.k)
+                .collect();
+        ks.sort_unstable();
+        ks.dedup();
+        if !ks.is_empty() {
+            lines.push(flagged(text::length(effect == LengthEffect::Explains, &ks), true, theme));
+        }
     }
     lines
 }

@@ -75,6 +75,12 @@ pub(crate) fn certified(k: u32, ne: &str, nlhf: &str, base: &str) -> String {
 
 pub(crate) const QUALITY: &str = "Data quality";
 
+/// Rows at `ks` whose f(k) is explained (or moved) by length; `stats` says how.
+pub(crate) fn length(explains: bool, ks: &[u32]) -> String {
+    let ks: Vec<String> = ks.iter().map(|k| k.to_string()).collect();
+    format!(" length {} f(k) at k={} (stats)", if explains { "explains" } else { "moves" }, ks.join(","))
+}
+
 pub(crate) fn slot_bias(slots: usize, p: f64) -> String {
     format!(" slot bias ({slots} slots): p={p:.3}")
 }

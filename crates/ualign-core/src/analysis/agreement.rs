@@ -376,6 +376,7 @@ mod tests {
         // A best_of_k pick counts as a pick: d picks y over x and z.
         let bok = BestOfKAnswer {
             participant: "d".into(),
+            prompt_id: "q".into(),
             policy_a: "p".into(),
             policy_b: "p".into(),
             k: 2,

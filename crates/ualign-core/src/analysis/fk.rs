@@ -28,6 +28,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::confseq;
+use super::length::{self, ChoiceSet, LengthControl, TextOption};
 use crate::schedule::{Slot, SlotRole};
 use crate::store::BestOfKAnswer;
 
@@ -44,12 +45,16 @@ pub const CONVENTION: &str = "identical texts split the win: a chosen text in m 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     pub(crate) participant: String,
+    pub(crate) prompt: String,
     pub(crate) policy_a: String,
     pub(crate) policy_b: String,
     pub(crate) k: u32,
     /// A's score in [0, 1].
     pub(crate) score: f64,
     pub(crate) no_preference: bool,
+    /// The trial's distinct texts and what was chosen, for length control (none where its
+    /// candidates are not all known).
+    pub(crate) set: Option<ChoiceSet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -83,6 +88,8 @@ pub struct FkRow {
     /// Finished participants in the sequence.
     pub cs_participants: usize,
     pub bound: f64,
+    /// f(k) with lengths equal, and the no-preference (Davidson) rate: [`length`].
+    pub length_control: Option<LengthControl>,
 }
 
 /// A's score for a pick among `slots` with `texts` (displayed order).
@@ -151,8 +158,14 @@ pub const CS_ALPHA: f64 = 0.05;
 
 /// f(k) rows, sorted by (A, B, k). `finished`: finished participants' ids in the order
 /// they finished, for the confidence sequences (participants still answering, and those
-/// who left, are in the rate and the intervals but not in the sequence).
-pub fn compute(obs: &[Observation], finished: &[String], replicates: usize, seed: u64) -> Vec<FkRow> {
+/// who left, are in the rate and the intervals but not in the sequence). `ties_offered`:
+/// the study let participants answer "no preference" (the tie model is fitted).
+pub fn compute(
+    obs: &[Observation],
+    finished: &[String],
+    (replicates, seed): (usize, u64),
+    ties_offered: bool,
+) -> Vec<FkRow> {
     let mut groups: BTreeMap<(String, String, u32), Vec<&Observation>> = BTreeMap::new();
     for o in obs {
         groups.entry((o.policy_a.clone(), o.policy_b.clone(), o.k)).or_default().push(o);
@@ -182,6 +195,21 @@ pub fn compute(obs: &[Observation], finished: &[String], replicates: usize, seed
                 finished.iter().filter_map(|p| by_p.get(p.as_str())).map(|&(s, n)| s / n as f64).collect();
             let (cs_low, cs_high) =
                 if means.is_empty() { (f64::NAN, f64::NAN) } else { confseq::betting_cs(&means, CS_ALPHA) };
+            let rate = if n == 0 { 0.0 } else { total / n as f64 };
+            let sets: Vec<length::Trial> = os
+                .iter()
+                .filter_map(|o| Some(((o.participant.as_str(), o.prompt.as_str()), o.set.as_ref()?)))
+                .collect();
+            let length_control = length::fit(&sets, ties_offered).map(|mut lc| {
+                // The observed rate's interval: the cluster one, else Wilson's.
+                let observed = if ci_low.is_finite() { (ci_low, ci_high) } else { (wilson_low, wilson_high) };
+                if lc.note.is_none()
+                    && let Some((effect, note)) = length::verdict(&lc, rate, observed)
+                {
+                    (lc.effect, lc.note) = (Some(effect), Some(note));
+                }
+                lc
+            });
             FkRow {
                 policy_a: a,
                 policy_b: b,
@@ -191,7 +219,7 @@ pub fn compute(obs: &[Observation], finished: &[String], replicates: usize, seed
                 wins: os.iter().filter(|o| o.score == 1.0).count(),
                 ties: os.iter().filter(|o| o.score > 0.0 && o.score < 1.0).count(),
                 losses: os.iter().filter(|o| o.score == 0.0).count(),
-                rate: if n == 0 { 0.0 } else { total / n as f64 },
+                rate,
                 ci_low,
                 ci_high,
                 ci_note,
@@ -201,6 +229,7 @@ pub fn compute(obs: &[Observation], finished: &[String], replicates: usize, seed
                 cs_high,
                 cs_participants: means.len(),
                 bound: f64::from(k) / f64::from(k + 1),
+                length_control,
             }
         })
         .collect()
@@ -213,30 +242,54 @@ pub fn compute(obs: &[Observation], finished: &[String], replicates: usize, seed
 pub(crate) fn observations(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64, &str>) -> Vec<Observation> {
     let mut out = Vec::new();
     for a in answers {
+        let texts: Option<Vec<&str>> = a.candidate_ids.iter().map(|id| texts_by_id.get(id).copied()).collect();
+        let texts = texts.filter(|t| t.len() == a.slots.len() && !t.is_empty());
         let score = if a.no_preference {
             0.5
         } else {
             let Some(choice) = a.choice else { continue };
-            let texts: Vec<String> = a
-                .candidate_ids
-                .iter()
-                .map(|&id| texts_by_id.get(&id).map_or_else(String::new, |t| t.to_string()))
-                .collect();
-            if texts.len() != a.slots.len() || choice >= texts.len() {
+            let shown: Vec<String> = match &texts {
+                Some(t) => t.iter().map(|x| x.to_string()).collect(),
+                None => a.candidate_ids.iter().map(|_| String::new()).collect(),
+            };
+            if shown.len() != a.slots.len() || choice >= shown.len() {
                 continue;
             }
-            slot_split_score(&a.slots, &texts, choice)
+            slot_split_score(&a.slots, &shown, choice)
         };
+        let set = texts.map(|t| choice_set(&a.slots, &t, if a.no_preference { None } else { a.choice }));
         out.push(Observation {
             participant: a.participant.clone(),
+            prompt: a.prompt_id.clone(),
             policy_a: a.policy_a.clone(),
             policy_b: a.policy_b.clone(),
             k: a.k,
             score,
             no_preference: a.no_preference,
+            set,
         });
     }
     out
+}
+
+/// A trial's distinct texts (first shown first) with A's share of each, and the text chosen.
+fn choice_set(slots: &[Slot], texts: &[&str], choice: Option<usize>) -> ChoiceSet {
+    let mut distinct: Vec<&str> = Vec::new();
+    for t in texts {
+        if !distinct.contains(t) {
+            distinct.push(t);
+        }
+    }
+    let owned: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+    let options = distinct
+        .iter()
+        .map(|d| {
+            let first = texts.iter().position(|t| t == d).unwrap_or(0);
+            TextOption { a_share: slot_split_score(slots, &owned, first), length: d.chars().count() as f64 }
+        })
+        .collect();
+    let chosen = choice.and_then(|c| texts.get(c)).and_then(|t| distinct.iter().position(|d| d == t));
+    ChoiceSet { options, chosen }
 }
 
 #[cfg(test)]
@@ -264,6 +317,19 @@ mod tests {
     }
 
     #[test]
+    fn a_trials_choice_set_has_its_distinct_texts_with_as_share_and_length() {
+        let slots = [slot(SlotRole::A), slot(SlotRole::B), slot(SlotRole::A), slot(SlotRole::A)];
+        // Two of A's slots and B's show one text; A's third slot another.
+        let set = choice_set(&slots, &["same", "same", "longer one", "same"], Some(1));
+        let shares: Vec<f64> = set.options.iter().map(|o| o.a_share).collect();
+        let lengths: Vec<f64> = set.options.iter().map(|o| o.length).collect();
+        assert_eq!((shares, lengths, set.chosen), (vec![2.0 / 3.0, 1.0], vec![4.0, 10.0], Some(0)));
+        // Characters, not bytes; "no preference" chooses nothing.
+        let set = choice_set(&slots[..2], &["éé", "b"], None);
+        assert_eq!((set.options[0].length, set.chosen), (2.0, None));
+    }
+
+    #[test]
     fn wilson_matches_the_closed_form() {
         // 8 of 10 at z = 1.96: (0.4902, 0.9433) (standard tables).
         let (lo, hi) = wilson(8.0, 10);
@@ -285,13 +351,15 @@ mod tests {
     fn compute_groups_and_counts() {
         let o = |p: &str, k, score| Observation {
             participant: p.into(),
+            prompt: "q".into(),
             policy_a: "a".into(),
             policy_b: "b".into(),
             k,
             score,
             no_preference: false,
+            set: None,
         };
-        let rows = compute(&[o("p1", 1, 1.0), o("p1", 1, 0.0), o("p2", 1, 0.5), o("p2", 2, 1.0)], &[], 500, 3);
+        let rows = compute(&[o("p1", 1, 1.0), o("p1", 1, 0.0), o("p2", 1, 0.5), o("p2", 2, 1.0)], &[], (500, 3), true);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].n, rows[0].wins, rows[0].ties, rows[0].losses, rows[0].participants), (3, 1, 1, 1, 2));
         assert!((rows[0].rate - 0.5).abs() < 1e-12);
@@ -303,22 +371,24 @@ mod tests {
     fn too_few_participants_get_no_cluster_interval_and_a_reason() {
         let o = |p: usize, score| Observation {
             participant: format!("p{p}"),
+            prompt: "q".into(),
             policy_a: "a".into(),
             policy_b: "b".into(),
             k: 1,
             score,
             no_preference: false,
+            set: None,
         };
         // 5 participants who all lost: a percentile bootstrap would say [0, 0].
         let few: Vec<_> = (0..5).flat_map(|p| [o(p, 0.0), o(p, 0.0)]).collect();
-        let r = &compute(&few, &[], 500, 1)[0];
+        let r = &compute(&few, &[], (500, 1), true)[0];
         assert!(r.ci_low.is_nan() && r.ci_high.is_nan());
         assert_eq!(r.ci_note, Some(TOO_FEW_FOR_CLUSTER));
         // The Wilson interval is still given, and is not zero-width.
         assert!(r.wilson_high > 0.1, "{}", r.wilson_high);
         // From MIN_CLUSTER_PARTICIPANTS on, the interval is back and the note is gone.
         let enough: Vec<_> = (0..MIN_CLUSTER_PARTICIPANTS).flat_map(|p| [o(p, (p % 2) as f64), o(p, 1.0)]).collect();
-        let r = &compute(&enough, &[], 500, 1)[0];
+        let r = &compute(&enough, &[], (500, 1), true)[0];
         assert!(r.ci_low.is_finite() && r.ci_low < r.rate && r.rate < r.ci_high);
         assert_eq!(r.ci_note, None);
     }
@@ -327,29 +397,31 @@ mod tests {
     fn the_sequence_takes_finished_participants_in_the_order_they_finished() {
         let o = |p: &str, score| Observation {
             participant: p.into(),
+            prompt: "q".into(),
             policy_a: "a".into(),
             policy_b: "b".into(),
             k: 2,
             score,
             no_preference: false,
+            set: None,
         };
         let obs: Vec<_> =
             (0..60).flat_map(|i| [o(&format!("p{i}"), 1.0), o(&format!("p{i}"), (i % 3) as f64 / 2.0)]).collect();
         let order = |ids: &mut dyn Iterator<Item = usize>| ids.map(|i| format!("p{i}")).collect::<Vec<_>>();
-        let all = compute(&obs, &order(&mut (0..60)), 100, 1);
+        let all = compute(&obs, &order(&mut (0..60)), (100, 1), true);
         let means: Vec<f64> = (0..60).map(|i| (1.0 + (i % 3) as f64 / 2.0) / 2.0).collect();
         let want = confseq::betting_cs(&means, CS_ALPHA);
         assert_eq!((all[0].cs_low, all[0].cs_high, all[0].cs_participants), (want.0, want.1, 60));
         assert!(all[0].cs_low < all[0].rate && all[0].rate < all[0].cs_high);
         // Who has not finished is not in the sequence (but is in the rate).
-        let some = compute(&obs, &order(&mut (0..30)), 100, 1);
+        let some = compute(&obs, &order(&mut (0..30)), (100, 1), true);
         assert_eq!((some[0].cs_participants, some[0].participants), (30, 60));
         assert_eq!((some[0].cs_low, some[0].cs_high), confseq::betting_cs(&means[..30], CS_ALPHA));
         // Nobody finished: no sequence.
-        let none = compute(&obs, &[], 100, 1);
+        let none = compute(&obs, &[], (100, 1), true);
         assert!(none[0].cs_low.is_nan() && none[0].cs_participants == 0);
         // An id that finished but never answered this row adds nothing.
-        let extra = compute(&obs, &[order(&mut (0..30)), vec!["nobody".into()]].concat(), 100, 1);
+        let extra = compute(&obs, &[order(&mut (0..30)), vec!["nobody".into()]].concat(), (100, 1), true);
         assert_eq!(extra[0].cs_participants, 30);
     }
 }

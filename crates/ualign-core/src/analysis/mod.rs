@@ -9,6 +9,7 @@ pub mod counterfactual;
 pub mod diversity;
 pub mod equilibria;
 pub mod fk;
+pub mod length;
 pub mod mixture;
 pub mod model;
 pub mod population;

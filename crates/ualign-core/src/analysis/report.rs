@@ -135,7 +135,12 @@ impl Report {
         opts: &Options,
     ) -> Self {
         let texts: HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
-        let fk = fk::compute(&fk::observations(best_of_k, &texts), finished, opts.replicates, study.seed);
+        let fk = fk::compute(
+            &fk::observations(best_of_k, &texts),
+            finished,
+            (opts.replicates, study.seed),
+            study.options.allow_no_preference,
+        );
         let RankParts { mut rankings, population, counterfactual, diversity, whole_orders } = rank;
         let model = model_analysis(study, candidates, best_of_k, rank_answers, opts);
         rankings.extend(model.rankings);
@@ -185,8 +190,8 @@ pub fn fk_rows(study: &Study, store: &Store, replicates: usize) -> Result<Vec<Fk
     Ok(fk::compute(
         &fk::observations(&store.best_of_k_answers()?, &texts),
         &store.finish_order()?,
-        replicates,
-        study.seed,
+        (replicates, study.seed),
+        study.options.allow_no_preference,
     ))
 }
 

@@ -14,6 +14,7 @@ use crate::schedule::Slot;
 #[derive(Debug, Clone, PartialEq)]
 pub struct BestOfKAnswer {
     pub participant: String,
+    pub prompt_id: String,
     pub policy_a: String,
     pub policy_b: String,
     pub k: u32,
@@ -189,29 +190,30 @@ impl Store {
 
     /// Every answered best_of_k trial that was not skipped.
     pub fn best_of_k_answers(&self) -> Result<Vec<BestOfKAnswer>> {
-        type Raw = (i64, String, String, String, u32, String, Option<String>, Option<i64>, bool);
+        type Raw = (i64, (String, String), String, String, u32, String, Option<String>, Option<i64>, bool);
         collect(
             self,
-            "SELECT t.id, t.participant_id, t.policy_a, t.policy_b, t.k, t.slots, t.candidate_ids, a.choice, a.no_preference
+            "SELECT t.id, t.participant_id, t.prompt_id, t.policy_a, t.policy_b, t.k, t.slots, t.candidate_ids, a.choice, a.no_preference
              FROM trials t JOIN answers a ON a.trial_id = t.id
              WHERE t.kind = 'best_of_k' AND a.skipped = 0",
             [],
             |r| -> rusqlite::Result<Raw> {
                 Ok((
                     r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
+                    (r.get(1)?, r.get(2)?),
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
                     r.get(7)?,
                     r.get(8)?,
+                    r.get(9)?,
                 ))
             },
-            |(id, participant, policy_a, policy_b, k, slots, cids, choice, no_preference)| {
+            |(id, (participant, prompt_id), policy_a, policy_b, k, slots, cids, choice, no_preference)| {
                 Ok(BestOfKAnswer {
                     participant,
+                    prompt_id,
                     policy_a,
                     policy_b,
                     k,
