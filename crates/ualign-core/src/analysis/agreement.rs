@@ -238,7 +238,8 @@ fn bootstrap(coders: &[PairValues], replicates: usize, seed: u64) -> (Option<f64
             alpha_of(coders.iter().zip(&times).filter(|&(_, &t)| t > 0.0).map(|(c, &t)| (c, t))).0
         })
         .collect();
-    if stats.len() < replicates.max(1) / 2 {
+    // No replicates asked for (`--worth-replicates 0`), or too few gave an α.
+    if stats.is_empty() || stats.len() < replicates / 2 {
         return (None, None);
     }
     let (low, high) = super::fk::percentile_95(&mut stats);

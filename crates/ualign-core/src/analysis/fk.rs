@@ -142,8 +142,11 @@ pub(crate) fn cluster_bootstrap(per_participant: &[(f64, usize)], replicates: us
     percentile_95(&mut rates)
 }
 
-/// The 2.5% and 97.5% points of bootstrap statistics (sorted here; `stats` not empty).
+/// The 2.5% and 97.5% points of bootstrap statistics (sorted here); NaN for none.
 pub(crate) fn percentile_95(stats: &mut [f64]) -> (f64, f64) {
+    if stats.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
     stats.sort_by(f64::total_cmp);
     let last = stats.len() - 1;
     let q = |p: f64| stats[((p * last as f64).round() as usize).min(last)];
