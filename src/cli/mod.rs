@@ -10,6 +10,7 @@ mod import;
 mod init;
 mod invite;
 mod plot;
+mod power;
 mod restore;
 mod run;
 mod sample;
@@ -46,6 +47,8 @@ enum Command {
     Dashboard(dashboard::Cmd),
     /// Draw the f(k) figure (SVG or PNG) for a paper
     Plot(plot::Cmd),
+    /// Participants needed for a target on f(k), simulated from an assumed population or a pilot
+    Power(power::Cmd),
     /// Synthetic participants (cyclic, condorcet:P, pl:S, mallows:PHI:C, plmix:C:S) through the real scheduler and store
     Simulate(simulate::Cmd),
     /// Check a study file and report every problem with its location
@@ -80,6 +83,7 @@ impl Cli {
             Command::Stats(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Dashboard(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Plot(c) => c.run().map(|()| ExitCode::SUCCESS),
+            Command::Power(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Simulate(c) => c.run().map(|()| ExitCode::SUCCESS),
             Command::Validate(c) => c.run(),
             Command::Init(c) => c.run().map(|()| ExitCode::SUCCESS),

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 
-use ualign_core::simulate::{Answering, Population, simulate_answering};
+use ualign_core::simulate::{Answering, Cohort, Population, simulate_answering};
 
 /// Synthetic participants answering through the same scheduler and store as real ones.
 #[derive(clap::Args)]
@@ -18,6 +18,9 @@ pub(crate) struct Cmd {
     population: Population,
     #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = super::values::whole::<u64, 0, { u64::MAX }>)]
     seed: u64,
+    /// Number the participants from I (ids sim-SEED-I…): fresh participants of the same population as an earlier run of this seed
+    #[arg(long, value_name = "I", default_value_t = 0, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 0, 1_000_000_000>)]
+    first: usize,
     /// β: a shown text's log-worth gains β·(length/mean length − 1), so participants favour longer (β > 0) or shorter texts (pl and plmix populations)
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = super::values::finite)]
     length_bias: f64,
@@ -40,9 +43,16 @@ impl Cmd {
         let answering = Answering { length_bias: self.length_bias, no_preference: self.no_preference };
         // Before the database is opened (and perhaps made): nothing to undo.
         answering.check(&study, &self.population)?;
+        if self.first > 0 && self.latent_out.is_some() {
+            anyhow::bail!(
+                "--latent-out writes the truth of participants numbered from 0; it cannot be given with --first"
+            );
+        }
         let cancel = super::cancel_on_ctrl_c();
         let mut store = super::generate::open_and_fill(&study, self.target.db.as_ref(), self.engine, Some(&cancel))?;
-        let done = simulate_answering(&study, &mut store, (self.participants, &self.population, answering), self.seed)?;
+        let cohort =
+            Cohort { population: &self.population, participants: self.participants, first: self.first, answering };
+        let done = simulate_answering(&study, &mut store, &cohort, self.seed)?;
         if let Some(path) = &self.commit_times {
             let lines: String = done.commit_ms.iter().map(|ms| format!("{ms:.4}\n")).collect();
             std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;

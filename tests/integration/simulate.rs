@@ -137,3 +137,92 @@ fn copies_of_one_text_are_chosen_by_chance_so_simulated_data_shows_no_slot_bias(
         assert!(b.p_value > 0.001, "{} slots: {:?}, p = {}", b.slots, b.counts, b.p_value);
     }
 }
+
+/// The example study's files in `dir`, its database `e.sqlite` made, the pools imported
+/// where `pools` says.
+fn example_files(dir: &Path, pools: bool) {
+    let repo = common::repo("studies");
+    std::fs::create_dir_all(dir.join("example")).unwrap();
+    for f in ["prompts.jsonl", "sampled.jsonl", "greedy.jsonl"] {
+        std::fs::copy(repo.join("example").join(f), dir.join("example").join(f)).unwrap();
+    }
+    std::fs::copy(repo.join("example.toml"), dir.join("example.toml")).unwrap();
+    let (ok, _, err) = common::ualign(dir, &["init", "example.toml", "--db", "e.sqlite"]);
+    assert!(ok, "{err}");
+    if pools {
+        for p in ["sampled", "greedy"] {
+            let file = format!("example/{p}.jsonl");
+            let (ok, _, err) = common::ualign(
+                dir,
+                &["import", "example.toml", "--db", "e.sqlite", "--policy", p, "--candidates", &file],
+            );
+            assert!(ok, "{err}");
+        }
+    }
+}
+
+#[test]
+fn power_gives_participants_per_row_from_a_population_or_a_pilot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example_files(d, true);
+    let power = |extra: &[&str]| {
+        let (ok, out, err) =
+            common::ualign(d, &[&["power", "example.toml", "--db", "e.sqlite", "--json"][..], extra].concat());
+        assert!(ok, "{extra:?}: {err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    // Indifferent participants: f(k) = k/(k+1) in the bank; ±0.05 needs N ≈ V (1.96/0.05)².
+    let v = power(&["--population", "pl:0", "--half-width", "0.05", "--bank", "2000"]);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{v}");
+    for r in rows {
+        let k = r["k"].as_f64().unwrap();
+        assert!((r["rate"].as_f64().unwrap() - k / (k + 1.0)).abs() < 0.03, "{r}");
+        let (n, approx) = (r["participants"].as_u64().unwrap(), r["approximate"].as_u64().unwrap());
+        assert!(n >= 20 && n as f64 >= 0.9 * approx as f64 && r["achieved"].as_f64().unwrap() >= 0.8, "{r}");
+    }
+    assert_eq!(v["participants"].as_u64(), rows.iter().map(|r| r["participants"].as_u64().unwrap()).max());
+    // A narrower interval needs more participants.
+    let narrow = power(&["--population", "pl:0", "--half-width", "0.025", "--bank", "2000"]);
+    assert!(narrow["participants"].as_u64().unwrap() > 3 * v["participants"].as_u64().unwrap(), "{narrow}");
+    // f(1) = 1/2 cannot be shown above 1/2: no N, and the row says why.
+    let half = power(&["--population", "pl:0", "--exceed-half", "--bank", "500", "--max-participants", "2000"]);
+    let k1 = &half["rows"][0];
+    assert!(k1["participants"].is_null() && half["participants"].is_null(), "{half}");
+    // A pilot: its fitted model is the population.
+    let (ok, _, err) = common::ualign(
+        d,
+        &["simulate", "example.toml", "--db", "e.sqlite", "--participants", "40", "--population", "plmix:2:3"],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) =
+        common::ualign(d, &["power", "example.toml", "--pilot", "e.sqlite", "--half-width", "0.05", "--bank", "1000"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("from pilot e.sqlite (40 participants") && out.contains("reach the target at every k"),
+        "{out}"
+    );
+}
+
+#[test]
+fn power_refuses_what_it_cannot_plan_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example_files(d, false);
+    let fails = |args: &[&str], want: &str| {
+        let (ok, out, err) = common::ualign(d, &[&["power", "example.toml", "--db", "e.sqlite"][..], args].concat());
+        assert!(!ok && err.contains(want), "{args:?}: {out}{err}");
+    };
+    // No pools yet.
+    fails(&["--population", "pl:1", "--exceed-half"], "generate or import the study's pools first");
+    // A pilot without answers.
+    fails(&["--pilot", "e.sqlite", "--exceed-half"], "no answers to fit a population to");
+    // Neither or both sources, neither or both targets, values out of range.
+    fails(&["--exceed-half"], "--population");
+    fails(&["--population", "pl:1", "--pilot", "e.sqlite", "--exceed-half"], "cannot be used with");
+    fails(&["--population", "pl:1"], "--half-width");
+    fails(&["--population", "pl:1", "--half-width", "0.7"], "below 0.5");
+    fails(&["--population", "pl:1", "--exceed-half", "--power", "1"], "below 1");
+    fails(&["--population", "cyclic", "--exceed-half", "--length-bias", "1"], "needs a Plackett–Luce population");
+}

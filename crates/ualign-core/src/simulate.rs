@@ -25,6 +25,8 @@
 //! shown, and a pick trial is answered "no preference" with probability ∝ ν·exp(mean
 //! log-worth shown) (Davidson's tie model).
 
+pub mod power;
+
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
@@ -337,23 +339,40 @@ pub fn simulate_timed(
     pop: &Population,
     seed: u64,
 ) -> Result<Simulated, SimulateError> {
-    simulate_answering(study, store, (n, pop, Answering::default()), seed)
+    simulate_answering(
+        study,
+        store,
+        &Cohort { population: pop, participants: n, first: 0, answering: Answering::default() },
+        seed,
+    )
+}
+
+/// Who a simulation adds: `participants` of `population`, numbered from `first` (ids
+/// `sim-<seed>-<first + i>`: a later cohort of the same seed is the same population's
+/// fresh participants), answering as `answering` says.
+#[derive(Debug, Clone)]
+pub struct Cohort<'a> {
+    pub population: &'a Population,
+    pub participants: usize,
+    pub first: usize,
+    pub answering: Answering,
 }
 
 /// [`simulate_timed`] with participants who answer as `answering` says.
 pub fn simulate_answering(
     study: &Study,
     store: &mut Store,
-    (n, pop, answering): (usize, &Population, Answering),
+    cohort: &Cohort,
     seed: u64,
 ) -> Result<Simulated, SimulateError> {
+    let (n, pop, answering) = (cohort.participants, cohort.population, cohort.answering);
     answering.check(study, pop)?;
     // Distinct texts of each prompt's pools, in a fixed order: what preferences are over.
     let mut texts: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut answers = 0;
     let mut commit_ms = Vec::new();
     for i in 0..n {
-        let who = format!("sim-{seed}-{i}");
+        let who = format!("sim-{seed}-{}", cohort.first + i);
         if store.is_completed(&who)? {
             // Resuming a simulation that was stopped: this one is done.
             continue;
