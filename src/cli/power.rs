@@ -29,7 +29,7 @@ pub(crate) struct Cmd {
     #[arg(long, default_value_t = 0.8, value_parser = share)]
     power: f64,
     /// Synthetic participants in the bank the studies are drawn from (100 to 1000000)
-    #[arg(long, default_value_t = 4000, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 100, 1_000_000>)]
+    #[arg(long, default_value_t = 20_000, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 100, 1_000_000>)]
     bank: usize,
     /// Simulated studies per number of participants tried (50 to 100000)
     #[arg(long, default_value_t = 400, allow_negative_numbers = true, value_parser = super::values::whole::<usize, 50, 100_000>)]

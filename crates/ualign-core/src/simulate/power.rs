@@ -110,6 +110,8 @@ pub struct PowerRow {
     pub k: u32,
     /// The bank's f(k): the population's, up to the bank's own sampling error.
     pub rate: f64,
+    /// That error: the standard error of `rate` over the bank.
+    pub bank_se: f64,
     /// Mean answered trials of the row per participant.
     pub trials_per_participant: f64,
     /// The variance of the rate over that of as many independent trials.
@@ -359,6 +361,7 @@ fn row((a, b, k): (&str, &str, u32), per: &[(f64, usize)], opts: &PowerOptions) 
         policy_b: b.to_string(),
         k,
         rate: r,
+        bank_se: (v / per.len() as f64).sqrt(),
         trials_per_participant: n_bar,
         design_effect,
         approximate,
@@ -371,15 +374,25 @@ fn row((a, b, k): (&str, &str, u32), per: &[(f64, usize)], opts: &PowerOptions) 
             Some(format!("the population's f({k}) is {r:.3}, not above 1/2: no number of participants shows it above"));
         return out;
     };
-    // The bank's own error on the rate, against the distance the target depends on.
-    let bank_se = (v / per.len() as f64).sqrt();
+    let bank_se = out.bank_se;
     match search(per, first, opts) {
         Some((n, achieved)) => {
             out.participants = Some(n);
             out.achieved = Some(achieved);
-            if opts.target == Target::ExceedHalf && r - 0.5 < 3.0 * bank_se {
+            // Above 1/2, N goes with 1/(r − 1/2)²: the bank's own error on r moves it.
+            let spread = |d: f64| v * ((Z95 + z_of(opts.assurance)) / d).powi(2);
+            if opts.target == Target::ExceedHalf && r - 0.5 - 2.0 * bank_se <= 0.0 {
                 out.note = Some(format!(
-                    "f({k}) = {r:.3} is within 3 of the bank's standard errors ({bank_se:.4}) of 1/2, and N depends on that distance squared: raise --bank"
+                    "f({k}) = {r:.3} is within 2 of the bank's standard errors ({bank_se:.4}) of 1/2: N is not known; raise --bank"
+                ));
+            } else if opts.target == Target::ExceedHalf
+                && spread(r - 0.5 - 2.0 * bank_se) > 1.2 * spread(r - 0.5 + 2.0 * bank_se)
+            {
+                out.note = Some(format!(
+                    "the bank's f({k}) is uncertain by ±{:.3}: N could be {:.0} to {:.0}; raise --bank to narrow it",
+                    2.0 * bank_se,
+                    spread(r - 0.5 + 2.0 * bank_se).ceil(),
+                    spread(r - 0.5 - 2.0 * bank_se).ceil()
                 ));
             } else if n == MIN_CLUSTER_PARTICIPANTS && first < n {
                 out.note =
