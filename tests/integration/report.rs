@@ -145,6 +145,14 @@ fn ualign(dir: &Path, args: &[&str]) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
+/// Runs each command in `dir` with `extra` appended; each must succeed.
+fn ualign_all(dir: &Path, commands: &[&[&str]], extra: &[&str]) {
+    for args in commands {
+        let (ok, out, err) = ualign(dir, &[args, extra].concat());
+        assert!(ok, "{args:?}: {out}{err}");
+    }
+}
+
 #[test]
 fn stats_json_schema_and_plots_from_the_binary() {
     let dir = tempfile::tempdir().unwrap();
@@ -822,27 +830,28 @@ fn a_row_won_by_length_alone_is_flagged_in_stats_and_the_dashboard() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     length_study(d);
-    for args in [
-        &["init", "length.toml"][..],
-        &["import", "length.toml", "--policy", "long", "--candidates", "long.jsonl"],
-        &["import", "length.toml", "--policy", "short", "--candidates", "short.jsonl"],
-        &["simulate", "length.toml", "--participants", "80", "--population", "pl:0", "--length-bias", "2"],
+    ualign_all(
+        d,
         &[
-            "simulate",
-            "length.toml",
-            "--participants",
-            "10",
-            "--population",
-            "pl:0",
-            "--no-preference",
-            "2",
-            "--seed",
-            "1",
+            &["init", "length.toml"],
+            &["import", "length.toml", "--policy", "long", "--candidates", "long.jsonl"],
+            &["import", "length.toml", "--policy", "short", "--candidates", "short.jsonl"],
+            &["simulate", "length.toml", "--participants", "80", "--population", "pl:0", "--length-bias", "2"],
+            &[
+                "simulate",
+                "length.toml",
+                "--participants",
+                "10",
+                "--population",
+                "pl:0",
+                "--no-preference",
+                "2",
+                "--seed",
+                "1",
+            ],
         ],
-    ] {
-        let (ok, out, err) = ualign(d, &[args, &["--db", "l.sqlite"]].concat());
-        assert!(ok, "{args:?}: {out}{err}");
-    }
+        &["--db", "l.sqlite"],
+    );
     // No bootstrap of the worths or the agreement at all: their intervals are null (this
     // panicked on an empty set of replicates once).
     let quick = ["--db", "l.sqlite", "--replicates", "200", "--model-replicates", "0", "--worth-replicates", "0"];
@@ -882,14 +891,15 @@ fn simulated_length_bias_and_ties_need_worths_and_sane_values() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     full_pool_study(d);
-    for args in [
-        &["init", "full.toml"][..],
-        &["import", "full.toml", "--policy", "sampled", "--candidates", "example/sampled.jsonl"],
-        &["import", "full.toml", "--policy", "greedy", "--candidates", "example/greedy.jsonl"],
-    ] {
-        let (ok, out, err) = ualign(d, &[args, &["--db", "full.sqlite"]].concat());
-        assert!(ok, "{args:?}: {out}{err}");
-    }
+    ualign_all(
+        d,
+        &[
+            &["init", "full.toml"],
+            &["import", "full.toml", "--policy", "sampled", "--candidates", "example/sampled.jsonl"],
+            &["import", "full.toml", "--policy", "greedy", "--candidates", "example/greedy.jsonl"],
+        ],
+        &["--db", "full.sqlite"],
+    );
     for (args, want) in [
         (&["--population", "cyclic", "--length-bias", "1"][..], "needs a Plackett–Luce population"),
         (&["--population", "pl:1", "--no-preference", "-1"], "below 0"),

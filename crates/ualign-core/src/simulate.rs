@@ -35,7 +35,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::schedule::SlotRole;
-use crate::session::{Next, Session, Submitted};
+use crate::session::{Next, PresentedTrial, Session, Submitted};
 use crate::store::{Answer, Store, StoreError};
 use crate::study::{RankMode, Study};
 
@@ -401,39 +401,7 @@ pub fn simulate_answering(
             let pool = &texts[&prompt];
             let pref =
                 prefs.entry(prompt.clone()).or_insert_with(|| preference(pop, pool.len(), i, n, seed, &prompt, &who));
-            let answer = if t.slots.iter().any(|s| s.role == SlotRole::Broken) {
-                Answer::Pick(t.slots.iter().position(|s| s.role == SlotRole::Gold).unwrap_or(0))
-            } else {
-                let slot_text: Vec<usize> = t.texts.iter().map(|x| pool.binary_search(x).unwrap_or(0)).collect();
-                let mut distinct = slot_text.clone();
-                distinct.sort_unstable();
-                distinct.dedup();
-                let shown_pref = answering_worths(pref, pool, &distinct, answering);
-                let pref = shown_pref.as_ref().unwrap_or(pref);
-                if t.mode == RankMode::Pick && ties(pref, &distinct, answering.no_preference, &mut answer_rng) {
-                    let started = std::time::Instant::now();
-                    let ms = answer_rng.random_range(800..6000);
-                    if session.submit(store, t.trial_id, &Answer::NoPreference, ms, None)? == Submitted::Saved {
-                        answers += 1;
-                        commit_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    continue;
-                }
-                let order = rank(pref, &distinct, &mut answer_rng);
-                // Slots best first. Copies of one text cannot be told apart, so which of
-                // them is chosen is left to chance (keeping the displayed order would put
-                // a bias towards the first slot into the data that `stats` checks for),
-                // from a stream of its own: the answers, by text, stay what they were.
-                let mut slots: Vec<usize> = (0..slot_text.len()).collect();
-                if distinct.len() < slots.len() {
-                    slots.shuffle(&mut rng_for(seed, &["copies", &who, &t.trial_id.to_string()]));
-                }
-                slots.sort_by_key(|&s| order.iter().position(|&x| x == slot_text[s]).unwrap_or(usize::MAX));
-                match t.mode {
-                    RankMode::Pick => Answer::Pick(slots[0]),
-                    RankMode::Order => Answer::Order(slots),
-                }
-            };
+            let answer = answer_to(&t, pool, pref, answering, (&mut answer_rng, seed, &who));
             let started = std::time::Instant::now();
             // The same participant simulated by another process at once: its answer stands.
             if session.submit(store, t.trial_id, &answer, answer_rng.random_range(800..6000), None)? == Submitted::Saved
@@ -444,6 +412,44 @@ pub fn simulate_answering(
         }
     }
     Ok(Simulated { answers, commit_ms })
+}
+
+/// A simulated participant's answer to trial `t` under `pref` (over the prompt's `pool`):
+/// the intact text of an attention check, "no preference" as Davidson's ν has it, else
+/// the pick or the order their preference draws.
+fn answer_to(
+    t: &PresentedTrial,
+    pool: &[String],
+    pref: &Preference,
+    answering: Answering,
+    (rng, seed, who): (&mut ChaCha8Rng, u64, &str),
+) -> Answer {
+    if t.slots.iter().any(|s| s.role == SlotRole::Broken) {
+        return Answer::Pick(t.slots.iter().position(|s| s.role == SlotRole::Gold).unwrap_or(0));
+    }
+    let slot_text: Vec<usize> = t.texts.iter().map(|x| pool.binary_search(x).unwrap_or(0)).collect();
+    let mut distinct = slot_text.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let shown_pref = answering_worths(pref, pool, &distinct, answering);
+    let pref = shown_pref.as_ref().unwrap_or(pref);
+    if t.mode == RankMode::Pick && ties(pref, &distinct, answering.no_preference, rng) {
+        return Answer::NoPreference;
+    }
+    let order = rank(pref, &distinct, rng);
+    // Slots best first. Copies of one text cannot be told apart, so which of them is
+    // chosen is left to chance (keeping the displayed order would put a bias towards the
+    // first slot into the data that `stats` checks for), from a stream of its own: the
+    // answers, by text, stay what they were.
+    let mut slots: Vec<usize> = (0..slot_text.len()).collect();
+    if distinct.len() < slots.len() {
+        slots.shuffle(&mut rng_for(seed, &["copies", who, &t.trial_id.to_string()]));
+    }
+    slots.sort_by_key(|&s| order.iter().position(|&x| x == slot_text[s]).unwrap_or(usize::MAX));
+    match t.mode {
+        RankMode::Pick => Answer::Pick(slots[0]),
+        RankMode::Order => Answer::Order(slots),
+    }
 }
 
 /// The worths a participant answers a trial showing `distinct` (pool indices) by: their
