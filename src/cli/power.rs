@@ -109,7 +109,7 @@ impl Cmd {
                     );
                 };
                 let name = format!(
-                    "pilot {} ({} participants, {} classes, weights {})",
+                    "pilot {} ({} participants, {} classes, weights {}; its \"no preference\" answers are not modelled: the bank never ties)",
                     path.display(),
                     fit.participants,
                     fit.classes,
@@ -170,10 +170,12 @@ fn render(r: &PowerReport) -> String {
             s.push_str(&format!("  k = {}: {note}\n", row.k));
         }
     }
-    s.push_str(&match r.participants {
-        Some(n) => format!("{n} participants reach the target at every k\n"),
-        None => "no number of participants within the search reaches the target at every k (see the notes)\n".into(),
+    s.push_str(&match (r.participants, r.achieved) {
+        (Some(n), Some(a)) => {
+            format!("{n} participants reach the target at every k at once, in {:.0}% of simulated studies\n", 100.0 * a)
+        }
+        _ => "no number of participants within the search reaches the target at every k (see the notes)\n".into(),
     });
-    s.push_str("(trials: a participant's answered trials of the row; deff: the design effect, the variance of f(k) over that of as many independent trials; approx.: the normal approximation's N; participants: the smallest N, from 20, at which the share of simulated studies reaching the target is at least the power)\n");
+    s.push_str("(trials: a participant's answered trials of the row; deff: the design effect, the variance of f(k) over that of as many independent trials; approx.: the normal approximation's N; participants: the smallest N, from 20, at which the share of simulated studies reaching the target is at least the power, each study judged by the normal approximation of stats's cluster interval)\n");
     s
 }

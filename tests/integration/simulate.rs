@@ -182,7 +182,9 @@ fn power_gives_participants_per_row_from_a_population_or_a_pilot() {
         let (n, approx) = (r["participants"].as_u64().unwrap(), r["approximate"].as_u64().unwrap());
         assert!(n >= 20 && n as f64 >= 0.9 * approx as f64 && r["achieved"].as_f64().unwrap() >= 0.8, "{r}");
     }
-    assert_eq!(v["participants"].as_u64(), rows.iter().map(|r| r["participants"].as_u64().unwrap()).max());
+    // Every row at once needs at least the largest row's N, and reaches the target jointly.
+    let largest = rows.iter().map(|r| r["participants"].as_u64().unwrap()).max().unwrap();
+    assert!(v["participants"].as_u64().unwrap() >= largest && v["achieved"].as_f64().unwrap() >= 0.8, "{v}");
     // A narrower interval needs more participants.
     let narrow = power(&["--population", "pl:0", "--half-width", "0.025", "--bank", "2000"]);
     assert!(narrow["participants"].as_u64().unwrap() > 3 * v["participants"].as_u64().unwrap(), "{narrow}");

@@ -251,10 +251,13 @@ pub(crate) fn observations(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64,
             0.5
         } else {
             let Some(choice) = a.choice else { continue };
-            let shown: Vec<String> = match &texts {
-                Some(t) => t.iter().map(|x| x.to_string()).collect(),
-                None => a.candidate_ids.iter().map(|_| String::new()).collect(),
-            };
+            // A text not known (never, for a sound database) reads as empty, the others as
+            // they are.
+            let shown: Vec<String> = a
+                .candidate_ids
+                .iter()
+                .map(|id| texts_by_id.get(id).map_or_else(String::new, |t| t.to_string()))
+                .collect();
             if shown.len() != a.slots.len() || choice >= shown.len() {
                 continue;
             }
@@ -288,7 +291,11 @@ fn choice_set(slots: &[Slot], texts: &[&str], choice: Option<usize>) -> ChoiceSe
         .iter()
         .map(|d| {
             let first = texts.iter().position(|t| t == d).unwrap_or(0);
-            TextOption { a_share: slot_split_score(slots, &owned, first), length: d.chars().count() as f64 }
+            TextOption {
+                a_share: slot_split_score(slots, &owned, first),
+                a_slots: slots.iter().zip(texts).filter(|(s, t)| s.role == SlotRole::A && *t == d).count() as f64,
+                length: d.chars().count() as f64,
+            }
         })
         .collect();
     let chosen = choice.and_then(|c| texts.get(c)).and_then(|t| distinct.iter().position(|d| d == t));
@@ -327,6 +334,7 @@ mod tests {
         let shares: Vec<f64> = set.options.iter().map(|o| o.a_share).collect();
         let lengths: Vec<f64> = set.options.iter().map(|o| o.length).collect();
         assert_eq!((shares, lengths, set.chosen), (vec![2.0 / 3.0, 1.0], vec![4.0, 10.0], Some(0)));
+        assert_eq!(set.options.iter().map(|o| o.a_slots).collect::<Vec<_>>(), vec![2.0, 1.0]);
         // Characters, not bytes; "no preference" chooses nothing.
         let set = choice_set(&slots[..2], &["éé", "b"], None);
         assert_eq!((set.options[0].length, set.chosen), (2.0, None));

@@ -45,6 +45,8 @@ pub const TOO_FEW: &str = "fewer than 20 participants: too few to estimate betwe
 pub(crate) struct TextOption {
     /// A's share of the text's slots: its slot-split score for A.
     pub(crate) a_share: f64,
+    /// How many of A's slots showed it.
+    pub(crate) a_slots: f64,
     /// Its length in characters.
     pub(crate) length: f64,
 }
@@ -266,7 +268,9 @@ pub(crate) fn fit(trials: &[Trial], ties_offered: bool) -> Option<LengthControl>
         (participants >= MIN_CLUSTER_PARTICIPANTS).then(|| sandwich(&model, (&who, &data), &theta, rate)).flatten();
     let (a_len, b_len) = side_lengths(trials);
     let ties = trials.iter().filter(|(_, s)| s.chosen.is_none()).count();
-    let se = |i: usize| cov.as_ref().map_or(f64::NAN, |c| c[i].max(0.0).sqrt());
+    // A variance that came out NaN stays NaN (max would make it 0, a zero-width interval).
+    let se =
+        |i: usize| cov.as_ref().map_or(f64::NAN, |c| if c[i].is_finite() { c[i].max(0.0).sqrt() } else { f64::NAN });
     let dims = model.dims();
     let at = |param: usize| dims.iter().position(|&i| i == param);
     let (se_rate, se_beta, se_gamma) = (se(dims.len()), at(1).map_or(f64::NAN, se), at(2).map_or(f64::NAN, se));
@@ -338,14 +342,7 @@ fn side_lengths(trials: &[Trial]) -> (f64, f64) {
     let (mut a, mut na, mut b, mut nb) = (0.0, 0.0, 0.0, 0.0);
     for (_, s) in trials {
         for o in &s.options {
-            // A text's share m/(m+1) or 1 says how many of its slots were A's.
-            let (m, in_b) = if o.a_share >= 1.0 {
-                (1.0, 0.0)
-            } else if o.a_share <= 0.0 {
-                (0.0, 1.0)
-            } else {
-                (o.a_share / (1.0 - o.a_share), 1.0)
-            };
+            let (m, in_b) = (o.a_slots, if o.a_share < 1.0 { 1.0 } else { 0.0 });
             a += m * o.length;
             na += m;
             b += in_b * o.length;
@@ -429,6 +426,7 @@ mod tests {
                 let options: Vec<TextOption> = (0..=k)
                     .map(|j| TextOption {
                         a_share: if j < k { 1.0 } else { 0.0 },
+                        a_slots: if j < k { 1.0 } else { 0.0 },
                         // A writes longer texts than B.
                         length: rng.random_range(20.0..200.0) * if j < k { 1.5 } else { 1.0 },
                     })
@@ -513,7 +511,12 @@ mod tests {
 
     #[test]
     fn equal_lengths_copies_and_too_few_participants_are_said_so() {
-        let opt = |a_share, length| TextOption { a_share, length };
+        // A's share m/(m+1) of a text B also shows is in m of A's slots; 1: in one.
+        let opt = |a_share: f64, length| TextOption {
+            a_share,
+            a_slots: if a_share >= 1.0 { 1.0 } else { a_share / (1.0 - a_share) },
+            length,
+        };
         let set = |chosen| ChoiceSet { options: vec![opt(1.0, 10.0), opt(0.0, 10.0)], chosen };
         let trials: Vec<(String, ChoiceSet)> =
             (0..100).map(|i| (format!("p{}", i % 40), set(if i % 3 == 0 { Some(1) } else { Some(0) }))).collect();

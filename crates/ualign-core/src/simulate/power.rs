@@ -12,11 +12,14 @@
 //!    the ratio estimator's variance per participant V = mean((s_i − r·n_i)²)/n̄² holds the
 //!    design effect of many trials per participant (V over r(1−r)/n̄, reported);
 //! 2. studies of N participants drawn from the bank (with replacement, `studies` of
-//!    them, the same draws at every N) are each judged as `stats` judges one — the
-//!    interval r̂ ± 1.96·SE from its own participants — and N is the smallest, from 20
+//!    them, each on a stream of its own so the study of N + 1 is that of N with one
+//!    more) are each judged by the normal approximation of `stats`'s cluster interval —
+//!    r̂ ± 1.96·SE from its own participants — and N is the smallest, from 20
 //!    (below which `stats` gives no cluster interval), at which at least `assurance` of
 //!    them reach the target: every such study's interval is at most ±H wide, or excludes
-//!    1/2 from above.
+//!    1/2 from above. The study's N is searched the same way with every row judged in
+//!    each study at once: rows that each reach the target in 80% of studies reach it
+//!    together in fewer.
 //!
 //! The bank is a finite sample of the population (its rate is reported); `power`'s
 //! figures are checked against studies simulated and analysed by `simulate` and `stats`
@@ -134,8 +137,11 @@ pub struct PowerReport {
     pub bank: usize,
     pub studies: usize,
     pub rows: Vec<PowerRow>,
-    /// The N that reaches the target in every row (none if some row cannot).
+    /// The N at which at least the assurance of studies reach the target in every row at
+    /// once (none if some row cannot).
     pub participants: Option<usize>,
+    /// The share of studies of `participants` that did.
+    pub achieved: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,8 +156,15 @@ pub enum PowerError {
     NoBestOfK,
 }
 
-/// Per f(k) row, each bank participant's (score, trials).
-type Bank = BTreeMap<(String, String, u32), Vec<(f64, usize)>>;
+/// An f(k) row: (A, B, k).
+type RowKey = (String, String, u32);
+
+/// The bank: its f(k) rows, and each participant's (score, trials) in every row ((0, 0)
+/// where they saw none of the row), kept together so a study draws whole participants.
+struct Bank {
+    rows: Vec<RowKey>,
+    people: Vec<Vec<(f64, usize)>>,
+}
 
 /// How many participants the study needs, per f(k) row and for all of them.
 pub fn power(
@@ -161,13 +174,26 @@ pub fn power(
     name: &str,
     opts: &PowerOptions,
 ) -> Result<PowerReport, PowerError> {
-    let bank = bank(study, store, source, opts)?;
-    if bank.is_empty() {
+    if matches!(source, Source::Fitted(c) if c.is_empty()) {
         return Err(PowerError::NoBestOfK);
     }
-    let rows: Vec<PowerRow> = bank.iter().map(|((a, b, k), per)| row((a, b, *k), per, opts)).collect();
-    let participants =
-        rows.iter().map(|r| r.participants).collect::<Option<Vec<usize>>>().and_then(|v| v.into_iter().max());
+    let bank = bank(study, store, source, opts)?;
+    if bank.rows.is_empty() {
+        return Err(PowerError::NoBestOfK);
+    }
+    let column = |r: usize| -> Vec<(f64, usize)> { bank.people.iter().map(|p| p[r]).collect() };
+    let rows: Vec<PowerRow> =
+        bank.rows.iter().enumerate().map(|(i, (a, b, k))| row((a, b, *k), &column(i), opts)).collect();
+    // Every row at once: a study counts where all its rows reach the target (rows that
+    // each reach it in 80% of studies reach it together in fewer).
+    let participants = rows.iter().map(|r| r.participants).collect::<Option<Vec<usize>>>().and_then(|v| {
+        let first = v.into_iter().max()?;
+        let all = |drawn: &[usize]| {
+            (0..bank.rows.len())
+                .all(|r| reaches(&drawn.iter().map(|&i| bank.people[i][r]).collect::<Vec<_>>(), opts.target))
+        };
+        search(first, opts, |n| share(bank.people.len(), n, opts, all))
+    });
     Ok(PowerReport {
         study: study.name.clone(),
         source: name.to_string(),
@@ -176,7 +202,8 @@ pub fn power(
         bank: opts.bank,
         studies: opts.studies,
         rows,
-        participants,
+        participants: participants.map(|p| p.0),
+        achieved: participants.map(|p| p.1),
     })
 }
 
@@ -194,7 +221,7 @@ fn bank(study: &Study, store: &Store, source: &Source, opts: &PowerOptions) -> R
         pool.sort();
         pool.dedup();
     }
-    let mut out = Bank::new();
+    let mut people: Vec<BTreeMap<RowKey, (f64, usize)>> = Vec::with_capacity(opts.bank);
     let mut draw = rng_for(opts.seed, &["power", "classes"]);
     for i in 0..opts.bank {
         let who = format!("power-{}-{i}", opts.seed);
@@ -247,11 +274,14 @@ fn bank(study: &Study, store: &Store, source: &Source, opts: &PowerOptions) -> R
             e.0 += score;
             e.1 += 1;
         }
-        for (key, v) in mine {
-            out.entry(key).or_default().push(v);
-        }
+        people.push(mine);
     }
-    Ok(out)
+    let mut rows: Vec<(String, String, u32)> = people.iter().flat_map(|m| m.keys().cloned()).collect();
+    rows.sort();
+    rows.dedup();
+    let people =
+        people.iter().map(|m| rows.iter().map(|key| m.get(key).copied().unwrap_or_default()).collect()).collect();
+    Ok(Bank { rows, people })
 }
 
 /// A class by its weight.
@@ -288,16 +318,17 @@ fn reaches(per: &[(f64, usize)], target: Target) -> bool {
     }
 }
 
-/// The share of `opts.studies` studies of `n` participants drawn from `per` that reach
-/// the target (the same draws' seed at every n).
-fn share(per: &[(f64, usize)], n: usize, opts: &PowerOptions) -> f64 {
-    let mut rng = rng_for(opts.seed, &["power", "studies"]);
-    let mut study = Vec::with_capacity(n);
+/// The share of `opts.studies` studies of `n` participants drawn (with replacement) from
+/// a bank of `bank` that `judge` passes. Each study has its own stream, so the study of
+/// n + 1 participants is the study of n with one more: the share moves with n alone.
+fn share(bank: usize, n: usize, opts: &PowerOptions, judge: impl Fn(&[usize]) -> bool) -> f64 {
+    let mut drawn = Vec::with_capacity(n);
     let hits = (0..opts.studies)
-        .filter(|_| {
-            study.clear();
-            study.extend((0..n).map(|_| per[rng.random_range(0..per.len())]));
-            reaches(&study, opts.target)
+        .filter(|j| {
+            let mut rng = rng_for(opts.seed, &["power", "studies", &j.to_string()]);
+            drawn.clear();
+            drawn.extend((0..n).map(|_| rng.random_range(0..bank)));
+            judge(&drawn)
         })
         .count();
     hits as f64 / opts.studies as f64
@@ -375,7 +406,8 @@ fn row((a, b, k): (&str, &str, u32), per: &[(f64, usize)], opts: &PowerOptions) 
         return out;
     };
     let bank_se = out.bank_se;
-    match search(per, first, opts) {
+    let judge = |drawn: &[usize]| reaches(&drawn.iter().map(|&i| per[i]).collect::<Vec<_>>(), opts.target);
+    match search(first, opts, |n| share(per.len(), n, opts, judge)) {
         Some((n, achieved)) => {
             out.participants = Some(n);
             out.achieved = Some(achieved);
@@ -409,18 +441,21 @@ fn row((a, b, k): (&str, &str, u32), per: &[(f64, usize)], opts: &PowerOptions) 
 /// The smallest N from 20 at which the share of simulated studies reaching the target is
 /// at least the assurance: up from the approximation by a tenth until reached, then down
 /// by bisection to the smallest.
-fn search(per: &[(f64, usize)], first: usize, opts: &PowerOptions) -> Option<(usize, f64)> {
+fn search(first: usize, opts: &PowerOptions, share_at: impl Fn(usize) -> f64) -> Option<(usize, f64)> {
     let ok = |n: usize| {
-        let s = share(per, n, opts);
+        let s = share_at(n);
         (s >= opts.assurance).then_some(s)
     };
     let floor = MIN_CLUSTER_PARTICIPANTS;
     if let Some(s) = ok(floor) {
         return Some((floor, s));
     }
-    // `lo` falls short; grow `hi` until it reaches the target.
+    // `lo` falls short; grow `hi` until it reaches the target, never past the limit.
+    if opts.max_participants <= floor {
+        return None;
+    }
     let mut lo = floor;
-    let mut hi = first.clamp(floor + 1, opts.max_participants.max(floor + 1));
+    let mut hi = first.clamp(floor + 1, opts.max_participants);
     let mut found = loop {
         if let Some(s) = ok(hi) {
             break (hi, s);
@@ -496,7 +531,9 @@ mod tests {
         let r = row(("a", "b", 1), &per, &opts(Target::HalfWidth(0.02)));
         let (n, approx) = (r.participants.unwrap(), r.approximate.unwrap());
         assert!(approx.abs_diff(792) < 30 && n.abs_diff(approx) < approx / 10, "{r:?}");
-        assert!(r.achieved.unwrap() >= 0.8 && share(&per, n - 1, &opts(Target::HalfWidth(0.02))) < 0.8, "{r:?}");
+        let o = opts(Target::HalfWidth(0.02));
+        let judge = |d: &[usize]| reaches(&d.iter().map(|&i| per[i]).collect::<Vec<_>>(), o.target);
+        assert!(r.achieved.unwrap() >= 0.8 && share(per.len(), n - 1, &o, judge) < 0.8, "{r:?}");
     }
 
     #[test]
