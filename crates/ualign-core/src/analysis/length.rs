@@ -252,18 +252,8 @@ pub(crate) fn fit(trials: &[Trial], ties_offered: bool) -> Option<LengthControl>
             / n
     };
     let rate = rate_at(0.0);
-    let participants = {
-        let mut distinct: Vec<&str> = who.iter().map(|w| w.0).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        distinct.len()
-    };
-    let prompts = {
-        let mut distinct: Vec<&str> = who.iter().map(|w| w.1).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        distinct.len()
-    };
+    let participants = who.iter().map(|w| w.0).collect::<std::collections::BTreeSet<&str>>().len();
+    let prompts = who.iter().map(|w| w.1).collect::<std::collections::BTreeSet<&str>>().len();
     let cov =
         (participants >= MIN_CLUSTER_PARTICIPANTS).then(|| sandwich(&model, (&who, &data), &theta, rate)).flatten();
     let (a_len, b_len) = side_lengths(trials);
