@@ -7,7 +7,7 @@ use ualign_core::analysis::diversity::Diversity;
 use ualign_core::analysis::fk::{self, FkRow};
 use ualign_core::analysis::length::{self, LengthControl};
 use ualign_core::analysis::quality::Quality;
-use ualign_core::analysis::report::{Options, Report};
+use ualign_core::analysis::report::{Options, PerPerson, PersonLine, Report};
 
 /// Report what the answers so far say: empirical f(k) against k/(k+1), rankings, the
 /// equilibrium policies over each prompt's pool, diversity and data quality.
@@ -18,6 +18,10 @@ pub(crate) struct Cmd {
     /// Machine-readable output (schema in README.md)
     #[arg(long)]
     json: bool,
+    /// Also write every participant's rankings, too-fast answers and attention checks to
+    /// FILE, one JSON object per line (the report itself only summarises them)
+    #[arg(long, value_name = "FILE.jsonl")]
+    per_participant: Option<std::path::PathBuf>,
 }
 
 /// A study's database and the analysis settings: what stats, plot and dashboard read.
@@ -37,8 +41,13 @@ impl ReportArgs {
 
     /// The report, and the study it is of (its title heads a figure).
     pub(crate) fn compute_with_study(&self) -> anyhow::Result<(ualign_core::study::Study, Report)> {
+        self.compute_streaming(None)
+    }
+
+    /// The report, every participant's lines handed to `per_person` as they are made.
+    fn compute_streaming(&self, per_person: PerPerson<'_>) -> anyhow::Result<(ualign_core::study::Study, Report)> {
         let (study, store, integrity) = self.target.open_for_reading()?;
-        let report = Report::compute(&study, &store, &self.analysis.options(&study));
+        let report = Report::compute_with(&study, &store, &self.analysis.options(&study), per_person);
         // A damaged file is reported instead of whatever was computed from it.
         integrity.finish()?;
         Ok((study, report?))
@@ -92,13 +101,84 @@ impl AnalysisArgs {
 
 impl Cmd {
     pub(crate) fn run(self) -> anyhow::Result<()> {
-        let report = self.report.compute()?;
+        let report = match &self.per_participant {
+            None => self.report.compute()?,
+            Some(path) => {
+                let mut file = PersonFile::create(path)?;
+                let mut write = |line: PersonLine<'_>| file.write(&line);
+                match self.report.compute_streaming(Some(&mut write)) {
+                    Ok((_, report)) => {
+                        file.finish()?;
+                        report
+                    }
+                    Err(e) => {
+                        file.abandon();
+                        return Err(e);
+                    }
+                }
+            }
+        };
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             print!("{}", render(&report));
         }
         Ok(())
+    }
+}
+
+/// `--per-participant FILE.jsonl`: written beside its final name and renamed into place
+/// when whole, so a failed run leaves no half-written file (nor a half-replaced one).
+struct PersonFile {
+    path: std::path::PathBuf,
+    partial: std::path::PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    error: Option<std::io::Error>,
+}
+
+impl PersonFile {
+    fn create(path: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let mut name = path.file_name().context("--per-participant needs a file name, e.g. people.jsonl")?.to_owned();
+        name.push(".partial");
+        let partial = path.with_file_name(name);
+        let file = std::fs::File::create(&partial).with_context(|| {
+            format!("cannot create {} (--per-participant): is its folder there and writable?", partial.display())
+        })?;
+        Ok(Self { path: path.to_owned(), partial, out: std::io::BufWriter::new(file), error: None })
+    }
+
+    /// One line; the first write error is kept and the rest skipped.
+    fn write(&mut self, line: &PersonLine<'_>) {
+        use std::io::Write;
+        if self.error.is_none() {
+            let written = serde_json::to_writer(&mut self.out, line).map_err(std::io::Error::from);
+            if let Err(e) = written.and_then(|()| self.out.write_all(b"\n")) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// The report failed: no file, not even the partial one.
+    fn abandon(self) {
+        drop(self.out);
+        let _ = std::fs::remove_file(&self.partial);
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let Self { path, partial, out, error } = self;
+        let done = match error {
+            Some(e) => Err(e),
+            None => out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()),
+        };
+        if let Err(e) = done {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e)
+                .with_context(|| format!("writing {} (--per-participant) failed; nothing was kept", path.display()));
+        }
+        std::fs::rename(&partial, &path)
+            .with_context(|| format!("cannot move {} to {}", partial.display(), path.display()))
     }
 }
 
@@ -111,10 +191,11 @@ pub(crate) fn render(r: &Report) -> String {
     );
     s += &render_fk(&r.fk);
     s += &render_length(&r.fk);
-    let model = r.rankings.iter().filter(|k| k.method == "pl_mixture").count();
+    let model = r.rankings.by_method.get("pl_mixture").copied().unwrap_or(0);
     s += &format!(
-        "\nper-participant rankings: {} (participant, prompt) pairs; population worths for {} responses; see --json\n",
-        r.rankings.len() - model,
+        "\nper-participant rankings: {} (participant, prompt) pairs; population worths for {} responses; \
+         each ranking: --per-participant FILE.jsonl\n",
+        r.rankings.total() - model,
         r.population.len()
     );
     if model > 0 {
@@ -444,9 +525,11 @@ fn render_quality(q: &Quality) -> String {
     if let Some(m) = q.median_response_ms {
         s.push_str(&format!("  median response time: {m} ms\n"));
     }
-    s.push_str(&format!("  participants with answers under {} ms: {}\n", q.too_fast_ms, q.too_fast.len()));
-    let failed = q.attention.iter().filter(|(_, f, _)| *f > 0).count();
-    s.push_str(&format!("  participants failing an attention check: {failed} of {}\n", q.attention.len()));
+    s.push_str(&format!("  participants with answers under {} ms: {}\n", q.too_fast_ms, q.too_fast.flagged));
+    s.push_str(&format!(
+        "  participants failing an attention check: {} of {}\n",
+        q.attention.flagged, q.attention.participants
+    ));
     let (same, n) = q.repeat_agreement;
     if n > 0 {
         s.push_str(&format!(

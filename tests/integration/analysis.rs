@@ -116,7 +116,7 @@ fn maximal_lotteries_equal_pref_voting() {
 /// ranking and the counterfactual rows.
 #[test]
 fn a_report_from_records_needs_no_database() {
-    use ualign_core::analysis::report::{Options, Records, Report};
+    use ualign_core::analysis::report::{Options, PersonLine, Records, Report};
     use ualign_core::schedule::{Slot, SlotRole};
     use ualign_core::store::{BestOfKAnswer, Candidate, Progress, QualityCounts, RankAnswer};
 
@@ -168,19 +168,26 @@ fn a_report_from_records_needs_no_database() {
         quality: QualityCounts::default(),
         progress: Progress { participants: 2, completed: 0, answered: 5, trials: 22 },
     };
-    let r =
-        Report::from_records(&s, &records, &Options { replicates: 50, worth_replicates: 5, ..Options::for_study(&s) });
+    let mut rankings = Vec::new();
+    let mut keep = |line: PersonLine<'_>| {
+        if let PersonLine::Ranking(r) = line {
+            rankings.push(r.clone());
+        }
+    };
+    let opts = Options { replicates: 50, worth_replicates: 5, ..Options::for_study(&s) };
+    let r = Report::from_records_with(&s, &records, &opts, Some(&mut keep));
     let row = &r.fk[0];
     assert_eq!((row.k, row.n, row.wins, row.ties, row.losses, row.participants), (1, 4, 1, 2, 1, 2));
     assert!((row.rate - 0.5).abs() < 1e-12);
-    let given: Vec<_> = r.rankings.iter().filter(|k| k.method != "pl_mixture").collect();
+    assert_eq!(r.rankings.total(), rankings.len(), "counted as handed out");
+    let given: Vec<_> = rankings.iter().filter(|k| k.method != "pl_mixture").collect();
     assert_eq!(given.len(), 1);
     assert_eq!(given[0].order, [2, 1], "the order as given, best first, 3 (a copy of 1) as 1");
     assert_eq!(given[0].method, "order");
     // The population model: both participants' choices; identical texts are one response.
     let model = r.population_model.as_ref().expect("a model of the choices");
     assert_eq!(model.participants, 2);
-    let mixture: Vec<_> = r.rankings.iter().filter(|k| k.method == "pl_mixture").collect();
+    let mixture: Vec<_> = rankings.iter().filter(|k| k.method == "pl_mixture").collect();
     assert!(mixture.iter().all(|k| k.order.len() == 2 && k.certainty.is_some()), "{mixture:?}");
     assert_eq!(r.progress.answered, 5);
 }

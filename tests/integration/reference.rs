@@ -66,9 +66,41 @@ fn without_the_model(json: &str) -> serde_json::Value {
             r.as_object_mut().unwrap().shift_remove("method");
         });
     }
-    if let Some(rows) = o.get_mut("rankings").and_then(|e| e.as_array_mut()) {
-        rows.retain(|r| r["method"] != "pl_mixture");
+    v
+}
+
+/// The report in the shape it was recorded in, before per-person detail moved out of it to
+/// `--per-participant`: the rankings and the quality checks' per-participant lists are
+/// put back from that file, so the recording holds every one of them to what it was.
+fn as_recorded(mut v: serde_json::Value, per_participant: &str) -> serde_json::Value {
+    let (mut rankings, mut too_fast, mut attention) = (Vec::new(), Vec::new(), Vec::new());
+    for line in per_participant.lines() {
+        let mut l: serde_json::Value = serde_json::from_str(line).unwrap();
+        match l["kind"].as_str().unwrap() {
+            "ranking" if l["method"] != "pl_mixture" => {
+                l.as_object_mut().unwrap().shift_remove("kind");
+                rankings.push(l);
+            }
+            "ranking" => {}
+            "too_fast" => too_fast.push(serde_json::json!([l["participant"], l["too_fast"], l["answers"]])),
+            "attention" => attention.push(serde_json::json!([l["participant"], l["failed"], l["checks"]])),
+            other => panic!("unknown line kind {other}"),
+        }
     }
+    let given: u64 = v["rankings"]["by_method"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(m, _)| *m != "pl_mixture")
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(given as usize, rankings.len(), "the report's count of rankings is the file's");
+    assert_eq!(v["quality"]["too_fast"]["participants"].as_u64().unwrap() as usize, too_fast.len());
+    assert_eq!(v["quality"]["attention"]["participants"].as_u64().unwrap() as usize, attention.len());
+    let o = v.as_object_mut().unwrap();
+    o["rankings"] = rankings.into();
+    o["quality"]["too_fast"] = too_fast.into();
+    o["quality"]["attention"] = attention.into();
     v
 }
 
@@ -117,10 +149,12 @@ fn stats_on_the_reference_study_is_unchanged() {
     // The population model came later: its parts are left out of the recorded JSON, so
     // everything that was there is held to what it was; the text is recorded with them.
     let model = ["--model-replicates", "2", "--max-classes", "2"];
+    let people = ["--per-participant", "people.jsonl"];
     let (ok, json, err) =
-        ualign(dir.path(), &[&["stats", "full.toml", "--db", "full.sqlite", "--json"][..], &model].concat());
+        ualign(dir.path(), &[&["stats", "full.toml", "--db", "full.sqlite", "--json"][..], &model, &people].concat());
     assert!(ok, "{err}");
-    same_json_as_recorded("stats.json", without_the_model(&json));
+    let lines = std::fs::read_to_string(dir.path().join("people.jsonl")).unwrap();
+    same_json_as_recorded("stats.json", as_recorded(without_the_model(&json), &lines));
     let (ok, text, err) = ualign(dir.path(), &[&["stats", "full.toml", "--db", "full.sqlite"][..], &model].concat());
     assert!(ok, "{err}");
     same_as_recorded("stats.txt", &text);

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ualign_core::analysis::equilibria::{self, Order};
-use ualign_core::analysis::report::{Options, Report};
+use ualign_core::analysis::ranking::Ranking;
+use ualign_core::analysis::report::{Options, PersonLine, Report};
 use ualign_core::pools::import::import_candidates;
 use ualign_core::simulate::{Population, simulate};
 use ualign_core::store::Store;
@@ -47,6 +48,18 @@ fn simulated_with(
     import_candidates(&mut store, &s, "greedy", &dir.join("example/greedy.jsonl"), false).unwrap();
     simulate(&s, &mut store, participants, population, seed).unwrap();
     (s, store)
+}
+
+/// The report and every participant's ranking, as `--per-participant` writes them.
+fn with_rankings(s: &study::Study, store: &Store, opts: &Options) -> (Report, Vec<Ranking>) {
+    let mut rankings = Vec::new();
+    let mut keep = |line: PersonLine<'_>| {
+        if let PersonLine::Ranking(r) = line {
+            rankings.push(r.clone());
+        }
+    };
+    let report = Report::compute_with(s, store, opts, Some(&mut keep)).unwrap();
+    (report, rankings)
 }
 
 fn options(s: &study::Study) -> Options {
@@ -92,7 +105,7 @@ fn certified_rates_are_recomputed_exactly_from_the_rankings() {
     // independently built orders: the report must agree to rounding.
     let dir = tempfile::tempdir().unwrap();
     let (s, store) = simulated(dir.path(), 40, &Population::PlackettLuce(1.5));
-    let r = Report::compute(&s, &store, &options(&s)).unwrap();
+    let (r, rankings) = with_rankings(&s, &store, &options(&s));
     let row = r.equilibria.iter().find(|e| e.policy == "nlhf" && e.k == 4 && e.method == "orders").unwrap();
     let texts: std::collections::HashMap<i64, String> = common::sql(store.path())
         .prepare("SELECT id, text FROM candidates WHERE prompt_id = ?1")
@@ -102,8 +115,7 @@ fn certified_rates_are_recomputed_exactly_from_the_rankings() {
         .map(Result::unwrap)
         .collect();
     let reps: Vec<&str> = row.distribution.iter().map(|m| texts[&m.candidate].as_str()).collect();
-    let orders: Vec<Order> = r
-        .rankings
+    let orders: Vec<Order> = rankings
         .iter()
         .filter(|k| k.prompt == row.prompt && k.method != "pl_mixture")
         .map(|k| {
@@ -191,10 +203,27 @@ fn stats_json_schema_and_plots_from_the_binary() {
     for key in ["policy_a", "policy_b", "k", "n", "wins", "ties", "rate", "ci_low", "ci_high", "bound"] {
         assert!(fk.get(key).is_some(), "fk rows lack {key}");
     }
-    let rk = &v["rankings"][0];
+    // Per-person detail is counted in the report and written, line by line, only on request.
+    let rk = &v["rankings"]["by_method"];
+    assert!(rk["order"].as_u64().unwrap() > 0 && rk["pl_mixture"].as_u64().unwrap() > 0, "{rk}");
+    let (ok, _, err) = ualign(
+        d,
+        &[
+            &["stats", "full.toml", "--replicates", "100", "--k-max", "4", "--per-participant", "people.jsonl"][..],
+            &quick,
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    let lines = std::fs::read_to_string(d.join("people.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rankings: Vec<_> = lines.iter().filter(|l| l["kind"] == "ranking").collect();
+    let counted: u64 = rk.as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(rankings.len() as u64, counted, "the file holds every ranking the report counts");
     for key in ["participant", "prompt", "order", "method"] {
-        assert!(rk.get(key).is_some(), "rankings lack {key}");
+        assert!(rankings.iter().all(|r| r.get(key).is_some()), "ranking lines lack {key}");
     }
+    assert!(!d.join("people.jsonl.partial").exists(), "the partial file is renamed into place");
     let eq = v["equilibria"].as_array().unwrap();
     assert_eq!(eq.iter().map(|e| e["k"].as_u64().unwrap()).max(), Some(4));
     for key in ["prompt", "k", "policy", "distribution", "certified_win_rate", "gap"] {
@@ -760,7 +789,7 @@ fn picks_and_orders_of_parts_of_a_pool_are_no_whole_pool_rankings() {
             assert!(text.contains("trials = 24"));
             text
         });
-        let r = Report::compute(&s, &store, &options(&s)).unwrap();
+        let (r, rankings) = with_rankings(&s, &store, &options(&s));
         assert!(r.equilibria.iter().all(|e| e.method == "pl_mixture"), "{mode}: exact rows from estimated rankings");
         assert_eq!(r.equilibria_skipped.len(), s.prompts.len(), "{mode}");
         for skipped in &r.equilibria_skipped {
@@ -768,7 +797,7 @@ fn picks_and_orders_of_parts_of_a_pool_are_no_whole_pool_rankings() {
             assert!(skipped.participants_partial > 0, "{mode}: {skipped:?}");
         }
         // Between them, the answers did name every response of the pools.
-        let named = r.rankings.iter().filter(|k| k.method != "pl_mixture" && k.order.len() >= 5).count();
+        let named = rankings.iter().filter(|k| k.method != "pl_mixture" && k.order.len() >= 5).count();
         assert!(named > 0, "{mode}: no estimated ranking named the pool's responses");
     }
 }

@@ -261,10 +261,10 @@ fn side_lines(r: &Report, chart: &FkChart, theme: Theme, bar_width: usize, compa
             Span::styled(if flag { text::FLAG } else { "" }, theme.style(Color::Yellow)),
         ]));
     }
-    let fast = q.too_fast.len();
-    let failed = q.attention.iter().filter(|(_, f, _)| *f > 0).count();
+    let fast = q.too_fast.flagged;
+    let failed = q.attention.flagged;
     lines.push(flagged(text::too_fast(q.too_fast_ms, fast), fast > 0, theme));
-    lines.push(flagged(text::failed_attention(failed, q.attention.len()), failed > 0, theme));
+    lines.push(flagged(text::failed_attention(failed, q.attention.participants), failed > 0, theme));
     let (same, n) = q.repeat_agreement;
     if n > 0 {
         lines.push(Line::from(text::repeats(same, n)));

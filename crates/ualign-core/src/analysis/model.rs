@@ -97,7 +97,8 @@ impl Default for ModelOptions {
 pub(crate) struct ModelAnalysis {
     pub(crate) model: Option<PopulationModel>,
     pub(crate) rows: Vec<EquilibriumRow>,
-    pub(crate) rankings: Vec<Ranking>,
+    /// How many expected rankings there are (participants × prompts).
+    pub(crate) rankings: usize,
 }
 
 /// A policy of a prompt: its name, its k and its distribution over the responses.
@@ -134,6 +135,7 @@ pub(crate) fn analyse(
     greedy_policies: &BTreeSet<String>,
     ks: &[u32],
     opts: &ModelOptions,
+    per_person: super::report::PerPerson<'_>,
 ) -> ModelAnalysis {
     if e.people.is_empty() || e.choices.is_empty() {
         return ModelAnalysis::default();
@@ -169,7 +171,10 @@ pub(crate) fn analyse(
             });
         }
     }
-    let rankings = rankings(e, fit);
+    if let Some(out) = per_person {
+        rankings(e, fit, out);
+    }
+    let rankings = e.people.len() * e.prompts.len();
     let model = PopulationModel {
         model: "latent-class Plackett–Luce (a participant's class shared across prompts)",
         classes: fit.classes,
@@ -370,20 +375,20 @@ fn bootstrap(e: &Evidence, fit: &MixtureFit, prompts: &[PromptModel], opts: &Mod
         .collect()
 }
 
-/// Every participant's expected ranking of every prompt's whole set of responses.
-fn rankings(e: &Evidence, fit: &MixtureFit) -> Vec<Ranking> {
-    let mut out = Vec::new();
+/// Every participant's expected ranking of every prompt's whole set of responses, handed
+/// to `out` one at a time.
+fn rankings(e: &Evidence, fit: &MixtureFit, out: &mut dyn FnMut(super::report::PersonLine<'_>)) {
     for (p, who) in e.people.iter().enumerate() {
         for (pi, prompt) in e.prompts.iter().enumerate() {
             let (order, certainty) = mixture::expected_ranking(e, fit, p, pi);
-            out.push(Ranking {
+            let r = Ranking {
                 participant: who.clone(),
                 prompt: prompt.prompt.clone(),
                 order,
                 method: "pl_mixture",
                 certainty: Some(certainty),
-            });
+            };
+            out(super::report::PersonLine::Ranking(&r));
         }
     }
-    out
 }

@@ -95,11 +95,11 @@ pub struct Quality {
     /// Pick choices by displayed slot, per slot count, best_of_k and rank trials.
     pub position_bias: Vec<PositionBias>,
     pub median_response_ms: Option<u64>,
-    /// Answers faster than `too_fast_ms`, per participant: (participant, count, answers).
+    /// Answers faster than `too_fast_ms`: how many participants gave any, and the worst.
     pub too_fast_ms: u64,
-    pub too_fast: Vec<(String, usize, usize)>,
-    /// Attention checks failed: (participant, failed, checks).
-    pub attention: Vec<(String, usize, usize)>,
+    pub too_fast: Flagged,
+    /// Attention checks: participants with any, how many failed one, and the worst.
+    pub attention: Flagged,
     /// Repeated trials answered with the same text, and repeats answered.
     pub repeat_agreement: (usize, usize),
     /// Answers confirmed before every answer of the trial had been seen in full (a long
@@ -107,6 +107,31 @@ pub struct Quality {
     /// absent when none did (simulated participants, answers stored before schema 3).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirmed_unseen: Option<(usize, usize)>,
+}
+
+/// Participants flagged by one check, summarised: the report's size does not grow with the
+/// study (every participant's line is in `stats --per-participant FILE.jsonl`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Flagged {
+    /// Participants the check counted (for attention: those shown a check; for speed:
+    /// those with any answer under the threshold).
+    pub participants: usize,
+    /// Of them, those the check flags (any too-fast answer; any failed check).
+    pub flagged: usize,
+    /// The most flagged: (participant, flagged answers, answers), at most `WORST`, most first.
+    pub worst: Vec<(String, usize, usize)>,
+}
+
+/// How many of the most flagged participants a report names.
+pub const WORST: usize = 10;
+
+impl Flagged {
+    /// From per-participant (participant, flagged, answers), most flagged first.
+    fn of(rows: &[(String, usize, usize)]) -> Self {
+        let flagged = rows.iter().filter(|(_, f, _)| *f > 0).count();
+        let worst = rows.iter().filter(|(_, f, _)| *f > 0).take(WORST).cloned().collect();
+        Self { participants: rows.len(), flagged, worst }
+    }
 }
 
 /// Chi-square statistic of counts against a uniform expectation.
@@ -133,8 +158,8 @@ pub fn compute(counts: &QualityCounts, too_fast_ms: u64) -> Quality {
         position_bias: by_n.into_iter().filter(|(n, _)| *n >= 2).map(|(n, v)| position_bias(n, v)).collect(),
         median_response_ms: times.get(times.len() / 2).copied(),
         too_fast_ms,
-        too_fast: counts.too_fast.clone(),
-        attention: counts.attention.clone(),
+        too_fast: Flagged::of(&counts.too_fast),
+        attention: Flagged::of(&counts.attention),
         repeat_agreement: (pairs.iter().filter(|(a, b)| a.is_some() && a == b).count(), pairs.len()),
         confirmed_unseen: (counts.seen_in_full.1 > 0).then_some(counts.seen_in_full),
     }

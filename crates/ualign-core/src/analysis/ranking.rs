@@ -566,39 +566,43 @@ pub(crate) fn choices(o: &RankObservation, index: impl Fn(i64) -> usize) -> Opti
     }
 }
 
+/// How [`ranking_of`] ranks one participant's observations of a prompt.
+pub(crate) fn method_of(obs: &[RankObservation]) -> &'static str {
+    let all_orders = obs.iter().all(|o| o.ordering.is_some());
+    match (all_orders, obs.len()) {
+        (true, 1) => "order",
+        (true, _) => "pl_order",
+        (false, _) => "pl_top1",
+    }
+}
+
+/// A participant's ranking of a prompt from their observations of it (None where the
+/// Plackett–Luce fit fails).
+pub(crate) fn ranking_of((participant, prompt): &(String, String), obs: &[RankObservation]) -> Option<Ranking> {
+    let (participant, prompt) = (participant.clone(), prompt.clone());
+    let method = method_of(obs);
+    if method == "order" {
+        let o = &obs[0];
+        let order = o
+            .ordering
+            .as_ref()
+            .map(|ord| ord.iter().filter_map(|&s| o.shown.get(s).copied()).collect())
+            .unwrap_or_default();
+        return Some(Ranking { participant, prompt, order, method, certainty: None });
+    }
+    let mut items: Vec<i64> = obs.iter().flat_map(|o| o.shown.iter().copied()).collect();
+    items.sort_unstable();
+    items.dedup();
+    let index = |id: i64| items.binary_search(&id).unwrap_or(0);
+    let data: Vec<Choices> = obs.iter().filter_map(|o| choices(o, index)).collect();
+    let params = mm_from(vec![0.0; items.len()], &data, 0.1, 100_000, 1e-9).ok()?;
+    let order = order_by_worth(&params).into_iter().map(|i| items[i]).collect();
+    Some(Ranking { participant, prompt, order, method, certainty: None })
+}
+
 /// Per-participant rankings from grouped observations.
 pub fn rankings_of(groups: &BTreeMap<(String, String), Vec<RankObservation>>) -> Vec<Ranking> {
-    let mut out = Vec::new();
-    for ((participant, prompt), obs) in groups {
-        let (participant, prompt) = (participant.clone(), prompt.clone());
-        let all_orders = obs.iter().all(|o| o.ordering.is_some());
-        if all_orders && obs.len() == 1 {
-            let o = &obs[0];
-            let order = o
-                .ordering
-                .as_ref()
-                .map(|ord| ord.iter().filter_map(|&s| o.shown.get(s).copied()).collect())
-                .unwrap_or_default();
-            out.push(Ranking { participant, prompt, order, method: "order", certainty: None });
-            continue;
-        }
-        let mut items: Vec<i64> = obs.iter().flat_map(|o| o.shown.iter().copied()).collect();
-        items.sort_unstable();
-        items.dedup();
-        let index = |id: i64| items.binary_search(&id).unwrap_or(0);
-        let data: Vec<Choices> = obs.iter().filter_map(|o| choices(o, index)).collect();
-        if let Ok(params) = mm_from(vec![0.0; items.len()], &data, 0.1, 100_000, 1e-9) {
-            let order = order_by_worth(&params).into_iter().map(|i| items[i]).collect();
-            out.push(Ranking {
-                participant,
-                prompt,
-                order,
-                method: if all_orders { "pl_order" } else { "pl_top1" },
-                certainty: None,
-            });
-        }
-    }
-    out
+    groups.iter().filter_map(|(key, obs)| ranking_of(key, obs)).collect()
 }
 
 /// A candidate's Plackett–Luce log-worth in the whole population's answers for its prompt

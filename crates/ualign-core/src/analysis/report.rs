@@ -67,7 +67,9 @@ pub struct Report {
     pub(crate) convention: &'static str,
     pub progress: Progress,
     pub fk: Vec<FkRow>,
-    pub rankings: Vec<Ranking>,
+    /// How many per-participant rankings there are, by method; the rankings themselves are
+    /// per person and go to `stats --per-participant FILE.jsonl`, not into the report.
+    pub rankings: RankingCounts,
     pub population: Vec<Worth>,
     pub equilibria: Vec<counterfactual::EquilibriumRow>,
     pub equilibria_skipped: Vec<counterfactual::Skipped>,
@@ -84,6 +86,18 @@ impl Report {
     /// rank analyses (the bulk of the work, parallel over prompts) run on another thread
     /// while this one, which owns the database connection, reads the rest.
     pub fn compute(study: &Study, store: &Store, opts: &Options) -> Result<Self, AnalysisError> {
+        Self::compute_with(study, store, opts, None)
+    }
+
+    /// As [`Report::compute`], and where `per_person` is given, every participant's lines
+    /// (rankings, too-fast answers, attention checks) are handed to it one at a time, in a
+    /// fixed order, so that a file of them can be streamed without holding them.
+    pub fn compute_with(
+        study: &Study,
+        store: &Store,
+        opts: &Options,
+        per_person: PerPerson<'_>,
+    ) -> Result<Self, AnalysisError> {
         let snapshot = store.snapshot()?;
         // Every candidate is read once and serves f(k), the pools and diversity.
         let candidates = store.all_candidates()?;
@@ -105,12 +119,18 @@ impl Report {
                 &counts?,
                 rank,
                 opts,
+                per_person,
             ))
         })
     }
 
     /// The report from records read already: pure, no database.
     pub fn from_records(study: &Study, records: &Records, opts: &Options) -> Self {
+        Self::from_records_with(study, records, opts, None)
+    }
+
+    /// As [`Report::from_records`], handing every participant's lines to `per_person`.
+    pub fn from_records_with(study: &Study, records: &Records, opts: &Options, per_person: PerPerson<'_>) -> Self {
         let groups = ranking::rank_observations(&records.rank_answers);
         let rank = RankParts::compute(study, &records.candidates, &groups, opts);
         Self::assemble(
@@ -121,6 +141,7 @@ impl Report {
             &records.quality,
             rank,
             opts,
+            per_person,
         )
     }
 
@@ -133,6 +154,7 @@ impl Report {
         quality: &QualityCounts,
         rank: RankParts,
         opts: &Options,
+        mut per_person: PerPerson<'_>,
     ) -> Self {
         let texts: HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
         let fk = fk::compute(
@@ -141,9 +163,30 @@ impl Report {
             (opts.replicates, study.seed),
             study.options.allow_no_preference,
         );
-        let RankParts { mut rankings, population, counterfactual, diversity, whole_orders } = rank;
-        let model = model_analysis(study, candidates, best_of_k, rank_answers, opts);
-        rankings.extend(model.rankings);
+        let RankParts { texts, population, counterfactual, diversity, whole_orders } = rank;
+        let mut rankings = RankingCounts::default();
+        for obs in texts.values() {
+            *rankings.by_method.entry(ranking::method_of(obs)).or_default() += 1;
+        }
+        if let Some(out) = reborrow(&mut per_person) {
+            for (key, obs) in &texts {
+                if let Some(r) = ranking::ranking_of(key, obs) {
+                    out(PersonLine::Ranking(&r));
+                }
+            }
+        }
+        let model = model_analysis(study, candidates, best_of_k, rank_answers, opts, reborrow(&mut per_person));
+        if model.rankings > 0 {
+            rankings.by_method.insert("pl_mixture", model.rankings);
+        }
+        if let Some(out) = per_person {
+            for (participant, too_fast, answers) in &quality.too_fast {
+                out(PersonLine::TooFast { participant, too_fast: *too_fast, answers: *answers });
+            }
+            for (participant, failed, checks) in &quality.attention {
+                out(PersonLine::Attention { participant, failed: *failed, checks: *checks });
+            }
+        }
         let mut equilibria = counterfactual.rows;
         equilibria.extend(model.rows);
         Self {
@@ -167,6 +210,54 @@ impl Report {
             ),
             quality: quality::compute(quality, opts.too_fast_ms),
         }
+    }
+}
+
+/// Where a report hands every participant's lines, if anywhere (see [`Report::compute_with`]).
+pub type PerPerson<'a> = Option<&'a mut dyn FnMut(PersonLine<'_>)>;
+
+/// The sink again, for a callee, keeping it for later.
+fn reborrow<'b>(p: &'b mut PerPerson<'_>) -> PerPerson<'b> {
+    match p {
+        Some(f) => Some(&mut **f),
+        None => None,
+    }
+}
+
+/// One line of `stats --per-participant FILE.jsonl`: what the report summarises per person.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PersonLine<'a> {
+    /// A participant's ranking of a prompt's responses (see [`Ranking`]'s methods).
+    Ranking(&'a Ranking),
+    /// A participant with answers under the too-fast threshold.
+    TooFast { participant: &'a str, too_fast: usize, answers: usize },
+    /// A participant shown attention checks.
+    Attention { participant: &'a str, failed: usize, checks: usize },
+}
+
+/// The per-participant rankings there are, by method, and where to find them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RankingCounts {
+    /// (participant, prompt) pairs ranked, per method (`order`, `pl_order`, `pl_top1`,
+    /// `pl_mixture`; see [`Ranking`]).
+    pub by_method: BTreeMap<&'static str, usize>,
+    pub per_participant: &'static str,
+}
+
+impl Default for RankingCounts {
+    fn default() -> Self {
+        Self {
+            by_method: BTreeMap::new(),
+            per_participant: "each ranking, too-fast and attention line: stats --per-participant FILE.jsonl",
+        }
+    }
+}
+
+impl RankingCounts {
+    /// Rankings of every method.
+    pub fn total(&self) -> usize {
+        self.by_method.values().sum()
     }
 }
 
@@ -198,7 +289,8 @@ pub fn fk_rows(study: &Study, store: &Store, replicates: usize) -> Result<Vec<Fk
 /// The analyses of rank trials: per-participant rankings, population worths, the
 /// counterfactual equilibria over each prompt's pool, and the pools' diversity.
 struct RankParts {
-    rankings: Vec<Ranking>,
+    /// Observations per (participant, prompt), copies of a text as one response.
+    texts: BTreeMap<(String, String), Vec<ranking::RankObservation>>,
     population: Vec<Worth>,
     counterfactual: Counterfactual,
     diversity: Vec<Diversity>,
@@ -230,7 +322,6 @@ impl RankParts {
         // gave to copies, which means nothing, would move every worth of the prompt).
         let (stand_for, responses) = counterfactual::responses_of(&pools);
         let texts = ranking::by_text(groups, |id| stand_for.get(&id).copied().unwrap_or(id));
-        let rankings = ranking::rankings_of(&texts);
         let stated = counterfactual::stated_orders(&texts, &responses);
         let (population, counterfactual) = rayon::join(
             || ranking::population_worths(&texts, opts.worth_replicates, study.seed),
@@ -248,7 +339,7 @@ impl RankParts {
         for r in stated.into_iter().filter(|r| !r.order.is_empty()) {
             whole_orders.entry(r.prompt).or_default().push(r.order);
         }
-        Self { rankings, population, counterfactual, diversity: pool_diversity(study, candidates), whole_orders }
+        Self { texts, population, counterfactual, diversity: pool_diversity(study, candidates), whole_orders }
     }
 }
 
@@ -261,6 +352,7 @@ fn model_analysis(
     best_of_k: &[BestOfKAnswer],
     rank_answers: &[RankAnswer],
     opts: &Options,
+    per_person: PerPerson<'_>,
 ) -> super::model::ModelAnalysis {
     let (rank, bok): (BTreeSet<String>, BTreeSet<String>) =
         study.blocks.iter().fold((BTreeSet::new(), BTreeSet::new()), |(mut r, mut b), block| {
@@ -277,7 +369,7 @@ fn model_analysis(
     let evidence = super::mixture::Evidence::from_records(rank_answers, best_of_k, candidates);
     let pools = counterfactual::pools(candidates, &pool_policies);
     let ks: Vec<u32> = (1..=opts.k_max).collect();
-    super::model::analyse(&pools, &evidence, &greedy_policies(study), &ks, &opts.model)
+    super::model::analyse(&pools, &evidence, &greedy_policies(study), &ks, &opts.model, per_person)
 }
 
 /// The policies decoded at temperature 0.
