@@ -206,24 +206,7 @@ fn stats_json_schema_and_plots_from_the_binary() {
     // Per-person detail is counted in the report and written, line by line, only on request.
     let rk = &v["rankings"]["by_method"];
     assert!(rk["order"].as_u64().unwrap() > 0 && rk["pl_mixture"].as_u64().unwrap() > 0, "{rk}");
-    let (ok, _, err) = ualign(
-        d,
-        &[
-            &["stats", "full.toml", "--replicates", "100", "--k-max", "4", "--per-participant", "people.jsonl"][..],
-            &quick,
-        ]
-        .concat(),
-    );
-    assert!(ok, "{err}");
-    let lines = std::fs::read_to_string(d.join("people.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let rankings: Vec<_> = lines.iter().filter(|l| l["kind"] == "ranking").collect();
-    let counted: u64 = rk.as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
-    assert_eq!(rankings.len() as u64, counted, "the file holds every ranking the report counts");
-    for key in ["participant", "prompt", "order", "method"] {
-        assert!(rankings.iter().all(|r| r.get(key).is_some()), "ranking lines lack {key}");
-    }
-    assert!(!d.join("people.jsonl.partial").exists(), "the partial file is renamed into place");
+    per_participant_file_holds_what_the_report_counts(d, &quick, rk);
     let eq = v["equilibria"].as_array().unwrap();
     assert_eq!(eq.iter().map(|e| e["k"].as_u64().unwrap()).max(), Some(4));
     for key in ["prompt", "k", "policy", "distribution", "certified_win_rate", "gap"] {
@@ -268,6 +251,31 @@ fn stats_json_schema_and_plots_from_the_binary() {
 /// With the default --k-max (8, beyond the observed k = 1, 2, 4): the axis stops at the
 /// observed k, the study's title heads it, each point says its n, and the labels use the
 /// font's sub- and superscripts.
+/// `--per-participant`: one line per ranking the report counts, renamed into place whole.
+fn per_participant_file_holds_what_the_report_counts(d: &Path, quick: &[&str], rk: &serde_json::Value) {
+    let (ok, _, err) = ualign(
+        d,
+        &[
+            &["stats", "full.toml", "--replicates", "100", "--k-max", "4", "--per-participant", "people.jsonl"][..],
+            quick,
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    let lines = std::fs::read_to_string(d.join("people.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rankings: Vec<_> = lines.iter().filter(|l| l["kind"] == "ranking").collect();
+    let counted: u64 = rk.as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(rankings.len() as u64, counted, "the file holds every ranking the report counts");
+    for key in ["participant", "prompt", "order", "method"] {
+        assert!(rankings.iter().all(|r| r.get(key).is_some()), "ranking lines lack {key}");
+    }
+    assert!(!d.join("people.jsonl.partial").exists(), "the partial file is renamed into place");
+    let (ok, _, err) =
+        ualign(d, &[&["stats", "full.toml", "--per-participant", "no/such/dir/people.jsonl"][..], quick].concat());
+    assert!(!ok && err.contains("--per-participant") && err.contains("no/such/dir"), "{err}");
+}
+
 fn figure_with_the_default_k_max(d: &Path, quick: &[&str]) {
     let (ok, _, err) =
         ualign(d, &[&["plot", "full.toml", "--out", "fk8.svg", "--replicates", "100"][..], quick].concat());

@@ -115,8 +115,7 @@ impl Report {
                 study,
                 &candidates,
                 (&best_of_k?, &rank_answers, &finished?),
-                progress?,
-                &counts?,
+                (progress?, &counts?),
                 rank,
                 opts,
                 per_person,
@@ -137,8 +136,7 @@ impl Report {
             study,
             &records.candidates,
             (&records.best_of_k, &records.rank_answers, &records.finished),
-            records.progress.clone(),
-            &records.quality,
+            (records.progress.clone(), &records.quality),
             rank,
             opts,
             per_person,
@@ -150,8 +148,8 @@ impl Report {
         candidates: &[Candidate],
         // The answers, and who finished in which order.
         (best_of_k, rank_answers, finished): (&[BestOfKAnswer], &[RankAnswer], &[String]),
-        progress: Progress,
-        quality: &QualityCounts,
+        // Progress, and the counts of the quality checks.
+        (progress, quality): (Progress, &QualityCounts),
         rank: RankParts,
         opts: &Options,
         mut per_person: PerPerson<'_>,
@@ -169,23 +167,14 @@ impl Report {
             *rankings.by_method.entry(ranking::method_of(obs)).or_default() += 1;
         }
         if let Some(out) = reborrow(&mut per_person) {
-            for (key, obs) in &texts {
-                if let Some(r) = ranking::ranking_of(key, obs) {
-                    out(PersonLine::Ranking(&r));
-                }
-            }
+            given_rankings(&texts, out);
         }
         let model = model_analysis(study, candidates, best_of_k, rank_answers, opts, reborrow(&mut per_person));
         if model.rankings > 0 {
             rankings.by_method.insert("pl_mixture", model.rankings);
         }
         if let Some(out) = per_person {
-            for (participant, too_fast, answers) in &quality.too_fast {
-                out(PersonLine::TooFast { participant, too_fast: *too_fast, answers: *answers });
-            }
-            for (participant, failed, checks) in &quality.attention {
-                out(PersonLine::Attention { participant, failed: *failed, checks: *checks });
-            }
+            quality_lines(quality, out);
         }
         let mut equilibria = counterfactual.rows;
         equilibria.extend(model.rows);
@@ -215,6 +204,28 @@ impl Report {
 
 /// Where a report hands every participant's lines, if anywhere (see [`Report::compute_with`]).
 pub type PerPerson<'a> = Option<&'a mut dyn FnMut(PersonLine<'_>)>;
+
+/// Every participant's own ranking of each prompt, to `out`.
+fn given_rankings(
+    texts: &BTreeMap<(String, String), Vec<ranking::RankObservation>>,
+    out: &mut dyn FnMut(PersonLine<'_>),
+) {
+    for (key, obs) in texts {
+        if let Some(r) = ranking::ranking_of(key, obs) {
+            out(PersonLine::Ranking(&r));
+        }
+    }
+}
+
+/// Every participant's too-fast answers and attention checks, to `out`.
+fn quality_lines(quality: &QualityCounts, out: &mut dyn FnMut(PersonLine<'_>)) {
+    for (participant, too_fast, answers) in &quality.too_fast {
+        out(PersonLine::TooFast { participant, too_fast: *too_fast, answers: *answers });
+    }
+    for (participant, failed, checks) in &quality.attention {
+        out(PersonLine::Attention { participant, failed: *failed, checks: *checks });
+    }
+}
 
 /// The sink again, for a callee, keeping it for later.
 fn reborrow<'b>(p: &'b mut PerPerson<'_>) -> PerPerson<'b> {
