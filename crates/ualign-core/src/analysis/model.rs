@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::counterfactual::{self, EquilibriumRow, PoolCandidate, Responses};
 use super::equilibria;
 use super::mixture::{self, Evidence, FitOptions, MixtureFit};
-use super::population::{COARSE, PlPopulation, Race};
+use super::population::{COARSE, Jacobian, PlPopulation, Race};
 use super::ranking::Ranking;
 
 /// What the population model is, for the report.
@@ -303,20 +303,25 @@ fn certify(population: &Race, policies: &[Policy]) -> Vec<f64> {
 /// refit's NE_(k−1) as the full fit's solver goes; the fixed policies (base, greedy) as
 /// they are. A policy the refit cannot solve (an LP failure, never seen) stays the full
 /// fit's.
-fn resolved(pm: &PromptModel, population: &PlPopulation, race: &Race) -> Vec<Policy> {
+///
+/// `jacobians[j]`: policy j's Jacobian under the full fit at its equilibrium, Newton's first
+/// (a refit's population is near the full fit's, so it serves a step or more; see
+/// [`Race::ne_k_near`]).
+fn resolved(pm: &PromptModel, population: &PlPopulation, race: &Race, jacobians: &[Option<Jacobian>]) -> Vec<Policy> {
     let nlhf = equilibria::maximal_lottery_of(&population.margins()).ok();
     let mut previous = nlhf.clone();
     pm.policies
         .iter()
-        .map(|(policy, k, x)| {
+        .zip(jacobians)
+        .map(|((policy, k, x), jacobian)| {
             let x = match *policy {
                 "nlhf" => nlhf.clone().unwrap_or_else(|| x.clone()),
                 "ne" => {
                     let share = 1.0 / (*k as f64 + 1.0);
-                    let (first, worst) = race.ne_k_near(*k, x.clone(), REFIT_DONE);
+                    let (first, worst) = race.ne_k_near(*k, x.clone(), REFIT_DONE, jacobian.as_ref());
                     let ne = match previous.take() {
                         Some(from) if worst - share > REFIT_DONE => {
-                            let (other, other_worst) = race.ne_k_near(*k, from, REFIT_DONE);
+                            let (other, other_worst) = race.ne_k_near(*k, from, REFIT_DONE, None);
                             if other_worst < worst { other } else { first }
                         }
                         _ => first,
@@ -342,6 +347,15 @@ fn bootstrap(e: &Evidence, fit: &MixtureFit, prompts: &[PromptModel], opts: &Mod
     use rayon::prelude::*;
     let all = mixture::ByPrompt::new(e);
     let full: Vec<Race> = prompts.iter().map(|pm| Race::on(&population_of(fit, pm), COARSE)).collect();
+    // Each NE_k's Jacobian under the full fit, taken once for every refit to start from.
+    let jacobians: Vec<Vec<Option<Jacobian>>> = prompts
+        .par_iter()
+        .zip(&full)
+        .map(|(pm, race)| {
+            let jacobian = |&(policy, k, ref x): &Policy| (policy == "ne").then(|| race.jacobian_at(x, k)).flatten();
+            pm.policies.iter().map(jacobian).collect()
+        })
+        .collect();
     (0..opts.replicates)
         .into_par_iter()
         .map(|b| {
@@ -361,11 +375,11 @@ fn bootstrap(e: &Evidence, fit: &MixtureFit, prompts: &[PromptModel], opts: &Mod
             // Certified at the coarse step (~1e-7): far below the spread of the replicates.
             prompts
                 .iter()
-                .zip(&full)
-                .map(|(pm, full)| {
+                .zip(full.iter().zip(&jacobians))
+                .map(|(pm, (full, jacobians))| {
                     let population = population_of(&refit, pm);
                     let race = Race::on(&population, COARSE);
-                    let policies = resolved(pm, &population, &race);
+                    let policies = resolved(pm, &population, &race, jacobians);
                     let own = certify(&race, &policies);
                     let held_out = certify(full, &policies);
                     own.iter().zip(&held_out).map(|(a, b)| a - b).collect()

@@ -321,8 +321,20 @@ impl Race {
     /// NE_k near `start` (a bootstrap refit's, from the full fit's equilibrium): Newton
     /// until the largest payoff is within `done` of 1/(k+1), or the best point it reached;
     /// with that point's largest payoff.
-    pub(crate) fn ne_k_near(&self, k: u32, start: Vec<f64>, done: f64) -> (Vec<f64>, f64) {
-        self.polish(start, k, done)
+    ///
+    /// `jacobian`, where given, is a Jacobian taken at `start` under a nearby population
+    /// (the full fit's, at its own equilibrium): Newton starts with it instead of taking one
+    /// by differences (one payoff evaluation per response of the support), and takes a
+    /// fresh one where a step with it does not lower the largest payoff.
+    pub(crate) fn ne_k_near(&self, k: u32, start: Vec<f64>, done: f64, jacobian: Option<&Jacobian>) -> (Vec<f64>, f64) {
+        self.polish_from(start, k, done, jacobian.map(|j| Jacobian { fresh: false, ..j.clone() }))
+    }
+
+    /// The Jacobian of the equal-payoff equations at `x`, on its support, for
+    /// [`Race::ne_k_near`] under populations near this one.
+    pub(crate) fn jacobian_at(&self, x: &[f64], k: u32) -> Option<Jacobian> {
+        let support: Vec<usize> = (0..x.len()).filter(|&i| x[i] > 1e-12).collect();
+        self.jacobian(x, &self.payoffs(x, k), k, support)
     }
 
     /// Newton's method with an active set from `x`: the best point seen and its largest
@@ -330,13 +342,17 @@ impl Race {
     /// up to date by Broyden's rank-one updates (one payoff evaluation a step instead of
     /// one per response); a step that does not lower the largest payoff gets a fresh
     /// Jacobian before the support is widened.
-    fn polish(&self, mut x: Vec<f64>, k: u32, done: f64) -> (Vec<f64>, f64) {
+    fn polish(&self, x: Vec<f64>, k: u32, done: f64) -> (Vec<f64>, f64) {
+        self.polish_from(x, k, done, None)
+    }
+
+    /// [`Race::polish`] starting with the Jacobian `jac`, where given.
+    fn polish_from(&self, mut x: Vec<f64>, k: u32, done: f64, mut jac: Option<Jacobian>) -> (Vec<f64>, f64) {
         let worst_of = |u: &[f64]| u.iter().copied().fold(0.0, f64::max);
         let share = 1.0 / (k as f64 + 1.0);
         let mut u = self.payoffs(&x, k);
         let mut best_worst = worst_of(&u);
         let mut best = x.clone();
-        let mut jac: Option<Jacobian> = None;
         // Active set: Newton on the support; a response outside it that pays more than the
         // support joins it (with a little mass); one whose mass Newton drives to 0 leaves.
         // `u` is always the payoffs at `x`, computed once.
@@ -411,7 +427,8 @@ impl Race {
 
 /// The Jacobian of the equal-payoff equations F(x, v) = (u_y(x) − v for y in the support,
 /// Σ x − 1) on one support.
-struct Jacobian {
+#[derive(Debug, Clone)]
+pub(crate) struct Jacobian {
     support: Vec<usize>,
     a: Vec<Vec<f64>>,
     /// Taken by differences at the current point (not yet updated).
