@@ -375,9 +375,11 @@ fn dashboard_watcher_recomputes_when_another_connection_writes() {
     let (s, mut store) = simulated(dir.path(), 5, &Population::Cyclic);
     let (tx, rx) = std::sync::mpsc::channel();
     spawn_watcher(s.clone(), store.path().to_path_buf(), options(&s), Arc::new(AtomicBool::new(false)), tx).unwrap();
-    let next_ready = || loop {
+    let mut lives = Vec::new();
+    let mut next_ready = || loop {
         match rx.recv_timeout(Duration::from_secs(60)).expect("the watcher sends a report") {
             Update::Ready(r, _) => return r,
+            Update::Live(v, _) => lives.push(v),
             Update::Computing => {}
             Update::Failed(e) => panic!("{e}"),
         }
@@ -385,7 +387,20 @@ fn dashboard_watcher_recomputes_when_another_connection_writes() {
     assert_eq!(next_ready().progress.participants, 5);
     // Answers arriving through another connection (as from a participant's process).
     simulate(&s, &mut store, 3, &Population::Cyclic, 99).unwrap();
-    assert_eq!(next_ready().progress.participants, 8);
+    let full = next_ready();
+    assert_eq!(full.progress.participants, 8);
+    // The live view saw them too, and its f(k) rows are the full report's, to the bit,
+    // less the length control that only the full computation fits.
+    let live = lives.iter().rev().find(|v| v.progress.participants == 8).expect("a live view of the 8");
+    assert_eq!(live.progress, full.progress);
+    let strip = |rows: &[ualign_core::analysis::fk::FkRow]| -> Vec<String> {
+        rows.iter()
+            .map(|r| format!("{:?}", ualign_core::analysis::fk::FkRow { length_control: None, ..r.clone() }))
+            .collect()
+    };
+    assert!(!live.fk.is_empty());
+    assert_eq!(strip(&live.fk), strip(&full.fk));
+    assert!(live.fk.iter().all(|r| r.length_control.is_none()));
 }
 
 #[test]

@@ -33,6 +33,9 @@ pub fn draw(f: &mut Frame, d: &Dashboard, theme: Theme) {
         Span::styled(text::error(e), theme.style(Color::Red).add_modifier(Modifier::BOLD))
     } else if d.computing && d.report.is_none() {
         Span::raw(text::COMPUTING)
+    } else if let Some(at) = &d.live {
+        let model = d.model.map(|m| (m.participants, (chrono::Local::now() - m.at).num_seconds()));
+        Span::raw(text::live(&at.format("%H:%M:%S").to_string(), model, d.computing))
     } else {
         match &d.updated {
             Some((at, took)) => {

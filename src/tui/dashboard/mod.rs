@@ -1,7 +1,10 @@
-//! `ualign dashboard`: the researcher's live view of a study. A watcher thread polls the
+//! `ualign dashboard`: the researcher's live view of a study. Two watcher threads poll the
 //! database (SQLite's `data_version` changes whenever another process commits, e.g. a
-//! participant's answer) and recomputes the report off the UI thread; the UI draws the
-//! latest report: the f(k) chart with interval bars, k/(k+1) and the certified curves,
+//! participant's answer), off the UI thread: one refreshes progress and the empirical f(k)
+//! rows (intervals and confidence sequences) on every commit, the other recomputes the
+//! whole report (the model, the equilibria and their bootstrap refits, which take minutes
+//! at thousands of participants) in the background, shown with its age. The UI draws the
+//! latest of each: the f(k) chart with interval bars, k/(k+1) and the certified curves,
 //! participant progress, the f(k) table and data-quality flags.
 
 use std::path::PathBuf;
@@ -19,7 +22,7 @@ mod text;
 pub use draw::draw;
 
 use super::draw::Theme;
-use ualign_core::analysis::report::{Options, Report};
+use ualign_core::analysis::report::{LiveView, Options, Report};
 use ualign_core::store::Store;
 use ualign_core::study::Study;
 
@@ -37,23 +40,87 @@ pub struct Dashboard {
     pub updated: Option<(chrono::DateTime<chrono::Local>, Duration)>,
     pub computing: bool,
     pub error: Option<String>,
+    /// When the shown f(k) and progress were read, where the live view is newer than the
+    /// full report; and what the full report (model, equilibria, quality) was computed
+    /// from: its participants and when.
+    pub live: Option<chrono::DateTime<chrono::Local>>,
+    pub model: Option<ModelAge>,
+    pub reads: Reads,
+}
+
+/// Which of the two watchers' results is newer.
+#[derive(Debug, Default)]
+pub struct Reads {
+    /// The latest live view, and when its snapshot was taken.
+    latest: Option<(LiveView, Instant)>,
+    /// When the shown full report's snapshot was taken (about).
+    report: Option<Instant>,
+}
+
+/// What the background part of the dashboard (the full report) was computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelAge {
+    pub participants: usize,
+    pub at: chrono::DateTime<chrono::Local>,
 }
 
 /// Messages from the watcher thread.
 pub enum Update {
     Computing,
+    /// The full report, and how long it took.
     Ready(Box<Report>, Duration),
+    /// Progress and f(k), read when the `Instant` says.
+    Live(Box<LiveView>, Instant),
     Failed(String),
 }
 
-/// Watches the database and sends a fresh report after every change (and at start).
-/// `refresh` asks for a recomputation now.
+/// Sizes this process's parallel pool (where the full report's parallel work runs) to
+/// one core less than the machine has, so that the live view keeps up with every commit
+/// while the report takes its minutes. Call once, before any parallel work; a pool built
+/// already is left as it is.
+pub fn leave_a_core_for_the_live_view() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(cores.saturating_sub(1).max(1))
+        .thread_name(|i| format!("ualign-report-{i}"))
+        .build_global();
+}
+
+/// How often the live view looks for new answers.
+const LIVE_POLL: Duration = Duration::from_millis(100);
+
+/// Watches the database and sends a fresh live view after every commit and a fresh full
+/// report whenever the last is done and answers have come since (and both at start).
+/// `refresh` asks for a recomputation of the full report now.
 pub fn spawn_watcher(
     study: Study,
     db: PathBuf,
     opts: Options,
     refresh: Arc<AtomicBool>,
     tx: mpsc::Sender<Update>,
+) -> std::io::Result<()> {
+    spawn(study, db, opts, refresh, tx, true)
+}
+
+/// The dashboard as it was before the live view: the whole report after every change,
+/// nothing in between (the peer of `benches/dashboard_lag.rs`).
+pub fn spawn_report_watcher(
+    study: Study,
+    db: PathBuf,
+    opts: Options,
+    refresh: Arc<AtomicBool>,
+    tx: mpsc::Sender<Update>,
+) -> std::io::Result<()> {
+    spawn(study, db, opts, refresh, tx, false)
+}
+
+fn spawn(
+    study: Study,
+    db: PathBuf,
+    opts: Options,
+    refresh: Arc<AtomicBool>,
+    tx: mpsc::Sender<Update>,
+    live: bool,
 ) -> std::io::Result<()> {
     std::thread::Builder::new().name("ualign-dashboard".into()).spawn(move || {
         // SQLite's full integrity check, once: numbers from a damaged file are never shown.
@@ -64,6 +131,9 @@ pub fn spawn_watcher(
                 return;
             }
         };
+        if live && let Err(e) = spawn_live(study.clone(), db.clone(), opts.replicates, tx.clone()) {
+            let _ = tx.send(Update::Failed(format!("cannot start the live view: {e}")));
+        }
         let mut seen: Option<i64> = None;
         loop {
             let version = store.data_version().ok();
@@ -87,15 +157,68 @@ pub fn spawn_watcher(
     Ok(())
 }
 
+/// The live view's thread: progress and f(k) after every commit, from its own connection
+/// (the database was checked whole before it starts). It stops when the dashboard does.
+fn spawn_live(study: Study, db: PathBuf, replicates: usize, tx: mpsc::Sender<Update>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("ualign-dashboard-live".into()).spawn(move || {
+        let store = match Store::open_existing(&db) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Update::Failed(e.to_string()));
+                return;
+            }
+        };
+        let mut seen: Option<i64> = None;
+        loop {
+            let version = store.data_version().ok();
+            if version != seen {
+                seen = version;
+                let read = Instant::now();
+                let msg = match LiveView::compute(&study, &store, replicates) {
+                    Ok(v) => Update::Live(Box::new(v), read),
+                    Err(e) => Update::Failed(format!("reading {}: {e}", db.display())),
+                };
+                if tx.send(msg).is_err() {
+                    return;
+                }
+            }
+            std::thread::sleep(LIVE_POLL);
+        }
+    })?;
+    Ok(())
+}
+
 impl Dashboard {
     pub(crate) fn apply(&mut self, u: Update) {
         match u {
             Update::Computing => self.computing = true,
-            Update::Ready(r, took) => {
+            Update::Ready(mut r, took) => {
+                let now = chrono::Local::now();
+                let read = Instant::now().checked_sub(took).unwrap_or_else(Instant::now);
+                self.model = Some(ModelAge {
+                    participants: r.progress.participants,
+                    at: now - chrono::Duration::from_std(took).unwrap_or_default(),
+                });
+                match &self.reads.latest {
+                    Some((v, at)) if *at > read => r.refresh_from(v),
+                    _ => self.live = None,
+                }
                 self.report = Some(*r);
-                self.updated = Some((chrono::Local::now(), took));
+                self.reads.report = Some(read);
+                self.updated = Some((now, took));
                 self.computing = false;
                 self.error = None;
+            }
+            Update::Live(v, at) => {
+                if self.reads.report.is_some_and(|read| read > at) {
+                    return;
+                }
+                match &mut self.report {
+                    Some(r) => r.refresh_from(&v),
+                    None => self.report = Some(Report::from_live(&self.study, (*v).clone())),
+                }
+                self.live = Some(chrono::Local::now());
+                self.reads.latest = Some((*v, at));
             }
             Update::Failed(e) => {
                 self.computing = false;
@@ -148,7 +271,42 @@ pub(crate) fn run(study: Study, db: PathBuf, opts: Options) -> anyhow::Result<()
     let dash = Dashboard { study: study.name.clone(), db: db.display().to_string(), ..Default::default() };
     let refresh = Arc::new(AtomicBool::new(false));
     let (tx, updates) = mpsc::channel();
+    leave_a_core_for_the_live_view();
     spawn_watcher(study, db, opts, refresh.clone(), tx)?;
     let mut live = Live { dash, updates, refresh, quit: false };
     super::event_loop(&mut live, Duration::from_millis(200))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ualign_core::store::Progress;
+
+    fn view(participants: usize) -> LiveView {
+        LiveView { progress: Progress { participants, ..Default::default() }, fk: Vec::new() }
+    }
+
+    #[test]
+    fn the_newer_of_the_live_view_and_the_full_report_is_shown() {
+        let mut d = Dashboard { study: "s".into(), ..Default::default() };
+        // Before any full report, the live view alone is drawn.
+        d.apply(Update::Live(Box::new(view(3)), Instant::now()));
+        assert_eq!(d.report.as_ref().map(|r| r.progress.participants), Some(3));
+        assert!(d.live.is_some() && d.model.is_none());
+        // A full report read 10 s ago, of 2 participants, arrives: its model and quality are
+        // shown as of 2, f(k) and progress stay the live view's 3.
+        let old = Report::from_live("s", view(2));
+        d.apply(Update::Ready(Box::new(old), Duration::from_secs(10)));
+        assert_eq!(d.report.as_ref().map(|r| r.progress.participants), Some(3));
+        assert_eq!(d.model.map(|m| m.participants), Some(2));
+        assert!(d.live.is_some());
+        // A live view read before that report is stale: ignored.
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(60)).unwrap();
+        d.apply(Update::Live(Box::new(view(1)), long_ago));
+        assert_eq!(d.report.as_ref().map(|r| r.progress.participants), Some(3));
+        // A full report newer than every live view is shown whole.
+        d.apply(Update::Ready(Box::new(Report::from_live("s", view(4))), Duration::ZERO));
+        assert_eq!(d.report.as_ref().map(|r| r.progress.participants), Some(4));
+        assert!(d.live.is_none(), "no live view is newer than the report");
+    }
 }

@@ -17,6 +17,29 @@ pub(crate) fn updated(at: &str, took_ms: u128, recomputing: bool) -> String {
     format!("updated {at} ({took_ms} ms){}", if recomputing { ", recomputing…" } else { "" })
 }
 
+/// The status where the live f(k) is newer than the full report: when it was read, and
+/// what the model, equilibria and quality flags are as of (participants, seconds ago).
+pub(crate) fn live(at: &str, model: Option<(usize, i64)>, recomputing: bool) -> String {
+    let model = match model {
+        Some((n, secs)) => format!(
+            "model as of {n} participant{}, {} ago{}",
+            if n == 1 { "" } else { "s" },
+            age(secs),
+            if recomputing { ", recomputing…" } else { "" }
+        ),
+        None => "model: computing…".to_string(),
+    };
+    format!("f(k) live {at} · {model}")
+}
+
+fn age(secs: i64) -> String {
+    match secs.max(0) {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{} h", s / 3600),
+    }
+}
+
 pub(crate) fn title(study: &str) -> String {
     format!(" ualign dashboard · {study} ")
 }

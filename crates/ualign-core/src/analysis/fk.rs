@@ -169,6 +169,22 @@ pub fn compute(
     (replicates, seed): (usize, u64),
     ties_offered: bool,
 ) -> Vec<FkRow> {
+    rows(obs, finished, (replicates, seed), Some(ties_offered))
+}
+
+/// As [`compute`], without the length control and tie model (`length_control` None): the
+/// rows a live view refreshes on every answer, numbers identical to [`compute`]'s.
+pub fn compute_without_length(obs: &[Observation], finished: &[String], resampling: (usize, u64)) -> Vec<FkRow> {
+    rows(obs, finished, resampling, None)
+}
+
+/// The rows; `length`: None for no length control, else whether ties were offered.
+fn rows(
+    obs: &[Observation],
+    finished: &[String],
+    (replicates, seed): (usize, u64),
+    length: Option<bool>,
+) -> Vec<FkRow> {
     let mut groups: BTreeMap<(String, String, u32), Vec<&Observation>> = BTreeMap::new();
     for o in obs {
         groups.entry((o.policy_a.clone(), o.policy_b.clone(), o.k)).or_default().push(o);
@@ -199,11 +215,14 @@ pub fn compute(
             let (cs_low, cs_high) =
                 if means.is_empty() { (f64::NAN, f64::NAN) } else { confseq::betting_cs(&means, CS_ALPHA) };
             let rate = if n == 0 { 0.0 } else { total / n as f64 };
-            let sets: Vec<length::Trial> = os
-                .iter()
-                .filter_map(|o| Some(((o.participant.as_str(), o.prompt.as_str()), o.set.as_ref()?)))
-                .collect();
-            let length_control = length::fit(&sets, ties_offered).map(|mut lc| {
+            let length_control = length.and_then(|ties_offered| {
+                let sets: Vec<length::Trial> = os
+                    .iter()
+                    .filter_map(|o| Some(((o.participant.as_str(), o.prompt.as_str()), o.set.as_ref()?)))
+                    .collect();
+                length::fit(&sets, ties_offered)
+            });
+            let length_control = length_control.map(|mut lc| {
                 // The observed rate's interval: the cluster one, else Wilson's.
                 let observed = if ci_low.is_finite() { (ci_low, ci_high) } else { (wilson_low, wilson_high) };
                 if lc.note.is_none()
@@ -243,6 +262,16 @@ pub fn compute(
 /// trial whose shown candidates do not match its slots, or that has neither a pick nor
 /// "no preference", is left out.
 pub(crate) fn observations(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64, &str>) -> Vec<Observation> {
+    observations_with(answers, texts_by_id, true)
+}
+
+/// As [`observations`], without the shown sets the length control needs (`set` None):
+/// what the rate, its intervals and sequences are made of.
+pub(crate) fn scores(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64, &str>) -> Vec<Observation> {
+    observations_with(answers, texts_by_id, false)
+}
+
+fn observations_with(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64, &str>, sets: bool) -> Vec<Observation> {
     let mut out = Vec::new();
     for a in answers {
         let texts: Option<Vec<&str>> = a.candidate_ids.iter().map(|id| texts_by_id.get(id).copied()).collect();
@@ -263,7 +292,8 @@ pub(crate) fn observations(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64,
             }
             slot_split_score(&a.slots, &shown, choice)
         };
-        let set = texts.map(|t| choice_set(&a.slots, &t, if a.no_preference { None } else { a.choice }));
+        let set =
+            texts.filter(|_| sets).map(|t| choice_set(&a.slots, &t, if a.no_preference { None } else { a.choice }));
         out.push(Observation {
             participant: a.participant.clone(),
             prompt: a.prompt_id.clone(),

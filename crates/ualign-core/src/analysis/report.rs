@@ -284,6 +284,69 @@ pub struct Records {
     pub progress: Progress,
 }
 
+/// What a live view refreshes on every commit, from one snapshot: progress and the
+/// empirical f(k) rows with their intervals and confidence sequences (no length control:
+/// that, the model and the equilibria come from the full [`Report`], in the background).
+#[derive(Debug, Clone)]
+pub struct LiveView {
+    pub progress: Progress,
+    pub fk: Vec<FkRow>,
+}
+
+impl Report {
+    /// A report of what a live view knows, before the first full report is ready: f(k)
+    /// and progress, every other section empty.
+    pub fn from_live(study: &str, live: LiveView) -> Self {
+        Self {
+            study: study.to_string(),
+            convention: fk::CONVENTION,
+            progress: live.progress,
+            fk: live.fk,
+            rankings: RankingCounts::default(),
+            population: Vec::new(),
+            equilibria: Vec::new(),
+            equilibria_skipped: Vec::new(),
+            population_model: None,
+            diversity: Vec::new(),
+            agreement: Vec::new(),
+            quality: Quality::default(),
+        }
+    }
+
+    /// The live view's f(k) and progress in this report (when the view is newer): each
+    /// row keeps this report's length control, which only the full computation fits.
+    pub fn refresh_from(&mut self, live: &LiveView) {
+        let mut length: BTreeMap<(String, String, u32), Option<super::length::LengthControl>> =
+            self.fk.drain(..).map(|r| ((r.policy_a, r.policy_b, r.k), r.length_control)).collect();
+        self.fk = live
+            .fk
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                r.length_control = length.remove(&(r.policy_a.clone(), r.policy_b.clone(), r.k)).flatten();
+                r
+            })
+            .collect();
+        self.progress = live.progress.clone();
+    }
+}
+
+impl LiveView {
+    /// Reads and computes the live view (`replicates`: the f(k) bootstrap's, as the
+    /// report's, so the rows' numbers are the report's own).
+    pub fn compute(study: &Study, store: &Store, replicates: usize) -> Result<Self, AnalysisError> {
+        let _snapshot = store.snapshot()?;
+        let candidates = store.all_candidates()?;
+        let texts: HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
+        let fk = fk::compute_without_length(
+            &fk::scores(&store.best_of_k_answers()?, &texts),
+            &store.finish_order()?,
+            (replicates, study.seed),
+        );
+        Ok(Self { progress: store.progress()?, fk })
+    }
+}
+
 /// f(k) alone, from the store: what `demo` shows after a participant.
 pub fn fk_rows(study: &Study, store: &Store, replicates: usize) -> Result<Vec<FkRow>, AnalysisError> {
     let _snapshot = store.snapshot()?;
