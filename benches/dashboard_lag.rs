@@ -54,9 +54,9 @@ fn run(live: bool, study_path: &Path, db: &Path) -> (Vec<f64>, usize) {
         while let Ok(u) = rx.recv() {
             match u {
                 Update::Live(v, _) => log.lock().expect("updates").push((Instant::now(), v.progress.answered)),
-                Update::Ready(r, _) => log.lock().expect("updates").push((Instant::now(), r.progress.answered)),
+                Update::Ready(r, _, _) => log.lock().expect("updates").push((Instant::now(), r.progress.answered)),
                 Update::Computing => {}
-                Update::Failed(e) => panic!("{e}"),
+                Update::Failed(e) | Update::LiveFailed(e) => panic!("{e}"),
             }
         }
     });

@@ -132,54 +132,82 @@ impl Cmd {
 struct PersonFile {
     path: std::path::PathBuf,
     partial: std::path::PathBuf,
-    out: std::io::BufWriter<std::fs::File>,
+    /// None once finished (then the partial file is the final one).
+    out: Option<std::io::BufWriter<std::fs::File>>,
     error: Option<std::io::Error>,
 }
 
 impl PersonFile {
     fn create(path: &std::path::Path) -> anyhow::Result<Self> {
         use anyhow::Context;
+        refuse_to_overwrite(path)?;
         let mut name = path.file_name().context("--per-participant needs a file name, e.g. people.jsonl")?.to_owned();
         name.push(".partial");
         let partial = path.with_file_name(name);
         let file = std::fs::File::create(&partial).with_context(|| {
             format!("cannot create {} (--per-participant): is its folder there and writable?", partial.display())
         })?;
-        Ok(Self { path: path.to_owned(), partial, out: std::io::BufWriter::new(file), error: None })
+        Ok(Self { path: path.to_owned(), partial, out: Some(std::io::BufWriter::new(file)), error: None })
     }
 
     /// One line; the first write error is kept and the rest skipped.
     fn write(&mut self, line: &PersonLine<'_>) {
         use std::io::Write;
-        if self.error.is_none() {
-            let written = serde_json::to_writer(&mut self.out, line).map_err(std::io::Error::from);
-            if let Err(e) = written.and_then(|()| self.out.write_all(b"\n")) {
+        if let (None, Some(out)) = (&self.error, &mut self.out) {
+            let written = serde_json::to_writer(&mut *out, line).map_err(std::io::Error::from);
+            if let Err(e) = written.and_then(|()| out.write_all(b"\n")) {
                 self.error = Some(e);
             }
         }
     }
 
-    /// The report failed: no file, not even the partial one.
-    fn abandon(self) {
-        drop(self.out);
-        let _ = std::fs::remove_file(&self.partial);
-    }
+    /// The report failed: no file, not even the partial one (see `Drop`).
+    fn abandon(self) {}
 
-    fn finish(self) -> anyhow::Result<()> {
+    fn finish(mut self) -> anyhow::Result<()> {
         use anyhow::Context;
-        let Self { path, partial, out, error } = self;
-        let done = match error {
+        let out = self.out.take().expect("finished once");
+        let done = match self.error.take() {
             Some(e) => Err(e),
             None => out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()),
         };
-        if let Err(e) = done {
-            let _ = std::fs::remove_file(&partial);
-            return Err(e)
-                .with_context(|| format!("writing {} (--per-participant) failed; nothing was kept", path.display()));
-        }
-        std::fs::rename(&partial, &path)
-            .with_context(|| format!("cannot move {} to {}", partial.display(), path.display()))
+        done.with_context(|| format!("writing {} (--per-participant) failed; nothing was kept", self.path.display()))?;
+        std::fs::rename(&self.partial, &self.path)
+            .with_context(|| format!("cannot move {} to {}", self.partial.display(), self.path.display()))
     }
+}
+
+impl Drop for PersonFile {
+    /// Whatever did not finish (an error, a panic) leaves no partial file behind.
+    fn drop(&mut self) {
+        drop(self.out.take());
+        let _ = std::fs::remove_file(&self.partial);
+    }
+}
+
+/// `--per-participant` never replaces a folder, a SQLite database or its journal (the
+/// study's own, given by mistake, would be lost).
+fn refuse_to_overwrite(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Read;
+    if path.is_dir() {
+        anyhow::bail!(
+            "--per-participant {} is a folder; give a file name, e.g. {}/people.jsonl",
+            path.display(),
+            path.display()
+        );
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut head = [0u8; 16];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let database = read >= 16 && &head == b"SQLite format 3\0";
+    let journal = read >= 4 && matches!(head[..4], [0x37, 0x7f, 0x06, 0x82 | 0x83]);
+    if database || journal || name.ends_with("-wal") || name.ends_with("-shm") {
+        anyhow::bail!(
+            "--per-participant {} is a SQLite database or its journal, not a report file: give another name, e.g. people.jsonl",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The readable report.

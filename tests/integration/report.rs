@@ -274,6 +274,18 @@ fn per_participant_file_holds_what_the_report_counts(d: &Path, quick: &[&str], r
     let (ok, _, err) =
         ualign(d, &[&["stats", "full.toml", "--per-participant", "no/such/dir/people.jsonl"][..], quick].concat());
     assert!(!ok && err.contains("--per-participant") && err.contains("no/such/dir"), "{err}");
+    // The study's database given by mistake is refused, and left as it was.
+    let db = std::fs::read_dir(d.join("db"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "sqlite"))
+        .expect("the study's database");
+    let before = std::fs::read(&db).unwrap();
+    let (ok, _, err) =
+        ualign(d, &[&["stats", "full.toml", "--per-participant", db.to_str().unwrap()][..], quick].concat());
+    assert!(!ok && err.contains("SQLite database"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    assert!(!db.with_extension("sqlite.partial").exists());
 }
 
 fn figure_with_the_default_k_max(d: &Path, quick: &[&str]) {
@@ -378,10 +390,10 @@ fn dashboard_watcher_recomputes_when_another_connection_writes() {
     let mut lives = Vec::new();
     let mut next_ready = || loop {
         match rx.recv_timeout(Duration::from_secs(60)).expect("the watcher sends a report") {
-            Update::Ready(r, _) => return r,
+            Update::Ready(r, _, _) => return r,
             Update::Live(v, _) => lives.push(v),
             Update::Computing => {}
-            Update::Failed(e) => panic!("{e}"),
+            Update::Failed(e) | Update::LiveFailed(e) => panic!("{e}"),
         }
     };
     assert_eq!(next_ready().progress.participants, 5);

@@ -257,6 +257,12 @@ fn side_lines(r: &Report, chart: &FkChart, theme: Theme, bar_width: usize, compa
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled(text::QUALITY, Style::default().add_modifier(Modifier::BOLD))));
     let q = &r.quality;
+    if q.median_response_ms.is_none() {
+        // No answers, or only the live view so far: nothing checked yet, nothing to clear.
+        lines.push(Line::from(text::QUALITY_PENDING));
+        lines.extend(length_lines(r, theme));
+        return lines;
+    }
     for b in &q.position_bias {
         let flag = b.p_value < 0.05;
         lines.push(Line::from(vec![

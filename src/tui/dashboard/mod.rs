@@ -53,8 +53,10 @@ pub struct Dashboard {
 pub struct Reads {
     /// The latest live view, and when its snapshot was taken.
     latest: Option<(LiveView, Instant)>,
-    /// When the shown full report's snapshot was taken (about).
+    /// When the shown full report's snapshot was taken.
     report: Option<Instant>,
+    /// The error shown is the live view's (a later live view clears it).
+    live_error: bool,
 }
 
 /// What the background part of the dashboard (the full report) was computed from.
@@ -67,11 +69,13 @@ pub struct ModelAge {
 /// Messages from the watcher thread.
 pub enum Update {
     Computing,
-    /// The full report, and how long it took.
-    Ready(Box<Report>, Duration),
+    /// The full report, how long it took, and when its snapshot was taken.
+    Ready(Box<Report>, Duration, Instant),
     /// Progress and f(k), read when the `Instant` says.
     Live(Box<LiveView>, Instant),
     Failed(String),
+    /// The live view could not read (the full report's state is left as it is).
+    LiveFailed(String),
 }
 
 /// Sizes this process's parallel pool (where the full report's parallel work runs) to
@@ -144,7 +148,7 @@ fn spawn(
                 }
                 let start = Instant::now();
                 let msg = match Report::compute(&study, &store, &opts) {
-                    Ok(r) => Update::Ready(Box::new(r), start.elapsed()),
+                    Ok(r) => Update::Ready(Box::new(r), start.elapsed(), start),
                     Err(e) => Update::Failed(format!("reading {}: {e}", db.display())),
                 };
                 if tx.send(msg).is_err() {
@@ -164,7 +168,7 @@ fn spawn_live(study: Study, db: PathBuf, replicates: usize, tx: mpsc::Sender<Upd
         let store = match Store::open_existing(&db) {
             Ok(s) => s,
             Err(e) => {
-                let _ = tx.send(Update::Failed(e.to_string()));
+                let _ = tx.send(Update::LiveFailed(e.to_string()));
                 return;
             }
         };
@@ -176,7 +180,7 @@ fn spawn_live(study: Study, db: PathBuf, replicates: usize, tx: mpsc::Sender<Upd
                 let read = Instant::now();
                 let msg = match LiveView::compute(&study, &store, replicates) {
                     Ok(v) => Update::Live(Box::new(v), read),
-                    Err(e) => Update::Failed(format!("reading {}: {e}", db.display())),
+                    Err(e) => Update::LiveFailed(format!("reading {}: {e}", db.display())),
                 };
                 if tx.send(msg).is_err() {
                     return;
@@ -192,9 +196,8 @@ impl Dashboard {
     pub(crate) fn apply(&mut self, u: Update) {
         match u {
             Update::Computing => self.computing = true,
-            Update::Ready(mut r, took) => {
+            Update::Ready(mut r, took, read) => {
                 let now = chrono::Local::now();
-                let read = Instant::now().checked_sub(took).unwrap_or_else(Instant::now);
                 self.model = Some(ModelAge {
                     participants: r.progress.participants,
                     at: now - chrono::Duration::from_std(took).unwrap_or_default(),
@@ -219,6 +222,13 @@ impl Dashboard {
                 }
                 self.live = Some(chrono::Local::now());
                 self.reads.latest = Some((*v, at));
+                if self.reads.live_error {
+                    (self.error, self.reads.live_error) = (None, false);
+                }
+            }
+            Update::LiveFailed(e) => {
+                self.error = Some(e);
+                self.reads.live_error = true;
             }
             Update::Failed(e) => {
                 self.computing = false;
@@ -296,7 +306,8 @@ mod tests {
         // A full report read 10 s ago, of 2 participants, arrives: its model and quality are
         // shown as of 2, f(k) and progress stay the live view's 3.
         let old = Report::from_live("s", view(2));
-        d.apply(Update::Ready(Box::new(old), Duration::from_secs(10)));
+        let ten_ago = Instant::now().checked_sub(Duration::from_secs(10)).unwrap();
+        d.apply(Update::Ready(Box::new(old), Duration::from_secs(10), ten_ago));
         assert_eq!(d.report.as_ref().map(|r| r.progress.participants), Some(3));
         assert_eq!(d.model.map(|m| m.participants), Some(2));
         assert!(d.live.is_some());
@@ -305,7 +316,7 @@ mod tests {
         d.apply(Update::Live(Box::new(view(1)), long_ago));
         assert_eq!(d.report.as_ref().map(|r| r.progress.participants), Some(3));
         // A full report newer than every live view is shown whole.
-        d.apply(Update::Ready(Box::new(Report::from_live("s", view(4))), Duration::ZERO));
+        d.apply(Update::Ready(Box::new(Report::from_live("s", view(4))), Duration::ZERO, Instant::now()));
         assert_eq!(d.report.as_ref().map(|r| r.progress.participants), Some(4));
         assert!(d.live.is_none(), "no live view is newer than the report");
     }

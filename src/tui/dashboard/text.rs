@@ -12,6 +12,7 @@ pub(crate) fn error(e: &str) -> String {
 
 pub(crate) const COMPUTING: &str = "computing…";
 pub(crate) const WAITING: &str = "waiting for data";
+pub(crate) const QUALITY_PENDING: &str = " not yet checked (no answers, or the report is computing)";
 
 pub(crate) fn updated(at: &str, took_ms: u128, recomputing: bool) -> String {
     format!("updated {at} ({took_ms} ms){}", if recomputing { ", recomputing…" } else { "" })
