@@ -256,13 +256,19 @@ fn side_lines(r: &Report, chart: &FkChart, theme: Theme, bar_width: usize, compa
     }
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled(text::QUALITY, Style::default().add_modifier(Modifier::BOLD))));
+    lines.extend(quality_lines(r, theme));
+    lines.extend(length_lines(r, theme));
+    lines
+}
+
+/// The data-quality checks' lines, flagged where they find something.
+fn quality_lines(r: &Report, theme: Theme) -> Vec<Line<'static>> {
     let q = &r.quality;
     if q.median_response_ms.is_none() {
         // No answers, or only the live view so far: nothing checked yet, nothing to clear.
-        lines.push(Line::from(text::QUALITY_PENDING));
-        lines.extend(length_lines(r, theme));
-        return lines;
+        return vec![Line::from(text::QUALITY_PENDING)];
     }
+    let mut lines = Vec::new();
     for b in &q.position_bias {
         let flag = b.p_value < 0.05;
         lines.push(Line::from(vec![
@@ -278,7 +284,6 @@ fn side_lines(r: &Report, chart: &FkChart, theme: Theme, bar_width: usize, compa
     if n > 0 {
         lines.push(Line::from(text::repeats(same, n)));
     }
-    lines.extend(length_lines(r, theme));
     lines
 }
 
