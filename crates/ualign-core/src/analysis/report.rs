@@ -335,29 +335,35 @@ impl LiveView {
     /// Reads and computes the live view (`replicates`: the f(k) bootstrap's, as the
     /// report's, so the rows' numbers are the report's own).
     pub fn compute(study: &Study, store: &Store, replicates: usize) -> Result<Self, AnalysisError> {
-        let _snapshot = store.snapshot()?;
-        let candidates = store.all_candidates()?;
-        let texts: HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
-        let fk = fk::compute_without_length(
-            &fk::scores(&store.best_of_k_answers()?, &texts),
-            &store.finish_order()?,
-            (replicates, study.seed),
-        );
-        Ok(Self { progress: store.progress()?, fk })
+        let (fk, progress) = fk_from_store(study, store, replicates, false)?;
+        Ok(Self { progress, fk })
     }
+}
+
+/// The f(k) rows and progress from one snapshot of the store; `length`: with the length
+/// control and tie model of each row (the full fit), else without (the live view's).
+fn fk_from_store(
+    study: &Study,
+    store: &Store,
+    replicates: usize,
+    length: bool,
+) -> Result<(Vec<FkRow>, Progress), AnalysisError> {
+    let _snapshot = store.snapshot()?;
+    let candidates = store.all_candidates()?;
+    let texts: HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
+    let (answers, finished) = (store.best_of_k_answers()?, store.finish_order()?);
+    let resampling = (replicates, study.seed);
+    let fk = if length {
+        fk::compute(&fk::observations(&answers, &texts), &finished, resampling, study.options.allow_no_preference)
+    } else {
+        fk::compute_without_length(&fk::scores(&answers, &texts), &finished, resampling)
+    };
+    Ok((fk, store.progress()?))
 }
 
 /// f(k) alone, from the store: what `demo` shows after a participant.
 pub fn fk_rows(study: &Study, store: &Store, replicates: usize) -> Result<Vec<FkRow>, AnalysisError> {
-    let _snapshot = store.snapshot()?;
-    let candidates = store.all_candidates()?;
-    let texts: HashMap<i64, &str> = candidates.iter().map(|c| (c.id, c.text.as_str())).collect();
-    Ok(fk::compute(
-        &fk::observations(&store.best_of_k_answers()?, &texts),
-        &store.finish_order()?,
-        (replicates, study.seed),
-        study.options.allow_no_preference,
-    ))
+    Ok(fk_from_store(study, store, replicates, true)?.0)
 }
 
 /// The analyses of rank trials: per-participant rankings, population worths, the
