@@ -1,5 +1,6 @@
-//! `ualign generate`: fills every model policy's pools through ONNX Runtime with a
-//! progress bar; resumable, and Ctrl-C keeps every finished pool. Also the pool filling
+//! `ualign generate`: fills every model policy's pools through ONNX Runtime and every
+//! server policy's through its server, with a progress bar; resumable, and Ctrl-C keeps
+//! every finished pool. Also the pool filling
 //! that `simulate` and `demo` do first.
 
 use std::sync::atomic::AtomicBool;
@@ -7,10 +8,10 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use ualign_core::pools::{Models, PoolError, Progress, pending_jobs};
-use ualign_engine::EngineError;
+use ualign_core::pools::{Models, PoolDone, Progress, pending_jobs};
+use ualign_core::study::PolicySource;
 
-/// Fill every model policy's candidate pools.
+/// Fill every model and server policy's candidate pools.
 #[derive(clap::Args)]
 pub(crate) struct Cmd {
     #[command(flatten)]
@@ -52,7 +53,9 @@ pub(crate) fn open_checked(
     db: Option<&std::path::PathBuf>,
 ) -> anyhow::Result<ualign_core::store::Store> {
     if !super::db_path(study, db).exists() {
-        Models::check_folders(study)?;
+        for n in Models::check_folders(study)? {
+            eprintln!("notice: {n}");
+        }
     }
     Ok(super::open_store(study, db)?.0)
 }
@@ -86,35 +89,44 @@ fn fill(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} candidates {msg} (ETA {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    for n in models.take_notices() {
-        bar.println(format!("notice: {n}"));
-    }
+    notices(&bar, models);
     let start = Instant::now();
     let mut provider = String::new();
-    for job in &jobs {
+    let mut at = 0;
+    while at < jobs.len() {
+        // A server policy's pools go together, so that its requests overlap across pools;
+        // a model's pools go one at a time (each is one batch on the engine).
+        let job = &jobs[at];
+        let server = study.policy(&job.policy).is_some_and(|p| matches!(p.source, PolicySource::Server { .. }));
+        let end = if server { at + jobs[at..].iter().take_while(|j| j.policy == job.policy).count() } else { at + 1 };
+        let group = &jobs[at..end];
+        at = end;
         bar.set_message(format!("· {} / {}", job.policy, job.prompt_id));
-        let result = models.run_job(study, store, job, cancel);
-        for n in models.take_notices() {
-            bar.println(format!("notice: {n}"));
-        }
+        let mut on_pool = |d: &PoolDone| {
+            progress.pool_done(Some(d));
+            provider.clone_from(&d.provider);
+            let secs = start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_position(progress.candidates_done);
+            bar.set_message(format!(
+                "· {}/{} pools · {:.1} cand/s · {:.0} tok/s · {provider}",
+                progress.pools_done,
+                progress.pools,
+                progress.candidates_done as f64 / secs,
+                progress.tokens as f64 / secs
+            ));
+        };
+        let result = if server {
+            models.run_server_jobs(study, store, group, cancel, &mut |_, d| on_pool(d))
+        } else {
+            models.run_job(study, store, job, cancel).map(|d| on_pool(&d))
+        };
+        notices(&bar, models);
         match result {
-            Ok(d) => {
-                progress.pool_done(Some(&d));
-                provider = d.provider;
-                let secs = start.elapsed().as_secs_f64().max(1e-9);
-                bar.set_position(progress.candidates_done);
-                bar.set_message(format!(
-                    "· {}/{} pools · {:.1} cand/s · {:.0} tok/s · {provider}",
-                    progress.pools_done,
-                    progress.pools,
-                    progress.candidates_done as f64 / secs,
-                    progress.tokens as f64 / secs
-                ));
-            }
-            Err(PoolError::Engine { source: EngineError::Cancelled, .. }) => {
+            Ok(()) => {}
+            Err(e) if e.is_cancelled() => {
                 bar.abandon();
                 anyhow::bail!(
-                    "interrupted: {} candidates stored in {}, the unfinished pool was discarded; run `{}` to continue",
+                    "interrupted: {} candidates stored in {}, the unfinished pools were discarded; run `{}` to continue",
                     progress.candidates_done,
                     store.path().display(),
                     again(study, store)
@@ -146,6 +158,18 @@ fn fill(
     report_cuts(study, store)
 }
 
+/// The models' and servers' notices, above the bar (or on stderr where the bar is hidden,
+/// as when stderr is not a terminal: indicatif drops a hidden bar's lines).
+fn notices(bar: &ProgressBar, models: &mut Models) {
+    for n in models.take_notices() {
+        if bar.is_hidden() {
+            eprintln!("notice: {n}");
+        } else {
+            bar.println(format!("notice: {n}"));
+        }
+    }
+}
+
 /// Says, per policy, how many candidates stopped at their length limit and what
 /// participants will see of them (the study's `on_length`).
 fn report_cuts(study: &ualign_core::study::Study, store: &ualign_core::store::Store) -> anyhow::Result<()> {
@@ -157,12 +181,14 @@ fn report_cuts(study: &ualign_core::study::Study, store: &ualign_core::store::St
 
 /// The lines of [`report_cuts`], for the counts `(policy, cut, candidates)`.
 pub(crate) fn cut_lines(study: &ualign_core::study::Study, counts: &[(String, i64, i64)]) -> Vec<String> {
-    use ualign_core::study::{OnLength, PolicySource};
+    use ualign_core::study::OnLength;
     let mut lines = Vec::new();
     for (name, cut, total) in counts {
         let Some(policy) = study.policy(name).filter(|_| *cut > 0) else { continue };
         let limit = match &policy.source {
-            PolicySource::Model { decoding, .. } => format!("max_new_tokens = {}", decoding.max_new_tokens),
+            PolicySource::Model { decoding, .. } | PolicySource::Server { decoding, .. } => {
+                format!("max_new_tokens = {}", decoding.max_new_tokens)
+            }
             PolicySource::Imported => "the length limit of the lines imported".to_string(),
         };
         let shown = match policy.on_length {

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use crate::tui::{self, Driver};
 use ualign_core::pools::PoolWorker;
-use ualign_core::study::{PolicySource, Study};
+use ualign_core::study::Study;
 
 /// Run the study for one participant in the terminal.
 #[derive(clap::Args)]
@@ -38,7 +38,7 @@ pub(crate) fn run_participant(
     warm_up: bool,
 ) -> anyhow::Result<()> {
     need_terminal()?;
-    let has_models = study.policies.iter().any(|p| matches!(p.source, PolicySource::Model { .. }));
+    let has_models = study.policies.iter().any(|p| p.source.is_generated());
     let worker = has_models
         .then(|| PoolWorker::spawn(study.clone(), store.path().to_path_buf(), engine.ep.into(), engine.threads));
     let mut app = Driver::new(study, store, participant, worker)?;

@@ -18,8 +18,21 @@ use ualign_engine::{GenOptions, SampleSpec, SamplingParams};
 pub(crate) struct Cmd {
     /// Model folder (config.json, tokenizer.json, tokenizer_config.json, model.onnx), a
     /// GGUF file, or `default` for the embedded SmolLM2-135M-Instruct
-    #[arg(required_unless_present = "study")]
+    #[arg(required_unless_present_any = ["study", "server"], conflicts_with = "server")]
     model: Option<PathBuf>,
+    /// Sample an OpenAI-compatible server instead (its API root, e.g.
+    /// http://gpu-box:8000/v1), one request per candidate, each with its own seed
+    #[arg(long, requires = "server_model", conflicts_with_all = ["study", "generation_config", "ignore_eos", "threads"])]
+    server: Option<String>,
+    /// With --server: the model name to ask the server for
+    #[arg(long = "model", id = "server_model", requires = "server")]
+    server_model: Option<String>,
+    /// With --server: the environment variable holding the API key (never the key itself)
+    #[arg(long, requires = "server")]
+    api_key_env: Option<String>,
+    /// With --server: requests in flight at once (1 to 1024)
+    #[arg(long, requires = "server", default_value_t = 8, allow_negative_numbers = true, value_parser = values::whole::<u32, 1, 1024>)]
+    concurrency: u32,
     /// The prompt's text; with --study, the prompt's id
     #[arg(long)]
     prompt: String,
@@ -74,7 +87,8 @@ pub(crate) struct Cmd {
     /// Intra-op threads, 1 to 256 (default: ONNX Runtime's choice)
     #[arg(long, allow_negative_numbers = true, value_parser = values::whole::<usize, 1, { values::MAX_THREADS }>)]
     threads: Option<usize>,
-    /// Send the prompt as is, not through the chat template
+    /// Send the prompt as is, not through the chat template (with --server: to the
+    /// /completions endpoint instead of /chat/completions)
     #[arg(long)]
     raw: bool,
     /// Decode exactly max-new-tokens, ignoring eos
@@ -114,6 +128,9 @@ impl Cmd {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         if let Some(study) = &self.study {
             return self.reproduce(study);
+        }
+        if let Some(url) = &self.server {
+            return self.sample_server(url);
         }
         let model = self.model_dir();
         let t_load = std::time::Instant::now();
@@ -179,6 +196,10 @@ impl Cmd {
             None => chrono::Utc::now().date_naive(),
         };
         let mut models = ualign_core::pools::Models::new(self.ep.into(), self.threads);
+        if matches!(study.policy(&policy).map(|p| &p.source), Some(ualign_core::study::PolicySource::Server { .. })) {
+            let s = models.server_sample(&study, &policy, &self.prompt, index, None)?;
+            return self.compare_server(store.as_ref(), &policy, s);
+        }
         let made = models.sample(&study, &policy, &self.prompt, &[index], day, None)?;
         for n in models.take_notices() {
             eprintln!("notice: {n}");
@@ -225,6 +246,49 @@ impl Cmd {
         Ok(ExitCode::SUCCESS)
     }
 
+    /// `--study` for a server policy: the candidate asked for again, compared with the
+    /// stored one (exit 1 when they differ, with the models and fingerprints of both).
+    fn compare_server(
+        &self,
+        store: Option<&ualign_core::store::Store>,
+        policy: &str,
+        s: ualign_engine::server::ServerSample,
+    ) -> anyhow::Result<ExitCode> {
+        let stored = match store {
+            Some(st) => st.candidate(policy, &self.prompt, s.index)?,
+            None => None,
+        };
+        let same = stored.as_ref().map(|c| c.text == s.text);
+        if self.json {
+            let mut v = serde_json::to_value(&s)?;
+            v["policy"] = json!(policy);
+            v["prompt"] = json!(self.prompt);
+            v["stored_candidate"] = json!(stored.as_ref().map(|c| c.id));
+            v["same_as_stored"] = json!(same);
+            println!("{v}");
+        } else {
+            println!("{}", s.text);
+        }
+        let what = format!("policy `{policy}`, prompt `{}`, sample {}", self.prompt, s.index);
+        let answered = format!(
+            "the server answered as `{}`{}",
+            s.model.as_deref().unwrap_or("?"),
+            s.system_fingerprint.as_ref().map(|f| format!(", fingerprint {f}")).unwrap_or_default()
+        );
+        match (stored, same) {
+            (Some(c), Some(true)) => eprintln!("{what}: the same text as stored candidate {} ({answered})", c.id),
+            (Some(c), _) => {
+                eprintln!(
+                    "{what}: DIFFERS from stored candidate {} ({answered}; the stored one's model, fingerprint and request are in `ualign export`'s meta): the server may have changed its model or build, or is not deterministic for a fixed seed (vLLM needs batch invariance; llama.cpp's server needs cache_prompt off)",
+                    c.id
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => eprintln!("{what}: not stored yet; `ualign generate` will ask for it ({answered})"),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
     /// That `--policy`, `--prompt` and `--index` name a candidate the study's own model
     /// made, or why not (with the closest name where one was mistyped).
     fn check_reproducible(&self, study: &ualign_core::study::Study, policy: &str, index: u32) -> anyhow::Result<()> {
@@ -242,10 +306,12 @@ impl Cmd {
                 .unwrap_or_default();
             anyhow::bail!("with --study, --prompt is a prompt's id: the study has no prompt `{}`{hint}", self.prompt);
         }
-        if !matches!(p.source, ualign_core::study::PolicySource::Model { .. }) {
-            anyhow::bail!(
+        match &p.source {
+            ualign_core::study::PolicySource::Model { .. } => {}
+            ualign_core::study::PolicySource::Server { .. } => {}
+            ualign_core::study::PolicySource::Imported => anyhow::bail!(
                 "policy `{policy}` is imported: ualign did not make its candidates, so it cannot make them again"
-            );
+            ),
         }
         if index >= p.pool_size {
             anyhow::bail!(
@@ -254,6 +320,86 @@ impl Cmd {
             );
         }
         Ok(())
+    }
+
+    /// `--server`: k candidates from an OpenAI-compatible server, as a study's server
+    /// policy with these settings would ask for them.
+    fn sample_server(&self, url: &str) -> anyhow::Result<ExitCode> {
+        use ualign_engine::server::{Endpoint, ServerClient, ServerJob, ServerSpec};
+        if self.ep != super::EpArg::Cpu {
+            anyhow::bail!("--ep chooses the in-process engine's provider; the server decides its own");
+        }
+        let mut spec = ServerSpec::new(url, self.server_model.as_deref().unwrap_or_default());
+        spec.api_key_env.clone_from(&self.api_key_env);
+        spec.concurrency = self.concurrency;
+        spec.endpoint = if self.raw { Endpoint::Completions } else { Endpoint::Chat };
+        // Beyond OpenAI's own settings, only what was asked for: a server's defaults stay
+        // its own, as a study's server policy sends them.
+        for (key, v) in [
+            ("top_k", self.top_k.map(|v| json!(v))),
+            ("min_p", self.min_p.map(|v| json!(f64::from(v)))),
+            ("repetition_penalty", self.repetition_penalty.map(|v| json!(f64::from(v)))),
+        ] {
+            if let Some(v) = v {
+                spec.extra.insert(key.into(), v);
+            }
+        }
+        let d = ualign_engine::decoding::Decoding::default();
+        let decoding = ualign_engine::decoding::Decoding {
+            sampling: SamplingParams {
+                temperature: self.temperature.unwrap_or(d.sampling.temperature),
+                top_p: self.top_p.unwrap_or(d.sampling.top_p),
+                ..d.sampling
+            },
+            max_new_tokens: self.max_new_tokens.unwrap_or(d.max_new_tokens),
+            stop: self.stop.clone(),
+            chat_template: !self.raw,
+        };
+        let client = ServerClient::new(spec)?;
+        for n in client.check()? {
+            eprintln!("notice: {n}");
+        }
+        let samples: Vec<SampleSpec> = (0..self.k)
+            .map(|i| SampleSpec { index: i, seed: ualign_core::seed::sample_seed(self.seed, "sample", "cli", i) })
+            .collect();
+        let job = ServerJob { prompt: self.prompt.clone(), samples };
+        let cancel = super::cancel_on_ctrl_c();
+        let started = std::time::Instant::now();
+        let mut got = Vec::new();
+        client.run(std::slice::from_ref(&job), &decoding, Some(&cancel), &mut |_, s| {
+            got = s;
+            std::ops::ControlFlow::Continue(())
+        })?;
+        let secs = started.elapsed().as_secs_f64();
+        for s in &got {
+            if self.json {
+                println!("{}", serde_json::to_string(s)?);
+            } else {
+                let tokens = s.completion_tokens.map_or("?".to_string(), |n| n.to_string());
+                println!(
+                    "[{}] ({tokens} tokens, {}, seed {})\n{}\n",
+                    s.index + 1,
+                    s.finish_reason,
+                    s.seed,
+                    s.text.trim()
+                );
+            }
+        }
+        let tokens: u64 = got.iter().filter_map(|s| s.completion_tokens).sum();
+        let model = got.iter().find_map(|s| s.model.clone()).unwrap_or_else(|| "?".into());
+        let summary = json!({"server": url, "model": model, "candidates": got.len(), "completion_tokens": tokens,
+                             "wall_s": secs, "tokens_per_s": tokens as f64 / secs.max(1e-9)});
+        if self.json {
+            println!("{}", json!({ "timing": summary }));
+        } else {
+            eprintln!(
+                "{url} (model `{model}`): {} candidates, {tokens} tokens in {secs:.1} s ({:.0} tokens/s, {} at once)",
+                got.len(),
+                tokens as f64 / secs.max(1e-9),
+                self.concurrency
+            );
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     /// The model folder: the path given, or the embedded default's for `default`.

@@ -10,7 +10,6 @@ use anyhow::Context;
 use super::values;
 use crate::serve::{self, Auth, Doors, Hub, Limits};
 use ualign_core::pools::PoolWorker;
-use ualign_core::study::PolicySource;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum AuthArg {
@@ -90,7 +89,7 @@ impl Cmd {
             println!("invitations: {made} made, {used} used");
         }
         let missing = ualign_core::pools::pending_jobs(&study, &store)?;
-        let has_models = study.policies.iter().any(|p| matches!(p.source, PolicySource::Model { .. }));
+        let has_models = study.policies.iter().any(|p| p.source.is_generated());
         let db = store.path().to_path_buf();
         if !missing.is_empty() {
             println!(

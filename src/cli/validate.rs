@@ -28,17 +28,31 @@ impl Cmd {
         for w in &warnings {
             eprintln!("{w}");
         }
-        let models = study.policies.iter().filter(|p| matches!(p.source, PolicySource::Model { .. })).count();
+        let count = |f: fn(&PolicySource) -> bool| study.policies.iter().filter(|p| f(&p.source)).count();
+        let models = count(|s| matches!(s, PolicySource::Model { .. }));
+        let servers = count(|s| matches!(s, PolicySource::Server { .. }));
         println!("{}: valid study `{}` ({})", self.study.display(), study.name, study.title);
         println!("  prompts:   {}", study.prompts.len());
         println!(
-            "  policies:  {} ({} model, {} imported)",
+            "  policies:  {} ({} model, {} server, {} imported)",
             study.policies.len(),
             models,
-            study.policies.len() - models
+            servers,
+            study.policies.len() - models - servers
         );
         for p in &study.policies {
-            println!("    {:<16} pool {} per prompt", p.name, p.pool_size);
+            let from = match &p.source {
+                PolicySource::Server { server, .. } => format!(
+                    "; server {} model `{}` ({} endpoint, {} at once{})",
+                    server.base_url,
+                    server.model,
+                    server.endpoint.as_str(),
+                    server.concurrency,
+                    server.api_key_env.as_ref().map(|v| format!(", key from ${v}")).unwrap_or_default()
+                ),
+                _ => String::new(),
+            };
+            println!("    {:<16} pool {} per prompt{from}", p.name, p.pool_size);
         }
         println!("  blocks:    {}", study.blocks.len());
         for b in &study.blocks {

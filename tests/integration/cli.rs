@@ -609,6 +609,11 @@ fn an_older_database_is_brought_up_to_date_or_read_as_it_is_when_read_only() {
     let d = dir.path();
     let (ok, _, err) = ualign(d, &["init", "studies/example.toml"]);
     assert!(ok, "{err}");
+    for policy in ["sampled", "greedy"] {
+        let file = format!("studies/example/{policy}.jsonl");
+        let (ok, _, err) = ualign(d, &["import", "studies/example.toml", "--policy", policy, "--candidates", &file]);
+        assert!(ok, "{err}");
+    }
     let db = d.join("db/example.sqlite");
     schema_one(&db);
     // Read-only (to someone else than root): stats reads it as it is.
@@ -631,8 +636,24 @@ fn an_older_database_is_brought_up_to_date_or_read_as_it_is_when_read_only() {
     mode(&db, 0o644);
     let (ok, _, err) = ualign(d, &["invite", "studies/example.toml", "--count", "1"]);
     assert!(ok, "{err}");
-    let version: i64 = common::sql(&db).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 3);
+    let c = common::sql(&db);
+    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 4);
+    // Schema 4 rebuilt the policies table (a CHECK constraint cannot be altered): every
+    // policy and candidate is still there, every candidate still finds its policy, and
+    // the table now takes server policies.
+    let count = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT COUNT(*) FROM policies"), 2);
+    assert_eq!(count("SELECT COUNT(*) FROM candidates"), 48);
+    assert_eq!(count("SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM candidates c JOIN policies p ON p.name = c.policy"), 48);
+    let schema: String =
+        c.query_row("SELECT sql FROM sqlite_schema WHERE name = 'policies'", [], |r| r.get(0)).unwrap();
+    assert!(
+        schema.contains("'server'") && schema.contains("CREATE TABLE \"policies\"")
+            || schema.contains("CREATE TABLE policies"),
+        "{schema}"
+    );
 }
 
 /// A pool whose answers reach `max_new_tokens`: `generate` says how many were cut and what

@@ -34,7 +34,11 @@ fn migrations_from_an_empty_file_and_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.sqlite");
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3, "0001_init, 0002_invitations and 0003_seen_in_full");
+    assert_eq!(
+        store.schema_version().unwrap(),
+        4,
+        "0001_init, 0002_invitations, 0003_seen_in_full and 0004_server_policies"
+    );
     let mode: String = common::sql(store.path()).pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let fk: i64 = common::sql(store.path()).pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
@@ -43,14 +47,14 @@ fn migrations_from_an_empty_file_and_reopening() {
     // An empty (zero-byte) file is a valid empty database too.
     let empty = dir.path().join("empty.sqlite");
     std::fs::write(&empty, b"").unwrap();
-    assert_eq!(Store::open(&empty).unwrap().schema_version().unwrap(), 3);
+    assert_eq!(Store::open(&empty).unwrap().schema_version().unwrap(), 4);
     // Reopening applies nothing twice.
     let s = example();
     let (_, first) = Store::open_for_study(&path, &s).unwrap();
     assert_eq!(first, Opened::Created);
     let (store, second) = Store::open_for_study(&path, &s).unwrap();
     assert_eq!(second, Opened::Existing);
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     let prompts: i64 = common::sql(store.path()).query_row("SELECT COUNT(*) FROM prompts", [], |r| r.get(0)).unwrap();
     assert_eq!(prompts, 6);
 }

@@ -24,6 +24,7 @@ mod model;
 pub mod onnx;
 mod runtime;
 pub mod sampler;
+pub mod server;
 mod template;
 mod weights;
 

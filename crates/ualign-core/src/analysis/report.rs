@@ -13,7 +13,7 @@ use super::fk::{self, FkRow};
 use super::quality::{self, Quality};
 use super::ranking::{self, Ranking, Worth};
 use crate::store::{BestOfKAnswer, Candidate, QualityCounts, RankAnswer, Store, StoreError};
-use crate::study::{Design, PolicySource, Study};
+use crate::study::{Decoding, Design, Study};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -457,7 +457,7 @@ fn greedy_policies(study: &Study) -> BTreeSet<String> {
     study
         .policies
         .iter()
-        .filter(|p| matches!(&p.source, PolicySource::Model { decoding, .. } if decoding.is_greedy()))
+        .filter(|p| p.source.decoding().is_some_and(Decoding::is_greedy))
         .map(|p| p.name.clone())
         .collect()
 }

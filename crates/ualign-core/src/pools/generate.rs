@@ -14,7 +14,9 @@ use ualign_engine::{EngineError, EpChoice, GenOptions, Generator, SampleSpec};
 pub enum PoolError {
     #[error("policy `{policy}`: {source}")]
     Engine { policy: String, source: EngineError },
-    #[error("policy `{0}` is not a model policy of the study: only `ualign import` fills its pools")]
+    #[error("policy `{policy}`: {source}")]
+    Server { policy: String, source: Box<ualign_engine::server::ServerError> },
+    #[error("policy `{0}` is not a model or server policy of the study: only `ualign import` fills its pools")]
     NotAModel(String),
     #[error("prompt `{0}` is not in the study")]
     NoPrompt(String),
@@ -22,14 +24,31 @@ pub enum PoolError {
     Store(#[from] StoreError),
 }
 
-/// Loaded models, one per (folder, provider), reused across policies that share a model.
+impl PoolError {
+    pub(crate) fn server(policy: &str, source: ualign_engine::server::ServerError) -> Self {
+        PoolError::Server { policy: policy.to_string(), source: Box::new(source) }
+    }
+
+    /// Whether generation was cancelled (Ctrl-C, a worker stopped), not failed.
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            PoolError::Engine { source, .. } => matches!(source, EngineError::Cancelled),
+            PoolError::Server { source, .. } => source.is_cancelled(),
+            _ => false,
+        }
+    }
+}
+
+/// Loaded models, one per (folder, provider), reused across policies that share a model,
+/// and the clients of the server policies, one per policy.
 pub struct Models {
     ep: EpChoice,
     threads: Option<usize>,
     loaded: BTreeMap<PathBuf, (Generator, String)>,
+    pub(super) servers: BTreeMap<String, ualign_engine::server::ServerClient>,
     /// Things the user should be told (e.g. `auto` fell back to CPU); the caller shows them
     /// where it can: a CLI on stderr, the TUI on its status line.
-    notices: Vec<String>,
+    pub(super) notices: Vec<String>,
 }
 
 /// How far a set of pool jobs has come: `generate`'s progress bar and the participant's
@@ -74,7 +93,7 @@ pub struct PoolDone {
 
 impl Models {
     pub fn new(ep: EpChoice, threads: Option<usize>) -> Self {
-        Self { ep, threads, loaded: BTreeMap::new(), notices: Vec::new() }
+        Self { ep, threads, loaded: BTreeMap::new(), servers: BTreeMap::new(), notices: Vec::new() }
     }
 
     /// The generator for a folder (loaded on first use) and its model hash.
@@ -92,34 +111,45 @@ impl Models {
         Ok(self.loaded.get_mut(dir).expect("inserted above"))
     }
 
-    /// Loads every model the study's blocks draw from, so that a broken model folder is
+    /// Loads every model the study's blocks draw from and asks every server they draw
+    /// from for its models, so that a broken model folder, a wrong URL or a refused key is
     /// found before anything is stored.
     pub fn preload(&mut self, study: &Study) -> Result<(), PoolError> {
         let needed = needed_pools(study);
-        for policy in &study.policies {
-            if let PolicySource::Model { dir, .. } = &policy.source
-                && needed.contains_key(&policy.name)
-            {
-                self.get(dir).map_err(|source| PoolError::Engine { policy: policy.name.clone(), source })?;
+        for policy in study.policies.iter().filter(|p| needed.contains_key(&p.name)) {
+            match &policy.source {
+                PolicySource::Model { dir, .. } => {
+                    self.get(dir).map_err(|source| PoolError::Engine { policy: policy.name.clone(), source })?;
+                }
+                PolicySource::Server { .. } => {
+                    self.server(policy)?;
+                }
+                PolicySource::Imported => {}
             }
         }
         Ok(())
     }
 
     /// Checks that every model folder the study needs opens (its files, its tokenizer, its
-    /// provisioned weights) without building a session: the quick check before a database
-    /// is made when the models load later, on the engine's own thread.
-    pub fn check_folders(study: &Study) -> Result<(), PoolError> {
+    /// provisioned weights) without building a session, and that every server it needs
+    /// answers: the quick check before a database is made when the models load later, on
+    /// the engine's own thread. Returns the servers' notices.
+    pub fn check_folders(study: &Study) -> Result<Vec<String>, PoolError> {
         let needed = needed_pools(study);
-        for policy in &study.policies {
-            if let PolicySource::Model { dir, .. } = &policy.source
-                && needed.contains_key(&policy.name)
-            {
-                ualign_engine::ModelFolder::open(dir)
-                    .map_err(|source| PoolError::Engine { policy: policy.name.clone(), source })?;
+        let mut servers = Models::new(EpChoice::Cpu, None);
+        for policy in study.policies.iter().filter(|p| needed.contains_key(&p.name)) {
+            match &policy.source {
+                PolicySource::Model { dir, .. } => {
+                    ualign_engine::ModelFolder::open(dir)
+                        .map_err(|source| PoolError::Engine { policy: policy.name.clone(), source })?;
+                }
+                PolicySource::Server { .. } => {
+                    servers.server(policy)?;
+                }
+                PolicySource::Imported => {}
             }
         }
-        Ok(())
+        Ok(servers.take_notices())
     }
 
     /// Notices gathered since the last call.
@@ -135,6 +165,11 @@ impl Models {
         job: &PoolJob,
         cancel: Option<&AtomicBool>,
     ) -> Result<PoolDone, PoolError> {
+        if matches!(study.policy(&job.policy).map(|p| &p.source), Some(PolicySource::Server { .. })) {
+            let mut done = None;
+            self.run_server_jobs(study, store, std::slice::from_ref(job), cancel, &mut |_, d| done = Some(d.clone()))?;
+            return Ok(done.unwrap_or(PoolDone { candidates: 0, new_tokens: 0, provider: String::new() }));
+        }
         let day = store.study_day()?;
         let made = self.sample(study, &job.policy, &job.prompt_id, &job.missing, day, cancel)?;
         let (samples, timing, hash, decoding) = (made.samples, made.timing, made.model_hash, made.decoding);

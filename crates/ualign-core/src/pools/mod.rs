@@ -1,5 +1,5 @@
 //! Candidate pools: which samples a study still needs (`plan`), generating them through
-//! the engine (`generate`), the engine on its own thread for the participant screens
+//! the engine (`generate`) or an OpenAI-compatible server (`server`), the engine on its own thread for the participant screens
 //! (`worker`), and candidates brought in from elsewhere (`import`). Resumable (stored
 //! samples are skipped) and interruptible (a cancelled pool stores nothing; finished pools
 //! stay). Used by `ualign generate`, `simulate`, `demo`, `import` and the participant
@@ -8,6 +8,7 @@
 mod generate;
 pub mod import;
 mod plan;
+mod server;
 mod worker;
 
 pub use generate::{Made, Models, PoolDone, PoolError, Progress};

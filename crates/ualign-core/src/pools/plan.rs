@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::store::{Store, StoreError, StoredTrial};
-use crate::study::{Design, PolicySource, Study};
+use crate::study::{Design, Study};
 
 /// One unit of work: the missing samples of one policy's pool for one prompt.
 #[derive(Debug, Clone)]
@@ -50,12 +50,13 @@ pub fn needed_pools(study: &Study) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
-/// The model-policy pools that still miss samples, in study order.
+/// The pools of the policies ualign generates (model and server policies) that still
+/// miss samples, in study order.
 pub fn pending_jobs(study: &Study, store: &Store) -> Result<Vec<PoolJob>, StoreError> {
     let needed = needed_pools(study);
     let mut jobs = Vec::new();
     for policy in &study.policies {
-        if !matches!(policy.source, PolicySource::Model { .. }) {
+        if !policy.source.is_generated() {
             continue;
         }
         let Some(prompts) = needed.get(&policy.name) else {
@@ -81,7 +82,7 @@ pub fn pending_jobs_by_prompt(study: &Study, store: &Store) -> Result<Vec<PoolJo
     Ok(jobs)
 }
 
-/// What a trial still needs before it can be shown: jobs for the model policies' missing
+/// What a trial still needs before it can be shown: jobs for the generated policies' missing
 /// samples (whole pools, so one request fills what later trials of the prompt need too),
 /// and the imported policies whose candidates are missing (only `ualign import` can
 /// fill those).
@@ -101,7 +102,7 @@ pub fn missing_for_trial(
             continue;
         }
         match study.policy(&slot.policy) {
-            Some(p) if matches!(p.source, PolicySource::Model { .. }) => {
+            Some(p) if p.source.is_generated() => {
                 jobs.push(PoolJob::whole_pool(store, &p.name, prompt, p.pool_size)?);
             }
             _ => imported.push(slot.policy.clone()),

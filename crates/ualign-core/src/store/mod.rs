@@ -29,6 +29,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("migrations/0001_init.sql")),
     ("0002_invitations", include_str!("migrations/0002_invitations.sql")),
     ("0003_seen_in_full", include_str!("migrations/0003_seen_in_full.sql")),
+    ("0004_server_policies", include_str!("migrations/0004_server_policies.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -444,7 +445,11 @@ impl Store {
             return Ok(());
         }
         let path = self.path.clone();
-        self.write("the database schema", |tx| {
+        // A migration that rebuilds a table (SQLite cannot alter a constraint) runs with
+        // foreign keys off, which only takes effect outside a transaction; every key is
+        // checked before the commit instead.
+        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
+        let migrated = self.write("the database schema", |tx| {
             // Another process may have migrated the file while this one waited for the lock.
             let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
             if current > known {
@@ -455,8 +460,17 @@ impl Store {
                 tx.execute_batch(sql).map_err(err)?;
                 tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
             }
+            let broken: i64 = tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+            if broken > 0 {
+                return Err(StoreError::Invalid(format!(
+                    "{broken} rows of {} break a foreign key after migrating its schema; nothing was changed",
+                    path.display()
+                )));
+            }
             Ok(())
-        })
+        });
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrated
     }
 
     /// Opens the study's database, recording the study on first use and refusing a
@@ -573,6 +587,11 @@ impl Store {
                     PolicySource::Model { dir, decoding } => {
                         ("model", Some(dir.display().to_string()), serde_json::to_string(decoding).ok())
                     }
+                    PolicySource::Server { server, decoding } => (
+                        "server",
+                        Some(format!("{} @ {}", server.model, server.base_url)),
+                        serde_json::to_string(decoding).ok(),
+                    ),
                     PolicySource::Imported => ("imported", None, None),
                 };
                 ins.execute(params![p.name, source, p.pool_size, model, decoding])?;

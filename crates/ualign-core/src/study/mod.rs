@@ -7,6 +7,7 @@ mod diag;
 mod parse;
 mod participant;
 mod reader;
+mod server_policy;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ pub use participant::{
 };
 pub use reader::closest;
 pub use ualign_engine::decoding::{Decoding, SamplingParams, limits};
+pub use ualign_engine::server::{Endpoint, ServerSpec};
 
 /// A validated study. Paths inside it are resolved against the study file's folder.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,8 +177,27 @@ fn last_sentence_end(text: &str) -> Option<usize> {
 pub enum PolicySource {
     /// An ONNX model folder (Hugging Face layout) sampled with these settings.
     Model { dir: PathBuf, decoding: Decoding },
+    /// An OpenAI-compatible server (vLLM, TGI, SGLang, llama.cpp's server, a hosted API)
+    /// sampled with these settings, one request per sample.
+    Server { server: ServerSpec, decoding: Decoding },
     /// Candidates produced elsewhere and brought in with `ualign import`.
     Imported,
+}
+
+impl PolicySource {
+    /// Whether ualign makes this policy's candidates itself (`generate`, and the
+    /// participant screens' background filling), as opposed to `ualign import`.
+    pub fn is_generated(&self) -> bool {
+        !matches!(self, PolicySource::Imported)
+    }
+
+    /// The decoding settings of a generated policy.
+    pub fn decoding(&self) -> Option<&Decoding> {
+        match self {
+            PolicySource::Model { decoding, .. } | PolicySource::Server { decoding, .. } => Some(decoding),
+            PolicySource::Imported => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

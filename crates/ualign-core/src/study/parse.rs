@@ -10,6 +10,7 @@ use toml::de::DeTable;
 
 use super::diag::{Diagnostic, Diagnostics, Severity, SourceMap};
 use super::reader::{Cx, TableReader};
+use super::server_policy::read_server;
 use super::{Block, Decoding, Design, OnLength, Policy, PolicySource, Prompt, RankMode, Study, StudyOptions};
 
 /// Parses a study from its text. Returns the study when it could be built (it may still
@@ -298,15 +299,16 @@ fn read_policies(cx: &mut Cx, root: &TableReader, base_dir: &Path) -> Vec<Policy
         let src = match source.as_deref() {
             Some("model") => {
                 let dir = model_dir(cx, &t, base_dir);
-                let decoding = read_decoding(cx, &t);
+                let (decoding, _) = read_decoding(cx, &t);
                 dir.map(|dir| PolicySource::Model { dir, decoding })
             }
+            Some("server") => read_server(cx, &t),
             Some("imported") => Some(PolicySource::Imported),
             Some(other) => {
                 cx.error(
                     t.span_of("source"),
                     &t.path_of("source"),
-                    format!("unknown source `{other}`; use \"model\" or \"imported\""),
+                    format!("unknown source `{other}`; use \"model\", \"server\" or \"imported\""),
                 );
                 None
             }
@@ -372,11 +374,15 @@ fn read_on_length(cx: &mut Cx, t: &TableReader) -> OnLength {
     }
 }
 
-fn read_decoding(cx: &mut Cx, policy: &TableReader) -> Decoding {
+/// A policy's `[policies.decoding]`, with the keys it sets (a server is sent only the
+/// settings outside OpenAI's own that the study names).
+pub(super) fn read_decoding(cx: &mut Cx, policy: &TableReader) -> (Decoding, Vec<&'static str>) {
     let mut d = Decoding::default();
     let Some(t) = policy.table(cx, "decoding") else {
-        return d;
+        return (d, Vec::new());
     };
+    let set: Vec<&'static str> =
+        ["top_k", "min_p", "repetition_penalty", "chat_template"].into_iter().filter(|k| t.has(k)).collect();
     let check = |cx: &mut Cx, key: &'static str| -> Option<f64> {
         let (v, span) = t.number(cx, key)?;
         match ualign_engine::decoding::limits::check(key, v) {
@@ -428,7 +434,7 @@ fn read_decoding(cx: &mut Cx, policy: &TableReader) -> Decoding {
         d.chat_template = b;
     }
     t.finish(cx);
-    d
+    (d, set)
 }
 
 fn read_blocks(cx: &mut Cx, root: &TableReader, prompts: &[Prompt], policies: &[Policy]) -> Vec<Block> {

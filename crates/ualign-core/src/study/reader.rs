@@ -214,6 +214,23 @@ impl<'a, 'i> TableReader<'a, 'i> {
         }
     }
 
+    /// A table given as JSON (a server request's `extra_body`): its values as TOML holds
+    /// them, datetimes as their text, with the table's span.
+    pub(crate) fn json_table(
+        &self,
+        cx: &mut Cx,
+        key: &'static str,
+    ) -> Option<(serde_json::Map<String, serde_json::Value>, Range<usize>)> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Table(t) => Some((table_json(t), v.span())),
+            _ => {
+                self.wrong_type(cx, key, v, "a table");
+                None
+            }
+        }
+    }
+
     /// `[[key]]` entries (an array of tables).
     pub(crate) fn tables(&self, cx: &mut Cx, key: &'static str) -> Vec<TableReader<'a, 'i>> {
         let Some(items) = self.array(cx, key) else {
@@ -255,6 +272,23 @@ fn not_a(want: &str, v: &Value<'_>) -> String {
             format!("{} is too large (the largest integer here is {})", i.as_str(), i64::MAX)
         }
         other => format!("expected {want}, found {}", type_name(other)),
+    }
+}
+
+fn table_json(t: &DeTable<'_>) -> serde_json::Map<String, serde_json::Value> {
+    t.iter().map(|(k, v)| (k.get_ref().to_string(), value_json(v))).collect()
+}
+
+fn value_json(v: &Value<'_>) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v.get_ref() {
+        DeValue::String(s) => J::String(s.to_string()),
+        DeValue::Integer(_) => value_integer(v).map_or(J::Null, J::from),
+        DeValue::Float(f) => parse_float(f.as_str()).map_or(J::Null, J::from),
+        DeValue::Boolean(b) => J::Bool(*b),
+        DeValue::Datetime(d) => J::String(d.to_string()),
+        DeValue::Array(items) => J::Array(items.iter().map(value_json).collect()),
+        DeValue::Table(t) => J::Object(table_json(t)),
     }
 }
 

@@ -1,0 +1,183 @@
+//! A `[[policies]]` entry with `source = "server"`: an OpenAI-compatible server's URL,
+//! model and limits, read with their locations like every other field. The API key is
+//! named by its environment variable and never written in the study (which the database
+//! stores).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::PolicySource;
+use super::parse::read_decoding;
+use super::reader::{Cx, TableReader};
+use ualign_engine::server::{Endpoint, OWN_FIELDS, ServerSpec};
+
+/// Ranges of the server policy's limits.
+const CONCURRENCY: std::ops::RangeInclusive<i64> = 1..=1024;
+const TIMEOUT_S: std::ops::RangeInclusive<i64> = 1..=86_400;
+const RETRIES: std::ops::RangeInclusive<i64> = 0..=100;
+
+pub(super) fn read_server(cx: &mut Cx, t: &TableReader) -> Option<PolicySource> {
+    let base_url = t.required_string(cx, "base_url").filter(|u| base_url_ok(cx, t, u));
+    let model = t.required_string(cx, "model");
+    if model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        cx.error(t.span_of("model"), &t.path_of("model"), "the model name is empty: give the name the server serves");
+    }
+    let api_key_env = read_key_env(cx, t);
+    let endpoint = match t.string(cx, "endpoint").as_deref() {
+        None | Some("chat") => Endpoint::Chat,
+        Some("completions") => Endpoint::Completions,
+        Some(other) => {
+            cx.error(
+                t.span_of("endpoint"),
+                &t.path_of("endpoint"),
+                format!(
+                    "unknown endpoint `{other}`; use \"chat\" (/chat/completions, the server's chat template) or \"completions\" (/completions, the prompt as it is)"
+                ),
+            );
+            Endpoint::Chat
+        }
+    };
+    let concurrency = bounded(cx, t, "concurrency", CONCURRENCY, "requests in flight at once");
+    let timeout_s = bounded(cx, t, "timeout_s", TIMEOUT_S, "seconds one request may take");
+    let retries = bounded(cx, t, "retries", RETRIES, "retries of a request after a 429, 5xx or timeout");
+    let (decoding, extra) = read_request(cx, t);
+    let mut spec = ServerSpec::new(&base_url?, &model?);
+    spec.api_key_env = api_key_env;
+    spec.endpoint = endpoint;
+    if let Some(n) = concurrency {
+        spec.concurrency = n as u32;
+    }
+    if let Some(s) = timeout_s {
+        spec.timeout = Duration::from_secs(s as u64);
+    }
+    if let Some(n) = retries {
+        spec.retries = n as u32;
+    }
+    spec.extra = extra;
+    Some(PolicySource::Server { server: spec, decoding })
+}
+
+/// `api_key_env`, the name of the variable holding the key (and a refusal of a key
+/// written into the study).
+fn read_key_env(cx: &mut Cx, t: &TableReader) -> Option<String> {
+    if t.has("api_key") {
+        cx.error(
+            t.span_of("api_key"),
+            &t.path_of("api_key"),
+            "a key in the study file would be stored in every database made from it: remove it, export the key in an environment variable and name that variable with `api_key_env = \"VLLM_KEY\"`",
+        );
+    }
+    let var = t.string(cx, "api_key_env");
+    if let Some(var) = &var
+        && !is_env_name(var)
+    {
+        cx.error(
+            t.span_of("api_key_env"),
+            &t.path_of("api_key_env"),
+            format!(
+                "`{}` is not an environment variable's name: api_key_env names the variable that holds the key (letters, digits and _, e.g. VLLM_KEY), never the key itself",
+                shorten(var)
+            ),
+        );
+    }
+    var
+}
+
+/// The decoding settings, and the request fields beyond OpenAI's own: the sampling
+/// settings the study names that OpenAI's API lacks, then `extra_body`.
+fn read_request(
+    cx: &mut Cx,
+    t: &TableReader,
+) -> (ualign_engine::decoding::Decoding, serde_json::Map<String, serde_json::Value>) {
+    let (decoding, set) = read_decoding(cx, t);
+    if set.contains(&"chat_template") {
+        cx.error(
+            t.span_of("decoding"),
+            &t.path_of("decoding.chat_template"),
+            "a server policy's `endpoint` decides this: \"chat\" sends the prompt through the server's chat template, \"completions\" sends it as it is",
+        );
+    }
+    let mut extra = serde_json::Map::new();
+    for key in set.iter().filter(|k| **k != "chat_template") {
+        let v = match *key {
+            "top_k" => json!(decoding.sampling.top_k),
+            "min_p" => json!(f64::from(decoding.sampling.min_p)),
+            _ => json!(f64::from(decoding.sampling.repetition_penalty)),
+        };
+        extra.insert((*key).to_string(), v);
+    }
+    if let Some((body, span)) = t.json_table(cx, "extra_body") {
+        for (k, v) in body {
+            if OWN_FIELDS.contains(&k.as_str()) || extra.contains_key(&k) {
+                cx.error(
+                    span.clone(),
+                    &t.path_of(&format!("extra_body.{k}")),
+                    format!(
+                        "`{k}` is set by ualign from the study (the prompt, its seed and [policies.decoding]): set it in [policies.decoding] if it is a decoding setting, or leave it out"
+                    ),
+                );
+            } else {
+                extra.insert(k, v);
+            }
+        }
+    }
+    (decoding, extra)
+}
+
+/// An integer key within `range`, or an error saying the range.
+fn bounded(
+    cx: &mut Cx,
+    t: &TableReader,
+    key: &'static str,
+    range: std::ops::RangeInclusive<i64>,
+    what: &str,
+) -> Option<i64> {
+    let (n, span) = t.integer(cx, key)?;
+    if range.contains(&n) {
+        return Some(n);
+    }
+    cx.error(
+        span,
+        &t.path_of(key),
+        format!("{n} is out of range: {key} ({what}) is from {} to {}", range.start(), range.end()),
+    );
+    None
+}
+
+/// Whether `url` is an http(s) URL with a host, saying why not where it is not.
+fn base_url_ok(cx: &mut Cx, t: &TableReader, url: &str) -> bool {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    let problem = match host {
+        None => Some("give the scheme: http:// or https://, e.g. \"http://gpu-box:8000/v1\""),
+        Some("") => Some("no host: e.g. \"http://gpu-box:8000/v1\""),
+        Some(h) if h.contains('@') => Some(
+            "a user or password in the URL would be stored with the study: name the key's environment variable with api_key_env instead",
+        ),
+        Some(_) if url.chars().any(char::is_whitespace) => Some("the URL holds a space"),
+        Some(_) if url.contains('?') || url.contains('#') => {
+            Some("no query or fragment: give the API's root, e.g. \"http://gpu-box:8000/v1\"")
+        }
+        Some(_) => None,
+    };
+    if let Some(p) = problem {
+        cx.error(
+            t.span_of("base_url"),
+            &t.path_of("base_url"),
+            format!("`{}` is not a server's base URL: {p}", shorten(url)),
+        );
+    }
+    problem.is_none()
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The start of a value that may be a secret, for a message.
+fn shorten(s: &str) -> String {
+    if s.chars().count() <= 12 { s.to_string() } else { format!("{}…", s.chars().take(6).collect::<String>()) }
+}

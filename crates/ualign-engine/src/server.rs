@@ -1,0 +1,687 @@
+//! Samples from an OpenAI-compatible server (vLLM, TGI, SGLang, llama.cpp's server, a
+//! hosted API): one request per sample, each with its own seed, so that every candidate
+//! can be asked for again on its own. Requests run concurrently up to the policy's
+//! `concurrency`, with a per-request timeout, and retry with exponential backoff and
+//! jitter on 429, 5xx, timeouts and dropped connections; an answer larger than
+//! [`MAX_BODY`] is refused. Synchronous to its callers: the client owns a small Tokio
+//! runtime and blocks on it, so neither `ualign-core` nor the screens see async code.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use crate::decoding::Decoding;
+use crate::generate::SampleSpec;
+
+/// The largest answer read from a server: a completion of 8,192 tokens is well under
+/// 1 MiB; anything past this is not a completion.
+pub const MAX_BODY: usize = 8 << 20;
+
+/// How long a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The first retry's wait; each later one doubles, up to [`BACKOFF_CAP`].
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// The longest `Retry-After` honoured.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(120);
+/// How much of a server's error body an error message quotes.
+const QUOTE: usize = 300;
+
+/// The two OpenAI endpoints a policy can sample through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// `/chat/completions`: the prompt as one user message, through the server's own
+    /// chat template.
+    Chat,
+    /// `/completions`: the prompt's text as it is.
+    Completions,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Completions => "completions",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Completions => "/completions",
+        }
+    }
+}
+
+/// Where and how a server policy samples: what a study's `[[policies]]` entry with
+/// `source = "server"` says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSpec {
+    /// The API's root, e.g. `http://gpu-box:8000/v1` (no trailing slash).
+    pub base_url: String,
+    /// The model name sent with every request.
+    pub model: String,
+    /// The environment variable holding the API key, if the server needs one. The key
+    /// itself is never stored anywhere.
+    pub api_key_env: Option<String>,
+    pub endpoint: Endpoint,
+    /// Requests in flight at once.
+    pub concurrency: u32,
+    /// How long one request may take, from sending to the last byte.
+    pub timeout: Duration,
+    /// Retries of one request after a transient failure (429, 5xx, timeout).
+    pub retries: u32,
+    /// Request fields beyond the standard ones: the sampling settings the study sets that
+    /// OpenAI's API does not have (`top_k`, `min_p`, `repetition_penalty`) and the
+    /// policy's `extra_body`.
+    pub extra: Map<String, Value>,
+}
+
+impl ServerSpec {
+    /// The spec with its defaults: chat endpoint, 8 requests at once, 300 s per request,
+    /// 5 retries, no key.
+    pub fn new(base_url: &str, model: &str) -> Self {
+        Self {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            model: model.to_string(),
+            api_key_env: None,
+            endpoint: Endpoint::Chat,
+            concurrency: 8,
+            timeout: Duration::from_secs(300),
+            retries: 5,
+            extra: Map::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+}
+
+/// The fields ualign sets itself in every request: `extra_body` may not set them.
+pub const OWN_FIELDS: [&str; 10] =
+    ["model", "messages", "prompt", "seed", "n", "stream", "max_tokens", "temperature", "top_p", "stop"];
+
+/// The seed sent for a sample whose study seed is `seed`: its low 31 bits, which every
+/// server takes (llama.cpp's is 32-bit, some APIs' a signed 32-bit integer). What was sent
+/// is what is recorded.
+pub fn request_seed(seed: u64) -> u64 {
+    seed & 0x7fff_ffff
+}
+
+/// The request body for one sample: exactly what is sent and recorded.
+pub fn request_body(spec: &ServerSpec, decoding: &Decoding, prompt: &str, seed: u64) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(spec.model));
+    match spec.endpoint {
+        Endpoint::Chat => body.insert("messages".into(), json!([{ "role": "user", "content": prompt }])),
+        Endpoint::Completions => body.insert("prompt".into(), json!(prompt)),
+    };
+    body.insert("max_tokens".into(), json!(decoding.max_new_tokens));
+    body.insert("temperature".into(), json!(f64::from(decoding.sampling.temperature)));
+    body.insert("top_p".into(), json!(f64::from(decoding.sampling.top_p)));
+    body.insert("seed".into(), json!(request_seed(seed)));
+    body.insert("n".into(), json!(1));
+    body.insert("stream".into(), json!(false));
+    if !decoding.stop.is_empty() {
+        body.insert("stop".into(), json!(decoding.stop));
+    }
+    for (k, v) in &spec.extra {
+        body.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    Value::Object(body)
+}
+
+/// One sample as the server gave it, with what was asked and what came back beside the
+/// text.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerSample {
+    pub index: u32,
+    /// The seed sent ([`request_seed`] of the sample's study seed).
+    pub seed: u64,
+    pub text: String,
+    /// As the server said it (`stop`, `length`, …); `unknown` when it said nothing.
+    pub finish_reason: String,
+    /// The model the server says answered.
+    pub model: Option<String>,
+    pub system_fingerprint: Option<String>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    /// From sending the request that succeeded to its last byte.
+    pub latency_ms: f64,
+    /// Requests sent for this sample (1 when the first succeeded).
+    pub attempts: u32,
+    /// The body sent.
+    pub request: Value,
+}
+
+/// What went wrong talking to a server, each saying what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "api_key_env = \"{0}\", but the environment variable {0} is not set (or not valid text): export it before running ualign; the key is read from the environment only and never stored"
+    )]
+    NoKey(String),
+    #[error("base_url `{url}` is not an http:// or https:// URL: {why}")]
+    BadUrl { url: String, why: String },
+    #[error(
+        "cannot reach {url}: {why}\n  check base_url (OpenAI-compatible servers answer under /v1, e.g. http://host:8000/v1) and that the server is running"
+    )]
+    Connect { url: String, why: String },
+    #[error("{url} refused the request (HTTP {status}): {body}\n  {hint}")]
+    Auth { url: String, status: u16, body: String, hint: String },
+    #[error(
+        "{url} answered HTTP 404: {body}\n  check base_url (it usually ends in /v1) and `model` (the name the server serves)"
+    )]
+    NotFound { url: String, body: String },
+    #[error(
+        "{url} refused the request (HTTP {status}): {body}\n  check the policy's decoding settings and extra_body against what this server accepts"
+    )]
+    Refused { url: String, status: u16, body: String },
+    #[error("{url} answered something that is not an OpenAI-style completion: {why}\n  first bytes: {snippet}")]
+    BadAnswer { url: String, why: String, snippet: String },
+    #[error(
+        "{url}: gave up after {attempts} attempts; the last: {last}\n  the server is overloaded or failing: lower the policy's concurrency, raise timeout_s or retries, or try again later; finished pools are kept"
+    )]
+    GaveUp { url: String, attempts: u32, last: String },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl ServerError {
+    /// Whether the run was cancelled (nothing is wrong with the server).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, ServerError::Cancelled)
+    }
+}
+
+/// One pool's worth of requests: a prompt and the samples wanted of it.
+#[derive(Debug, Clone)]
+pub struct ServerJob {
+    pub prompt: String,
+    pub samples: Vec<SampleSpec>,
+}
+
+/// A client for one server policy.
+pub struct ServerClient {
+    spec: ServerSpec,
+    key: Option<String>,
+    http: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl ServerClient {
+    /// A client for `spec`: its key read from the environment, its URL checked. Nothing is
+    /// sent yet.
+    pub fn new(spec: ServerSpec) -> Result<Self, ServerError> {
+        let bad = |why: String| ServerError::BadUrl { url: spec.base_url.clone(), why };
+        let url = reqwest::Url::parse(&spec.base_url).map_err(|e| bad(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(bad("give the scheme and host, e.g. http://gpu-box:8000/v1".into()));
+        }
+        let key = match &spec.api_key_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| ServerError::NoKey(var.clone()))?),
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(spec.timeout)
+            .user_agent(concat!("ualign/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| bad(format!("no runtime for the client: {e}")))?;
+        Ok(Self { spec, key, http, rt })
+    }
+
+    pub fn spec(&self) -> &ServerSpec {
+        &self.spec
+    }
+
+    /// Asks the server which models it serves (`GET /models`), once and without retries:
+    /// a wrong URL, a refused key or a server that is down is found before anything is
+    /// stored. Returns notices (the model is not among those listed; the server lists
+    /// none) that are worth showing but need not stop a run: some servers answer any
+    /// model name.
+    pub fn check(&self) -> Result<Vec<String>, ServerError> {
+        let url = self.spec.url("/models");
+        self.rt.block_on(async {
+            let resp = self.authorised(self.http.get(&url)).send().await.map_err(|e| connect_error(&url, &e))?;
+            let status = resp.status().as_u16();
+            let body = read_limited(resp, &url).await?;
+            match status {
+                200..=299 => {}
+                401 | 403 => return Err(self.auth_error(&url, status, &body)),
+                _ => {
+                    return Ok(vec![format!(
+                        "{url} answered HTTP {status} ({}); the model list could not be checked",
+                        quote(&body)
+                    )]);
+                }
+            }
+            let ids: Vec<String> = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("data")?.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|m| m.get("id")?.as_str().map(str::to_string))
+                .collect();
+            Ok(if ids.is_empty() || ids.iter().any(|id| id == &self.spec.model) {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "{} lists the models {}, not `{}`; servers that serve one model often answer any name, others refuse it",
+                    self.spec.base_url,
+                    ids.iter().take(8).map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+                    self.spec.model
+                )]
+            })
+        })
+    }
+
+    /// Samples every job, with at most `concurrency` requests in flight across them all.
+    /// `on_done(j, samples)` is called on this thread as soon as every sample of job `j`
+    /// is in (samples in index order); it may stop the run with `Break`. The first
+    /// request that fails for good, or `cancel` set, stops the run: requests in flight
+    /// are dropped, and the jobs already handed to `on_done` are all that was done.
+    pub fn run(
+        &self,
+        jobs: &[ServerJob],
+        decoding: &Decoding,
+        cancel: Option<&AtomicBool>,
+        on_done: &mut dyn FnMut(usize, Vec<ServerSample>) -> ControlFlow<()>,
+    ) -> Result<(), ServerError> {
+        if jobs.iter().all(|j| j.samples.is_empty()) {
+            return Ok(());
+        }
+        self.rt.block_on(self.run_async(jobs, decoding, cancel, on_done))
+    }
+
+    async fn run_async(
+        &self,
+        jobs: &[ServerJob],
+        decoding: &Decoding,
+        cancel: Option<&AtomicBool>,
+        on_done: &mut dyn FnMut(usize, Vec<ServerSample>) -> ControlFlow<()>,
+    ) -> Result<(), ServerError> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(self.spec.concurrency.max(1) as usize));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Result<ServerSample, ServerError>)>();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut left: Vec<Vec<ServerSample>> = Vec::with_capacity(jobs.len());
+        let mut waiting: Vec<usize> = Vec::with_capacity(jobs.len());
+        // Every request is queued at once, job by job: the semaphore is fair, so the jobs
+        // finish roughly in order and each is handed on as soon as its last sample is in.
+        for (j, job) in jobs.iter().enumerate() {
+            left.push(Vec::with_capacity(job.samples.len()));
+            waiting.push(job.samples.len());
+            for s in &job.samples {
+                let request = Request {
+                    http: self.http.clone(),
+                    url: self.spec.url(self.spec.endpoint.path()),
+                    key: self.key.clone(),
+                    endpoint: self.spec.endpoint,
+                    retries: self.spec.retries,
+                    body: request_body(&self.spec, decoding, &job.prompt, s.seed),
+                    index: s.index,
+                    seed: request_seed(s.seed),
+                    hint: self.auth_hint(),
+                };
+                let (gate, tx) = (gate.clone(), tx.clone());
+                tasks.spawn(async move {
+                    let Ok(_permit) = gate.acquire_owned().await else { return };
+                    let _ = tx.send((j, request.send().await));
+                });
+            }
+        }
+        drop(tx);
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut open = jobs.iter().filter(|j| !j.samples.is_empty()).count();
+        while open > 0 {
+            tokio::select! {
+                got = rx.recv() => {
+                    let Some((j, result)) = got else { break };
+                    left[j].push(result?);
+                    waiting[j] -= 1;
+                    if waiting[j] == 0 {
+                        open -= 1;
+                        let mut samples = std::mem::take(&mut left[j]);
+                        samples.sort_by_key(|s| s.index);
+                        if on_done(j, samples).is_break() {
+                            return Ok(());
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                        return Err(ServerError::Cancelled);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn authorised(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.key {
+            Some(k) => req.bearer_auth(k),
+            None => req,
+        }
+    }
+
+    fn auth_hint(&self) -> String {
+        match &self.spec.api_key_env {
+            Some(var) => format!("check the key in {var}, and that it may use model `{}`", self.spec.model),
+            None => {
+                "the server wants an API key: set `api_key_env` on the policy to the environment variable that holds it"
+                    .into()
+            }
+        }
+    }
+
+    fn auth_error(&self, url: &str, status: u16, body: &[u8]) -> ServerError {
+        ServerError::Auth { url: url.to_string(), status, body: quote(body), hint: self.auth_hint() }
+    }
+}
+
+/// One sample's request, owned by its task.
+struct Request {
+    http: reqwest::Client,
+    url: String,
+    key: Option<String>,
+    endpoint: Endpoint,
+    retries: u32,
+    body: Value,
+    index: u32,
+    seed: u64,
+    hint: String,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Done(ServerSample),
+    /// Worth another try, after at least this long (a `Retry-After`), with this reason.
+    Again(Option<Duration>, String),
+    Fail(ServerError),
+}
+
+impl Request {
+    async fn send(self) -> Result<ServerSample, ServerError> {
+        let mut last = String::new();
+        for attempt in 0..=self.retries {
+            match self.attempt(attempt + 1).await {
+                Attempt::Done(s) => return Ok(s),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Again(after, why) => {
+                    last = why;
+                    if attempt < self.retries {
+                        tokio::time::sleep(backoff(attempt, after, self.seed ^ u64::from(self.index))).await;
+                    }
+                }
+            }
+        }
+        Err(ServerError::GaveUp { url: self.url.clone(), attempts: self.retries + 1, last })
+    }
+
+    async fn attempt(&self, attempts: u32) -> Attempt {
+        let started = Instant::now();
+        let mut req = self.http.post(&self.url).json(&self.body);
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            // A server that restarts refuses connections for a moment: retried like a 503.
+            // A wrong URL is found before any of this, by `ServerClient::check`.
+            Err(e) => return Attempt::Again(None, transport(&e)),
+        };
+        let status = resp.status().as_u16();
+        let retry_after = retry_after(resp.headers());
+        let body = match read_limited(resp, &self.url).await {
+            Ok(b) => b,
+            Err(e @ ServerError::BadAnswer { .. }) => return Attempt::Fail(e),
+            Err(e) => return Attempt::Again(None, e.to_string()),
+        };
+        let url = self.url.clone();
+        match status {
+            200..=299 => {}
+            401 | 403 => {
+                return Attempt::Fail(ServerError::Auth { url, status, body: quote(&body), hint: self.hint.clone() });
+            }
+            404 => return Attempt::Fail(ServerError::NotFound { url, body: quote(&body) }),
+            408 | 409 | 425 | 429 | 500..=599 => {
+                return Attempt::Again(retry_after, format!("HTTP {status}: {}", quote(&body)));
+            }
+            _ => return Attempt::Fail(ServerError::Refused { url, status, body: quote(&body) }),
+        }
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        match parse_completion(&body, self.endpoint) {
+            Ok(c) => Attempt::Done(ServerSample {
+                index: self.index,
+                seed: self.seed,
+                text: c.text,
+                finish_reason: c.finish_reason,
+                model: c.model,
+                system_fingerprint: c.system_fingerprint,
+                prompt_tokens: c.prompt_tokens,
+                completion_tokens: c.completion_tokens,
+                latency_ms,
+                attempts,
+                request: self.body.clone(),
+            }),
+            Err(why) => Attempt::Fail(ServerError::BadAnswer { url, why, snippet: quote(&body) }),
+        }
+    }
+}
+
+/// A completion's fields, read from the answer's JSON.
+#[derive(Debug, PartialEq)]
+struct Completion {
+    text: String,
+    finish_reason: String,
+    model: Option<String>,
+    system_fingerprint: Option<String>,
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+fn parse_completion(body: &[u8], endpoint: Endpoint) -> Result<Completion, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
+    if let Some(err) = v.get("error") {
+        return Err(format!("the server answered an error with status 200: {}", quote(err.to_string().as_bytes())));
+    }
+    let choice =
+        v.get("choices").and_then(Value::as_array).and_then(|c| c.first()).ok_or("no `choices[0]` in the answer")?;
+    let text = match endpoint {
+        Endpoint::Chat => {
+            let message = choice.get("message").ok_or("no `choices[0].message` (is this the chat endpoint?)")?;
+            match message.get("content") {
+                Some(Value::String(s)) => s.clone(),
+                // A refusal or a tool call carries no content: an empty candidate, as said.
+                Some(Value::Null) | None => String::new(),
+                Some(_) => return Err("`choices[0].message.content` is not text".into()),
+            }
+        }
+        Endpoint::Completions => choice
+            .get("text")
+            .and_then(Value::as_str)
+            .ok_or("no text in `choices[0].text` (is this the completions endpoint?)")?
+            .to_string(),
+    };
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let usage = v.get("usage");
+    let tokens = |key: &str| usage.and_then(|u| u.get(key)).and_then(Value::as_u64);
+    Ok(Completion {
+        text,
+        finish_reason: s(choice.get("finish_reason")).unwrap_or_else(|| "unknown".into()),
+        model: s(v.get("model")),
+        system_fingerprint: s(v.get("system_fingerprint")),
+        prompt_tokens: tokens("prompt_tokens"),
+        completion_tokens: tokens("completion_tokens"),
+    })
+}
+
+/// The body of `resp`, refused past [`MAX_BODY`].
+async fn read_limited(mut resp: reqwest::Response, url: &str) -> Result<Vec<u8>, ServerError> {
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large(url));
+    }
+    let mut out = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if out.len() + chunk.len() > MAX_BODY {
+                    return Err(too_large(url));
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(out),
+            Err(e) => return Err(ServerError::Connect { url: url.to_string(), why: transport(&e) }),
+        }
+    }
+}
+
+fn too_large(url: &str) -> ServerError {
+    ServerError::BadAnswer {
+        url: url.to_string(),
+        why: format!("the answer is larger than {} MiB", MAX_BODY >> 20),
+        snippet: String::new(),
+    }
+}
+
+fn connect_error(url: &str, e: &reqwest::Error) -> ServerError {
+    ServerError::Connect { url: url.to_string(), why: transport(e) }
+}
+
+/// A transport error by its causes, which is where reqwest says what happened (its own
+/// text only repeats the URL).
+fn transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let mut causes: Vec<String> = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !causes.iter().any(|c| c.contains(&text)) {
+            causes.push(text);
+        }
+        source = s.source();
+    }
+    if causes.is_empty() { e.to_string() } else { causes.join(": ") }
+}
+
+/// A server's text, quoted in an error: at most [`QUOTE`] characters, on one line, with
+/// no control characters (a hostile server's body must not drive the terminal).
+fn quote(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out: String =
+        text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(QUOTE).collect::<String>().trim().to_string();
+    if text.chars().count() > QUOTE {
+        out.push('…');
+    }
+    if out.is_empty() { "(empty body)".into() } else { out }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(RETRY_AFTER_CAP))
+}
+
+/// The wait before retry `attempt` (0 first): exponential from [`BACKOFF_BASE`] up to
+/// [`BACKOFF_CAP`], each drawn in its upper half ("equal jitter", so many clients that
+/// failed together do not retry together), and never shorter than the server's
+/// `Retry-After`.
+fn backoff(attempt: u32, retry_after: Option<Duration>, salt: u64) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_CAP);
+    let noise = {
+        use rand::{Rng, SeedableRng};
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        rand_chacha::ChaCha8Rng::seed_from_u64(salt ^ nanos as u64).random_range(0.5..=1.0)
+    };
+    exp.mul_f64(noise).max(retry_after.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_holds_the_study_settings_and_extra_fields_never_replace_ualigns_own() {
+        let mut spec = ServerSpec::new("http://h:1/v1/", "m");
+        assert_eq!(spec.base_url, "http://h:1/v1");
+        spec.extra.insert("top_k".into(), json!(0));
+        spec.extra.insert("cache_prompt".into(), json!(false));
+        spec.extra.insert("seed".into(), json!(99));
+        let mut d = Decoding::default();
+        d.sampling.temperature = 0.7;
+        d.stop = vec!["\n\n".into()];
+        let b = request_body(&spec, &d, "Hi", (1 << 40) + 5);
+        assert_eq!(b["messages"], json!([{ "role": "user", "content": "Hi" }]));
+        assert_eq!(b["seed"], json!(5), "the low 31 bits of the study's seed, not extra_body's");
+        assert_eq!(b["max_tokens"], json!(64));
+        assert_eq!(b["top_k"], json!(0));
+        assert_eq!(b["cache_prompt"], json!(false));
+        assert_eq!(b["stop"], json!(["\n\n"]));
+        assert!((b["temperature"].as_f64().unwrap() - 0.7).abs() < 1e-6);
+        spec.endpoint = Endpoint::Completions;
+        let b = request_body(&spec, &Decoding::default(), "Hi", 1);
+        assert_eq!(b["prompt"], json!("Hi"));
+        assert!(b.get("messages").is_none() && b.get("stop").is_none());
+    }
+
+    #[test]
+    fn answers_are_read_or_refused_with_the_reason() {
+        let chat = br#"{"model":"m1","system_fingerprint":"fp","choices":[{"message":{"role":"assistant","content":"Hello"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
+        let c = parse_completion(chat, Endpoint::Chat).unwrap();
+        assert_eq!((c.text.as_str(), c.finish_reason.as_str()), ("Hello", "length"));
+        assert_eq!((c.model.as_deref(), c.system_fingerprint.as_deref()), (Some("m1"), Some("fp")));
+        assert_eq!((c.prompt_tokens, c.completion_tokens), (Some(3), Some(2)));
+        let text = br#"{"choices":[{"text":"Hi"}]}"#;
+        let c = parse_completion(text, Endpoint::Completions).unwrap();
+        assert_eq!((c.text.as_str(), c.finish_reason.as_str(), c.model), ("Hi", "unknown", None));
+        for (body, why) in [
+            (&b"<html>bad gateway</html>"[..], "not JSON"),
+            (br#"{"choices":[]}"#, "choices[0]"),
+            (br#"{"error":{"message":"boom"}}"#, "error"),
+            (br#"{"choices":[{"text":"x"}]}"#, "chat endpoint"),
+            (br#"{"choices":[{"message":{"content":7}}]}"#, "not text"),
+        ] {
+            let e = parse_completion(body, Endpoint::Chat).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_within_its_jitter_up_to_the_cap_and_honours_retry_after() {
+        for attempt in 0..10 {
+            let full = BACKOFF_BASE.saturating_mul(1 << attempt).min(BACKOFF_CAP);
+            let d = backoff(attempt, None, u64::from(attempt));
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?} of {full:?}");
+        }
+        assert!(backoff(0, Some(Duration::from_secs(7)), 1) >= Duration::from_secs(7));
+    }
+
+    #[test]
+    fn quotes_are_short_single_lines_without_control_characters() {
+        assert_eq!(quote(b"a\x1b[2Jb\nc"), "a [2Jb c");
+        assert_eq!(quote(b""), "(empty body)");
+        let long = quote(&[b'x'; 1000]);
+        assert_eq!(long.chars().count(), QUOTE + 1);
+    }
+
+    #[test]
+    fn a_url_without_a_scheme_or_a_missing_key_is_refused_before_any_request() {
+        assert!(matches!(ServerClient::new(ServerSpec::new("gpu-box:8000/v1", "m")), Err(ServerError::BadUrl { .. })));
+        assert!(matches!(ServerClient::new(ServerSpec::new("ftp://h/v1", "m")), Err(ServerError::BadUrl { .. })));
+        let mut spec = ServerSpec::new("http://127.0.0.1:9/v1", "m");
+        spec.api_key_env = Some("UALIGN_TEST_NO_SUCH_KEY_VARIABLE".into());
+        let e = ServerClient::new(spec).err().unwrap();
+        assert!(e.to_string().contains("UALIGN_TEST_NO_SUCH_KEY_VARIABLE is not set"), "{e}");
+    }
+}
