@@ -16,6 +16,7 @@ mod reference;
 mod render;
 mod report;
 mod serve;
+mod server;
 mod simulate;
 mod store;
 mod study_file;
