@@ -217,6 +217,25 @@ fn a_server_policy_fills_its_pools_and_the_same_seed_gives_the_same_text_again()
     let (ok, out, err) = ualign(d, &["generate", "studies/s.toml", "--db", "db/again.sqlite"]);
     assert!(ok, "{out}{err}");
     assert_eq!(texts(&d.join("db/again.sqlite")), first);
+    // The participant screens (`run`, `serve`) fill missing pools on the engine worker's
+    // thread: through the same server, the same texts.
+    {
+        use ualign_core::pools::{PoolWorker, WorkerEvent, pending_jobs};
+        let study = ualign_core::study::load(&d.join("studies/s.toml")).unwrap().0;
+        let live = d.join("db/live.sqlite");
+        let (store, _) = ualign_core::store::Store::open_for_study(&live, &study).unwrap();
+        let jobs = pending_jobs(&study, &store).unwrap();
+        assert_eq!(jobs.len(), 4, "two prompts of two server policies");
+        let mut worker = PoolWorker::spawn(study, live.clone(), ualign_engine::EpChoice::Cpu, None);
+        let request = worker.request_background(jobs);
+        let mut seen = Vec::new();
+        common::wait_within("the worker to fill the pools", Duration::from_secs(120), || {
+            seen.extend(worker.poll());
+            seen.iter().any(|e| matches!(e, WorkerEvent::Done { .. } | WorkerEvent::Failed { .. }))
+        });
+        assert!(matches!(seen.last(), Some(WorkerEvent::Done { request: r }) if *r == request), "{seen:?}");
+        assert_eq!(texts(&live), first);
+    }
     // A full database: nothing to do.
     let (ok, out, _) = ualign(d, &["generate", "studies/s.toml"]);
     assert!(ok && out.contains("every pool of study `srv` is complete"), "{out}");
