@@ -180,32 +180,7 @@ fn a_server_policy_fills_its_pools_and_the_same_seed_gives_the_same_text_again()
         first.iter().filter(|t| t.0 == "diverse").map(|t| &t.3).collect::<std::collections::BTreeSet<_>>().len() > 2
     );
 
-    // What was asked and answered is recorded beside every candidate.
-    let c = common::sql(&db);
-    let mut q = c.prepare("SELECT seed, token_count, finish_reason, provider, meta, settings FROM candidates").unwrap();
-    let rows: Vec<(i64, Option<i64>, String, String, String, String)> = q
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for (seed, tokens, finish, provider, meta, settings) in &rows {
-        let m: serde_json::Value = serde_json::from_str(meta).unwrap();
-        let s = &m["server"];
-        assert_eq!(s["request"]["seed"].as_i64(), Some(*seed), "the seed column is the seed sent: {meta}");
-        assert!(*seed < 1 << 31);
-        assert_eq!(s["request"]["n"], 1);
-        assert_eq!(s["model"], "smollm2", "{meta}");
-        assert_eq!(s["endpoint"], "chat");
-        assert_eq!(s["determinism_claimed"], false, "llama.cpp's server returns no system_fingerprint");
-        assert_eq!(s["completion_tokens"].as_i64(), *tokens);
-        assert!(s["latency_ms"].as_f64().unwrap() > 0.0 && s["attempts"] == 1);
-        assert!(finish == "stop" || finish == "length", "{finish}");
-        assert_eq!(provider, &format!("server {}", server.url));
-        assert!(settings.contains("\"max_new_tokens\":12"), "{settings}");
-    }
-    let diverse = rows.iter().find(|r| r.4.contains("\"temperature\":1.0")).unwrap();
-    assert!(diverse.4.contains("\"top_k\":0") && diverse.4.contains("\"cache_prompt\":false"), "{}", diverse.4);
-
+    assert_recorded(&db, &server.url);
     // One stored candidate asked for again: the same text.
     let (ok, out, err) =
         ualign(d, &["sample", "--study", "studies/s.toml", "--policy", "diverse", "--prompt", "p1", "--index", "2"]);
@@ -240,11 +215,43 @@ fn a_server_policy_fills_its_pools_and_the_same_seed_gives_the_same_text_again()
     let (ok, out, _) = ualign(d, &["generate", "studies/s.toml"]);
     assert!(ok && out.contains("every pool of study `srv` is complete"), "{out}");
 
-    // `sample --server` tries the server without a study; its seeds are its own, and fixed.
+    sample_server_is_reproducible(d, &server.url);
+}
+
+/// What was asked and answered is recorded beside every candidate.
+fn assert_recorded(db: &Path, url: &str) {
+    let c = common::sql(db);
+    let mut q = c.prepare("SELECT seed, token_count, finish_reason, provider, meta, settings FROM candidates").unwrap();
+    let rows: Vec<(i64, Option<i64>, String, String, String, String)> = q
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (seed, tokens, finish, provider, meta, settings) in &rows {
+        let m: serde_json::Value = serde_json::from_str(meta).unwrap();
+        let s = &m["server"];
+        assert_eq!(s["request"]["seed"].as_i64(), Some(*seed), "the seed column is the seed sent: {meta}");
+        assert!(*seed < 1 << 31);
+        assert_eq!(s["request"]["n"], 1);
+        assert_eq!(s["model"], "smollm2", "{meta}");
+        assert_eq!(s["endpoint"], "chat");
+        assert_eq!(s["determinism_claimed"], false, "llama.cpp's server returns no system_fingerprint");
+        assert_eq!(s["completion_tokens"].as_i64(), *tokens);
+        assert!(s["latency_ms"].as_f64().unwrap() > 0.0 && s["attempts"] == 1);
+        assert!(finish == "stop" || finish == "length", "{finish}");
+        assert_eq!(provider, &format!("server {}", url));
+        assert!(settings.contains("\"max_new_tokens\":12"), "{settings}");
+    }
+    let diverse = rows.iter().find(|r| r.4.contains("\"temperature\":1.0")).unwrap();
+    assert!(diverse.4.contains("\"top_k\":0") && diverse.4.contains("\"cache_prompt\":false"), "{}", diverse.4);
+}
+
+/// `sample --server` tries the server without a study; its seeds are its own, and fixed.
+fn sample_server_is_reproducible(d: &Path, url: &str) {
     let args = [
         "sample",
         "--server",
-        &server.url,
+        url,
         "--model",
         "smollm2",
         "--prompt",
@@ -272,26 +279,40 @@ fn a_server_policy_fills_its_pools_and_the_same_seed_gives_the_same_text_again()
 }
 
 #[test]
-fn generate_killed_mid_run_resumes_without_losing_or_duplicating_a_pool() {
+fn generate_interrupted_or_killed_resumes_without_losing_or_duplicating_a_pool() {
     let Some(server) = LlamaServer::start() else { return };
     let dir = study_dir(&server_study(&server.url, 6, 4, "concurrency = 2"));
     let d = dir.path();
     let db = d.join("db/srv.sqlite");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ualign"))
-        .current_dir(d)
-        .args(["generate", "studies/s.toml"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_ualign"))
+            .current_dir(d)
+            .args(["generate", "studies/s.toml"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let pools = |db: &Path| common::count(db, "SELECT COUNT(DISTINCT policy || '/' || prompt_id) FROM candidates");
+    let study = ualign_core::study::load(&d.join("studies/s.toml")).unwrap().0;
+    // Ctrl-C: the pools stored stay, the requests in flight are dropped, and it says how to
+    // go on.
+    let child = spawn();
     common::wait_within("a first pool to be stored", Duration::from_secs(120), || db.exists() && pools(&db) >= 1);
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("interrupted:") && err.contains("ualign generate"), "{err}");
+    common::assert_pools_whole(&db, &study);
+    // SIGKILL, which nothing can catch: the same.
+    let before = pools(&db);
+    let mut child = spawn();
+    common::wait_within("another pool to be stored", Duration::from_secs(120), || pools(&db) > before);
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success(), "killed before it finished");
     let stored = common::count(&db, "SELECT COUNT(*) FROM candidates");
     assert!(stored < 30, "killed while pools were still missing ({stored} stored)");
-    let study = ualign_core::study::load(&d.join("studies/s.toml")).unwrap().0;
     common::assert_pools_whole(&db, &study);
 
     let (ok, out, err) = ualign(d, &["generate", "studies/s.toml"]);
@@ -459,15 +480,26 @@ fn overloaded_servers_are_retried_with_backoff_and_huge_answers_refused() {
         (2, _) => (429, "slow down".into()),
         _ => (200, completion("Apple")),
     });
-    let keys = "concurrency = 1\nretries = 4";
-    let (dir, ok, out) = generate_against(&fake.url, keys, &[]);
+    let keys = "concurrency = 1\nretries = 4\napi_key_env = \"UALIGN_TEST_KEY\"";
+    let (dir, ok, out) = generate_against(&fake.url, keys, &[("UALIGN_TEST_KEY", "sk-secret-456")]);
     assert!(ok, "{out}");
     let db = dir.path().join("db/srv.sqlite");
+    // The key went with every request and into no file.
+    let auth = ("authorization".to_string(), "Bearer sk-secret-456".to_string());
+    assert!(fake.asked().iter().all(|a| a.headers.contains(&auth)));
+    for entry in std::fs::read_dir(dir.path().join("db")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(13).any(|w| w == b"sk-secret-456"), "the key is in a database file");
+    }
     assert_eq!(common::count(&db, "SELECT COUNT(*) FROM candidates"), 3);
     let attempts = common::count(&db, "SELECT MAX(json_extract(meta, '$.server.attempts')) FROM candidates");
     assert_eq!(attempts, 4, "the first sample took four requests");
-    let posts = fake.asked().iter().filter(|a| a.method == "POST").count();
-    assert_eq!(posts, 6, "3 samples, 3 retries");
+    let posts: Vec<serde_json::Value> =
+        fake.asked().iter().filter(|a| a.method == "POST").map(|a| serde_json::from_str(&a.body).unwrap()).collect();
+    assert_eq!(posts.len(), 6, "3 samples, 3 retries");
+    assert!(posts[..4].iter().all(|b| b == &posts[0]), "a retry sends the same request, seed and all");
+    let seeds: std::collections::BTreeSet<_> = posts.iter().map(|b| b["seed"].as_i64().unwrap()).collect();
+    assert_eq!(seeds.len(), 3, "each sample its own seed");
 
     // Retries run out: the error says so, and what was stored stays.
     let fake =
