@@ -507,6 +507,16 @@ fn overloaded_servers_are_retried_with_backoff_and_huge_answers_refused() {
     let (_, ok, out) = generate_against(&fake.url, "retries = 1", &[]);
     assert!(!ok && out.contains("gave up after 2 attempts") && out.contains("HTTP 500: boom"), "{out}");
 
+    // A server that never answers: each request ends at timeout_s.
+    let fake = Fake::start(|_, r| {
+        if !r.path.ends_with("/models") {
+            std::thread::sleep(Duration::from_secs(5));
+        }
+        (200, MODELS.into())
+    });
+    let (_, ok, out) = generate_against(&fake.url, "timeout_s = 1\nretries = 0", &[]);
+    assert!(!ok && out.contains("gave up after 1 attempts; the last: timed out"), "{out}");
+
     // An answer past the limit is refused, not read into memory.
     let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(9 << 20));
     let fake =
