@@ -515,7 +515,7 @@ fn overloaded_servers_are_retried_with_backoff_and_huge_answers_refused() {
         (200, MODELS.into())
     });
     let (_, ok, out) = generate_against(&fake.url, "timeout_s = 1\nretries = 0", &[]);
-    assert!(!ok && out.contains("gave up after 1 attempts; the last: timed out"), "{out}");
+    assert!(!ok && out.contains("gave up after 1 attempt; the last: timed out"), "{out}");
 
     // An answer past the limit is refused, not read into memory.
     let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(9 << 20));

@@ -185,7 +185,8 @@ pub enum ServerError {
     #[error("{url} answered something that is not an OpenAI-style completion: {why}\n  first bytes: {snippet}")]
     BadAnswer { url: String, why: String, snippet: String },
     #[error(
-        "{url}: gave up after {attempts} attempts; the last: {last}\n  the server is overloaded or failing: lower the policy's concurrency, raise timeout_s or retries, or try again later; finished pools are kept"
+        "{url}: gave up after {attempts} {}; the last: {last}\n  the server is overloaded or failing: lower the policy's concurrency, raise timeout_s or retries, or try again later; finished pools are kept",
+        if *attempts == 1 { "attempt" } else { "attempts" }
     )]
     GaveUp { url: String, attempts: u32, last: String },
     #[error("cancelled")]
