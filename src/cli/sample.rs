@@ -11,6 +11,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::values;
+use ualign_engine::server::printable;
 use ualign_engine::{GenOptions, SampleSpec, SamplingParams};
 
 /// Try a model folder without a study: k candidates for one prompt.
@@ -30,8 +31,8 @@ pub(crate) struct Cmd {
     /// With --server: the environment variable holding the API key (never the key itself)
     #[arg(long, requires = "server")]
     api_key_env: Option<String>,
-    /// With --server: requests in flight at once (1 to 1024)
-    #[arg(long, requires = "server", default_value_t = 8, allow_negative_numbers = true, value_parser = values::whole::<u32, 1, 1024>)]
+    /// With --server: requests in flight at once (1 to 256)
+    #[arg(long, requires = "server", default_value_t = 8, allow_negative_numbers = true, value_parser = values::whole::<u32, 1, { ualign_engine::server::MAX_CONCURRENCY as u64 }>)]
     concurrency: u32,
     /// The prompt's text; with --study, the prompt's id
     #[arg(long)]
@@ -267,13 +268,13 @@ impl Cmd {
             v["same_as_stored"] = json!(same);
             println!("{v}");
         } else {
-            println!("{}", s.text);
+            println!("{}", printable(&s.text));
         }
         let what = format!("policy `{policy}`, prompt `{}`, sample {}", self.prompt, s.index);
         let answered = format!(
             "the server answered as `{}`{}",
-            s.model.as_deref().unwrap_or("?"),
-            s.system_fingerprint.as_ref().map(|f| format!(", fingerprint {f}")).unwrap_or_default()
+            printable(s.model.as_deref().unwrap_or("?")),
+            s.system_fingerprint.as_ref().map(|f| format!(", fingerprint {}", printable(f))).unwrap_or_default()
         );
         match (stored, same) {
             (Some(c), Some(true)) => eprintln!("{what}: the same text as stored candidate {} ({answered})", c.id),
@@ -386,7 +387,7 @@ impl Cmd {
             }
         }
         let tokens: u64 = got.iter().filter_map(|s| s.completion_tokens).sum();
-        let model = got.iter().find_map(|s| s.model.clone()).unwrap_or_else(|| "?".into());
+        let model = got.iter().find_map(|s| s.model.as_deref().map(printable)).unwrap_or_else(|| "?".into());
         let summary = json!({"server": url, "model": model, "candidates": got.len(), "completion_tokens": tokens,
                              "wall_s": secs, "tokens_per_s": tokens as f64 / secs.max(1e-9)});
         if self.json {

@@ -17,8 +17,15 @@ use crate::decoding::Decoding;
 use crate::generate::SampleSpec;
 
 /// The largest answer read from a server: a completion of 8,192 tokens is well under
-/// 1 MiB; anything past this is not a completion.
-pub const MAX_BODY: usize = 8 << 20;
+/// 1 MiB; anything past this is not a completion. With at most [`MAX_CONCURRENCY`]
+/// requests in flight, answers never hold more than 512 MiB.
+pub const MAX_BODY: usize = 2 << 20;
+
+/// The most requests a policy may have in flight.
+pub const MAX_CONCURRENCY: u32 = 256;
+
+/// How long `GET /models`, the check before a run, may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -102,9 +109,75 @@ impl ServerSpec {
     }
 }
 
-/// The fields ualign sets itself in every request: `extra_body` may not set them.
-pub const OWN_FIELDS: [&str; 10] =
-    ["model", "messages", "prompt", "seed", "n", "stream", "max_tokens", "temperature", "top_p", "stop"];
+/// The fields `extra_body` may not set: those ualign sets itself from the study (the
+/// sampling settings that are not OpenAI's included: they belong in
+/// `[policies.decoding]`), and those that would change what a stored candidate is (the
+/// prompt echoed into it, a server-side best-of, another length limit).
+pub const OWN_FIELDS: [&str; 17] = [
+    "model",
+    "messages",
+    "prompt",
+    "seed",
+    "n",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "best_of",
+    "echo",
+];
+
+/// Why an environment variable may not be named as a policy's `api_key_env`, if it may
+/// not: its value goes to the server on every request, so a study file from elsewhere
+/// must not be able to send a machine's other secrets (cloud, code hosting, CI
+/// credentials) to a host of its choosing. The name must say it is a key or token.
+pub fn key_env_refusal(name: &str) -> Option<String> {
+    let mut chars = name.chars();
+    let is_name = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !is_name {
+        return Some(
+            "not an environment variable's name: api_key_env names the variable that holds the key (letters, digits and _, e.g. VLLM_KEY), never the key itself".into(),
+        );
+    }
+    let upper = name.to_ascii_uppercase();
+    if !(upper.contains("KEY") || upper.contains("TOKEN")) {
+        return Some("the variable's name must say it holds a key or token (e.g. VLLM_KEY, OPENAI_API_KEY, HF_TOKEN): its value goes to the server with every request".into());
+    }
+    const OTHER_SECRETS: [&str; 22] = [
+        "AWS_",
+        "AZURE_",
+        "GOOGLE_",
+        "GCP_",
+        "GCLOUD_",
+        "GITHUB_",
+        "GH_",
+        "GITLAB_",
+        "CI_",
+        "SSH_",
+        "GPG_",
+        "NPM_",
+        "PYPI_",
+        "TWINE_",
+        "CARGO_",
+        "DOCKER_",
+        "KUBE",
+        "VAULT_",
+        "SLACK_",
+        "STRIPE_",
+        "DATABASE_",
+        "ACTIONS_",
+    ];
+    OTHER_SECRETS.iter().find(|p| upper.starts_with(**p)).map(|p| {
+        format!("{p}… variables hold other services' credentials, which must never go to a model server: export the server's key in a variable of its own (e.g. VLLM_KEY)")
+    })
+}
 
 /// The seed sent for a sample whose study seed is `seed`: its low 31 bits, which every
 /// server takes (llama.cpp's is 32-bit, some APIs' a signed 32-bit integer). What was sent
@@ -166,7 +239,9 @@ pub enum ServerError {
         "api_key_env = \"{0}\", but the environment variable {0} is not set (or not valid text): export it before running ualign; the key is read from the environment only and never stored"
     )]
     NoKey(String),
-    #[error("base_url `{url}` is not an http:// or https:// URL: {why}")]
+    #[error("api_key_env = \"{var}\": {why}")]
+    BadKey { var: String, why: String },
+    #[error("base_url `{url}` is not a server's base URL: {why}")]
     BadUrl { url: String, why: String },
     #[error(
         "cannot reach {url}: {why}\n  check base_url (OpenAI-compatible servers answer under /v1, e.g. http://host:8000/v1) and that the server is running"
@@ -189,6 +264,10 @@ pub enum ServerError {
         if *attempts == 1 { "attempt" } else { "attempts" }
     )]
     GaveUp { url: String, attempts: u32, last: String },
+    #[error(
+        "a request was lost ({0}); this is a bug in ualign: please report it. Stored pools are whole; run again to go on"
+    )]
+    Lost(String),
     #[error("cancelled")]
     Cancelled,
 }
@@ -219,22 +298,65 @@ impl ServerClient {
     /// A client for `spec`: its key read from the environment, its URL checked. Nothing is
     /// sent yet.
     pub fn new(spec: ServerSpec) -> Result<Self, ServerError> {
-        let bad = |why: String| ServerError::BadUrl { url: spec.base_url.clone(), why };
-        let url = reqwest::Url::parse(&spec.base_url).map_err(|e| bad(e.to_string()))?;
+        let url = reqwest::Url::parse(&spec.base_url);
+        // What an error shows of the URL: never a password written into it.
+        let shown = match &url {
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                let mut u = u.clone();
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.to_string()
+            }
+            Ok(_) => spec.base_url.clone(),
+            Err(_) if spec.base_url.contains('@') => "(a URL holding '@')".into(),
+            Err(_) => spec.base_url.clone(),
+        };
+        let bad = |why: String| ServerError::BadUrl { url: shown.clone(), why };
+        let url = url.map_err(|e| bad(e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(bad("give the scheme and host, e.g. http://gpu-box:8000/v1".into()));
         }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("a user or password in the URL would be stored and shown: name the key's environment variable with api_key_env instead".into()));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("no query or fragment: give the API's root, e.g. http://gpu-box:8000/v1".into()));
+        }
         let key = match &spec.api_key_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| ServerError::NoKey(var.clone()))?),
+            Some(var) => {
+                let bad_key = |why: String| ServerError::BadKey { var: var.clone(), why };
+                if let Some(why) = key_env_refusal(var) {
+                    return Err(bad_key(why));
+                }
+                let key = std::env::var(var).map_err(|_| ServerError::NoKey(var.clone()))?;
+                if reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err() {
+                    return Err(bad_key(
+                        "its value holds a line break or another character no HTTP header may hold".into(),
+                    ));
+                }
+                if url.scheme() == "http" && !is_local(&url) {
+                    return Err(bad_key(format!(
+                        "the key would cross the network unencrypted to {}: use https://, or a server on this machine or the local network",
+                        url.host_str().unwrap_or("?")
+                    )));
+                }
+                Some(key)
+            }
             None => None,
         };
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(spec.timeout)
+            // A redirect would send the prompt, and the key, to a host the study never named.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ualign/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| bad(e.to_string()))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // Two threads for the requests, so that storing a pool on the caller's thread
+        // never holds up the answers coming in.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ualign-server")
             .enable_all()
             .build()
             .map_err(|e| bad(format!("no runtime for the client: {e}")))?;
@@ -253,7 +375,8 @@ impl ServerClient {
     pub fn check(&self) -> Result<Vec<String>, ServerError> {
         let url = self.spec.url("/models");
         self.rt.block_on(async {
-            let resp = self.authorised(self.http.get(&url)).send().await.map_err(|e| connect_error(&url, &e))?;
+            let get = self.http.get(&url).timeout(CHECK_TIMEOUT.min(self.spec.timeout));
+            let resp = self.authorised(get).send().await.map_err(|e| connect_error(&url, &e))?;
             let status = resp.status().as_u16();
             let body = read_limited(resp, &url).await?;
             match status {
@@ -273,16 +396,19 @@ impl ServerClient {
                 .iter()
                 .filter_map(|m| m.get("id")?.as_str().map(str::to_string))
                 .collect();
-            Ok(if ids.is_empty() || ids.iter().any(|id| id == &self.spec.model) {
-                Vec::new()
-            } else {
-                vec![format!(
+            let mut notices = Vec::new();
+            if !ids.is_empty() && !ids.iter().any(|id| id == &self.spec.model) {
+                notices.push(format!(
                     "{} lists the models {}, not `{}`; servers that serve one model often answer any name, others refuse it",
                     self.spec.base_url,
-                    ids.iter().take(8).map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+                    ids.iter().take(8).map(|m| format!("`{}`", quote_short(m.as_bytes()))).collect::<Vec<_>>().join(", "),
                     self.spec.model
-                )]
-            })
+                ));
+            }
+            if let (Some(var), Ok(u)) = (&self.spec.api_key_env, reqwest::Url::parse(&self.spec.base_url)) {
+                notices.push(format!("the API key in ${var} goes to {}", u.host_str().unwrap_or("?")));
+            }
+            Ok(notices)
         })
     }
 
@@ -311,42 +437,42 @@ impl ServerClient {
         cancel: Option<&AtomicBool>,
         on_done: &mut dyn FnMut(usize, Vec<ServerSample>) -> ControlFlow<()>,
     ) -> Result<(), ServerError> {
-        let gate = Arc::new(tokio::sync::Semaphore::new(self.spec.concurrency.max(1) as usize));
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Result<ServerSample, ServerError>)>();
+        let shared = Arc::new(Shared {
+            http: self.http.clone(),
+            url: self.spec.url(self.spec.endpoint.path()),
+            key: self.key.clone(),
+            spec: self.spec.clone(),
+            decoding: decoding.clone(),
+            hint: self.auth_hint(),
+            gate: tokio::sync::Semaphore::new(self.spec.concurrency.clamp(1, MAX_CONCURRENCY) as usize),
+        });
         let mut tasks = tokio::task::JoinSet::new();
         let mut left: Vec<Vec<ServerSample>> = Vec::with_capacity(jobs.len());
         let mut waiting: Vec<usize> = Vec::with_capacity(jobs.len());
-        // Every request is queued at once, job by job: the semaphore is fair, so the jobs
-        // finish roughly in order and each is handed on as soon as its last sample is in.
+        // Every sample is queued at once, job by job; a request's body is made only once it
+        // may go. The semaphore is fair, so the jobs finish roughly in order and each is
+        // handed on as soon as its last sample is in.
         for (j, job) in jobs.iter().enumerate() {
             left.push(Vec::with_capacity(job.samples.len()));
             waiting.push(job.samples.len());
+            let prompt: Arc<str> = job.prompt.as_str().into();
             for s in &job.samples {
-                let request = Request {
-                    http: self.http.clone(),
-                    url: self.spec.url(self.spec.endpoint.path()),
-                    key: self.key.clone(),
-                    endpoint: self.spec.endpoint,
-                    retries: self.spec.retries,
-                    body: request_body(&self.spec, decoding, &job.prompt, s.seed),
-                    index: s.index,
-                    seed: request_seed(s.seed),
-                    hint: self.auth_hint(),
-                };
-                let (gate, tx) = (gate.clone(), tx.clone());
-                tasks.spawn(async move {
-                    let Ok(_permit) = gate.acquire_owned().await else { return };
-                    let _ = tx.send((j, request.send().await));
-                });
+                let (shared, prompt, s) = (shared.clone(), prompt.clone(), *s);
+                tasks.spawn(async move { (j, shared.sample(&prompt, s).await) });
             }
         }
-        drop(tx);
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut open = jobs.iter().filter(|j| !j.samples.is_empty()).count();
         while open > 0 {
             tokio::select! {
-                got = rx.recv() => {
-                    let Some((j, result)) = got else { break };
+                got = tasks.join_next() => {
+                    let (j, result) = match got {
+                        Some(Ok(done)) => done,
+                        // A request's task that panicked, or none left with pools open: never
+                        // a pool that looks filled.
+                        Some(Err(e)) => return Err(ServerError::Lost(e.to_string())),
+                        None => return Err(ServerError::Lost(format!("{open} pools were left without answers"))),
+                    };
                     left[j].push(result?);
                     waiting[j] -= 1;
                     if waiting[j] == 0 {
@@ -390,17 +516,33 @@ impl ServerClient {
     }
 }
 
-/// One sample's request, owned by its task.
-struct Request {
+/// What every request of a run shares: the client, the endpoint's URL, the key, the
+/// policy and its settings, and the gate that holds requests to the policy's concurrency.
+struct Shared {
     http: reqwest::Client,
     url: String,
     key: Option<String>,
-    endpoint: Endpoint,
-    retries: u32,
+    spec: ServerSpec,
+    decoding: Decoding,
+    hint: String,
+    gate: tokio::sync::Semaphore,
+}
+
+/// One sample's request.
+struct Request<'a> {
+    shared: &'a Shared,
     body: Value,
     index: u32,
     seed: u64,
-    hint: String,
+}
+
+impl Shared {
+    /// One sample: waits for its turn, then asks until the server answers or it gives up.
+    async fn sample(&self, prompt: &str, s: SampleSpec) -> Result<ServerSample, ServerError> {
+        let Ok(_permit) = self.gate.acquire().await else { return Err(ServerError::Cancelled) };
+        let body = request_body(&self.spec, &self.decoding, prompt, s.seed);
+        Request { shared: self, body, index: s.index, seed: request_seed(s.seed) }.send().await
+    }
 }
 
 /// What one attempt came to.
@@ -411,48 +553,53 @@ enum Attempt {
     Fail(ServerError),
 }
 
-impl Request {
+impl Request<'_> {
     async fn send(self) -> Result<ServerSample, ServerError> {
+        let retries = self.shared.spec.retries;
         let mut last = String::new();
-        for attempt in 0..=self.retries {
+        for attempt in 0..=retries {
             match self.attempt(attempt + 1).await {
                 Attempt::Done(s) => return Ok(s),
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Again(after, why) => {
                     last = why;
-                    if attempt < self.retries {
+                    if attempt < retries {
                         tokio::time::sleep(backoff(attempt, after, self.seed ^ u64::from(self.index))).await;
                     }
                 }
             }
         }
-        Err(ServerError::GaveUp { url: self.url.clone(), attempts: self.retries + 1, last })
+        Err(ServerError::GaveUp { url: self.shared.url.clone(), attempts: retries + 1, last })
     }
 
     async fn attempt(&self, attempts: u32) -> Attempt {
+        let shared = self.shared;
         let started = Instant::now();
-        let mut req = self.http.post(&self.url).json(&self.body);
-        if let Some(k) = &self.key {
+        let mut req = shared.http.post(&shared.url).json(&self.body);
+        if let Some(k) = &shared.key {
             req = req.bearer_auth(k);
         }
         let resp = match req.send().await {
             Ok(r) => r,
+            Err(e) if e.is_builder() => {
+                return Attempt::Fail(ServerError::Refused { url: shared.url.clone(), status: 0, body: transport(&e) });
+            }
             // A server that restarts refuses connections for a moment: retried like a 503.
             // A wrong URL is found before any of this, by `ServerClient::check`.
             Err(e) => return Attempt::Again(None, transport(&e)),
         };
         let status = resp.status().as_u16();
         let retry_after = retry_after(resp.headers());
-        let body = match read_limited(resp, &self.url).await {
+        let body = match read_limited(resp, &shared.url).await {
             Ok(b) => b,
             Err(e @ ServerError::BadAnswer { .. }) => return Attempt::Fail(e),
             Err(e) => return Attempt::Again(None, e.to_string()),
         };
-        let url = self.url.clone();
+        let url = shared.url.clone();
         match status {
             200..=299 => {}
             401 | 403 => {
-                return Attempt::Fail(ServerError::Auth { url, status, body: quote(&body), hint: self.hint.clone() });
+                return Attempt::Fail(ServerError::Auth { url, status, body: quote(&body), hint: shared.hint.clone() });
             }
             404 => return Attempt::Fail(ServerError::NotFound { url, body: quote(&body) }),
             408 | 409 | 425 | 429 | 500..=599 => {
@@ -461,7 +608,7 @@ impl Request {
             _ => return Attempt::Fail(ServerError::Refused { url, status, body: quote(&body) }),
         }
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
-        match parse_completion(&body, self.endpoint) {
+        match parse_completion(&body, shared.spec.endpoint) {
             Ok(c) => Attempt::Done(ServerSample {
                 index: self.index,
                 seed: self.seed,
@@ -493,7 +640,7 @@ struct Completion {
 
 fn parse_completion(body: &[u8], endpoint: Endpoint) -> Result<Completion, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
-    if let Some(err) = v.get("error") {
+    if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
         return Err(format!("the server answered an error with status 200: {}", quote(err.to_string().as_bytes())));
     }
     let choice =
@@ -503,8 +650,10 @@ fn parse_completion(body: &[u8], endpoint: Endpoint) -> Result<Completion, Strin
             let message = choice.get("message").ok_or("no `choices[0].message` (is this the chat endpoint?)")?;
             match message.get("content") {
                 Some(Value::String(s)) => s.clone(),
-                // A refusal or a tool call carries no content: an empty candidate, as said.
-                Some(Value::Null) | None => String::new(),
+                // Never an empty candidate shown to participants as if it were an answer.
+                Some(Value::Null) | None => {
+                    return Err("the answer has no text (`choices[0].message.content` is null: a refusal, a tool call, or a reasoning model that spent max_new_tokens before answering; raise max_new_tokens or choose another model)".into());
+                }
                 Some(_) => return Err("`choices[0].message.content` is not text".into()),
             }
         }
@@ -578,20 +727,66 @@ fn transport(e: &reqwest::Error) -> String {
 }
 
 /// A server's text, quoted in an error: at most [`QUOTE`] characters, on one line, with
-/// no control characters (a hostile server's body must not drive the terminal).
+/// no control or invisible characters (a hostile server's body must not drive the
+/// terminal or reorder what it shows).
 fn quote(body: &[u8]) -> String {
+    quote_with(body, QUOTE)
+}
+
+/// [`quote`] for a name (a model id): at most 80 characters.
+fn quote_short(body: &[u8]) -> String {
+    quote_with(body, 80)
+}
+
+fn quote_with(body: &[u8], limit: usize) -> String {
     let text = String::from_utf8_lossy(body);
-    let mut out: String =
-        text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(QUOTE).collect::<String>().trim().to_string();
-    if text.chars().count() > QUOTE {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() || is_invisible(c) { ' ' } else { c })
+        .take(limit)
+        .collect::<String>()
+        .trim()
+        .to_string();
+    if text.chars().count() > limit {
         out.push('…');
     }
     if out.is_empty() { "(empty body)".into() } else { out }
 }
 
+/// A server's text as it may be printed to a terminal: line breaks and tabs kept, every
+/// other control character and the invisible ones (bidirectional overrides, zero-width
+/// characters) dropped. What is stored is the text as the server sent it.
+pub fn printable(text: &str) -> String {
+    text.chars().filter(|&c| c == '\n' || c == '\t' || !(c.is_control() || is_invisible(c))).collect()
+}
+
+/// Characters that change how the text around them shows without showing themselves.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{061c}')
+}
+
+/// Whether `url`'s host is this machine or the local network (a loopback or private
+/// address, `localhost`, a one-label name such as `gpu-box`, or a `.local`, `.lan`,
+/// `.internal` or `.home.arpa` name): where a key may go without TLS.
+fn is_local(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+        Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00,
+        Err(_) => {
+            let d = host.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost"
+                || !d.contains('.')
+                || [".localhost", ".local", ".lan", ".internal", ".home.arpa"].iter().any(|s| d.ends_with(s))
+        }
+    }
+}
+
+/// A `Retry-After` in seconds (its date form is not read), at most [`RETRY_AFTER_CAP`].
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let secs: f64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(RETRY_AFTER_CAP))
+    let secs: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(RETRY_AFTER_CAP.as_secs())))
 }
 
 /// The wait before retry `attempt` (0 first): exponential from [`BACKOFF_BASE`] up to
@@ -645,6 +840,8 @@ mod tests {
         assert_eq!((c.prompt_tokens, c.completion_tokens), (Some(3), Some(2)));
         let text = br#"{"choices":[{"text":"Hi"}]}"#;
         let c = parse_completion(text, Endpoint::Completions).unwrap();
+        let with_null_error = br#"{"error":null,"choices":[{"text":"Hi"}]}"#;
+        assert_eq!(parse_completion(with_null_error, Endpoint::Completions).unwrap().text, "Hi");
         assert_eq!((c.text.as_str(), c.finish_reason.as_str(), c.model), ("Hi", "unknown", None));
         for (body, why) in [
             (&b"<html>bad gateway</html>"[..], "not JSON"),
@@ -652,6 +849,7 @@ mod tests {
             (br#"{"error":{"message":"boom"}}"#, "error"),
             (br#"{"choices":[{"text":"x"}]}"#, "chat endpoint"),
             (br#"{"choices":[{"message":{"content":7}}]}"#, "not text"),
+            (br#"{"choices":[{"message":{"content":null},"finish_reason":"length"}]}"#, "has no text"),
         ] {
             let e = parse_completion(body, Endpoint::Chat).unwrap_err();
             assert!(e.contains(why), "{e}");
@@ -674,6 +872,32 @@ mod tests {
         assert_eq!(quote(b""), "(empty body)");
         let long = quote(&[b'x'; 1000]);
         assert_eq!(long.chars().count(), QUOTE + 1);
+    }
+
+    #[test]
+    fn keys_go_only_in_variables_that_say_so_and_never_unencrypted_across_the_internet() {
+        assert_eq!(key_env_refusal("VLLM_KEY"), None);
+        assert_eq!(key_env_refusal("OPENAI_API_KEY"), None);
+        assert_eq!(key_env_refusal("HF_TOKEN"), None);
+        assert!(key_env_refusal("AWS_SECRET_ACCESS_KEY").unwrap().contains("other services"));
+        assert!(key_env_refusal("GH_TOKEN").is_some() && key_env_refusal("HOME").is_some());
+        assert!(key_env_refusal("sk-abc").unwrap().contains("not an environment variable's name"));
+        let local = |u: &str| is_local(&reqwest::Url::parse(u).unwrap());
+        for u in [
+            "http://127.0.0.1:8000/v1",
+            "http://localhost/v1",
+            "http://gpu-box:8000/v1",
+            "http://10.1.2.3/v1",
+            "http://192.168.0.9/v1",
+            "http://[::1]:8000/v1",
+            "http://node7.cluster.internal/v1",
+        ] {
+            assert!(local(u), "{u}");
+        }
+        for u in ["http://api.example.com/v1", "http://8.8.8.8/v1", "http://[2001:db8::1]/v1"] {
+            assert!(!local(u), "{u}");
+        }
+        assert_eq!(printable("a\u{1b}[2J\u{202e}b\nc\td\u{200b}"), "a[2Jb\nc\td");
     }
 
     #[test]

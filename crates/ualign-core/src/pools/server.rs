@@ -65,16 +65,16 @@ impl Models {
                 .collect();
             requests.push(ServerJob { prompt: prompt.text.clone(), samples });
         }
-        let settings = serde_json::to_string(decoding).unwrap_or_default();
         let client = self.server(policy)?;
         let mut stored: Result<(), PoolError> = Ok(());
         let ran = client.run(&requests, decoding, cancel, &mut |j, samples| {
             let job = &jobs[j];
-            let rows: Vec<NewCandidate> = samples.into_iter().map(|s| row(job, spec, &settings, s)).collect();
+            let rows: Vec<NewCandidate> = samples.into_iter().map(|s| row(job, spec, s)).collect();
             let new_tokens = rows.iter().filter_map(|r| r.token_count).map(u64::from).sum();
             match store.insert_candidates(&rows) {
-                Ok(_) => {
-                    let done = PoolDone { candidates: rows.len(), new_tokens, provider: provider(spec) };
+                // Rows another process stored first are not counted again.
+                Ok(inserted) => {
+                    let done = PoolDone { candidates: inserted, new_tokens, provider: provider(spec) };
                     on_pool(job, &done);
                     ControlFlow::Continue(())
                 }
@@ -126,8 +126,14 @@ fn provider(spec: &ServerSpec) -> String {
 }
 
 /// A stored candidate of a server's answer: the seed sent, the finish reason and token
-/// count the server gave, the latency as `decode_ms`, and in `meta` everything else.
-fn row(job: &PoolJob, spec: &ServerSpec, settings: &str, s: ServerSample) -> NewCandidate {
+/// count the server gave, the latency as `decode_ms`, the settings sent (the request less
+/// its prompt: a setting the study left to the server is not there), and in `meta`
+/// everything else.
+fn row(job: &PoolJob, spec: &ServerSpec, s: ServerSample) -> NewCandidate {
+    let mut settings = s.request.clone();
+    if let Some(o) = settings.as_object_mut() {
+        o.retain(|k, _| !matches!(k.as_str(), "messages" | "prompt" | "model"));
+    }
     let meta = json!({
         "server": {
             "base_url": spec.base_url,

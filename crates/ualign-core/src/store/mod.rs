@@ -455,22 +455,29 @@ impl Store {
             if current > known {
                 return Err(StoreError::TooNew { path: path.clone(), found: current, known });
             }
+            // Rows that broke a key before (`ualign check` reports them) are not the
+            // migration's to mend; it must only add none.
+            let broken = || tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get::<_, i64>(0));
+            let before = broken()?;
             for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
                 let err = |source| StoreError::Migration { path: path.clone(), name, source };
                 tx.execute_batch(sql).map_err(err)?;
                 tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
             }
-            let broken: i64 = tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
-            if broken > 0 {
+            let after = broken()?;
+            if after > before {
                 return Err(StoreError::Invalid(format!(
-                    "{broken} rows of {} break a foreign key after migrating its schema; nothing was changed",
-                    path.display()
+                    "migrating the schema of {} would leave {} more rows breaking a foreign key; nothing was changed",
+                    path.display(),
+                    after - before
                 )));
             }
             Ok(())
         });
-        self.conn.pragma_update(None, "foreign_keys", "ON")?;
-        migrated
+        // Keys on again whatever happened, the migration's own error first.
+        let on = self.conn.pragma_update(None, "foreign_keys", "ON");
+        migrated?;
+        Ok(on?)
     }
 
     /// Opens the study's database, recording the study on first use and refusing a
@@ -666,4 +673,24 @@ pub struct StoredStudy {
     pub source: String,
     pub path: String,
     pub created_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_keys_are_on_again_after_a_migration_that_turned_them_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let on: i64 = store.conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+        assert_eq!(on, 1, "the connection that migrated enforces foreign keys");
+        let refused = store.conn.execute(
+            "INSERT INTO candidates (policy, prompt_id, sample_index, text, created_at) VALUES ('none', 'none', 0, 't', 'now')",
+            [],
+        );
+        assert!(refused.is_err(), "a candidate of no policy is refused");
+    }
 }

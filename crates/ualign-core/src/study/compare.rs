@@ -68,7 +68,23 @@ fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
 }
 
+/// Keys that say where a server policy's server runs and how hard ualign may push it,
+/// not what it samples: a server moved to another host, a new key variable or other
+/// limits are the same study (each candidate records the URL that made it).
+const OPERATIONAL: [&str; 5] = ["base_url", "api_key_env", "concurrency", "timeout_s", "retries"];
+
+fn operational(path: &str, key: &str) -> bool {
+    let policy = path.strip_prefix("policies[").and_then(|r| r.strip_suffix(']'));
+    policy.is_some_and(|i| i.bytes().all(|b| b.is_ascii_digit())) && OPERATIONAL.contains(&key)
+}
+
 fn diff_tables(path: &str, a: &Table, b: &Table, out: &mut Vec<String>) {
+    let (a, b): (Table, Table) = {
+        let keep =
+            |t: &Table| t.iter().filter(|(k, _)| !operational(path, k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        (keep(a), keep(b))
+    };
+    let (a, b) = (&a, &b);
     for (k, va) in a {
         match b.get(k) {
             Some(vb) => diff_values(&join(path, k), va, vb, out),
@@ -136,6 +152,18 @@ mod tests {
         // 1 and 1.0 are different TOML values: counted as a change, never silently equal.
         assert_eq!(meaning_changes(STUDY, &STUDY.replace("pool_size = 4", "pool_size = 4.0")).len(), 1);
         assert!(meaning_changes(STUDY, "name = ").first().unwrap().starts_with("the study file is not TOML"));
+    }
+
+    #[test]
+    fn where_a_server_runs_and_how_hard_it_is_pushed_is_not_a_change_of_study() {
+        let server = "name = \"s\"\n[[policies]]\nname = \"a\"\nsource = \"server\"\nbase_url = \"http://a:1/v1\"\nmodel = \"m\"\nconcurrency = 4\n";
+        let moved = server
+            .replace("http://a:1/v1", "http://b:2/v1")
+            .replace("concurrency = 4", "concurrency = 16\nretries = 9");
+        assert_eq!(meaning_changes(server, &moved), Vec::<String>::new());
+        assert_eq!(meaning_changes(server, &server.replace("model = \"m\"", "model = \"n\"")).len(), 1, "the model is");
+        // Only a policy's own keys: a top-level `retries` would be a change.
+        assert_eq!(meaning_changes(server, &format!("retries = 1\n{server}")).len(), 1);
     }
 
     #[test]

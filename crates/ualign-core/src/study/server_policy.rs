@@ -10,10 +10,10 @@ use serde_json::json;
 use super::PolicySource;
 use super::parse::read_decoding;
 use super::reader::{Cx, TableReader};
-use ualign_engine::server::{Endpoint, OWN_FIELDS, ServerSpec};
+use ualign_engine::server::{Endpoint, MAX_CONCURRENCY, OWN_FIELDS, ServerSpec, key_env_refusal};
 
 /// Ranges of the server policy's limits.
-const CONCURRENCY: std::ops::RangeInclusive<i64> = 1..=1024;
+const CONCURRENCY: std::ops::RangeInclusive<i64> = 1..=MAX_CONCURRENCY as i64;
 const TIMEOUT_S: std::ops::RangeInclusive<i64> = 1..=86_400;
 const RETRIES: std::ops::RangeInclusive<i64> = 0..=100;
 
@@ -70,16 +70,9 @@ fn read_key_env(cx: &mut Cx, t: &TableReader) -> Option<String> {
     }
     let var = t.string(cx, "api_key_env");
     if let Some(var) = &var
-        && !is_env_name(var)
+        && let Some(why) = key_env_refusal(var)
     {
-        cx.error(
-            t.span_of("api_key_env"),
-            &t.path_of("api_key_env"),
-            format!(
-                "`{}` is not an environment variable's name: api_key_env names the variable that holds the key (letters, digits and _, e.g. VLLM_KEY), never the key itself",
-                shorten(var)
-            ),
-        );
+        cx.error(t.span_of("api_key_env"), &t.path_of("api_key_env"), format!("`{}`: {why}", shorten(var)));
     }
     var
 }
@@ -114,7 +107,7 @@ fn read_request(
                     span.clone(),
                     &t.path_of(&format!("extra_body.{k}")),
                     format!(
-                        "`{k}` is set by ualign from the study (the prompt, its seed and [policies.decoding]): set it in [policies.decoding] if it is a decoding setting, or leave it out"
+                        "`{k}` is ualign's to set, from the study (the prompt, its seed and [policies.decoding]), or would change what a stored candidate is: set it in [policies.decoding] if it is a decoding setting there, or leave it out"
                     ),
                 );
             } else {
@@ -169,12 +162,6 @@ fn base_url_ok(cx: &mut Cx, t: &TableReader, url: &str) -> bool {
         );
     }
     problem.is_none()
-}
-
-fn is_env_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The start of a value that may be a secret, for a message.
