@@ -3,12 +3,13 @@
 //! every finished pool. Also the pool filling
 //! that `simulate` and `demo` do first.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use ualign_core::pools::{Models, PoolDone, Progress, pending_jobs};
+use ualign_core::pools::{Models, PoolDone, PoolError, PoolJob, Progress, pending_jobs};
 use ualign_core::study::PolicySource;
 
 /// Fill every model and server policy's candidate pools.
@@ -70,7 +71,10 @@ pub(crate) fn again(study: &ualign_core::study::Study, store: &ualign_core::stor
     cmd
 }
 
-/// Generates every missing pool with a progress bar.
+/// Generates every missing pool with a progress bar: each server policy's pools on a
+/// thread of its own (its own connection to the database; its requests overlap across
+/// its pools, up to its `concurrency`), the models' pools one at a time on this thread
+/// (each is one batch on the engine), all at once.
 fn fill(
     study: &ualign_core::study::Study,
     store: &mut ualign_core::store::Store,
@@ -78,94 +82,186 @@ fn fill(
     cancel: Option<&AtomicBool>,
 ) -> anyhow::Result<()> {
     let jobs = pending_jobs(study, store)?;
-    let mut progress = Progress::of(&jobs);
+    let progress = Progress::of(&jobs);
     if progress.candidates == 0 {
         println!("every pool of study `{}` is complete ({})", study.name, store.path().display());
         report_cuts(study, store)?;
         return Ok(());
     }
-    let bar = ProgressBar::new(progress.candidates);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} candidates {msg} (ETA {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    notices(&bar, models);
-    let start = Instant::now();
-    let mut provider = String::new();
-    let mut at = 0;
-    while at < jobs.len() {
-        // A server policy's pools go together, so that its requests overlap across pools;
-        // a model's pools go one at a time (each is one batch on the engine).
-        let job = &jobs[at];
-        let server = study.policy(&job.policy).is_some_and(|p| matches!(p.source, PolicySource::Server { .. }));
-        let end = if server { at + jobs[at..].iter().take_while(|j| j.policy == job.policy).count() } else { at + 1 };
-        let group = &jobs[at..end];
-        at = end;
-        bar.set_message(format!("· {} / {}", job.policy, job.prompt_id));
-        let mut on_pool = |d: &PoolDone| {
-            progress.pool_done(Some(d));
-            provider.clone_from(&d.provider);
-            let secs = start.elapsed().as_secs_f64().max(1e-9);
-            bar.set_position(progress.candidates_done);
-            bar.set_message(format!(
-                "· {}/{} pools · {:.1} cand/s · {:.0} tok/s · {provider}",
-                progress.pools_done,
-                progress.pools,
-                progress.candidates_done as f64 / secs,
-                progress.tokens as f64 / secs
-            ));
-        };
-        let result = if server {
-            models.run_server_jobs(study, store, group, cancel, &mut |_, d| on_pool(d))
-        } else {
-            models.run_job(study, store, job, cancel).map(|d| on_pool(&d))
-        };
-        notices(&bar, models);
-        match result {
-            Ok(()) => {}
-            Err(e) if e.is_cancelled() => {
-                bar.abandon();
-                anyhow::bail!(
-                    "interrupted: {} candidates stored in {}, the unfinished pools were discarded; run `{}` to continue",
-                    progress.candidates_done,
-                    store.path().display(),
-                    again(study, store)
-                );
+    let mut shown = Shown::new(progress);
+    shown.notices(models.take_notices());
+    let is_server =
+        |j: &PoolJob| study.policy(&j.policy).is_some_and(|p| matches!(p.source, PolicySource::Server { .. }));
+    let mut by_server: BTreeMap<String, Vec<PoolJob>> = BTreeMap::new();
+    for j in jobs.iter().filter(|j| is_server(j)) {
+        by_server.entry(j.policy.clone()).or_default().push(j.clone());
+    }
+    let path = store.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel::<Filled>();
+    let mut failures: Vec<PoolError> = Vec::new();
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = by_server
+            .into_iter()
+            .map(|(policy, jobs)| {
+                let (client, tx, path) = (models.take_server(&policy), tx.clone(), path.clone());
+                scope.spawn(move || fill_server(study, &path, &policy, client, &jobs, cancel, &tx))
+            })
+            .collect();
+        drop(tx);
+        for job in jobs.iter().filter(|j| !is_server(j)) {
+            shown.message(format!("· {} / {}", job.policy, job.prompt_id));
+            let result = models.run_job(study, store, job, cancel);
+            shown.notices(models.take_notices());
+            while let Ok(f) = rx.try_recv() {
+                shown.filled(f);
             }
-            Err(e) if progress.candidates_done == 0 => {
-                bar.abandon();
-                return Err(e.into());
-            }
-            Err(e) => {
-                bar.abandon();
-                return Err(anyhow::Error::new(e).context(format!(
-                    "{} candidates were stored in {} before this error; run `{}` once it is fixed",
-                    progress.candidates_done,
-                    store.path().display(),
-                    again(study, store)
-                )));
+            match result {
+                Ok(d) => shown.pool(&d),
+                Err(e) => {
+                    failures.push(e);
+                    break;
+                }
             }
         }
+        for f in rx {
+            shown.filled(f);
+        }
+        for t in threads {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(e),
+                // A bug: shown as the panic it is, after every other thread has ended.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    let done = shown.progress.candidates_done;
+    // Ctrl-C is what is said first; else the first error, the others above it.
+    if let Some(i) = failures.iter().position(PoolError::is_cancelled) {
+        failures.swap(0, i);
     }
-    bar.finish_and_clear();
-    let secs = start.elapsed().as_secs_f64();
-    let (done, tokens) = (progress.candidates_done, progress.tokens);
+    if !failures.is_empty() {
+        let e = failures.remove(0);
+        shown.bar.abandon();
+        if e.is_cancelled() {
+            anyhow::bail!(
+                "interrupted: {done} candidates stored in {}, the unfinished pools were discarded; run `{}` to continue",
+                store.path().display(),
+                again(study, store)
+            );
+        }
+        for other in &failures {
+            eprintln!("error: {other}");
+        }
+        if done == 0 {
+            return Err(e.into());
+        }
+        return Err(anyhow::Error::new(e).context(format!(
+            "{done} candidates were stored in {} before this error; run `{}` once it is fixed",
+            store.path().display(),
+            again(study, store)
+        )));
+    }
+    shown.bar.finish_and_clear();
+    let secs = shown.start.elapsed().as_secs_f64();
+    let tokens = shown.progress.tokens;
     println!(
-        "generated {done} candidates ({tokens} tokens) in {secs:.1} s: {:.1} candidates/s, {:.0} tokens/s on {provider}",
+        "generated {done} candidates ({tokens} tokens) in {secs:.1} s: {:.1} candidates/s, {:.0} tokens/s on {}",
         done as f64 / secs.max(1e-9),
-        tokens as f64 / secs.max(1e-9)
+        tokens as f64 / secs.max(1e-9),
+        shown.providers.join(", ")
     );
     report_cuts(study, store)
 }
 
-/// The models' and servers' notices, above the bar (or on stderr where the bar is hidden,
-/// as when stderr is not a terminal: indicatif drops a hidden bar's lines).
-fn notices(bar: &ProgressBar, models: &mut Models) {
-    for n in models.take_notices() {
-        if bar.is_hidden() {
-            eprintln!("notice: {n}");
-        } else {
-            bar.println(format!("notice: {n}"));
+/// What a server policy's thread reports to the progress bar.
+enum Filled {
+    Pool(PoolDone),
+    Notices(Vec<String>),
+}
+
+/// One server policy's pools, on its own thread and connection; `client` is the policy's
+/// client where the check before the run made one.
+fn fill_server(
+    study: &ualign_core::study::Study,
+    db: &std::path::Path,
+    policy: &str,
+    client: Option<ualign_engine::server::ServerClient>,
+    jobs: &[PoolJob],
+    cancel: Option<&AtomicBool>,
+    tx: &std::sync::mpsc::Sender<Filled>,
+) -> Result<(), PoolError> {
+    let (mut store, _) = ualign_core::store::Store::open_for_study(db, study)?;
+    let mut models = Models::new(ualign_engine::EpChoice::Cpu, None);
+    if let Some(c) = client {
+        models.adopt_server(policy, c);
+    }
+    let result = models.run_server_jobs(study, &mut store, jobs, cancel, &mut |_, d| {
+        let _ = tx.send(Filled::Pool(d.clone()));
+    });
+    let _ = tx.send(Filled::Notices(models.take_notices()));
+    result
+}
+
+/// The progress bar and what it counts.
+struct Shown {
+    bar: ProgressBar,
+    progress: Progress,
+    start: Instant,
+    /// Where the candidates came from, each once, in order.
+    providers: Vec<String>,
+}
+
+impl Shown {
+    fn new(progress: Progress) -> Self {
+        let bar = ProgressBar::new(progress.candidates);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} candidates {msg} (ETA {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Self { bar, progress, start: Instant::now(), providers: Vec::new() }
+    }
+
+    fn message(&self, m: String) {
+        self.bar.set_message(m);
+    }
+
+    fn filled(&mut self, f: Filled) {
+        match f {
+            Filled::Pool(d) => self.pool(&d),
+            Filled::Notices(n) => self.notices(n),
+        }
+    }
+
+    fn pool(&mut self, d: &PoolDone) {
+        self.progress.pool_done(Some(d));
+        if !self.providers.contains(&d.provider) {
+            self.providers.push(d.provider.clone());
+        }
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        let p = &self.progress;
+        self.bar.set_position(p.candidates_done);
+        self.bar.set_message(format!(
+            "· {}/{} pools · {:.1} cand/s · {:.0} tok/s · {}",
+            p.pools_done,
+            p.pools,
+            p.candidates_done as f64 / secs,
+            p.tokens as f64 / secs,
+            d.provider
+        ));
+    }
+
+    /// Notices above the bar (or on stderr where the bar is hidden, as when stderr is not
+    /// a terminal: indicatif drops a hidden bar's lines).
+    fn notices(&self, notices: Vec<String>) {
+        for n in notices {
+            if self.bar.is_hidden() {
+                eprintln!("notice: {n}");
+            } else {
+                self.bar.println(format!("notice: {n}"));
+            }
         }
     }
 }

@@ -32,6 +32,17 @@ impl Models {
         Ok(&self.servers[&policy.name])
     }
 
+    /// The client of a server policy made so far (by [`Models::preload`]), taken out to be
+    /// used elsewhere (another thread's [`Models`]).
+    pub fn take_server(&mut self, policy: &str) -> Option<ServerClient> {
+        self.servers.remove(policy)
+    }
+
+    /// Uses `client` (checked already) for `policy`.
+    pub fn adopt_server(&mut self, policy: &str, client: ServerClient) {
+        self.servers.insert(policy.to_string(), client);
+    }
+
     /// Fills the jobs of one server policy: all their missing samples requested at once
     /// (the policy's `concurrency` in flight), each pool stored in its own transaction as
     /// soon as it is complete and then handed to `on_pool`. On Ctrl-C or an error the
