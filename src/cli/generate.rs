@@ -136,31 +136,9 @@ fn fill(
         }
     });
     let done = shown.progress.candidates_done;
-    // Ctrl-C is what is said first; else the first error, the others above it.
-    if let Some(i) = failures.iter().position(PoolError::is_cancelled) {
-        failures.swap(0, i);
-    }
     if !failures.is_empty() {
-        let e = failures.remove(0);
         shown.bar.abandon();
-        if e.is_cancelled() {
-            anyhow::bail!(
-                "interrupted: {done} candidates stored in {}, the unfinished pools were discarded; run `{}` to continue",
-                store.path().display(),
-                again(study, store)
-            );
-        }
-        for other in &failures {
-            eprintln!("error: {other}");
-        }
-        if done == 0 {
-            return Err(e.into());
-        }
-        return Err(anyhow::Error::new(e).context(format!(
-            "{done} candidates were stored in {} before this error; run `{}` once it is fixed",
-            store.path().display(),
-            again(study, store)
-        )));
+        return Err(failed(study, store, failures, done));
     }
     shown.bar.finish_and_clear();
     let secs = shown.start.elapsed().as_secs_f64();
@@ -172,6 +150,38 @@ fn fill(
         shown.providers.join(", ")
     );
     report_cuts(study, store)
+}
+
+/// The error `generate` ends with: Ctrl-C is what is said first; else the first error,
+/// the others printed above it; with how to go on where something was stored.
+fn failed(
+    study: &ualign_core::study::Study,
+    store: &ualign_core::store::Store,
+    mut failures: Vec<PoolError>,
+    done: u64,
+) -> anyhow::Error {
+    if let Some(i) = failures.iter().position(PoolError::is_cancelled) {
+        failures.swap(0, i);
+    }
+    let e = failures.remove(0);
+    if e.is_cancelled() {
+        return anyhow::anyhow!(
+            "interrupted: {done} candidates stored in {}, the unfinished pools were discarded; run `{}` to continue",
+            store.path().display(),
+            again(study, store)
+        );
+    }
+    for other in &failures {
+        eprintln!("error: {other}");
+    }
+    if done == 0 {
+        return e.into();
+    }
+    anyhow::Error::new(e).context(format!(
+        "{done} candidates were stored in {} before this error; run `{}` once it is fixed",
+        store.path().display(),
+        again(study, store)
+    ))
 }
 
 /// What a server policy's thread reports to the progress bar.
