@@ -248,7 +248,7 @@ fn ctrl_c_during_generate_keeps_whole_pools_and_names_the_database_to_go_on_with
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "an interrupted generate fails: {err}");
-    assert!(err.contains("interrupted:") && err.contains("the unfinished pool was discarded"), "{err}");
+    assert!(err.contains("interrupted:") && err.contains("the unfinished pools were discarded"), "{err}");
     assert!(
         err.contains("run `ualign generate 'my study.toml' --db 'elsewhere/cut 2.sqlite'` to continue"),
         "the command to go on names the database it filled, quoted for the shell: {err}"

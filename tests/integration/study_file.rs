@@ -405,7 +405,7 @@ trials = 1
     check(
         text,
         &[
-            "7:10: policies[0].source: unknown source `api`; use \"model\" or \"imported\"",
+            "7:10: policies[0].source: unknown source `api`; use \"model\", \"server\" or \"imported\"",
             "8:1: policies[1].model: missing",
         ],
     );
