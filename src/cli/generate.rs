@@ -4,7 +4,7 @@
 //! that `simulate` and `demo` do first.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -89,42 +89,45 @@ fn fill(
         return Ok(());
     }
     let mut shown = Shown::new(progress);
-    shown.notices(models.take_notices());
     let is_server =
         |j: &PoolJob| study.policy(&j.policy).is_some_and(|p| matches!(p.source, PolicySource::Server { .. }));
     let mut by_server: BTreeMap<String, Vec<PoolJob>> = BTreeMap::new();
     for j in jobs.iter().filter(|j| is_server(j)) {
         by_server.entry(j.policy.clone()).or_default().push(j.clone());
     }
-    let path = store.path().to_path_buf();
+    // Every server is asked for its models (once) before any pool is filled, so that what
+    // it says (and where each key goes) is said first.
+    for policy in by_server.keys().filter_map(|p| study.policy(p)) {
+        models.server(policy)?;
+    }
+    shown.notices(models.take_notices());
+    let model_jobs: Vec<PoolJob> = jobs.iter().filter(|j| !is_server(j)).cloned().collect();
+    let (path, db) = (store.path().to_path_buf(), &mut *store);
+    // Ctrl-C, or a failure anywhere: every thread stops at its next request or pool.
+    let halt = AtomicBool::new(false);
     let (tx, rx) = std::sync::mpsc::channel::<Filled>();
     let mut failures: Vec<PoolError> = Vec::new();
     std::thread::scope(|scope| {
-        let threads: Vec<_> = by_server
+        let mut threads: Vec<_> = by_server
             .into_iter()
             .map(|(policy, jobs)| {
-                let (client, tx, path) = (models.take_server(&policy), tx.clone(), path.clone());
-                scope.spawn(move || fill_server(study, &path, &policy, client, &jobs, cancel, &tx))
+                let (client, tx, path, halt) = (models.take_server(&policy), tx.clone(), path.clone(), &halt);
+                scope.spawn(move || fill_server(study, &path, &policy, client, &jobs, halt, &tx))
             })
             .collect();
+        let (tx_models, halt_models) = (tx.clone(), &halt);
+        threads.push(scope.spawn(move || fill_models(study, db, models, &model_jobs, halt_models, &tx_models)));
         drop(tx);
-        for job in jobs.iter().filter(|j| !is_server(j)) {
-            shown.message(format!("· {} / {}", job.policy, job.prompt_id));
-            let result = models.run_job(study, store, job, cancel);
-            shown.notices(models.take_notices());
-            while let Ok(f) = rx.try_recv() {
-                shown.filled(f);
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(Filled::Failed) => halt.store(true, Ordering::Relaxed),
+                Ok(f) => shown.filled(f),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            match result {
-                Ok(d) => shown.pool(&d),
-                Err(e) => {
-                    failures.push(e);
-                    break;
-                }
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                halt.store(true, Ordering::Relaxed);
             }
-        }
-        for f in rx {
-            shown.filled(f);
         }
         for t in threads {
             match t.join() {
@@ -138,7 +141,8 @@ fn fill(
     let done = shown.progress.candidates_done;
     if !failures.is_empty() {
         shown.bar.abandon();
-        return Err(failed(study, store, failures, done));
+        let interrupted = cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+        return Err(failed(study, store, failures, done, interrupted));
     }
     shown.bar.finish_and_clear();
     let secs = shown.start.elapsed().as_secs_f64();
@@ -157,21 +161,25 @@ fn fill(
 fn failed(
     study: &ualign_core::study::Study,
     store: &ualign_core::store::Store,
-    mut failures: Vec<PoolError>,
+    failures: Vec<PoolError>,
     done: u64,
+    interrupted: bool,
 ) -> anyhow::Error {
-    if let Some(i) = failures.iter().position(PoolError::is_cancelled) {
-        failures.swap(0, i);
-    }
-    let e = failures.remove(0);
-    if e.is_cancelled() {
+    // The threads a failure stopped report themselves cancelled: only the failures are
+    // worth saying, and all of them, even when Ctrl-C came after.
+    let mut real: Vec<PoolError> = failures.into_iter().filter(|e| !e.is_cancelled()).collect();
+    if interrupted || real.is_empty() {
+        for e in &real {
+            eprintln!("error: {e}");
+        }
         return anyhow::anyhow!(
             "interrupted: {done} candidates stored in {}, the unfinished pools were discarded; run `{}` to continue",
             store.path().display(),
             again(study, store)
         );
     }
-    for other in &failures {
+    let e = real.remove(0);
+    for other in &real {
         eprintln!("error: {other}");
     }
     if done == 0 {
@@ -184,10 +192,38 @@ fn failed(
     ))
 }
 
-/// What a server policy's thread reports to the progress bar.
+/// What a filling thread reports to the progress bar.
 enum Filled {
-    Pool(PoolDone),
+    /// Pool `.1` of its thread's jobs is stored.
+    Pool(PoolDone, String),
     Notices(Vec<String>),
+    /// The thread failed: the others are to stop.
+    Failed,
+}
+
+/// The model policies' pools, one at a time (each is one batch on the engine).
+fn fill_models(
+    study: &ualign_core::study::Study,
+    store: &mut ualign_core::store::Store,
+    models: &mut Models,
+    jobs: &[PoolJob],
+    halt: &AtomicBool,
+    tx: &std::sync::mpsc::Sender<Filled>,
+) -> Result<(), PoolError> {
+    for job in jobs {
+        let result = models.run_job(study, store, job, Some(halt));
+        let _ = tx.send(Filled::Notices(models.take_notices()));
+        match result {
+            Ok(d) => {
+                let _ = tx.send(Filled::Pool(d, format!("{} / {}", job.policy, job.prompt_id)));
+            }
+            Err(e) => {
+                let _ = tx.send(Filled::Failed);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One server policy's pools, on its own thread and connection; `client` is the policy's
@@ -198,18 +234,24 @@ fn fill_server(
     policy: &str,
     client: Option<ualign_engine::server::ServerClient>,
     jobs: &[PoolJob],
-    cancel: Option<&AtomicBool>,
+    halt: &AtomicBool,
     tx: &std::sync::mpsc::Sender<Filled>,
 ) -> Result<(), PoolError> {
-    let (mut store, _) = ualign_core::store::Store::open_for_study(db, study)?;
-    let mut models = Models::new(ualign_engine::EpChoice::Cpu, None);
-    if let Some(c) = client {
-        models.adopt_server(policy, c);
+    let result = (|| {
+        let (mut store, _) = ualign_core::store::Store::open_for_study(db, study)?;
+        let mut models = Models::new(ualign_engine::EpChoice::Cpu, None);
+        if let Some(c) = client {
+            models.adopt_server(policy, c);
+        }
+        let result = models.run_server_jobs(study, &mut store, jobs, Some(halt), &mut |job, d| {
+            let _ = tx.send(Filled::Pool(d.clone(), format!("{} / {}", job.policy, job.prompt_id)));
+        });
+        let _ = tx.send(Filled::Notices(models.take_notices()));
+        result
+    })();
+    if result.as_ref().is_err_and(|e| !e.is_cancelled()) {
+        let _ = tx.send(Filled::Failed);
     }
-    let result = models.run_server_jobs(study, &mut store, jobs, cancel, &mut |_, d| {
-        let _ = tx.send(Filled::Pool(d.clone()));
-    });
-    let _ = tx.send(Filled::Notices(models.take_notices()));
     result
 }
 
@@ -234,18 +276,15 @@ impl Shown {
         Self { bar, progress, start: Instant::now(), providers: Vec::new() }
     }
 
-    fn message(&self, m: String) {
-        self.bar.set_message(m);
-    }
-
     fn filled(&mut self, f: Filled) {
         match f {
-            Filled::Pool(d) => self.pool(&d),
+            Filled::Pool(d, what) => self.pool(&d, &what),
             Filled::Notices(n) => self.notices(n),
+            Filled::Failed => {}
         }
     }
 
-    fn pool(&mut self, d: &PoolDone) {
+    fn pool(&mut self, d: &PoolDone, what: &str) {
         self.progress.pool_done(Some(d));
         if !self.providers.contains(&d.provider) {
             self.providers.push(d.provider.clone());
@@ -254,7 +293,7 @@ impl Shown {
         let p = &self.progress;
         self.bar.set_position(p.candidates_done);
         self.bar.set_message(format!(
-            "· {}/{} pools · {:.1} cand/s · {:.0} tok/s · {}",
+            "· {}/{} pools · {:.1} cand/s · {:.0} tok/s · {what} done ({})",
             p.pools_done,
             p.pools,
             p.candidates_done as f64 / secs,

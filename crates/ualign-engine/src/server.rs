@@ -24,6 +24,9 @@ pub const MAX_BODY: usize = 2 << 20;
 /// The most requests a policy may have in flight.
 pub const MAX_CONCURRENCY: u32 = 256;
 
+/// The longest model list read (`GET /models`).
+const MODEL_LIST_LIMIT: usize = 16 << 20;
+
 /// How long `GET /models`, the check before a run, may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -150,32 +153,40 @@ pub fn key_env_refusal(name: &str) -> Option<String> {
     if !(upper.contains("KEY") || upper.contains("TOKEN")) {
         return Some("the variable's name must say it holds a key or token (e.g. VLLM_KEY, OPENAI_API_KEY, HF_TOKEN): its value goes to the server with every request".into());
     }
-    const OTHER_SECRETS: [&str; 22] = [
-        "AWS_",
-        "AZURE_",
-        "GOOGLE_",
-        "GCP_",
-        "GCLOUD_",
-        "GITHUB_",
-        "GH_",
-        "GITLAB_",
-        "CI_",
-        "SSH_",
-        "GPG_",
-        "NPM_",
-        "PYPI_",
-        "TWINE_",
-        "CARGO_",
-        "DOCKER_",
+    // Anywhere in the name (HOMEBREW_GITHUB_API_TOKEN), and these as prefixes only.
+    // (Not AZURE or GOOGLE: AZURE_OPENAI_API_KEY and GOOGLE_API_KEY are model APIs' keys.)
+    const OTHER_SERVICES: [&str; 19] = [
+        "AWS",
+        "GCP",
+        "GCLOUD",
+        "GITHUB",
+        "GITLAB",
+        "BITBUCKET",
+        "SSH",
+        "GPG",
+        "NPM",
+        "PYPI",
+        "TWINE",
+        "CARGO",
+        "DOCKER",
         "KUBE",
-        "VAULT_",
-        "SLACK_",
-        "STRIPE_",
-        "DATABASE_",
-        "ACTIONS_",
+        "VAULT",
+        "SLACK",
+        "STRIPE",
+        "DATABASE",
+        "SENTRY",
     ];
-    OTHER_SECRETS.iter().find(|p| upper.starts_with(**p)).map(|p| {
-        format!("{p}… variables hold other services' credentials, which must never go to a model server: export the server's key in a variable of its own (e.g. VLLM_KEY)")
+    const PREFIXES: [&str; 5] = ["GH_", "CI_", "ACTIONS_", "NODE_AUTH", "RUNNER_"];
+    let words: Vec<&str> = upper.split('_').collect();
+    let other = OTHER_SERVICES
+        .iter()
+        .find(|w| words.iter().any(|x| x.starts_with(**w)))
+        .or_else(|| PREFIXES.iter().find(|p| upper.starts_with(**p)));
+    other.map(|p| {
+        format!(
+            "`{name}` names another service ({}), and other services' credentials must never go to a model server: export the server's key in a variable of its own (e.g. VLLM_KEY)",
+            p.trim_end_matches('_')
+        )
     })
 }
 
@@ -344,7 +355,13 @@ impl ServerClient {
             }
             None => None,
         };
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if url.scheme() == "http" {
+            // An `HTTP_PROXY` would carry the prompt and the key, unencrypted, past the
+            // local network the URL names.
+            http = http.no_proxy();
+        }
+        let http = http
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(spec.timeout)
             // A redirect would send the prompt, and the key, to a host the study never named.
@@ -378,7 +395,15 @@ impl ServerClient {
             let get = self.http.get(&url).timeout(CHECK_TIMEOUT.min(self.spec.timeout));
             let resp = self.authorised(get).send().await.map_err(|e| connect_error(&url, &e))?;
             let status = resp.status().as_u16();
-            let body = read_limited(resp, &url).await?;
+            // A hosted catalogue can list thousands of models: a longer list is not read,
+            // only said.
+            let body = match read_within(resp, &url, MODEL_LIST_LIMIT).await {
+                Ok(b) => b,
+                Err(ServerError::BadAnswer { why, .. }) if (200..300).contains(&status) => {
+                    return Ok(vec![format!("{url}: {why}; the model list was not checked")]);
+                }
+                Err(e) => return Err(e),
+            };
             match status {
                 200..=299 => {}
                 401 | 403 => return Err(self.auth_error(&url, status, &body)),
@@ -444,34 +469,43 @@ impl ServerClient {
             spec: self.spec.clone(),
             decoding: decoding.clone(),
             hint: self.auth_hint(),
-            gate: tokio::sync::Semaphore::new(self.spec.concurrency.clamp(1, MAX_CONCURRENCY) as usize),
         });
+        let gate = Arc::new(tokio::sync::Semaphore::new(self.spec.concurrency.clamp(1, MAX_CONCURRENCY) as usize));
         let mut tasks = tokio::task::JoinSet::new();
-        let mut left: Vec<Vec<ServerSample>> = Vec::with_capacity(jobs.len());
-        let mut waiting: Vec<usize> = Vec::with_capacity(jobs.len());
-        // Every sample is queued at once, job by job; a request's body is made only once it
-        // may go. The semaphore is fair, so the jobs finish roughly in order and each is
-        // handed on as soon as its last sample is in.
-        for (j, job) in jobs.iter().enumerate() {
-            left.push(Vec::with_capacity(job.samples.len()));
-            waiting.push(job.samples.len());
-            let prompt: Arc<str> = job.prompt.as_str().into();
-            for s in &job.samples {
-                let (shared, prompt, s) = (shared.clone(), prompt.clone(), *s);
-                tasks.spawn(async move { (j, shared.sample(&prompt, s).await) });
-            }
-        }
+        let mut left: Vec<Vec<ServerSample>> = jobs.iter().map(|j| Vec::with_capacity(j.samples.len())).collect();
+        let mut waiting: Vec<usize> = jobs.iter().map(|j| j.samples.len()).collect();
+        // The samples in study order, each sent only once a permit is free: the requests
+        // go in that order whatever the threads do (a server whose text depends on the
+        // request before it gives the same texts to a run in the same order), each body is
+        // made only when it is sent, and the jobs finish in order, each handed on as soon
+        // as its last sample is in.
+        let mut queue = jobs
+            .iter()
+            .enumerate()
+            .flat_map(|(j, job)| {
+                let prompt: Arc<str> = job.prompt.as_str().into();
+                job.samples.iter().map(move |s| (j, prompt.clone(), *s))
+            })
+            .peekable();
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut open = jobs.iter().filter(|j| !j.samples.is_empty()).count();
         while open > 0 {
             tokio::select! {
-                got = tasks.join_next() => {
+                permit = gate.clone().acquire_owned(), if queue.peek().is_some() => {
+                    let permit = permit.map_err(|e| ServerError::Lost(e.to_string()))?;
+                    let Some((j, prompt, s)) = queue.next() else { continue };
+                    let shared = shared.clone();
+                    tasks.spawn(async move {
+                        let _permit = permit;
+                        (j, shared.sample(&prompt, s).await)
+                    });
+                }
+                got = tasks.join_next(), if !tasks.is_empty() => {
                     let (j, result) = match got {
                         Some(Ok(done)) => done,
-                        // A request's task that panicked, or none left with pools open: never
-                        // a pool that looks filled.
+                        // A request's task that panicked: never a pool that looks filled.
                         Some(Err(e)) => return Err(ServerError::Lost(e.to_string())),
-                        None => return Err(ServerError::Lost(format!("{open} pools were left without answers"))),
+                        None => continue,
                     };
                     left[j].push(result?);
                     waiting[j] -= 1;
@@ -487,6 +521,9 @@ impl ServerClient {
                 _ = tick.tick() => {
                     if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                         return Err(ServerError::Cancelled);
+                    }
+                    if queue.peek().is_none() && tasks.is_empty() {
+                        return Err(ServerError::Lost(format!("{open} pools were left without answers")));
                     }
                 }
             }
@@ -517,7 +554,7 @@ impl ServerClient {
 }
 
 /// What every request of a run shares: the client, the endpoint's URL, the key, the
-/// policy and its settings, and the gate that holds requests to the policy's concurrency.
+/// policy and its settings.
 struct Shared {
     http: reqwest::Client,
     url: String,
@@ -525,7 +562,6 @@ struct Shared {
     spec: ServerSpec,
     decoding: Decoding,
     hint: String,
-    gate: tokio::sync::Semaphore,
 }
 
 /// One sample's request.
@@ -537,9 +573,8 @@ struct Request<'a> {
 }
 
 impl Shared {
-    /// One sample: waits for its turn, then asks until the server answers or it gives up.
+    /// One sample: asks until the server answers or it gives up.
     async fn sample(&self, prompt: &str, s: SampleSpec) -> Result<ServerSample, ServerError> {
-        let Ok(_permit) = self.gate.acquire().await else { return Err(ServerError::Cancelled) };
         let body = request_body(&self.spec, &self.decoding, prompt, s.seed);
         Request { shared: self, body, index: s.index, seed: request_seed(s.seed) }.send().await
     }
@@ -677,16 +712,21 @@ fn parse_completion(body: &[u8], endpoint: Endpoint) -> Result<Completion, Strin
 }
 
 /// The body of `resp`, refused past [`MAX_BODY`].
-async fn read_limited(mut resp: reqwest::Response, url: &str) -> Result<Vec<u8>, ServerError> {
-    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(too_large(url));
+async fn read_limited(resp: reqwest::Response, url: &str) -> Result<Vec<u8>, ServerError> {
+    read_within(resp, url, MAX_BODY).await
+}
+
+/// The body of `resp`, refused past `limit` bytes.
+async fn read_within(mut resp: reqwest::Response, url: &str, limit: usize) -> Result<Vec<u8>, ServerError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large(url, limit));
     }
     let mut out = Vec::new();
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                if out.len() + chunk.len() > MAX_BODY {
-                    return Err(too_large(url));
+                if out.len() + chunk.len() > limit {
+                    return Err(too_large(url, limit));
                 }
                 out.extend_from_slice(&chunk);
             }
@@ -696,10 +736,10 @@ async fn read_limited(mut resp: reqwest::Response, url: &str) -> Result<Vec<u8>,
     }
 }
 
-fn too_large(url: &str) -> ServerError {
+fn too_large(url: &str, limit: usize) -> ServerError {
     ServerError::BadAnswer {
         url: url.to_string(),
-        why: format!("the answer is larger than {} MiB", MAX_BODY >> 20),
+        why: format!("the answer is larger than {} MiB", limit >> 20),
         snippet: String::new(),
     }
 }
@@ -772,12 +812,21 @@ fn is_local(url: &reqwest::Url) -> bool {
     let Some(host) = url.host_str() else { return false };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     match host.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+        // 100.64/10: carrier-grade NAT's shared space, where Tailscale's own (encrypted)
+        // network lives.
+        Ok(std::net::IpAddr::V4(ip)) => {
+            ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || (ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64)
+        }
         Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00,
         Err(_) => {
+            // A trailing dot makes a name absolute (`com.`): no local search domain applies.
+            let absolute = host.ends_with('.');
             let d = host.trim_end_matches('.').to_ascii_lowercase();
             d == "localhost"
-                || !d.contains('.')
+                || (!d.contains('.') && !absolute)
                 || [".localhost", ".local", ".lan", ".internal", ".home.arpa"].iter().any(|s| d.ends_with(s))
         }
     }
@@ -881,6 +930,8 @@ mod tests {
         assert_eq!(key_env_refusal("HF_TOKEN"), None);
         assert!(key_env_refusal("AWS_SECRET_ACCESS_KEY").unwrap().contains("other services"));
         assert!(key_env_refusal("GH_TOKEN").is_some() && key_env_refusal("HOME").is_some());
+        assert!(key_env_refusal("HOMEBREW_GITHUB_API_TOKEN").is_some(), "another service anywhere in the name");
+        assert_eq!(key_env_refusal("AZURE_OPENAI_API_KEY"), None);
         assert!(key_env_refusal("sk-abc").unwrap().contains("not an environment variable's name"));
         let local = |u: &str| is_local(&reqwest::Url::parse(u).unwrap());
         for u in [
@@ -894,7 +945,14 @@ mod tests {
         ] {
             assert!(local(u), "{u}");
         }
-        for u in ["http://api.example.com/v1", "http://8.8.8.8/v1", "http://[2001:db8::1]/v1"] {
+        for u in [
+            "http://api.example.com/v1",
+            "http://8.8.8.8/v1",
+            "http://[2001:db8::1]/v1",
+            "http://com./v1",
+            "http://localhost.example.com/v1",
+            "http://127.0.0.1.nip.io/v1",
+        ] {
             assert!(!local(u), "{u}");
         }
         assert_eq!(printable("a\u{1b}[2J\u{202e}b\nc\td\u{200b}"), "a[2Jb\nc\td");

@@ -18,7 +18,7 @@ use ualign_engine::server::{ServerClient, ServerJob, ServerSample, ServerSpec};
 impl Models {
     /// The client of a server policy, made and checked against the server on first use
     /// (the check's notices join the others).
-    pub(crate) fn server(&mut self, policy: &Policy) -> Result<&ServerClient, PoolError> {
+    pub fn server(&mut self, policy: &Policy) -> Result<&ServerClient, PoolError> {
         let PolicySource::Server { server, .. } = &policy.source else {
             return Err(PoolError::NotAModel(policy.name.clone()));
         };
