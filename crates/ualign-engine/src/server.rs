@@ -136,6 +136,26 @@ pub const OWN_FIELDS: [&str; 17] = [
     "echo",
 ];
 
+/// Why `base_url` is not a server's base URL, if it is not: an http(s) URL with a host,
+/// no user or password (they would be stored with the study and shown), no query or
+/// fragment. The study file's check and the client's are this one.
+pub fn base_url_refusal(base_url: &str) -> Option<String> {
+    let url = match reqwest::Url::parse(base_url) {
+        Ok(u) => u,
+        Err(e) => return Some(format!("{e}; give the scheme and host, e.g. http://gpu-box:8000/v1")),
+    };
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Some("give the scheme and host, e.g. http://gpu-box:8000/v1".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some("a user or password in the URL would be stored and shown: name the key's environment variable with api_key_env instead".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Some("no query or fragment: give the API's root, e.g. http://gpu-box:8000/v1".into());
+    }
+    None
+}
+
 /// Why an environment variable may not be named as a policy's `api_key_env`, if it may
 /// not: its value goes to the server on every request, so a study file from elsewhere
 /// must not be able to send a machine's other secrets (cloud, code hosting, CI
@@ -323,16 +343,10 @@ impl ServerClient {
             Err(_) => spec.base_url.clone(),
         };
         let bad = |why: String| ServerError::BadUrl { url: shown.clone(), why };
+        if let Some(why) = base_url_refusal(&spec.base_url) {
+            return Err(bad(why));
+        }
         let url = url.map_err(|e| bad(e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(bad("give the scheme and host, e.g. http://gpu-box:8000/v1".into()));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(bad("a user or password in the URL would be stored and shown: name the key's environment variable with api_key_env instead".into()));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(bad("no query or fragment: give the API's root, e.g. http://gpu-box:8000/v1".into()));
-        }
         let key = match &spec.api_key_env {
             Some(var) => {
                 let bad_key = |why: String| ServerError::BadKey { var: var.clone(), why };

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::PolicySource;
 use super::parse::read_decoding;
 use super::reader::{Cx, TableReader};
-use ualign_engine::server::{Endpoint, MAX_CONCURRENCY, OWN_FIELDS, ServerSpec, key_env_refusal};
+use ualign_engine::server::{Endpoint, MAX_CONCURRENCY, OWN_FIELDS, ServerSpec, base_url_refusal, key_env_refusal};
 
 /// Ranges of the server policy's limits.
 const CONCURRENCY: std::ops::RangeInclusive<i64> = 1..=MAX_CONCURRENCY as i64;
@@ -138,28 +138,12 @@ fn bounded(
     None
 }
 
-/// Whether `url` is an http(s) URL with a host, saying why not where it is not.
+/// Whether `url` is a server's base URL, saying why not where it is not.
 fn base_url_ok(cx: &mut Cx, t: &TableReader, url: &str) -> bool {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
-    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-    let problem = match host {
-        None => Some("give the scheme: http:// or https://, e.g. \"http://gpu-box:8000/v1\""),
-        Some("") => Some("no host: e.g. \"http://gpu-box:8000/v1\""),
-        Some(h) if h.contains('@') => Some(
-            "a user or password in the URL would be stored with the study: name the key's environment variable with api_key_env instead",
-        ),
-        Some(_) if url.chars().any(char::is_whitespace) => Some("the URL holds a space"),
-        Some(_) if url.contains('?') || url.contains('#') => {
-            Some("no query or fragment: give the API's root, e.g. \"http://gpu-box:8000/v1\"")
-        }
-        Some(_) => None,
-    };
-    if let Some(p) = problem {
-        cx.error(
-            t.span_of("base_url"),
-            &t.path_of("base_url"),
-            format!("`{}` is not a server's base URL: {p}", shorten(url)),
-        );
+    let problem = base_url_refusal(url);
+    if let Some(p) = &problem {
+        // (Never the URL itself: it may hold a password.)
+        cx.error(t.span_of("base_url"), &t.path_of("base_url"), format!("not a server's base URL: {p}"));
     }
     problem.is_none()
 }
