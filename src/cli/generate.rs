@@ -101,6 +101,7 @@ fn fill(
         models.server(policy)?;
     }
     shown.notices(models.take_notices());
+    shown.notices(ualign_core::pools::moved_servers(study, store)?);
     let model_jobs: Vec<PoolJob> = jobs.iter().filter(|j| !is_server(j)).cloned().collect();
     let (path, db) = (store.path().to_path_buf(), &mut *store);
     // Ctrl-C, or a failure anywhere: every thread stops at its next request or pool.

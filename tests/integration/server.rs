@@ -327,8 +327,14 @@ fn generate_interrupted_or_killed_resumes_without_losing_or_duplicating_a_pool()
     common::assert_pools_whole(&db, &study);
     let before_resume = texts(&db);
 
+    // The server found under another name: the same study (where a server runs is not
+    // what it samples), and `generate` says the pools' candidates now come from elsewhere.
+    let file = d.join("studies/s.toml");
+    let moved = server.url.replace("127.0.0.1", "localhost");
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace(&server.url, &moved)).unwrap();
     let (ok, out, err) = ualign(d, &["generate", "studies/s.toml"]);
     assert!(ok, "{out}{err}");
+    assert!(err.contains(&format!("came from {}, the study now names {moved}", server.url)), "{err}");
     assert!(out.contains(&format!("generated {} candidates", 30 - stored)), "only what was missing: {out}");
     let resumed = texts(&db);
     assert_eq!(resumed.len(), 30);

@@ -13,4 +13,5 @@ mod worker;
 
 pub use generate::{Made, Models, PoolDone, PoolError, Progress};
 pub use plan::{PoolJob, missing_for_trial, needed_pools, pending_jobs, pending_jobs_by_prompt};
+pub use server::moved_servers;
 pub use worker::{PoolWorker, Priority, WorkerEvent};

@@ -131,6 +131,25 @@ impl Models {
     }
 }
 
+/// Notices for the server policies whose stored candidates came from another server than
+/// the one the study names now (a `base_url` may change without making another study):
+/// if it serves other weights under the same model name, one pool would hold two models.
+pub fn moved_servers(study: &Study, store: &Store) -> Result<Vec<String>, PoolError> {
+    let mut out = Vec::new();
+    for (policy, from, n) in store.providers()? {
+        let Some(PolicySource::Server { server, .. }) = study.policy(&policy).map(|p| &p.source) else { continue };
+        if from != provider(server) {
+            out.push(format!(
+                "policy `{policy}`: {n} stored candidates came from {}, the study now names {}; if that server serves other weights under the name `{}`, this policy's pools will mix two models",
+                from.strip_prefix("server ").unwrap_or(&from),
+                server.base_url,
+                server.model
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Where a server policy's candidates came from, as the `provider` column says it.
 fn provider(spec: &ServerSpec) -> String {
     format!("server {}", spec.base_url)

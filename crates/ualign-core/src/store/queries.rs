@@ -181,6 +181,16 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Per policy and provider (where its candidates were made: an execution provider, a
+    /// server's URL): (policy, provider, candidates), by policy and provider.
+    pub fn providers(&self) -> Result<Vec<(String, String, i64)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT policy, COALESCE(provider, ''), COUNT(*) FROM candidates GROUP BY 1, 2 ORDER BY 1, 2")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The model hash and settings (JSON) a candidate was made with, where it was made here.
     pub fn candidate_provenance(&self, id: i64) -> Result<(Option<String>, Option<String>)> {
         Ok(self.conn.query_row("SELECT model_hash, settings FROM candidates WHERE id = ?1", [id], |r| {
