@@ -91,17 +91,7 @@ fn fill(
     let mut shown = Shown::new(progress);
     let is_server =
         |j: &PoolJob| study.policy(&j.policy).is_some_and(|p| matches!(p.source, PolicySource::Server { .. }));
-    let mut by_server: BTreeMap<String, Vec<PoolJob>> = BTreeMap::new();
-    for j in jobs.iter().filter(|j| is_server(j)) {
-        by_server.entry(j.policy.clone()).or_default().push(j.clone());
-    }
-    // Every server is asked for its models (once) before any pool is filled, so that what
-    // it says (and where each key goes) is said first.
-    for policy in by_server.keys().filter_map(|p| study.policy(p)) {
-        models.server(policy)?;
-    }
-    shown.notices(models.take_notices());
-    shown.notices(ualign_core::pools::moved_servers(study, store)?);
+    let by_server = check_servers(study, store, models, &jobs, &shown)?;
     let model_jobs: Vec<PoolJob> = jobs.iter().filter(|j| !is_server(j)).cloned().collect();
     let (path, db) = (store.path().to_path_buf(), &mut *store);
     // Ctrl-C, or a failure anywhere: every thread stops at its next request or pool.
@@ -157,6 +147,30 @@ fn fill(
     report_cuts(study, store)
 }
 
+/// The server policies' jobs, by policy, once every server has been asked for its models
+/// (once, before any pool is filled), so that what it says, where each key goes and which
+/// policy's server has moved are said first.
+fn check_servers(
+    study: &ualign_core::study::Study,
+    store: &ualign_core::store::Store,
+    models: &mut Models,
+    jobs: &[PoolJob],
+    shown: &Shown,
+) -> anyhow::Result<BTreeMap<String, Vec<PoolJob>>> {
+    let mut by_server: BTreeMap<String, Vec<PoolJob>> = BTreeMap::new();
+    for j in jobs {
+        if study.policy(&j.policy).is_some_and(|p| matches!(p.source, PolicySource::Server { .. })) {
+            by_server.entry(j.policy.clone()).or_default().push(j.clone());
+        }
+    }
+    for policy in by_server.keys().filter_map(|p| study.policy(p)) {
+        models.server(policy)?;
+    }
+    shown.notices(models.take_notices());
+    shown.notices(ualign_core::pools::moved_servers(study, store)?);
+    Ok(by_server)
+}
+
 /// The error `generate` ends with: Ctrl-C is what is said first; else the first error,
 /// the others printed above it; with how to go on where something was stored.
 fn failed(
@@ -169,6 +183,9 @@ fn failed(
     // The threads a failure stopped report themselves cancelled: only the failures are
     // worth saying, and all of them, even when Ctrl-C came after.
     let mut real: Vec<PoolError> = failures.into_iter().filter(|e| !e.is_cancelled()).collect();
+    // In the study's order, whichever thread failed first: the same run says the same.
+    let order = |e: &PoolError| e.policy().and_then(|p| study.policies.iter().position(|q| q.name == p));
+    real.sort_by_key(|e| order(e).unwrap_or(usize::MAX));
     if interrupted || real.is_empty() {
         for e in &real {
             eprintln!("error: {e}");

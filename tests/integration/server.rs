@@ -504,7 +504,10 @@ fn a_missing_model_or_an_answer_that_is_not_a_completion_stores_nothing_and_says
             Fake::start(move |_, r| if r.path.ends_with("/models") { (200, MODELS.into()) } else { answer.clone() });
         let (dir, ok, out) = generate_against(&fake.url, "", &[]);
         assert!(!ok, "{out}");
-        assert!(out.contains(expect) && out.contains("policy `diverse`"), "{expect}: {out}");
+        // Both policies ask the failing server at once; the first to fail stops the other,
+        // so the error names whichever it was.
+        let named = out.contains("policy `diverse`: ") || out.contains("policy `greedy`: ");
+        assert!(out.contains(expect) && named, "{expect}: {out}");
         let db = dir.path().join("db/srv.sqlite");
         assert_eq!(common::count(&db, "SELECT COUNT(*) FROM candidates"), 0, "nothing half-written: {out}");
         let posts = fake.asked().iter().filter(|a| a.method == "POST").count();

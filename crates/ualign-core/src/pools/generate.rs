@@ -29,6 +29,15 @@ impl PoolError {
         PoolError::Server { policy: policy.to_string(), source: Box::new(source) }
     }
 
+    /// The policy the error is about, where it is about one.
+    pub fn policy(&self) -> Option<&str> {
+        match self {
+            PoolError::Engine { policy, .. } | PoolError::Server { policy, .. } => Some(policy),
+            PoolError::NotAModel(policy) => Some(policy),
+            _ => None,
+        }
+    }
+
     /// Whether generation was cancelled (Ctrl-C, a worker stopped), not failed.
     pub fn is_cancelled(&self) -> bool {
         match self {
