@@ -609,6 +609,11 @@ fn a_server_policy_is_checked_with_locations_and_never_holds_a_key() {
     );
     let (ok, _, err) = ualign(dir.path(), &["validate", "studies/s.toml"]);
     assert!(!ok && err.contains("give the scheme") && err.contains("`endpoint` decides this"), "{err}");
+    let dir = study_dir(
+        &server_study("http://h:8000/v1", 1, 2, "").replace("min_p = 0.0", "min_p = 0.0\nprecision = \"fast\""),
+    );
+    let (ok, _, err) = ualign(dir.path(), &["validate", "studies/s.toml"]);
+    assert!(!ok && err.contains("policies[0].decoding.precision") && err.contains("a server runs its model"), "{err}");
     let dir = study_dir(&server_study("http://user:pw@h/v1", 1, 2, ""));
     let (ok, _, err) = ualign(dir.path(), &["validate", "studies/s.toml"]);
     assert!(!ok && err.contains("password in the URL"), "{err}");

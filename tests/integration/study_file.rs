@@ -144,7 +144,8 @@ tags = ["t2"]
             sampling: SamplingParams { temperature: 0.7, top_k: 50, top_p: 0.9, min_p: 0.05, repetition_penalty: 1.2 },
             max_new_tokens: 32,
             stop: vec!["\n\n".into(), "END".into()],
-            chat_template: false
+            chat_template: false,
+            precision: ualign_engine::Precision::Exact,
         }
     );
     assert_eq!(s.policies[0].pool_size, 6);
@@ -235,6 +236,34 @@ m = 2
 trials = 1
 "#;
     check(text, &["10:1: policies[0].decoding.temprature: unknown key `temprature`; did you mean `temperature`?"]);
+}
+
+#[test]
+fn precision_is_exact_unless_the_study_says_fast() {
+    let policy = |precision: &str| {
+        format!(
+            "name = \"x\"\n[[prompts]]\nid = \"p1\"\ntext = \"t\"\n[[policies]]\nname = \"a\"\nsource = \"model\"\nmodel = \".\"\n[policies.decoding]\n{precision}\n[[blocks]]\nname = \"b\"\ndesign = \"rank\"\nm = 2\ntrials = 1\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let decoding = |text: &str| {
+        let (s, errs) = parse_in(dir.path(), text);
+        assert!(errs.is_empty(), "{errs:?}");
+        let PolicySource::Model { decoding, .. } = &s.unwrap().policies[0].source else { panic!("model policy") };
+        decoding.precision
+    };
+    assert_eq!(decoding(&policy("")), ualign_engine::Precision::Exact);
+    assert_eq!(decoding(&policy("precision = \"exact\"")), ualign_engine::Precision::Exact);
+    assert_eq!(decoding(&policy("precision = \"fast\"")), ualign_engine::Precision::Fast);
+    // Fast candidates are another model's: a database of the exact study refuses the edit.
+    assert_eq!(
+        study::meaning_changes(&policy(""), &policy("precision = \"fast\"")),
+        ["policies[0].decoding.precision: (absent) → \"fast\""]
+    );
+    check(
+        &policy("precision = \"int8\""),
+        &["10:13: policies[0].decoding.precision: unknown precision `int8`; use \"exact\""],
+    );
 }
 
 #[test]

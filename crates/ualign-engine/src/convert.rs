@@ -24,7 +24,7 @@ pub fn convert(model: &Path, out: &Path) -> Result<Converted, EngineError> {
             problem: "this is an ONNX model already; convert reads GGUF files".into(),
         });
     };
-    let built = gguf::decoder::build(gguf)?;
+    let built = gguf::decoder::build(gguf, crate::Precision::Exact)?;
     let io = |file: PathBuf, e: std::io::Error| EngineError::Folder { file, problem: format!("cannot write it: {e}") };
     if out.join("model.onnx").exists() {
         return Err(EngineError::Folder {

@@ -32,11 +32,59 @@ pub struct Decoding {
     pub stop: Vec<String>,
     /// Render the prompt through the tokenizer's chat template.
     pub chat_template: bool,
+    /// How a GGUF model's weight matrices are multiplied. Absent from the stored JSON when
+    /// exact, so what was stored before it existed reads and hashes as it did.
+    #[serde(default, skip_serializing_if = "Precision::is_exact")]
+    pub precision: Precision,
+}
+
+/// How the engine multiplies a GGUF model's quantized weight matrices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// fp32 activations: greedy decoding equals transformers token for token on the
+    /// default model's golden prompts.
+    #[default]
+    Exact,
+    /// int8 activations (ONNX Runtime's `MatMulNBits` at `accuracy_level = 4`): about 2.8×
+    /// faster decoding on a CPU, with logits that differ slightly from the exact ones (see
+    /// the default model's MODEL_CARD.md for how much).
+    Fast,
+}
+
+impl Precision {
+    pub fn is_exact(&self) -> bool {
+        *self == Precision::Exact
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Exact => "exact",
+            Precision::Fast => "fast",
+        }
+    }
+
+    /// Reads a study file's or a flag's value; the error says what is accepted.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "exact" => Ok(Precision::Exact),
+            "fast" => Ok(Precision::Fast),
+            other => Err(format!(
+                "unknown precision `{other}`; use \"exact\" (fp32, the default: greedy decoding equals transformers') or \"fast\" (int8 activations: faster on a CPU, logits slightly off)"
+            )),
+        }
+    }
 }
 
 impl Default for Decoding {
     fn default() -> Self {
-        Self { sampling: SamplingParams::default(), max_new_tokens: 64, stop: Vec::new(), chat_template: true }
+        Self {
+            sampling: SamplingParams::default(),
+            max_new_tokens: 64,
+            stop: Vec::new(),
+            chat_template: true,
+            precision: Precision::Exact,
+        }
     }
 }
 
@@ -115,8 +163,16 @@ mod tests {
             max_new_tokens: 16,
             stop: vec!["\n".into()],
             chat_template: false,
+            precision: Precision::Exact,
         };
         assert_eq!(serde_json::to_string(&d).unwrap(), before);
         assert_eq!(serde_json::from_str::<Decoding>(before).unwrap(), d);
+        // Fast is recorded; exact, the default, is not (so old hashes stand).
+        let fast = Decoding { precision: Precision::Fast, ..d };
+        let json = serde_json::to_string(&fast).unwrap();
+        assert!(json.ends_with(r#""chat_template":false,"precision":"fast"}"#), "{json}");
+        assert_eq!(serde_json::from_str::<Decoding>(&json).unwrap(), fast);
+        assert!(Precision::parse("exact").unwrap().is_exact());
+        assert!(Precision::parse("fp8").unwrap_err().contains("use \"exact\""));
     }
 }

@@ -105,6 +105,8 @@ pub struct Generator {
     /// The day a chat template's `strftime_now` sees: today when loaded; a study's pools
     /// use the day the study was recorded, so its samples never depend on the clock.
     template_day: chrono::NaiveDate,
+    /// How the GGUF graph's matrices were built ([`crate::load_at`]).
+    pub precision: crate::Precision,
 }
 
 /// The ids a sample may contain: those the tokenizer can decode, and the end-of-sequence
@@ -271,6 +273,7 @@ impl Generator {
             decodable,
             notices,
             template_day: chrono::Utc::now().date_naive(),
+            precision: crate::Precision::Exact,
         };
         if generator.provider.name == "cuda" {
             generator.keep_kv_on(AllocationDevice::CUDA).map_err(|e| EngineError::Run(e.to_string()))?;
@@ -459,6 +462,29 @@ impl Generator {
         // The first sampled token of every row came from the prefill; count it there.
         timing.new_tokens = timing.new_tokens.saturating_sub(specs.len() as u64);
         Ok((out, timing))
+    }
+
+    /// The model's hash as loaded: its folder's, and the precision it runs at.
+    pub fn model_hash(&self) -> Result<String, EngineError> {
+        self.folder.hash_at(self.precision)
+    }
+
+    /// The logits the model gives after `prompt_ids` and after each prefix of
+    /// `continuation` (teacher forcing, one decode step per token at batch 1, as sampling
+    /// runs): `continuation.len() + 1` rows, undecodable ids left as the model gives them.
+    /// For comparing two graphs' distributions along the same text.
+    pub fn forced_logits(&mut self, prompt_ids: &[u32], continuation: &[u32]) -> Result<Vec<Vec<f32>>, EngineError> {
+        if prompt_ids.is_empty() {
+            return Err(EngineError::Prompt("the prompt encodes to no tokens".into()));
+        }
+        let (first, mut past) = self.prefill(prompt_ids)?;
+        let mut out = vec![first];
+        for (i, &t) in continuation.iter().enumerate() {
+            let Step { logits, present, .. } = self.forward(vec![t as i64], 1, prompt_ids.len() + i, past, false)?;
+            out.push(logits.rows()?[0].to_vec());
+            past = present;
+        }
+        Ok(out)
     }
 
     /// The prompt's forward pass at batch 1: its last position's logits and KV cache.

@@ -31,6 +31,7 @@ mod weights;
 use std::path::Path;
 
 pub use convert::{Converted, convert};
+pub use decoding::Precision;
 pub use error::EngineError;
 pub use generate::{FinishReason, GenOptions, Generator, MAX_BATCH, PoolTiming, Sample, SampleSpec};
 pub use model::{KvType, ModelFile, ModelFolder, Signature};
@@ -50,16 +51,30 @@ pub fn default_model_dir() -> std::path::PathBuf {
 /// Loads a model folder on the chosen execution provider. A GGUF model's graph is built
 /// in memory first.
 pub fn load(dir: &Path, ep: EpChoice, threads: Option<usize>) -> Result<Generator, EngineError> {
+    load_at(dir, ep, threads, Precision::Exact)
+}
+
+/// [`load`], with a GGUF model's matrices multiplied at `precision`. An ONNX file's
+/// `MatMulNBits` nodes keep what they were exported with, so it takes exact only.
+pub fn load_at(
+    dir: &Path,
+    ep: EpChoice,
+    threads: Option<usize>,
+    precision: Precision,
+) -> Result<Generator, EngineError> {
     let mut folder = ModelFolder::open(dir)?;
+    folder.takes(precision)?;
     let (session, provider) = match &folder.model {
         ModelFile::Onnx(onnx) => runtime::session(runtime::Source::File(onnx), ep, threads)?,
         ModelFile::Gguf { gguf, .. } => {
-            let built = gguf::decoder::build(gguf)?;
+            let built = gguf::decoder::build(gguf, precision)?;
             folder.notices.extend(built.notices);
             let source =
                 runtime::Source::Memory { path: &gguf.path, graph: &built.graph, weights: built.weights.into() };
             runtime::session(source, ep, threads)?
         }
     };
-    Generator::new(folder, session, provider)
+    let mut g = Generator::new(folder, session, provider)?;
+    g.precision = precision;
+    Ok(g)
 }

@@ -300,6 +300,34 @@ impl ModelFolder {
         self
     }
 
+    /// Whether the model can run at `precision`: a GGUF model at either (ualign builds its
+    /// graph); an ONNX file's matmuls run as it was exported, so exact only.
+    pub fn takes(&self, precision: crate::Precision) -> Result<(), EngineError> {
+        match &self.model {
+            ModelFile::Onnx(onnx) if !precision.is_exact() => Err(EngineError::Folder {
+                file: onnx.clone(),
+                problem: format!(
+                    "precision = \"{}\" applies to GGUF models, whose graph ualign builds; an ONNX file's matmuls run as it was exported. Use precision = \"exact\" (the default) for this model, or give the model as a GGUF file",
+                    precision.as_str()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The model's hash when run at `precision`: [`ModelFolder::hash`] for exact, and
+    /// for fast the hash of that and the word, so candidates from the two never pass for
+    /// the same model's.
+    pub fn hash_at(&self, precision: crate::Precision) -> Result<String, EngineError> {
+        let exact = self.hash()?;
+        if precision.is_exact() {
+            return Ok(exact);
+        }
+        let mut h = Sha256::new();
+        h.update(format!("{exact}\nprecision {}", precision.as_str()));
+        Ok(format!("{:x}", h.finalize()))
+    }
+
     /// SHA-256 of the model: of the ONNX file (and its external data file if any); of a
     /// GGUF file and the graph builder's version (a new builder is a new model).
     pub fn hash(&self) -> Result<String, EngineError> {

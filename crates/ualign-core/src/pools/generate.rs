@@ -2,13 +2,13 @@
 //! policies that use it) and one pool job at a time, stored in one transaction.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use super::plan::{PoolJob, needed_pools};
 use crate::store::{NewCandidate, Store, StoreError};
 use crate::study::{Decoding, PolicySource, Study};
-use ualign_engine::{EngineError, EpChoice, GenOptions, Generator, SampleSpec};
+use ualign_engine::{EngineError, EpChoice, GenOptions, Generator, Precision, SampleSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -53,7 +53,7 @@ impl PoolError {
 pub struct Models {
     ep: EpChoice,
     threads: Option<usize>,
-    loaded: BTreeMap<PathBuf, (Generator, String)>,
+    loaded: BTreeMap<(PathBuf, Precision), (Generator, String)>,
     pub(super) servers: BTreeMap<String, ualign_engine::server::ServerClient>,
     /// Things the user should be told (e.g. `auto` fell back to CPU); the caller shows them
     /// where it can: a CLI on stderr, the TUI on its status line.
@@ -105,19 +105,20 @@ impl Models {
         Self { ep, threads, loaded: BTreeMap::new(), servers: BTreeMap::new(), notices: Vec::new() }
     }
 
-    /// The generator for a folder (loaded on first use) and its model hash.
-    pub(crate) fn get(&mut self, dir: &PathBuf) -> Result<&mut (Generator, String), EngineError> {
-        if !self.loaded.contains_key(dir) {
-            let mut g = ualign_engine::load(dir, self.ep, self.threads)?;
+    /// The generator for a folder at a precision (loaded on first use) and its model hash.
+    pub(crate) fn get(&mut self, dir: &Path, precision: Precision) -> Result<&mut (Generator, String), EngineError> {
+        let key = (dir.to_path_buf(), precision);
+        if !self.loaded.contains_key(&key) {
+            let mut g = ualign_engine::load_at(dir, self.ep, self.threads, precision)?;
             self.notices.append(&mut g.notices);
             if let Some(why) = &g.provider.fallback {
                 self.notices
                     .push(format!("CUDA is not available ({}); running on CPU", why.lines().next().unwrap_or(why)));
             }
-            let hash = g.folder.hash()?;
-            self.loaded.insert(dir.clone(), (g, hash));
+            let hash = g.model_hash()?;
+            self.loaded.insert(key.clone(), (g, hash));
         }
-        Ok(self.loaded.get_mut(dir).expect("inserted above"))
+        Ok(self.loaded.get_mut(&key).expect("inserted above"))
     }
 
     /// Loads every model the study's blocks draw from and asks every server they draw
@@ -127,8 +128,9 @@ impl Models {
         let needed = needed_pools(study);
         for policy in study.policies.iter().filter(|p| needed.contains_key(&p.name)) {
             match &policy.source {
-                PolicySource::Model { dir, .. } => {
-                    self.get(dir).map_err(|source| PoolError::Engine { policy: policy.name.clone(), source })?;
+                PolicySource::Model { dir, decoding } => {
+                    self.get(dir, decoding.precision)
+                        .map_err(|source| PoolError::Engine { policy: policy.name.clone(), source })?;
                 }
                 PolicySource::Server { .. } => {
                     self.server(policy)?;
@@ -148,8 +150,9 @@ impl Models {
         let mut servers = Models::new(EpChoice::Cpu, None);
         for policy in study.policies.iter().filter(|p| needed.contains_key(&p.name)) {
             match &policy.source {
-                PolicySource::Model { dir, .. } => {
+                PolicySource::Model { dir, decoding } => {
                     ualign_engine::ModelFolder::open(dir)
+                        .and_then(|f| f.takes(decoding.precision))
                         .map_err(|source| PoolError::Engine { policy: policy.name.clone(), source })?;
                 }
                 PolicySource::Server { .. } => {
@@ -238,7 +241,7 @@ impl Models {
         };
         let prompt = study.prompt(prompt_id).ok_or_else(|| PoolError::NoPrompt(prompt_id.to_string()))?;
         let engine_err = |source| PoolError::Engine { policy: policy.name.clone(), source };
-        let (g, hash) = self.get(dir).map_err(engine_err)?;
+        let (g, hash) = self.get(dir, decoding.precision).map_err(engine_err)?;
         g.set_template_day(day);
         let ids = g.encode_prompt(&prompt.text, decoding.chat_template).map_err(engine_err)?;
         let specs: Vec<SampleSpec> = indices

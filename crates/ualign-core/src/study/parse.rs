@@ -381,8 +381,10 @@ pub(super) fn read_decoding(cx: &mut Cx, policy: &TableReader) -> (Decoding, Vec
     let Some(t) = policy.table(cx, "decoding") else {
         return (d, Vec::new());
     };
-    let set: Vec<&'static str> =
-        ["top_k", "min_p", "repetition_penalty", "chat_template"].into_iter().filter(|k| t.has(k)).collect();
+    let set: Vec<&'static str> = ["top_k", "min_p", "repetition_penalty", "chat_template", "precision"]
+        .into_iter()
+        .filter(|k| t.has(k))
+        .collect();
     let check = |cx: &mut Cx, key: &'static str| -> Option<f64> {
         let (v, span) = t.number(cx, key)?;
         match ualign_engine::decoding::limits::check(key, v) {
@@ -432,6 +434,12 @@ pub(super) fn read_decoding(cx: &mut Cx, policy: &TableReader) -> (Decoding, Vec
     }
     if let Some(b) = t.boolean(cx, "chat_template") {
         d.chat_template = b;
+    }
+    if let Some(p) = t.string(cx, "precision") {
+        match ualign_engine::Precision::parse(&p) {
+            Ok(p) => d.precision = p,
+            Err(why) => cx.error(t.span_of("precision"), &t.path_of("precision"), why),
+        }
     }
     t.finish(cx);
     (d, set)

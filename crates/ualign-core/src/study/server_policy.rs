@@ -91,8 +91,15 @@ fn read_request(
             "a server policy's `endpoint` decides this: \"chat\" sends the prompt through the server's chat template, \"completions\" sends it as it is",
         );
     }
+    if set.contains(&"precision") {
+        cx.error(
+            t.span_of("decoding"),
+            &t.path_of("decoding.precision"),
+            "precision is how ualign's own engine multiplies a GGUF model's matrices; a server runs its model as it was started: leave it out",
+        );
+    }
     let mut extra = serde_json::Map::new();
-    for key in set.iter().filter(|k| **k != "chat_template") {
+    for key in set.iter().filter(|k| **k != "chat_template" && **k != "precision") {
         let v = match *key {
             "top_k" => json!(decoding.sampling.top_k),
             "min_p" => json!(f64::from(decoding.sampling.min_p)),

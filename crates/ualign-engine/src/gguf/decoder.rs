@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::linear::Linear;
 use super::{Gguf, GgufError, TensorInfo};
+use crate::decoding::Precision;
 use crate::onnx::{Attr, Dim, Graph, proto::dtype};
 
 const MS: &str = "com.microsoft";
@@ -187,10 +188,12 @@ struct Builder<'a> {
     dequantised: Vec<(String, usize, String)>,
     /// The 32-value block sums of a matmul's input, by input, once each.
     block_sums: std::collections::HashMap<String, String>,
+    /// Fast: every `MatMulNBits` at `accuracy_level = 4` (int8 activations).
+    precision: Precision,
 }
 
-/// Builds the graph of the model in `g`.
-pub(crate) fn build(g: &Gguf) -> Result<Built, GgufError> {
+/// Builds the graph of the model in `g`, its `MatMulNBits` nodes at `precision`.
+pub(crate) fn build(g: &Gguf, precision: Precision) -> Result<Built, GgufError> {
     let a = Arch::read(g)?;
     let mut b = Builder {
         g,
@@ -199,6 +202,7 @@ pub(crate) fn build(g: &Gguf) -> Result<Built, GgufError> {
         tied: None,
         dequantised: Vec::new(),
         block_sums: Default::default(),
+        precision,
     };
     b.io();
     let (x, tied) = b.embed()?;
@@ -231,6 +235,7 @@ pub(crate) fn build(g: &Gguf) -> Result<Built, GgufError> {
     let metadata = vec![
         ("source".to_string(), g.path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
         ("ualign_graph".to_string(), GRAPH_VERSION.to_string()),
+        ("ualign_precision".to_string(), precision.as_str().to_string()),
     ];
     let (graph, weights) = b.graph.finish(&name, metadata);
     Ok(Built { arch: a, graph, weights, config, notices })
@@ -359,12 +364,17 @@ impl Builder<'_> {
             Placed::NBits { n, k, planes, mins } => {
                 let mut y: Option<String> = None;
                 for (b, scales) in planes {
-                    let attrs = vec![
+                    let mut attrs = vec![
                         ("K", Attr::Int(*k as i64)),
                         ("N", Attr::Int(*n as i64)),
                         ("bits", Attr::Int(4)),
                         ("block_size", Attr::Int(32)),
                     ];
+                    if self.precision == Precision::Fast {
+                        // int8 activations: ONNX Runtime's fast CPU kernels (its CUDA
+                        // kernels ignore the attribute).
+                        attrs.push(("accuracy_level", Attr::Int(4)));
+                    }
                     let term = self.graph.op_in(MS, "MatMulNBits", &[x, b, scales], attrs, hint);
                     y = Some(match y {
                         None => term,
