@@ -137,6 +137,18 @@ fn matrices_repacked_for_matmulnbits_hold_the_reference_values() {
     }
     let q8 = nbits.iter().find(|(l, _)| planes(l, 2)).expect("Q8_0 is two 4-bit planes");
     assert!(Linear::concat(&[parts[0], &q8.0]).is_none(), "matrices of one and two planes do not fuse");
+    // At fast precision a Q8_0 output matrix is one 8-bit plane: the same values exactly.
+    use ualign_engine::gguf::linear::Bytes;
+    for t in &g.tensors {
+        let bytes = Bytes::q8_0(t, g.data(t), 2, 256);
+        assert_eq!(bytes.is_some(), t.ty == TensorType::Q8_0, "{}", t.name);
+        if let Some(b) = bytes {
+            assert_eq!(b.dequantized(), q8.0.dequantized(), "{}: 8-bit and two 4-bit planes agree", t.name);
+            let want = reference_values(&t.name);
+            assert!(b.dequantized().iter().zip(&want).all(|(a, w)| (a - w).abs() <= 1e-6 * w.abs().max(1.0)));
+            assert!(Bytes::q8_0(t, g.data(t), 4, 128).is_none(), "another shape is refused");
+        }
+    }
 }
 
 /// The default model's GGUF (provisioned by the build).

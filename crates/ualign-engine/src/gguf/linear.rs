@@ -36,6 +36,38 @@ pub enum Linear {
     Dense { n: usize, k: usize, w: Vec<f32> },
 }
 
+/// A Q8_0 matrix as 8-bit `MatMulNBits` takes it (zero point 128): `b` [n, k/32, 32], the
+/// signed bytes plus 128, and `scales` [n, k/32]; w = d·(b − 128) = d·q, the same values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bytes {
+    pub(crate) b: Vec<u8>,
+    pub(crate) scales: Vec<f32>,
+}
+
+impl Bytes {
+    /// Tensor `t` of `n` rows of `k` in this form, when it is Q8_0 of that size.
+    pub fn q8_0(t: &TensorInfo, data: &[u8], n: usize, k: usize) -> Option<Bytes> {
+        if t.ty != TensorType::Q8_0
+            || t.dims[..] != [k as u64, n as u64]
+            || k % 32 != 0
+            || data.len() != n * k / 32 * 34
+        {
+            return None;
+        }
+        let mut out = Bytes { b: Vec::with_capacity(n * k), scales: Vec::with_capacity(n * k / 32) };
+        for blk in data.chunks_exact(34) {
+            out.scales.push(f16_at(blk, 0));
+            out.b.extend(blk[2..34].iter().map(|&q| (q as i8 as i16 + 128) as u8));
+        }
+        Some(out)
+    }
+
+    /// The values as [n, k] f32, for checks.
+    pub fn dequantized(&self) -> Vec<f32> {
+        self.b.iter().enumerate().map(|(i, &u)| (u as f32 - 128.0) * self.scales[i / 32]).collect()
+    }
+}
+
 fn f16_at(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
