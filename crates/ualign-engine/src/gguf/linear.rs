@@ -49,7 +49,7 @@ impl Bytes {
     pub fn q8_0(t: &TensorInfo, data: &[u8], n: usize, k: usize) -> Option<Bytes> {
         if t.ty != TensorType::Q8_0
             || t.dims[..] != [k as u64, n as u64]
-            || k % 32 != 0
+            || !k.is_multiple_of(32)
             || data.len() != n * k / 32 * 34
         {
             return None;
