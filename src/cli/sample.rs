@@ -89,7 +89,7 @@ pub(crate) struct Cmd {
     #[arg(long, allow_negative_numbers = true, value_parser = values::whole::<usize, 1, { values::MAX_THREADS }>)]
     threads: Option<usize>,
     /// How a GGUF model's matrices are multiplied: exact (fp32, greedy equals
-    /// transformers') or fast (int8 activations: ~2.8x faster on a CPU, logits slightly
+    /// transformers') or fast (int8 activations: 1.5-2.8x faster on a CPU, logits slightly
     /// off; the default model's MODEL_CARD.md says how much)
     #[arg(long, default_value = "exact", value_parser = ualign_engine::Precision::parse, conflicts_with = "server")]
     precision: ualign_engine::Precision,
@@ -338,6 +338,8 @@ impl Cmd {
         }
         let mut spec = ServerSpec::new(url, self.server_model.as_deref().unwrap_or_default());
         spec.api_key_env.clone_from(&self.api_key_env);
+        // The URL is the one typed here, not a study file's.
+        spec.url_from_user = true;
         spec.concurrency = self.concurrency;
         spec.endpoint = if self.raw { Endpoint::Completions } else { Endpoint::Chat };
         // Beyond OpenAI's own settings, only what was asked for: a server's defaults stay

@@ -476,6 +476,19 @@ fn a_refused_key_a_wrong_url_or_a_server_that_is_down_is_found_before_any_databa
     );
     assert!(!ok && out.contains("would cross the network unencrypted to models.example.com"), "{out}");
     assert!(!dir.path().join("db/srv.sqlite").exists());
+    // A study file's https URL on the internet gets a key only when the person running
+    // ualign names the host; `sample --server`'s URL is their own.
+    let key = [("UALIGN_TEST_KEY", "sk-secret-123")];
+    let (dir, ok, out) = generate_against("https://models.example.com/v1", "api_key_env = \"UALIGN_TEST_KEY\"", &key);
+    assert!(
+        !ok && out.contains("send this key to models.example.com")
+            && out.contains("UALIGN_KEY_HOSTS=models.example.com"),
+        "{out}"
+    );
+    assert!(!out.contains("sk-secret-123") && !dir.path().join("db/srv.sqlite").exists(), "{out}");
+    let named = [key[0], ("UALIGN_KEY_HOSTS", "other.example, Models.Example.com")];
+    let (_, ok, out) = generate_against("https://models.example.com/v1", "api_key_env = \"UALIGN_TEST_KEY\"", &named);
+    assert!(!ok && !out.contains("send this key to") && out.contains("cannot reach"), "named, it is tried: {out}");
     let args = ["sample", "--server", "http://user:pw@127.0.0.1:9/v1", "--model", "m", "--prompt", "x"];
     let (ok, _, err) = ualign(dir.path(), &args);
     assert!(!ok && err.contains("a user or password in the URL") && !err.contains("pw@"), "{err}");

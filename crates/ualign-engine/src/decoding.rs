@@ -46,7 +46,7 @@ pub enum Precision {
     /// default model's golden prompts.
     #[default]
     Exact,
-    /// int8 activations (ONNX Runtime's `MatMulNBits` at `accuracy_level = 4`): about 2.8×
+    /// int8 activations (ONNX Runtime's `MatMulNBits` at `accuracy_level = 4`): 1.5–2.8×
     /// faster decoding on a CPU, with logits that differ slightly from the exact ones (see
     /// the default model's MODEL_CARD.md for how much).
     Fast,

@@ -89,6 +89,10 @@ pub struct ServerSpec {
     /// OpenAI's API does not have (`top_k`, `min_p`, `repetition_penalty`) and the
     /// policy's `extra_body`.
     pub extra: Map<String, Value>,
+    /// The person running ualign typed `base_url` themselves (`sample --server`), so a key
+    /// may go to it wherever it is; a study file's URL sends a key to a host on the
+    /// internet only when [`KEY_HOSTS_VAR`] names it.
+    pub url_from_user: bool,
 }
 
 impl ServerSpec {
@@ -104,6 +108,7 @@ impl ServerSpec {
             timeout: Duration::from_secs(300),
             retries: 5,
             extra: Map::new(),
+            url_from_user: false,
         }
     }
 
@@ -135,6 +140,20 @@ pub const OWN_FIELDS: [&str; 17] = [
     "best_of",
     "echo",
 ];
+
+/// The environment variable naming the hosts on the internet that a study's server
+/// policies may send an API key to (comma- or space-separated host names, e.g.
+/// `api.openai.com`). A study file from elsewhere decides where its requests go; without
+/// this, one could name a key the researcher has set and a host of its author's.
+pub const KEY_HOSTS_VAR: &str = "UALIGN_KEY_HOSTS";
+
+/// Whether `host` is one of `list`'s (a [`KEY_HOSTS_VAR`] value), case and a trailing dot
+/// aside.
+pub fn key_host_listed(host: &str, list: &str) -> bool {
+    let norm = |h: &str| h.trim().trim_end_matches('.').to_ascii_lowercase();
+    let host = norm(host);
+    !host.is_empty() && list.split([',', ' ', '\t']).any(|h| norm(h) == host)
+}
 
 /// Why `base_url` is not a server's base URL, if it is not: an http(s) URL with a host,
 /// no user or password (they would be stored with the study and shown), no query or
@@ -363,6 +382,13 @@ impl ServerClient {
                     return Err(bad_key(format!(
                         "the key would cross the network unencrypted to {}: use https://, or a server on this machine or the local network",
                         url.host_str().unwrap_or("?")
+                    )));
+                }
+                let host = url.host_str().unwrap_or("?");
+                let listed = std::env::var(KEY_HOSTS_VAR).is_ok_and(|l| key_host_listed(host, &l));
+                if !is_local(&url) && !spec.url_from_user && !listed {
+                    return Err(bad_key(format!(
+                        "the study would send this key to {host}, a host outside this machine and its local network. A study file decides where its requests go, so ualign sends a key there only when you name the host: if {host} is the service that key is for, run again with {KEY_HOSTS_VAR}={host} in the environment (several hosts: separate them with commas)"
                     )));
                 }
                 Some(key)
@@ -947,6 +973,17 @@ mod tests {
         assert!(key_env_refusal("HOMEBREW_GITHUB_API_TOKEN").is_some(), "another service anywhere in the name");
         assert_eq!(key_env_refusal("AZURE_OPENAI_API_KEY"), None);
         assert!(key_env_refusal("sk-abc").unwrap().contains("not an environment variable's name"));
+        for (host, list, want) in [
+            ("api.openai.com", "api.openai.com", true),
+            ("API.OpenAI.com.", "example.org, api.openai.com", true),
+            ("api.openai.com", "example.org api.openai.com\tx.y", true),
+            ("api.openai.com.evil.example", "api.openai.com", false),
+            ("openai.com", "api.openai.com", false),
+            ("api.openai.com", "", false),
+            ("", ",", false),
+        ] {
+            assert_eq!(key_host_listed(host, list), want, "{host} in {list:?}");
+        }
         let local = |u: &str| is_local(&reqwest::Url::parse(u).unwrap());
         for u in [
             "http://127.0.0.1:8000/v1",
