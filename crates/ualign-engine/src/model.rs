@@ -316,15 +316,15 @@ impl ModelFolder {
     }
 
     /// The model's hash when run at `precision`: [`ModelFolder::hash`] for exact, and
-    /// for fast the hash of that and the word, so candidates from the two never pass for
-    /// the same model's.
+    /// for fast the hash of that, the word and the fast path's version, so candidates
+    /// from the two never pass for the same model's.
     pub fn hash_at(&self, precision: crate::Precision) -> Result<String, EngineError> {
         let exact = self.hash()?;
         if precision.is_exact() {
             return Ok(exact);
         }
         let mut h = Sha256::new();
-        h.update(format!("{exact}\nprecision {}", precision.as_str()));
+        h.update(format!("{exact}\nprecision {} {}", precision.as_str(), crate::gguf::decoder::FAST_GRAPH_VERSION));
         Ok(format!("{:x}", h.finalize()))
     }
 

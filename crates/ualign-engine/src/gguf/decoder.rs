@@ -31,6 +31,11 @@ pub(crate) const MAX_POSITIONS: usize = 32768;
 /// that could change a sample changes it.
 pub(crate) const GRAPH_VERSION: &str = "ualign-gguf-graph-1";
 
+/// The version of what fast precision changes in the graph (int8 activations, the 8-bit
+/// output matrix), part of a fast model's hash: a change to the fast path changes it
+/// without changing every exact model's hash.
+pub(crate) const FAST_GRAPH_VERSION: &str = "fast-2";
+
 /// The architectures the builder handles.
 pub(crate) const ARCHITECTURES: &[&str] = &["llama", "qwen2"];
 
@@ -232,11 +237,14 @@ pub(crate) fn build(g: &Gguf, precision: Precision) -> Result<Built, GgufError> 
         .collect();
     let config = a.config(g, tied);
     let name = g.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let metadata = vec![
+    let mut metadata = vec![
         ("source".to_string(), g.path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
         ("ualign_graph".to_string(), GRAPH_VERSION.to_string()),
-        ("ualign_precision".to_string(), precision.as_str().to_string()),
     ];
+    // Exact graphs stay byte for byte what they were (a converted folder's hash with them).
+    if !precision.is_exact() {
+        metadata.push(("ualign_precision".to_string(), format!("{} {FAST_GRAPH_VERSION}", precision.as_str())));
+    }
     let (graph, weights) = b.graph.finish(&name, metadata);
     Ok(Built { arch: a, graph, weights, config, notices })
 }
@@ -453,7 +461,8 @@ impl Builder<'_> {
     }
 
     /// The rows of `input_ids` of a MatMulNBits matrix, dequantised in the graph: only the
-    /// rows asked for are ever expanded, so a tied table is stored once, quantised.
+    /// rows asked for are ever expanded, so a tied table is stored once, quantised (at
+    /// fast precision a Q8_0 output matmul keeps an 8-bit copy of its own beside it).
     fn gather_nbits(&mut self, p: &Placed) -> String {
         let Placed::NBits { k, planes, mins, .. } = p else { unreachable!() };
         let g = &mut self.graph;
