@@ -499,7 +499,7 @@ impl Cmd {
                 "temperature": p.temperature, "top_k": p.top_k, "top_p": p.top_p, "min_p": p.min_p,
                 "repetition_penalty": p.repetition_penalty, "max_new_tokens": opts.max_new_tokens,
                 "chat_template": !self.raw && g.folder.chat_template.is_some(), "seed": self.seed,
-                "precision": g.precision.as_str(),
+                "precision": g.precision().as_str(),
             },
         })
     }

@@ -127,7 +127,7 @@ fn fast_precision_stays_close_to_the_exact_graph_and_is_a_model_of_its_own() {
     let mut fast = ualign_engine::load_at(&smollm2(), EpChoice::Cpu, Some(2), Precision::Fast).unwrap();
     assert_eq!(exact.model_hash().unwrap(), exact.folder.hash().unwrap(), "exact keeps the hash candidates have");
     assert_ne!(fast.model_hash().unwrap(), exact.model_hash().unwrap(), "fast candidates are another model's");
-    assert_eq!(fast.precision, Precision::Fast);
+    assert_eq!(fast.precision(), Precision::Fast);
     let opts = GenOptions {
         params: SamplingParams { temperature: 0.0, ..Default::default() },
         max_new_tokens: 32,

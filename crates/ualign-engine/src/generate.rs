@@ -105,8 +105,9 @@ pub struct Generator {
     /// The day a chat template's `strftime_now` sees: today when loaded; a study's pools
     /// use the day the study was recorded, so its samples never depend on the clock.
     template_day: chrono::NaiveDate,
-    /// How the GGUF graph's matrices were built ([`crate::load_at`]).
-    pub precision: crate::Precision,
+    /// How the GGUF graph's matrices were built ([`crate::load_at`]): the graph's own, so
+    /// never set apart from it (the model hash is derived from it).
+    pub(crate) precision: crate::Precision,
 }
 
 /// The ids a sample may contain: those the tokenizer can decode, and the end-of-sequence
@@ -462,6 +463,11 @@ impl Generator {
         // The first sampled token of every row came from the prefill; count it there.
         timing.new_tokens = timing.new_tokens.saturating_sub(specs.len() as u64);
         Ok((out, timing))
+    }
+
+    /// The precision the graph was built at.
+    pub fn precision(&self) -> crate::Precision {
+        self.precision
     }
 
     /// The model's hash as loaded: its folder's, and the precision it runs at.

@@ -385,8 +385,8 @@ impl ServerClient {
                     )));
                 }
                 let host = url.host_str().unwrap_or("?");
-                let listed = std::env::var(KEY_HOSTS_VAR).is_ok_and(|l| key_host_listed(host, &l));
-                if !is_local(&url) && !spec.url_from_user && !listed {
+                let listed = || std::env::var(KEY_HOSTS_VAR).is_ok_and(|l| key_host_listed(host, &l));
+                if !is_local(&url) && !spec.url_from_user && !listed() {
                     return Err(bad_key(format!(
                         "the study would send this key to {host}, a host outside this machine and its local network. A study file decides where its requests go, so ualign sends a key there only when you name the host: if {host} is the service that key is for, run again with {KEY_HOSTS_VAR}={host} in the environment (several hosts: separate them with commas)"
                     )));
