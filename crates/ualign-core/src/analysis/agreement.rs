@@ -74,8 +74,11 @@ pub fn compute(
     let mut prompts: Vec<&String> = nets.keys().chain(whole_orders.keys()).collect();
     prompts.sort();
     prompts.dedup();
+    // Prompts are independent (each bootstrap seeded by its prompt): in parallel, the same
+    // result however many threads.
+    use rayon::prelude::*;
     prompts
-        .into_iter()
+        .into_par_iter()
         .map(|prompt| {
             // Per participant, their values: (pair, lo preferred?).
             let coders: Vec<PairValues> = nets
@@ -195,39 +198,98 @@ pub fn pairwise_alpha(coders: &[PairValues]) -> (Option<f64>, usize) {
 /// Krippendorff's coincidences pair values of different coders), so drawing a coder twice
 /// does not make them agree with themselves. With every weight 1 this is the textbook α.
 fn alpha_of<'a>(coders: impl Iterator<Item = (&'a PairValues, f64)>) -> (Option<f64>, usize) {
-    // Per pair: each coder's (weight, preferred the lower id?).
-    let mut units: BTreeMap<(i64, i64), Vec<(f64, bool)>> = BTreeMap::new();
-    for (values, w) in coders {
-        for &(pair, lo) in values {
-            units.entry(pair).or_default().push((w, lo));
+    let (coders, weights): (Vec<&PairValues>, Vec<f64>) = coders.unzip();
+    Units::of(&coders).alpha(&weights, &mut Sums::default())
+}
+
+/// The coders' values with every pair numbered (in pair order), for α at many weightings
+/// (the bootstrap's resamples) without a map per resample.
+struct Units {
+    pairs: usize,
+    /// Per coder, their values: (the pair's number, preferred the lower id?).
+    values: Vec<Vec<(u32, bool)>>,
+}
+
+/// Per pair, the sums α is made of (kept from one resample to the next).
+#[derive(Default)]
+struct Sums {
+    /// Coders with a value (and a weight above 0).
+    count: Vec<u32>,
+    /// Their weights: preferred the lower, preferred the higher.
+    lower: Vec<f64>,
+    higher: Vec<f64>,
+    /// The pair's coincidence cells (lower, higher) plus its mirror's.
+    o_cd: Vec<f64>,
+}
+
+impl Units {
+    fn of(coders: &[&PairValues]) -> Self {
+        let mut number: BTreeMap<(i64, i64), u32> = BTreeMap::new();
+        for &(pair, _) in coders.iter().copied().flatten() {
+            number.insert(pair, 0);
         }
+        for (i, n) in number.values_mut().enumerate() {
+            *n = i as u32;
+        }
+        let values = coders.iter().map(|c| c.iter().map(|&(pair, lo)| (number[&pair], lo)).collect()).collect();
+        Self { pairs: number.len(), values }
     }
-    // Each pairable unit (values from two coders or more) and its mirror. In a unit with
-    // m values, a of them "lower preferred" and b "higher", a value of coder c pairs with
-    // the m − w_c values of the others, each pairing weighted 1/(m − w_c): the coincidence
-    // cell (lower, higher) of the unit plus that of its mirror is
-    // Σ_{c: lower} w_c·b/(m − w_c) + Σ_{c: higher} w_c·a/(m − w_c) (2ab/(m − 1) when every
-    // w is 1), and n_lower = n_higher = Σ m.
-    let (mut n, mut o_cd, mut pairs) = (0.0, 0.0, 0);
-    for values in units.values().filter(|v| v.len() >= 2) {
-        let a: f64 = values.iter().filter(|v| v.1).map(|v| v.0).sum();
-        let b: f64 = values.iter().filter(|v| !v.1).map(|v| v.0).sum();
-        let m = a + b;
-        pairs += 1;
-        n += 2.0 * m;
-        o_cd += values.iter().map(|&(w, lo)| w * if lo { b } else { a } / (m - w)).sum::<f64>();
+
+    /// α with coder i counted `weights[i]` times (0: not drawn), and the number of pairs
+    /// with values from two coders or more.
+    fn alpha(&self, weights: &[f64], s: &mut Sums) -> (Option<f64>, usize) {
+        for v in [&mut s.lower, &mut s.higher, &mut s.o_cd] {
+            v.clear();
+            v.resize(self.pairs, 0.0);
+        }
+        s.count.clear();
+        s.count.resize(self.pairs, 0);
+        let drawn = || self.values.iter().zip(weights).filter(|&(_, &w)| w > 0.0);
+        for (values, &w) in drawn() {
+            for &(u, lo) in values {
+                let u = u as usize;
+                s.count[u] += 1;
+                if lo {
+                    s.lower[u] += w;
+                } else {
+                    s.higher[u] += w;
+                }
+            }
+        }
+        // In a pair with m values, a of them "lower preferred" and b "higher", a value of
+        // coder c pairs with the m − w_c values of the others, each pairing weighted
+        // 1/(m − w_c): the coincidence cell (lower, higher) of the pair plus that of its
+        // mirror is Σ_{c: lower} w_c·b/(m − w_c) + Σ_{c: higher} w_c·a/(m − w_c)
+        // (2ab/(m − 1) when every w is 1), and n_lower = n_higher = Σ m.
+        for (values, &w) in drawn() {
+            for &(u, lo) in values {
+                let u = u as usize;
+                if s.count[u] >= 2 {
+                    let (a, b) = (s.lower[u], s.higher[u]);
+                    s.o_cd[u] += w * if lo { b } else { a } / (a + b - w);
+                }
+            }
+        }
+        let (mut n, mut o_cd, mut pairs) = (0.0, 0.0, 0);
+        for u in (0..self.pairs).filter(|&u| s.count[u] >= 2) {
+            pairs += 1;
+            n += 2.0 * (s.lower[u] + s.higher[u]);
+            o_cd += s.o_cd[u];
+        }
+        if pairs == 0 {
+            return (None, 0);
+        }
+        // α = 1 − (n − 1)·D_o / D_e, D_o = 2·o_cd (both off-diagonal cells), D_e = 2·n_c·n_d.
+        let n_c = n / 2.0;
+        (Some(1.0 - (n - 1.0) * o_cd / (n_c * n_c)), pairs)
     }
-    if pairs == 0 {
-        return (None, 0);
-    }
-    // α = 1 − (n − 1)·D_o / D_e, D_o = 2·o_cd (both off-diagonal cells), D_e = 2·n_c·n_d.
-    let n_c = n / 2.0;
-    (Some(1.0 - (n - 1.0) * o_cd / (n_c * n_c)), pairs)
 }
 
 /// The 95% percentile interval of α over `replicates` resamples of the coders.
 fn bootstrap(coders: &[PairValues], replicates: usize, seed: u64) -> (Option<f64>, Option<f64>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let units = Units::of(&coders.iter().collect::<Vec<_>>());
+    let mut sums = Sums::default();
     let mut times = vec![0.0f64; coders.len()];
     let mut stats: Vec<f64> = (0..replicates)
         .filter_map(|_| {
@@ -235,7 +297,7 @@ fn bootstrap(coders: &[PairValues], replicates: usize, seed: u64) -> (Option<f64
             for _ in 0..coders.len() {
                 times[rng.random_range(0..coders.len())] += 1.0;
             }
-            alpha_of(coders.iter().zip(&times).filter(|&(_, &t)| t > 0.0).map(|(c, &t)| (c, t))).0
+            units.alpha(&times, &mut sums).0
         })
         .collect();
     // No replicates asked for (`--worth-replicates 0`), or too few gave an α.

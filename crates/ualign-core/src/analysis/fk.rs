@@ -93,7 +93,7 @@ pub struct FkRow {
 }
 
 /// A's score for a pick among `slots` with `texts` (displayed order).
-pub(crate) fn slot_split_score(slots: &[Slot], texts: &[String], choice: usize) -> f64 {
+pub(crate) fn slot_split_score<T: PartialEq>(slots: &[Slot], texts: &[T], choice: usize) -> f64 {
     let chosen = &texts[choice];
     let m = slots.iter().zip(texts).filter(|(s, t)| s.role == SlotRole::A && *t == chosen).count();
     let in_b = slots.iter().zip(texts).any(|(s, t)| s.role == SlotRole::B && t == chosen);
@@ -185,12 +185,14 @@ fn rows(
     (replicates, seed): (usize, u64),
     length: Option<bool>,
 ) -> Vec<FkRow> {
-    let mut groups: BTreeMap<(String, String, u32), Vec<&Observation>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str, u32), Vec<&Observation>> = BTreeMap::new();
     for o in obs {
-        groups.entry((o.policy_a.clone(), o.policy_b.clone(), o.k)).or_default().push(o);
+        groups.entry((o.policy_a.as_str(), o.policy_b.as_str(), o.k)).or_default().push(o);
     }
+    // Rows are independent (each bootstrap seeded by its k): in parallel, in the same order.
+    use rayon::prelude::*;
     groups
-        .into_iter()
+        .into_par_iter()
         .map(|((a, b, k), os)| {
             let n = os.len();
             let total: f64 = os.iter().map(|o| o.score).sum();
@@ -233,8 +235,8 @@ fn rows(
                 lc
             });
             FkRow {
-                policy_a: a,
-                policy_b: b,
+                policy_a: a.to_string(),
+                policy_b: b.to_string(),
                 k,
                 n,
                 participants: per.len(),
@@ -282,11 +284,8 @@ fn observations_with(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64, &str>
             let Some(choice) = a.choice else { continue };
             // A text not known (never, for a sound database) reads as empty, the others as
             // they are.
-            let shown: Vec<String> = a
-                .candidate_ids
-                .iter()
-                .map(|id| texts_by_id.get(id).map_or_else(String::new, |t| t.to_string()))
-                .collect();
+            let shown: Vec<&str> =
+                a.candidate_ids.iter().map(|id| texts_by_id.get(id).copied().unwrap_or("")).collect();
             if shown.len() != a.slots.len() || choice >= shown.len() {
                 continue;
             }
@@ -316,13 +315,12 @@ fn choice_set(slots: &[Slot], texts: &[&str], choice: Option<usize>) -> ChoiceSe
             distinct.push(t);
         }
     }
-    let owned: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
     let options = distinct
         .iter()
         .map(|d| {
             let first = texts.iter().position(|t| t == d).unwrap_or(0);
             TextOption {
-                a_share: slot_split_score(slots, &owned, first),
+                a_share: slot_split_score(slots, texts, first),
                 a_slots: slots.iter().zip(texts).filter(|(s, t)| s.role == SlotRole::A && *t == d).count() as f64,
                 length: d.chars().count() as f64,
             }

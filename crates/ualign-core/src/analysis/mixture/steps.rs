@@ -2,12 +2,13 @@
 //! are laid out response by response with the C classes side by side, so each choice's
 //! items are read once for all classes and the classes' sums run as one short vector
 //! (C is a compile-time constant: the steps are compiled for every C up to
-//! [`MAX_CLASSES`]). Each class's sums add the same terms in the same order as a class on
-//! its own would, so the results are bit for bit those of class-by-class steps (tested
-//! against them).
+//! [`MAX_CLASSES`]). Picks are read by their choice set ([`super::layout`]): a set's
+//! total and its share of the MM denominators are computed once, however many made a
+//! choice from it. Tested against class-by-class steps that read every choice on its own.
 
 use super::super::ranking::exp_transform;
 use super::ByPrompt;
+use super::layout::Part;
 
 /// The most latent classes a fit can have (the steps are compiled for each C up to it).
 pub const MAX_CLASSES: usize = 16;
@@ -84,18 +85,43 @@ fn e_step_c<const C: usize>(by: &ByPrompt, worths: &[Vec<Vec<f64>>], weights: &[
     // (each total is within e^{±40} of 1, the worths being centred and finite) and at the
     // end, so a logarithm is taken a few times per participant instead of once per choice.
     let mut product = vec![[1.0; C]; post.len()];
-    let (mut theta, mut exp) = (Vec::new(), Vec::new());
-    for (pi, (flat, owner)) in by.flat.iter().zip(&by.owner).enumerate() {
+    let (mut theta, mut exp, mut totals) = (Vec::new(), Vec::new(), Vec::new());
+    for (pi, part) in by.parts.iter().enumerate() {
+        if part.is_empty() {
+            continue;
+        }
         side_by_side(worths, pi, &mut theta);
         exp.clear();
         exp.extend(theta.iter().map(|t: &[f64; C]| t.map(f64::exp)));
-        for (c, &p) in owner.iter().enumerate() {
-            let (ranked, rest) = flat.get(c);
+        // Picks: each set's total once, then each pick's chosen worth and its set's total.
+        totals.clear();
+        totals.extend((0..part.sets.len()).map(|s| {
+            let mut total = [0.0; C];
+            for &i in part.sets.get(s) {
+                add(&mut total, &exp[i as usize]);
+            }
+            total
+        }));
+        for ((&p, &set), &chosen) in part.pick_owner.iter().zip(&part.pick_set).zip(&part.pick_chosen) {
+            let (l, pr) = (&mut logp[p as usize], &mut product[p as usize]);
+            let (t, total) = (&theta[chosen as usize], &totals[set as usize]);
+            for k in 0..C {
+                l[k] += t[k];
+                pr[k] *= total[k];
+                if !(1e-150..=1e150).contains(&pr[k]) {
+                    l[k] -= pr[k].ln();
+                    pr[k] = 1.0;
+                }
+            }
+        }
+        // Orders: choice by choice, the nested sets' totals as suffix sums.
+        for (c, &p) in part.order_owner.iter().enumerate() {
+            let (ranked, rest) = part.orders.get(c);
             let mut set = [0.0; C];
             for &i in rest {
                 add(&mut set, &exp[i as usize]);
             }
-            let (l, pr) = (&mut logp[p], &mut product[p]);
+            let (l, pr) = (&mut logp[p as usize], &mut product[p as usize]);
             for &i in ranked.iter().rev() {
                 let (w, t) = (&exp[i as usize], &theta[i as usize]);
                 for k in 0..C {
@@ -130,8 +156,10 @@ fn e_step_c<const C: usize>(by: &ByPrompt, worths: &[Vec<Vec<f64>>], weights: &[
 /// One prompt's buffers for the M-step, kept from prompt to prompt.
 #[derive(Default)]
 struct Scratch<const C: usize> {
-    /// Each choice's posterior weight per class (0 where negligible).
+    /// Each order's posterior weight per class (0 where negligible).
     taus: Vec<[f64; C]>,
+    /// Each pick set's summed posterior weight per class (the picks from it).
+    set_taus: Vec<[f64; C]>,
     wins: Vec<[f64; C]>,
     denoms: Vec<[f64; C]>,
     weights: Vec<[f64; C]>,
@@ -151,19 +179,30 @@ fn m_step_c<const C: usize>(
         *w = post.iter().zip(&by.count).map(|(p, times)| p[c] * times).sum::<f64>() / people;
     }
     let mut s = Scratch::<C>::default();
-    for (pi, (flat, owner)) in by.flat.iter().zip(&by.owner).enumerate() {
-        if owner.is_empty() {
+    // A choice's weight in class k: its maker's posterior times the times they count, or 0
+    // where the posterior is negligible.
+    let tau = |p: u32| -> [f64; C] {
+        let p = p as usize;
+        std::array::from_fn(|k| Some(post[p][k]).filter(|&t| t >= NEGLIGIBLE).map_or(0.0, |t| t * by.count[p]))
+    };
+    for (pi, part) in by.parts.iter().enumerate() {
+        if part.is_empty() {
             continue;
         }
         let n = worths[0][pi].len();
-        s.taus.clear();
-        s.taus.extend(owner.iter().map(|&p| {
-            std::array::from_fn(|k| Some(post[p][k]).filter(|&t| t >= NEGLIGIBLE).map_or(0.0, |t| t * by.count[p]))
-        }));
         s.wins.clear();
         s.wins.resize(n, [0.0; C]);
+        s.set_taus.clear();
+        s.set_taus.resize(part.sets.len(), [0.0; C]);
+        for ((&p, &set), &chosen) in part.pick_owner.iter().zip(&part.pick_set).zip(&part.pick_chosen) {
+            let t = tau(p);
+            add(&mut s.wins[chosen as usize], &t);
+            add(&mut s.set_taus[set as usize], &t);
+        }
+        s.taus.clear();
+        s.taus.extend(part.order_owner.iter().map(|&p| tau(p)));
         for (c, t) in s.taus.iter().enumerate() {
-            for &w in flat.get(c).0 {
+            for &w in part.orders.get(c).0 {
                 add(&mut s.wins[w as usize], t);
             }
         }
@@ -172,7 +211,7 @@ fn m_step_c<const C: usize>(
             if !active.contains(&true) {
                 break;
             }
-            mm_denominators(flat, worths, pi, &mut s);
+            mm_denominators(part, worths, pi, &mut s);
             for k in 0..C {
                 if !active[k] {
                     continue;
@@ -196,14 +235,29 @@ fn m_step_c<const C: usize>(
 
 /// Hunter's MM denominators of every class at prompt `pi`: for each response, Σ over the
 /// choice sets that hold it of τ / (the set's total worth).
-fn mm_denominators<const C: usize>(flat: &super::FlatChoices, worths: &[Vec<Vec<f64>>], pi: usize, s: &mut Scratch<C>) {
+fn mm_denominators<const C: usize>(part: &Part, worths: &[Vec<Vec<f64>>], pi: usize, s: &mut Scratch<C>) {
     s.weights.clear();
     let per_class: Vec<Vec<f64>> = (0..C).map(|k| exp_transform(&worths[k][pi])).collect();
     s.weights.extend((0..per_class[0].len()).map(|i| std::array::from_fn(|k| per_class[k][i])));
     s.denoms.clear();
     s.denoms.resize(s.weights.len(), [0.0; C]);
+    // Picks: each set once, its summed weight over its total to every response in it.
+    for (set, t) in s.set_taus.iter().enumerate() {
+        if t.iter().all(|&v| v == 0.0) {
+            continue;
+        }
+        let items = part.sets.get(set);
+        let mut total = [0.0; C];
+        for &i in items {
+            add(&mut total, &s.weights[i as usize]);
+        }
+        let share: [f64; C] = std::array::from_fn(|k| t[k] / total[k]);
+        for &i in items {
+            add(&mut s.denoms[i as usize], &share);
+        }
+    }
     for (c, t) in s.taus.iter().enumerate() {
-        let (ranked, rest) = flat.get(c);
+        let (ranked, rest) = part.orders.get(c);
         let r = ranked.len();
         if s.suffix.len() < r {
             s.suffix.resize(r, [0.0; C]);
