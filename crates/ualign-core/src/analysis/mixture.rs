@@ -249,8 +249,11 @@ pub(crate) fn fit_from(
     MixtureFit::run(Theta { worths, weights }, post, ll, iterations)
 }
 
-/// A bootstrap resample's refit: EM from the full fit (its worths, and its posterior of
-/// the people drawn, [`ByPrompt::who`]), one MM update per E-step, accelerated by SQUAREM (Varadhan & Roland
+/// EM from the responsibilities `post` and the log-worths `worths`, `opts.mm_steps` MM
+/// updates per E-step, accelerated by SQUAREM: every run of the fit (a restart from random
+/// responsibilities, the best restart run on, and a bootstrap resample's refit from the full
+/// fit's worths and its posterior of the people drawn, [`ByPrompt::who`], one MM update per
+/// E-step). SQUAREM is Varadhan & Roland's (
 /// 2008, scheme S3, with their step-length safeguards): from θ₀, two EM steps θ₁, θ₂ give
 /// r = θ₁ − θ₀ and v = θ₂ − 2θ₁ + θ₀; the extrapolation θ₀ + 2αr + α²v with
 /// α = ‖r‖ / ‖v‖ (at least 1, where α = 1 is θ₂ itself; at most a bound that grows
