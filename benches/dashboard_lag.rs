@@ -1,10 +1,12 @@
 //! Commit → screen lag of `ualign dashboard` under a steady stream of participants: how
 //! long after a simulated participant's last answer is committed the dashboard has an
-//! update that shows it (f(k) and progress), for today's dashboard (a live view of f(k)
-//! on every commit, the full report in the background) against the one before it (the
-//! whole report recomputed after every change, nothing in between), in the same run on
-//! the same database. What it times is the watcher's update reaching the UI thread; a
-//! redraw (benches/dashboard.rs) adds ~1 ms.
+//! update that shows it (f(k) and progress), for today's dashboard (`new`: a live view of
+//! f(k) from the answers committed since its last read, the full report in the
+//! background) against the one before it (`whole`: the live view reading every answer on
+//! every commit) and the one before that (`report`: the whole report recomputed after
+//! every change, nothing in between), in the same run on the same database. What it times
+//! is the watcher's update reaching the UI thread; a redraw (benches/dashboard.rs) adds
+//! ~1 ms.
 //!
 //! ```sh
 //! python3 benches/peers/stats_data.py /tmp/sd2000 --picks --prompts 50 --participants 2000
@@ -13,7 +15,8 @@
 //! ```
 //! The database is copied first (the stream's participants are added to the copy). One
 //! participant joins every `UALIGN_LAG_EVERY_MS` (default 2000) for `UALIGN_LAG_SECONDS`
-//! (default 90) per dashboard; `UALIGN_LAG_ONLY=live|report` runs one of the two.
+//! (default 90) per dashboard; `new` and `whole` run by default, `UALIGN_LAG_ONLY=new|whole|report`
+//! runs one of them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ualign::tui::dashboard::{Update, spawn_report_watcher, spawn_watcher};
+use ualign::tui::dashboard::{Update, spawn_report_watcher, spawn_watcher, spawn_whole_live_watcher};
 use ualign_core::analysis::report::Options;
 use ualign_core::simulate::{Answering, Cohort, Population, simulate_answering};
 use ualign_core::store::Store;
@@ -32,7 +35,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 /// Lags (s) of every participant of the stream that an update showed before the end.
-fn run(live: bool, study_path: &Path, db: &Path) -> (Vec<f64>, usize) {
+fn run(name: &str, study_path: &Path, db: &Path) -> (Vec<f64>, usize) {
     // Kept to the end of the process: the watchers read it to the last.
     let dir = Box::leak(Box::new(tempfile::tempdir().expect("temp dir")));
     let copy = dir.path().join("lag.sqlite");
@@ -42,10 +45,14 @@ fn run(live: bool, study_path: &Path, db: &Path) -> (Vec<f64>, usize) {
     let opts = Options::for_study(&s);
     let (tx, rx) = mpsc::channel();
     let refresh = Arc::new(AtomicBool::new(false));
-    if live {
+    let watch = match name {
+        "new" => spawn_watcher,
+        "whole" => spawn_whole_live_watcher,
+        _ => spawn_report_watcher,
+    };
+    if name != "report" {
         ualign::tui::dashboard::leave_a_core_for_the_live_view();
     }
-    let watch = if live { spawn_watcher } else { spawn_report_watcher };
     watch(s.clone(), copy.clone(), opts, refresh, tx).expect("watcher");
     // What the UI thread would see: (when, answers shown).
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -90,15 +97,34 @@ fn run(live: bool, study_path: &Path, db: &Path) -> (Vec<f64>, usize) {
     (lags, committed.len())
 }
 
-/// `UALIGN_LAG_ONLY=cost`: one live view and its parts on an idle machine, 3 times.
+/// `UALIGN_LAG_ONLY=cost`: on an idle machine, on a copy of the database, 3 times: the
+/// live view reading every answer, and the live reader's read after one more participant.
 fn cost(study_path: &Path, db: &Path) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let copy = dir.path().join("cost.sqlite");
+    std::fs::copy(db, &copy).expect("copy the database");
     let (s, _) = study::load(study_path).expect("study loads");
-    let store = Store::open_existing(db).expect("database opens");
-    for _ in 0..3 {
+    let mut store = Store::open_existing(&copy).expect("database opens");
+    let replicates = Options::for_study(&s).replicates;
+    let population: Population = "plmix:3:2".parse().expect("population");
+    let t = Instant::now();
+    let mut reader = ualign_core::analysis::live::LiveReader::new(&s, replicates);
+    reader.read(&s, &store).expect("first read");
+    println!("live reader's first read (every answer): {:.3} s", t.elapsed().as_secs_f64());
+    for i in 0..3 {
         let t = Instant::now();
-        let v = ualign_core::analysis::report::LiveView::compute(&s, &store, Options::for_study(&s).replicates)
-            .expect("live view");
-        println!("live view of {} participants: {:.3} s", v.progress.participants, t.elapsed().as_secs_f64());
+        let v = ualign_core::analysis::report::LiveView::compute(&s, &store, replicates).expect("live view");
+        let whole = t.elapsed().as_secs_f64();
+        let cohort =
+            Cohort { population: &population, participants: 1, first: 2_000_000 + i, answering: Answering::default() };
+        simulate_answering(&s, &mut store, &cohort, 78).expect("simulate");
+        let t = Instant::now();
+        let n = reader.read(&s, &store).expect("read").progress.participants;
+        println!(
+            "{} participants: every answer {whole:.3} s; after one more ({n}), the new answers {:.3} s",
+            v.progress.participants,
+            t.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -119,7 +145,7 @@ fn main() {
     }
     let Ok(only) = std::env::var("UALIGN_LAG_ONLY") else {
         // Each dashboard in a process of its own, one after the other.
-        for name in ["live", "report"] {
+        for name in ["new", "whole"] {
             let status = std::process::Command::new(std::env::current_exe().expect("this bench"))
                 .env("UALIGN_LAG_ONLY", name)
                 .status()
@@ -128,11 +154,11 @@ fn main() {
         }
         return;
     };
-    for (name, live) in [("live", true), ("report", false)] {
+    for name in ["new", "whole", "report"] {
         if only != name {
             continue;
         }
-        let (mut lags, joined) = run(live, &study_path, &db);
+        let (mut lags, joined) = run(name, &study_path, &db);
         if lags.is_empty() {
             println!("{name:>6}: none of {joined} participants shown before the end");
             continue;

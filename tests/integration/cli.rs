@@ -595,11 +595,15 @@ fn invite_writes_the_codes_once_owner_only_and_stores_only_their_hashes() {
     assert!(!ok && err.contains("1 to 100000") || err.contains("at least 1"), "{err}");
 }
 
-/// A database of schema 1 (before invitations and `seen_in_full`): as the version before made it.
+/// A database of schema 1 (before invitations, `seen_in_full` and answer numbers): as the
+/// version before made it.
 fn schema_one(db: &Path) {
     let c = common::sql(db);
-    c.execute_batch("DROP TABLE invitations; ALTER TABLE answers DROP COLUMN seen_in_full; PRAGMA user_version = 1;")
-        .unwrap();
+    c.execute_batch(
+        "DROP TABLE invitations; ALTER TABLE answers DROP COLUMN seen_in_full;
+         DROP INDEX answers_seq; ALTER TABLE answers DROP COLUMN seq; PRAGMA user_version = 1;",
+    )
+    .unwrap();
 }
 
 #[test]
@@ -638,7 +642,7 @@ fn an_older_database_is_brought_up_to_date_or_read_as_it_is_when_read_only() {
     assert!(ok, "{err}");
     let c = common::sql(&db);
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     // Schema 4 rebuilt the policies table (a CHECK constraint cannot be altered): every
     // policy and candidate is still there, every candidate still finds its policy, and
     // the table now takes server policies.

@@ -416,6 +416,64 @@ fn dashboard_watcher_recomputes_when_another_connection_writes() {
 }
 
 #[test]
+fn the_live_reader_adds_new_answers_to_the_numbers_a_whole_read_gives() {
+    use ualign_core::analysis::live::LiveReader;
+    use ualign_core::analysis::report::LiveView;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, mut store) = simulated(dir.path(), 12, &Population::Cyclic);
+    let replicates = 200;
+    // Rows compared as text: NaN (no interval yet) equals NaN there.
+    let whole = |store: &Store| format!("{:?}", LiveView::compute(&s, store, replicates).unwrap().fk);
+    let mut reader = LiveReader::new(&s, replicates);
+    let read = |reader: &mut LiveReader, store: &Store| {
+        let v = reader.read(&s, store).unwrap();
+        assert_eq!(v.progress, LiveView::compute(&s, store, replicates).unwrap().progress);
+        format!("{:?}", v.fk)
+    };
+    assert_eq!(read(&mut reader, &store), whole(&store));
+    // Nothing new: the same rows.
+    assert_eq!(read(&mut reader, &store), whole(&store));
+    // New participants, a few at a time: past 20 (the cluster interval appears) and on.
+    let backup = dir.path().join("backup.sqlite");
+    for (i, n) in [3, 1, 9, 2].into_iter().enumerate() {
+        simulate(&s, &mut store, n, &Population::Cyclic, 100 + i as u64).unwrap();
+        assert_eq!(read(&mut reader, &store), whole(&store), "after {n} more");
+        if i == 1 {
+            common::sql(store.path()).execute_batch(&format!("VACUUM INTO '{}'", backup.display())).unwrap();
+        }
+    }
+    let db = common::sql(store.path());
+    // Participants not finished yet are in the rates but not in the sequences; finishing
+    // later (last), they join the sequences at the end.
+    db.execute_batch(
+        "UPDATE participants SET completed_at = NULL WHERE id IN (SELECT id FROM participants ORDER BY completed_at DESC LIMIT 3)",
+    )
+    .unwrap();
+    simulate(&s, &mut store, 2, &Population::Cyclic, 200).unwrap();
+    let restarts = reader.restarts();
+    assert_eq!(read(&mut reader, &store), whole(&store));
+    // (Three left the finish order, which is not the last one extended: the sequences restart.)
+    assert_eq!(reader.restarts(), restarts + 1);
+    db.execute_batch("UPDATE participants SET completed_at = '2999-01-01T00:00:00.000Z' WHERE completed_at IS NULL")
+        .unwrap();
+    assert_eq!(read(&mut reader, &store), whole(&store));
+    assert_eq!(reader.restarts(), restarts + 1, "finishing last extends the order: nothing restarts");
+    // A finish order that changes (an earlier finisher now finished last) restarts the
+    // sequences and gives the whole read's numbers again.
+    db.execute_batch(
+        "UPDATE participants SET completed_at = '3000-01-01T00:00:00.000Z' WHERE id = (SELECT id FROM participants ORDER BY completed_at LIMIT 1)",
+    )
+    .unwrap();
+    assert_eq!(read(&mut reader, &store), whole(&store));
+    assert_eq!(reader.restarts(), restarts + 2);
+    // A database put back from an earlier backup (fewer answers than were read): the reader
+    // starts again from every answer.
+    let earlier = Store::open_existing(&backup).unwrap();
+    assert_eq!(read(&mut reader, &earlier), whole(&earlier));
+    assert_eq!(reader.restarts(), restarts + 3);
+}
+
+#[test]
 fn zero_bootstrap_replicates_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     full_pool_study(dir.path());

@@ -36,8 +36,8 @@ fn migrations_from_an_empty_file_and_reopening() {
     let store = Store::open(&path).unwrap();
     assert_eq!(
         store.schema_version().unwrap(),
-        4,
-        "0001_init, 0002_invitations, 0003_seen_in_full and 0004_server_policies"
+        5,
+        "0001_init, 0002_invitations, 0003_seen_in_full, 0004_server_policies and 0005_answer_order"
     );
     let mode: String = common::sql(store.path()).pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
@@ -47,16 +47,79 @@ fn migrations_from_an_empty_file_and_reopening() {
     // An empty (zero-byte) file is a valid empty database too.
     let empty = dir.path().join("empty.sqlite");
     std::fs::write(&empty, b"").unwrap();
-    assert_eq!(Store::open(&empty).unwrap().schema_version().unwrap(), 4);
+    assert_eq!(Store::open(&empty).unwrap().schema_version().unwrap(), 5);
     // Reopening applies nothing twice.
     let s = example();
     let (_, first) = Store::open_for_study(&path, &s).unwrap();
     assert_eq!(first, Opened::Created);
     let (store, second) = Store::open_for_study(&path, &s).unwrap();
     assert_eq!(second, Opened::Existing);
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     let prompts: i64 = common::sql(store.path()).query_row("SELECT COUNT(*) FROM prompts", [], |r| r.get(0)).unwrap();
     assert_eq!(prompts, 6);
+}
+
+#[test]
+fn answers_are_numbered_in_the_order_they_were_committed_and_older_files_by_when() {
+    use ualign_core::simulate::{Population, simulate};
+    let dir = tempfile::tempdir().unwrap();
+    let (s, mut store) = example_store(dir.path());
+    simulate(&s, &mut store, 3, &Population::Cyclic, 1).unwrap();
+    let db = store.path().to_path_buf();
+    let c = common::sql(&db);
+    let count = |c: &rusqlite::Connection, sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    let answers = count(&c, "SELECT COUNT(*) FROM answers");
+    assert!(answers > 20);
+    // Numbers 1..n, each once, rising with the commits (simulated participants answer one
+    // after another, so the trial ids of their answers rise with them).
+    assert_eq!(
+        count(&c, "SELECT COUNT(DISTINCT seq) FROM answers WHERE seq BETWEEN 1 AND (SELECT COUNT(*) FROM answers)"),
+        answers
+    );
+    assert_eq!(store.last_answer_seq().unwrap(), Some(answers));
+    let by_trial: Vec<i64> = c
+        .prepare("SELECT seq FROM answers ORDER BY answered_at, trial_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(by_trial.windows(2).all(|w| w[0] < w[1]), "{by_trial:?}");
+    // Only what came after a number is read after it.
+    let all = store.best_of_k_answers().unwrap();
+    let upto = store.last_answer_seq().unwrap().unwrap();
+    let half = c
+        .query_row("SELECT seq FROM answers ORDER BY seq LIMIT 1 OFFSET ?1", [answers / 2], |r| r.get::<_, i64>(0))
+        .unwrap();
+    let (first, second) =
+        (store.best_of_k_answers_after(0, half).unwrap(), store.best_of_k_answers_after(half, upto).unwrap());
+    assert!(!first.is_empty() && !second.is_empty());
+    assert_eq!([first, second].concat(), all);
+    drop(store);
+    // A file of schema 4 (no numbers), some answers given out of trial order: the migration
+    // numbers them by when they were answered.
+    c.execute_batch(
+        "DROP INDEX answers_seq; ALTER TABLE answers DROP COLUMN seq; PRAGMA user_version = 4;
+         UPDATE answers SET answered_at = '2000-01-01T00:00:00.000Z' WHERE trial_id = (SELECT MAX(trial_id) FROM answers);",
+    )
+    .unwrap();
+    let store = Store::open(&db).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 5);
+    assert_eq!(count(&c, "SELECT seq FROM answers WHERE trial_id = (SELECT MAX(trial_id) FROM answers)"), 1);
+    assert_eq!(
+        count(&c, "SELECT COUNT(DISTINCT seq) FROM answers WHERE seq BETWEEN 1 AND (SELECT COUNT(*) FROM answers)"),
+        answers
+    );
+    // The next answer's number follows the last.
+    let mut store = store;
+    simulate(&s, &mut store, 1, &Population::Cyclic, 2).unwrap();
+    assert_eq!(
+        count(
+            &c,
+            "SELECT MIN(seq) FROM answers a JOIN trials t ON t.id = a.trial_id WHERE t.participant_id = (SELECT id FROM participants ORDER BY created_at DESC, rowid DESC LIMIT 1)"
+        ),
+        answers + 1
+    );
 }
 
 #[test]

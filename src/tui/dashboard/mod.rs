@@ -1,7 +1,9 @@
 //! `ualign dashboard`: the researcher's live view of a study. Two watcher threads poll the
 //! database (SQLite's `data_version` changes whenever another process commits, e.g. a
 //! participant's answer), off the UI thread: one refreshes progress and the empirical f(k)
-//! rows (intervals and confidence sequences) on every commit, the other recomputes the
+//! rows (intervals and confidence sequences) on every commit, reading only the answers
+//! committed since its last read ([`LiveReader`]; what still grows with the study is the
+//! bootstrap of the rows that changed, over their participants), the other recomputes the
 //! whole report (the model, the equilibria and their bootstrap refits, which take minutes
 //! at thousands of participants) in the background, shown with its age. The UI draws the
 //! latest of each: the f(k) chart with interval bars, k/(k+1) and the certified curves,
@@ -22,6 +24,7 @@ mod text;
 pub use draw::draw;
 
 use super::draw::Theme;
+use ualign_core::analysis::live::LiveReader;
 use ualign_core::analysis::report::{LiveView, Options, Report};
 use ualign_core::store::Store;
 use ualign_core::study::Study;
@@ -103,7 +106,28 @@ pub fn spawn_watcher(
     refresh: Arc<AtomicBool>,
     tx: mpsc::Sender<Update>,
 ) -> std::io::Result<()> {
-    spawn(study, db, opts, refresh, tx, true)
+    spawn(study, db, opts, refresh, tx, Some(LiveReads::New))
+}
+
+/// The dashboard as it was before its live view read only new answers: the live view
+/// reads every answer on every commit (the peer of `benches/dashboard_lag.rs`).
+pub fn spawn_whole_live_watcher(
+    study: Study,
+    db: PathBuf,
+    opts: Options,
+    refresh: Arc<AtomicBool>,
+    tx: mpsc::Sender<Update>,
+) -> std::io::Result<()> {
+    spawn(study, db, opts, refresh, tx, Some(LiveReads::Every))
+}
+
+/// What the live view reads on each commit.
+#[derive(Debug, Clone, Copy)]
+enum LiveReads {
+    /// The answers committed since its last read ([`LiveReader`]).
+    New,
+    /// Every answer.
+    Every,
 }
 
 /// The dashboard as it was before the live view: the whole report after every change,
@@ -115,7 +139,7 @@ pub fn spawn_report_watcher(
     refresh: Arc<AtomicBool>,
     tx: mpsc::Sender<Update>,
 ) -> std::io::Result<()> {
-    spawn(study, db, opts, refresh, tx, false)
+    spawn(study, db, opts, refresh, tx, None)
 }
 
 fn spawn(
@@ -124,7 +148,7 @@ fn spawn(
     opts: Options,
     refresh: Arc<AtomicBool>,
     tx: mpsc::Sender<Update>,
-    live: bool,
+    live: Option<LiveReads>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new().name("ualign-dashboard".into()).spawn(move || {
         // SQLite's full integrity check, once: numbers from a damaged file are never shown.
@@ -135,7 +159,9 @@ fn spawn(
                 return;
             }
         };
-        if live && let Err(e) = spawn_live(study.clone(), db.clone(), opts.replicates, tx.clone()) {
+        if let Some(reads) = live
+            && let Err(e) = spawn_live(study.clone(), db.clone(), opts.replicates, reads, tx.clone())
+        {
             let _ = tx.send(Update::Failed(format!("cannot start the live view: {e}")));
         }
         let mut seen: Option<i64> = None;
@@ -162,8 +188,16 @@ fn spawn(
 }
 
 /// The live view's thread: progress and f(k) after every commit, from its own connection
-/// (the database was checked whole before it starts). It stops when the dashboard does.
-fn spawn_live(study: Study, db: PathBuf, replicates: usize, tx: mpsc::Sender<Update>) -> std::io::Result<()> {
+/// (the database was checked whole before it starts) and its own parallel pool (the full
+/// report's work in the process-wide one must not hold it up). It stops when the
+/// dashboard does.
+fn spawn_live(
+    study: Study,
+    db: PathBuf,
+    replicates: usize,
+    reads: LiveReads,
+    tx: mpsc::Sender<Update>,
+) -> std::io::Result<()> {
     std::thread::Builder::new().name("ualign-dashboard-live".into()).spawn(move || {
         let store = match Store::open_existing(&db) {
             Ok(s) => s,
@@ -172,13 +206,31 @@ fn spawn_live(study: Study, db: PathBuf, replicates: usize, tx: mpsc::Sender<Upd
                 return;
             }
         };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool = match rayon::ThreadPoolBuilder::new()
+            .num_threads(cores)
+            .thread_name(|i| format!("ualign-live-{i}"))
+            .build()
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = tx.send(Update::LiveFailed(format!("cannot start the live view's threads: {e}")));
+                return;
+            }
+        };
+        let pool = Arc::new(pool);
+        let mut reader = LiveReader::new(&study, replicates).in_pool(pool.clone());
         let mut seen: Option<i64> = None;
         loop {
             let version = store.data_version().ok();
             if version != seen {
                 seen = version;
                 let read = Instant::now();
-                let msg = match LiveView::compute(&study, &store, replicates) {
+                let view = match reads {
+                    LiveReads::New => reader.read(&study, &store),
+                    LiveReads::Every => LiveView::compute(&study, &store, replicates),
+                };
+                let msg = match view {
                     Ok(v) => Update::Live(Box::new(v), read),
                     Err(e) => Update::LiveFailed(format!("reading {}: {e}", db.display())),
                 };

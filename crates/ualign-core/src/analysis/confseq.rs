@@ -26,62 +26,120 @@ pub const BREAKS: usize = 1000;
 /// the order observed) at level 1 − `alpha`, after each observation: `(low, high)` per
 /// time. Empty input, empty output.
 pub fn betting_cs_path(xs: &[f64], alpha: f64) -> Vec<(f64, f64)> {
-    // As numpy's `arange(0, 1 + 1/B, 1/B)`: i × (1/B), bit for bit.
-    let grid: Vec<f64> = (0..=BREAKS).map(|i| i as f64 * (1.0 / BREAKS as f64)).collect();
-    let lambdas = predictable_plugin(xs, alpha / 2.0);
-    let threshold = 1.0 / alpha;
-    let step = 1.0 / BREAKS as f64;
-    let mut pos = vec![1.0f64; grid.len()];
-    let mut neg = vec![1.0f64; grid.len()];
-    let (mut low, mut high) = (0.0f64, 1.0f64);
-    let mut path = Vec::with_capacity(xs.len());
-    for (&x, &lambda) in xs.iter().zip(&lambdas) {
+    let mut cs = Running::new(alpha);
+    xs.iter().map(|&x| cs.push(x)).collect()
+}
+
+/// The sequence's bounds after the last observation; `(0, 1)` before any.
+pub fn betting_cs(xs: &[f64], alpha: f64) -> (f64, f64) {
+    let mut cs = Running::new(alpha);
+    for &x in xs {
+        cs.push(x);
+    }
+    cs.bounds()
+}
+
+/// The sequence observation by observation: what a live view keeps, so that a new
+/// observation costs one pass over the grid instead of a pass over every observation
+/// (the numbers are [`betting_cs_path`]'s, bit for bit: it is made of this).
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// The gamblers' wealth at each grid point.
+    pos: Vec<f64>,
+    neg: Vec<f64>,
+    low: f64,
+    high: f64,
+    /// Observations so far, and the plug-in bets' running sums (see [`Running::push`]).
+    t: usize,
+    sum: f64,
+    sq: f64,
+    var_before: f64,
+    /// The bets' level (half the sequence's: two gamblers) and the wealth that rejects.
+    bet_alpha: f64,
+    threshold: f64,
+}
+
+impl Running {
+    /// Before any observation, at level 1 − `alpha`.
+    pub fn new(alpha: f64) -> Self {
+        Self {
+            pos: vec![1.0; BREAKS + 1],
+            neg: vec![1.0; BREAKS + 1],
+            low: 0.0,
+            high: 1.0,
+            t: 0,
+            sum: 0.0,
+            sq: 0.0,
+            var_before: PRIOR_VAR,
+            bet_alpha: alpha / 2.0,
+            threshold: 1.0 / alpha,
+        }
+    }
+
+    /// Observations taken.
+    pub fn len(&self) -> usize {
+        self.t
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.t == 0
+    }
+
+    /// The bounds now; `(0, 1)` before any observation.
+    pub fn bounds(&self) -> (f64, f64) {
+        (self.low, self.high)
+    }
+
+    /// Takes observation `x` in [0, 1] and gives the bounds after it.
+    pub fn push(&mut self, x: f64) -> (f64, f64) {
+        let lambda = self.bet();
+        self.learn(x);
+        let step = 1.0 / BREAKS as f64;
         let (mut first, mut last) = (None, None);
-        for (j, &m) in grid.iter().enumerate() {
+        for j in 0..=BREAKS {
+            // As numpy's `arange(0, 1 + 1/B, 1/B)`: j × (1/B), bit for bit.
+            let m = j as f64 * step;
             let lp = lambda.min(0.5 / m);
             let ln = lambda.min(0.5 / (1.0 - m));
-            pos[j] *= 1.0 + lp * (x - m);
-            neg[j] *= 1.0 - ln * (x - m);
-            if (0.5 * pos[j]).max(0.5 * neg[j]) <= threshold {
+            self.pos[j] *= 1.0 + lp * (x - m);
+            self.neg[j] *= 1.0 - ln * (x - m);
+            if (0.5 * self.pos[j]).max(0.5 * self.neg[j]) <= self.threshold {
                 first.get_or_insert(j);
                 last = Some(j);
             }
         }
         // A time at which no m survives says nothing new (the package's convention).
         let (l, h) = match (first, last) {
-            (Some(f), Some(h)) => ((grid[f] - step).max(0.0), (grid[h] + step).min(1.0)),
+            (Some(f), Some(h)) => ((f as f64 * step - step).max(0.0), (h as f64 * step + step).min(1.0)),
             _ => (0.0, 1.0),
         };
-        low = low.max(l);
-        high = high.min(h);
-        path.push((low, high));
+        self.low = self.low.max(l);
+        self.high = self.high.min(h);
+        (self.low, self.high)
     }
-    path
+
+    /// The predictable plug-in bet λₜ for the next observation, from those before it.
+    fn bet(&self) -> f64 {
+        let t = (self.t + 1) as f64;
+        let lambda = (2.0 * (1.0 / self.bet_alpha).ln() / (t * (1.0 + t).ln() * self.var_before)).sqrt();
+        if lambda.is_nan() { 0.0 } else { lambda }
+    }
+
+    /// The regularised running mean and variance after `x` (one fake observation of mean
+    /// 1/2, variance 1/4).
+    fn learn(&mut self, x: f64) {
+        self.t += 1;
+        let t = self.t as f64;
+        self.sum += x;
+        let mean = ((PRIOR_MEAN + self.sum) / (t + 1.0)).min(1.0);
+        self.sq += (x - mean).powi(2);
+        self.var_before = (PRIOR_VAR + self.sq) / (t + 1.0);
+    }
 }
 
-/// The sequence's bounds after the last observation; `(0, 1)` before any.
-pub fn betting_cs(xs: &[f64], alpha: f64) -> (f64, f64) {
-    betting_cs_path(xs, alpha).last().copied().unwrap_or((0.0, 1.0))
-}
-
-/// The predictable plug-in bets λₜ, each from the observations before t.
-fn predictable_plugin(xs: &[f64], alpha: f64) -> Vec<f64> {
-    let (prior_mean, prior_var) = (0.5, 0.25);
-    let (mut sum, mut sq) = (0.0f64, 0.0f64);
-    let mut var_before = prior_var;
-    xs.iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            let t = (i + 1) as f64;
-            let lambda = (2.0 * (1.0 / alpha).ln() / (t * (1.0 + t).ln() * var_before)).sqrt();
-            sum += x;
-            let mean = ((prior_mean + sum) / (t + 1.0)).min(1.0);
-            sq += (x - mean).powi(2);
-            var_before = (prior_var + sq) / (t + 1.0);
-            if lambda.is_nan() { 0.0 } else { lambda }
-        })
-        .collect()
-}
+/// The plug-in bets' fake first observation.
+const PRIOR_MEAN: f64 = 0.5;
+const PRIOR_VAR: f64 = 0.25;
 
 #[cfg(test)]
 mod tests {

@@ -194,69 +194,121 @@ fn rows(
     groups
         .into_par_iter()
         .map(|((a, b, k), os)| {
-            let n = os.len();
-            let total: f64 = os.iter().map(|o| o.score).sum();
-            let mut by_p: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+            let mut sums = RowSums::default();
             for o in &os {
-                let e = by_p.entry(o.participant.as_str()).or_default();
-                e.0 += o.score;
-                e.1 += 1;
+                sums.add(&o.participant, o.score);
             }
-            let per: Vec<(f64, usize)> = by_p.values().copied().collect();
-            // Too few participants give too little between-participant spread to resample.
-            let ci_note = (per.len() < MIN_CLUSTER_PARTICIPANTS).then_some(TOO_FEW_FOR_CLUSTER);
-            let (ci_low, ci_high) = if ci_note.is_some() {
-                (f64::NAN, f64::NAN)
-            } else {
-                cluster_bootstrap(&per, replicates, crate::seed::fk_bootstrap(seed, k))
-            };
-            let (wilson_low, wilson_high) = wilson(total, n);
             // Finished participants' mean scores, in the order they finished.
-            let means: Vec<f64> =
-                finished.iter().filter_map(|p| by_p.get(p.as_str())).map(|&(s, n)| s / n as f64).collect();
-            let (cs_low, cs_high) =
-                if means.is_empty() { (f64::NAN, f64::NAN) } else { confseq::betting_cs(&means, CS_ALPHA) };
-            let rate = if n == 0 { 0.0 } else { total / n as f64 };
-            let length_control = length.and_then(|ties_offered| {
+            let mut cs = confseq::Running::new(CS_ALPHA);
+            for p in finished {
+                if let Some(mean) = sums.mean_of(p) {
+                    cs.push(mean);
+                }
+            }
+            let mut row = sums.row((a, b, k), &cs, (replicates, seed));
+            row.length_control = length.and_then(|ties_offered| {
                 let sets: Vec<length::Trial> = os
                     .iter()
                     .filter_map(|o| Some(((o.participant.as_str(), o.prompt.as_str()), o.set.as_ref()?)))
                     .collect();
-                length::fit(&sets, ties_offered)
-            });
-            let length_control = length_control.map(|mut lc| {
+                let mut lc = length::fit(&sets, ties_offered)?;
                 // The observed rate's interval: the cluster one, else Wilson's.
-                let observed = if ci_low.is_finite() { (ci_low, ci_high) } else { (wilson_low, wilson_high) };
+                let observed =
+                    if row.ci_low.is_finite() { (row.ci_low, row.ci_high) } else { (row.wilson_low, row.wilson_high) };
                 if lc.note.is_none()
-                    && let Some((effect, note)) = length::verdict(&lc, rate, observed)
+                    && let Some((effect, note)) = length::verdict(&lc, row.rate, observed)
                 {
                     (lc.effect, lc.note) = (Some(effect), Some(note));
                 }
-                lc
+                Some(lc)
             });
-            FkRow {
-                policy_a: a.to_string(),
-                policy_b: b.to_string(),
-                k,
-                n,
-                participants: per.len(),
-                wins: os.iter().filter(|o| o.score == 1.0).count(),
-                ties: os.iter().filter(|o| o.score > 0.0 && o.score < 1.0).count(),
-                losses: os.iter().filter(|o| o.score == 0.0).count(),
-                rate,
-                ci_low,
-                ci_high,
-                ci_note,
-                wilson_low,
-                wilson_high,
-                cs_low,
-                cs_high,
-                cs_participants: means.len(),
-                bound: f64::from(k) / f64::from(k + 1),
-                length_control,
-            }
+            row
         })
         .collect()
+}
+
+/// What a row's numbers are made of, summed answer by answer (in the order answers were
+/// committed, so that a live view adding new answers to them gets the numbers a reading of
+/// every answer gets, bit for bit).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RowSums {
+    n: usize,
+    total: f64,
+    wins: usize,
+    ties: usize,
+    losses: usize,
+    /// Per participant: the sum of their scores and their trials.
+    by_participant: BTreeMap<String, (f64, usize)>,
+}
+
+impl RowSums {
+    /// One trial of `participant` scoring `score`.
+    pub(crate) fn add(&mut self, participant: &str, score: f64) {
+        self.n += 1;
+        self.total += score;
+        if score == 1.0 {
+            self.wins += 1;
+        } else if score == 0.0 {
+            self.losses += 1;
+        } else {
+            self.ties += 1;
+        }
+        match self.by_participant.get_mut(participant) {
+            Some(e) => {
+                e.0 += score;
+                e.1 += 1;
+            }
+            None => {
+                self.by_participant.insert(participant.to_string(), (score, 1));
+            }
+        }
+    }
+
+    /// `participant`'s mean score in the row, if they have a trial in it.
+    pub(crate) fn mean_of(&self, participant: &str) -> Option<f64> {
+        self.by_participant.get(participant).map(|&(s, n)| s / n as f64)
+    }
+
+    /// The row (without length control): its counts, rate, intervals, and the confidence
+    /// sequence `cs` of its finished participants' means.
+    pub(crate) fn row(
+        &self,
+        (a, b, k): (&str, &str, u32),
+        cs: &confseq::Running,
+        (replicates, seed): (usize, u64),
+    ) -> FkRow {
+        let per: Vec<(f64, usize)> = self.by_participant.values().copied().collect();
+        // Too few participants give too little between-participant spread to resample.
+        let ci_note = (per.len() < MIN_CLUSTER_PARTICIPANTS).then_some(TOO_FEW_FOR_CLUSTER);
+        let (ci_low, ci_high) = if ci_note.is_some() {
+            (f64::NAN, f64::NAN)
+        } else {
+            cluster_bootstrap(&per, replicates, crate::seed::fk_bootstrap(seed, k))
+        };
+        let (wilson_low, wilson_high) = wilson(self.total, self.n);
+        let (cs_low, cs_high) = if cs.is_empty() { (f64::NAN, f64::NAN) } else { cs.bounds() };
+        FkRow {
+            policy_a: a.to_string(),
+            policy_b: b.to_string(),
+            k,
+            n: self.n,
+            participants: per.len(),
+            wins: self.wins,
+            ties: self.ties,
+            losses: self.losses,
+            rate: if self.n == 0 { 0.0 } else { self.total / self.n as f64 },
+            ci_low,
+            ci_high,
+            ci_note,
+            wilson_low,
+            wilson_high,
+            cs_low,
+            cs_high,
+            cs_participants: cs.len(),
+            bound: f64::from(k) / f64::from(k + 1),
+            length_control: None,
+        }
+    }
 }
 
 /// The f(k) observations of answered best_of_k trials: each one's score for A under the

@@ -10,6 +10,7 @@ pub mod diversity;
 pub mod equilibria;
 pub mod fk;
 pub mod length;
+pub mod live;
 pub mod mixture;
 pub mod model;
 pub mod population;

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_invitations", include_str!("migrations/0002_invitations.sql")),
     ("0003_seen_in_full", include_str!("migrations/0003_seen_in_full.sql")),
     ("0004_server_policies", include_str!("migrations/0004_server_policies.sql")),
+    ("0005_answer_order", include_str!("migrations/0005_answer_order.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -564,8 +564,8 @@ impl Store {
                 }
             };
             let inserted = tx.execute(
-                "INSERT OR IGNORE INTO answers (trial_id, choice, ordering, no_preference, skipped, response_ms, answered_at, session_id, seen_in_full)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT OR IGNORE INTO answers (trial_id, choice, ordering, no_preference, skipped, response_ms, answered_at, session_id, seen_in_full, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, (SELECT COALESCE(MAX(seq), 0) + 1 FROM answers))",
                 params![trial_id, choice, ordering, no_pref, skipped, response_ms, now(), session, seen_in_full],
             )?;
             if inserted == 0 {

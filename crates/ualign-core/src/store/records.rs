@@ -188,42 +188,95 @@ impl Store {
         )
     }
 
-    /// Every answered best_of_k trial that was not skipped.
-    pub fn best_of_k_answers(&self) -> Result<Vec<BestOfKAnswer>> {
-        type Raw = (i64, (String, String), String, String, u32, String, Option<String>, Option<i64>, bool);
+    /// The texts of the candidates with these ids (those stored; any order).
+    pub fn candidate_texts(&self, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        let ids = serde_json::to_string(ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
         collect(
             self,
-            "SELECT t.id, t.participant_id, t.prompt_id, t.policy_a, t.policy_b, t.k, t.slots, t.candidate_ids, a.choice, a.no_preference
-             FROM trials t JOIN answers a ON a.trial_id = t.id
-             WHERE t.kind = 'best_of_k' AND a.skipped = 0",
-            [],
+            "SELECT id, text FROM candidates WHERE id IN (SELECT value FROM json_each(?1))",
+            [ids],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+            as_is,
+        )
+    }
+
+    /// Every answered best_of_k trial that was not skipped, in the order the answers were
+    /// committed (a live view that reads them piece by piece reads them in this order too).
+    pub fn best_of_k_answers(&self) -> Result<Vec<BestOfKAnswer>> {
+        self.best_of_k_answers_in("", [])
+    }
+
+    /// As [`Store::best_of_k_answers`], those committed after answer number `after` up to
+    /// `upto` ([`Store::last_answer_seq`]); none where the file predates answer numbers.
+    pub fn best_of_k_answers_after(&self, after: i64, upto: i64) -> Result<Vec<BestOfKAnswer>> {
+        if !self.numbers_answers()? {
+            return Ok(Vec::new());
+        }
+        self.best_of_k_answers_in("AND a.seq > ?1 AND a.seq <= ?2", [after, upto])
+    }
+
+    /// The number of the last answer committed (0 for none): what a live view reads up to.
+    /// None where the file predates answer numbers (a read-only archive of schema 4 or
+    /// less, which never changes).
+    pub fn last_answer_seq(&self) -> Result<Option<i64>> {
+        if !self.numbers_answers()? {
+            return Ok(None);
+        }
+        Ok(Some(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM answers", [], |r| r.get(0))?))
+    }
+
+    /// Whether answers carry the number they were committed under (schema 5 on).
+    fn numbers_answers(&self) -> Result<bool> {
+        Ok(self.schema_version()? >= 5)
+    }
+
+    fn best_of_k_answers_in<P: rusqlite::Params>(&self, range: &str, params: P) -> Result<Vec<BestOfKAnswer>> {
+        type Raw = (i64, i64, (String, String), String, String, u32, String, Option<String>, Option<i64>, bool);
+        // Older files (read as they are) have no answer numbers: their trial order stands in.
+        let seq = if self.numbers_answers()? { "a.seq" } else { "a.trial_id" };
+        let mut rows = collect(
+            self,
+            &format!(
+                "SELECT t.id, {seq}, t.participant_id, t.prompt_id, t.policy_a, t.policy_b, t.k, t.slots, t.candidate_ids, a.choice, a.no_preference
+                 FROM trials t JOIN answers a ON a.trial_id = t.id
+                 WHERE t.kind = 'best_of_k' AND a.skipped = 0 {range}"
+            ),
+            params,
             |r| -> rusqlite::Result<Raw> {
                 Ok((
                     r.get(0)?,
-                    (r.get(1)?, r.get(2)?),
-                    r.get(3)?,
+                    r.get(1)?,
+                    (r.get(2)?, r.get(3)?),
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
                     r.get(7)?,
                     r.get(8)?,
                     r.get(9)?,
+                    r.get(10)?,
                 ))
             },
-            |(id, (participant, prompt_id), policy_a, policy_b, k, slots, cids, choice, no_preference)| {
-                Ok(BestOfKAnswer {
-                    participant,
-                    prompt_id,
-                    policy_a,
-                    policy_b,
-                    k,
-                    slots: json("trials", id, "slot list", &slots)?,
-                    candidate_ids: json_opt("trials", id, "candidate id list", cids)?.unwrap_or_default(),
-                    choice: slot_index("answers", id, choice)?,
-                    no_preference,
-                })
+            |(id, seq, (participant, prompt_id), policy_a, policy_b, k, slots, cids, choice, no_preference)| {
+                Ok((
+                    seq,
+                    BestOfKAnswer {
+                        participant,
+                        prompt_id,
+                        policy_a,
+                        policy_b,
+                        k,
+                        slots: json("trials", id, "slot list", &slots)?,
+                        candidate_ids: json_opt("trials", id, "candidate id list", cids)?.unwrap_or_default(),
+                        choice: slot_index("answers", id, choice)?,
+                        no_preference,
+                    },
+                ))
             },
-        )
+        )?;
+        // Sorted here rather than by SQLite: scanning by the answer-number index would read
+        // the trials in random order.
+        rows.sort_by_key(|(seq, _)| *seq);
+        Ok(rows.into_iter().map(|(_, a)| a).collect())
     }
 
     /// Every answered rank trial that was shown and got a pick or an ordering, by
