@@ -96,13 +96,11 @@ impl Running {
         self.learn(x);
         let step = 1.0 / BREAKS as f64;
         let (mut first, mut last) = (None, None);
-        for j in 0..=BREAKS {
-            // As numpy's `arange(0, 1 + 1/B, 1/B)`: j × (1/B), bit for bit.
-            let m = j as f64 * step;
-            let lp = lambda.min(0.5 / m);
-            let ln = lambda.min(0.5 / (1.0 - m));
-            self.pos[j] *= 1.0 + lp * (x - m);
-            self.neg[j] *= 1.0 - ln * (x - m);
+        for (j, g) in grid().iter().enumerate() {
+            let lp = lambda.min(g.pos_cap);
+            let ln = lambda.min(g.neg_cap);
+            self.pos[j] *= 1.0 + lp * (x - g.m);
+            self.neg[j] *= 1.0 - ln * (x - g.m);
             if (0.5 * self.pos[j]).max(0.5 * self.neg[j]) <= self.threshold {
                 first.get_or_insert(j);
                 last = Some(j);
@@ -135,6 +133,27 @@ impl Running {
         self.sq += (x - mean).powi(2);
         self.var_before = (PRIOR_VAR + self.sq) / (t + 1.0);
     }
+}
+
+/// A point m of the grid and the bets' caps there, 1/(2m) and 1/(2(1 − m)): divided once,
+/// not at every observation.
+struct Point {
+    m: f64,
+    pos_cap: f64,
+    neg_cap: f64,
+}
+
+fn grid() -> &'static [Point] {
+    static GRID: std::sync::OnceLock<Vec<Point>> = std::sync::OnceLock::new();
+    GRID.get_or_init(|| {
+        (0..=BREAKS)
+            .map(|j| {
+                // As numpy's `arange(0, 1 + 1/B, 1/B)`: j × (1/B), bit for bit.
+                let m = j as f64 * (1.0 / BREAKS as f64);
+                Point { m, pos_cap: 0.5 / m, neg_cap: 0.5 / (1.0 - m) }
+            })
+            .collect()
+    })
 }
 
 /// The plug-in bets' fake first observation.

@@ -119,6 +119,13 @@ pub(crate) fn wilson(x: f64, n: usize) -> (f64, f64) {
 }
 
 /// Percentile interval of the rate under resampling participants with replacement.
+///
+/// Participants with the same (score sum, trials) are alike to the resampling, and in a
+/// large study most are alike to another (a few trials per row, a few score values): then
+/// a resample is drawn as how many of each kind it takes, one multinomial draw over the
+/// kinds (by conditional binomials), which is the same resampling distribution at a cost
+/// that grows with the kinds instead of the participants. With more kinds than
+/// [`KINDS_FOR_COUNTS`] allows, each participant is drawn in turn.
 pub(crate) fn cluster_bootstrap(per_participant: &[(f64, usize)], replicates: usize, seed: u64) -> (f64, f64) {
     let n_p = per_participant.len();
     if n_p == 0 {
@@ -128,18 +135,76 @@ pub(crate) fn cluster_bootstrap(per_participant: &[(f64, usize)], replicates: us
         return (f64::NAN, f64::NAN);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut rates: Vec<f64> = (0..replicates)
-        .map(|_| {
-            let (mut s, mut n) = (0.0, 0usize);
-            for _ in 0..n_p {
-                let (ps, pn) = per_participant[rng.random_range(0..n_p)];
-                s += ps;
-                n += pn;
-            }
-            if n == 0 { 0.0 } else { s / n as f64 }
-        })
-        .collect();
+    let kinds = kinds_of(per_participant);
+    let mut rates: Vec<f64> = if kinds.len() * KINDS_FOR_COUNTS <= n_p {
+        (0..replicates).map(|_| resample_by_kind(&kinds, n_p, &mut rng)).collect()
+    } else {
+        (0..replicates)
+            .map(|_| {
+                let (mut s, mut n) = (0.0, 0usize);
+                for _ in 0..n_p {
+                    let (ps, pn) = per_participant[rng.random_range(0..n_p)];
+                    s += ps;
+                    n += pn;
+                }
+                if n == 0 { 0.0 } else { s / n as f64 }
+            })
+            .collect()
+    };
     percentile_95(&mut rates)
+}
+
+/// Resamples are drawn kind by kind where each kind stands for at least this many
+/// participants on average (a binomial draw costs about as much as this many single draws).
+pub(crate) const KINDS_FOR_COUNTS: usize = 16;
+
+/// Distinct (score sum, trials) with how many participants have each, most common first
+/// (ties by value: a fixed order for a given set of participants).
+fn kinds_of(per_participant: &[(f64, usize)]) -> Vec<((f64, usize), u64)> {
+    let mut counts: HashMap<(u64, usize), u64> = HashMap::new();
+    for &(s, n) in per_participant {
+        *counts.entry((s.to_bits(), n)).or_default() += 1;
+    }
+    let mut kinds: Vec<((f64, usize), u64)> =
+        counts.into_iter().map(|((s, n), c)| ((f64::from_bits(s), n), c)).collect();
+    kinds.sort_by(|((sa, na), ca), ((sb, nb), cb)| cb.cmp(ca).then(sa.total_cmp(sb)).then(na.cmp(nb)));
+    kinds
+}
+
+/// One resample's rate: how many of each kind it takes, Multinomial(n_p, count/n_p), drawn
+/// as each kind's Binomial(left, its share of the kinds not drawn yet).
+fn resample_by_kind(kinds: &[((f64, usize), u64)], n_p: usize, rng: &mut ChaCha8Rng) -> f64 {
+    let (mut s, mut n) = (0.0, 0u64);
+    draw_kinds(kinds, n_p, rng, |&((ps, pn), _), take| {
+        s += ps * take as f64;
+        n += pn as u64 * take;
+    });
+    if n == 0 { 0.0 } else { s / n as f64 }
+}
+
+/// Draws how many of each kind a resample of `n_p` takes, handing each kind that gets any
+/// and its number to `take`.
+fn draw_kinds<K>(kinds: &[(K, u64)], n_p: usize, rng: &mut ChaCha8Rng, mut take: impl FnMut(&(K, u64), u64)) {
+    use rand_distr::{Binomial, Distribution};
+    let mut left = n_p as u64;
+    let mut rest: u64 = kinds.iter().map(|(_, c)| c).sum();
+    for kind in kinds {
+        if left == 0 {
+            break;
+        }
+        let c = kind.1;
+        let got = if c == rest {
+            left
+        } else {
+            // c < rest, so the share is in (0, 1).
+            Binomial::new(left, c as f64 / rest as f64).map_or(0, |b| b.sample(rng))
+        };
+        if got > 0 {
+            take(kind, got);
+        }
+        left -= got;
+        rest -= c;
+    }
 }
 
 /// The 2.5% and 97.5% points of bootstrap statistics (sorted here); NaN for none.
@@ -436,6 +501,71 @@ mod tests {
         assert!(lo < rate && rate < hi, "{lo} {rate} {hi}");
         let (lo2, hi2) = cluster_bootstrap(&mk(400), 2000, 1);
         assert!(hi2 - lo2 < hi - lo);
+    }
+
+    #[test]
+    fn drawing_resamples_by_kind_is_drawing_participants() {
+        // 3,000 participants of 6 kinds, one kind rare: the interval from counts per kind
+        // and the one from drawing each participant (the definition), both from 20,000
+        // resamples, agree to Monte Carlo error; so do the resampled rates' spread.
+        let kinds =
+            [((3.0, 4), 900), ((1.5, 4), 800), ((4.0, 4), 700), ((0.0, 4), 400), ((2.0, 2), 190), ((1.0, 1), 10)];
+        let per: Vec<(f64, usize)> = kinds.iter().flat_map(|&(v, c)| std::iter::repeat_n(v, c)).collect();
+        assert!(kinds_of(&per).len() * KINDS_FOR_COUNTS <= per.len());
+        let direct = |seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut rates: Vec<f64> = (0..20_000)
+                .map(|_| {
+                    let (mut s, mut n) = (0.0, 0);
+                    for _ in 0..per.len() {
+                        let (ps, pn) = per[rng.random_range(0..per.len())];
+                        s += ps;
+                        n += pn;
+                    }
+                    s / n as f64
+                })
+                .collect();
+            percentile_95(&mut rates)
+        };
+        let (lo, hi) = cluster_bootstrap(&per, 20_000, 7);
+        let (dlo, dhi) = direct(8);
+        let rate = per.iter().map(|p| p.0).sum::<f64>() / per.iter().map(|p| p.1 as f64).sum::<f64>();
+        assert!(lo < rate && rate < hi);
+        // The half-width is ~0.025 here; the percentiles' Monte Carlo error ~5e-4.
+        assert!((lo - dlo).abs() < 2e-3 && (hi - dhi).abs() < 2e-3, "by kind ({lo}, {hi}), direct ({dlo}, {dhi})");
+        // Each resample takes n_p participants in all, and each kind as often as a
+        // multinomial draw would: mean n_p·p, variance n_p·p·(1 − p).
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let k = kinds_of(&per);
+        let draws = 4000;
+        let mut sums = vec![(0.0f64, 0.0f64); k.len()];
+        for _ in 0..draws {
+            let mut got = vec![0u64; k.len()];
+            draw_kinds(&k, per.len(), &mut rng, |kind, n| {
+                got[k.iter().position(|x| x.0 == kind.0).unwrap()] = n;
+            });
+            assert_eq!(got.iter().sum::<u64>(), per.len() as u64);
+            for (s, &g) in sums.iter_mut().zip(&got) {
+                s.0 += g as f64;
+                s.1 += (g as f64).powi(2);
+            }
+        }
+        for ((_, c), (s, sq)) in k.iter().zip(sums) {
+            let p = *c as f64 / per.len() as f64;
+            let (mean, var) = (s / draws as f64, sq / draws as f64 - (s / draws as f64).powi(2));
+            let (want_mean, want_var) = (per.len() as f64 * p, per.len() as f64 * p * (1.0 - p));
+            // Standard errors: √(var/draws) for the mean, var·√(2/draws) for the variance.
+            assert!((mean - want_mean).abs() < 5.0 * (want_var / draws as f64).sqrt(), "{c}: mean {mean}, {want_mean}");
+            assert!(
+                (var - want_var).abs() < 5.0 * want_var * (2.0 / draws as f64).sqrt(),
+                "{c}: var {var}, {want_var}"
+            );
+        }
+        // Many kinds (every participant alike to none): each participant is drawn.
+        let spread: Vec<(f64, usize)> = (0..400).map(|i| (f64::from(i % 97) / 100.0, 1)).collect();
+        assert!(kinds_of(&spread).len() * KINDS_FOR_COUNTS > spread.len());
+        let (lo, hi) = cluster_bootstrap(&spread, 2000, 3);
+        assert!(lo < hi);
     }
 
     #[test]
