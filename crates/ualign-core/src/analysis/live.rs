@@ -128,28 +128,31 @@ impl LiveReader {
                 row.shown = None;
             }
         }
-        for p in &finished[self.finished.len()..] {
-            for row in self.rows.values_mut() {
-                if let Some(mean) = row.sums.mean_of(p) {
-                    row.cs.push(mean);
-                    row.shown = None;
-                }
-            }
-            self.in_sequences.insert(p.clone());
-        }
-        self.finished = finished;
+        let newly = &finished[self.finished.len()..];
+        self.in_sequences.extend(newly.iter().cloned());
         let resampling = (self.replicates, self.seed);
         let rows = &mut self.rows;
+        // Row by row (in parallel): the newly finished into the sequence, then the row anew
+        // where anything changed.
         let mut recompute = move || {
             use rayon::prelude::*;
-            rows.par_iter_mut().filter(|(_, r)| r.shown.is_none()).for_each(|((a, b, k), r)| {
-                r.shown = Some(r.sums.row((a, b, *k), &r.cs, resampling));
+            rows.par_iter_mut().for_each(|((a, b, k), r)| {
+                for p in newly {
+                    if let Some(mean) = r.sums.mean_of(p) {
+                        r.cs.push(mean);
+                        r.shown = None;
+                    }
+                }
+                if r.shown.is_none() {
+                    r.shown = Some(r.sums.row((a, b, *k), &r.cs, resampling));
+                }
             });
         };
         match &self.pool {
             Some(pool) => pool.install(recompute),
             None => recompute(),
         }
+        self.finished = finished;
         Ok(LiveView { progress: store.progress()?, fk: self.rows.values().filter_map(|r| r.shown.clone()).collect() })
     }
 
