@@ -117,7 +117,7 @@ fn maximal_lotteries_equal_pref_voting() {
 #[test]
 fn a_report_from_records_needs_no_database() {
     use ualign_core::analysis::report::{Options, PersonLine, Records, Report};
-    use ualign_core::schedule::{Slot, SlotRole};
+    use ualign_core::schedule::SlotRole;
     use ualign_core::store::{BestOfKAnswer, Candidate, Progress, QualityCounts, RankAnswer};
 
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("studies/example.toml")).unwrap();
@@ -135,14 +135,13 @@ fn a_report_from_records_needs_no_database() {
     };
     let candidates =
         vec![cand(1, "sampled", 0, "Bay Brew"), cand(2, "sampled", 1, "Bean There"), cand(3, "greedy", 0, "Bay Brew")];
-    let slot = |policy: &str, sample, role| Slot { policy: policy.into(), sample, role };
     let k1 = |who: &str, ids: Vec<i64>, choice| BestOfKAnswer {
         participant: who.into(),
         prompt_id: "cafe".into(),
         policy_a: "sampled".into(),
         policy_b: "greedy".into(),
         k: 1,
-        slots: vec![slot("sampled", ids[0] as u32 - 1, SlotRole::A), slot("greedy", 0, SlotRole::B)],
+        roles: vec![SlotRole::A, SlotRole::B],
         candidate_ids: ids,
         choice,
         no_preference: choice.is_none(),

@@ -443,7 +443,7 @@ mod tests {
             policy_a: "p".into(),
             policy_b: "p".into(),
             k: 2,
-            slots: Vec::new(),
+            roles: Vec::new(),
             candidate_ids: vec![1, 2, 3],
             choice: Some(1),
             no_preference: false,

@@ -43,11 +43,11 @@ pub const CONVENTION: &str = "identical texts split the win: a chosen text in m 
 
 /// One answered best_of_k trial.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
-    pub(crate) participant: String,
-    pub(crate) prompt: String,
-    pub(crate) policy_a: String,
-    pub(crate) policy_b: String,
+pub struct Observation<'a> {
+    pub(crate) participant: &'a str,
+    pub(crate) prompt: &'a str,
+    pub(crate) policy_a: &'a str,
+    pub(crate) policy_b: &'a str,
     pub(crate) k: u32,
     /// A's score in [0, 1].
     pub(crate) score: f64,
@@ -92,11 +92,28 @@ pub struct FkRow {
     pub length_control: Option<LengthControl>,
 }
 
+/// What has a slot's role: a [`Slot`], or the role itself.
+pub(crate) trait Role {
+    fn role(&self) -> SlotRole;
+}
+
+impl Role for Slot {
+    fn role(&self) -> SlotRole {
+        self.role
+    }
+}
+
+impl Role for SlotRole {
+    fn role(&self) -> SlotRole {
+        *self
+    }
+}
+
 /// A's score for a pick among `slots` with `texts` (displayed order).
-pub(crate) fn slot_split_score<T: PartialEq>(slots: &[Slot], texts: &[T], choice: usize) -> f64 {
+pub(crate) fn slot_split_score<S: Role, T: PartialEq>(slots: &[S], texts: &[T], choice: usize) -> f64 {
     let chosen = &texts[choice];
-    let m = slots.iter().zip(texts).filter(|(s, t)| s.role == SlotRole::A && *t == chosen).count();
-    let in_b = slots.iter().zip(texts).any(|(s, t)| s.role == SlotRole::B && t == chosen);
+    let m = slots.iter().zip(texts).filter(|(s, t)| s.role() == SlotRole::A && *t == chosen).count();
+    let in_b = slots.iter().zip(texts).any(|(s, t)| s.role() == SlotRole::B && t == chosen);
     match (m, in_b) {
         (0, _) => 0.0,
         (m, false) if m > 0 => 1.0,
@@ -229,7 +246,7 @@ pub const CS_ALPHA: f64 = 0.05;
 /// who left, are in the rate and the intervals but not in the sequence). `ties_offered`:
 /// the study let participants answer "no preference" (the tie model is fitted).
 pub fn compute(
-    obs: &[Observation],
+    obs: &[Observation<'_>],
     finished: &[String],
     (replicates, seed): (usize, u64),
     ties_offered: bool,
@@ -239,20 +256,20 @@ pub fn compute(
 
 /// As [`compute`], without the length control and tie model (`length_control` None): the
 /// rows a live view refreshes on every answer, numbers identical to [`compute`]'s.
-pub fn compute_without_length(obs: &[Observation], finished: &[String], resampling: (usize, u64)) -> Vec<FkRow> {
+pub fn compute_without_length(obs: &[Observation<'_>], finished: &[String], resampling: (usize, u64)) -> Vec<FkRow> {
     rows(obs, finished, resampling, None)
 }
 
 /// The rows; `length`: None for no length control, else whether ties were offered.
 fn rows(
-    obs: &[Observation],
+    obs: &[Observation<'_>],
     finished: &[String],
     (replicates, seed): (usize, u64),
     length: Option<bool>,
 ) -> Vec<FkRow> {
-    let mut groups: BTreeMap<(&str, &str, u32), Vec<&Observation>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str, u32), Vec<&Observation<'_>>> = BTreeMap::new();
     for o in obs {
-        groups.entry((o.policy_a.as_str(), o.policy_b.as_str(), o.k)).or_default().push(o);
+        groups.entry((o.policy_a, o.policy_b, o.k)).or_default().push(o);
     }
     // Rows are independent (each bootstrap seeded by its k): in parallel, in the same order.
     use rayon::prelude::*;
@@ -261,7 +278,7 @@ fn rows(
         .map(|((a, b, k), os)| {
             let mut sums = RowSums::default();
             for o in &os {
-                sums.add(&o.participant, o.score);
+                sums.add(o.participant, o.score);
             }
             // Finished participants' mean scores, in the order they finished.
             let mut cs = confseq::Running::new(CS_ALPHA);
@@ -272,10 +289,8 @@ fn rows(
             }
             let mut row = sums.row((a, b, k), &cs, (replicates, seed));
             row.length_control = length.and_then(|ties_offered| {
-                let sets: Vec<length::Trial> = os
-                    .iter()
-                    .filter_map(|o| Some(((o.participant.as_str(), o.prompt.as_str()), o.set.as_ref()?)))
-                    .collect();
+                let sets: Vec<length::Trial> =
+                    os.iter().filter_map(|o| Some(((o.participant, o.prompt), o.set.as_ref()?))).collect();
                 let mut lc = length::fit(&sets, ties_offered)?;
                 // The observed rate's interval: the cluster one, else Wilson's.
                 let observed =
@@ -380,21 +395,25 @@ impl RowSums {
 /// slot-split convention, from the texts of the candidates it showed (`texts_by_id`). A
 /// trial whose shown candidates do not match its slots, or that has neither a pick nor
 /// "no preference", is left out.
-pub(crate) fn observations(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64, &str>) -> Vec<Observation> {
+pub(crate) fn observations<'a>(answers: &'a [BestOfKAnswer], texts_by_id: &HashMap<i64, &str>) -> Vec<Observation<'a>> {
     observations_with(answers, texts_by_id, true)
 }
 
 /// As [`observations`], without the shown sets the length control needs (`set` None):
 /// what the rate, its intervals and sequences are made of.
-pub(crate) fn scores(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64, &str>) -> Vec<Observation> {
+pub(crate) fn scores<'a>(answers: &'a [BestOfKAnswer], texts_by_id: &HashMap<i64, &str>) -> Vec<Observation<'a>> {
     observations_with(answers, texts_by_id, false)
 }
 
-fn observations_with(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64, &str>, sets: bool) -> Vec<Observation> {
+fn observations_with<'a>(
+    answers: &'a [BestOfKAnswer],
+    texts_by_id: &HashMap<i64, &str>,
+    sets: bool,
+) -> Vec<Observation<'a>> {
     let mut out = Vec::new();
     for a in answers {
         let texts: Option<Vec<&str>> = a.candidate_ids.iter().map(|id| texts_by_id.get(id).copied()).collect();
-        let texts = texts.filter(|t| t.len() == a.slots.len() && !t.is_empty());
+        let texts = texts.filter(|t| t.len() == a.roles.len() && !t.is_empty());
         let score = if a.no_preference {
             0.5
         } else {
@@ -403,18 +422,18 @@ fn observations_with(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64, &str>
             // they are.
             let shown: Vec<&str> =
                 a.candidate_ids.iter().map(|id| texts_by_id.get(id).copied().unwrap_or("")).collect();
-            if shown.len() != a.slots.len() || choice >= shown.len() {
+            if shown.len() != a.roles.len() || choice >= shown.len() {
                 continue;
             }
-            slot_split_score(&a.slots, &shown, choice)
+            slot_split_score(&a.roles, &shown, choice)
         };
         let set =
-            texts.filter(|_| sets).map(|t| choice_set(&a.slots, &t, if a.no_preference { None } else { a.choice }));
+            texts.filter(|_| sets).map(|t| choice_set(&a.roles, &t, if a.no_preference { None } else { a.choice }));
         out.push(Observation {
-            participant: a.participant.clone(),
-            prompt: a.prompt_id.clone(),
-            policy_a: a.policy_a.clone(),
-            policy_b: a.policy_b.clone(),
+            participant: &a.participant,
+            prompt: &a.prompt_id,
+            policy_a: &a.policy_a,
+            policy_b: &a.policy_b,
             k: a.k,
             score,
             no_preference: a.no_preference,
@@ -425,7 +444,7 @@ fn observations_with(answers: &[BestOfKAnswer], texts_by_id: &HashMap<i64, &str>
 }
 
 /// A trial's distinct texts (first shown first) with A's share of each, and the text chosen.
-fn choice_set(slots: &[Slot], texts: &[&str], choice: Option<usize>) -> ChoiceSet {
+fn choice_set<S: Role>(slots: &[S], texts: &[&str], choice: Option<usize>) -> ChoiceSet {
     let mut distinct: Vec<&str> = Vec::new();
     for t in texts {
         if !distinct.contains(t) {
@@ -438,7 +457,7 @@ fn choice_set(slots: &[Slot], texts: &[&str], choice: Option<usize>) -> ChoiceSe
             let first = texts.iter().position(|t| t == d).unwrap_or(0);
             TextOption {
                 a_share: slot_split_score(slots, texts, first),
-                a_slots: slots.iter().zip(texts).filter(|(s, t)| s.role == SlotRole::A && *t == d).count() as f64,
+                a_slots: slots.iter().zip(texts).filter(|(s, t)| s.role() == SlotRole::A && *t == d).count() as f64,
                 length: d.chars().count() as f64,
             }
         })
@@ -568,18 +587,23 @@ mod tests {
         assert!(lo < hi);
     }
 
-    #[test]
-    fn compute_groups_and_counts() {
-        let o = |p: &str, k, score| Observation {
-            participant: p.into(),
-            prompt: "q".into(),
-            policy_a: "a".into(),
-            policy_b: "b".into(),
+    /// An observation of `participant` in row (a, b, k) scoring `score`.
+    fn obs(participant: &str, k: u32, score: f64) -> Observation<'_> {
+        Observation {
+            participant,
+            prompt: "q",
+            policy_a: "a",
+            policy_b: "b",
             k,
             score,
             no_preference: false,
             set: None,
-        };
+        }
+    }
+
+    #[test]
+    fn compute_groups_and_counts() {
+        let o = obs;
         let rows = compute(&[o("p1", 1, 1.0), o("p1", 1, 0.0), o("p2", 1, 0.5), o("p2", 2, 1.0)], &[], (500, 3), true);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].n, rows[0].wins, rows[0].ties, rows[0].losses, rows[0].participants), (3, 1, 1, 1, 2));
@@ -590,16 +614,8 @@ mod tests {
 
     #[test]
     fn too_few_participants_get_no_cluster_interval_and_a_reason() {
-        let o = |p: usize, score| Observation {
-            participant: format!("p{p}"),
-            prompt: "q".into(),
-            policy_a: "a".into(),
-            policy_b: "b".into(),
-            k: 1,
-            score,
-            no_preference: false,
-            set: None,
-        };
+        let names: Vec<String> = (0..MIN_CLUSTER_PARTICIPANTS).map(|p| format!("p{p}")).collect();
+        let o = |p: usize, score| obs(&names[p], 1, score);
         // 5 participants who all lost: a percentile bootstrap would say [0, 0].
         let few: Vec<_> = (0..5).flat_map(|p| [o(p, 0.0), o(p, 0.0)]).collect();
         let r = &compute(&few, &[], (500, 1), true)[0];
@@ -616,18 +632,9 @@ mod tests {
 
     #[test]
     fn the_sequence_takes_finished_participants_in_the_order_they_finished() {
-        let o = |p: &str, score| Observation {
-            participant: p.into(),
-            prompt: "q".into(),
-            policy_a: "a".into(),
-            policy_b: "b".into(),
-            k: 2,
-            score,
-            no_preference: false,
-            set: None,
-        };
+        let names: Vec<String> = (0..60).map(|i| format!("p{i}")).collect();
         let obs: Vec<_> =
-            (0..60).flat_map(|i| [o(&format!("p{i}"), 1.0), o(&format!("p{i}"), (i % 3) as f64 / 2.0)]).collect();
+            (0..60).flat_map(|i| [obs(&names[i], 2, 1.0), obs(&names[i], 2, (i % 3) as f64 / 2.0)]).collect();
         let order = |ids: &mut dyn Iterator<Item = usize>| ids.map(|i| format!("p{i}")).collect::<Vec<_>>();
         let all = compute(&obs, &order(&mut (0..60)), (100, 1), true);
         let means: Vec<f64> = (0..60).map(|i| (1.0 + (i % 3) as f64 / 2.0) / 2.0).collect();

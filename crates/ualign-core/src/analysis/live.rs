@@ -106,13 +106,13 @@ impl LiveReader {
         let by_id: HashMap<i64, &str> = self.texts.iter().map(|(id, t)| (*id, t.as_str())).collect();
         let mut stale_finished = false;
         for o in fk::scores(&answers, &by_id) {
-            let row = self.rows.entry((o.policy_a.clone(), o.policy_b.clone(), o.k)).or_insert_with(|| Row {
+            let row = self.rows.entry((o.policy_a.to_string(), o.policy_b.to_string(), o.k)).or_insert_with(|| Row {
                 sums: RowSums::default(),
                 cs: Running::new(CS_ALPHA),
                 shown: None,
             });
-            stale_finished |= self.in_sequences.contains(&o.participant);
-            row.sums.add(&o.participant, o.score);
+            stale_finished |= self.in_sequences.contains(o.participant);
+            row.sums.add(o.participant, o.score);
             row.shown = None;
         }
         self.read_upto = upto;

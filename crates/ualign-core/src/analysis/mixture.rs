@@ -107,8 +107,8 @@ impl Evidence {
             }
         }
         for a in best_of_k {
-            let attention = a.slots.iter().any(|s| matches!(s.role, SlotRole::Gold | SlotRole::Broken));
-            if attention || a.no_preference || a.candidate_ids.len() != a.slots.len() {
+            let attention = a.roles.iter().any(|r| matches!(r, SlotRole::Gold | SlotRole::Broken));
+            if attention || a.no_preference || a.candidate_ids.len() != a.roles.len() {
                 continue;
             }
             if let Some(c) = a.choice {

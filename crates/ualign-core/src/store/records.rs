@@ -8,7 +8,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Candidate, Result, Store, StoreError};
-use crate::schedule::Slot;
+use crate::schedule::{Slot, SlotRole};
+
+/// A stored slot read for its role alone (its other fields are skipped, not allocated).
+#[derive(serde::Deserialize)]
+struct RoleOf {
+    role: SlotRole,
+}
 
 /// An answered best_of_k trial (skips left out): what f(k) is computed from.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,8 +24,10 @@ pub struct BestOfKAnswer {
     pub policy_a: String,
     pub policy_b: String,
     pub k: u32,
-    /// What fills each displayed slot, in displayed order.
-    pub slots: Vec<Slot>,
+    /// Whose each displayed slot is, in displayed order (A's, B's; which sample fills it
+    /// is in the export, not needed here: a million answers' slot lists as `Slot`s, each
+    /// with its policy's name, held a gigabyte at 20,000 participants).
+    pub roles: Vec<SlotRole>,
     /// The candidates shown, in displayed order (empty if the trial was never marked shown).
     pub candidate_ids: Vec<i64>,
     /// The displayed slot picked; none for "no preference".
@@ -265,7 +273,10 @@ impl Store {
                         policy_a,
                         policy_b,
                         k,
-                        slots: json("trials", id, "slot list", &slots)?,
+                        roles: json::<Vec<RoleOf>>("trials", id, "slot list", &slots)?
+                            .into_iter()
+                            .map(|r| r.role)
+                            .collect(),
                         candidate_ids: json_opt("trials", id, "candidate id list", cids)?.unwrap_or_default(),
                         choice: slot_index("answers", id, choice)?,
                         no_preference,
