@@ -25,7 +25,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ualign::tui::dashboard::{Update, spawn_report_watcher, spawn_watcher, spawn_whole_live_watcher};
+use ualign::tui::dashboard::{Update, Watching, spawn_watching};
 use ualign_core::analysis::report::Options;
 use ualign_core::simulate::{Answering, Cohort, Population, simulate_answering};
 use ualign_core::store::Store;
@@ -46,16 +46,16 @@ fn run(name: &str, study_path: &Path, db: &Path) -> (Vec<f64>, usize) {
     let opts = Options::for_study(&s);
     let (tx, rx) = mpsc::channel();
     let refresh = Arc::new(AtomicBool::new(false));
-    let watch = match name {
-        "new" => spawn_watcher,
-        "whole" => spawn_whole_live_watcher,
-        _ => spawn_report_watcher,
+    let watching = match name {
+        "new" => Watching::NewAnswers,
+        "whole" => Watching::EveryAnswer,
+        _ => Watching::WholeReport,
     };
     if name != "report" {
         ualign::tui::dashboard::leave_a_core_for_the_live_view();
     }
     let opened = Instant::now();
-    watch(s.clone(), copy.clone(), opts, refresh, tx).expect("watcher");
+    spawn_watching(watching, s.clone(), copy.clone(), opts, refresh, tx).expect("watcher");
     // What the UI thread would see: (when, answers shown).
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();

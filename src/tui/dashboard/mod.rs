@@ -106,40 +106,32 @@ pub fn spawn_watcher(
     refresh: Arc<AtomicBool>,
     tx: mpsc::Sender<Update>,
 ) -> std::io::Result<()> {
-    spawn(study, db, opts, refresh, tx, Some(LiveReads::New))
+    spawn_watching(Watching::NewAnswers, study, db, opts, refresh, tx)
 }
 
-/// The dashboard as it was before its live view read only new answers: the live view
-/// reads every answer on every commit (the peer of `benches/dashboard_lag.rs`).
-pub fn spawn_whole_live_watcher(
+/// What a dashboard's watchers compute on each commit: today's, and the dashboards before
+/// it (the peers of `benches/dashboard_lag.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watching {
+    /// A live view from the answers committed since its last read ([`LiveReader`]), the
+    /// full report in the background.
+    NewAnswers,
+    /// A live view from every answer on every commit, the full report in the background.
+    EveryAnswer,
+    /// The whole report after every change, nothing in between.
+    WholeReport,
+}
+
+/// [`spawn_watcher`], watching as `watching` says.
+pub fn spawn_watching(
+    watching: Watching,
     study: Study,
     db: PathBuf,
     opts: Options,
     refresh: Arc<AtomicBool>,
     tx: mpsc::Sender<Update>,
 ) -> std::io::Result<()> {
-    spawn(study, db, opts, refresh, tx, Some(LiveReads::Every))
-}
-
-/// What the live view reads on each commit.
-#[derive(Debug, Clone, Copy)]
-enum LiveReads {
-    /// The answers committed since its last read ([`LiveReader`]).
-    New,
-    /// Every answer.
-    Every,
-}
-
-/// The dashboard as it was before the live view: the whole report after every change,
-/// nothing in between (the peer of `benches/dashboard_lag.rs`).
-pub fn spawn_report_watcher(
-    study: Study,
-    db: PathBuf,
-    opts: Options,
-    refresh: Arc<AtomicBool>,
-    tx: mpsc::Sender<Update>,
-) -> std::io::Result<()> {
-    spawn(study, db, opts, refresh, tx, None)
+    spawn(study, db, opts, refresh, tx, watching)
 }
 
 fn spawn(
@@ -148,7 +140,7 @@ fn spawn(
     opts: Options,
     refresh: Arc<AtomicBool>,
     tx: mpsc::Sender<Update>,
-    live: Option<LiveReads>,
+    watching: Watching,
 ) -> std::io::Result<()> {
     std::thread::Builder::new().name("ualign-dashboard".into()).spawn(move || {
         // SQLite's full integrity check, once: numbers from a damaged file are never shown.
@@ -159,8 +151,8 @@ fn spawn(
                 return;
             }
         };
-        if let Some(reads) = live
-            && let Err(e) = spawn_live(study.clone(), db.clone(), opts.replicates, reads, tx.clone())
+        if watching != Watching::WholeReport
+            && let Err(e) = spawn_live(study.clone(), db.clone(), opts.replicates, watching, tx.clone())
         {
             let _ = tx.send(Update::Failed(format!("cannot start the live view: {e}")));
         }
@@ -195,7 +187,7 @@ fn spawn_live(
     study: Study,
     db: PathBuf,
     replicates: usize,
-    reads: LiveReads,
+    watching: Watching,
     tx: mpsc::Sender<Update>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new().name("ualign-dashboard-live".into()).spawn(move || {
@@ -226,9 +218,9 @@ fn spawn_live(
             if version != seen {
                 seen = version;
                 let read = Instant::now();
-                let view = match reads {
-                    LiveReads::New => reader.read(&study, &store),
-                    LiveReads::Every => LiveView::compute(&study, &store, replicates),
+                let view = match watching {
+                    Watching::NewAnswers => reader.read(&study, &store),
+                    _ => LiveView::compute(&study, &store, replicates),
                 };
                 let msg = match view {
                     Ok(v) => Update::Live(Box::new(v), read),
