@@ -105,14 +105,22 @@ impl LiveReader {
         }
         let by_id: HashMap<i64, &str> = self.texts.iter().map(|(id, t)| (*id, t.as_str())).collect();
         let mut stale_finished = false;
+        // By row, each row's new answers in the order they were committed (the row's key
+        // is looked up once per read, not once per answer).
+        let mut by_row: BTreeMap<(&str, &str, u32), Vec<fk::Observation<'_>>> = BTreeMap::new();
         for o in fk::scores(&answers, &by_id) {
-            let row = self.rows.entry((o.policy_a.to_string(), o.policy_b.to_string(), o.k)).or_insert_with(|| Row {
+            by_row.entry((o.policy_a, o.policy_b, o.k)).or_default().push(o);
+        }
+        for ((a, b, k), obs) in by_row {
+            let row = self.rows.entry((a.to_string(), b.to_string(), k)).or_insert_with(|| Row {
                 sums: RowSums::default(),
                 cs: Running::new(CS_ALPHA),
                 shown: None,
             });
-            stale_finished |= self.in_sequences.contains(o.participant);
-            row.sums.add(o.participant, o.score);
+            for o in obs {
+                stale_finished |= self.in_sequences.contains(o.participant);
+                row.sums.add(o.participant, o.score);
+            }
             row.shown = None;
         }
         self.read_upto = upto;
