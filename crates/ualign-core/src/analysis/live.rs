@@ -19,7 +19,7 @@ use super::confseq::Running;
 use super::fk::{self, CS_ALPHA, FkRow, RowSums};
 use super::report::AnalysisError;
 use super::report::LiveView;
-use crate::store::Store;
+use crate::store::{BestOfKAnswer, Store};
 use crate::study::Study;
 
 /// The live f(k) and progress, read piece by piece (see the module's documentation).
@@ -89,43 +89,11 @@ impl LiveReader {
             self.restart();
         }
         let answers = store.best_of_k_answers_after(self.read_upto, upto)?;
-        let missing: Vec<i64> = {
-            let mut ids: Vec<i64> = answers
-                .iter()
-                .flat_map(|a| &a.candidate_ids)
-                .filter(|id| !self.texts.contains_key(id))
-                .copied()
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids
-        };
-        if !missing.is_empty() {
-            self.texts.extend(store.candidate_texts(&missing)?);
-        }
-        let by_id: HashMap<i64, &str> = self.texts.iter().map(|(id, t)| (*id, t.as_str())).collect();
-        let mut stale_finished = false;
-        // By row, each row's new answers in the order they were committed (the row's key
-        // is looked up once per read, not once per answer).
-        let mut by_row: BTreeMap<(&str, &str, u32), Vec<fk::Observation<'_>>> = BTreeMap::new();
-        for o in fk::scores(&answers, &by_id) {
-            by_row.entry((o.policy_a, o.policy_b, o.k)).or_default().push(o);
-        }
-        for ((a, b, k), obs) in by_row {
-            let row = self.rows.entry((a.to_string(), b.to_string(), k)).or_insert_with(|| Row {
-                sums: RowSums::default(),
-                cs: Running::new(CS_ALPHA),
-                shown: None,
-            });
-            for o in obs {
-                stale_finished |= self.in_sequences.contains(o.participant);
-                row.sums.add(o.participant, o.score);
-            }
-            row.shown = None;
-        }
+        self.learn_texts(store, &answers)?;
+        let answered_after_finishing = self.add(&answers);
         self.read_upto = upto;
         let finished = store.finish_order()?;
-        if stale_finished || !finished.starts_with(&self.finished) {
+        if answered_after_finishing || !finished.starts_with(&self.finished) {
             // Rebuilt from the start below (a rare case: answers after finishing, or a
             // finish order that changed).
             self.restarts += 1;
@@ -136,12 +104,54 @@ impl LiveReader {
                 row.shown = None;
             }
         }
+        self.finish_and_recompute(finished);
+        Ok(LiveView { progress: store.progress()?, fk: self.rows.values().filter_map(|r| r.shown.clone()).collect() })
+    }
+
+    /// Reads the texts of the candidates `answers` showed that are not known yet.
+    fn learn_texts(&mut self, store: &Store, answers: &[BestOfKAnswer]) -> Result<(), AnalysisError> {
+        let mut missing: Vec<i64> =
+            answers.iter().flat_map(|a| &a.candidate_ids).filter(|id| !self.texts.contains_key(id)).copied().collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            self.texts.extend(store.candidate_texts(&missing)?);
+        }
+        Ok(())
+    }
+
+    /// Adds `answers` to their rows' sums (each row's in the order they were committed;
+    /// its key looked up once, not once per answer); whether any came from a participant
+    /// already in the sequences.
+    fn add(&mut self, answers: &[BestOfKAnswer]) -> bool {
+        let by_id: HashMap<i64, &str> = self.texts.iter().map(|(id, t)| (*id, t.as_str())).collect();
+        let mut by_row: BTreeMap<(&str, &str, u32), Vec<fk::Observation<'_>>> = BTreeMap::new();
+        for o in fk::scores(answers, &by_id) {
+            by_row.entry((o.policy_a, o.policy_b, o.k)).or_default().push(o);
+        }
+        let mut after_finishing = false;
+        for ((a, b, k), obs) in by_row {
+            let row = self.rows.entry((a.to_string(), b.to_string(), k)).or_insert_with(|| Row {
+                sums: RowSums::default(),
+                cs: Running::new(CS_ALPHA),
+                shown: None,
+            });
+            for o in obs {
+                after_finishing |= self.in_sequences.contains(o.participant);
+                row.sums.add(o.participant, o.score);
+            }
+            row.shown = None;
+        }
+        after_finishing
+    }
+
+    /// Row by row (in parallel, in the reader's pool): those in `finished` past the ones
+    /// taken already into the sequence, then the row anew where anything changed.
+    fn finish_and_recompute(&mut self, finished: Vec<String>) {
         let newly = &finished[self.finished.len()..];
         self.in_sequences.extend(newly.iter().cloned());
         let resampling = (self.replicates, self.seed);
         let rows = &mut self.rows;
-        // Row by row (in parallel): the newly finished into the sequence, then the row anew
-        // where anything changed.
         let mut recompute = move || {
             use rayon::prelude::*;
             rows.par_iter_mut().for_each(|((a, b, k), r)| {
@@ -161,7 +171,6 @@ impl LiveReader {
             None => recompute(),
         }
         self.finished = finished;
-        Ok(LiveView { progress: store.progress()?, fk: self.rows.values().filter_map(|r| r.shown.clone()).collect() })
     }
 
     /// How many reads had to start again from every answer or sequence.
